@@ -1,0 +1,36 @@
+// Read-only memory mapping of a whole file (RAII). Weights are mmapped, never copied, so a
+// model's resident memory is what the pages actually touched.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace elm {
+
+class MmapFile {
+ public:
+  // Throws elm::Error naming the path if it cannot be opened or mapped.
+  explicit MmapFile(const std::string& path);
+  ~MmapFile();
+  MmapFile(const MmapFile&) = delete;
+  MmapFile& operator=(const MmapFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Reads a whole (small) file into a string; throws elm::Error naming the path on failure.
+std::string ReadTextFile(const std::string& path);
+
+// Writes `data` to `path` atomically: a temp file in the same folder, fsync, then rename.
+// On failure nothing is left at `path` (an existing file there is untouched).
+void WriteFileAtomic(const std::string& path, const void* data, size_t size);
+
+}  // namespace elm

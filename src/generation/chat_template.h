@@ -1,0 +1,39 @@
+// The OpenELM-Instruct chat format (CoreNet's instruction-tuning recipe, a Zephyr-style template):
+//
+//   <|system|>\n{system}</s>\n<|user|>\n{user}</s>\n<|assistant|>\n{reply}</s>\n ...
+//
+// rendered as HF's tokenizer would see it: "</s>" is the EOS token inserted by id, and every text
+// run between special tokens is encoded on its own (which is how HF splits added tokens). Role
+// headers and message content are plain text: a literal "</s>" typed by a user stays text unless
+// the caller asks for special-token parsing.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+
+namespace elm {
+
+struct ChatMessage {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+struct ChatTemplateOptions {
+  bool at_start = true;              // beginning of the conversation: BOS, no leading newline
+  bool add_generation_prompt = true; // end with "\n<|assistant|>\n" for the model to answer
+  bool parse_special = false;        // parse special tokens written in message content
+};
+
+// Appends the tokens for `messages` to `out`. With at_start = false the messages continue a
+// conversation whose last token was an EOS (the previous turn's end).
+void AppendChatTokens(const Tokenizer& tok, std::span<const ChatMessage> messages,
+                      const ChatTemplateOptions& opt, std::vector<int>& out);
+
+// The whole conversation, as HF's apply_chat_template(..., tokenize=True) with BOS.
+std::vector<int> ApplyChatTemplate(const Tokenizer& tok, std::span<const ChatMessage> messages,
+                                   bool add_generation_prompt = true, bool parse_special = false);
+
+}  // namespace elm

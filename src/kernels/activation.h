@@ -1,0 +1,15 @@
+// FFN activations (spec §1.1): SwiGLU uses the FIRST half of proj_1's output as the gate.
+#pragma once
+
+#include <cstdint>
+
+namespace elm {
+
+float Silu(float z);
+
+// out[i] = silu(gate[i]) * up[i] for n elements (out may alias up or gate).
+void SwiGlu(float* out, const float* gate, const float* up, int64_t n);
+// Without GLU (ffn_with_glu = false): g = silu(u), u: [T, F].
+void SiluInPlace(float* u, int64_t n);
+
+}  // namespace elm

@@ -1,0 +1,49 @@
+#include "kernels/matmul.h"
+
+#include <vector>
+
+namespace elm {
+
+void MatRef::RowToF32(int64_t r, float* out) const {
+  const size_t esize = DTypeSize(dtype);
+  ToF32(dtype, static_cast<const uint8_t*>(data) + static_cast<size_t>(r * cols) * esize, out,
+        static_cast<size_t>(cols));
+}
+
+MatRef MatRef::Rows(int64_t r0, int64_t n) const {
+  MatRef m = *this;
+  m.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(r0 * cols) * DTypeSize(dtype);
+  m.rows = n;
+  return m;
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  float tail = 0;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+void MatMul(float* y, const float* x, int64_t T, const MatRef& w) {
+  const int64_t N = w.rows, K = w.cols;
+#pragma omp parallel
+  {
+    std::vector<float> row(w.dtype == DType::kF32 ? 0 : static_cast<size_t>(K));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      const float* wr;
+      if (w.dtype == DType::kF32) {
+        wr = static_cast<const float*>(w.data) + n * K;
+      } else {
+        w.RowToF32(n, row.data());
+        wr = row.data();
+      }
+      for (int64_t t = 0; t < T; ++t) y[t * N + n] = Dot(x + t * K, wr, K);
+    }
+  }
+}
+
+}  // namespace elm

@@ -1,0 +1,118 @@
+#include "model/session.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/error.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+
+namespace elm {
+
+namespace {
+template <typename T>
+T* Grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+}  // namespace
+
+Session::Session(std::shared_ptr<const Model> model, int context)
+    : model_(std::move(model)),
+      cache_(model_->config(), context > 0 ? context : model_->config().max_context),
+      rope_(model_->config().head_dim, model_->config().rope_base, cache_.capacity()) {}
+
+void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
+                      const ForwardOptions& opt) {
+  const ModelConfig& c = model_->config();
+  const int T = static_cast<int>(tokens.size());
+  const int64_t D = c.dim, V = c.vocab_size;
+  if (T == 0) Fail("forward: no tokens given");
+  for (int t = 0; t < T; ++t)
+    if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
+      Fail("token id ", tokens[t], " at position ", t, " is out of range [0, ", c.vocab_size,
+           ")");
+  const int past = cache_.size();
+  if (past + T > cache_.capacity())
+    Fail(T, " tokens after ", past, " in the cache exceed the context of ", cache_.capacity(),
+         " tokens");
+
+  std::vector<float> x(static_cast<size_t>(T) * D);  // [T, D] residual stream
+  for (int t = 0; t < T; ++t) model_->embeddings().RowToF32(tokens[t], x.data() + t * D);
+  if (opt.hidden_states) {
+    opt.hidden_states->assign(static_cast<size_t>(c.n_layers + 1) * T * D, 0.0f);
+    std::copy(x.begin(), x.end(), opt.hidden_states->begin());
+  }
+  for (int l = 0; l < c.n_layers; ++l) {
+    Layer(l, x.data(), T, past);
+    if (opt.hidden_states && l + 1 < c.n_layers)
+      std::copy(x.begin(), x.end(), opt.hidden_states->begin() + (l + 1) * T * D);
+  }
+  cache_.Advance(T);
+
+  // Final norm; logits for the rows asked for.
+  const int first = opt.all_logits ? 0 : T - 1;
+  const int rows = T - first;
+  float* xn = Grow(h_, static_cast<size_t>(T) * D);
+  RmsNorm(xn, x.data(), model_->final_norm().data(), T, D, c.norm_eps);
+  if (opt.hidden_states)
+    std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
+  logits.resize(static_cast<size_t>(rows) * V);
+  MatMul(logits.data(), xn + first * D, rows, model_->lm_head());
+}
+
+void Session::Layer(int l, float* x, int T, int past) {
+  const ModelConfig& c = model_->config();
+  const LayerWeights& w = model_->layer(l);
+  const int64_t D = c.dim, Dh = c.head_dim;
+  const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
+  const int64_t F = c.layers[l].ffn_dim;
+  const int64_t qkv_dim = c.qkv_out(l);
+
+  // --- attention block (pre-norm) ---
+  float* h = Grow(h_, static_cast<size_t>(T) * D);
+  RmsNorm(h, x, w.attn_norm.data(), T, D, c.norm_eps);
+  float* qkv = Grow(qkv_, static_cast<size_t>(T) * qkv_dim);  // [T, (H + 2Hkv) Dh]
+  MatMul(qkv, h, T, w.qkv);
+  float* q = Grow(q_, static_cast<size_t>(T) * H * Dh);  // [T, H, Dh]
+  for (int t = 0; t < T; ++t) {
+    float* qt = qkv + t * qkv_dim;  // heads [0, H) are queries
+    float* kt = qt + H * Dh;        // then Hkv keys
+    float* vt = kt + Hkv * Dh;      // then Hkv values
+    if (c.qk_norm) {
+      RmsNorm(qt, qt, w.q_norm.data(), H, Dh, c.norm_eps);
+      RmsNorm(kt, kt, w.k_norm.data(), Hkv, Dh, c.norm_eps);
+    }
+    const int pos = past + t;
+    ApplyRope(qt, H, pos, rope_);
+    ApplyRope(kt, Hkv, pos, rope_);
+    std::memcpy(q + t * H * Dh, qt, sizeof(float) * H * Dh);
+    for (int k = 0; k < Hkv; ++k) {
+      std::memcpy(cache_.K(l, k, pos), kt + k * Dh, sizeof(float) * Dh);
+      std::memcpy(cache_.V(l, k, pos), vt + k * Dh, sizeof(float) * Dh);
+    }
+  }
+  float* att = Grow(att_, static_cast<size_t>(T) * H * Dh);
+  CausalAttention(att, q, T, past, l, H, Hkv, static_cast<int>(Dh), cache_);
+  float* o = Grow(tmp_, static_cast<size_t>(T) * D);
+  MatMul(o, att, T, w.out);
+  for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
+
+  // --- FFN block (pre-norm) ---
+  RmsNorm(h, x, w.ffn_norm.data(), T, D, c.norm_eps);
+  float* g = Grow(up_, static_cast<size_t>(T) * F);  // [T, F]
+  MatMul(g, h, T, w.up);
+  if (c.ffn_with_glu) {
+    float* gate = Grow(gate_, static_cast<size_t>(T) * F);
+    MatMul(gate, h, T, w.gate);
+    SwiGlu(g, gate, g, T * F);
+  } else {
+    SiluInPlace(g, T * F);
+  }
+  MatMul(o, g, T, w.down);
+  for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
+}
+
+}  // namespace elm

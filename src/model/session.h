@@ -1,0 +1,50 @@
+// Per-request inference state (llama2.c's RunState): the KV cache, the RoPE table and scratch
+// buffers. Sessions share one read-only Model.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/rope.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+
+namespace elm {
+
+struct ForwardOptions {
+  bool all_logits = false;  // [T, V] logits rather than only the last row
+  // If set, receives [L + 1, T, D]: embeddings, the residual stream after each layer, and for
+  // the last entry the final norm of the last layer's output (HF output_hidden_states).
+  std::vector<float>* hidden_states = nullptr;
+};
+
+class Session {
+ public:
+  // context: the most positions this session can hold; 0 means the model's max_context_length.
+  explicit Session(std::shared_ptr<const Model> model, int context = 0);
+
+  const Model& model() const { return *model_; }
+  const KVCache& cache() const { return cache_; }
+  int position() const { return cache_.size(); }
+  int context() const { return cache_.capacity(); }
+  void Reset() { cache_.Clear(); }
+  void Rewind(int n) { cache_.Truncate(n); }
+
+  // Runs `tokens` at positions [position(), position() + T), appending their keys and values to
+  // the cache, and writes logits ([V], or [T, V] with all_logits). Throws elm::Error for ids out
+  // of range or when the context would overflow (the cache is left unchanged then).
+  void Forward(std::span<const int> tokens, std::vector<float>& logits,
+               const ForwardOptions& opt = {});
+
+ private:
+  void Layer(int l, float* x, int T, int past);
+
+  std::shared_ptr<const Model> model_;
+  KVCache cache_;
+  RopeTable rope_;
+  // Scratch, grown as needed.
+  std::vector<float> h_, qkv_, q_, att_, tmp_, gate_, up_;
+};
+
+}  // namespace elm

@@ -1,0 +1,23 @@
+// Helpers shared by the test files: locating test data, reading reference binaries, running the
+// elm binary.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace elm::test {
+
+// tests/data in the source tree.
+std::string DataDir();
+// ../shared/conformance beside the repository, or "" when absent.
+std::string SharedConformanceDir();
+// Reads `count` float32 values at byte `offset` of a little-endian binary file.
+std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count);
+// A fresh empty temporary folder (removed by the OS eventually; tests clean up when they can).
+std::string TempDir(const std::string& tag);
+// Runs the elm binary with `args` (shell-quoted by the caller); returns exit code, fills stdout.
+int RunElm(const std::string& args, std::string* out, std::string* err = nullptr);
+float MaxAbsDiff(const float* a, const float* b, size_t n);
+
+}  // namespace elm::test

@@ -1,0 +1,42 @@
+#include "cli_util.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "base/error.h"
+
+namespace elm::cli {
+
+std::vector<int> ParseIdList(const std::string& text, const std::string& flag) {
+  std::vector<int> ids;
+  size_t i = 0;
+  while (i <= text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    size_t b = i, e = j;  // trim spaces
+    while (b < e && text[b] == ' ') ++b;
+    while (e > b && text[e - 1] == ' ') --e;
+    const std::string item(text.data() + b, e - b);
+    if (item.empty()) Fail(flag, ": empty entry in '", text, "'");
+    char* end = nullptr;
+    errno = 0;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (*end != '\0' || errno != 0 || v < 0 || v > 0x7fffffff)
+      Fail(flag, ": '", item, "' is not a non-negative integer token id");
+    ids.push_back(static_cast<int>(v));
+    i = j + 1;
+  }
+  return ids;
+}
+
+std::string IdsToJson(const std::vector<int>& ids) {
+  std::string s = "[";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) s.push_back(',');
+    s.append(std::to_string(ids[i]));
+  }
+  s.push_back(']');
+  return s;
+}
+
+}  // namespace elm::cli
