@@ -1,5 +1,7 @@
 #include "base/dtype.h"
 
+#include "kernels/quant.h"
+
 #include <cctype>
 #include <string>
 
@@ -10,15 +12,21 @@ size_t DTypeSize(DType t) {
     case DType::kF32: return 4;
     case DType::kF16: return 2;
     case DType::kBF16: return 2;
+    case DType::kQ8_0: return 34;  // f16 scale + 32 int8
+    case DType::kQ4_0: return 18;  // f16 scale + 16 bytes of nibbles
   }
   return 0;
 }
+
+size_t DTypeBlock(DType t) { return (t == DType::kQ8_0 || t == DType::kQ4_0) ? 32 : 1; }
 
 const char* DTypeName(DType t) {
   switch (t) {
     case DType::kF32: return "F32";
     case DType::kF16: return "F16";
     case DType::kBF16: return "BF16";
+    case DType::kQ8_0: return "Q8_0";
+    case DType::kQ4_0: return "Q4_0";
   }
   return "?";
 }
@@ -29,6 +37,8 @@ std::optional<DType> ParseDType(std::string_view name) {
   if (up == "F32" || up == "FLOAT32") return DType::kF32;
   if (up == "F16" || up == "FLOAT16") return DType::kF16;
   if (up == "BF16" || up == "BFLOAT16") return DType::kBF16;
+  if (up == "Q8_0") return DType::kQ8_0;
+  if (up == "Q4_0") return DType::kQ4_0;
   return std::nullopt;
 }
 
@@ -97,6 +107,12 @@ void ToF32(DType t, const void* src, float* dst, size_t n) {
       for (size_t i = 0; i < n; ++i) dst[i] = BF16ToF32(s[i]);
       return;
     }
+    case DType::kQ8_0:
+      DequantizeQ8_0(static_cast<const BlockQ8_0*>(src), dst, n);
+      return;
+    case DType::kQ4_0:
+      DequantizeQ4_0(static_cast<const BlockQ4_0*>(src), dst, n);
+      return;
   }
 }
 
@@ -115,6 +131,12 @@ void FromF32(DType t, const float* src, void* dst, size_t n) {
       for (size_t i = 0; i < n; ++i) d[i] = F32ToBF16(src[i]);
       return;
     }
+    case DType::kQ8_0:
+      QuantizeQ8_0(src, static_cast<BlockQ8_0*>(dst), n);
+      return;
+    case DType::kQ4_0:
+      QuantizeQ4_0(src, static_cast<BlockQ4_0*>(dst), n);
+      return;
   }
 }
 

@@ -45,6 +45,17 @@ MmapFile::~MmapFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+void MmapFile::Evict(const void* p, size_t n) const {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  auto b = reinterpret_cast<uintptr_t>(p);
+  auto e = b + n;
+  b = (b + page - 1) / page * page;  // only whole pages inside the range
+  e = e / page * page;
+  const auto lo = reinterpret_cast<uintptr_t>(data_), hi = lo + size_;
+  if (b < lo || e > hi || e <= b) return;
+  ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 std::string ReadTextFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) Fail(path, ": cannot open: ", std::strerror(errno));

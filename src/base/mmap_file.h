@@ -19,6 +19,9 @@ class MmapFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the pages of [p, p + n) from this process's memory (they are re-read from the file if
+  // touched again): used after a tensor was converted into an owned buffer.
+  void Evict(const void* p, size_t n) const;
 
  private:
   std::string path_;

@@ -162,6 +162,8 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
   std::set<std::string> names;
   for (const auto& t : tensors) {
     if (!names.insert(t.name).second) Fail(path, ": duplicate tensor name '", t.name, "'");
+    if (DTypeBlock(t.dtype) != 1)
+      Fail(path, ": tensor '", t.name, "': safetensors cannot store ", DTypeName(t.dtype));
     uint64_t numel = 1;
     for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
     const uint64_t nbytes = numel * DTypeSize(t.dtype);
@@ -239,6 +241,10 @@ TensorStore::TensorStore(const std::string& path) : origin_(path) {
 const TensorView* TensorStore::Find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : it->second;
+}
+
+void TensorStore::Evict(const TensorView& v) const {
+  for (const auto& f : files_) f->file().Evict(v.data, v.nbytes);
 }
 
 const TensorView& TensorStore::Get(const std::string& name) const {

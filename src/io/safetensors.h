@@ -39,6 +39,7 @@ class SafetensorsFile {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const TensorView* Find(const std::string& name) const;
+  const MmapFile& file() const { return file_; }
 
  private:
   MmapFile file_;
@@ -72,6 +73,8 @@ class TensorStore {
   const TensorView& Get(const std::string& name) const;
   const std::map<std::string, const TensorView*>& all() const { return index_; }
   const std::string& origin() const { return origin_; }
+  // Releases the memory pages behind a tensor of this store (see MmapFile::Evict).
+  void Evict(const TensorView& v) const;
 
  private:
   std::string origin_;

@@ -12,4 +12,10 @@ void SwiGlu(float* out, const float* gate, const float* up, int64_t n);
 // Without GLU (ffn_with_glu = false): g = silu(u), u: [T, F].
 void SiluInPlace(float* u, int64_t n);
 
+// Backward of SwiGlu, accumulating: dgate += dout·up·silu'(gate), dup += dout·silu(gate).
+void SwiGluBackward(float* dgate, float* dup, const float* dout, const float* gate,
+                    const float* up, int64_t n);
+// Backward of SiluInPlace (no GLU), accumulating: du += dout·silu'(u) for the pre-activation u.
+void SiluBackward(float* du, const float* dout, const float* u, int64_t n);
+
 }  // namespace elm

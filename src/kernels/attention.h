@@ -13,4 +13,18 @@ namespace elm {
 void CausalAttention(float* out, const float* q, int T, int past, int layer, int n_heads,
                      int n_kv_heads, int head_dim, const KVCache& cache);
 
+// ---- Training attention over a batch [B, T], every row at positions 0..T-1. ----
+// Inputs are read in place from the fused projection rows: qkv is [B, T, (H + 2 Hkv) Dh] with
+// heads [0, H) queries, [H, H + Hkv) keys, then values (spec §1.4), queries and keys already
+// QK-normed and rotated. Only the per-row logsumexp is saved; the backward pass recomputes the
+// probabilities (flash-attention style), so memory stays O(B·H·T) rather than O(B·H·T²).
+
+// out: [B, T, H, Dh]; lse: [B, H, T] logsumexp of each query's scaled scores.
+void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int n_heads,
+                      int n_kv_heads, int head_dim);
+// Accumulates into dqkv [B, T, (H + 2 Hkv) Dh] (query, key and value slots) from dout
+// [B, T, H, Dh]; out and lse are AttentionForward's results for the same qkv.
+void AttentionBackward(float* dqkv, const float* dout, const float* out, const float* lse,
+                       const float* qkv, int B, int T, int n_heads, int n_kv_heads, int head_dim);
+
 }  // namespace elm

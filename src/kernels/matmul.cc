@@ -1,18 +1,19 @@
 #include "kernels/matmul.h"
 
+#include <cblas.h>
+
 #include <vector>
 
 namespace elm {
 
 void MatRef::RowToF32(int64_t r, float* out) const {
-  const size_t esize = DTypeSize(dtype);
-  ToF32(dtype, static_cast<const uint8_t*>(data) + static_cast<size_t>(r * cols) * esize, out,
+  ToF32(dtype, static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * row_bytes(), out,
         static_cast<size_t>(cols));
 }
 
 MatRef MatRef::Rows(int64_t r0, int64_t n) const {
   MatRef m = *this;
-  m.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(r0 * cols) * DTypeSize(dtype);
+  m.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(r0) * row_bytes();
   m.rows = n;
   return m;
 }
@@ -44,6 +45,26 @@ void MatMul(float* y, const float* x, int64_t T, const MatRef& w) {
       for (int64_t t = 0; t < T; ++t) y[t * N + n] = Dot(x + t * K, wr, K);
     }
   }
+}
+
+void MatMulForward(float* out, const float* inp, const float* w, int64_t N, int64_t C,
+                   int64_t OC) {
+  if (N == 0 || OC == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(N), static_cast<int>(OC),
+              static_cast<int>(C), 1.0f, inp, static_cast<int>(C), w, static_cast<int>(C), 0.0f,
+              out, static_cast<int>(OC));
+}
+
+void MatMulBackward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                    int64_t N, int64_t C, int64_t OC) {
+  if (N == 0 || OC == 0 || C == 0) return;
+  const int n = static_cast<int>(N), c = static_cast<int>(C), oc = static_cast<int>(OC);
+  if (dinp != nullptr)  // [N, OC] · [OC, C]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 1.0f,
+                dinp, c);
+  // [OC, N] · [N, C]
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f, dw,
+              c);
 }
 
 }  // namespace elm

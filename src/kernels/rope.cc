@@ -53,4 +53,19 @@ void ApplyRope(float* x, int n_heads, int pos, const RopeTable& table) {
   }
 }
 
+void RopeBackward(float* dx, int n_heads, int pos, const RopeTable& table) {
+  const int hd = table.head_dim(), half = hd / 2;
+  const float* c = table.cos(pos);
+  const float* s = table.sin(pos);
+  for (int h = 0; h < n_heads; ++h) {
+    float* g = dx + static_cast<size_t>(h) * hd;
+    for (int j = 0; j < half; ++j) {
+      const float ga = g[j], gb = g[j + half];
+      // forward: a' = a·c − b·s, b' = b·c + a·s  ⇒  ∂a = ga·c + gb·s, ∂b = gb·c − ga·s
+      g[j] = ga * c[j] + gb * s[j + half];
+      g[j + half] = gb * c[j + half] - ga * s[j];
+    }
+  }
+}
+
 }  // namespace elm

@@ -28,4 +28,8 @@ class RopeTable {
 // Rotates `n_heads` vectors of length Dh (contiguous, stride Dh) at position `pos` in place.
 void ApplyRope(float* x, int n_heads, int pos, const RopeTable& table);
 
+// Backward of ApplyRope, in place: on entry dx holds ∂L/∂(rotated vectors), on exit ∂L/∂(input
+// vectors). The rotation is orthogonal, so this applies its transpose (rotation by −θ).
+void RopeBackward(float* dx, int n_heads, int pos, const RopeTable& table);
+
 }  // namespace elm

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -65,7 +66,7 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
   return t;
 }
 
-std::shared_ptr<const Model> Model::Load(const std::string& path) {
+std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOptions& opt) {
   if (!fs::exists(path)) Fail(path, ": no such model folder");
   if (!fs::is_directory(path))
     Fail(path, ": expected a model folder (config.json + model.safetensors)");
@@ -89,21 +90,44 @@ std::shared_ptr<const Model> Model::Load(const std::string& path) {
                  name.c_str());
   }
 
+  // Matrices in the stored type (mmapped), or converted into owned buffers.
+  auto mat = [&](const TensorView& v) -> MatRef {
+    MatRef src = ToMat(v);
+    if (!opt.weights || *opt.weights == src.dtype) return src;
+    const DType to = *opt.weights;
+    if (src.cols % static_cast<int64_t>(DTypeBlock(to)) != 0)
+      Fail(path, ": cannot convert tensor '", v.name, "' to ", DTypeName(to), ": its ", src.cols,
+           " columns are not a multiple of ", DTypeBlock(to));
+    MatRef dst{to, nullptr, src.rows, src.cols};
+    m->owned_.emplace_back(dst.row_bytes() * static_cast<size_t>(src.rows));
+    dst.data = m->owned_.back().data();
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(src.cols));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < src.rows; ++r) {
+        src.RowToF32(r, row.data());
+        FromF32(to, row.data(), const_cast<uint8_t*>(dst.row(r)), row.size());
+      }
+    }
+    s.Evict(v);  // the file's pages for this tensor are not needed any more
+    return dst;
+  };
   size_t k = 0;
   auto next = [&]() -> const TensorView& { return Checked(s, specs[k++]); };
-  m->embeddings_ = ToMat(next());
+  m->embeddings_ = mat(next());
   m->layers_.resize(c.n_layers);
   for (int i = 0; i < c.n_layers; ++i) {
     LayerWeights& l = m->layers_[i];
     l.attn_norm = ToVec(next());
-    l.qkv = ToMat(next());
+    l.qkv = mat(next());
     if (c.qk_norm) {
       l.q_norm = ToVec(next());
       l.k_norm = ToVec(next());
     }
-    l.out = ToMat(next());
+    l.out = mat(next());
     l.ffn_norm = ToVec(next());
-    const MatRef proj1 = ToMat(next());
+    const MatRef proj1 = mat(next());
     const int64_t F = c.layers[i].ffn_dim;
     if (c.ffn_with_glu) {
       l.gate = proj1.Rows(0, F);
@@ -111,30 +135,95 @@ std::shared_ptr<const Model> Model::Load(const std::string& path) {
     } else {
       l.up = proj1;
     }
-    l.down = ToMat(next());
+    l.down = mat(next());
   }
   m->final_norm_ = ToVec(next());
-  m->lm_head_ = c.tied_embeddings ? m->embeddings_ : ToMat(next());
+  m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(next());
   ELM_CHECK(k == specs.size());
+  return m;
+}
+
+std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uint64_t seed) {
+  auto m = std::shared_ptr<Model>(new Model());
+  m->config_ = c;
+  m->path_ = "(random " + c.name + ")";
+  auto mat = [&](int64_t rows, int64_t cols, uint64_t salt) -> MatRef {
+    if (cols % static_cast<int64_t>(DTypeBlock(type)) != 0)
+      Fail("random model: ", cols, " columns are not a multiple of the ", DTypeName(type),
+           " block");
+    MatRef r{type, nullptr, rows, cols};
+    m->owned_.emplace_back(r.row_bytes() * static_cast<size_t>(rows));
+    r.data = m->owned_.back().data();
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < rows; ++i) {
+        // A cheap counter-based generator: reproducible, independent of thread count.
+        uint64_t state = (seed * 0x9E3779B97F4A7C15ull) ^ (salt << 32) ^ static_cast<uint64_t>(i);
+        for (auto& v : row) {
+          state = state * 6364136223846793005ull + 1442695040888963407ull;
+          const double u1 = static_cast<double>((state >> 11) + 1) / 9007199254740993.0;
+          state = state * 6364136223846793005ull + 1442695040888963407ull;
+          const double u2 = static_cast<double>(state >> 11) / 9007199254740992.0;
+          v = static_cast<float>(0.02 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+        }
+        FromF32(type, row.data(), const_cast<uint8_t*>(r.row(i)), row.size());
+      }
+    }
+    return r;
+  };
+  const int64_t D = c.dim, V = c.vocab_size;
+  uint64_t salt = 1;
+  m->embeddings_ = mat(V, D, salt++);
+  m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(V, D, salt++);
+  m->final_norm_.assign(static_cast<size_t>(D), 1.0f);
+  m->layers_.resize(c.n_layers);
+  for (int i = 0; i < c.n_layers; ++i) {
+    LayerWeights& l = m->layers_[i];
+    const int64_t F = c.layers[i].ffn_dim;
+    l.attn_norm.assign(static_cast<size_t>(D), 1.0f);
+    l.ffn_norm.assign(static_cast<size_t>(D), 1.0f);
+    if (c.qk_norm) {
+      l.q_norm.assign(static_cast<size_t>(c.head_dim), 1.0f);
+      l.k_norm.assign(static_cast<size_t>(c.head_dim), 1.0f);
+    }
+    l.qkv = mat(c.qkv_out(i), D, salt++);
+    l.out = mat(D, static_cast<int64_t>(c.layers[i].n_heads) * c.head_dim, salt++);
+    if (c.ffn_with_glu) l.gate = mat(F, D, salt++);
+    l.up = mat(F, D, salt++);
+    l.down = mat(D, F, salt++);
+  }
   return m;
 }
 
 void Model::ForEachTensor(
     const std::function<void(const TensorSpec&, const TensorView&)>& fn) const {
+  if (!store_) Fail(path_, ": this model was not loaded from a checkpoint");
   for (const auto& spec : ExpectedTensors(config_)) fn(spec, store_->Get(spec.name));
 }
 
 std::string Model::weights_dtype() const {
   std::set<std::string> types;
-  ForEachTensor([&](const TensorSpec& spec, const TensorView& v) {
-    if (spec.shape.size() == 2) types.insert(v.dtype_name);
-  });
+  auto add = [&](const MatRef& m) {
+    if (m.data) types.insert(DTypeName(m.dtype));
+  };
+  add(embeddings_);
+  add(lm_head_);
+  for (const auto& l : layers_) {
+    for (const MatRef* mr : {&l.qkv, &l.out, &l.gate, &l.up, &l.down}) add(*mr);
+  }
   return types.size() == 1 ? *types.begin() : "mixed";
 }
 
 size_t Model::weights_bytes() const {
-  size_t b = 0;
-  ForEachTensor([&](const TensorSpec&, const TensorView& v) { b += v.nbytes; });
+  auto bytes = [](const MatRef& m) { return m.data ? m.row_bytes() * m.rows : 0; };
+  size_t b = bytes(embeddings_) + final_norm_.size() * 4;
+  if (!config_.tied_embeddings) b += bytes(lm_head_);
+  for (const auto& l : layers_) {
+    b += bytes(l.qkv) + bytes(l.out) + bytes(l.gate) + bytes(l.up) + bytes(l.down);
+    b += (l.attn_norm.size() + l.ffn_norm.size() + l.q_norm.size() + l.k_norm.size()) * 4;
+  }
   return b;
 }
 

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,10 +38,20 @@ struct LayerWeights {
   MatRef down;                   // [D, F] proj_2
 };
 
+struct LoadOptions {
+  // Convert every weight matrix to this type at load (e.g. Q8_0, Q4_0, BF16); unset keeps the
+  // stored types, mmapped. Norm weights always stay f32.
+  std::optional<DType> weights;
+};
+
 class Model {
  public:
   // `path`: a folder with config.json and model.safetensors (or a sharded index).
-  static std::shared_ptr<const Model> Load(const std::string& path);
+  static std::shared_ptr<const Model> Load(const std::string& path, const LoadOptions& opt = {});
+
+  // A model with random weights (N(0, 0.02²) matrices, unit norms) held in memory, stored as
+  // `type`: for benchmarks and tests, where values do not matter.
+  static std::shared_ptr<const Model> Random(const ModelConfig& cfg, DType type, uint64_t seed);
 
   const ModelConfig& config() const { return config_; }
   const std::string& path() const { return path_; }
@@ -49,9 +60,9 @@ class Model {
   const std::vector<float>& final_norm() const { return final_norm_; }
   const LayerWeights& layer(int i) const { return layers_[i]; }
   const TensorStore& store() const { return *store_; }
-  // Storage dtype of the big matrices ("F32", "BF16", ... or "mixed").
+  // Type of the big matrices as used for compute ("F32", "BF16", "Q8_0", ... or "mixed").
   std::string weights_dtype() const;
-  size_t weights_bytes() const;  // bytes of all tensors the forward pass reads
+  size_t weights_bytes() const;  // bytes of all weight matrices and norms as held in memory
   // Visits every tensor of the checkpoint layout with its stored view.
   void ForEachTensor(const std::function<void(const TensorSpec&, const TensorView&)>& fn) const;
 
@@ -62,6 +73,7 @@ class Model {
   MatRef embeddings_, lm_head_;
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
+  std::vector<std::vector<uint8_t>> owned_;  // converted matrices (LoadOptions::weights)
 };
 
 }  // namespace elm

@@ -7,6 +7,7 @@
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_fast.h"
 #include "kernels/rmsnorm.h"
 
 namespace elm {
@@ -23,6 +24,13 @@ Session::Session(std::shared_ptr<const Model> model, int context)
     : model_(std::move(model)),
       cache_(model_->config(), context > 0 ? context : model_->config().max_context),
       rope_(model_->config().head_dim, model_->config().rope_base, cache_.capacity()) {}
+
+void Session::Mul(float* y, const float* x, int64_t T, const MatRef& w) const {
+  if (reference_)
+    MatMul(y, x, T, w);
+  else
+    MatMulFast(y, x, T, w);
+}
 
 void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
                       const ForwardOptions& opt) {
@@ -60,7 +68,7 @@ void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
   if (opt.hidden_states)
     std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
   logits.resize(static_cast<size_t>(rows) * V);
-  MatMul(logits.data(), xn + first * D, rows, model_->lm_head());
+  Mul(logits.data(), xn + first * D, rows, model_->lm_head());
 }
 
 void Session::Layer(int l, float* x, int T, int past) {
@@ -75,7 +83,7 @@ void Session::Layer(int l, float* x, int T, int past) {
   float* h = Grow(h_, static_cast<size_t>(T) * D);
   RmsNorm(h, x, w.attn_norm.data(), T, D, c.norm_eps);
   float* qkv = Grow(qkv_, static_cast<size_t>(T) * qkv_dim);  // [T, (H + 2Hkv) Dh]
-  MatMul(qkv, h, T, w.qkv);
+  Mul(qkv, h, T, w.qkv);
   float* q = Grow(q_, static_cast<size_t>(T) * H * Dh);  // [T, H, Dh]
   for (int t = 0; t < T; ++t) {
     float* qt = qkv + t * qkv_dim;  // heads [0, H) are queries
@@ -97,21 +105,21 @@ void Session::Layer(int l, float* x, int T, int past) {
   float* att = Grow(att_, static_cast<size_t>(T) * H * Dh);
   CausalAttention(att, q, T, past, l, H, Hkv, static_cast<int>(Dh), cache_);
   float* o = Grow(tmp_, static_cast<size_t>(T) * D);
-  MatMul(o, att, T, w.out);
+  Mul(o, att, T, w.out);
   for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
 
   // --- FFN block (pre-norm) ---
   RmsNorm(h, x, w.ffn_norm.data(), T, D, c.norm_eps);
   float* g = Grow(up_, static_cast<size_t>(T) * F);  // [T, F]
-  MatMul(g, h, T, w.up);
+  Mul(g, h, T, w.up);
   if (c.ffn_with_glu) {
     float* gate = Grow(gate_, static_cast<size_t>(T) * F);
-    MatMul(gate, h, T, w.gate);
+    Mul(gate, h, T, w.gate);
     SwiGlu(g, gate, g, T * F);
   } else {
     SiluInPlace(g, T * F);
   }
-  MatMul(o, g, T, w.down);
+  Mul(o, g, T, w.down);
   for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
 }
 

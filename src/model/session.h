@@ -28,6 +28,8 @@ class Session {
   const KVCache& cache() const { return cache_; }
   int position() const { return cache_.size(); }
   int context() const { return cache_.capacity(); }
+  // Use the scalar reference kernels instead of the SIMD ones (the test oracle; slow).
+  void set_reference(bool on) { reference_ = on; }
   void Reset() { cache_.Clear(); }
   void Rewind(int n) { cache_.Truncate(n); }
 
@@ -40,7 +42,10 @@ class Session {
  private:
   void Layer(int l, float* x, int T, int past);
 
+  void Mul(float* y, const float* x, int64_t T, const MatRef& w) const;
+
   std::shared_ptr<const Model> model_;
+  bool reference_ = false;
   KVCache cache_;
   RopeTable rope_;
   // Scratch, grown as needed.

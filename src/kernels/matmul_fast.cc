@@ -1,0 +1,100 @@
+#include "kernels/matmul_fast.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace elm {
+namespace {
+
+constexpr int64_t kPrefillRows = 4;  // from this many activation rows on, quantized weights go bf16
+constexpr int64_t kPanel = 16;       // weight rows per work item (a multiple of the 4-row tile)
+
+// Scratch that lives with the calling thread, so steady-state decoding allocates nothing.
+template <typename T>
+T* Scratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Splits rows [0, N) into panels and runs fn(r0, nr) for each, in parallel.
+template <typename Fn>
+void ForPanels(int64_t N, int64_t panel, const Fn& fn) {
+  const int64_t n_panels = (N + panel - 1) / panel;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < n_panels; ++p) {
+    const int64_t r0 = p * panel;
+    fn(r0, std::min(panel, N - r0));
+  }
+}
+
+}  // namespace
+
+void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+  const int64_t N = w.rows, K = w.cols;
+  // Decode: one panel per thread keeps the work even; prefill: small panels for cache reuse.
+  const int threads = omp_get_max_threads();
+  const int64_t decode_panel = std::max<int64_t>(4, ((N + threads * 4 - 1) / (threads * 4)) * 4);
+  const int64_t panel = T < kPrefillRows ? std::min<int64_t>(decode_panel, 256) : kPanel;
+  thread_local std::vector<uint16_t> xb16;
+  thread_local std::vector<BlockQ8_0> xq8;
+  switch (w.dtype) {
+    case DType::kF32:
+      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+        k.gemm_f32(y + r0, N, x, T, reinterpret_cast<const float*>(w.row(r0)), nr, K);
+      });
+      return;
+    case DType::kF16:
+      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+        k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
+      });
+      return;
+    case DType::kBF16: {
+      uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
+      k.f32_to_bf16(x, xb, T * K);
+      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+        k.gemm_bf16(y + r0, N, xb, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
+      });
+      return;
+    }
+    case DType::kQ8_0:
+    case DType::kQ4_0: {
+      if (T < kPrefillRows) {
+        const int64_t nb = K / kQBlock;
+        BlockQ8_0* xq = Scratch(xq8, static_cast<size_t>(T * nb));
+        for (int64_t t = 0; t < T; ++t) k.quantize_q8_0(x + t * K, xq + t * nb, K);
+        ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+          if (w.dtype == DType::kQ8_0)
+            k.gemm_q8_0(y + r0, N, xq, T, reinterpret_cast<const BlockQ8_0*>(w.row(r0)), nr, K);
+          else
+            k.gemm_q4_0(y + r0, N, xq, T, reinterpret_cast<const BlockQ4_0*>(w.row(r0)), nr, K);
+        });
+        return;
+      }
+      uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
+      k.f32_to_bf16(x, xb, T * K);
+      ForPanels(N, kPanel, [&](int64_t r0, int64_t nr) {
+        // Dequantize this panel once (f32 → bf16), then reuse it for every activation row.
+        thread_local std::vector<float> wf;
+        thread_local std::vector<uint16_t> wb;
+        float* f = Scratch(wf, static_cast<size_t>(nr * K));
+        uint16_t* b = Scratch(wb, static_cast<size_t>(nr * K));
+        ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
+        k.f32_to_bf16(f, b, nr * K);
+        k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
+      });
+      return;
+    }
+  }
+}
+
+void MatMulFast(float* y, const float* x, int64_t T, const MatRef& w) {
+  if (DTypeBlock(w.dtype) != 1 && w.cols % kQBlock != 0) {
+    MatMul(y, x, T, w);  // quantized rows must hold whole blocks; never the case for OpenELM
+    return;
+  }
+  MatMulWith(BestKernels(), y, x, T, w);
+}
+
+}  // namespace elm

@@ -1,0 +1,23 @@
+// The fast matrix product used by inference: same contract as MatMul (y[T, N] = x[T, K] · Wᵀ)
+// but with SIMD micro-kernels chosen at run time and reduced-precision operands where the weight
+// type calls for it:
+//   F32 weights   f32 × f32 FMA (no precision change)
+//   F16 weights   f16 widened exactly, f32 FMA
+//   BF16 weights  activations rounded to bf16, vdpbf16ps (f32 accumulation)
+//   Q8_0 / Q4_0   decode (T < 4): activations quantized to Q8_0, int8 dot products (VNNI);
+//                 prefill: weight panels dequantized to bf16, then the bf16 GEMM
+// Tolerances against MatMul are in docs/numerics.md.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu_kernels.h"
+#include "kernels/matmul.h"
+
+namespace elm {
+
+void MatMulFast(float* y, const float* x, int64_t T, const MatRef& w);
+// Same, with an explicit kernel table (tests compare tables).
+void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w);
+
+}  // namespace elm

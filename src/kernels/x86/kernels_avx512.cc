@@ -1,0 +1,304 @@
+// AVX-512 micro-kernels (F, BW, VL, DQ, BF16, VNNI), compiled for those instructions only in this
+// file and used only after the CPU reports them. Everything here has internal linkage and uses no
+// inline library templates, so no AVX-512 code can leak into the generic build through the linker.
+//
+// GEMM shape: y[t, r] = Σ_k x[t, k] · w[r, k]. Register tiles of MR activation rows × NR weight
+// rows accumulate 16-lane partial sums over k and are reduced once at the end of the row, so a tile
+// holds MR·NR zmm accumulators (≤ 16) and needs MR + NR loads per 32 (bf16) or 16 (f32) k.
+// Activations are walked in blocks of kTB rows so a block stays in L2 while weight rows stream.
+#include "kernels/cpu_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ELM_HAVE_AVX512_KERNELS 1
+
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm512_undefined_* helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c,avx2")
+#include <immintrin.h>
+
+namespace elm {
+namespace {
+
+constexpr int64_t kTB = 64;  // activation rows per cache block
+
+inline __mmask16 Mask16(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+inline __mmask32 Mask32(int64_t n) {
+  return n >= 32 ? static_cast<__mmask32>(0xffffffffu) : static_cast<__mmask32>((1u << n) - 1u);
+}
+
+// ---- bf16 × bf16 → f32 (vdpbf16ps) -------------------------------------------------------------
+template <int MR, int NR>
+void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64_t K) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512i xv[MR], wv[NR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_si512(x + i * K + k);
+    for (int j = 0; j < NR; ++j) wv[j] = _mm512_loadu_si512(w + j * K + k);
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j)
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)xv[i], (__m512bh)wv[j]);
+  }
+  if (k < K) {
+    const __mmask32 m = Mask32(K - k);
+    __m512i xv[MR], wv[NR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_epi16(m, x + i * K + k);
+    for (int j = 0; j < NR; ++j) wv[j] = _mm512_maskz_loadu_epi16(m, w + j * K + k);
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j)
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)xv[i], (__m512bh)wv[j]);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+// ---- f32 × f32 and f32 × f16 → f32 (FMA) -------------------------------------------------------
+template <bool kF16W>
+inline __m512 LoadW(const void* w, int64_t off) {
+  if constexpr (kF16W) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + off)));
+  } else {
+    return _mm512_loadu_ps(static_cast<const float*>(w) + off);
+  }
+}
+template <bool kF16W>
+inline __m512 LoadWMasked(const void* w, int64_t off, __mmask16 m) {
+  if constexpr (kF16W) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + off));
+  } else {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + off);
+  }
+}
+
+template <int MR, int NR, bool kF16W>
+void TileF32(float* y, int64_t ldy, const float* x, const void* w, int64_t K) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 xv[MR], wv[NR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_ps(x + i * K + k);
+    for (int j = 0; j < NR; ++j) wv[j] = LoadW<kF16W>(w, j * K + k);
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv[i], wv[j], acc[i][j]);
+  }
+  if (k < K) {
+    const __mmask16 m = Mask16(K - k);
+    __m512 xv[MR], wv[NR];
+    for (int i = 0; i < MR; ++i) xv[i] = _mm512_maskz_loadu_ps(m, x + i * K + k);
+    for (int j = 0; j < NR; ++j) wv[j] = LoadWMasked<kF16W>(w, j * K + k, m);
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv[i], wv[j], acc[i][j]);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+// Runs tiles over the whole [T, nr] output: activation blocks of kTB rows outermost, then weight
+// rows in steps of 4, then activation rows in steps of 4.
+template <typename TX, typename Tile>
+void Blocked(float* y, int64_t ldy, const TX* x, int64_t T, int64_t nr, int64_t K,
+             const Tile& tile) {
+  for (int64_t tb = 0; tb < T; tb += kTB) {
+    const int64_t te = tb + kTB < T ? tb + kTB : T;
+    for (int64_t r = 0; r < nr; r += 4) {
+      const int nrr = static_cast<int>(nr - r < 4 ? nr - r : 4);
+      for (int64_t t = tb; t < te; t += 4) {
+        const int mr = static_cast<int>(te - t < 4 ? te - t : 4);
+        tile(mr, nrr, y + t * ldy + r, x + t * K, r);
+      }
+    }
+  }
+}
+
+// Dispatches a runtime (mr, nr) ∈ [1,4]² to the template instance.
+#define ELM_TILE_SWITCH(MRV, NRV, CALL)                                      \
+  switch ((MRV) * 8 + (NRV)) {                                               \
+    case 9: CALL(1, 1); break;  case 10: CALL(1, 2); break;                  \
+    case 11: CALL(1, 3); break; case 12: CALL(1, 4); break;                  \
+    case 17: CALL(2, 1); break; case 18: CALL(2, 2); break;                  \
+    case 19: CALL(2, 3); break; case 20: CALL(2, 4); break;                  \
+    case 25: CALL(3, 1); break; case 26: CALL(3, 2); break;                  \
+    case 27: CALL(3, 3); break; case 28: CALL(3, 4); break;                  \
+    case 33: CALL(4, 1); break; case 34: CALL(4, 2); break;                  \
+    case 35: CALL(4, 3); break; default: CALL(4, 4); break;                  \
+  }
+
+void GemmBf16(float* y, int64_t ldy, const uint16_t* x, int64_t T, const uint16_t* w, int64_t nr,
+              int64_t K) {
+  Blocked(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const uint16_t* xt, int64_t r) {
+    const uint16_t* wt = w + r * K;
+#define ELM_CALL(A, B) TileBf16<A, B>(yt, ldy, xt, wt, K)
+    ELM_TILE_SWITCH(mr, nrr, ELM_CALL)
+#undef ELM_CALL
+  });
+}
+
+void GemmF32(float* y, int64_t ldy, const float* x, int64_t T, const float* w, int64_t nr,
+             int64_t K) {
+  Blocked(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const float* xt, int64_t r) {
+    const float* wt = w + r * K;
+#define ELM_CALL(A, B) TileF32<A, B, false>(yt, ldy, xt, wt, K)
+    ELM_TILE_SWITCH(mr, nrr, ELM_CALL)
+#undef ELM_CALL
+  });
+}
+
+void GemmF16(float* y, int64_t ldy, const float* x, int64_t T, const uint16_t* w, int64_t nr,
+             int64_t K) {
+  Blocked(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const float* xt, int64_t r) {
+    const uint16_t* wt = w + r * K;
+#define ELM_CALL(A, B) TileF32<A, B, true>(yt, ldy, xt, wt, K)
+    ELM_TILE_SWITCH(mr, nrr, ELM_CALL)
+#undef ELM_CALL
+  });
+}
+
+// ---- Q8_0 / Q4_0 weights × Q8_0 activations (VNNI on 256-bit lanes) ----------------------------
+// vpdpbusd multiplies unsigned by signed bytes. Q8_0 × Q8_0 uses |x| and sign(x)·w; Q4_0 keeps its
+// nibbles unsigned (0..15) and subtracts 8·Σx afterwards.
+inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+inline __m256 HSumHelperZero() { return _mm256_setzero_ps(); }
+
+inline float HSum256(__m256 v) {
+  const __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  __m128 s = _mm_add_ps(lo, hi);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int NR>
+void RowQ8_0(float* y, const BlockQ8_0* x, const BlockQ8_0* w, int64_t nb) {
+  __m256 acc[NR];
+  for (int j = 0; j < NR; ++j) acc[j] = HSumHelperZero();
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q));
+    const __m256i ax = _mm256_sign_epi8(xq, xq);
+    const float dx = Half(x[b].d);
+    for (int j = 0; j < NR; ++j) {
+      const BlockQ8_0& wb = w[j * nb + b];
+      const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.q));
+      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, _mm256_sign_epi8(wq, xq));
+      acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dx * Half(wb.d)), acc[j]);
+    }
+  }
+  for (int j = 0; j < NR; ++j) y[j] = HSum256(acc[j]);
+}
+
+template <int NR>
+void RowQ4_0(float* y, const BlockQ8_0* x, const BlockQ4_0* w, int64_t nb) {
+  __m256 acc[NR];
+  for (int j = 0; j < NR; ++j) acc[j] = HSumHelperZero();
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i eights = _mm256_set1_epi8(8);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q));
+    const __m256i xs8 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), eights, xq);  // 8·Σx per lane
+    const float dx = Half(x[b].d);
+    for (int j = 0; j < NR; ++j) {
+      const BlockQ4_0& wb = w[j * nb + b];
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.nib));
+      // Elements 0..15 are the low nibbles, 16..31 the high ones.
+      const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+      const __m256i wu = _mm256_and_si256(both, low4);
+      const __m256i dot =
+          _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wu, xq), xs8);
+      acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dx * Half(wb.d)), acc[j]);
+    }
+  }
+  for (int j = 0; j < NR; ++j) y[j] = HSum256(acc[j]);
+}
+
+void GemmQ8_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ8_0* w,
+              int64_t nr, int64_t K) {
+  const int64_t nb = K / kQBlock;
+  for (int64_t t = 0; t < T; ++t) {
+    int64_t r = 0;
+    for (; r + 4 <= nr; r += 4) RowQ8_0<4>(y + t * ldy + r, x + t * nb, w + r * nb, nb);
+    for (; r < nr; ++r) RowQ8_0<1>(y + t * ldy + r, x + t * nb, w + r * nb, nb);
+  }
+}
+
+void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ4_0* w,
+              int64_t nr, int64_t K) {
+  const int64_t nb = K / kQBlock;
+  for (int64_t t = 0; t < T; ++t) {
+    int64_t r = 0;
+    for (; r + 4 <= nr; r += 4) RowQ4_0<4>(y + t * ldy + r, x + t * nb, w + r * nb, nb);
+    for (; r < nr; ++r) RowQ4_0<1>(y + t * ldy + r, x + t * nb, w + r * nb, nb);
+  }
+}
+
+// ---- operand preparation ----------------------------------------------------------------------
+void F32ToBf16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    _mm512_storeu_si512(y + i, (__m512i)v);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = Mask16(n - i < 16 ? n - i : 16);
+    const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+    _mm256_mask_storeu_epi16(y + i, m, (__m256i)v);
+  }
+}
+
+void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
+  const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (int64_t b = 0; b < n / kQBlock; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + b * kQBlock);
+    const __m512 v1 = _mm512_loadu_ps(x + b * kQBlock + 16);
+    const __m512 a = _mm512_max_ps(_mm512_and_ps(v0, sign_mask), _mm512_and_ps(v1, sign_mask));
+    const float amax = _mm512_reduce_max_ps(a);
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[b].d = static_cast<uint16_t>(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+    const __m512 s = _mm512_set1_ps(id);
+    // Round half away from zero, as the scalar twin's lround does.
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(
+        _mm512_add_ps(_mm512_mul_ps(v0, s),
+                      _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v0, _mm512_setzero_ps(), _CMP_LT_OQ),
+                                           _mm512_set1_ps(0.5f), _mm512_set1_ps(-0.5f))),
+        _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(
+        _mm512_add_ps(_mm512_mul_ps(v1, s),
+                      _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v1, _mm512_setzero_ps(), _CMP_LT_OQ),
+                                           _mm512_set1_ps(0.5f), _mm512_set1_ps(-0.5f))),
+        _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].q), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].q + 16), _mm512_cvtsepi32_epi8(q1));
+  }
+}
+
+}  // namespace
+}  // namespace elm
+
+#pragma GCC pop_options
+
+namespace elm {
+// Outside the AVX-512 region: this runs on every CPU, before we know what it supports.
+const CpuKernels* Avx512Kernels() {
+  static const CpuKernels k{"avx512", GemmBf16, GemmF32,   GemmF16,
+                            GemmQ8_0, GemmQ4_0, F32ToBf16, QuantizeRowsQ8_0};
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512bf16") &&
+                         __builtin_cpu_supports("avx512vnni");
+  return ok ? &k : nullptr;
+}
+}  // namespace elm
+
+#else
+namespace elm {
+const CpuKernels* Avx512Kernels() { return nullptr; }
+}  // namespace elm
+#endif

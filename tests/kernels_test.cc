@@ -1,0 +1,165 @@
+// Every kernel table (scalar, and each SIMD tier this CPU has) against the scalar reference, on
+// random shapes with ragged tails, for every weight type; plus quantization round trips.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/dtype.h"
+#include "kernels/matmul.h"
+#include "kernels/matmul_fast.h"
+#include "kernels/quant.h"
+
+namespace elm {
+namespace {
+
+std::vector<const CpuKernels*> Tables() {
+  std::vector<const CpuKernels*> t = {&ScalarKernels()};
+  if (Avx2Kernels()) t.push_back(Avx2Kernels());
+  if (Avx512Kernels()) t.push_back(Avx512Kernels());
+  return t;
+}
+
+std::vector<float> Random(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Stores W (f32) in `type`; returns the bytes and a MatRef over them.
+MatRef Store(DType type, const std::vector<float>& w, int64_t N, int64_t K,
+             std::vector<uint8_t>& bytes) {
+  bytes.assign(DTypeBytes(type, static_cast<size_t>(N * K)), 0);
+  FromF32(type, w.data(), bytes.data(), static_cast<size_t>(N * K));
+  return MatRef{type, bytes.data(), N, K};
+}
+
+// Error bound of each weight type's fast path against f32 math on the same stored weights, as a
+// fraction of Σ_k |x_k·w_k| (the natural scale of a dot product's rounding error;
+// docs/numerics.md): activations are rounded to bf16, or quantized to Q8_0 when decoding.
+float Tolerance(DType t, int64_t T) {
+  switch (t) {
+    case DType::kF32:
+    case DType::kF16: return 1e-6f;
+    case DType::kBF16: return 4e-3f;
+    case DType::kQ8_0:
+    case DType::kQ4_0: return T < 4 ? 1e-2f : 4e-3f;
+  }
+  return 0;
+}
+
+// max_i |got_i - ref_i| / Σ_k |x_k w_ik| over the output.
+float ScaledError(const std::vector<float>& got, const std::vector<float>& ref,
+                  const std::vector<float>& x, const MatRef& m, int64_t T) {
+  const int64_t N = m.rows, K = m.cols;
+  std::vector<float> row(static_cast<size_t>(K));
+  float worst = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    m.RowToF32(n, row.data());
+    for (int64_t t = 0; t < T; ++t) {
+      double scale = 1e-30;
+      for (int64_t k = 0; k < K; ++k) scale += std::fabs(x[t * K + k] * row[k]);
+      const size_t i = static_cast<size_t>(t * N + n);
+      worst = std::max(worst, static_cast<float>(std::fabs(got[i] - ref[i]) / scale));
+    }
+  }
+  return worst;
+}
+
+TEST(Kernels, EveryTableMatchesReferenceOnRaggedShapes) {
+  std::mt19937 rng(7);
+  const int64_t shapes[][3] = {{1, 1, 32},  {1, 7, 64},   {2, 5, 96},   {3, 9, 160},
+                               {4, 4, 32},  {5, 13, 224}, {7, 17, 64},  {9, 33, 320},
+                               {1, 70, 1280}, {67, 20, 96}, {130, 6, 64}};
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    for (const auto& s : shapes) {
+      const int64_t T = s[0], N = s[1], K = s[2];
+      const auto x = Random(static_cast<size_t>(T * K), rng);
+      const auto w = Random(static_cast<size_t>(N * K), rng, 0.1f);
+      std::vector<uint8_t> bytes;
+      const MatRef m = Store(type, w, N, K, bytes);
+      std::vector<float> ref(static_cast<size_t>(T * N)), scalar(ref.size()), got(ref.size());
+      MatMul(ref.data(), x.data(), T, m);  // f32 math on the stored (rounded) weights
+      MatMulWith(ScalarKernels(), scalar.data(), x.data(), T, m);
+      EXPECT_LE(ScaledError(scalar, ref, x, m, T), Tolerance(type, T))
+          << "scalar " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+      // SIMD tables compute the same thing as the scalar twin up to summation order (and, for
+      // the quantized activations, a rare rounding tie).
+      for (const CpuKernels* k : Tables()) {
+        MatMulWith(*k, got.data(), x.data(), T, m);
+        EXPECT_LE(ScaledError(got, scalar, x, m, T), DTypeBlock(type) > 1 ? 1e-3f : 1e-5f)
+            << k->name << " " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+      }
+    }
+  }
+}
+
+// Odd K (not a multiple of the SIMD width) for the plain types.
+TEST(Kernels, PlainTypesHandleAnyK) {
+  std::mt19937 rng(9);
+  for (const CpuKernels* k : Tables()) {
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t K : {1, 3, 15, 17, 31, 33, 47, 100}) {
+        const int64_t T = 5, N = 6;
+        const auto x = Random(static_cast<size_t>(T * K), rng);
+        const auto w = Random(static_cast<size_t>(N * K), rng);
+        std::vector<uint8_t> bytes;
+        const MatRef m = Store(type, w, N, K, bytes);
+        std::vector<float> ref(static_cast<size_t>(T * N)), got(ref.size());
+        MatMul(ref.data(), x.data(), T, m);
+        MatMulWith(*k, got.data(), x.data(), T, m);
+        EXPECT_LE(ScaledError(got, ref, x, m, T), Tolerance(type, T))
+            << k->name << " " << DTypeName(type) << " K=" << K;
+      }
+    }
+  }
+}
+
+TEST(Kernels, QuantizationRoundTrip) {
+  std::mt19937 rng(3);
+  const auto x = Random(32 * 64, rng);
+  std::vector<BlockQ8_0> q8(64);
+  std::vector<BlockQ4_0> q4(64);
+  std::vector<float> y(x.size());
+  QuantizeQ8_0(x.data(), q8.data(), x.size());
+  DequantizeQ8_0(q8.data(), y.data(), x.size());
+  for (size_t b = 0; b < 64; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(y[b * 32 + i] - x[b * 32 + i]), amax / 127 * 0.51f + 1e-3f * amax);
+  }
+  QuantizeQ4_0(x.data(), q4.data(), x.size());
+  DequantizeQ4_0(q4.data(), y.data(), x.size());
+  for (size_t b = 0; b < 64; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(y[b * 32 + i] - x[b * 32 + i]), amax / 8 * 1.01f);
+  }
+  // The SIMD activation quantizer agrees with the scalar one up to rare rounding ties.
+  for (const CpuKernels* k : Tables()) {
+    std::vector<BlockQ8_0> a(64), b(64);
+    QuantizeQ8_0(x.data(), a.data(), x.size());
+    k->quantize_q8_0(x.data(), b.data(), static_cast<int64_t>(x.size()));
+    int diff = 0;
+    for (size_t i = 0; i < 64; ++i) {
+      EXPECT_EQ(a[i].d, b[i].d) << k->name;
+      for (int j = 0; j < 32; ++j) diff += std::abs(a[i].q[j] - b[i].q[j]);
+    }
+    EXPECT_LE(diff, 2) << k->name;
+  }
+}
+
+TEST(Kernels, Bf16ConversionMatchesScalar) {
+  std::mt19937 rng(5);
+  const auto x = Random(1000, rng, 100.0f);
+  for (const CpuKernels* k : Tables()) {
+    std::vector<uint16_t> got(x.size());
+    k->f32_to_bf16(x.data(), got.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], F32ToBF16(x[i])) << k->name << " " << i;
+  }
+}
+
+}  // namespace
+}  // namespace elm

@@ -1,0 +1,109 @@
+// elm bench: llama-bench-like prompt-processing and generation speed.
+#include <omp.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "commands.h"
+#include "config/model_config.h"
+#include "model/speed_bench.h"
+
+namespace elm::cli {
+
+void RegisterBenchCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Measure prompt-processing and generation speed");
+  struct Opts {
+    std::string model, preset, weights, stored = "bf16";
+    int threads = 0;
+    bool json = false;
+    uint64_t seed = 0;
+    SpeedBenchOptions bench;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* src = cmd->add_option_group("model", "What to run (one of)");
+  src->add_option("--model", o->model, "Model folder");
+  src->add_option("--preset", o->preset,
+                  "Random weights in memory with a released shape, e.g. OpenELM-270M");
+  src->require_option(1);
+  cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
+  cmd->add_option("--preset-dtype", o->stored, "Stored type of --preset weights")
+      ->capture_default_str();
+  cmd->add_option("--threads,-t", o->threads, "Threads (default: all cores)");
+  cmd->add_option("--prompt-tokens,-p", o->bench.prompt_tokens, "pp: prompt length; 0 skips")
+      ->capture_default_str();
+  cmd->add_option("--gen-tokens,-n", o->bench.gen_tokens, "tg: tokens generated; 0 skips")
+      ->capture_default_str();
+  cmd->add_option("--depth,-d", o->bench.depths, "tg after this much context (repeatable)");
+  cmd->add_option("--repetitions,-r", o->bench.repetitions, "Timed runs of each test")
+      ->capture_default_str();
+  cmd->add_option("--bandwidth", o->bench.bandwidth_gbs,
+                  "Memory roofline in GB/s (default: measured)");
+  cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
+  cmd->callback([o] {
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    std::optional<DType> weights;
+    if (!o->weights.empty()) {
+      weights = ParseDType(o->weights);
+      if (!weights) Fail("--weights: unknown type '", o->weights, "' (f32, f16, bf16, q8_0, q4_0)");
+    }
+    std::shared_ptr<const Model> model;
+    if (!o->preset.empty()) {
+      const auto stored = ParseDType(o->stored);
+      if (!stored) Fail("--preset-dtype: unknown type '", o->stored, "'");
+      model = Model::Random(PresetConfig(o->preset), weights.value_or(*stored), o->seed);
+    } else {
+      LoadOptions lo;
+      lo.weights = weights;
+      model = Model::Load(o->model, lo);
+    }
+    const auto r = RunSpeedBench(model, o->bench);
+    if (o->json) {
+      nlohmann::json j;
+      j["model"] = r.model;
+      j["weights"] = r.weights;
+      j["isa"] = r.isa;
+      j["threads"] = r.threads;
+      j["weights_bytes"] = r.weights_bytes;
+      j["bandwidth_gbs"] = r.bandwidth_gbs;
+      j["prompt_tokens"] = o->bench.prompt_tokens;
+      j["gen_tokens"] = o->bench.gen_tokens;
+      j["pp_tokens_per_s"] = r.pp_tokens_per_s.mean;
+      j["pp_tokens_per_s_sd"] = r.pp_tokens_per_s.sd;
+      j["pp_gflops"] = r.pp_gflops;
+      if (!r.tg.empty()) {
+        j["tg_tokens_per_s"] = r.tg[0].tokens_per_s.mean;
+        j["tg_tokens_per_s_sd"] = r.tg[0].tokens_per_s.sd;
+        j["tg_gbs"] = r.tg[0].gbs;
+        j["tg_roofline_pct"] = r.tg[0].roofline_pct;
+      }
+      for (const auto& t : r.tg)
+        j["tg_by_depth"].push_back({{"depth", t.depth},
+                                    {"tokens_per_s", t.tokens_per_s.mean},
+                                    {"sd", t.tokens_per_s.sd},
+                                    {"gbs", t.gbs},
+                                    {"roofline_pct", t.roofline_pct}});
+      j["peak_rss_bytes"] = r.peak_rss_bytes;
+      std::printf("%s\n", j.dump(2).c_str());
+      return;
+    }
+    std::printf("model %s | weights %s (%.1f MB) | kernels %s | threads %d | bandwidth %.1f GB/s\n",
+                r.model.c_str(), r.weights.c_str(), r.weights_bytes / 1e6, r.isa.c_str(),
+                r.threads, r.bandwidth_gbs);
+    std::printf("%-14s %18s %10s %10s\n", "test", "tokens/s", "GB/s", "roofline");
+    if (o->bench.prompt_tokens > 0)
+      std::printf("%-14s %10.1f ± %5.1f %10s %7.1f GFLOP/s\n",
+                  ("pp" + std::to_string(o->bench.prompt_tokens)).c_str(),
+                  r.pp_tokens_per_s.mean, r.pp_tokens_per_s.sd, "", r.pp_gflops);
+    for (const auto& t : r.tg)
+      std::printf("%-14s %10.1f ± %5.1f %10.1f %9.1f%%\n",
+                  ("tg" + std::to_string(o->bench.gen_tokens) + " @ d" + std::to_string(t.depth))
+                      .c_str(),
+                  t.tokens_per_s.mean, t.tokens_per_s.sd, t.gbs, t.roofline_pct);
+    std::printf("peak RSS %.1f MB\n", static_cast<double>(r.peak_rss_bytes) / 1e6);
+  });
+}
+
+ELM_REGISTER_COMMAND(40, RegisterBenchCommand);
+
+}  // namespace elm::cli
