@@ -119,12 +119,14 @@ TEST(Conformance, FullForwardLogits) {
     SCOPED_TRACE(f.name);
     auto model = Model::Load(f.path);
     const int V = model->config().vocab_size;
+    for (bool reference : {false, true}) {
     float worst = 0;
     for (const auto& seq : f.vectors["sequences"]) {
       const auto tokens = seq["tokens"].get<std::vector<int>>();
       const auto ref = test::ReadFloats(LogitsFile(f), seq["logits_offset_bytes"].get<uint64_t>(),
                                         tokens.size() * static_cast<uint64_t>(V));
       Session s(model, static_cast<int>(tokens.size()));
+      s.set_reference(reference);
       std::vector<float> logits;
       ForwardOptions opt;
       opt.all_logits = true;
@@ -145,8 +147,10 @@ TEST(Conformance, FullForwardLogits) {
         }
       }
     }
-    std::printf("[conformance] %-28s logits max|err| %.3g over %zu sequences\n", f.name.c_str(),
-                worst, f.vectors["sequences"].size());
+    std::printf("[conformance] %-28s logits max|err| %.3g over %zu sequences (%s kernels)\n",
+                f.name.c_str(), worst, f.vectors["sequences"].size(),
+                reference ? "reference" : "fast");
+    }
   }
 }
 

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "base/dtype.h"
+#include "config/model_config.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
 #include "kernels/quant.h"
@@ -158,6 +160,33 @@ TEST(Kernels, Bf16ConversionMatchesScalar) {
     std::vector<uint16_t> got(x.size());
     k->f32_to_bf16(x.data(), got.data(), static_cast<int64_t>(x.size()));
     for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], F32ToBF16(x[i])) << k->name << " " << i;
+  }
+}
+
+TEST(Kernels, FastAttentionMatchesReference) {
+  std::mt19937 rng(11);
+  ModelConfig c;
+  c.n_layers = 1;
+  c.dim = 64;
+  c.head_dim = 16;
+  c.gqa_groups = 4;
+  c.layers = {LayerConfig{8, 2, 64, 1, 1}};
+  for (int past : {0, 1, 7, 40}) {
+    for (int T : {1, 3, 9}) {
+      KVCache cache(c, past + T);
+      for (int h = 0; h < 2; ++h)
+        for (int p = 0; p < past + T; ++p) {
+          const auto kv = Random(32, rng);
+          std::copy(kv.begin(), kv.begin() + 16, cache.K(0, h, p));
+          std::copy(kv.begin() + 16, kv.end(), cache.V(0, h, p));
+        }
+      const auto q = Random(static_cast<size_t>(T) * 8 * 16, rng);
+      std::vector<float> ref(q.size()), got(q.size());
+      CausalAttention(ref.data(), q.data(), T, past, 0, 8, 2, 16, cache);
+      CausalAttentionFast(got.data(), q.data(), T, past, 0, 8, 2, 16, cache);
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], 1e-5f) << "past " << past << " T " << T << " i " << i;
+    }
   }
 }
 

@@ -27,4 +27,9 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
 void AttentionBackward(float* dqkv, const float* dout, const float* out, const float* lse,
                        const float* qkv, int B, int T, int n_heads, int n_kv_heads, int head_dim);
 
+// Same contract; groups the query heads of each KV head so cached rows are read once
+// (attention_fast.cc). Differs from the reference by summation order only.
+void CausalAttentionFast(float* out, const float* q, int T, int past, int layer, int n_heads,
+                         int n_kv_heads, int head_dim, const KVCache& cache);
+
 }  // namespace elm

@@ -103,7 +103,8 @@ void Session::Layer(int l, float* x, int T, int past) {
     }
   }
   float* att = Grow(att_, static_cast<size_t>(T) * H * Dh);
-  CausalAttention(att, q, T, past, l, H, Hkv, static_cast<int>(Dh), cache_);
+  (reference_ ? CausalAttention : CausalAttentionFast)(att, q, T, past, l, H, Hkv,
+                                                       static_cast<int>(Dh), cache_);
   float* o = Grow(tmp_, static_cast<size_t>(T) * D);
   Mul(o, att, T, w.out);
   for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];

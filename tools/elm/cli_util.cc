@@ -29,6 +29,13 @@ std::vector<int> ParseIdList(const std::string& text, const std::string& flag) {
   return ids;
 }
 
+std::optional<DType> ParseWeightsFlag(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const auto t = ParseDType(text);
+  if (!t) Fail("--weights: unknown type '", text, "' (expected f32, f16, bf16, q8_0 or q4_0)");
+  return t;
+}
+
 std::string IdsToJson(const std::vector<int>& ids) {
   std::string s = "[";
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -1,13 +1,18 @@
 // Small helpers shared by the CLI subcommands.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "base/dtype.h"
 
 namespace elm::cli {
 
 // Parses "1,5,9" (spaces allowed) into ids; throws elm::Error naming `flag` on bad input.
 std::vector<int> ParseIdList(const std::string& text, const std::string& flag);
+// Parses a --weights value (f32, f16, bf16, q8_0, q4_0); "" → unset (keep the stored types).
+std::optional<DType> ParseWeightsFlag(const std::string& text);
 // "[1,5,9]"
 std::string IdsToJson(const std::vector<int>& ids);
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "config/model_config.h"
 #include "model/speed_bench.h"
@@ -42,11 +43,7 @@ void RegisterBenchCommand(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
   cmd->callback([o] {
     if (o->threads > 0) omp_set_num_threads(o->threads);
-    std::optional<DType> weights;
-    if (!o->weights.empty()) {
-      weights = ParseDType(o->weights);
-      if (!weights) Fail("--weights: unknown type '", o->weights, "' (f32, f16, bf16, q8_0, q4_0)");
-    }
+    const std::optional<DType> weights = ParseWeightsFlag(o->weights);
     std::shared_ptr<const Model> model;
     if (!o->preset.empty()) {
       const auto stored = ParseDType(o->stored);

@@ -18,7 +18,7 @@ namespace elm::cli {
 namespace {
 
 struct CommonOpts {
-  std::string model, tokenizer;
+  std::string model, tokenizer, weights;
   int max_new_tokens = 256;
   int context = 0;
   bool ignore_eos = false;
@@ -28,6 +28,8 @@ struct CommonOpts {
 
 void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--model", o.model, "Model folder (HF layout)")->required();
+  cmd->add_option("--weights", o.weights,
+                  "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
   cmd->add_option("--tokenizer", o.tokenizer,
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate")
@@ -54,6 +56,12 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")
       ->capture_default_str();
   cmd->add_option("--seed", s.seed, "Random seed (same seed, same output)")->capture_default_str();
+}
+
+std::shared_ptr<const Model> LoadModel(const CommonOpts& o) {
+  LoadOptions lo;
+  lo.weights = ParseWeightsFlag(o.weights);
+  return Model::Load(o.model, lo);
 }
 
 void CheckVocab(const Tokenizer& tok, const Model& model) {
@@ -122,7 +130,7 @@ void RegisterGenerate(CLI::App& app) {
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in the prompt text");
   cmd->callback([o] {
     ValidateSamplingParams(o->sampling);
-    auto model = Model::Load(o->model);
+    auto model = LoadModel(*o);
     Session session(model, o->context);
     Sampler sampler(o->sampling);
     GenerateOptions go;
@@ -178,7 +186,7 @@ void RegisterChat(CLI::App& app) {
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in your messages");
   cmd->callback([o] {
     ValidateSamplingParams(o->sampling);
-    auto model = Model::Load(o->model);
+    auto model = LoadModel(*o);
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     CheckVocab(tok, *model);
     Session session(model, o->context);

@@ -12,16 +12,22 @@ void RegisterLogitsCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "logits", "Write row-major float32 [T, V] logits of one no-cache forward over the ids");
   struct Opts {
-    std::string model, ids, output;
+    std::string model, ids, output, weights;
+    bool reference = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--model", o->model, "Model folder")->required();
   cmd->add_option("--ids", o->ids, "Comma-separated token ids (nothing is prepended)")->required();
   cmd->add_option("--output", o->output, "Output file (raw float32, little-endian)")->required();
+  cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
+  cmd->add_flag("--reference", o->reference, "Use the scalar reference kernels");
   cmd->callback([o] {
     const auto ids = ParseIdList(o->ids, "--ids");
-    auto model = Model::Load(o->model);
+    LoadOptions lo;
+    lo.weights = ParseWeightsFlag(o->weights);
+    auto model = Model::Load(o->model, lo);
     Session session(model);  // context = max_context_length; longer inputs are an error
+    session.set_reference(o->reference);
     std::vector<float> logits;
     ForwardOptions fo;
     fo.all_logits = true;

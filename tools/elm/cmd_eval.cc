@@ -1,0 +1,171 @@
+// elm eval / elm perplexity: the paper's zero-shot tasks with lm-evaluation-harness semantics,
+// and rolling-window perplexity of a text file (docs/evaluation.md).
+#include <cstdio>
+#include <string>
+
+#include "base/error.h"
+#include "base/mmap_file.h"
+#include "commands.h"
+#include "eval/evaluator.h"
+#include "eval/perplexity.h"
+#include "eval/progress.h"
+#include "eval/report.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elm::cli {
+namespace {
+
+using nlohmann::json;
+
+struct ModelOpts {
+  std::string model, tokenizer;
+  int context = 0;
+  bool no_bos = false;
+};
+
+void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
+  cmd->add_option("--model", o.model, "Model folder (HF layout)")->required();
+  cmd->add_option("--tokenizer", o.tokenizer,
+                  "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
+  cmd->add_option("--context", o.context,
+                  "lm-eval's max_length: longer inputs are truncated on the left (default: the "
+                  "model's max_context_length)");
+  cmd->add_flag("--no-bos", o.no_bos,
+                "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
+}
+
+Tokenizer LoadCheckedTokenizer(const ModelOpts& o, const Model& model) {
+  Tokenizer tok = LoadTokenizerFor(o.model, o.tokenizer);
+  if (tok.vocab_size() > model.config().vocab_size)
+    Fail("the tokenizer has ", tok.vocab_size(), " tokens but the model's vocabulary has ",
+         model.config().vocab_size, "; pass a matching --tokenizer");
+  return tok;
+}
+
+json ConfigJson(const ModelOpts& o, const eval::LoglikelihoodScorer& scorer) {
+  return {{"model", o.model},
+          {"tokenizer", o.tokenizer.empty() ? "default for the model folder" : o.tokenizer},
+          {"weights_dtype", scorer.model().weights_dtype()},
+          {"max_length", scorer.max_length()},
+          {"add_bos_token", !o.no_bos},
+          {"harness", "lm-evaluation-harness dc90fec semantics (HFLM, zero-shot)"}};
+}
+
+void WriteJson(const std::string& path, const json& j) {
+  const std::string text = j.dump(1) + "\n";
+  WriteFileAtomic(path, text.data(), text.size());
+}
+
+void RegisterEval(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval", "Zero-shot accuracy on the OpenELM paper's tasks (lm-evaluation-harness semantics)");
+  struct Opts : ModelOpts {
+    std::string tasks, output, output_requests, data_dir, sciq;
+    int limit = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  AddModelFlags(cmd, *o);
+  std::string names;
+  for (const auto& t : eval::AllTasks()) names += (names.empty() ? "" : ",") + std::string(t.name);
+  cmd->add_option("--tasks", o->tasks, "Comma-separated tasks, or \"all\": " + names)->required();
+  cmd->add_option("--limit", o->limit, "Score only the first N docs of each task (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--output,-o", o->output, "Write the results (metrics and per-doc) as JSON");
+  cmd->add_option("--output-requests", o->output_requests,
+                  "Write every scored request (strings, token ids, log-probs) as JSON lines");
+  cmd->add_option("--data-dir", o->data_dir,
+                  "Folder with the eval sets (default: $ELM_EVAL_DATA_DIR, else elm's data/eval)");
+  cmd->add_option("--sciq", o->sciq,
+                  "SciQ test set: allenai/sciq's test.json or JSON lines with support, question, "
+                  "distractor1-3, correct_answer");
+  cmd->callback([o] {
+    const auto tasks = eval::ParseTaskList(o->tasks);
+    eval::EvalOptions opt;
+    opt.limit = o->limit;
+    opt.add_bos = !o->no_bos;
+    opt.data.data_dir = eval::ResolveDataDir(o->data_dir);
+    opt.data.sciq_file = o->sciq;
+    auto model = Model::Load(o->model);
+    const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
+    eval::LoglikelihoodScorer scorer(model, o->context);
+
+    eval::ProgressBar bar;
+    std::string requests;
+    eval::EvalCallbacks cb;
+    cb.progress = [&](const eval::TaskInfo& t, int done, int total, int64_t n_requests) {
+      if (done == 0) bar.Start(t.name, total, "req/s");
+      bar.Update(done, n_requests);
+      if (done == total) bar.Finish();
+    };
+    cb.skipped = [](const std::string& msg) { std::fprintf(stderr, "%s\n", msg.c_str()); };
+    if (!o->output_requests.empty())
+      cb.on_request = [&](const eval::RequestRecord& r) {
+        requests += eval::RequestJson(r).dump() + "\n";
+      };
+    const eval::EvalReport report = eval::RunEval(scorer, tok, tasks, opt, cb);
+
+    std::printf("%s", eval::ResultsTable(report).c_str());
+    std::fprintf(stderr, "%lld requests in %.1f s (%.2f requests/s), max_length %d\n",
+                 static_cast<long long>(report.n_requests), report.seconds,
+                 report.seconds > 0 ? static_cast<double>(report.n_requests) / report.seconds : 0.0,
+                 scorer.max_length());
+    json config = ConfigJson(*o, scorer);
+    config["tasks"] = o->tasks;
+    config["limit"] = o->limit;
+    config["num_fewshot"] = 0;
+    config["data_dir"] = opt.data.data_dir;
+    if (!o->output.empty()) WriteJson(o->output, eval::ResultsJson(report, config));
+    if (!o->output_requests.empty())
+      WriteFileAtomic(o->output_requests, requests.data(), requests.size());
+  });
+}
+
+void RegisterPerplexity(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "perplexity", "Token, word and byte perplexity of a text (lm-eval loglikelihood_rolling)");
+  struct Opts : ModelOpts {
+    std::string file, output;
+    int stride = 0;
+    bool windows = false;
+  };
+  auto o = std::make_shared<Opts>();
+  AddModelFlags(cmd, *o);
+  cmd->add_option("--file,-f", o->file, "Text file, scored as one document")->required();
+  cmd->add_option("--stride", o->stride,
+                  "New tokens predicted per window after the first (default: the context, i.e. "
+                  "lm-eval's disjoint windows; smaller gives each prediction more context)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--output,-o", o->output, "Write the metrics as JSON");
+  cmd->add_flag("--windows", o->windows, "With --output: include every window's input and nll");
+  cmd->callback([o] {
+    const std::string text = ReadTextFile(o->file);
+    auto model = Model::Load(o->model);
+    const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
+    eval::LoglikelihoodScorer scorer(model, o->context);
+    eval::PerplexityOptions opt;
+    opt.stride = o->stride;
+    opt.add_bos = !o->no_bos;
+    eval::ProgressBar bar;
+    bool started = false;
+    const auto r = eval::RollingPerplexity(scorer, tok, text, opt, [&](int done, int total) {
+      if (!started) bar.Start("perplexity", total, "windows/s");
+      started = true;
+      bar.Update(done, done);
+    });
+    bar.Finish();
+    std::printf("%s", eval::PerplexityTable(r).c_str());
+    if (!o->output.empty()) {
+      json config = ConfigJson(*o, scorer);
+      config["file"] = o->file;
+      config["stride"] = o->stride > 0 ? o->stride : scorer.max_length();
+      WriteJson(o->output, eval::PerplexityJson(r, config, o->windows));
+    }
+  });
+}
+
+}  // namespace
+
+ELM_REGISTER_COMMAND(60, RegisterEval);
+ELM_REGISTER_COMMAND(61, RegisterPerplexity);
+
+}  // namespace elm::cli

@@ -1,0 +1,51 @@
+// elm kld: KL divergence and perplexity change of a weight conversion against the stored model.
+#include <cstdio>
+
+#include "base/error.h"
+#include "base/mmap_file.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "model/quant_quality.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elm::cli {
+
+void RegisterKldCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "kld", "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
+  struct Opts {
+    std::string model, weights, file, tokenizer;
+    int context = 128, max_tokens = 1024;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--model", o->model, "Model folder")->required();
+  cmd->add_option("--weights", o->weights, "Type to compare: bf16, f16, q8_0, q4_0")->required();
+  cmd->add_option("--file", o->file, "Text to score (tokenized with the model's tokenizer)")
+      ->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: built-in Llama-2)");
+  cmd->add_option("--context", o->context, "Window length in tokens")->capture_default_str();
+  cmd->add_option("--max-tokens", o->max_tokens, "Score at most this many tokens")
+      ->capture_default_str();
+  cmd->callback([o] {
+    auto base = Model::Load(o->model);
+    LoadOptions lo;
+    lo.weights = ParseWeightsFlag(o->weights);
+    auto conv = Model::Load(o->model, lo);
+    const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
+    auto ids = tok.Encode(ReadTextFile(o->file), tok.add_bos());
+    if (static_cast<int>(ids.size()) > o->max_tokens) ids.resize(static_cast<size_t>(o->max_tokens));
+    for (int& id : ids)
+      if (id >= base->config().vocab_size) Fail(o->file, ": token id ", id, " exceeds the model's vocabulary");
+    const auto q = CompareModels(base, conv, ids, o->context);
+    std::printf("weights %s vs stored %s on %d tokens of %s\n", conv->weights_dtype().c_str(),
+                base->weights_dtype().c_str(), q.tokens, o->file.c_str());
+    std::printf("mean KL %.6f nats/token (max %.6f), top-1 agreement %.2f%%\n", q.mean_kl,
+                q.max_kl, 100 * q.top1_agreement);
+    std::printf("perplexity %.4f → %.4f (%+.3f%%)\n", q.base_ppl, q.converted_ppl,
+                100 * (q.converted_ppl / q.base_ppl - 1));
+  });
+}
+
+ELM_REGISTER_COMMAND(45, RegisterKldCommand);
+
+}  // namespace elm::cli

@@ -1,0 +1,112 @@
+// elm serve: the OpenAI-compatible HTTP server (src/server) with a chat page at "/".
+//
+// SIGINT/SIGTERM are blocked in every thread and taken by one thread with sigwait(), which calls
+// Server::Stop(): stopping involves locks and condition variables, which a signal handler must not
+// touch.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include "base/error.h"
+#include "commands.h"
+#include "model/model.h"
+#include "server/http_server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elm::cli {
+namespace {
+
+struct ServeOpts {
+  std::string model, tokenizer;
+  server::ServerOptions server;
+};
+
+void RegisterServe(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with a web "
+               "chat page at /");
+  auto o = std::make_shared<ServeOpts>();
+  auto& s = o->server;
+  cmd->add_option("--model", o->model, "Model folder (HF layout)")->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
+  cmd->add_option("--host", s.host, "Address to listen on (0.0.0.0 exposes the server)")
+      ->capture_default_str();
+  cmd->add_option("--port", s.port, "Port to listen on; 0 picks a free one")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--parallel,-np", s.parallel,
+                  "Requests generating at once (slots, each with its own KV cache)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--queue", s.queue, "Requests that may wait for a slot; beyond that, 503")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  cmd->add_option("--context", s.context,
+                  "Context size per slot in tokens (default: max_context_length)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--api-key", s.api_key,
+                  "Require 'Authorization: Bearer KEY' (default: the ELM_API_KEY environment "
+                  "variable, if set)")
+      ->envname("ELM_API_KEY");
+  cmd->add_option("--alias", s.model_id, "Model name reported by the API (default: folder name)");
+  cmd->add_option("--max-body", s.max_body_bytes, "Largest request body in bytes (413 beyond)")
+      ->capture_default_str();
+  cmd->add_option("--timeout", s.read_timeout_s,
+                  "Seconds a client may stay silent while sending a request, or not read the "
+                  "response")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--threads-http", s.http_threads,
+                  "HTTP connection threads (default: parallel + queue + 8)");
+  cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");
+  cmd->callback([o] {
+    o->server.write_timeout_s = o->server.read_timeout_s;
+    // Block the signals before any thread starts, so every thread inherits the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    auto model = Model::Load(o->model);
+    Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
+    server::Server srv(model, std::move(tok), o->server);
+    const int port = srv.Bind();
+    std::fprintf(stderr,
+                 "elm serve: %s on http://%s:%d/ (%d slot%s, queue %d)%s\n"
+                 "Press Ctrl+C to stop.\n",
+                 srv.model_id().c_str(), o->server.host.c_str(), port, o->server.parallel,
+                 o->server.parallel == 1 ? "" : "s", o->server.queue,
+                 o->server.api_key.empty() ? "" : ", API key required");
+    std::fflush(stderr);
+
+    std::atomic<bool> signalled{false};
+    std::thread waiter([&srv, &signals, &signalled] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      signalled = true;
+      std::fprintf(stderr, "\nelm serve: %s received, shutting down\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      srv.Stop();
+    });
+    srv.Run();
+    // Run() also returns if listening failed; then wake the waiter so it can be joined (a signal
+    // that raced with this check stays pending, blocked, and is discarded with the thread).
+    srv.Stop();
+    if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+    std::fprintf(stderr, "elm serve: stopped\n");
+  });
+}
+
+}  // namespace
+
+void RegisterServeCommand(CLI::App& app) { RegisterServe(app); }
+
+ELM_REGISTER_COMMAND(70, RegisterServeCommand);
+
+}  // namespace elm::cli

@@ -1,0 +1,44 @@
+// elm train --config FILE.yaml [--set key=value ...] [--resume DIR]: pretrain an OpenELM from a
+// CoreNet-style config (docs/training.md).
+#include <cstdio>
+
+#include "commands.h"
+#include "train/train_config.h"
+#include "train/trainer.h"
+#include "train/train_log.h"
+
+namespace elm::cli {
+
+void RegisterTrainCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "train", "Pretrain an OpenELM from a CoreNet-style YAML config (logs, checkpoints, resume)");
+  struct Opts {
+    std::string config, resume;
+    std::vector<std::string> set;
+    bool quiet = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config", o->config, "Training config (CoreNet YAML)")->required();
+  cmd->add_option("--set", o->set,
+                  "Override a config key by its dotted path, e.g. --set optim.weight_decay=0.05 "
+                  "(repeatable)");
+  cmd->add_option("--resume", o->resume,
+                  "Continue from a checkpoint folder, or the newest complete one in a run folder");
+  cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
+  cmd->callback([o] {
+    const TrainConfig cfg = LoadTrainConfig(o->config, o->set);
+    TrainOptions opt;
+    opt.resume = o->resume;
+    opt.verbose = !o->quiet;
+    const TrainResult r = RunTraining(cfg, opt);
+    std::printf("trained steps %lld..%lld: loss %.4f -> %.4f", static_cast<long long>(r.first_step),
+                static_cast<long long>(r.steps), r.first_loss, r.final_loss);
+    if (r.val_loss >= 0) std::printf(", validation loss %.4f", r.val_loss);
+    std::printf(", %.0f tokens/s\nlog: %s\ncheckpoint: %s\n", r.tokens_per_s, r.log_path.c_str(),
+                r.checkpoint.c_str());
+  });
+}
+
+ELM_REGISTER_COMMAND(50, RegisterTrainCommand);
+
+}  // namespace elm::cli
