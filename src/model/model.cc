@@ -67,7 +67,9 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
 }
 
 std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOptions& opt) {
-  if (!fs::exists(path)) Fail(path, ": no such model folder");
+  if (!fs::exists(path)) Fail(path, ": no such model folder or file");
+  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf")
+    return LoadModelFromGguf(path, opt);
   if (!fs::is_directory(path))
     Fail(path, ": expected a model folder (config.json + model.safetensors)");
   auto m = std::shared_ptr<Model>(new Model());

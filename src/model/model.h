@@ -44,9 +44,14 @@ struct LoadOptions {
   std::optional<DType> weights;
 };
 
+class Model;
+// Implemented in model_gguf.cc: a single GGUF file (llama.cpp's OpenELM layout) as a Model.
+std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path, const LoadOptions& opt);
+
 class Model {
  public:
-  // `path`: a folder with config.json and model.safetensors (or a sharded index).
+  // `path`: a folder with config.json and model.safetensors (or a sharded index), or a .gguf
+  // file.
   static std::shared_ptr<const Model> Load(const std::string& path, const LoadOptions& opt = {});
 
   // A model with random weights (N(0, 0.02²) matrices, unit norms) held in memory, stored as
@@ -74,6 +79,10 @@ class Model {
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
   std::vector<std::vector<uint8_t>> owned_;  // converted matrices (LoadOptions::weights)
+  std::shared_ptr<const void> keepalive_;     // other storage the views point into (e.g. GGUF)
+
+  friend std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path,
+                                                        const LoadOptions& opt);
 };
 
 }  // namespace elm
