@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -123,6 +124,45 @@ TEST(Config, ScalarAndPerLayerMultipliers) {
   EXPECT_EQ(c.layers[1].n_heads, 4);
   EXPECT_EQ(c.layers[0].ffn_dim, 64);
   EXPECT_EQ(c.layers[1].ffn_dim, 128);
+}
+
+}  // namespace
+}  // namespace elm
+
+namespace elm {
+namespace {
+
+// Random edits of a valid config.json: ConfigFromHfJson/LoadHfConfig either accept the result or
+// throw elm::Error — never another exception, a crash, or an absurd allocation.
+TEST(Config, MutationFuzzOnlyThrowsElmError) {
+  const std::string src = ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/config.json");
+  std::mt19937 rng(99);
+  const char* junk[] = {"-1", "1e308", "99999999999", "\"x\"", "null", "[]", "{}", "true", "0.5", "7"};
+  int errors = 0;
+  for (int iter = 0; iter < 2000; ++iter) {
+    std::string text = src;
+    // Replace a random value (text after a ':' up to the next ',' or newline) with junk, or flip
+    // a random byte.
+    if (iter % 2 == 0) {
+      size_t pos = text.find(':', rng() % text.size());
+      if (pos == std::string::npos) continue;
+      const size_t end = text.find_first_of(",\n", pos + 1);
+      text.replace(pos + 1, end - pos - 1, junk[rng() % 10]);
+    } else {
+      text[rng() % text.size()] = static_cast<char>(rng() & 0xff);
+    }
+    try {
+      ConfigFromHfJson(nlohmann::json::parse(text), "fuzz.json");
+    } catch (const nlohmann::json::parse_error&) {
+      // not JSON any more: LoadHfConfig turns this into elm::Error (tested below)
+    } catch (const Error&) {
+      ++errors;
+    }
+  }
+  EXPECT_GT(errors, 200);
+  const std::string dir = test::TempDir("cfgfuzz");
+  WriteFileAtomic(dir + "/config.json", "{\"model_dim\": ", 14);
+  EXPECT_THROW(LoadHfConfig(dir + "/config.json"), Error);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
@@ -198,6 +199,59 @@ TEST(ModelLoad, ShardedCheckpointAndBf16) {
   auto m = Model::Load(dir);
   EXPECT_EQ(m->weights_dtype(), "BF16");
   EXPECT_EQ(m->config().n_layers, 2);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace elm
+
+namespace elm {
+namespace {
+
+// Mutation fuzzing of the reader: random byte flips in the header and random truncations of a
+// valid file must end in success or elm::Error — never a crash, hang or other exception.
+TEST(Safetensors, MutationFuzzOnlyThrowsElmError) {
+  const std::string src =
+      ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/model.safetensors");
+  uint64_t header_len;
+  std::memcpy(&header_len, src.data(), 8);
+  const std::string dir = test::TempDir("stfuzz");
+  const std::string path = dir + "/f.safetensors";
+  std::mt19937 rng(1234);
+  int errors = 0, ok = 0;
+  for (int iter = 0; iter < 1500; ++iter) {
+    std::string bytes = src;
+    const int mode = iter % 3;
+    if (mode == 0) {  // flip 1-4 bytes inside the length field or the JSON header
+      const int flips = 1 + static_cast<int>(rng() % 4);
+      for (int f = 0; f < flips; ++f) {
+        const size_t pos = rng() % (8 + header_len);
+        bytes[pos] = static_cast<char>(rng() & 0xff);
+      }
+    } else if (mode == 1) {  // truncate anywhere
+      bytes.resize(rng() % bytes.size());
+    } else {  // replace a digit of the header with another digit (offsets and shapes change)
+      for (int tries = 0; tries < 50; ++tries) {
+        const size_t pos = 8 + rng() % header_len;
+        if (bytes[pos] >= '0' && bytes[pos] <= '9') {
+          bytes[pos] = static_cast<char>('0' + rng() % 10);
+          break;
+        }
+      }
+    }
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    try {
+      SafetensorsFile f(path);
+      ++ok;
+    } catch (const Error&) {
+      ++errors;
+    }
+  }
+  EXPECT_GT(errors, 100);
+  std::printf("[fuzz] safetensors: %d rejected with elm::Error, %d accepted\n", errors, ok);
   fs::remove_all(dir);
 }
 

@@ -17,7 +17,9 @@ int GetInt(const json& j, const std::string& key, const std::string& origin, boo
   const json& v = j[key];
   if (!v.is_number_integer())
     Fail(origin, ": field '", key, "' must be an integer, got ", v.dump());
-  return v.get<int>();
+  const auto x = v.get<int64_t>();
+  if (x < -(1 << 30) || x > (1 << 30)) Fail(origin, ": field '", key, "' is out of range: ", x);
+  return static_cast<int>(x);
 }
 
 double GetNumber(const json& j, const std::string& key, const std::string& origin, double def) {
@@ -97,8 +99,14 @@ ModelConfig ConfigFromHfJson(const json& j, const std::string& origin) {
   c.eos_id = GetInt(j, "eos_token_id", origin, false, 2);
   c.qkv_multipliers = GetMultipliers(j, "qkv_multipliers", origin, 1.0);
   c.ffn_multipliers = GetMultipliers(j, "ffn_multipliers", origin, 4.0);
-  if (c.vocab_size <= 0) Fail(origin, ": vocab_size must be positive");
-  if (c.max_context <= 0) Fail(origin, ": max_context_length must be positive");
+  if (c.vocab_size <= 0 || c.vocab_size > 10'000'000)
+    Fail(origin, ": vocab_size must be in [1, 10000000]");
+  if (c.n_layers <= 0 || c.n_layers > 10'000)
+    Fail(origin, ": num_transformer_layers must be in [1, 10000]");
+  if (c.dim <= 0 || c.dim > 1'000'000) Fail(origin, ": model_dim must be in [1, 1000000]");
+  if (c.head_dim <= 0 || c.head_dim > 65'536) Fail(origin, ": head_dim must be in [1, 65536]");
+  if (c.max_context <= 0 || c.max_context > (1 << 24))
+    Fail(origin, ": max_context_length must be in [1, 16777216]");
   if (!(c.rope_base > 0)) Fail(origin, ": rope_freq_constant must be positive");
   try {
     DeriveLayers(c);

@@ -29,7 +29,7 @@ std::vector<double> ExpandMultipliers(const std::vector<double>& given, int n_la
                                       const std::string& field) {
   if (given.empty()) Fail("config: '", field, "' is empty");
   for (double g : given)
-    if (!(g > 0) || !std::isfinite(g)) Fail("config: '", field, "' values must be positive");
+    if (!(g > 0) || !(g <= 1000)) Fail("config: '", field, "' values must be in (0, 1000]");
   if (given.size() == 1) return std::vector<double>(n_layers, given[0]);
   if (given.size() == 2) {
     // round(np.linspace(lo, hi, L), 2): y_i = lo + i * ((hi - lo) / (L - 1)), last = hi.

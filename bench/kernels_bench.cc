@@ -1,0 +1,98 @@
+// Microbenchmarks of the inference kernels on OpenELM-270M shapes: every weight type, decode
+// (T = 1) and prefill (T = 128), reference and fast paths. Counters: FLOP/s and weight bytes/s.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "config/model_config.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/matmul_fast.h"
+#include "kernels/rmsnorm.h"
+
+namespace elm {
+namespace {
+
+struct Case {
+  std::vector<float> x;
+  std::vector<uint8_t> w;
+  MatRef m;
+};
+
+Case Make(DType type, int64_t T, int64_t N, int64_t K) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0, 1);
+  Case c;
+  c.x.resize(static_cast<size_t>(T * K));
+  for (auto& v : c.x) v = d(rng);
+  std::vector<float> wf(static_cast<size_t>(N * K));
+  for (auto& v : wf) v = d(rng) * 0.02f;
+  c.w.resize(DTypeBytes(type, wf.size()));
+  FromF32(type, wf.data(), c.w.data(), wf.size());
+  c.m = MatRef{type, c.w.data(), N, K};
+  return c;
+}
+
+// Args: dtype index, T, N, K, fast (1) or reference (0).
+void BM_MatMul(benchmark::State& state) {
+  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+  const DType type = types[state.range(0)];
+  const int64_t T = state.range(1), N = state.range(2), K = state.range(3);
+  const bool fast = state.range(4) != 0;
+  Case c = Make(type, T, N, K);
+  std::vector<float> y(static_cast<size_t>(T * N));
+  for (auto _ : state) {
+    if (fast)
+      MatMulFast(y.data(), c.x.data(), T, c.m);
+    else
+      MatMul(y.data(), c.x.data(), T, c.m);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(DTypeName(type)) + (fast ? " fast" : " ref"));
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * T * N * K, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weightB/s"] = benchmark::Counter(static_cast<double>(c.w.size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void MatMulArgs(benchmark::internal::Benchmark* b) {
+  for (int t = 0; t < 5; ++t) {
+    b->Args({t, 1, 5120, 1280, 1});    // decode: proj_1-like
+    b->Args({t, 128, 1536, 1280, 1});  // prefill: qkv-like
+  }
+  b->Args({2, 1, 5120, 1280, 0});
+  b->Args({2, 128, 1536, 1280, 0});
+}
+BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Attention(benchmark::State& state) {
+  const int past = static_cast<int>(state.range(0));
+  const bool fast = state.range(1) != 0;
+  ModelConfig c;
+  c.n_layers = 1;
+  c.dim = 1280;
+  c.head_dim = 64;
+  c.gqa_groups = 4;
+  c.layers = {LayerConfig{20, 5, 5120, 1, 4}};
+  KVCache cache(c, past + 1);
+  std::vector<float> q(20 * 64, 0.1f), out(q.size());
+  for (auto _ : state) {
+    (fast ? CausalAttentionFast : CausalAttention)(out.data(), q.data(), 1, past, 0, 20, 5, 64, cache);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(fast ? "fast" : "ref");
+  state.counters["KVB/s"] = benchmark::Counter(2.0 * 5 * (past + 1) * 64 * 4, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Attention)->Args({512, 0})->Args({512, 1})->Args({1536, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_RmsNorm(benchmark::State& state) {
+  const int64_t T = state.range(0);
+  std::vector<float> x(static_cast<size_t>(T * 1280), 0.5f), w(1280, 1.0f), y(x.size());
+  for (auto _ : state) {
+    RmsNorm(y.data(), x.data(), w.data(), T, 1280, 1e-6f);
+    benchmark::DoNotOptimize(y.data());
+  }
+}
+BENCHMARK(BM_RmsNorm)->Arg(1)->Arg(128)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace elm
