@@ -20,6 +20,7 @@ std::vector<const CpuKernels*> Tables() {
   std::vector<const CpuKernels*> t = {&ScalarKernels()};
   if (Avx2Kernels()) t.push_back(Avx2Kernels());
   if (Avx512Kernels()) t.push_back(Avx512Kernels());
+  if (NeonKernels()) t.push_back(NeonKernels());
   return t;
 }
 

@@ -1,5 +1,8 @@
 #include "kernels/attention.h"
 
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -46,43 +49,39 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
 void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int n_heads,
                       int n_kv_heads, int head_dim) {
   const int group = n_heads / n_kv_heads;
-  const int64_t C3 = static_cast<int64_t>(n_heads + 2 * n_kv_heads) * head_dim;
-  const int64_t HD = static_cast<int64_t>(n_heads) * head_dim;
+  const int C3 = (n_heads + 2 * n_kv_heads) * head_dim;
+  const int HD = n_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const int64_t work = static_cast<int64_t>(B) * n_heads;
-#pragma omp parallel
-  {
-    std::vector<float> scores(static_cast<size_t>(T));
-#pragma omp for schedule(static)
-    for (int64_t w = 0; w < work; ++w) {
-      const int b = static_cast<int>(w / n_heads), h = static_cast<int>(w % n_heads);
+  // Per (row, head): scores and weighted values as two GEMMs through BLAS, reading Q, K and V in
+  // place (leading dimension C3). The full T × T score block is computed and the causal half
+  // masked: BLAS at twice the work still beats the triangular loop by an order of magnitude.
+  std::vector<float> probs(static_cast<size_t>(T) * T);  // [T, T]
+  for (int b = 0; b < B; ++b) {
+    const float* rows = qkv + static_cast<int64_t>(b) * T * C3;
+    for (int h = 0; h < n_heads; ++h) {
       const int kvh = h / group;
-      const float* rows = qkv + static_cast<int64_t>(b) * T * C3;
-      const float* kbase = rows + static_cast<int64_t>(n_heads + kvh) * head_dim;
-      const float* vbase = rows + static_cast<int64_t>(n_heads + n_kv_heads + kvh) * head_dim;
+      const float* q = rows + h * head_dim;
+      const float* k = rows + (n_heads + kvh) * head_dim;
+      const float* v = rows + (n_heads + n_kv_heads + kvh) * head_dim;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q, C3, k, C3,
+                  0.0f, probs.data(), T);
+      float* l = lse + (static_cast<int64_t>(b) * n_heads + h) * T;
       for (int t = 0; t < T; ++t) {
-        const float* qv = rows + t * C3 + static_cast<int64_t>(h) * head_dim;
+        float* p = probs.data() + static_cast<int64_t>(t) * T;
         float mx = -INFINITY;
-        for (int j = 0; j <= t; ++j) {
-          scores[j] = Dot(qv, kbase + j * C3, head_dim) * scale;
-          mx = std::max(mx, scores[j]);
-        }
+        for (int j = 0; j <= t; ++j) mx = std::max(mx, p[j]);
         double sum = 0;
         for (int j = 0; j <= t; ++j) {
-          scores[j] = std::exp(scores[j] - mx);
-          sum += scores[j];
+          p[j] = std::exp(p[j] - mx);
+          sum += p[j];
         }
         const auto inv = static_cast<float>(1.0 / sum);
-        float* o = out + (static_cast<int64_t>(b) * T + t) * HD + static_cast<int64_t>(h) * head_dim;
-        for (int d = 0; d < head_dim; ++d) o[d] = 0;
-        for (int j = 0; j <= t; ++j) {
-          const float p = scores[j] * inv;
-          const float* vv = vbase + j * C3;
-          for (int d = 0; d < head_dim; ++d) o[d] += p * vv[d];
-        }
-        lse[(static_cast<int64_t>(b) * n_heads + h) * T + t] =
-            mx + static_cast<float>(std::log(sum));
+        for (int j = 0; j <= t; ++j) p[j] *= inv;
+        for (int j = t + 1; j < T; ++j) p[j] = 0.0f;
+        l[t] = mx + static_cast<float>(std::log(sum));
       }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(),
+                  T, v, C3, 0.0f, out + static_cast<int64_t>(b) * T * HD + h * head_dim, HD);
     }
   }
 }
@@ -90,50 +89,45 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
 void AttentionBackward(float* dqkv, const float* dout, const float* out, const float* lse,
                        const float* qkv, int B, int T, int n_heads, int n_kv_heads, int head_dim) {
   const int group = n_heads / n_kv_heads;
-  const int64_t C3 = static_cast<int64_t>(n_heads + 2 * n_kv_heads) * head_dim;
-  const int64_t HD = static_cast<int64_t>(n_heads) * head_dim;
+  const int C3 = (n_heads + 2 * n_kv_heads) * head_dim;
+  const int HD = n_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  // One work item per (row, KV head): its keys and values collect gradient from the `group`
-  // query heads that share them, so no two threads ever write the same element.
-  const int64_t work = static_cast<int64_t>(B) * n_kv_heads;
-#pragma omp parallel
-  {
-    std::vector<float> probs(static_cast<size_t>(T));
-#pragma omp for schedule(static)
-    for (int64_t w = 0; w < work; ++w) {
-      const int b = static_cast<int>(w / n_kv_heads), kvh = static_cast<int>(w % n_kv_heads);
-      const int64_t row0 = static_cast<int64_t>(b) * T;
-      const float* rows = qkv + row0 * C3;
-      float* drows = dqkv + row0 * C3;
-      const int64_t koff = static_cast<int64_t>(n_heads + kvh) * head_dim;
-      const int64_t voff = static_cast<int64_t>(n_heads + n_kv_heads + kvh) * head_dim;
-      for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
-        const int64_t qoff = static_cast<int64_t>(h) * head_dim;
-        for (int t = 0; t < T; ++t) {
-          const float* qv = rows + t * C3 + qoff;
-          float* dq = drows + t * C3 + qoff;
-          const float* dov = dout + (row0 + t) * HD + qoff;
-          const float* ov = out + (row0 + t) * HD + qoff;
-          const float l = lse[(static_cast<int64_t>(b) * n_heads + h) * T + t];
-          for (int j = 0; j <= t; ++j)
-            probs[j] = std::exp(Dot(qv, rows + j * C3 + koff, head_dim) * scale - l);
-          // softmax backward: ∂s_j = p_j (∂p_j − Σ_i p_i ∂p_i), and Σ_i p_i ∂p_i = dout · out
-          const float delta = Dot(dov, ov, head_dim);
-          for (int j = 0; j <= t; ++j) {
-            const float* kj = rows + j * C3 + koff;
-            const float* vj = rows + j * C3 + voff;
-            float* dkj = drows + j * C3 + koff;
-            float* dvj = drows + j * C3 + voff;
-            const float p = probs[j];
-            const float ds = p * (Dot(dov, vj, head_dim) - delta) * scale;
-            for (int d = 0; d < head_dim; ++d) {
-              dq[d] += ds * kj[d];
-              dkj[d] += ds * qv[d];
-              dvj[d] += p * dov[d];
-            }
-          }
+  std::vector<float> probs(static_cast<size_t>(T) * T), dprobs(probs.size());  // [T, T]
+  for (int b = 0; b < B; ++b) {
+    const float* rows = qkv + static_cast<int64_t>(b) * T * C3;
+    float* drows = dqkv + static_cast<int64_t>(b) * T * C3;
+    const float* dob = dout + static_cast<int64_t>(b) * T * HD;
+    const float* ob = out + static_cast<int64_t>(b) * T * HD;
+    for (int h = 0; h < n_heads; ++h) {
+      const int kvh = h / group;
+      const int qo = h * head_dim, ko = (n_heads + kvh) * head_dim;
+      const int vo = (n_heads + n_kv_heads + kvh) * head_dim;
+      const float* l = lse + (static_cast<int64_t>(b) * n_heads + h) * T;
+      // Recompute P = softmax(scale · Q Kᵀ) from the saved logsumexp.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, rows + qo, C3,
+                  rows + ko, C3, 0.0f, probs.data(), T);
+      // dP = dO Vᵀ
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, 1.0f, dob + qo, HD,
+                  rows + vo, C3, 0.0f, dprobs.data(), T);
+      for (int t = 0; t < T; ++t) {
+        float* p = probs.data() + static_cast<int64_t>(t) * T;
+        float* dp = dprobs.data() + static_cast<int64_t>(t) * T;
+        // softmax backward: ∂s_j = p_j (∂p_j − Σ_i p_i ∂p_i), and Σ_i p_i ∂p_i = dout · out
+        const float delta = Dot(dob + static_cast<int64_t>(t) * HD + qo,
+                                ob + static_cast<int64_t>(t) * HD + qo, head_dim);
+        for (int j = 0; j <= t; ++j) {
+          p[j] = std::exp(p[j] - l[t]);
+          dp[j] = p[j] * (dp[j] - delta) * scale;  // becomes ∂(scaled scores)·scale = dS
         }
+        for (int j = t + 1; j < T; ++j) p[j] = dp[j] = 0.0f;
       }
+      // dQ += dS K;  dK += dSᵀ Q;  dV += Pᵀ dO. Heads sharing a KV head add in head order.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(),
+                  T, rows + ko, C3, 1.0f, drows + qo, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(), T,
+                  rows + qo, C3, 1.0f, drows + ko, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
+                  dob + qo, HD, 1.0f, drows + vo, C3);
     }
   }
 }

@@ -17,7 +17,8 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
 // Inputs are read in place from the fused projection rows: qkv is [B, T, (H + 2 Hkv) Dh] with
 // heads [0, H) queries, [H, H + Hkv) keys, then values (spec §1.4), queries and keys already
 // QK-normed and rotated. Only the per-row logsumexp is saved; the backward pass recomputes the
-// probabilities (flash-attention style), so memory stays O(B·H·T) rather than O(B·H·T²).
+// probabilities (flash-attention style), so memory stays O(B·H·T) rather than O(B·H·T²). Each
+// (row, head) is a handful of BLAS GEMMs over a [T, T] scratch block.
 
 // out: [B, T, H, Dh]; lse: [B, H, T] logsumexp of each query's scaled scores.
 void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, int n_heads,

@@ -13,7 +13,7 @@
 namespace elm {
 
 struct CpuKernels {
-  const char* name;  // "avx512", "avx2", "scalar"
+  const char* name;  // "avx512", "avx2", "neon", "scalar"
   // x: [T, K] bf16, w: [nr, K] bf16.
   void (*gemm_bf16)(float* y, int64_t ldy, const uint16_t* x, int64_t T, const uint16_t* w,
                     int64_t nr, int64_t K);
@@ -37,7 +37,8 @@ const CpuKernels& ScalarKernels();
 // nullptr when the CPU (or the compiler) lacks the instructions.
 const CpuKernels* Avx512Kernels();
 const CpuKernels* Avx2Kernels();
-// The best table for this CPU; ELM_ISA=scalar|avx2|avx512 overrides (for tests and benchmarks).
+const CpuKernels* NeonKernels();
+// The best table for this CPU; ELM_ISA=scalar|avx2|avx512|neon overrides (tests, benchmarks).
 const CpuKernels& BestKernels();
 
 }  // namespace elm

@@ -1,6 +1,7 @@
 // Scalar twins of every micro-kernel: the reference the SIMD tables are tested against.
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "base/dtype.h"
 #include "base/error.h"
@@ -105,7 +106,12 @@ const CpuKernels& BestKernels() {
       if (!Avx512Kernels()) Fail("ELM_ISA=avx512 but this CPU lacks AVX-512 BF16/VNNI");
       return Avx512Kernels();
     }
-    if (!want.empty()) Fail("ELM_ISA must be scalar, avx2 or avx512, got '", want, "'");
+    if (want == "neon") {
+      if (!NeonKernels()) Fail("ELM_ISA=neon but this is not an AArch64 CPU");
+      return NeonKernels();
+    }
+    if (!want.empty()) Fail("ELM_ISA must be scalar, avx2, avx512 or neon, got '", want, "'");
+    if (const CpuKernels* k = NeonKernels()) return k;
     if (const CpuKernels* k = Avx512Kernels()) return k;
     if (const CpuKernels* k = Avx2Kernels()) return k;
     return &ScalarKernels();

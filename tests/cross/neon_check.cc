@@ -1,0 +1,66 @@
+// Cross-check of the NEON kernel table against the scalar twins, for running under qemu-aarch64
+// on an x86 build machine (GoogleTest is not available for the cross target). See
+// tests/cross/README.md. Exits non-zero on a mismatch.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "base/dtype.h"
+#include "kernels/cpu_kernels.h"
+
+using namespace elm;
+
+int main() {
+  const CpuKernels* neon = NeonKernels();
+  if (!neon) {
+    std::printf("not an AArch64 build\n");
+    return 1;
+  }
+  const CpuKernels& ref = ScalarKernels();
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d(0, 1);
+  int failures = 0;
+  for (int64_t K : {32, 64, 96, 1280}) {
+    const int64_t T = 3, N = 5;
+    std::vector<float> x(T * K), w(N * K);
+    for (auto& v : x) v = d(rng);
+    for (auto& v : w) v = 0.1f * d(rng);
+    std::vector<float> a(T * N), b(T * N);
+    auto check = [&](const char* what) {
+      for (size_t i = 0; i < a.size(); ++i)
+        if (std::fabs(a[i] - b[i]) > 1e-3f * (1 + std::fabs(a[i]))) {
+          std::printf("MISMATCH %s K=%lld i=%zu: %g vs %g\n", what, static_cast<long long>(K), i,
+                      a[i], b[i]);
+          ++failures;
+          return;
+        }
+    };
+    ref.gemm_f32(a.data(), N, x.data(), T, w.data(), N, K);
+    neon->gemm_f32(b.data(), N, x.data(), T, w.data(), N, K);
+    check("f32");
+    std::vector<uint16_t> xb(T * K), wb(N * K), wh(N * K);
+    FromF32(DType::kBF16, x.data(), xb.data(), xb.size());
+    FromF32(DType::kBF16, w.data(), wb.data(), wb.size());
+    FromF32(DType::kF16, w.data(), wh.data(), wh.size());
+    ref.gemm_bf16(a.data(), N, xb.data(), T, wb.data(), N, K);
+    neon->gemm_bf16(b.data(), N, xb.data(), T, wb.data(), N, K);
+    check("bf16");
+    ref.gemm_f16(a.data(), N, x.data(), T, wh.data(), N, K);
+    neon->gemm_f16(b.data(), N, x.data(), T, wh.data(), N, K);
+    check("f16");
+    std::vector<BlockQ8_0> xq(T * K / 32), wq8(N * K / 32);
+    std::vector<BlockQ4_0> wq4(N * K / 32);
+    QuantizeQ8_0(x.data(), xq.data(), x.size());
+    QuantizeQ8_0(w.data(), wq8.data(), w.size());
+    QuantizeQ4_0(w.data(), wq4.data(), w.size());
+    ref.gemm_q8_0(a.data(), N, xq.data(), T, wq8.data(), N, K);
+    neon->gemm_q8_0(b.data(), N, xq.data(), T, wq8.data(), N, K);
+    check("q8_0");
+    ref.gemm_q4_0(a.data(), N, xq.data(), T, wq4.data(), N, K);
+    neon->gemm_q4_0(b.data(), N, xq.data(), T, wq4.data(), N, K);
+    check("q4_0");
+  }
+  std::printf("neon kernels: %s\n", failures ? "FAILED" : "all match the scalar twins");
+  return failures ? 1 : 0;
+}
