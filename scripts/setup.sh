@@ -9,6 +9,7 @@ PKGS=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libbz2-dev
   libopenmpi-dev openmpi-bin
+  g++-aarch64-linux-gnu qemu-user
 )
 
 missing=()
