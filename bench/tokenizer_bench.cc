@@ -67,6 +67,22 @@ void Tokenizer_EncodeMixed(benchmark::State& state) {
 }
 BENCHMARK(Tokenizer_EncodeMixed)->Unit(benchmark::kMillisecond);
 
+// Plain English with many distinct words (data/corpus/tinyshakespeare.txt, 1.1 MB, if present).
+void Tokenizer_EncodeShakespeare(benchmark::State& state) {
+  std::ifstream in(ELM_SOURCE_DIR "/data/corpus/tinyshakespeare.txt", std::ios::binary);
+  if (!in) {
+    state.SkipWithError("data/corpus/tinyshakespeare.txt not found");
+    return;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  const std::string text = std::move(ss).str();
+  const elm::Tokenizer tok = elm::Tokenizer::Default();
+  for (auto _ : state) benchmark::DoNotOptimize(tok.Encode(text, true).data());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK(Tokenizer_EncodeShakespeare)->Unit(benchmark::kMillisecond);
+
 void Tokenizer_EncodeCjkOneWord(benchmark::State& state) {
   const elm::Tokenizer tok = elm::Tokenizer::Default();
   const std::string& text = CjkText();

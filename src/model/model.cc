@@ -7,6 +7,8 @@
 
 #include "base/error.h"
 #include "config/hf_config.h"
+#include "io/gguf.h"
+#include "io/mlx_quant.h"
 
 namespace elm {
 namespace fs = std::filesystem;
@@ -19,13 +21,13 @@ std::string ShapeStr(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-const TensorView& Checked(const TensorStore& store, const TensorSpec& spec) {
-  const TensorView& v = store.Get(spec.name);
+const TensorView& Checked(const TensorView& v, const std::string& origin,
+                          const TensorSpec& spec) {
   if (!v.dtype)
-    Fail(store.origin(), ": tensor '", spec.name, "' has dtype ", v.dtype_name,
+    Fail(origin, ": tensor '", spec.name, "' has dtype ", v.dtype_name,
          "; elm reads F32, F16 and BF16");
   if (v.shape != spec.shape)
-    Fail(store.origin(), ": tensor '", spec.name, "' has shape ", ShapeStr(v.shape),
+    Fail(origin, ": tensor '", spec.name, "' has shape ", ShapeStr(v.shape),
          " but config.json implies ", ShapeStr(spec.shape),
          spec.layer >= 0 ? " (layer " + std::to_string(spec.layer) + ")" : std::string());
   return v;
@@ -42,6 +44,26 @@ std::vector<float> ToVec(const TensorView& v) {
 }
 
 }  // namespace
+
+MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::vector<uint8_t>>& owned,
+                     const std::string& origin, const std::string& name) {
+  if (src.cols % static_cast<int64_t>(DTypeBlock(to)) != 0)
+    Fail(origin, ": cannot convert tensor '", name, "' to ", DTypeName(to), ": its ", src.cols,
+         " columns are not a multiple of ", DTypeBlock(to));
+  MatRef dst{to, nullptr, src.rows, src.cols};
+  owned.emplace_back(dst.row_bytes() * static_cast<size_t>(src.rows));
+  dst.data = owned.back().data();
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(src.cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < src.rows; ++r) {
+      src.RowToF32(r, row.data());
+      FromF32(to, row.data(), const_cast<uint8_t*>(dst.row(r)), row.size());
+    }
+  }
+  return dst;
+}
 
 std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
   const int64_t d = c.dim, hd = c.head_dim, V = c.vocab_size;
@@ -68,7 +90,7 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
 
 std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOptions& opt) {
   if (!fs::exists(path)) Fail(path, ": no such model folder or file");
-  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf")
+  if (fs::is_regular_file(path) && (fs::path(path).extension() == ".gguf" || IsGgufFile(path)))
     return LoadModelFromGguf(path, opt);
   if (!fs::is_directory(path))
     Fail(path, ": expected a model folder (config.json + model.safetensors)");
@@ -84,9 +106,16 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
   const auto specs = ExpectedTensors(c);
   std::set<std::string> expected;
   for (const auto& spec : specs) expected.insert(spec.name);
+  // MLX-quantized folders (mlx-lm's layout): matrices are dequantized to f32 copies on load.
+  std::shared_ptr<MlxDequantizedStore> mlx;
+  if (const auto q = MlxQuantizationOfFile(cfg_path)) {
+    mlx = std::make_shared<MlxDequantizedStore>(s, *q);
+    m->keepalive_ = mlx;
+  }
   // transformer.classifier.weight exists in some checkpoints and is never used by Apple's code.
   for (const auto& [name, view] : s.all()) {
     if (expected.count(name) || name == "transformer.classifier.weight") continue;
+    if (mlx && MlxDequantizedStore::IsCompanion(name)) continue;
     if (name == "lm_head.weight" && c.tied_embeddings) continue;  // tied: the head is the embedding
     std::fprintf(stderr, "warning: %s: ignoring unexpected tensor '%s'\n", path.c_str(),
                  name.c_str());
@@ -96,27 +125,18 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
   auto mat = [&](const TensorView& v) -> MatRef {
     MatRef src = ToMat(v);
     if (!opt.weights || *opt.weights == src.dtype) return src;
-    const DType to = *opt.weights;
-    if (src.cols % static_cast<int64_t>(DTypeBlock(to)) != 0)
-      Fail(path, ": cannot convert tensor '", v.name, "' to ", DTypeName(to), ": its ", src.cols,
-           " columns are not a multiple of ", DTypeBlock(to));
-    MatRef dst{to, nullptr, src.rows, src.cols};
-    m->owned_.emplace_back(dst.row_bytes() * static_cast<size_t>(src.rows));
-    dst.data = m->owned_.back().data();
-#pragma omp parallel
-    {
-      std::vector<float> row(static_cast<size_t>(src.cols));
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < src.rows; ++r) {
-        src.RowToF32(r, row.data());
-        FromF32(to, row.data(), const_cast<uint8_t*>(dst.row(r)), row.size());
-      }
-    }
+    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, v.name);
     s.Evict(v);  // the file's pages for this tensor are not needed any more
+    if (mlx) mlx->Release(v.name);
     return dst;
   };
   size_t k = 0;
-  auto next = [&]() -> const TensorView& { return Checked(s, specs[k++]); };
+  auto next = [&]() -> const TensorView& {
+    const TensorSpec& spec = specs[k++];
+    const TensorView* dq = mlx ? mlx->Find(spec.name) : nullptr;
+    if (dq != nullptr) return Checked(*dq, s.origin(), spec);
+    return Checked(s.Get(spec.name), s.origin(), spec);
+  };
   m->embeddings_ = mat(next());
   m->layers_.resize(c.n_layers);
   for (int i = 0; i < c.n_layers; ++i) {

@@ -44,14 +44,19 @@ struct LoadOptions {
   std::optional<DType> weights;
 };
 
+// `src` converted to `to` (rows in parallel) into a new buffer appended to `owned`. Throws
+// elm::Error naming `origin` and tensor `name` when the columns do not fill whole blocks of `to`.
+MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::vector<uint8_t>>& owned,
+                     const std::string& origin, const std::string& name);
+
 class Model;
 // Implemented in model_gguf.cc: a single GGUF file (llama.cpp's OpenELM layout) as a Model.
 std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path, const LoadOptions& opt);
 
 class Model {
  public:
-  // `path`: a folder with config.json and model.safetensors (or a sharded index), or a .gguf
-  // file.
+  // `path`: a folder with config.json and model.safetensors (or a sharded index) in HF or
+  // mlx-lm layout (MLX-quantized matrices are dequantized to f32), or a .gguf file.
   static std::shared_ptr<const Model> Load(const std::string& path, const LoadOptions& opt = {});
 
   // A model with random weights (N(0, 0.02²) matrices, unit norms) held in memory, stored as

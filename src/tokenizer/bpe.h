@@ -9,10 +9,9 @@
 namespace elm::bpe {
 
 // (left id, right id) -> (rank, merged id) as an open-addressing hash table. The merge loop does
-// one lookup per candidate pair and the table (61k merges for Llama-2) does not fit in L1/L2, so
-// its size matters: when every id fits in 16 bits (vocabularies up to 65536, like Llama-2's) a slot
-// is 8 bytes, a 32-bit packed pair and the rank; otherwise 16 bytes. The merged id is looked up
-// by rank only on a hit.
+// one lookup per candidate pair and the table (61k merges for Llama-2) does not fit in L1, so
+// slot size matters: when ids and ranks fit in 16 bits (vocabularies and merge lists up to 65536
+// entries, like Llama-2's) a slot is 8 bytes (packed pair, rank, merged id); otherwise 16.
 class MergeTable {
  public:
   struct Merge {
@@ -20,11 +19,14 @@ class MergeTable {
     int32_t id;  // -1: no such merge
   };
 
-  // `max_id`: the largest id that will be inserted (decides the slot layout).
-  explicit MergeTable(int32_t max_id = 0) : narrow_(max_id < 65536) {}
+  // `max_id` and `max_rank`: the largest id and rank that will be inserted (they decide the
+  // slot layout).
+  MergeTable(int32_t max_id, uint32_t max_rank)
+      : narrow_(max_id >= 0 && max_id < 65536 && max_rank < 65536) {}
+  MergeTable() : MergeTable(0, 0) {}
 
-  // Adds or replaces the entry for (left, right) with rank `rank`; ranks must be distinct. A pair
-  // listed twice keeps the last entry, as HF's HashMap built from the merges list does.
+  // Adds or replaces the entry for (left, right). A pair listed twice keeps the last entry, as
+  // HF's HashMap built from the merges list does.
   void Insert(int32_t left, int32_t right, uint32_t rank, int32_t merged);
 
   Merge Find(int32_t left, int32_t right) const {
@@ -33,14 +35,15 @@ class MergeTable {
       const uint32_t key = (static_cast<uint32_t>(left) << 16) | static_cast<uint32_t>(right);
       for (size_t i = Slot(key);; i = (i + 1) & mask_) {
         const Narrow& s = narrow_slots_[i];
-        if (s.key == key) return {s.rank, merged_[s.rank]};
+        if (s.key == key) return {s.rank, s.id};
         if (s.key == kNarrowEmpty) return {0, -1};
       }
     }
-    const uint64_t key = (uint64_t{static_cast<uint32_t>(left)} << 32) | static_cast<uint32_t>(right);
+    const uint64_t key =
+        (uint64_t{static_cast<uint32_t>(left)} << 32) | static_cast<uint32_t>(right);
     for (size_t i = Slot(key);; i = (i + 1) & mask_) {
       const Wide& s = wide_slots_[i];
-      if (s.key == key) return {s.rank, merged_[s.rank]};
+      if (s.key == key) return {s.rank, s.id};
       if (s.key == kWideEmpty) return {0, -1};
     }
   }
@@ -50,11 +53,13 @@ class MergeTable {
  private:
   struct Narrow {
     uint32_t key;
-    uint32_t rank;
+    uint16_t rank;
+    uint16_t id;
   };
   struct Wide {
     uint64_t key;
     uint32_t rank;
+    int32_t id;
   };
   // Ids are non-negative, so a pair never packs to all ones.
   static constexpr uint32_t kNarrowEmpty = ~uint32_t{0};
@@ -64,13 +69,12 @@ class MergeTable {
     return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_) & mask_;
   }
   void Rehash(size_t capacity);
-  template <typename SlotT, typename KeyT>
-  void Place(std::vector<SlotT>* slots, KeyT key, uint32_t rank, KeyT empty);
+  template <typename SlotT>
+  void Place(std::vector<SlotT>* slots, const SlotT& slot, decltype(SlotT::key) empty);
 
   bool narrow_;
   std::vector<Narrow> narrow_slots_;
   std::vector<Wide> wide_slots_;
-  std::vector<int32_t> merged_;  // rank -> merged id
   size_t mask_ = 0;
   int shift_ = 64;
   size_t size_ = 0;
@@ -78,19 +82,14 @@ class MergeTable {
 
 // Reusable scratch state for Merge(); one per encoding call (not shared between threads).
 struct Workspace {
-  struct Candidate {
-    uint64_t order;       // rank << 32 | position of the left symbol: smaller merges first
-    int32_t left, right;  // the pair when queued, to recognise entries that went stale
-    int32_t merged;
-  };
-  std::vector<int32_t> id;    // symbol id; -1 once merged into its left neighbour
-  std::vector<int32_t> prev;  // index of the previous live symbol, -1 at the start
-  std::vector<int32_t> next;  // index of the next live symbol, -1 at the end
-  std::vector<Candidate> heap;
+  std::vector<int32_t> id;     // symbol id; -1 once merged into its left neighbour
+  std::vector<int32_t> prev;   // index of the previous live symbol, -1 at the start
+  std::vector<int32_t> next;   // index of the next live symbol, -1 at the end
+  std::vector<uint64_t> heap;  // candidate merges, rank << 32 | position of the left symbol
 };
 
 // Merges `symbols` in place exactly like HF tokenizers' BPE Word::merge_all (without dropout):
-// repeatedly apply the candidate pair of lowest rank, the leftmost one on ties. A binary heap of
+// repeatedly apply the candidate pair of lowest rank, the leftmost one on ties. A heap of
 // candidates plus a doubly linked list over the symbols makes it O(n log n), so a single "word"
 // of megabytes (Llama has no pre-tokenizer) is fine. The result replaces `symbols`.
 void Merge(const MergeTable& merges, std::vector<int32_t>* symbols, Workspace* ws);

@@ -6,12 +6,15 @@
 #include <string_view>
 
 #include "base/error.h"
+#include "io/gguf.h"
+#include "io/gguf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 #ifndef ELM_SOURCE_DIR
 #error "ELM_SOURCE_DIR (the repository root) must be defined to locate the embedded tokenizer"
 #endif
 
+// clang-format off
 // Each blob is followed by an "_end" symbol; the trailing NUL byte keeps the end symbol inside
 // the section even for an empty file.
 #if defined(__APPLE__)
@@ -38,6 +41,7 @@
 
 ELM_EMBED_FILE(elm_llama2_tokenizer_json, "/data/tokenizer/llama2/tokenizer.json");
 ELM_EMBED_FILE(elm_llama2_tokenizer_config_json, "/data/tokenizer/llama2/tokenizer_config.json");
+// clang-format on
 
 extern "C" {
 extern const char elm_llama2_tokenizer_json[];
@@ -51,9 +55,9 @@ namespace elm {
 Tokenizer Tokenizer::Default() {
   // Parsed on first use (tens of milliseconds), once per process; copies share the tables.
   static const Tokenizer tok = [] {
-    const std::string_view json(elm_llama2_tokenizer_json,
-                                static_cast<size_t>(elm_llama2_tokenizer_json_end -
-                                                    elm_llama2_tokenizer_json));
+    const std::string_view json(
+        elm_llama2_tokenizer_json,
+        static_cast<size_t>(elm_llama2_tokenizer_json_end - elm_llama2_tokenizer_json));
     const std::string_view config(elm_llama2_tokenizer_config_json,
                                   static_cast<size_t>(elm_llama2_tokenizer_config_json_end -
                                                       elm_llama2_tokenizer_config_json));
@@ -64,10 +68,15 @@ Tokenizer Tokenizer::Default() {
 
 Tokenizer LoadTokenizerFor(const std::string& model_dir, const std::string& explicit_path) {
   if (!explicit_path.empty()) return Tokenizer::FromFile(explicit_path);
+  // A GGUF file carries its own vocabulary (tokenizer.ggml.*).
+  if (!model_dir.empty() && IsGgufFile(model_dir)) {
+    if (auto t = TokenizerFromGguf(model_dir)) return *t;
+  }
   if (!model_dir.empty()) {
     const std::filesystem::path candidate = std::filesystem::path(model_dir) / "tokenizer.json";
     std::error_code ec;
-    if (std::filesystem::is_regular_file(candidate, ec)) return Tokenizer::FromFile(candidate.string());
+    if (std::filesystem::is_regular_file(candidate, ec))
+      return Tokenizer::FromFile(candidate.string());
   }
   return Tokenizer::Default();
 }

@@ -16,20 +16,19 @@ namespace elm::tokenizer_internal {
 // Applies the normalizer steps (for Llama-2: prepend "▁", then " " -> "▁").
 std::string Normalize(const TokenizerData& d, std::string_view text);
 
-// Memo of word -> ids for one normalized text. A 32-byte slot holds short words inline (longer
-// ones are compared against their first occurrence in the text) and the id itself when the word
-// is a single token (the common case), else the position of the earlier ids in the output
-// vector: a hit usually touches one cache line.
+// Memo of word -> ids for one normalized text. A 32-byte slot holds a short word inline as two
+// 64-bit words (longer ones are compared against their first occurrence in the text) and the id
+// itself when the word is a single token (the common case), else the position of the earlier ids
+// in the output vector: a hit usually touches one cache line and calls nothing.
 class WordCache {
  public:
-  static constexpr size_t kInlineKey = 16;
   struct Entry {
+    uint64_t key0, key1;  // ShortKey() of a word of at most 16 bytes
     uint32_t hash;
-    uint16_t key_size;  // 0: empty slot
-    uint16_t count;     // number of ids
-    int32_t value;      // the id if count == 1, else the offset of the ids in the output
-    uint32_t key_offset;           // into the text
-    char inline_key[kInlineKey];  // the key, zero-padded, if it fits
+    uint32_t key_offset;  // into the text
+    uint16_t key_size;    // 0: empty slot
+    uint16_t count;       // number of ids
+    int32_t value;        // the id if count == 1, else the offset of the ids in the output
   };
   static constexpr size_t kMaxKey = 0xFFFF;
 
@@ -49,20 +48,27 @@ class WordCache {
 
 class Encoder {
  public:
-  Encoder(const TokenizerData& d, std::vector<int>* out) : d_(d), out_(*out) {}
+  Encoder(const TokenizerData& d, std::vector<int>* out)
+      : d_(d),
+        out_(*out),
+        joins_only_word_start_(d.joins_word_start.size() == 1 &&
+                               d.joins_word_start[0] == d.word_start) {}
 
   // Appends the ids of an already normalized text.
   void EncodeNormalized(std::string_view s);
 
  private:
   bool JoinsWordStart(std::string_view s, size_t word_begin, size_t pos) const;
+  bool AtWordStart(std::string_view s, size_t i) const;
   void CachedWord(std::string_view w);
   void EncodeWord(std::string_view w);
   bool AllBytesKnown(std::string_view ch) const;
 
   const TokenizerData& d_;
   std::vector<int>& out_;
+  const bool joins_only_word_start_;
   std::vector<int32_t> symbols_;
+  std::vector<int32_t> segment_;
   bpe::Workspace ws_;
   WordCache cache_;
 };

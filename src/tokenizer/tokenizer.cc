@@ -156,11 +156,21 @@ std::optional<int> Tokenizer::TokenId(std::string_view piece) const {
   return it->second;
 }
 
-int Tokenizer::vocab_size() const { return static_cast<int>(data_->pieces.size()); }
-int Tokenizer::bos_id() const { return data_->bos_id; }
-int Tokenizer::eos_id() const { return data_->eos_id; }
-int Tokenizer::unk_id() const { return data_->unk_id; }
-bool Tokenizer::add_bos() const { return data_->add_bos; }
+int Tokenizer::vocab_size() const {
+  return static_cast<int>(data_->pieces.size());
+}
+int Tokenizer::bos_id() const {
+  return data_->bos_id;
+}
+int Tokenizer::eos_id() const {
+  return data_->eos_id;
+}
+int Tokenizer::unk_id() const {
+  return data_->unk_id;
+}
+bool Tokenizer::add_bos() const {
+  return data_->add_bos;
+}
 
 bool Tokenizer::IsSpecial(int id) const {
   return id >= 0 && id < vocab_size() && data_->special[static_cast<size_t>(id)] != 0;

@@ -61,7 +61,13 @@ struct TokenizerData {
   bool split_words = false;
   std::string word_start;
   std::vector<std::string> joins_word_start;
-  std::array<uint8_t, 256> split_class{};  // by byte: kSplitOpaque for ASCII byte-fallback
+  // (x, y) pairs of initial symbols that some merge joins (its left side ends with x, its right
+  // side starts with y); a long word is also cut between any other two symbols. Ranks unused.
+  bpe::MergeTable joinable_units;
+  std::array<uint8_t, 256> split_class{};
+  // The bytes of interest are word_start[0], and opaque ones all <= 0x20 or 0x7F: the encoder may
+  // then look for them eight bytes at a time.
+  bool split_swar = false;  // by byte: kSplitOpaque for ASCII byte-fallback
                                            // characters, kSplitWordStart for word_start[0]
 
   // --- decoder

@@ -108,7 +108,8 @@ void ReplaceAll(std::string* s, std::string_view pattern, std::string_view conte
 std::string ReplacePattern(const Source& src, const json& step, const std::string& path) {
   const json& pattern = src.Object(src.Get(step, path, "pattern"), path + ".pattern");
   if (pattern.contains("Regex")) src.Fail(path + ".pattern", "Regex patterns are not supported");
-  std::string s = src.String(src.Get(pattern, path + ".pattern", "String"), path + ".pattern.String");
+  std::string s =
+      src.String(src.Get(pattern, path + ".pattern", "String"), path + ".pattern.String");
   if (s.empty()) src.Fail(path + ".pattern.String", "empty pattern");
   return s;
 }
@@ -121,7 +122,8 @@ void ParseNormalizer(const Source& src, const json& n, const std::string& path,
   if (type == "Sequence") {
     const std::string list = path + ".normalizers";
     const json& steps = src.Array(src.Get(n, path, "normalizers"), list);
-    for (size_t i = 0; i < steps.size(); ++i) ParseNormalizer(src, steps[i], Source::Index(list, i), ops);
+    for (size_t i = 0; i < steps.size(); ++i)
+      ParseNormalizer(src, steps[i], Source::Index(list, i), ops);
   } else if (type == "Prepend") {
     ops->push_back({NormalizerOp::Kind::kPrepend, "",
                     src.String(src.Get(n, path, "prepend"), path + ".prepend")});
@@ -150,7 +152,8 @@ void ParseAddedTokens(const Source& src, const json& root, TokenizerData* d) {
     if (tok.content.empty()) src.Fail(path + ".content", "empty token");
     if (!utf8::IsValid(tok.content)) src.Fail(path + ".content", "invalid UTF-8");
     for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-      if (src.Bool(t, path, flag, false)) src.Fail(Source::Join(path, flag), "only false is supported");
+      if (src.Bool(t, path, flag, false))
+        src.Fail(Source::Join(path, flag), "only false is supported");
     }
     d->added.push_back(std::move(tok));
   }
@@ -168,7 +171,8 @@ void ParseModel(const Source& src, const json& root, TokenizerData* d) {
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     const auto it = model.find(key);
-    if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
+    if (it != model.end() && !it->is_null() &&
+        !(it->is_string() && it->get<std::string>().empty())) {
       src.Fail(Source::Join("model", key), "not supported");
     }
   }
@@ -226,8 +230,9 @@ void ParseModel(const Source& src, const json& root, TokenizerData* d) {
   }
 
   // Merges, either "left right" strings (tokenizers < 0.20) or [left, right] pairs.
-  d->merges = bpe::MergeTable(static_cast<int32_t>(pieces.size()) - 1);
   const json& merges = src.Array(src.Get(model, "model", "merges"), "model.merges");
+  d->merges = bpe::MergeTable(static_cast<int32_t>(pieces.size()) - 1,
+                              static_cast<uint32_t>(merges.size()));
   auto lookup = [&](const std::string& piece, const std::string& field) {
     const auto it = d->piece_ids.find(piece);
     if (it == d->piece_ids.end()) src.Fail(field, "unknown token \"", piece, "\"");
@@ -260,10 +265,11 @@ void ParseModel(const Source& src, const json& root, TokenizerData* d) {
   }
 }
 
-// Decides whether the encoder may cut the text into words in front of "▁" (see tokenizer.cc).
-// A cut between characters x and "▁" is exact iff no merge joins a token ending in x to a token
-// starting with "▁". The argument reasons about characters, so it is only made when no merge
-// involves byte-fallback or unknown tokens (whose pieces are not the characters they stand for).
+// Decides where the encoder may cut the text into independent words (see encoder.cc). A cut
+// between two initial symbols x and y is exact iff no merge joins a token ending in x to a token
+// starting with y: the first merge across the cut would have to be one. The argument reasons
+// about characters, so it is only made when no merge involves byte-fallback or unknown tokens
+// (whose pieces are not the characters they stand for).
 void PlanWordSplitting(const json& merges_json, TokenizerData* d) {
   static constexpr std::string_view kWordStart = "\xE2\x96\x81";  // "▁"
   const auto start = d->piece_ids.find(std::string(kWordStart));
@@ -273,7 +279,17 @@ void PlanWordSplitting(const json& merges_json, TokenizerData* d) {
     if (id >= 0) opaque[static_cast<size_t>(id)] = 1;
   }
   if (d->model_unk_id >= 0) opaque[static_cast<size_t>(d->model_unk_id)] = 1;
+  // The unit (initial symbol) of a character, or -1 if it is not a single-character token.
+  const auto unit = [d](std::string_view ch) -> int32_t {
+    const char32_t cp = utf8::DecodeChar(ch.data(), static_cast<int>(ch.size()));
+    if (cp < 128) return d->ascii_ids[cp];
+    const auto it = d->char_ids.find(cp);
+    return it == d->char_ids.end() ? -1 : it->second;
+  };
   std::vector<std::string> joins;
+  bpe::MergeTable joinable(static_cast<int32_t>(d->pieces.size()) - 1,
+                           static_cast<uint32_t>(merges_json.size()));
+  uint32_t count = 0;
   for (const json& m : merges_json) {
     std::string left, right;
     if (m.is_string()) {
@@ -288,15 +304,22 @@ void PlanWordSplitting(const json& merges_json, TokenizerData* d) {
         opaque[static_cast<size_t>(d->piece_ids.at(right))]) {
       return;
     }
-    if (!right.starts_with(kWordStart)) continue;
     size_t last = left.size() - 1;
     while (last > 0 && (static_cast<uint8_t>(left[last]) & 0xC0) == 0x80) --last;
-    std::string ch = left.substr(last);
-    if (std::find(joins.begin(), joins.end(), ch) == joins.end()) joins.push_back(std::move(ch));
+    const std::string last_char = left.substr(last);
+    const std::string first_char = right.substr(0, static_cast<size_t>(utf8::CharLength(right, 0)));
+    // A merge whose outer characters are not tokens can never apply: its sides cannot be built.
+    const int32_t u = unit(last_char), v = unit(first_char);
+    if (u >= 0 && v >= 0) joinable.Insert(u, v, count++, 0);
+    if (right.starts_with(kWordStart) &&
+        std::find(joins.begin(), joins.end(), last_char) == joins.end()) {
+      joins.push_back(last_char);
+    }
   }
   d->split_words = true;
   d->word_start = kWordStart;
   d->joins_word_start = std::move(joins);
+  d->joinable_units = std::move(joinable);
   // An ASCII character outside the vocabulary becomes its byte token, which no merge involves,
   // so it is a word of its own. (Without byte fallback it would become <unk>, which fuse_unk may
   // glue to a neighbouring <unk>: no cut then.)
@@ -308,6 +331,13 @@ void PlanWordSplitting(const json& merges_json, TokenizerData* d) {
     }
   }
   d->split_class[static_cast<uint8_t>(kWordStart[0])] = TokenizerData::kSplitWordStart;
+  d->split_swar = true;
+  for (int c = 0; c < 128; ++c) {
+    if (d->split_class[static_cast<size_t>(c)] != TokenizerData::kSplitNone && c > 0x20 &&
+        c != 0x7F) {
+      d->split_swar = false;
+    }
+  }
 }
 
 void ParseDecoder(const Source& src, const json& root, TokenizerData* d) {
@@ -382,15 +412,16 @@ void ParsePostProcessor(const Source& src, const json& root, std::optional<int>*
              "\" (only TemplateProcessing)");
   }
   const json& single = src.Array(src.Get(pp, "post_processor", "single"), "post_processor.single");
-  const bool ok = (single.size() == 1 && single[0].contains("Sequence")) ||
-                  (single.size() == 2 && single[0].contains("SpecialToken") &&
-                   single[1].contains("Sequence"));
+  const bool ok =
+      (single.size() == 1 && single[0].contains("Sequence")) ||
+      (single.size() == 2 && single[0].contains("SpecialToken") && single[1].contains("Sequence"));
   if (!ok) {
     src.Fail("post_processor.single", "only [SpecialToken, Sequence] or [Sequence] is supported");
   }
   *template_bos = -1;
   if (single.size() == 2) {
-    const json& tok = src.Object(single[0]["SpecialToken"], "post_processor.single[0].SpecialToken");
+    const json& tok =
+        src.Object(single[0]["SpecialToken"], "post_processor.single[0].SpecialToken");
     const std::string name = src.String(src.Get(tok, "post_processor.single[0].SpecialToken", "id"),
                                         "post_processor.single[0].SpecialToken.id");
     const auto id = d.piece_ids.find(name);
@@ -475,7 +506,7 @@ std::shared_ptr<const TokenizerData> ParseTokenizerJson(std::string_view json_te
     config_unk = ConfigToken(csrc, cfg, "unk_token", *d);
   }
   d->bos_id = config_bos.value_or(template_bos.value_or(-1) >= 0 ? *template_bos
-                                                                  : PieceId(*d, "<s>").value_or(-1));
+                                                                 : PieceId(*d, "<s>").value_or(-1));
   d->eos_id = config_eos.value_or(PieceId(*d, "</s>").value_or(-1));
   d->unk_id = d->model_unk_id >= 0 ? d->model_unk_id
                                    : config_unk.value_or(PieceId(*d, "<unk>").value_or(-1));

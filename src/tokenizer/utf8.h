@@ -28,11 +28,16 @@ inline int SequenceLength(uint8_t b) {
 // forms, UTF-16 surrogates (ED A0..BF) and code points above U+10FFFF (F4 90..).
 inline bool SecondByteOk(uint8_t lead, uint8_t b) {
   switch (lead) {
-    case 0xE0: return b >= 0xA0 && b <= 0xBF;
-    case 0xED: return b >= 0x80 && b <= 0x9F;
-    case 0xF0: return b >= 0x90 && b <= 0xBF;
-    case 0xF4: return b >= 0x80 && b <= 0x8F;
-    default: return b >= 0x80 && b <= 0xBF;
+    case 0xE0:
+      return b >= 0xA0 && b <= 0xBF;
+    case 0xED:
+      return b >= 0x80 && b <= 0x9F;
+    case 0xF0:
+      return b >= 0x90 && b <= 0xBF;
+    case 0xF4:
+      return b >= 0x80 && b <= 0x8F;
+    default:
+      return b >= 0x80 && b <= 0xBF;
   }
 }
 
@@ -80,7 +85,9 @@ inline size_t FindInvalid(std::string_view s) {
   return kNotFound;
 }
 
-inline bool IsValid(std::string_view s) { return FindInvalid(s) == kNotFound; }
+inline bool IsValid(std::string_view s) {
+  return FindInvalid(s) == kNotFound;
+}
 
 // Length of the (assumed valid) character starting at s[i].
 inline int CharLength(std::string_view s, size_t i) {
@@ -92,9 +99,12 @@ inline int CharLength(std::string_view s, size_t i) {
 inline char32_t DecodeChar(const char* p, int len) {
   const auto* u = reinterpret_cast<const uint8_t*>(p);
   switch (len) {
-    case 1: return u[0];
-    case 2: return (char32_t{u[0] & 0x1Fu} << 6) | (u[1] & 0x3Fu);
-    case 3: return (char32_t{u[0] & 0x0Fu} << 12) | (char32_t{u[1] & 0x3Fu} << 6) | (u[2] & 0x3Fu);
+    case 1:
+      return u[0];
+    case 2:
+      return (char32_t{u[0] & 0x1Fu} << 6) | (u[1] & 0x3Fu);
+    case 3:
+      return (char32_t{u[0] & 0x0Fu} << 12) | (char32_t{u[1] & 0x3Fu} << 6) | (u[2] & 0x3Fu);
     default:
       return (char32_t{u[0] & 0x07u} << 18) | (char32_t{u[1] & 0x3Fu} << 12) |
              (char32_t{u[2] & 0x3Fu} << 6) | (u[3] & 0x3Fu);

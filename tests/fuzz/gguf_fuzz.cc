@@ -1,0 +1,23 @@
+// libFuzzer target for the GGUF reader and everything elm derives from a GGUF's metadata (config,
+// tensor map, tokenizer). Any input may be rejected, but only with elm::Error: another exception
+// escapes and aborts the run, and the sanitizers catch memory errors. Build: tests/fuzz/README.md.
+#include <cstddef>
+#include <cstdint>
+
+#include "base/error.h"
+#include "io/gguf.h"
+#include "io/gguf_model.h"
+#include "io/gguf_tokenizer.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    const auto f = elm::GgufFile::FromBytes(data, size, "fuzz.gguf");
+    for (const auto& [key, value] : f->metadata()) (void)value.ToString();
+    const elm::ModelConfig cfg = elm::ConfigFromGguf(*f);
+    (void)elm::MapGgufTensors(*f, cfg);
+    (void)elm::TokenizerFromGguf(*f);
+  } catch (const elm::Error&) {
+    // Rejected with a message naming the file: the expected outcome for most inputs.
+  }
+  return 0;
+}

@@ -1,0 +1,10 @@
+// The fuzz build leaves out the SIMD kernel tables (src/kernels/x86, src/kernels/arm): parsing
+// does not need them, and their CPU-feature builtins are compiler-specific. BestKernels() then
+// picks the scalar table.
+#include "kernels/cpu_kernels.h"
+
+namespace elm {
+const CpuKernels* Avx512Kernels() { return nullptr; }
+const CpuKernels* Avx2Kernels() { return nullptr; }
+const CpuKernels* NeonKernels() { return nullptr; }
+}  // namespace elm
