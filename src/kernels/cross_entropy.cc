@@ -46,9 +46,8 @@ CrossEntropyStats CrossEntropyForward(float* lse, const float* logits, const int
   return s;
 }
 
-void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse,
-                          const int* targets, int64_t N, int64_t V, int ignore_index,
-                          float ce_scale, float z_scale) {
+void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse, const int* targets,
+                          int64_t N, int64_t V, int ignore_index, float ce_scale, float z_scale) {
 #pragma omp parallel for schedule(static) if (N * V >= (1 << 16))
   for (int64_t i = 0; i < N; ++i) {
     const float* row = logits + i * V;

@@ -26,8 +26,7 @@ CrossEntropyStats CrossEntropyForward(float* lse, const float* logits, const int
 // Writes (does not accumulate) ∂L/∂logits for L = ce_scale·Σ ce_row + z_scale·Σ lse_row² over the
 // non-ignored rows: dlogits = ce_scale·(softmax − onehot) + 2·z_scale·lse·softmax. dlogits may
 // alias logits: the training step reuses the logits buffer for its gradient (llm.c).
-void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse,
-                          const int* targets, int64_t N, int64_t V, int ignore_index,
-                          float ce_scale, float z_scale);
+void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse, const int* targets,
+                          int64_t N, int64_t V, int ignore_index, float ce_scale, float z_scale);
 
 }  // namespace elm

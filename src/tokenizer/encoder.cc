@@ -264,6 +264,7 @@ void Encoder::EncodeNormalized(std::string_view s) {
   }
   cache_.Reset(s);
   size_t word_begin = 0;
+  const char ws_last = d_.word_start.back();
   // Handles s[i] if it is a byte of interest: the start of a cut-off word or an opaque byte.
   const auto visit = [&](size_t i) {
     const auto b = static_cast<uint8_t>(s[i]);
@@ -273,7 +274,9 @@ void Encoder::EncodeNormalized(std::string_view s) {
       out_.push_back(d_.byte_ids[b]);
       word_begin = i + 1;
     } else if (cls == TokenizerData::kSplitWordStart && i > word_begin && AtWordStart(s, i) &&
-               !JoinsWordStart(s, word_begin, i)) {
+               // Llama-2's common case without a call: the previous byte cannot end a "▁".
+               !(joins_only_word_start_ ? s[i - 1] == ws_last && JoinsWordStart(s, word_begin, i)
+                                        : JoinsWordStart(s, word_begin, i))) {
       CachedWord(s.substr(word_begin, i - word_begin));
       word_begin = i;
     }
@@ -297,15 +300,22 @@ void Encoder::EncodeNormalized(std::string_view s) {
 // Whether the word-start character ("▁") begins at s[i] (s[i] is known to be its first byte).
 bool Encoder::AtWordStart(std::string_view s, size_t i) const {
   const std::string& ws = d_.word_start;
-  return s.size() - i >= ws.size() && std::equal(ws.begin() + 1, ws.end(), s.begin() + i + 1);
+  if (s.size() - i < ws.size()) return false;
+  for (size_t k = 1; k < ws.size(); ++k) {  // a loop: std::equal would call memcmp
+    if (s[i + k] != ws[k]) return false;
+  }
+  return true;
 }
 
 // Whether the character before s[pos] (within the current word) could merge with "▁".
 bool Encoder::JoinsWordStart(std::string_view s, size_t word_begin, size_t pos) const {
   const std::string& ws = d_.word_start;
   if (joins_only_word_start_) {  // Llama-2: only "▁" joins "▁"
-    return pos - word_begin >= ws.size() &&
-           std::equal(ws.begin(), ws.end(), s.begin() + (pos - ws.size()));
+    if (pos - word_begin < ws.size()) return false;
+    for (size_t k = 0; k < ws.size(); ++k) {
+      if (s[pos - ws.size() + k] != ws[k]) return false;
+    }
+    return true;
   }
   size_t prev = pos - 1;
   while (prev > word_begin && (static_cast<uint8_t>(s[prev]) & 0xC0) == 0x80) --prev;

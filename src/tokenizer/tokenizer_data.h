@@ -68,7 +68,7 @@ struct TokenizerData {
   // The bytes of interest are word_start[0], and opaque ones all <= 0x20 or 0x7F: the encoder may
   // then look for them eight bytes at a time.
   bool split_swar = false;  // by byte: kSplitOpaque for ASCII byte-fallback
-                                           // characters, kSplitWordStart for word_start[0]
+                            // characters, kSplitWordStart for word_start[0]
 
   // --- decoder
   std::vector<std::string> texts;  // id -> piece after the decoder's Replace steps

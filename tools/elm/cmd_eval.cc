@@ -62,6 +62,7 @@ void RegisterEval(CLI::App& app) {
   struct Opts : ModelOpts {
     std::string tasks, output, output_requests, data_dir, sciq;
     int limit = 0;
+    bool no_prefix_cache = false;
   };
   auto o = std::make_shared<Opts>();
   AddModelFlags(cmd, *o);
@@ -78,6 +79,9 @@ void RegisterEval(CLI::App& app) {
   cmd->add_option("--sciq", o->sciq,
                   "SciQ test set: allenai/sciq's test.json or JSON lines with support, question, "
                   "distractor1-3, correct_answer");
+  cmd->add_flag("--no-prefix-cache", o->no_prefix_cache,
+                "Score every request with its own full forward, like lm-eval's HFLM (slower; "
+                "for comparison)");
   cmd->callback([o] {
     const auto tasks = eval::ParseTaskList(o->tasks);
     eval::EvalOptions opt;
@@ -88,6 +92,7 @@ void RegisterEval(CLI::App& app) {
     auto model = Model::Load(o->model);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
+    scorer.set_prefix_reuse(!o->no_prefix_cache);
 
     eval::ProgressBar bar;
     std::string requests;
@@ -114,6 +119,7 @@ void RegisterEval(CLI::App& app) {
     config["limit"] = o->limit;
     config["num_fewshot"] = 0;
     config["data_dir"] = opt.data.data_dir;
+    config["prefix_cache"] = !o->no_prefix_cache;
     if (!o->output.empty()) WriteJson(o->output, eval::ResultsJson(report, config));
     if (!o->output_requests.empty())
       WriteFileAtomic(o->output_requests, requests.data(), requests.size());

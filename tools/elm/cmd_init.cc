@@ -34,9 +34,10 @@ void RegisterInitCommand(CLI::App& app) {
     if (o->preset.empty() == o->config.empty()) Fail("give --preset or --config");
     const ModelConfig mc = o->preset.empty() ? LoadTrainConfig(o->config, o->set, false).model
                                              : PresetConfig(o->preset);
-    const auto dtype = ParseDType(o->dtype == "f32" ? "F32" : o->dtype == "bf16" ? "BF16"
-                                                        : o->dtype == "f16"  ? "F16"
-                                                                             : o->dtype);
+    const auto dtype = ParseDType(o->dtype == "f32"    ? "F32"
+                                  : o->dtype == "bf16" ? "BF16"
+                                  : o->dtype == "f16"  ? "F16"
+                                                       : o->dtype);
     if (!dtype) Fail("--dtype '", o->dtype, "': expected f32, bf16 or f16");
     ParamSet ps(mc);
     InitParams(ps, o->seed);

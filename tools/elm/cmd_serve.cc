@@ -1,12 +1,14 @@
 // elm serve: the OpenAI-compatible HTTP server (src/server) with a chat page at "/".
 //
-// SIGINT/SIGTERM are blocked in every thread and taken by one thread with sigwait(), which calls
-// Server::Stop(): stopping involves locks and condition variables, which a signal handler must not
-// touch.
-#include <pthread.h>
+// SIGINT/SIGTERM: the handler only writes the signal number to a pipe (async-signal-safe); a
+// thread reading the pipe calls Server::Stop(), which takes locks a handler must not touch.
+// (Blocking the signals and using sigwait() does not work here: libraries start threads, e.g.
+// OpenBLAS's pool at load time, before main() could block anything, and the kernel may deliver
+// the signal to one of those.)
 #include <signal.h>
+#include <unistd.h>
 
-#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <thread>
 
@@ -19,6 +21,13 @@
 namespace elm::cli {
 namespace {
 
+int g_signal_pipe = -1;
+
+void OnSignal(int sig) {
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = write(g_signal_pipe, &byte, 1);
+}
+
 struct ServeOpts {
   std::string model, tokenizer;
   server::ServerOptions server;
@@ -26,8 +35,9 @@ struct ServeOpts {
 
 void RegisterServe(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "serve", "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with a web "
-               "chat page at /");
+      "serve",
+      "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with a web "
+      "chat page at /");
   auto o = std::make_shared<ServeOpts>();
   auto& s = o->server;
   cmd->add_option("--model", o->model, "Model folder (HF layout)")->required();
@@ -38,7 +48,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--port", s.port, "Port to listen on; 0 picks a free one")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
-  cmd->add_option("--parallel,-np", s.parallel,
+  cmd->add_option("--parallel", s.parallel,
                   "Requests generating at once (slots, each with its own KV cache)")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
@@ -65,17 +75,31 @@ void RegisterServe(CLI::App& app) {
   cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");
   cmd->callback([o] {
     o->server.write_timeout_s = o->server.read_timeout_s;
-    // Block the signals before any thread starts, so every thread inherits the mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
     auto model = Model::Load(o->model);
     Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     server::Server srv(model, std::move(tok), o->server);
     const int port = srv.Bind();
+
+    int fds[2];
+    if (pipe(fds) != 0) Fail("serve: cannot create a pipe for signal handling");
+    g_signal_pipe = fds[1];
+    struct sigaction sa {};
+    sa.sa_handler = OnSignal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    std::thread waiter([&srv, fd = fds[0]] {
+      unsigned char sig = 0;
+      while (read(fd, &sig, 1) < 0 && errno == EINTR) {
+      }
+      if (sig != 0) {
+        std::fprintf(stderr, "\nelm serve: %s received, shutting down\n",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        srv.Stop();
+      }
+    });
+
     std::fprintf(stderr,
                  "elm serve: %s on http://%s:%d/ (%d slot%s, queue %d)%s\n"
                  "Press Ctrl+C to stop.\n",
@@ -83,29 +107,26 @@ void RegisterServe(CLI::App& app) {
                  o->server.parallel == 1 ? "" : "s", o->server.queue,
                  o->server.api_key.empty() ? "" : ", API key required");
     std::fflush(stderr);
-
-    std::atomic<bool> signalled{false};
-    std::thread waiter([&srv, &signals, &signalled] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      signalled = true;
-      std::fprintf(stderr, "\nelm serve: %s received, shutting down\n",
-                   sig == SIGINT ? "SIGINT" : "SIGTERM");
-      srv.Stop();
-    });
     srv.Run();
-    // Run() also returns if listening failed; then wake the waiter so it can be joined (a signal
-    // that raced with this check stays pending, blocked, and is discarded with the thread).
-    srv.Stop();
-    if (!signalled) pthread_kill(waiter.native_handle(), SIGTERM);
+    // Run() also returns if listening failed: wake the waiter with a 0 byte (no signal).
+    const unsigned char zero = 0;
+    [[maybe_unused]] const ssize_t n = write(fds[1], &zero, 1);
     waiter.join();
+    // Back to the default actions: a second Ctrl+C during teardown ends the process at once.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    g_signal_pipe = -1;
+    close(fds[0]);
+    close(fds[1]);
     std::fprintf(stderr, "elm serve: stopped\n");
   });
 }
 
 }  // namespace
 
-void RegisterServeCommand(CLI::App& app) { RegisterServe(app); }
+void RegisterServeCommand(CLI::App& app) {
+  RegisterServe(app);
+}
 
 ELM_REGISTER_COMMAND(70, RegisterServeCommand);
 

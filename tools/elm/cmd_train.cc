@@ -4,8 +4,8 @@
 
 #include "commands.h"
 #include "train/train_config.h"
-#include "train/trainer.h"
 #include "train/train_log.h"
+#include "train/trainer.h"
 
 namespace elm::cli {
 

@@ -1,0 +1,122 @@
+#include "eval/loglikelihood.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "base/error.h"
+#include "eval/py_text.h"
+
+namespace elm::eval {
+
+EncodedRequest EncodePair(const Tokenizer& tok, std::string_view context,
+                          std::string_view continuation, bool add_bos) {
+  EncodedRequest r;
+  if (context.empty()) {
+    // HFLM.loglikelihood: an empty context becomes the prefix token (BOS, else EOS), and the
+    // continuation is encoded alone with the same special-token policy as any text.
+    const int prefix = tok.bos_id() >= 0 ? tok.bos_id() : tok.eos_id();
+    if (prefix < 0) Fail("empty context but the tokenizer has neither BOS nor EOS");
+    r.continuation = continuation;
+    r.context_ids = {prefix};
+    r.continuation_ids = tok.Encode(continuation, add_bos);
+  } else {
+    // Trailing whitespace of the context belongs to the continuation: SentencePiece attaches
+    // spaces to the following word ("▁word"), so this keeps the continuation's tokens natural.
+    const size_t n = TrailingSpaceBytes(context);
+    r.context = context.substr(0, context.size() - n);
+    r.continuation = std::string(context.substr(context.size() - n)) + std::string(continuation);
+    // Joint tokenization, split at the context's own length: merges across the boundary land
+    // in the continuation, exactly as lm-eval does (whole[:len(ctx)] need not equal ctx).
+    const std::vector<int> whole = tok.Encode(r.context + r.continuation, add_bos);
+    r.context_ids = tok.Encode(r.context, add_bos);
+    if (whole.size() > r.context_ids.size())
+      r.continuation_ids.assign(whole.begin() + static_cast<std::ptrdiff_t>(r.context_ids.size()),
+                                whole.end());
+  }
+  if (r.continuation_ids.empty())
+    Fail("continuation \"", std::string(continuation), "\" has no tokens after context \"",
+         std::string(context.substr(context.size() > 60 ? context.size() - 60 : 0)), "\"");
+  return r;
+}
+
+std::vector<int> ModelInput(std::span<const int> context, std::span<const int> continuation,
+                            int max_length) {
+  std::vector<int> full(context.begin(), context.end());
+  full.insert(full.end(), continuation.begin(), continuation.end());
+  const size_t keep = std::min(full.size(), static_cast<size_t>(max_length) + 1);
+  return std::vector<int>(full.end() - static_cast<std::ptrdiff_t>(keep), full.end() - 1);
+}
+
+float TokenLogProb(std::span<const float> row, int id, bool* is_argmax) {
+  size_t best = 0;  // first index of the maximum, as torch.argmax / np.argmax
+  for (size_t i = 1; i < row.size(); ++i)
+    if (row[i] > row[best]) best = i;
+  const double mx = row[best];
+  double sum = 0;
+  for (float v : row) sum += std::exp(static_cast<double>(v) - mx);
+  if (is_argmax) *is_argmax = best == static_cast<size_t>(id);
+  return static_cast<float>(static_cast<double>(row[id]) - mx - std::log(sum));
+}
+
+LoglikelihoodScorer::LoglikelihoodScorer(std::shared_ptr<const Model> model, int max_length)
+    : session_(model, max_length > 0 ? max_length : model->config().max_context),
+      max_length_(session_.context()) {}
+
+void LoglikelihoodScorer::Reset() {
+  session_.Reset();
+  cached_.clear();
+}
+
+void LoglikelihoodScorer::Feed(std::span<const int> tokens, bool all_logits) {
+  ForwardOptions opt;
+  opt.all_logits = all_logits;
+  session_.Forward(tokens, logits_, opt);
+  cached_.insert(cached_.end(), tokens.begin(), tokens.end());
+  tokens_forwarded_ += static_cast<int64_t>(tokens.size());
+}
+
+RequestScore LoglikelihoodScorer::Score(std::span<const int> context_ids,
+                                        std::span<const int> continuation_ids) {
+  const size_t c = continuation_ids.size();
+  if (c == 0) Fail("loglikelihood request with an empty continuation");
+  if (c > static_cast<size_t>(max_length_))
+    Fail("continuation of ", c, " tokens does not fit the context of ", max_length_, " tokens");
+  const int V = session_.model().config().vocab_size;
+  for (int id : continuation_ids)  // the last one is never fed, so Forward cannot check it
+    if (id < 0 || id >= V) Fail("continuation token id ", id, " is out of range [0, ", V, ")");
+  const std::vector<int> inp = ModelInput(context_ids, continuation_ids, max_length_);
+  const size_t first_scored = inp.size() - c;  // position producing the first scored row
+
+  // Reuse the cached keys/values of the longest common prefix, but feed every position that
+  // produces a scored row.
+  size_t lcp = 0;
+  const size_t limit = prefix_reuse_ ? std::min(cached_.size(), first_scored) : 0;
+  while (lcp < limit && cached_[lcp] == inp[lcp]) ++lcp;
+  session_.Rewind(static_cast<int>(lcp));
+  cached_.resize(lcp);
+  tokens_reused_ += static_cast<int64_t>(lcp);
+  // Prefill the unshared context apart from the scored tail: the context's rows need no
+  // logits, and that saves the lm_head product on each of them.
+  constexpr size_t kMinSplit = 8;
+  size_t start = lcp;
+  if (prefix_reuse_ && first_scored - lcp >= kMinSplit) {
+    Feed(std::span<const int>(inp).subspan(lcp, first_scored - lcp), false);
+    start = first_scored;
+  }
+  Feed(std::span<const int>(inp).subspan(start), true);
+
+  const size_t rows = inp.size() - start;
+  RequestScore r;
+  r.token_logprobs.resize(c);
+  for (size_t j = 0; j < c; ++j) {
+    const float* row = logits_.data() + (rows - c + j) * static_cast<size_t>(V);
+    bool greedy = false;
+    r.token_logprobs[j] =
+        TokenLogProb(std::span<const float>(row, V), continuation_ids[j], &greedy);
+    r.loglikelihood += r.token_logprobs[j];
+    r.is_greedy = r.is_greedy && greedy;
+  }
+  return r;
+}
+
+}  // namespace elm::eval

@@ -1,0 +1,293 @@
+#include "server/completion_routes.h"
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/api_error.h"
+#include "server/completion_runner.h"
+#include "server/connection_watch.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
+
+namespace elm::server {
+
+using nlohmann::json;
+
+namespace {
+
+// Status for a request whose client left before the answer (nginx's convention); nobody reads it,
+// but it keeps the access log honest.
+constexpr int kClientClosedRequest = 499;
+
+std::vector<int> TokenizePrompt(const ServerState& st, const PromptInput& p) {
+  if (!p.is_text) return p.ids;
+  try {
+    return st.tok.Encode(p.text, st.tok.add_bos());
+  } catch (const Error& e) {
+    BadParam("prompt", std::string("cannot tokenize the prompt: ") + e.what());
+  }
+}
+
+void CheckFits(const ServerState& st, size_t n, const char* param) {
+  if (n == 0) BadParam(param, "the prompt is empty (no tokens)");
+  const auto ctx = static_cast<size_t>(st.scheduler.stats().context);
+  if (n > ctx)
+    throw ApiError(400,
+                   "This model's maximum context length is " + std::to_string(ctx) +
+                       " tokens, but the prompt has " + std::to_string(n) +
+                       " tokens. Shorten the prompt, or start the server with a larger --context.",
+                   "invalid_request_error", param, "context_length_exceeded");
+}
+
+std::shared_ptr<ConnectionWatch> WatchClient(const httplib::Request& req) {
+  return std::make_shared<ConnectionWatch>(req.local_addr, req.local_port, req.remote_addr,
+                                           req.remote_port);
+}
+
+// Waits for a slot. Null means the client left while queued.
+std::unique_ptr<SlotScheduler::Lease> AcquireSlot(ServerState& st,
+                                                  const std::function<bool()>& cancelled) {
+  auto r = st.scheduler.Acquire(cancelled);
+  switch (r.status) {
+    case SlotScheduler::Status::kOk:
+      return std::move(r.lease);
+    case SlotScheduler::Status::kQueueFull: {
+      ++st.rejected;
+      const auto s = st.scheduler.stats();
+      throw ApiError(503,
+                     "The server is busy: all " + std::to_string(s.slots) +
+                         " slots are generating and " + std::to_string(s.max_queue) +
+                         " requests are already waiting. Retry shortly.",
+                     "server_error", "", "server_busy");
+    }
+    case SlotScheduler::Status::kShutdown:
+      throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+    case SlotScheduler::Status::kCancelled:
+      break;
+  }
+  ++st.cancelled;
+  return nullptr;
+}
+
+void PickSeed(ServerState& st, GenerationParams& gen) {
+  if (!gen.has_seed) gen.sampling.seed = st.Random();
+}
+
+// Logprobs of generated tokens as chat shows them: without the EOS that ended the reply.
+std::vector<TokenLogprob> WithoutEos(std::span<const TokenLogprob> lps, int eos, bool ignore_eos) {
+  std::vector<TokenLogprob> out;
+  for (const auto& lp : lps)
+    if (ignore_eos || lp.id != eos) out.push_back(lp);
+  return out;
+}
+
+// One streamed completion. The handler prepares it (slot already taken, so a full queue is still
+// a plain 503) and httplib calls Run() once the 200 headers are out.
+struct StreamJob {
+  ServerState* st = nullptr;
+  std::unique_ptr<SlotScheduler::Lease> lease;
+  std::shared_ptr<ConnectionWatch> watch;
+  std::vector<int> prompt;
+  GenerationParams gen;
+  ResponseMeta meta;
+  bool chat = false;
+  bool include_usage = false;
+  std::string echo_text;  // completions with echo: sent as the first chunk
+  size_t text_offset = 0;
+
+  bool Run(httplib::DataSink& sink) {
+    bool write_ok = true;
+    auto send = [&](const std::string& payload) {
+      if (!write_ok) return false;
+      const std::string event = "data: " + payload + "\n\n";
+      write_ok = sink.write(event.data(), event.size());
+      return write_ok;
+    };
+    auto cancelled = [&] { return !write_ok || st->stopping.load() || watch->Closed(); };
+    const int eos = st->model->config().eos_id;
+    const bool want_lp = gen.logprobs >= 0;
+    auto on_delta = [&](const std::string& text, std::span<const TokenLogprob> lps) {
+      if (chat) {
+        const auto shown = WithoutEos(lps, eos, gen.ignore_eos);
+        if (text.empty() && shown.empty()) return true;
+        const json lp = want_lp ? ChatLogprobsJson(st->tok, shown) : json(nullptr);
+        return send(Dump(ChatChunk(meta, {{"content", text}}, lp, nullptr)));
+      }
+      const json lp =
+          want_lp ? CompletionLogprobsJson(st->tok, {}, {}, lps, text_offset) : json(nullptr);
+      for (const auto& t : lps) text_offset += TokenText(st->tok, t.id).size();
+      return send(Dump(CompletionChunk(meta, text, lp, nullptr)));
+    };
+
+    if (chat)
+      send(Dump(ChatChunk(meta, {{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)));
+    else if (!echo_text.empty())
+      send(Dump(CompletionChunk(meta, echo_text, nullptr, nullptr)));
+    CompletionResult r;
+    try {
+      r = RunCompletion(lease->session(), st->tok, prompt, gen, cancelled, on_delta);
+    } catch (const std::exception& e) {
+      // The 200 headers are already out; an error event is all a client can still be told.
+      lease.reset();
+      ++st->failed;
+      send(Dump(ErrorJson(e.what(), "server_error")));
+      sink.done();
+      return true;
+    }
+    if (r.cancelled) ++st->cancelled;
+    lease.reset();  // free the slot before the last writes
+    if (r.cancelled) {
+      if (!st->stopping.load() || !write_ok) return false;  // client gone: drop the connection
+      send(Dump(ErrorJson("The server is shutting down.", "server_error", "", "shutting_down")));
+      sink.done();
+      return true;
+    }
+    const char* finish = r.finish_reason.c_str();
+    if (chat)
+      send(Dump(ChatChunk(meta, json::object(), nullptr, finish)));
+    else
+      send(Dump(CompletionChunk(meta, "", nullptr, finish)));
+    if (include_usage)
+      send(Dump(UsageChunk(meta, chat ? "chat.completion.chunk" : "text_completion",
+                           static_cast<int>(prompt.size()), static_cast<int>(r.ids.size()))));
+    send("[DONE]");
+    if (!write_ok) return false;
+    ++st->completed;
+    sink.done();
+    return true;
+  }
+};
+
+void StartStream(httplib::Response& res, std::shared_ptr<StreamJob> job) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");  // proxies must not hold the events back
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [job](size_t /*offset*/, httplib::DataSink& sink) { return job->Run(sink); });
+}
+
+}  // namespace
+
+void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json body = ParseJsonBody(req.body);
+  CompletionRequest creq = ParseCompletionRequest(body, st.model->config().vocab_size);
+  std::vector<std::vector<int>> prompts;
+  for (const auto& p : creq.prompts) {
+    prompts.push_back(TokenizePrompt(st, p));
+    CheckFits(st, prompts.back().size(), "prompt");
+  }
+  PickSeed(st, creq.gen);
+  auto prompt_text = [&](size_t i) {
+    return creq.prompts[i].is_text ? creq.prompts[i].text : st.tok.Decode(prompts[i]);
+  };
+  const ResponseMeta meta{st.NewId("cmpl-"), st.model_id, std::time(nullptr)};
+  auto watch = WatchClient(req);
+
+  if (creq.stream) {
+    auto job = std::make_shared<StreamJob>();
+    job->st = &st;
+    job->watch = watch;
+    job->lease = AcquireSlot(st, [&] { return st.stopping.load() || watch->Closed(); });
+    if (!job->lease) {
+      res.status = kClientClosedRequest;
+      return;
+    }
+    job->prompt = std::move(prompts[0]);
+    job->gen = creq.gen;
+    job->meta = meta;
+    job->include_usage = creq.include_usage;
+    if (creq.gen.echo) job->echo_text = prompt_text(0);
+    job->text_offset = job->echo_text.size();
+    StartStream(res, std::move(job));
+    return;
+  }
+
+  auto cancelled = [&] { return st.stopping.load() || watch->Closed(); };
+  auto lease = AcquireSlot(st, cancelled);
+  if (!lease) {
+    res.status = kClientClosedRequest;
+    return;
+  }
+  json choices = json::array();
+  int prompt_tokens = 0, completion_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const CompletionResult r =
+        RunCompletion(lease->session(), st.tok, prompts[i], creq.gen, cancelled);
+    if (r.cancelled) {
+      ++st.cancelled;
+      res.status = kClientClosedRequest;
+      return;
+    }
+    prompt_tokens += static_cast<int>(prompts[i].size());
+    completion_tokens += static_cast<int>(r.ids.size());
+    const bool need_prompt_text = creq.gen.echo || creq.gen.logprobs >= 0;
+    const std::string ptext = need_prompt_text ? prompt_text(i) : std::string();
+    json lp = nullptr;
+    if (creq.gen.logprobs >= 0)
+      lp = CompletionLogprobsJson(
+          st.tok, creq.gen.echo ? std::span<const int>(prompts[i]) : std::span<const int>(),
+          r.prompt_logprobs, r.logprobs, creq.gen.echo ? 0 : ptext.size());
+    choices.push_back(CompletionChoice(static_cast<int>(i), creq.gen.echo ? ptext + r.text : r.text,
+                                       std::move(lp), r.finish_reason.c_str()));
+  }
+  lease.reset();
+  ++st.completed;
+  res.set_content(
+      Dump(CompletionObject(meta, std::move(choices), UsageJson(prompt_tokens, completion_tokens))),
+      "application/json");
+}
+
+void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json body = ParseJsonBody(req.body);
+  ChatRequest creq = ParseChatRequest(body, st.model->config().vocab_size);
+  std::vector<int> prompt;
+  try {
+    prompt = ApplyChatTemplate(st.tok, creq.messages, /*add_generation_prompt=*/true);
+  } catch (const Error& e) {
+    BadParam("messages", std::string("cannot tokenize the messages: ") + e.what());
+  }
+  CheckFits(st, prompt.size(), "messages");
+  PickSeed(st, creq.gen);
+  const ResponseMeta meta{st.NewId("chatcmpl-"), st.model_id, std::time(nullptr)};
+  auto watch = WatchClient(req);
+  auto cancelled = [&] { return st.stopping.load() || watch->Closed(); };
+  auto lease = AcquireSlot(st, cancelled);
+  if (!lease) {
+    res.status = kClientClosedRequest;
+    return;
+  }
+  if (creq.stream) {
+    auto job = std::make_shared<StreamJob>();
+    job->st = &st;
+    job->watch = watch;
+    job->lease = std::move(lease);
+    job->prompt = std::move(prompt);
+    job->gen = creq.gen;
+    job->meta = meta;
+    job->chat = true;
+    job->include_usage = creq.include_usage;
+    StartStream(res, std::move(job));
+    return;
+  }
+  const CompletionResult r = RunCompletion(lease->session(), st.tok, prompt, creq.gen, cancelled);
+  lease.reset();
+  if (r.cancelled) {
+    ++st.cancelled;
+    res.status = kClientClosedRequest;
+    return;
+  }
+  ++st.completed;
+  json lp = nullptr;
+  if (creq.gen.logprobs >= 0)
+    lp = ChatLogprobsJson(st.tok,
+                          WithoutEos(r.logprobs, st.model->config().eos_id, creq.gen.ignore_eos));
+  res.set_content(
+      Dump(ChatObject(meta, r.text, std::move(lp), r.finish_reason.c_str(),
+                      UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size())))),
+      "application/json");
+}
+
+}  // namespace elm::server

@@ -1,0 +1,322 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <strings.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "server/api_error.h"
+#include "server/completion_routes.h"
+#include "server/openai_request.h"
+#include "server/server_state.h"
+#include "server/web_page.h"
+
+namespace elm::server {
+
+using nlohmann::json;
+
+namespace {
+
+void SendError(httplib::Response& res, const ApiError& e) {
+  res.status = e.status();
+  if (e.status() == 503) res.set_header("Retry-After", "1");
+  if (e.status() == 401) res.set_header("WWW-Authenticate", "Bearer");
+  res.set_content(Dump(ErrorJson(e)), "application/json");
+}
+
+void SendJson(httplib::Response& res, const json& j) {
+  res.set_content(Dump(j), "application/json");
+}
+
+// Runs a route, turning whatever it throws into an OpenAI-style error response. elm::Error is
+// what user-caused failures throw throughout the library (bad ids, invalid UTF-8), hence 400.
+httplib::Server::Handler Guard(ServerState& st, void (*route)(ServerState&, const httplib::Request&,
+                                                              httplib::Response&)) {
+  return [&st, route](const httplib::Request& req, httplib::Response& res) {
+    try {
+      route(st, req, res);
+    } catch (const ApiError& e) {
+      SendError(res, e);
+    } catch (const Error& e) {
+      SendError(res, ApiError(400, e.what()));
+    } catch (const std::exception& e) {
+      ++st.failed;
+      SendError(res, ApiError(500, std::string("internal error: ") + e.what(), "server_error"));
+    }
+  };
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ (i < b.size() ? b[i] : 0);
+  return diff == 0;
+}
+
+// The page and the health check stay open so that a browser can load the UI (which then asks for
+// the key) and a supervisor can probe the server without credentials.
+bool IsPublic(const std::string& path) {
+  return path == "/" || path == "/index.html" || path == "/health" || path == "/favicon.ico";
+}
+
+void HandleHealth(ServerState& st, const httplib::Request&, httplib::Response& res) {
+  const auto s = st.scheduler.stats();
+  const bool stopping = st.stopping.load();
+  if (stopping) res.status = 503;
+  SendJson(res, {{"status", stopping ? "shutting_down" : "ok"},
+                 {"model", st.model_id},
+                 {"context", s.context},
+                 {"slots", {{"total", s.slots}, {"busy", s.busy}, {"idle", s.slots - s.busy}}},
+                 {"queue", {{"waiting", s.waiting}, {"max", s.max_queue}}},
+                 {"requests",
+                  {{"completed", st.completed.load()},
+                   {"cancelled", st.cancelled.load()},
+                   {"rejected", st.rejected.load()},
+                   {"failed", st.failed.load()}}}});
+}
+
+json ModelJson(const ServerState& st) {
+  const auto& c = st.model->config();
+  return {{"id", st.model_id},
+          {"object", "model"},
+          {"created", st.started},
+          {"owned_by", "elm"},
+          {"meta",
+           {{"context", st.scheduler.stats().context},
+            {"vocab_size", c.vocab_size},
+            {"n_layers", c.n_layers},
+            {"dim", c.dim}}}};
+}
+
+void HandleModels(ServerState& st, const httplib::Request&, httplib::Response& res) {
+  SendJson(res, {{"object", "list"}, {"data", json::array({ModelJson(st)})}});
+}
+
+void HandleModel(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const std::string name = req.matches.size() > 1 ? req.matches[1].str() : std::string();
+  if (name != st.model_id)
+    throw ApiError(
+        404, "The model '" + name + "' does not exist; this server serves '" + st.model_id + "'.",
+        "invalid_request_error", "model", "model_not_found");
+  SendJson(res, ModelJson(st));
+}
+
+void HandleTokenize(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const auto r = ParseTokenizeRequest(ParseJsonBody(req.body));
+  std::vector<int> ids;
+  try {
+    ids = st.tok.Encode(r.content, r.add_special && st.tok.add_bos());
+  } catch (const Error& e) {
+    BadParam("content", std::string("cannot tokenize 'content': ") + e.what());
+  }
+  json tokens = json::array();
+  for (int id : ids) {
+    if (r.with_pieces)
+      tokens.push_back({{"id", id}, {"piece", st.tok.Piece(id)}});
+    else
+      tokens.push_back(id);
+  }
+  SendJson(res, {{"tokens", tokens}});
+}
+
+void HandleDetokenize(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const auto ids = ParseDetokenizeRequest(ParseJsonBody(req.body), st.tok.vocab_size());
+  SendJson(res, {{"content", st.tok.Decode(ids)}});
+}
+
+void HandlePage(ServerState&, const httplib::Request&, httplib::Response& res) {
+  const std::string_view page = ChatPageHtml();
+  res.set_header("Cache-Control", "no-cache");
+  // The page carries all its code inline and talks only to this origin.
+  res.set_header("Content-Security-Policy",
+                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                 "connect-src 'self'; img-src data:");
+  res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+}
+
+// Messages for the errors httplib produces itself (no route, body too large, unreadable request).
+std::string DefaultMessage(const httplib::Request& req, int status, size_t max_body) {
+  switch (status) {
+    case 400:
+      return "The HTTP request could not be read: it is malformed, or the client was too slow "
+             "sending it.";
+    case 404:
+      return "Unknown endpoint: " + req.method + " " + req.path;
+    case 413:
+      return "The request body is larger than the server's limit of " + std::to_string(max_body) +
+             " bytes.";
+    case 414:
+      return "The request URI is too long.";
+    default:
+      return "HTTP error " + std::to_string(status);
+  }
+}
+
+std::string DefaultModelId(const Model& model) {
+  std::filesystem::path p(model.path());
+  if (!p.has_filename()) p = p.parent_path();  // "models/foo/" -> "foo"
+  const std::string name = p.filename().string();
+  return name.empty() ? "openelm" : name;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(std::shared_ptr<const Model> model, Tokenizer tok, ServerOptions opt)
+      : st(std::move(model), std::move(tok), std::move(opt)) {}
+
+  ServerState st;
+  httplib::Server http;
+  int bound_port = -1;
+  std::atomic<bool> run_entered{false};  // Run() began (so Stop() must wait for listening)
+  std::atomic<bool> run_done{false};
+  std::thread thread;  // Start()'s serving thread
+};
+
+Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOptions options) {
+  if (!model) Fail("server: no model");
+  if (tokenizer.vocab_size() > model->config().vocab_size)
+    Fail("the tokenizer has ", tokenizer.vocab_size(), " tokens but the model's vocabulary has ",
+         model->config().vocab_size, "; pass a matching --tokenizer");
+  if (options.port < 0 || options.port > 65535) Fail("--port must be in [0, 65535]");
+  if (options.read_timeout_s <= 0 || options.write_timeout_s <= 0)
+    Fail("server timeouts must be positive");
+  impl_ = std::make_unique<Impl>(std::move(model), std::move(tokenizer), std::move(options));
+  ServerState& st = impl_->st;
+  const ServerOptions& opt = st.options;
+  st.model_id = opt.model_id.empty() ? DefaultModelId(*st.model) : opt.model_id;
+
+  // A write to a client that has gone raises SIGPIPE, which would kill the process; httplib (as
+  // built by Debian) sends without MSG_NOSIGNAL, so the signal must be ignored process-wide.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  httplib::Server& http = impl_->http;
+  // Every queued or generating request holds a connection thread; the rest serve /health, the
+  // page, tokenization and 503s while the slots are busy.
+  const int threads = opt.http_threads > 0 ? opt.http_threads : opt.parallel + opt.queue + 8;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_payload_max_length(opt.max_body_bytes);
+  http.set_read_timeout(opt.read_timeout_s, 0);
+  http.set_write_timeout(opt.write_timeout_s, 0);
+  http.set_keep_alive_timeout(opt.keep_alive_timeout_s);
+  http.set_keep_alive_max_count(100);
+
+  http.set_pre_routing_handler([&st](const httplib::Request& req, httplib::Response& res) {
+    if (st.options.api_key.empty() || IsPublic(req.path))
+      return httplib::Server::HandlerResponse::Unhandled;
+    const std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.size() > prefix.size() && strncasecmp(auth.c_str(), "bearer ", prefix.size()) == 0 &&
+        ConstantTimeEquals(auth.substr(prefix.size()), st.options.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    SendError(res, ApiError(401,
+                            auth.empty() ? "Missing API key: send 'Authorization: Bearer <key>'."
+                                         : "Invalid API key.",
+                            "authentication_error", "", "invalid_api_key"));
+    // The body was not read; closing keeps it from being parsed as the next request.
+    res.set_header("Connection", "close");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  const size_t max_body = opt.max_body_bytes;
+  http.set_error_handler(httplib::Server::HandlerWithResponse(
+      [max_body](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty() || res.status == 499)
+          return httplib::Server::HandlerResponse::Unhandled;
+        const char* type = res.status >= 500 ? "server_error" : "invalid_request_error";
+        const char* code = res.status == 404   ? "not_found"
+                           : res.status == 413 ? "payload_too_large"
+                                               : "";
+        res.set_content(Dump(ErrorJson(DefaultMessage(req, res.status, max_body), type, "", code)),
+                        "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http.set_exception_handler(
+      [&st](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        ++st.failed;
+        SendError(res, ApiError(500, "internal error: " + what, "server_error"));
+      });
+  if (opt.log_requests) {
+    http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      std::fprintf(stderr, "%s %s %s -> %d\n", req.remote_addr.c_str(), req.method.c_str(),
+                   req.path.c_str(), res.status);
+    });
+  }
+
+  http.Get("/", Guard(st, HandlePage));
+  http.Get("/index.html", Guard(st, HandlePage));
+  http.Get("/health", Guard(st, HandleHealth));
+  for (const char* prefix : {"/v1", ""}) {
+    const std::string p = prefix;
+    http.Get(p + "/models", Guard(st, HandleModels));
+    http.Get(p + "/models/(.+)", Guard(st, HandleModel));
+    http.Post(p + "/completions", Guard(st, HandleCompletions));
+    http.Post(p + "/chat/completions", Guard(st, HandleChatCompletions));
+  }
+  http.Post("/tokenize", Guard(st, HandleTokenize));
+  http.Post("/detokenize", Guard(st, HandleDetokenize));
+}
+
+Server::~Server() {
+  Stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int Server::Bind() {
+  if (impl_->bound_port >= 0) return impl_->bound_port;
+  const auto& opt = impl_->st.options;
+  int port = opt.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(opt.host);
+    if (port <= 0) Fail("cannot listen on ", opt.host, " (any port)");
+  } else if (!impl_->http.bind_to_port(opt.host, port)) {
+    Fail("cannot listen on ", opt.host, ":", port, " (in use, or not an address of this machine)");
+  }
+  impl_->bound_port = port;
+  return port;
+}
+
+void Server::Run() {
+  Bind();
+  impl_->run_entered = true;
+  // Stop() may have come first; it then skipped httplib's stop() (which only acts on a running
+  // server), so the listen loop must not start.
+  if (!impl_->st.stopping.load()) impl_->http.listen_after_bind();
+  impl_->run_done = true;
+}
+
+void Server::Start() {
+  Bind();
+  impl_->thread = std::thread([this] { Run(); });
+  while (!impl_->http.is_running() && !impl_->run_done.load())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+void Server::Stop() {
+  ServerState& st = impl_->st;
+  if (st.stopping.exchange(true)) return;
+  st.scheduler.Shutdown();  // queued requests leave with 503; running ones see `stopping`
+  // httplib's stop() is a no-op until the listen loop runs, so wait for it if Run() is starting.
+  while (impl_->run_entered.load() && !impl_->run_done.load() && !impl_->http.is_running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http.stop();
+}
+
+int Server::port() const {
+  return impl_->bound_port;
+}
+const std::string& Server::model_id() const {
+  return impl_->st.model_id;
+}
+
+}  // namespace elm::server

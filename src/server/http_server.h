@@ -1,0 +1,58 @@
+// The OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health,
+// /tokenize, /detokenize and the chat page at /. N slots share one Model; see docs/server.md for
+// the API, the limits and how overload, bad input and shutdown are handled.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elm::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";    // loopback unless asked otherwise
+  int port = 8080;                   // 0: any free port (see Server::port())
+  int parallel = 1;                  // slots: requests generating at the same time
+  int queue = 8;                     // requests that may wait for a slot; more get 503
+  int context = 0;                   // positions per slot; 0: the model's max_context_length
+  std::string api_key;               // non-empty: require "Authorization: Bearer <key>"
+  std::string model_id;              // name in responses; default: the model folder's name
+  size_t max_body_bytes = 4u << 20;  // larger request bodies get 413
+  int read_timeout_s = 10;           // a client silent this long while sending gets 400
+  int write_timeout_s = 10;          // a client not reading this long is dropped
+  int keep_alive_timeout_s = 2;      // idle keep-alive connections close after this
+  int http_threads = 0;              // 0: parallel + queue + 8 (see docs/server.md)
+  bool log_requests = false;         // one line per request on stderr
+};
+
+class Server {
+ public:
+  // Builds the slots (all KV caches are allocated here). Throws elm::Error for bad options.
+  Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOptions options);
+  ~Server();  // Stop()s and waits for the serving thread if Start() made one
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port; returns the port (the chosen one when port is 0). Throws elm::Error.
+  int Bind();
+  // Serves until Stop(); binds first if Bind() was not called. Returns once every connection
+  // thread has finished.
+  void Run();
+  // Bind() + Run() on a background thread; returns once the server accepts connections.
+  void Start();
+  // Stops accepting, cancels queued and running generations and makes Run() return. Thread-safe,
+  // idempotent, and does not wait for Run() (the destructor does, for Start()).
+  void Stop();
+
+  int port() const;
+  const std::string& model_id() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace elm::server

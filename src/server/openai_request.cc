@@ -1,0 +1,309 @@
+#include "server/openai_request.h"
+
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+
+#include "server/api_error.h"
+
+namespace elm::server {
+
+using nlohmann::json;
+
+namespace {
+
+// The field, or nullptr when absent or null (OpenAI clients send null for "unset").
+const json* Field(const json& body, const char* key) {
+  const auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool GetBool(const json& body, const char* key, bool fallback) {
+  const json* v = Field(body, key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) BadParam(key, std::string("'") + key + "' must be a boolean");
+  return v->get<bool>();
+}
+
+double GetNumber(const json& body, const char* key, double fallback, double lo, double hi) {
+  const json* v = Field(body, key);
+  if (!v) return fallback;
+  if (!v->is_number()) BadParam(key, std::string("'") + key + "' must be a number");
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    BadParam(key, std::string("'") + key + "' must be between " + json(lo).dump() + " and " +
+                      json(hi).dump() + ", got " + v->dump());
+  return x;
+}
+
+// An integer field (a float with an integral value such as 5.0 is accepted too). Values above
+// `hi` are an error unless `clamp_high`, when they become `hi`.
+int64_t GetInteger(const json& body, const char* key, int64_t fallback, int64_t lo, int64_t hi,
+                   bool clamp_high = false) {
+  const json* v = Field(body, key);
+  if (!v) return fallback;
+  const std::string name = std::string("'") + key + "'";
+  if (!v->is_number()) BadParam(key, name + " must be an integer");
+  if (v->is_number_unsigned()) {
+    const uint64_t u = v->get<uint64_t>();
+    if (u > static_cast<uint64_t>(hi)) {
+      if (clamp_high) return hi;
+      BadParam(key, name + " must be at most " + std::to_string(hi) + ", got " + v->dump());
+    }
+    return static_cast<int64_t>(u);
+  }
+  double x;
+  if (v->is_number_integer()) {
+    x = static_cast<double>(v->get<int64_t>());
+  } else {
+    x = v->get<double>();
+    if (!std::isfinite(x) || std::floor(x) != x) BadParam(key, name + " must be an integer");
+  }
+  if (x < static_cast<double>(lo))
+    BadParam(key, name + " must be at least " + std::to_string(lo) + ", got " + v->dump());
+  if (x > static_cast<double>(hi)) {
+    if (clamp_high) return hi;
+    BadParam(key, name + " must be at most " + std::to_string(hi) + ", got " + v->dump());
+  }
+  return v->is_number_integer() ? v->get<int64_t>() : static_cast<int64_t>(x);
+}
+
+int ParseTokenId(const json& v, int vocab_size, const char* param) {
+  if (!v.is_number_integer())
+    BadParam(param, std::string("'") + param + "' token ids must be integers, got " + v.dump());
+  const int64_t id =
+      v.is_number_unsigned()
+          ? static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), uint64_t{INT64_MAX}))
+          : v.get<int64_t>();
+  if (id < 0 || id >= vocab_size)
+    BadParam(param,
+             "token id " + v.dump() + " is out of range [0, " + std::to_string(vocab_size) + ")");
+  return static_cast<int>(id);
+}
+
+std::vector<int> ParseIdArray(const json& arr, int vocab_size, const char* param) {
+  std::vector<int> ids;
+  ids.reserve(arr.size());
+  for (const auto& v : arr) ids.push_back(ParseTokenId(v, vocab_size, param));
+  return ids;
+}
+
+std::vector<std::string> ParseStop(const json& body) {
+  const json* v = Field(body, "stop");
+  std::vector<std::string> out;
+  if (!v) return out;
+  auto add = [&](const json& s) {
+    if (!s.is_string()) BadParam("stop", "'stop' must be a string or an array of strings");
+    const auto& str = s.get_ref<const std::string&>();
+    if (str.empty()) return;  // an empty stop string would stop before the first token
+    if (str.size() > static_cast<size_t>(kMaxStopStringBytes))
+      BadParam("stop",
+               "stop strings are limited to " + std::to_string(kMaxStopStringBytes) + " bytes");
+    out.push_back(str);
+  };
+  if (v->is_array()) {
+    if (v->size() > static_cast<size_t>(kMaxStopStrings))
+      BadParam("stop", "at most " + std::to_string(kMaxStopStrings) + " stop strings");
+    for (const auto& s : *v) add(s);
+  } else {
+    add(*v);
+  }
+  return out;
+}
+
+std::vector<std::pair<int, float>> ParseLogitBias(const json& body, int vocab_size) {
+  const json* v = Field(body, "logit_bias");
+  std::vector<std::pair<int, float>> out;
+  if (!v) return out;
+  if (!v->is_object()) BadParam("logit_bias", "'logit_bias' must be an object {token_id: bias}");
+  if (v->size() > static_cast<size_t>(kMaxLogitBias))
+    BadParam("logit_bias", "at most " + std::to_string(kMaxLogitBias) + " logit_bias entries");
+  for (const auto& [key, bias] : v->items()) {
+    char* end = nullptr;
+    const long id = std::strtol(key.c_str(), &end, 10);
+    if (key.empty() || *end != '\0' || id < 0 || id >= vocab_size)
+      BadParam("logit_bias", "'logit_bias' key '" + key + "' is not a token id in [0, " +
+                                 std::to_string(vocab_size) + ")");
+    if (!bias.is_number() || !std::isfinite(bias.get<double>()) || bias.get<double>() < -100 ||
+        bias.get<double>() > 100)
+      BadParam("logit_bias", "'logit_bias' values must be numbers between -100 and 100");
+    out.emplace_back(static_cast<int>(id), bias.get<float>());
+  }
+  return out;
+}
+
+// Fields common to both endpoints. OpenAI's defaults: temperature 1 and top_p 1 (plain
+// sampling); the llama.cpp-style extensions top_k and min_p default to off so that a client
+// that sends only OpenAI fields gets OpenAI's behaviour.
+void ParseCommon(const json& body, int vocab_size, GenerationParams& g, bool* stream,
+                 bool* include_usage, std::string* model) {
+  if (const json* m = Field(body, "model")) {
+    if (!m->is_string()) BadParam("model", "'model' must be a string");
+    *model = m->get<std::string>();
+  }
+  if (GetInteger(body, "n", 1, 1, 1) != 1) BadParam("n", "only n = 1 is supported");
+  SamplingParams& s = g.sampling;
+  s.temperature = static_cast<float>(GetNumber(body, "temperature", 1.0, 0.0, 100.0));
+  s.top_p = static_cast<float>(GetNumber(body, "top_p", 1.0, 0.0, 1.0));
+  if (s.top_p <= 0.0f) BadParam("top_p", "'top_p' must be greater than 0");
+  s.top_k = static_cast<int>(GetInteger(body, "top_k", 0, 0, INT_MAX, /*clamp_high=*/true));
+  s.min_p = static_cast<float>(GetNumber(body, "min_p", 0.0, 0.0, 1.0));
+  const char* rep_key = Field(body, "repeat_penalty") ? "repeat_penalty" : "repetition_penalty";
+  s.repetition_penalty = static_cast<float>(GetNumber(body, rep_key, 1.0, 0.0, 100.0));
+  if (s.repetition_penalty <= 0.0f) BadParam(rep_key, std::string("'") + rep_key + "' must be > 0");
+  s.repetition_window =
+      static_cast<int>(GetInteger(body, "repeat_last_n", 64, -1, INT_MAX, /*clamp_high=*/true));
+  s.presence_penalty = static_cast<float>(GetNumber(body, "presence_penalty", 0.0, -2.0, 2.0));
+  s.frequency_penalty = static_cast<float>(GetNumber(body, "frequency_penalty", 0.0, -2.0, 2.0));
+  if (const json* seed = Field(body, "seed")) {
+    if (!seed->is_number_integer()) BadParam("seed", "'seed' must be an integer");
+    s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>()
+                                        : static_cast<uint64_t>(seed->get<int64_t>());
+    g.has_seed = true;
+  }
+  try {
+    ValidateSamplingParams(s);  // backstop: the checks above should have caught everything
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
+  g.stop = ParseStop(body);
+  g.logit_bias = ParseLogitBias(body, vocab_size);
+  g.ignore_eos = GetBool(body, "ignore_eos", false);
+  *stream = GetBool(body, "stream", false);
+  if (const json* so = Field(body, "stream_options")) {
+    if (!so->is_object()) BadParam("stream_options", "'stream_options' must be an object");
+    *include_usage = GetBool(*so, "include_usage", false);
+  }
+}
+
+std::vector<PromptInput> ParsePrompt(const json& body, int vocab_size) {
+  const json* p = Field(body, "prompt");
+  if (!p) BadParam("prompt", "'prompt' is required");
+  std::vector<PromptInput> out;
+  const char* shape =
+      "'prompt' must be a string, an array of strings, an array of token ids or an array of "
+      "token-id arrays";
+  if (p->is_string()) {
+    out.push_back({true, p->get<std::string>(), {}});
+    return out;
+  }
+  if (!p->is_array() || p->empty()) BadParam("prompt", shape);
+  const json& first = p->front();
+  if (first.is_number()) {  // one prompt given as token ids
+    out.push_back({false, {}, ParseIdArray(*p, vocab_size, "prompt")});
+    return out;
+  }
+  if (p->size() > static_cast<size_t>(kMaxPromptsPerRequest))
+    BadParam("prompt", "at most " + std::to_string(kMaxPromptsPerRequest) + " prompts per request");
+  for (const auto& item : *p) {
+    if (first.is_string() && item.is_string()) {
+      out.push_back({true, item.get<std::string>(), {}});
+    } else if (first.is_array() && item.is_array()) {
+      if (item.empty()) BadParam("prompt", "a token-id prompt is empty");
+      out.push_back({false, {}, ParseIdArray(item, vocab_size, "prompt")});
+    } else {
+      BadParam("prompt", shape);
+    }
+  }
+  return out;
+}
+
+std::string MessageContent(const json& content, size_t index) {
+  const std::string param = "messages[" + std::to_string(index) + "].content";
+  if (content.is_null()) return {};
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) BadParam(param, "'" + param + "' must be a string or an array of parts");
+  std::string text;
+  for (const auto& part : content) {
+    if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
+        !part.contains("text") || !part["text"].is_string())
+      BadParam(param,
+               "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+}  // namespace
+
+json ParseJsonBody(const std::string& body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::parse_error& e) {
+    // nlohmann's messages name the byte offset, which is what a client needs to find the fault.
+    throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return j;
+}
+
+CompletionRequest ParseCompletionRequest(const json& body, int vocab_size) {
+  CompletionRequest r;
+  r.prompts = ParsePrompt(body, vocab_size);
+  ParseCommon(body, vocab_size, r.gen, &r.stream, &r.include_usage, &r.model);
+  r.gen.max_tokens =
+      static_cast<int>(GetInteger(body, "max_tokens", 16, 0, INT_MAX, /*clamp_high=*/true));
+  r.gen.echo = GetBool(body, "echo", false);
+  r.gen.logprobs = static_cast<int>(GetInteger(body, "logprobs", -1, 0, kMaxTopLogprobs));
+  if (GetInteger(body, "best_of", 1, 1, 1) != 1)
+    BadParam("best_of", "only best_of = 1 is supported");
+  if (Field(body, "suffix")) BadParam("suffix", "'suffix' is not supported");
+  if (r.stream && r.prompts.size() > 1)
+    BadParam("prompt", "streaming supports a single prompt per request");
+  return r;
+}
+
+ChatRequest ParseChatRequest(const json& body, int vocab_size) {
+  ChatRequest r;
+  const json* msgs = Field(body, "messages");
+  if (!msgs) BadParam("messages", "'messages' is required");
+  if (!msgs->is_array() || msgs->empty())
+    BadParam("messages", "'messages' must be a non-empty array");
+  for (size_t i = 0; i < msgs->size(); ++i) {
+    const json& m = (*msgs)[i];
+    const std::string param = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) BadParam(param, "'" + param + "' must be an object");
+    const auto role = m.find("role");
+    if (role == m.end() || !role->is_string())
+      BadParam(param + ".role", "'" + param + ".role' must be a string");
+    std::string r_name = role->get<std::string>();
+    if (r_name == "developer") r_name = "system";  // OpenAI's newer name for the system role
+    if (r_name != "system" && r_name != "user" && r_name != "assistant")
+      BadParam(param + ".role",
+               "unsupported role '" + r_name + "' (expected system, developer, user or assistant)");
+    const auto content = m.find("content");
+    r.messages.push_back(
+        {r_name, content == m.end() ? std::string() : MessageContent(*content, i)});
+  }
+  ParseCommon(body, vocab_size, r.gen, &r.stream, &r.include_usage, &r.model);
+  const char* max_key =
+      Field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  r.gen.max_tokens =
+      static_cast<int>(GetInteger(body, max_key, -1, 0, INT_MAX, /*clamp_high=*/true));
+  if (GetBool(body, "logprobs", false)) {
+    r.gen.logprobs = static_cast<int>(GetInteger(body, "top_logprobs", 0, 0, kMaxTopLogprobs));
+  } else if (Field(body, "top_logprobs")) {
+    BadParam("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+  }
+  return r;
+}
+
+TokenizeRequest ParseTokenizeRequest(const json& body) {
+  TokenizeRequest r;
+  const json* c = Field(body, "content");
+  if (!c || !c->is_string()) BadParam("content", "'content' must be a string");
+  r.content = c->get<std::string>();
+  r.add_special = GetBool(body, "add_special", false);
+  r.with_pieces = GetBool(body, "with_pieces", false);
+  return r;
+}
+
+std::vector<int> ParseDetokenizeRequest(const json& body, int vocab_size) {
+  const json* t = Field(body, "tokens");
+  if (!t || !t->is_array()) BadParam("tokens", "'tokens' must be an array of token ids");
+  return ParseIdArray(*t, vocab_size, "tokens");
+}
+
+}  // namespace elm::server

@@ -1,0 +1,57 @@
+// What the route handlers share: the model, tokenizer, slots, options and counters. Internal to
+// src/server (the public face is http_server.h).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+
+#include "model/model.h"
+#include "server/http_server.h"
+#include "server/slot_scheduler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace elm::server {
+
+struct ServerState {
+  ServerState(std::shared_ptr<const Model> m, Tokenizer t, ServerOptions o)
+      : options(std::move(o)),
+        model(std::move(m)),
+        tok(std::move(t)),
+        scheduler(model, options.parallel, options.context, options.queue),
+        started(std::time(nullptr)),
+        rng(std::random_device{}()) {}
+
+  const ServerOptions options;
+  const std::shared_ptr<const Model> model;
+  const Tokenizer tok;
+  std::string model_id;
+  SlotScheduler scheduler;
+  const std::time_t started;
+
+  std::atomic<bool> stopping{false};
+  // Request outcomes, reported by /health (the tests use them to see cancellations happen).
+  std::atomic<uint64_t> completed{0}, cancelled{0}, rejected{0}, failed{0};
+
+  // Fresh random numbers for response ids and for requests that give no seed.
+  uint64_t Random() {
+    std::lock_guard<std::mutex> lock(rng_mu);
+    return rng();
+  }
+  std::string NewId(const char* prefix) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string id = prefix;
+    for (uint64_t r = Random(), i = 0; i < 16; ++i, r >>= 4) id.push_back(kHex[r & 15]);
+    return id;
+  }
+
+ private:
+  std::mutex rng_mu;
+  std::mt19937_64 rng;
+};
+
+}  // namespace elm::server

@@ -1,0 +1,146 @@
+#include "train/checkpoint.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/mmap_file.h"
+#include "config/hf_config.h"
+
+namespace elm {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+constexpr int kFormatVersion = 1;
+
+int64_t StepOf(const fs::path& p) {
+  const std::string n = p.filename().string();
+  if (n.rfind("step_", 0) != 0 || n.size() <= 5) return -1;
+  for (size_t i = 5; i < n.size(); ++i)
+    if (n[i] < '0' || n[i] > '9') return -1;
+  return std::stoll(n.substr(5));
+}
+
+bool Complete(const fs::path& p) {
+  return fs::exists(p / "DONE");
+}
+
+void WriteText(const fs::path& p, const std::string& text) {
+  WriteFileAtomic(p.string(), text.data(), text.size());
+}
+}  // namespace
+
+std::string CheckpointName(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const TrainerState& st,
+                           const std::string& tokenizer_json) {
+  const fs::path dir = fs::path(root) / CheckpointName(st.step);
+  // DONE goes first when replacing, so a crash in between never leaves a "complete" mix.
+  if (fs::exists(dir)) {
+    fs::remove(dir / "DONE");
+    fs::remove_all(dir);
+  }
+  fs::create_directories(dir);
+  WriteModelFolder(dir.string(), ps, DType::kF32);
+  std::vector<uint16_t> scratch;
+  std::vector<TensorToWrite> opt = SlabTensors(ps, ps.m.data(), "m.", DType::kF32, scratch);
+  const auto v = SlabTensors(ps, ps.v.data(), "v.", DType::kF32, scratch);
+  opt.insert(opt.end(), v.begin(), v.end());
+  WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
+                   {{"step", std::to_string(st.step)}});
+  if (!tokenizer_json.empty()) fs::copy_file(tokenizer_json, dir / "tokenizer.json");
+  json j;
+  j["format"] = "elm-train-checkpoint";
+  j["format_version"] = kFormatVersion;
+  j["step"] = st.step;
+  j["data_epoch"] = st.data.epoch;
+  j["data_index"] = st.data.index;
+  j["seed"] = st.seed;
+  j["tokens_seen"] = st.tokens_seen;
+  j["loss"] = st.loss;
+  j["fingerprint"] = st.fingerprint;
+  WriteText(dir / "trainer_state.json", j.dump(2) + "\n");
+  WriteText(dir / "DONE", "step " + std::to_string(st.step) + "\n");
+  return dir.string();
+}
+
+TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps) {
+  if (!Complete(dir))
+    Fail(dir, ": incomplete checkpoint (no DONE file): it was interrupted while being written");
+  const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
+  json j;
+  try {
+    j = json::parse(ReadTextFile(state_path));
+  } catch (const json::exception& e) {
+    Fail(state_path, ": not valid JSON: ", e.what());
+  }
+  if (j.value("format", "") != "elm-train-checkpoint")
+    Fail(state_path, ": not an elm training checkpoint");
+  if (j.value("format_version", 0) != kFormatVersion)
+    Fail(state_path, ": checkpoint format version ", j.value("format_version", 0),
+         " is not supported by this elm (it reads version ", kFormatVersion, ")");
+  TrainerState st;
+  try {
+    st.step = j.at("step").get<int64_t>();
+    st.data.epoch = j.at("data_epoch").get<int64_t>();
+    st.data.index = j.at("data_index").get<int64_t>();
+    st.seed = j.at("seed").get<uint64_t>();
+    st.tokens_seen = j.at("tokens_seen").get<int64_t>();
+    st.loss = j.at("loss").get<double>();
+    st.fingerprint = j.at("fingerprint").get<std::string>();
+  } catch (const json::exception& e) {
+    Fail(state_path, ": ", e.what());
+  }
+  ps.AllocateTrainingState();
+  LoadParams(ps, TensorStore(dir));
+  const TensorStore opt((fs::path(dir) / "optimizer.safetensors").string());
+  LoadSlab(ps, opt, "m.", ps.m.data());
+  LoadSlab(ps, opt, "v.", ps.v.data());
+  return st;
+}
+
+std::vector<std::string> ListCheckpoints(const std::string& root) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!fs::is_directory(root)) return {};
+  for (const auto& e : fs::directory_iterator(root)) {
+    const int64_t s = StepOf(e.path());
+    if (e.is_directory() && s >= 0 && Complete(e.path())) found.emplace_back(s, e.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::string FindLatestCheckpoint(const std::string& path) {
+  if (StepOf(path) >= 0 && Complete(path)) return path;
+  for (const fs::path& root : {fs::path(path), fs::path(path) / "checkpoints"}) {
+    const auto list = ListCheckpoints(root.string());
+    if (!list.empty()) return list.back();
+  }
+  return "";
+}
+
+void PruneCheckpoints(const std::string& root, int keep_last) {
+  const auto list = ListCheckpoints(root);
+  if (list.empty()) return;
+  const int64_t newest = StepOf(list.back());
+  if (keep_last > 0)
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < list.size(); ++i) {
+      fs::remove(fs::path(list[i]) / "DONE");
+      fs::remove_all(list[i]);
+    }
+  for (const auto& e : fs::directory_iterator(root)) {
+    const int64_t s = StepOf(e.path());
+    if (e.is_directory() && s >= 0 && s < newest && !Complete(e.path())) fs::remove_all(e.path());
+  }
+}
+
+}  // namespace elm

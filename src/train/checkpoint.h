@@ -1,0 +1,49 @@
+// Training checkpoints (llm.c): everything a run needs to continue bit for bit.
+//
+//   <run_dir>/checkpoints/step_00000100/
+//     config.json, model.safetensors   the weights as an HF model folder (F32): every inference
+//                                      command loads it (elm generate --model <this folder>)
+//     optimizer.safetensors            AdamW moments, tensors "m.<name>" and "v.<name>" (F32)
+//     trainer_state.json               format version, step, data-loader position, seed, tokens
+//                                      seen, the model shape fingerprint
+//     tokenizer.json                   only when the run used a custom tokenizer
+//     DONE                             written last: a folder without it is incomplete and
+//                                      never resumed from
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/data_loader.h"
+#include "train/params.h"
+
+namespace elm {
+
+struct TrainerState {
+  int64_t step = 0;     // optimizer steps completed
+  LoaderPosition data;  // the training loader's next sample
+  uint64_t seed = 0;    // init and shuffle seed (the shuffle order is a function of it)
+  int64_t tokens_seen = 0;
+  double loss = 0;          // of the last step
+  std::string fingerprint;  // model shape + sequence/batch settings; checked on resume
+};
+
+// "step_00000100"
+std::string CheckpointName(int64_t step);
+// Writes a complete checkpoint folder under `root` (replacing one of the same step), DONE last.
+// Returns its path.
+std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const TrainerState& st,
+                           const std::string& tokenizer_json);
+// Loads parameters and moments into `ps` (training state allocated) from a complete checkpoint.
+TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps);
+// Complete checkpoint folders under `root`, oldest first.
+std::vector<std::string> ListCheckpoints(const std::string& root);
+// `path` itself when it is a complete checkpoint, else the newest complete one under path or
+// path/checkpoints; "" when there is none. Incomplete folders (no DONE) are skipped.
+std::string FindLatestCheckpoint(const std::string& path);
+// Deletes all but the newest `keep_last` complete checkpoints (0 keeps all) and any incomplete
+// folder older than the newest complete one.
+void PruneCheckpoints(const std::string& root, int keep_last);
+
+}  // namespace elm

@@ -1,0 +1,193 @@
+#include "train/loss_plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+
+namespace elm {
+
+LossSeries ReadLossSeries(const std::string& log_path) {
+  std::ifstream in(log_path);
+  if (!in) Fail(log_path, ": cannot open the training log");
+  LossSeries s;
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      continue;
+    }
+    if (!j.is_object() || !j.contains("step") || !j["step"].is_number()) continue;
+    const double step = j["step"].get<double>();
+    if (j.contains("loss") && j["loss"].is_number()) {
+      s.train_step.push_back(step);
+      s.train_loss.push_back(j["loss"].get<double>());
+    }
+    if (j.contains("val_loss") && j["val_loss"].is_number()) {
+      s.val_step.push_back(step);
+      s.val_loss.push_back(j["val_loss"].get<double>());
+    }
+  }
+  if (s.train_step.empty() && s.val_step.empty())
+    Fail(log_path, ": no loss records (lines with \"step\" and \"loss\" or \"val_loss\")");
+  return s;
+}
+
+namespace {
+
+// Ticks at 1, 2 or 5 × 10^k covering [lo, hi] with about `want` intervals.
+std::vector<double> NiceTicks(double lo, double hi, int want, double* step_out) {
+  const double raw = (hi - lo) / want;
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> t;
+  for (double v = std::ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) t.push_back(v);
+  *step_out = step;
+  return t;
+}
+
+std::string Num(double v, double step) {
+  char b[32];
+  const int decimals = step >= 1 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
+  std::snprintf(b, sizeof b, "%.*f", decimals, v);
+  return b;
+}
+
+std::string Escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '<')
+      o += "&lt;";
+    else if (c == '>')
+      o += "&gt;";
+    else if (c == '&')
+      o += "&amp;";
+    else
+      o += c;
+  }
+  return o;
+}
+
+}  // namespace
+
+std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width, int height) {
+  const double L = 70, R = 20, T = 40, Bm = 50;  // margins
+  const double pw = width - L - R, ph = height - T - Bm;
+  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+  auto extend = [&](const std::vector<double>& xs, const std::vector<double>& ys) {
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (!std::isfinite(ys[i])) continue;
+      x0 = std::min(x0, xs[i]), x1 = std::max(x1, xs[i]);
+      y0 = std::min(y0, ys[i]), y1 = std::max(y1, ys[i]);
+    }
+  };
+  extend(s.train_step, s.train_loss);
+  extend(s.val_step, s.val_loss);
+  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (x1 - x0 < 1) x1 = x0 + 1;
+  if (y1 - y0 < 1e-6) y0 -= 0.5, y1 += 0.5;
+  const double pad = 0.05 * (y1 - y0);
+  y0 -= pad, y1 += pad;
+  auto X = [&](double v) { return L + (v - x0) / (x1 - x0) * pw; };
+  auto Y = [&](double v) { return T + (y1 - v) / (y1 - y0) * ph; };
+  auto path = [&](const std::vector<double>& xs, const std::vector<double>& ys) {
+    std::string d;
+    char b[64];
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (!std::isfinite(ys[i])) continue;
+      std::snprintf(b, sizeof b, "%s%.1f,%.1f", d.empty() ? "M" : " L", X(xs[i]), Y(ys[i]));
+      d += b;
+    }
+    return d;
+  };
+  std::string o;
+  char b[512];
+  std::snprintf(b, sizeof b,
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+                "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+                width, height, width, height);
+  o += b;
+  std::snprintf(b, sizeof b,
+                "<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">%s</text>\n",
+                L + pw / 2, Escape(title).c_str());
+  o += b;
+  double step;
+  for (double v : NiceTicks(y0, y1, 6, &step)) {
+    std::snprintf(b, sizeof b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>"
+                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                  L, Y(v), L + pw, Y(v), L - 6, Y(v) + 4, Num(v, step).c_str());
+    o += b;
+  }
+  for (double v : NiceTicks(x0, x1, 8, &step)) {
+    std::snprintf(b, sizeof b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e5e5e5\"/>"
+                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n",
+                  X(v), T, X(v), T + ph, X(v), T + ph + 18, Num(v, std::max(step, 1.0)).c_str());
+    o += b;
+  }
+  std::snprintf(
+      b, sizeof b,
+      "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+      "stroke=\"#333\"/>\n<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">step</text>\n"
+      "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
+      L, T, pw, ph, L + pw / 2, height - 10, T + ph / 2);
+  o += b;
+  if (!s.train_step.empty()) {
+    // Exponential moving average (debiased), the curve to read; the raw loss stays faint.
+    std::vector<double> ema(s.train_loss.size());
+    double m = 0, w = 0;
+    const double beta = s.train_loss.size() > 50 ? 0.9 : 0.6;
+    for (size_t i = 0; i < ema.size(); ++i) {
+      if (std::isfinite(s.train_loss[i]))
+        m = beta * m + (1 - beta) * s.train_loss[i], w = beta * w + (1 - beta);
+      ema[i] = w > 0 ? m / w : s.train_loss[i];
+    }
+    o += "<path d=\"" + path(s.train_step, s.train_loss) +
+         "\" fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\"/>\n";
+    o += "<path d=\"" + path(s.train_step, ema) +
+         "\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n";
+  }
+  if (!s.val_step.empty()) {
+    o += "<path d=\"" + path(s.val_step, s.val_loss) +
+         "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\"/>\n";
+    for (size_t i = 0; i < s.val_step.size(); ++i) {
+      if (!std::isfinite(s.val_loss[i])) continue;
+      std::snprintf(b, sizeof b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n",
+                    X(s.val_step[i]), Y(s.val_loss[i]));
+      o += b;
+    }
+  }
+  // Legend.
+  const double lx = L + pw - 170, ly = T + 12;
+  std::snprintf(b, sizeof b,
+                "<rect x=\"%.1f\" y=\"%.1f\" width=\"160\" height=\"%d\" fill=\"white\" "
+                "stroke=\"#ccc\"/>\n",
+                lx - 8, ly - 10, s.val_step.empty() ? 40 : 58);
+  o += b;
+  auto entry = [&](double y, const char* color, double wdt, const char* text) {
+    std::snprintf(b, sizeof b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                  "stroke-width=\"%.0f\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
+                  lx, y, lx + 24, y, color, wdt, lx + 30, y + 4, text);
+    o += b;
+  };
+  entry(ly, "#9ecae1", 1, "train loss");
+  entry(ly + 18, "#1f77b4", 2, "train loss (smoothed)");
+  if (!s.val_step.empty()) entry(ly + 36, "#d62728", 2, "validation loss");
+  o += "</svg>\n";
+  return o;
+}
+
+}  // namespace elm

@@ -1,0 +1,23 @@
+// `elm plot`: training and validation loss from a train_log.jsonl as a self-contained SVG
+// (written by hand: axes with round-number ticks, the raw training loss, its moving average and
+// the validation points).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace elm {
+
+struct LossSeries {
+  std::vector<double> train_step, train_loss;
+  std::vector<double> val_step, val_loss;
+};
+
+// Reads the step and val lines of a training log (other lines are skipped).
+LossSeries ReadLossSeries(const std::string& log_path);
+// The SVG document; `title` goes above the plot.
+std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width = 800,
+                        int height = 480);
+
+}  // namespace elm

@@ -1,0 +1,225 @@
+#include "train/train_model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/error.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+
+namespace elm {
+
+namespace {
+void Fill0(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  std::fill(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n), 0.0f);
+}
+}  // namespace
+
+TrainModel::TrainModel(ModelConfig cfg)
+    : params_(std::move(cfg)), rope_(params_.config().head_dim, params_.config().rope_base, 1) {}
+
+void TrainModel::Allocate(int B, int T) {
+  const ModelConfig& c = config();
+  const size_t N = static_cast<size_t>(B) * T, D = c.dim, Dh = c.head_dim;
+  rope_.Reserve(T);
+  if (B == B_ && T == T_ && !acts_.empty()) return;
+  B_ = B, T_ = T;
+  acts_.assign(c.n_layers, LayerActs{});
+  for (int l = 0; l < c.n_layers; ++l) {
+    LayerActs& a = acts_[l];
+    const size_t H = c.layers[l].n_heads, C3 = c.qkv_out(l), F = c.layers[l].ffn_dim;
+    a.x.resize(N * D);
+    a.h1.resize(N * D);
+    if (c.qk_norm) a.qkv_raw.resize(N * C3);
+    a.qkv.resize(N * C3);
+    a.lse.resize(static_cast<size_t>(B) * H * T);
+    a.att.resize(N * H * Dh);
+    a.xmid.resize(N * D);
+    a.h2.resize(N * D);
+    a.u.resize(N * c.proj1_out(l));
+    a.g.resize(N * F);
+  }
+  x_final_.resize(N * D);
+  xf_.resize(N * D);
+  logits_.resize(N * static_cast<size_t>(c.vocab_size));
+  lse_ce_.resize(N);
+}
+
+LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int T,
+                              const LossOptions& opt) {
+  const ModelConfig& c = config();
+  if (B <= 0 || T <= 0) Fail("train forward: empty batch");
+  const int64_t N = static_cast<int64_t>(B) * T, D = c.dim, V = c.vocab_size;
+  for (int64_t i = 0; i < N; ++i)
+    if (inputs[i] < 0 || inputs[i] >= V)
+      Fail("input token id ", inputs[i], " at batch position ", i,
+           " is outside the vocabulary [0, ", V, ")");
+  Allocate(B, T);
+  inputs_.assign(inputs, inputs + N);
+  targets_.assign(targets, targets + N);
+  loss_opt_ = opt;
+  const ModelSlots w = params_.Slots(params_.params.data());
+
+  float* x0 = acts_.empty() ? x_final_.data() : acts_[0].x.data();
+  for (int64_t i = 0; i < N; ++i)
+    std::memcpy(x0 + i * D, w.embeddings + static_cast<int64_t>(inputs[i]) * D, sizeof(float) * D);
+  for (int l = 0; l < c.n_layers; ++l)
+    LayerForward(l, w.layers[l], acts_[l].x.data(),
+                 l + 1 < c.n_layers ? acts_[l + 1].x.data() : x_final_.data());
+
+  RmsNorm(xf_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
+  MatMulForward(logits_.data(), xf_.data(), w.lm_head, N, D, V);
+  const CrossEntropyStats s =
+      CrossEntropyForward(lse_ce_.data(), logits_.data(), targets, N, V, opt.ignore_index);
+  LossValue r;
+  r.n_valid = s.n_valid;
+  if (s.n_valid > 0) {
+    r.ce = s.ce_sum / static_cast<double>(s.n_valid);
+    r.mean_lse_sq = s.lse_sq_sum / static_cast<double>(s.n_valid);
+  }
+  r.loss = r.ce + static_cast<double>(opt.z_loss_coef) * r.mean_lse_sq;
+  last_ = r;
+  return r;
+}
+
+void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float* x_out) {
+  const ModelConfig& c = config();
+  LayerActs& a = acts_[l];
+  const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, Dh = c.head_dim;
+  const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
+  const int64_t C3 = c.qkv_out(l), F = c.layers[l].ffn_dim, P1 = c.proj1_out(l);
+
+  // --- attention block (pre-norm) ---
+  RmsNorm(a.h1.data(), x, w.attn_norm, N, D, c.norm_eps);
+  float* qkv_proj = c.qk_norm ? a.qkv_raw.data() : a.qkv.data();
+  MatMulForward(qkv_proj, a.h1.data(), w.qkv, N, D, C3);
+#pragma omp parallel for schedule(static) if (N * C3 >= (1 << 16))
+  for (int64_t n = 0; n < N; ++n) {
+    float* q = a.qkv.data() + n * C3;  // heads [0, H) queries, then Hkv keys, then values
+    float* k = q + H * Dh;
+    if (c.qk_norm) {
+      const float* raw = qkv_proj + n * C3;
+      RmsNorm(q, raw, w.q_norm, H, Dh, c.norm_eps);
+      RmsNorm(k, raw + H * Dh, w.k_norm, Hkv, Dh, c.norm_eps);
+      std::memcpy(k + Hkv * Dh, raw + (H + Hkv) * Dh, sizeof(float) * Hkv * Dh);
+    }
+    const int pos = static_cast<int>(n % T_);
+    ApplyRope(q, H, pos, rope_);
+    ApplyRope(k, Hkv, pos, rope_);
+  }
+  AttentionForward(a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H, Hkv, static_cast<int>(Dh));
+  MatMulForward(a.xmid.data(), a.att.data(), w.out, N, H * Dh, D);
+  for (int64_t i = 0; i < N * D; ++i) a.xmid[i] += x[i];
+
+  // --- FFN block (pre-norm) ---
+  RmsNorm(a.h2.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
+  MatMulForward(a.u.data(), a.h2.data(), w.proj1, N, D, P1);
+  if (c.ffn_with_glu) {
+    for (int64_t n = 0; n < N; ++n) {
+      const float* u = a.u.data() + n * P1;  // first half gate, second half up
+      SwiGlu(a.g.data() + n * F, u, u + F, F);
+    }
+  } else {
+    std::copy(a.u.begin(), a.u.end(), a.g.begin());
+    SiluInPlace(a.g.data(), N * F);
+  }
+  MatMulForward(x_out, a.g.data(), w.proj2, N, F, D);
+  for (int64_t i = 0; i < N * D; ++i) x_out[i] += a.xmid[i];
+}
+
+void TrainModel::Backward(float loss_scale) {
+  const ModelConfig& c = config();
+  ELM_CHECK(B_ > 0 && !params_.grads.empty());
+  const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, V = c.vocab_size;
+  const ModelSlots w = params_.Slots(params_.params.data());
+  const ModelSlots g = params_.Slots(params_.grads.data());
+  if (last_.n_valid == 0) return;  // every target ignored: the loss is a constant
+
+  const auto n_valid = static_cast<float>(last_.n_valid);
+  float* dlogits = logits_.data();  // the logits buffer becomes its own gradient
+  CrossEntropyBackward(dlogits, logits_.data(), lse_ce_.data(), targets_.data(), N, V,
+                       loss_opt_.ignore_index, loss_scale / n_valid,
+                       loss_scale * loss_opt_.z_loss_coef / n_valid);
+  Fill0(dh_, N * D);
+  MatMulBackward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
+  Fill0(dx_, N * D);  // ∂L/∂(residual stream), carried down through the layers
+  RmsNormBackward(dx_.data(), g.norm, dh_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
+  for (int l = c.n_layers - 1; l >= 0; --l) LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+  // Embedding lookup: rows in order, so the sum for a repeated token is deterministic.
+  for (int64_t i = 0; i < N; ++i) {
+    float* row = g.embeddings + static_cast<int64_t>(inputs_[i]) * D;
+    const float* d = dx_.data() + i * D;
+    for (int64_t j = 0; j < D; ++j) row[j] += d[j];
+  }
+}
+
+void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx) {
+  const ModelConfig& c = config();
+  LayerActs& a = acts_[l];
+  const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, Dh = c.head_dim;
+  const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
+  const int64_t C3 = c.qkv_out(l), F = c.layers[l].ffn_dim, P1 = c.proj1_out(l);
+
+  // --- FFN block: x_out = xmid + proj_2(act(proj_1(ffn_norm(xmid)))) ---
+  Fill0(dg_, N * F);
+  MatMulBackward(dg_.data(), g.proj2, dx, a.g.data(), w.proj2, N, F, D);
+  Fill0(du_, N * P1);
+  if (c.ffn_with_glu) {
+    for (int64_t n = 0; n < N; ++n) {
+      const float* u = a.u.data() + n * P1;
+      float* du = du_.data() + n * P1;
+      SwiGluBackward(du, du + F, dg_.data() + n * F, u, u + F, F);
+    }
+  } else {
+    SiluBackward(du_.data(), dg_.data(), a.u.data(), N * F);
+  }
+  Fill0(dh_, N * D);
+  MatMulBackward(dh_.data(), g.proj1, du_.data(), a.h2.data(), w.proj1, N, D, P1);
+  RmsNormBackward(dx, g.ffn_norm, dh_.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
+
+  // --- attention block: xmid = x + out_proj(attention(rope(qk_norm(qkv_proj(attn_norm(x)))))) ---
+  Fill0(datt_, N * H * Dh);
+  MatMulBackward(datt_.data(), g.out, dx, a.att.data(), w.out, N, H * Dh, D);
+  Fill0(dqkv_, N * C3);
+  AttentionBackward(dqkv_.data(), datt_.data(), a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H,
+                    Hkv, static_cast<int>(Dh));
+  for (int64_t n = 0; n < N; ++n) {
+    const int pos = static_cast<int>(n % T_);
+    RopeBackward(dqkv_.data() + n * C3, H + Hkv, pos, rope_);  // queries and keys are adjacent
+  }
+  float* dproj = dqkv_.data();
+  if (c.qk_norm) {
+    Fill0(dqkv_raw_, N * C3);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* dy = dqkv_.data() + n * C3;
+      const float* raw = a.qkv_raw.data() + n * C3;
+      float* dr = dqkv_raw_.data() + n * C3;
+      RmsNormBackward(dr, g.q_norm, dy, raw, w.q_norm, H, Dh, c.norm_eps);
+      RmsNormBackward(dr + H * Dh, g.k_norm, dy + H * Dh, raw + H * Dh, w.k_norm, Hkv, Dh,
+                      c.norm_eps);
+      std::memcpy(dr + (H + Hkv) * Dh, dy + (H + Hkv) * Dh, sizeof(float) * Hkv * Dh);
+    }
+    dproj = dqkv_raw_.data();
+  }
+  Fill0(dh_, N * D);
+  MatMulBackward(dh_.data(), g.qkv, dproj, a.h1.data(), w.qkv, N, D, C3);
+  RmsNormBackward(dx, g.attn_norm, dh_.data(), a.x.data(), w.attn_norm, N, D, c.norm_eps);
+}
+
+double TrainModel::FlopsPerToken(int T) const {
+  const ModelConfig& c = config();
+  double matmul_params = static_cast<double>(c.vocab_size) * c.dim;  // the output projection
+  double attn = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    matmul_params += static_cast<double>(c.LayerParams(l));
+    // scores and weighted values, causal: ~T/2 keys per query, 2 matmuls, ×3 for fwd+bwd
+    attn += 6.0 * c.layers[l].n_heads * c.head_dim * T;
+  }
+  return 6.0 * matmul_params + attn;
+}
+
+}  // namespace elm

@@ -1,0 +1,80 @@
+// The training forward and backward passes of OpenELM over a batch [B, T] (llm.c's six verbs:
+// build, forward, zero_grad, backward, update — the update lives in train/optimizer.h).
+// The forward pass computes exactly what Session::Forward computes (spec §1.1), but over B rows at
+// once, through BLAS, saving every activation the backward pass needs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/rope.h"
+#include "train/params.h"
+
+namespace elm {
+
+struct LossOptions {
+  int ignore_index = -100;   // targets equal to this are skipped (CoreNet: the pad id, 32000)
+  float z_loss_coef = 0.0f;  // CoreNet's z_loss_eps (1e-4) when use_z_loss, else 0
+};
+
+struct LossValue {
+  double loss = 0;         // ce + z_loss_coef · mean_lse_sq
+  double ce = 0;           // mean cross-entropy over non-ignored targets
+  double mean_lse_sq = 0;  // mean logsumexp² over non-ignored targets
+  int64_t n_valid = 0;     // non-ignored targets
+};
+
+class TrainModel {
+ public:
+  explicit TrainModel(ModelConfig cfg);
+
+  const ModelConfig& config() const { return params_.config(); }
+  ParamSet& params() { return params_; }
+  const ParamSet& params() const { return params_; }
+
+  // inputs, targets: [B, T] token ids; every row runs at positions 0..T-1 with a causal mask.
+  // Saves the activations for Backward. Throws elm::Error for ids out of range.
+  LossValue Forward(const int* inputs, const int* targets, int B, int T, const LossOptions& opt);
+  // Logits [B, T, V] of the last Forward (overwritten by Backward).
+  const float* logits() const { return logits_.data(); }
+  // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into params().grads.
+  void Backward(float loss_scale = 1.0f);
+  void ZeroGrad() { params_.ZeroGrad(); }
+
+  // FLOPs of one forward+backward per token at sequence length T (6·N matmul rule plus the
+  // attention scores), for MFU.
+  double FlopsPerToken(int T) const;
+
+ private:
+  struct LayerActs {
+    std::vector<float> x;        // [N, D] residual stream entering the layer
+    std::vector<float> h1;       // [N, D] attn_norm(x)
+    std::vector<float> qkv_raw;  // [N, C3] qkv_proj output (pre QK-norm; only with QK-norm)
+    std::vector<float> qkv;      // [N, C3] queries/keys normed and rotated, values as projected
+    std::vector<float> lse;      // [B, H, T] attention logsumexp
+    std::vector<float> att;      // [N, H Dh] attention output
+    std::vector<float> xmid;     // [N, D] residual after the attention block
+    std::vector<float> h2;       // [N, D] ffn_norm(xmid)
+    std::vector<float> u;        // [N, 2F] proj_1 output (gate | up)
+    std::vector<float> g;        // [N, F] silu(gate)·up
+  };
+  void Allocate(int B, int T);
+  void LayerForward(int l, const LayerSlots& w, const float* x_in, float* x_out);
+  void LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx);
+
+  ParamSet params_;
+  RopeTable rope_;
+  int B_ = 0, T_ = 0;
+  LossOptions loss_opt_;
+  LossValue last_;
+  std::vector<int> inputs_, targets_;  // [N]
+  std::vector<LayerActs> acts_;
+  std::vector<float> x_final_;  // [N, D] residual after the last layer
+  std::vector<float> xf_;       // [N, D] final norm output
+  std::vector<float> logits_;   // [N, V] (its gradient after Backward)
+  std::vector<float> lse_ce_;   // [N]
+  // Backward scratch, sized for the widest layer.
+  std::vector<float> dx_, dh_, dqkv_, dqkv_raw_, datt_, du_, dg_, tmp_;
+};
+
+}  // namespace elm
