@@ -563,7 +563,8 @@ TEST(Server, ConcurrentClientsGetTheSameAnswersAsAlone) {
     std::string t;
     for (const auto& ev : SseEvents(r.raw)) {
       if (ev == "[DONE]") continue;
-      const json& ch = json::parse(ev)["choices"][0];
+      const json event = json::parse(ev);
+      const json& ch = event["choices"][0];
       if (ch.contains("text")) t += ch["text"].get<std::string>();
       if (ch.contains("delta") && ch["delta"].contains("content"))
         t += ch["delta"]["content"].get<std::string>();
@@ -720,6 +721,16 @@ TEST(Server, CliServesAndExitsCleanlyOnSignals) {
       _exit(127);
     }
     close(err_pipe[1]);
+    struct Reaper {  // a failed ASSERT must not leave the server running
+      pid_t pid;
+      bool reaped = false;
+      ~Reaper() {
+        if (!reaped) {
+          kill(pid, SIGKILL);
+          waitpid(pid, nullptr, 0);
+        }
+      }
+    } reaper{pid};
     std::string err;
     int port = 0;
     char buf[512];
@@ -743,6 +754,7 @@ TEST(Server, CliServesAndExitsCleanlyOnSignals) {
     kill(pid, sig);
     int status = 0;
     ASSERT_TRUE(WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 10.0));
+    reaper.reaped = true;
     while (true) {  // collect the rest of stderr for the message below
       const ssize_t n = read(err_pipe[0], buf, sizeof(buf));
       if (n <= 0) break;

@@ -4,13 +4,14 @@
 // cpp-httplib 0.11 (Debian 12's) neither exposes a request's socket nor has
 // Request::is_connection_closed (added in later versions), and a write to a closed peer only
 // fails once the kernel has seen the peer's reset. So the watch finds the socket itself: the
-// connection's address pair (local and remote address and port, which httplib does report) is
-// unique among the process's open sockets, and the handler's thread owns that connection until
-// the response is sent, so the descriptor found cannot be closed or reused meanwhile. Closed() then
-// asks the kernel, without reading anything, whether the peer has shut its end down.
+// connection's address pair (local and remote address and port, which httplib does report) names
+// one entry of the kernel's TCP table (/proc/net/tcp), whose inode names one link in
+// /proc/self/fd. The handler's thread owns that connection until the response is sent, so the
+// descriptor found cannot be closed or reused meanwhile. Closed() then asks the kernel, without
+// reading anything, whether the peer has shut its end down.
 //
-// Linux-specific (/proc/self/fd, POLLRDHUP). Where the socket cannot be found, Closed() is always
-// false and streaming responses still stop at the first failed write.
+// Linux-specific (/proc, POLLRDHUP). Where the socket cannot be found, Closed() is always false
+// and streaming responses still stop at the first failed write.
 #pragma once
 
 #include <string>

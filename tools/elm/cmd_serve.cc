@@ -1,15 +1,16 @@
 // elm serve: the OpenAI-compatible HTTP server (src/server) with a chat page at "/".
 //
-// SIGINT/SIGTERM: the handler only writes the signal number to a pipe (async-signal-safe); a
-// thread reading the pipe calls Server::Stop(), which takes locks a handler must not touch.
-// (Blocking the signals and using sigwait() does not work here: libraries start threads, e.g.
-// OpenBLAS's pool at load time, before main() could block anything, and the kernel may deliver
-// the signal to one of those.)
+// SIGINT/SIGTERM end the server through Server::Stop(), which takes locks and so cannot run in a
+// signal handler. The signals are blocked in the main thread before any server thread exists (so
+// every thread started later blocks them too) and a waiter thread takes them with sigtimedwait().
+// Threads that libraries started before main() (OpenBLAS starts its pool at load time) do not
+// block them, so a handler is installed as well: it only sets a flag that the waiter polls.
+#include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
+#include <atomic>
 #include <cstdio>
+#include <ctime>
 #include <thread>
 
 #include "base/error.h"
@@ -21,11 +22,11 @@
 namespace elm::cli {
 namespace {
 
-int g_signal_pipe = -1;
+std::atomic<int> g_signal{0};  // lock-free, so async-signal-safe
+static_assert(std::atomic<int>::is_always_lock_free);
 
 void OnSignal(int sig) {
-  const unsigned char byte = static_cast<unsigned char>(sig);
-  [[maybe_unused]] const ssize_t n = write(g_signal_pipe, &byte, 1);
+  g_signal.store(sig);
 }
 
 struct ServeOpts {
@@ -75,28 +76,34 @@ void RegisterServe(CLI::App& app) {
   cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");
   cmd->callback([o] {
     o->server.write_timeout_s = o->server.read_timeout_s;
-    auto model = Model::Load(o->model);
-    Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
-    server::Server srv(model, std::move(tok), o->server);
-    const int port = srv.Bind();
-
-    int fds[2];
-    if (pipe(fds) != 0) Fail("serve: cannot create a pipe for signal handling");
-    g_signal_pipe = fds[1];
     struct sigaction sa {};
     sa.sa_handler = OnSignal;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    std::thread waiter([&srv, fd = fds[0]] {
-      unsigned char sig = 0;
-      while (read(fd, &sig, 1) < 0 && errno == EINTR) {
-      }
-      if (sig != 0) {
-        std::fprintf(stderr, "\nelm serve: %s received, shutting down\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM");
-        srv.Stop();
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    auto model = Model::Load(o->model);
+    Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
+    server::Server srv(model, std::move(tok), o->server);
+    const int port = srv.Bind();
+    std::atomic<bool> done{false};
+    std::thread waiter([&srv, &signals, &done] {
+      while (!done.load()) {
+        const timespec poll_interval{0, 100 * 1000 * 1000};
+        int sig = sigtimedwait(&signals, nullptr, &poll_interval);
+        if (sig <= 0) sig = g_signal.exchange(0);
+        if (sig > 0) {
+          std::fprintf(stderr, "\nelm serve: %s received, shutting down\n",
+                       sig == SIGINT ? "SIGINT" : "SIGTERM");
+          srv.Stop();
+          return;
+        }
       }
     });
 
@@ -108,16 +115,8 @@ void RegisterServe(CLI::App& app) {
                  o->server.api_key.empty() ? "" : ", API key required");
     std::fflush(stderr);
     srv.Run();
-    // Run() also returns if listening failed: wake the waiter with a 0 byte (no signal).
-    const unsigned char zero = 0;
-    [[maybe_unused]] const ssize_t n = write(fds[1], &zero, 1);
+    done = true;  // Run() also returns if listening failed
     waiter.join();
-    // Back to the default actions: a second Ctrl+C during teardown ends the process at once.
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    g_signal_pipe = -1;
-    close(fds[0]);
-    close(fds[1]);
     std::fprintf(stderr, "elm serve: stopped\n");
   });
 }
