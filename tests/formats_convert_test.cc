@@ -268,10 +268,11 @@ TEST_F(FormatsConvert, MlxQuantizedFolders) {
       LoadOptions lo;
       lo.weights = DType::kBF16;
       EXPECT_EQ(Model::Load(mlx, lo)->weights_dtype(), "BF16");
-      // MLX-quantized -> GGUF works from the dequantized values.
+      // MLX-quantized -> GGUF works from the dequantized values. (The folder's unquantized
+      // tensors are F16, which prefill rounds to bf16; the F32 GGUF's are used exactly.)
       Convert(mlx, "gguf", mlx + ".gguf", DType::kF32);
       const auto via_gguf = Logits(Model::Load(mlx + ".gguf"), tokens);
-      EXPECT_LE(test::MaxAbsDiff(via_gguf.data(), got.data(), got.size()), 1e-5f * scale);
+      EXPECT_LE(test::MaxAbsDiff(via_gguf.data(), got.data(), got.size()), 1e-2f * scale);
       fs::remove_all(mlx);
       fs::remove(mlx + ".gguf");
     }

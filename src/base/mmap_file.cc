@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -46,14 +47,36 @@ MmapFile::~MmapFile() {
 }
 
 void MmapFile::Evict(const void* p, size_t n) const {
+  const auto b = reinterpret_cast<uintptr_t>(p);
+  const auto lo = reinterpret_cast<uintptr_t>(data_), hi = lo + size_;
+  if (b < lo || b + n > hi) return;
+  EvictPages(p, n);
+}
+
+void EvictPages(const void* p, size_t n) {
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   auto b = reinterpret_cast<uintptr_t>(p);
   auto e = b + n;
   b = (b + page - 1) / page * page;  // only whole pages inside the range
   e = e / page * page;
-  const auto lo = reinterpret_cast<uintptr_t>(data_), hi = lo + size_;
-  if (b < lo || e > hi || e <= b) return;
+  if (e <= b) return;
   ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+std::shared_ptr<uint8_t> AllocateHugePages(size_t n) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t len = (std::max<size_t>(n, 1) + kHuge - 1) / kHuge * kHuge;
+  // Over-allocate by one huge page and trim, so the block starts on a 2 MiB boundary.
+  void* raw = ::mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
+  if (raw == MAP_FAILED) Fail("cannot allocate ", n, " bytes: ", std::strerror(errno));
+  const auto r = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t a = (r + kHuge - 1) / kHuge * kHuge;
+  if (a > r) ::munmap(raw, a - r);
+  if (r + kHuge > a) ::munmap(reinterpret_cast<void*>(a + len), r + kHuge - a);
+  void* p = reinterpret_cast<void*>(a);
+  ::madvise(p, len, MADV_HUGEPAGE);
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [len](uint8_t* q) { ::munmap(q, len); });
 }
 
 std::string ReadTextFile(const std::string& path) {

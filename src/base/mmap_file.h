@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace elm {
@@ -28,6 +29,13 @@ class MmapFile {
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// Drops the whole pages inside [p, p + n) of a read-only file mapping from this process's memory.
+void EvictPages(const void* p, size_t n);
+
+// n bytes of zeroed anonymous memory, 2 MiB-aligned and advised to use transparent huge pages
+// (weights streamed every token miss the TLB far less). Freed when the last owner goes.
+std::shared_ptr<uint8_t> AllocateHugePages(size_t n);
 
 // Reads a whole (small) file into a string; throws elm::Error naming the path on failure.
 std::string ReadTextFile(const std::string& path);

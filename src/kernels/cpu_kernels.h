@@ -28,8 +28,17 @@ struct CpuKernels {
                     int64_t nr, int64_t K);
   void (*gemm_q4_0)(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ4_0* w,
                     int64_t nr, int64_t K);
+  // Packed weights (quant.h): w is nr / 16 groups of K / 32 blocks (nr a multiple of 16);
+  // xsum[t * K/32 + b] = Σ of activation block b's quants (BlockSumsQ8_0). Null in tables
+  // without packed kernels: models are then not packed for them (PackForKernels).
+  void (*gemm_q8_0x16)(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xsum, int64_t T,
+                       const BlockQ8_0x16* w, int64_t nr, int64_t K);
+  void (*gemm_q4_0x16)(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xsum, int64_t T,
+                       const BlockQ4_0x16* w, int64_t nr, int64_t K);
   // Conversions used to prepare operands: f32 → bf16 (round to nearest even), f32 → Q8_0.
   void (*f32_to_bf16)(const float* x, uint16_t* y, int64_t n);
+  // f16 → bf16 (round to nearest even), for F16 weight panels in prefill.
+  void (*f16_to_bf16)(const uint16_t* x, uint16_t* y, int64_t n);
   void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t n);
 };
 

@@ -77,8 +77,52 @@ void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ
     }
 }
 
+// Packed twins: integer block dot products on the offset layouts, corrected by the block sums.
+void GemmQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xsum, int64_t T,
+                 const BlockQ8_0x16* w, int64_t nr, int64_t K) {
+  const int64_t nb = K / kQBlock;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t r = 0; r < nr; ++r) {
+      const BlockQ8_0x16* g = w + (r / kPackRows) * nb;
+      const int j = static_cast<int>(r % kPackRows);
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ8_0& xb = x[t * nb + b];
+        int32_t s = -128 * xsum[t * nb + b];
+        for (int e = 0; e < kQBlock; ++e) s += xb.q[e] * g[b].q[e / 4][j][e % 4];
+        acc += F16ToF32(xb.d) * F16ToF32(g[b].d[j]) * static_cast<float>(s);
+      }
+      y[t * ldy + r] = acc;
+    }
+}
+
+void GemmQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xsum, int64_t T,
+                 const BlockQ4_0x16* w, int64_t nr, int64_t K) {
+  const int64_t nb = K / kQBlock;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t r = 0; r < nr; ++r) {
+      const BlockQ4_0x16* g = w + (r / kPackRows) * nb;
+      const int j = static_cast<int>(r % kPackRows);
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ8_0& xb = x[t * nb + b];
+        int32_t s = -8 * xsum[t * nb + b];
+        for (int e = 0; e < kQBlock / 2; ++e) {
+          const uint8_t v = g[b].nib[e / 4][j][e % 4];
+          s += xb.q[e] * (v & 15) + xb.q[e + kQBlock / 2] * (v >> 4);
+        }
+        acc += F16ToF32(xb.d) * F16ToF32(g[b].d[j]) * static_cast<float>(s);
+      }
+      y[t * ldy + r] = acc;
+    }
+}
+
 void F32ToBf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = F32ToBF16(x[i]);
+}
+
+void F16ToBf16(const uint16_t* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = F32ToBF16(F16ToF32(x[i]));
 }
 
 void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
@@ -88,8 +132,9 @@ void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
 }  // namespace
 
 const CpuKernels& ScalarKernels() {
-  static const CpuKernels k{"scalar", GemmBf16, GemmF32, GemmF16, GemmQ8_0,
-                            GemmQ4_0, F32ToBf16, QuantizeRowsQ8_0};
+  static const CpuKernels k{"scalar",    GemmBf16,    GemmF32,   GemmF16,
+                            GemmQ8_0,    GemmQ4_0,    GemmQ8_0x16, GemmQ4_0x16,
+                            F32ToBf16,   F16ToBf16,   QuantizeRowsQ8_0};
   return k;
 }
 

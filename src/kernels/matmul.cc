@@ -4,18 +4,56 @@
 
 #include <vector>
 
+#include "base/error.h"
+#include "kernels/quant.h"
+
 namespace elm {
 
 void MatRef::RowToF32(int64_t r, float* out) const {
+  if (packed) {
+    const int64_t nb = cols / kQBlock;
+    if (dtype == DType::kQ8_0)
+      DequantizePackedRowQ8_0(static_cast<const BlockQ8_0x16*>(data), r, nb, out);
+    else
+      DequantizePackedRowQ4_0(static_cast<const BlockQ4_0x16*>(data), r, nb, out);
+    return;
+  }
   ToF32(dtype, static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * row_bytes(), out,
         static_cast<size_t>(cols));
 }
 
 MatRef MatRef::Rows(int64_t r0, int64_t n) const {
+  ELM_CHECK(!packed || (r0 % kPackRows == 0 && n % kPackRows == 0));
   MatRef m = *this;
   m.data = static_cast<const uint8_t*>(data) + static_cast<size_t>(r0) * row_bytes();
   m.rows = n;
   return m;
+}
+
+bool Packable(const MatRef& m) {
+  return m.data != nullptr && !m.packed && m.rows % kPackRows == 0 && m.cols % kQBlock == 0 &&
+         (m.dtype == DType::kQ8_0 || m.dtype == DType::kQ4_0);
+}
+
+MatRef PackMatrix(const MatRef& src, uint8_t* dst) {
+  ELM_CHECK(Packable(src));
+  const int64_t nb = src.cols / kQBlock, groups = src.rows / kPackRows;
+  const size_t group_bytes = static_cast<size_t>(kPackRows) * src.row_bytes();
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* in = src.row(g * kPackRows);
+    uint8_t* out = dst + static_cast<size_t>(g) * group_bytes;
+    if (src.dtype == DType::kQ8_0)
+      PackQ8_0x16(reinterpret_cast<const BlockQ8_0*>(in), reinterpret_cast<BlockQ8_0x16*>(out),
+                  kPackRows, nb);
+    else
+      PackQ4_0x16(reinterpret_cast<const BlockQ4_0*>(in), reinterpret_cast<BlockQ4_0x16*>(out),
+                  kPackRows, nb);
+  }
+  MatRef p = src;
+  p.data = dst;
+  p.packed = true;
+  return p;
 }
 
 float Dot(const float* a, const float* b, int64_t n) {

@@ -15,6 +15,9 @@ struct MatRef {
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  // Q8_0/Q4_0 only: rows interleaved in groups of 16 (BlockQ8_0x16 / BlockQ4_0x16, quant.h),
+  // as PackForKernels() lays them out; rows is then a multiple of 16 and row() is not valid.
+  bool packed = false;
 
   size_t row_bytes() const { return DTypeBytes(dtype, static_cast<size_t>(cols)); }
   const uint8_t* row(int64_t r) const {
@@ -22,9 +25,14 @@ struct MatRef {
   }
   // Row r widened to f32 into `out` (cols floats).
   void RowToF32(int64_t r, float* out) const;
-  // Sub-matrix of rows [r0, r0 + n).
+  // Sub-matrix of rows [r0, r0 + n) (for a packed matrix, r0 and n are multiples of 16).
   MatRef Rows(int64_t r0, int64_t n) const;
 };
+
+// Whether `m` (Q8_0/Q4_0, GGUF layout) can be packed: rows a multiple of 16, whole blocks.
+bool Packable(const MatRef& m);
+// `src` packed into `dst` (src.row_bytes() · src.rows bytes); returns the packed MatRef over dst.
+MatRef PackMatrix(const MatRef& src, uint8_t* dst);
 
 // Dot product of two f32 vectors (8 partial sums: deterministic for a given n).
 float Dot(const float* a, const float* b, int64_t n);

@@ -10,6 +10,7 @@ namespace {
 
 constexpr int64_t kPrefillRows = 4;  // from this many activation rows on, quantized weights go bf16
 constexpr int64_t kPanel = 16;       // weight rows per work item (a multiple of the 4-row tile)
+constexpr int64_t kBf16Panel = 24;   // the same for bf16 prefill (a multiple of the 6-row tile)
 
 // Scratch that lives with the calling thread, so steady-state decoding allocates nothing.
 template <typename T>
@@ -29,6 +30,36 @@ void ForPanels(int64_t N, int64_t panel, const Fn& fn) {
   }
 }
 
+// Packed Q8_0/Q4_0 weights: activations quantized to Q8_0 (with block sums), one integer kernel
+// for decode and prefill. Panels are whole 16-row groups.
+void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+  const int64_t N = w.rows, K = w.cols, nb = K / kQBlock;
+  thread_local std::vector<BlockQ8_0> xq8;
+  thread_local std::vector<int32_t> xsum;
+  BlockQ8_0* xq = Scratch(xq8, static_cast<size_t>(T * nb));
+  int32_t* xs = Scratch(xsum, static_cast<size_t>(T * nb));
+  if (T == 1) {
+    k.quantize_q8_0(x, xq, K);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) k.quantize_q8_0(x + t * K, xq + t * nb, K);
+  }
+  BlockSumsQ8_0(xq, xs, T * nb);
+  const int threads = omp_get_max_threads();
+  const int64_t groups = N / kPackRows;
+  // Decode: one even share of the groups per thread; prefill: 2 groups per work item.
+  const int64_t per = T < kPrefillRows ? (groups + threads - 1) / threads : 2;
+  ForPanels(N, per * kPackRows, [&](int64_t r0, int64_t nr) {
+    const int64_t g0 = r0 / kPackRows;
+    if (w.dtype == DType::kQ8_0)
+      k.gemm_q8_0x16(y + r0, N, xq, xs, T, static_cast<const BlockQ8_0x16*>(w.data) + g0 * nb, nr,
+                     K);
+    else
+      k.gemm_q4_0x16(y + r0, N, xq, xs, T, static_cast<const BlockQ4_0x16*>(w.data) + g0 * nb, nr,
+                     K);
+  });
+}
+
 }  // namespace
 
 void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
@@ -45,21 +76,39 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
         k.gemm_f32(y + r0, N, x, T, reinterpret_cast<const float*>(w.row(r0)), nr, K);
       });
       return;
-    case DType::kF16:
-      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
-        k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
+    case DType::kF16: {
+      if (T < kPrefillRows) {
+        ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+          k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
+        });
+        return;
+      }
+      // Prefill: each weight panel is rounded to bf16 once and reused for every activation row,
+      // so the bf16 dot-product units do the work (docs/numerics.md).
+      uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
+      k.f32_to_bf16(x, xb, T * K);
+      ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
+        thread_local std::vector<uint16_t> wb;
+        uint16_t* b = Scratch(wb, static_cast<size_t>(nr * K));
+        k.f16_to_bf16(reinterpret_cast<const uint16_t*>(w.row(r0)), b, nr * K);
+        k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
       });
       return;
+    }
     case DType::kBF16: {
       uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
       k.f32_to_bf16(x, xb, T * K);
-      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+      ForPanels(N, T < kPrefillRows ? panel : kBf16Panel, [&](int64_t r0, int64_t nr) {
         k.gemm_bf16(y + r0, N, xb, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
       });
       return;
     }
     case DType::kQ8_0:
     case DType::kQ4_0: {
+      if (w.packed) {
+        MatMulPacked(k.gemm_q8_0x16 ? k : ScalarKernels(), y, x, T, w);
+        return;
+      }
       if (T < kPrefillRows) {
         const int64_t nb = K / kQBlock;
         BlockQ8_0* xq = Scratch(xq8, static_cast<size_t>(T * nb));

@@ -58,4 +58,62 @@ void DequantizeQ4_0(const BlockQ4_0* in, float* y, size_t n) {
   }
 }
 
+void PackQ8_0x16(const BlockQ8_0* in, BlockQ8_0x16* out, int64_t rows, int64_t nb) {
+  for (int64_t g = 0; g < rows / kPackRows; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      BlockQ8_0x16& o = out[g * nb + b];
+      for (int j = 0; j < kPackRows; ++j) {
+        const BlockQ8_0& src = in[(g * kPackRows + j) * nb + b];
+        o.d[j] = src.d;
+        for (int e = 0; e < kQBlock; ++e)
+          o.q[e / 4][j][e % 4] = static_cast<uint8_t>(static_cast<uint8_t>(src.q[e]) ^ 0x80u);
+      }
+    }
+}
+
+void PackQ4_0x16(const BlockQ4_0* in, BlockQ4_0x16* out, int64_t rows, int64_t nb) {
+  for (int64_t g = 0; g < rows / kPackRows; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      BlockQ4_0x16& o = out[g * nb + b];
+      for (int j = 0; j < kPackRows; ++j) {
+        const BlockQ4_0& src = in[(g * kPackRows + j) * nb + b];
+        o.d[j] = src.d;
+        for (int e = 0; e < kQBlock / 2; ++e) o.nib[e / 4][j][e % 4] = src.nib[e];
+      }
+    }
+}
+
+void DequantizePackedRowQ8_0(const BlockQ8_0x16* m, int64_t r, int64_t nb, float* y) {
+  const int64_t g = r / kPackRows;
+  const int j = static_cast<int>(r % kPackRows);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ8_0x16& blk = m[g * nb + b];
+    const float d = F16ToF32(blk.d[j]);
+    for (int e = 0; e < kQBlock; ++e)
+      y[b * kQBlock + e] = d * static_cast<float>(static_cast<int>(blk.q[e / 4][j][e % 4]) - 128);
+  }
+}
+
+void DequantizePackedRowQ4_0(const BlockQ4_0x16* m, int64_t r, int64_t nb, float* y) {
+  const int64_t g = r / kPackRows;
+  const int j = static_cast<int>(r % kPackRows);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ4_0x16& blk = m[g * nb + b];
+    const float d = F16ToF32(blk.d[j]);
+    for (int e = 0; e < kQBlock / 2; ++e) {
+      const uint8_t v = blk.nib[e / 4][j][e % 4];
+      y[b * kQBlock + e] = d * static_cast<float>((v & 15) - 8);
+      y[b * kQBlock + e + kQBlock / 2] = d * static_cast<float>((v >> 4) - 8);
+    }
+  }
+}
+
+void BlockSumsQ8_0(const BlockQ8_0* x, int32_t* sums, int64_t n) {
+  for (int64_t b = 0; b < n; ++b) {
+    int32_t s = 0;
+    for (int e = 0; e < kQBlock; ++e) s += x[b].q[e];
+    sums[b] = s;
+  }
+}
+
 }  // namespace elm

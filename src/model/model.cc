@@ -1,14 +1,19 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <set>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
 #include "config/hf_config.h"
 #include "io/gguf.h"
 #include "io/mlx_quant.h"
+#include "kernels/cpu_kernels.h"
+#include "kernels/quant.h"
 
 namespace elm {
 namespace fs = std::filesystem;
@@ -162,10 +167,12 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
   m->final_norm_ = ToVec(next());
   m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(next());
   ELM_CHECK(k == specs.size());
+  m->PackForKernels(opt);
   return m;
 }
 
-std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uint64_t seed) {
+std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uint64_t seed,
+                                           const LoadOptions& opt) {
   auto m = std::shared_ptr<Model>(new Model());
   m->config_ = c;
   m->path_ = "(random " + c.name + ")";
@@ -216,7 +223,46 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
     l.up = mat(F, D, salt++);
     l.down = mat(D, F, salt++);
   }
+  m->PackForKernels(opt);
   return m;
+}
+
+void Model::PackForKernels(const LoadOptions& opt) {
+  const CpuKernels& k = BestKernels();
+  const char* env = std::getenv("ELM_PACK");
+  if (!opt.pack || (env && std::string(env) == "0") || !k.gemm_q8_0x16 || !k.gemm_q4_0x16) return;
+  std::vector<MatRef*> mats = {&embeddings_, &lm_head_};
+  for (auto& l : layers_)
+    for (MatRef* m : {&l.qkv, &l.out, &l.gate, &l.up, &l.down}) mats.push_back(m);
+  auto owned_by_us = [&](const void* p) {
+    for (const auto& o : owned_)
+      if (!o.empty() && p >= o.data() && p < o.data() + o.size()) return true;
+    return false;
+  };
+  std::vector<std::pair<const void*, MatRef>> done;  // source data → packed (tied embeddings)
+  for (MatRef* m : mats) {
+    if (!Packable(*m)) continue;
+    auto it = std::find_if(done.begin(), done.end(),
+                           [&](const auto& d) { return d.first == m->data; });
+    if (it != done.end()) {
+      *m = it->second;
+      continue;
+    }
+    const size_t bytes = m->row_bytes() * static_cast<size_t>(m->rows);
+    auto buf = AllocateHugePages(bytes);
+    const MatRef p = PackMatrix(*m, buf.get());
+    if (!owned_by_us(m->data)) EvictPages(m->data, bytes);  // a file mapping
+    done.emplace_back(m->data, p);
+    packed_.push_back(std::move(buf));
+    *m = p;
+  }
+  // Converted copies that nothing points into any more.
+  for (auto& o : owned_) {
+    bool used = false;
+    for (MatRef* m : mats)
+      if (!m->packed && m->data >= o.data() && m->data < o.data() + o.size()) used = true;
+    if (!used) std::vector<uint8_t>().swap(o);
+  }
 }
 
 void Model::ForEachTensor(

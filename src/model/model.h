@@ -42,6 +42,8 @@ struct LoadOptions {
   // Convert every weight matrix to this type at load (e.g. Q8_0, Q4_0, BF16); unset keeps the
   // stored types, mmapped. Norm weights always stay f32.
   std::optional<DType> weights;
+  // Interleave Q8_0/Q4_0 rows for the SIMD kernels (same bytes; see MatRef::packed).
+  bool pack = true;
 };
 
 // `src` converted to `to` (rows in parallel) into a new buffer appended to `owned`. Throws
@@ -61,7 +63,8 @@ class Model {
 
   // A model with random weights (N(0, 0.02²) matrices, unit norms) held in memory, stored as
   // `type`: for benchmarks and tests, where values do not matter.
-  static std::shared_ptr<const Model> Random(const ModelConfig& cfg, DType type, uint64_t seed);
+  static std::shared_ptr<const Model> Random(const ModelConfig& cfg, DType type, uint64_t seed,
+                                             const LoadOptions& opt = {});
 
   const ModelConfig& config() const { return config_; }
   const std::string& path() const { return path_; }
@@ -83,7 +86,13 @@ class Model {
   MatRef embeddings_, lm_head_;
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
+  // Lays Q8_0/Q4_0 matrices out for the SIMD kernels (MatRef::packed) when this CPU's kernel
+  // table has packed kernels, unless LoadOptions::pack is false or ELM_PACK=0. The sources'
+  // pages (mmapped file or converted copy) are released.
+  void PackForKernels(const LoadOptions& opt);
+
   std::vector<std::vector<uint8_t>> owned_;  // converted matrices (LoadOptions::weights)
+  std::vector<std::shared_ptr<uint8_t>> packed_;  // packed matrices
   std::shared_ptr<const void> keepalive_;     // other storage the views point into (e.g. GGUF)
 
   friend std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path,

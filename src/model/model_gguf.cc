@@ -58,6 +58,7 @@ std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path, const Lo
   m->final_norm_ = vec(one());
   m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(one());
   ELM_CHECK(k == map.size());
+  m->PackForKernels(opt);
   return m;
 }
 

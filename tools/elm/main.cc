@@ -1,12 +1,40 @@
 // elm: OpenELM inference, training and evaluation in one native program.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "base/error.h"
 #include "commands.h"
 
+namespace {
+
+// libgomp's idle workers spin about 300,000 times before sleeping. On an idle machine that is
+// the fastest choice; when other processes keep the cores busy it makes every parallel region
+// wait for descheduled spinners, and elm runs 5-20x slower (docs/performance.md). libgomp reads
+// its settings once, before main(), so when the machine is already loaded (1-minute load average
+// at least half the cores) elm re-executes itself once with OMP_WAIT_POLICY=passive. A user's own
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT is always left alone.
+void AvoidSpinningOnABusyMachine(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr)
+    return;
+  double load = 0;
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return;
+  const bool ok = std::fscanf(f, "%lf", &load) == 1;
+  std::fclose(f);
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (!ok || cores <= 0 || load < 0.5 * static_cast<double>(cores)) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: carry on with the defaults
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  AvoidSpinningOnABusyMachine(argv);
   CLI::App app{"elm: Apple's OpenELM language models, natively"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "elm 0.1.0");

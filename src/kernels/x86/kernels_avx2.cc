@@ -163,8 +163,9 @@ void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ
 
 namespace elm {
 const CpuKernels* Avx2Kernels() {
-  static const CpuKernels k{"avx2",   GemmBf16, GemmF32, GemmF16, GemmQ8_0, GemmQ4_0,
-                            ScalarKernels().f32_to_bf16, ScalarKernels().quantize_q8_0};
+  static const CpuKernels k{"avx2",   GemmBf16, GemmF32, GemmF16, GemmQ8_0, GemmQ4_0, nullptr, nullptr,
+                            ScalarKernels().f32_to_bf16, ScalarKernels().f16_to_bf16,
+                            ScalarKernels().quantize_q8_0};
   // Every AVX2 + FMA CPU has F16C (Intel Haswell, AMD Piledriver onwards); clang cannot query it.
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok ? &k : nullptr;

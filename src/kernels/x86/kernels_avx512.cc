@@ -29,6 +29,8 @@ inline __mmask32 Mask32(int64_t n) {
 }
 
 // ---- bf16 × bf16 → f32 (vdpbf16ps) -------------------------------------------------------------
+// Up to 4 × 6 tiles: 24 accumulators hide vdpbf16ps's latency; weights are loaded one at a time
+// so the tile fits the 32 registers.
 template <int MR, int NR>
 void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64_t K) {
   __m512 acc[MR][NR];
@@ -36,12 +38,13 @@ void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
-    __m512i xv[MR], wv[NR];
+    __m512i xv[MR];
     for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_si512(x + i * K + k);
-    for (int j = 0; j < NR; ++j) wv[j] = _mm512_loadu_si512(w + j * K + k);
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j)
-        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)xv[i], (__m512bh)wv[j]);
+    for (int j = 0; j < NR; ++j) {
+      const __m512i wv = _mm512_loadu_si512(w + j * K + k);
+      for (int i = 0; i < MR; ++i)
+        acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)xv[i], (__m512bh)wv);
+    }
   }
   if (k < K) {
     const __mmask32 m = Mask32(K - k);
@@ -101,14 +104,14 @@ void TileF32(float* y, int64_t ldy, const float* x, const void* w, int64_t K) {
 }
 
 // Runs tiles over the whole [T, nr] output: activation blocks of kTB rows outermost, then weight
-// rows in steps of 4, then activation rows in steps of 4.
-template <typename TX, typename Tile>
+// rows in steps of NRMAX, then activation rows in steps of 4.
+template <int NRMAX = 4, typename TX, typename Tile>
 void Blocked(float* y, int64_t ldy, const TX* x, int64_t T, int64_t nr, int64_t K,
              const Tile& tile) {
   for (int64_t tb = 0; tb < T; tb += kTB) {
     const int64_t te = tb + kTB < T ? tb + kTB : T;
-    for (int64_t r = 0; r < nr; r += 4) {
-      const int nrr = static_cast<int>(nr - r < 4 ? nr - r : 4);
+    for (int64_t r = 0; r < nr; r += NRMAX) {
+      const int nrr = static_cast<int>(nr - r < NRMAX ? nr - r : NRMAX);
       for (int64_t t = tb; t < te; t += 4) {
         const int mr = static_cast<int>(te - t < 4 ? te - t : 4);
         tile(mr, nrr, y + t * ldy + r, x + t * K, r);
@@ -130,13 +133,18 @@ void Blocked(float* y, int64_t ldy, const TX* x, int64_t T, int64_t nr, int64_t 
     case 35: CALL(4, 3); break; default: CALL(4, 4); break;                  \
   }
 
+using TileBf16Fn = void (*)(float*, int64_t, const uint16_t*, const uint16_t*, int64_t);
+#define ELM_BF16_ROW(MR)                                                                   \
+  {TileBf16<MR, 1>, TileBf16<MR, 2>, TileBf16<MR, 3>, TileBf16<MR, 4>, TileBf16<MR, 5>,   \
+   TileBf16<MR, 6>}
+const TileBf16Fn kBf16Tiles[4][6] = {ELM_BF16_ROW(1), ELM_BF16_ROW(2), ELM_BF16_ROW(3),
+                                     ELM_BF16_ROW(4)};
+#undef ELM_BF16_ROW
+
 void GemmBf16(float* y, int64_t ldy, const uint16_t* x, int64_t T, const uint16_t* w, int64_t nr,
               int64_t K) {
-  Blocked(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const uint16_t* xt, int64_t r) {
-    const uint16_t* wt = w + r * K;
-#define ELM_CALL(A, B) TileBf16<A, B>(yt, ldy, xt, wt, K)
-    ELM_TILE_SWITCH(mr, nrr, ELM_CALL)
-#undef ELM_CALL
+  Blocked<6>(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const uint16_t* xt, int64_t r) {
+    kBf16Tiles[mr - 1][nrr - 1](yt, ldy, xt, w + r * K, K);
   });
 }
 
@@ -237,6 +245,111 @@ void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ
   }
 }
 
+// ---- packed Q8_0 / Q4_0 weights (quant.h) × Q8_0 activations ---------------------------------
+// Lane j of a 16-lane accumulator is row j of the 16-row group. Each vpdpbusd adds four products
+// (4 consecutive k) to every row, with the activations' 4 bytes broadcast to all lanes, so after
+// a block (8 steps) each lane holds that row's whole integer block dot product and the scales
+// are applied to 16 rows with one multiply-add. Two chains of four steps keep the adder busy.
+inline __m512i Bcast4(const int8_t* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <int MR>
+void TileQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t nb,
+                 const BlockQ8_0x16* w) {
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ8_0x16& wb = w[b];
+    __m512i wv[8];
+    for (int s = 0; s < 8; ++s) wv[s] = _mm512_loadu_si512(wb.q[s]);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.d)));
+    for (int i = 0; i < MR; ++i) {
+      const BlockQ8_0& xb = x[i * nb + b];
+      // The weights are stored as q + 128: Σ (q + 128)·x = Σ q·x + 128·Σx.
+      __m512i d0 = _mm512_set1_epi32(-128 * xs[i * nb + b]);
+      __m512i d1 = _mm512_setzero_si512();
+      for (int s = 0; s < 8; s += 2) {
+        d0 = _mm512_dpbusd_epi32(d0, wv[s], Bcast4(xb.q + 4 * s));
+        d1 = _mm512_dpbusd_epi32(d1, wv[s + 1], Bcast4(xb.q + 4 * s + 4));
+      }
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(xb.d)));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1)), scale, acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+template <int MR>
+void TileQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t nb,
+                 const BlockQ4_0x16* w) {
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ4_0x16& wb = w[b];
+    __m512i lo[4], hi[4];  // elements 4s..4s+3 and 16+4s..16+4s+3 of every row
+    for (int s = 0; s < 4; ++s) {
+      const __m512i v = _mm512_loadu_si512(wb.nib[s]);
+      lo[s] = _mm512_and_si512(v, low4);
+      hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+    }
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.d)));
+    for (int i = 0; i < MR; ++i) {
+      const BlockQ8_0& xb = x[i * nb + b];
+      // Nibbles are q + 8: Σ (q + 8)·x = Σ q·x + 8·Σx.
+      __m512i d0 = _mm512_set1_epi32(-8 * xs[i * nb + b]);
+      __m512i d1 = _mm512_setzero_si512();
+      for (int s = 0; s < 4; ++s) {
+        d0 = _mm512_dpbusd_epi32(d0, lo[s], Bcast4(xb.q + 4 * s));
+        d1 = _mm512_dpbusd_epi32(d1, hi[s], Bcast4(xb.q + 16 + 4 * s));
+      }
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(xb.d)));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1)), scale, acc[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+// Activation blocks of kTB rows outermost (they stay in L2), then 16-row weight groups (one
+// group's blocks stay in L1 across the activation rows), then tiles of up to 4 activation rows.
+template <typename BW, typename Tile1, typename Tile2, typename Tile3, typename Tile4>
+void BlockedPacked(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t T,
+                   const BW* w, int64_t nr, int64_t K, Tile1 t1, Tile2 t2, Tile3 t3, Tile4 t4) {
+  const int64_t nb = K / kQBlock;
+  for (int64_t tb = 0; tb < T; tb += kTB) {
+    const int64_t te = tb + kTB < T ? tb + kTB : T;
+    for (int64_t g = 0; g < nr / kPackRows; ++g) {
+      const BW* wg = w + g * nb;
+      for (int64_t t = tb; t < te; t += 4) {
+        float* yt = y + t * ldy + g * kPackRows;
+        const BlockQ8_0* xt = x + t * nb;
+        const int32_t* st = xs + t * nb;
+        switch (te - t < 4 ? te - t : 4) {
+          case 1: t1(yt, ldy, xt, st, nb, wg); break;
+          case 2: t2(yt, ldy, xt, st, nb, wg); break;
+          case 3: t3(yt, ldy, xt, st, nb, wg); break;
+          default: t4(yt, ldy, xt, st, nb, wg); break;
+        }
+      }
+    }
+  }
+}
+
+void GemmQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t T,
+                 const BlockQ8_0x16* w, int64_t nr, int64_t K) {
+  BlockedPacked(y, ldy, x, xs, T, w, nr, K, TileQ8_0x16<1>, TileQ8_0x16<2>, TileQ8_0x16<3>,
+                TileQ8_0x16<4>);
+}
+
+void GemmQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t T,
+                 const BlockQ4_0x16* w, int64_t nr, int64_t K) {
+  BlockedPacked(y, ldy, x, xs, T, w, nr, K, TileQ4_0x16<1>, TileQ4_0x16<2>, TileQ4_0x16<3>,
+                TileQ4_0x16<4>);
+}
+
 // ---- operand preparation ----------------------------------------------------------------------
 void F32ToBf16(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
@@ -248,6 +361,14 @@ void F32ToBf16(const float* x, uint16_t* y, int64_t n) {
     const __mmask16 m = Mask16(n - i < 16 ? n - i : 16);
     const __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
     _mm256_mask_storeu_epi16(y + i, m, (__m256i)v);
+  }
+}
+
+void F16ToBf16(const uint16_t* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = Mask16(n - i < 16 ? n - i : 16);
+    const __m512 v = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+    _mm256_mask_storeu_epi16(y + i, m, (__m256i)_mm512_cvtneps_pbh(v));
   }
 }
 
@@ -286,8 +407,9 @@ void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
 namespace elm {
 // Outside the AVX-512 region: this runs on every CPU, before we know what it supports.
 const CpuKernels* Avx512Kernels() {
-  static const CpuKernels k{"avx512", GemmBf16, GemmF32,   GemmF16,
-                            GemmQ8_0, GemmQ4_0, F32ToBf16, QuantizeRowsQ8_0};
+  static const CpuKernels k{"avx512",    GemmBf16,    GemmF32,   GemmF16,
+                            GemmQ8_0,    GemmQ4_0,    GemmQ8_0x16, GemmQ4_0x16,
+                            F32ToBf16,   F16ToBf16,   QuantizeRowsQ8_0};
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") &&
                          __builtin_cpu_supports("avx512dq") &&
