@@ -65,7 +65,10 @@ void EvictPages(const void* p, size_t n) {
 
 std::shared_ptr<uint8_t> AllocateHugePages(size_t n) {
   constexpr size_t kHuge = size_t{2} << 20;
-  const size_t len = (std::max<size_t>(n, 1) + kHuge - 1) / kHuge * kHuge;
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  // Not rounded up to a whole huge page: the kernel backs the 2 MiB-aligned stretches inside the
+  // block with huge pages and the tail with small ones, so no memory is wasted.
+  const size_t len = (std::max<size_t>(n, 1) + page - 1) / page * page;
   // Over-allocate by one huge page and trim, so the block starts on a 2 MiB boundary.
   void* raw = ::mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                      -1, 0);

@@ -50,23 +50,35 @@ std::vector<float> ToVec(const TensorView& v) {
 
 }  // namespace
 
-MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::vector<uint8_t>>& owned,
-                     const std::string& origin, const std::string& name) {
+MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::shared_ptr<uint8_t>>& owned,
+                     const std::string& origin, const std::string& name, bool pack) {
   if (src.cols % static_cast<int64_t>(DTypeBlock(to)) != 0)
     Fail(origin, ": cannot convert tensor '", name, "' to ", DTypeName(to), ": its ", src.cols,
          " columns are not a multiple of ", DTypeBlock(to));
   MatRef dst{to, nullptr, src.rows, src.cols};
-  owned.emplace_back(dst.row_bytes() * static_cast<size_t>(src.rows));
-  dst.data = owned.back().data();
+  pack = pack && Packable(MatRef{to, src.data, src.rows, src.cols});
+  const size_t row_bytes = dst.row_bytes();
+  owned.push_back(AllocateHugePages(row_bytes * static_cast<size_t>(src.rows)));
+  uint8_t* out = owned.back().get();
+  // Groups of 16 rows: converted into a small native-layout buffer, then packed in place.
+  const int64_t step = pack ? kPackRows : 1;
 #pragma omp parallel
   {
     std::vector<float> row(static_cast<size_t>(src.cols));
+    std::vector<uint8_t> group(pack ? row_bytes * kPackRows : 0);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < src.rows; ++r) {
-      src.RowToF32(r, row.data());
-      FromF32(to, row.data(), const_cast<uint8_t*>(dst.row(r)), row.size());
+    for (int64_t g = 0; g < src.rows / step; ++g) {
+      uint8_t* base = out + static_cast<size_t>(g * step) * row_bytes;
+      uint8_t* native = pack ? group.data() : base;
+      for (int64_t i = 0; i < step; ++i) {
+        src.RowToF32(g * step + i, row.data());
+        FromF32(to, row.data(), native + static_cast<size_t>(i) * row_bytes, row.size());
+      }
+      if (pack) PackMatrix(MatRef{to, native, kPackRows, src.cols}, base);
     }
   }
+  dst.data = out;
+  dst.packed = pack;
   return dst;
 }
 
@@ -127,10 +139,13 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
   }
 
   // Matrices in the stored type (mmapped), or converted into owned buffers.
-  auto mat = [&](const TensorView& v) -> MatRef {
+  // `split`: rows are later split at this boundary (proj_1's gate/up), which a packed matrix
+  // allows only at a multiple of 16.
+  auto mat = [&](const TensorView& v, int64_t split = 0) -> MatRef {
     MatRef src = ToMat(v);
     if (!opt.weights || *opt.weights == src.dtype) return src;
-    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, v.name);
+    const bool pack = ShouldPack(opt) && split % kPackRows == 0;
+    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, v.name, pack);
     s.Evict(v);  // the file's pages for this tensor are not needed any more
     if (mlx) mlx->Release(v.name);
     return dst;
@@ -154,8 +169,8 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
     }
     l.out = mat(next());
     l.ffn_norm = ToVec(next());
-    const MatRef proj1 = mat(next());
     const int64_t F = c.layers[i].ffn_dim;
+    const MatRef proj1 = mat(next(), F);
     if (c.ffn_with_glu) {
       l.gate = proj1.Rows(0, F);
       l.up = proj1.Rows(F, F);
@@ -181,8 +196,8 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
       Fail("random model: ", cols, " columns are not a multiple of the ", DTypeName(type),
            " block");
     MatRef r{type, nullptr, rows, cols};
-    m->owned_.emplace_back(r.row_bytes() * static_cast<size_t>(rows));
-    r.data = m->owned_.back().data();
+    m->owned_.push_back(AllocateHugePages(r.row_bytes() * static_cast<size_t>(rows)));
+    r.data = m->owned_.back().get();
 #pragma omp parallel
     {
       std::vector<float> row(static_cast<size_t>(cols));
@@ -227,18 +242,21 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
   return m;
 }
 
-void Model::PackForKernels(const LoadOptions& opt) {
+bool Model::ShouldPack(const LoadOptions& opt) {
   const CpuKernels& k = BestKernels();
   const char* env = std::getenv("ELM_PACK");
-  if (!opt.pack || (env && std::string(env) == "0") || !k.gemm_q8_0x16 || !k.gemm_q4_0x16) return;
+  return opt.pack && !(env && std::string(env) == "0") && k.gemm_q8_0x16 && k.gemm_q4_0x16;
+}
+
+void Model::PackForKernels(const LoadOptions& opt) {
+  if (!ShouldPack(opt)) return;
   std::vector<MatRef*> mats = {&embeddings_, &lm_head_};
   for (auto& l : layers_)
     for (MatRef* m : {&l.qkv, &l.out, &l.gate, &l.up, &l.down}) mats.push_back(m);
   auto owned_by_us = [&](const void* p) {
-    for (const auto& o : owned_)
-      if (!o.empty() && p >= o.data() && p < o.data() + o.size()) return true;
-    return false;
+    return std::any_of(owned_.begin(), owned_.end(), [&](const auto& o) { return o.get() == p; });
   };
+  // Unpacked matrices this model owns (Random) are packed in place through a group-sized copy.
   std::vector<std::pair<const void*, MatRef>> done;  // source data → packed (tied embeddings)
   for (MatRef* m : mats) {
     if (!Packable(*m)) continue;
@@ -248,20 +266,31 @@ void Model::PackForKernels(const LoadOptions& opt) {
       *m = it->second;
       continue;
     }
+    const void* src = m->data;
     const size_t bytes = m->row_bytes() * static_cast<size_t>(m->rows);
-    auto buf = AllocateHugePages(bytes);
-    const MatRef p = PackMatrix(*m, buf.get());
-    if (!owned_by_us(m->data)) EvictPages(m->data, bytes);  // a file mapping
-    done.emplace_back(m->data, p);
-    packed_.push_back(std::move(buf));
+    MatRef p;
+    if (owned_by_us(src)) {
+      p = ConvertMatrix(*m, m->dtype, owned_, path_, "(owned)", true);
+      owned_.erase(std::find_if(owned_.begin(), owned_.end(),
+                                [&](const auto& o) { return o.get() == src; }));
+    } else {
+      // A file mapping: packed a few MB at a time, each stretch of the file's pages released
+      // as soon as it is copied, so resident memory never holds both layouts of a matrix.
+      owned_.push_back(AllocateHugePages(bytes));
+      uint8_t* dst = owned_.back().get();
+      const int64_t chunk = kPackRows * 256;
+      for (int64_t r0 = 0; r0 < m->rows; r0 += chunk) {
+        const MatRef part = m->Rows(r0, std::min(chunk, m->rows - r0));
+        const size_t off = static_cast<size_t>(r0) * m->row_bytes();
+        PackMatrix(part, dst + off);
+        EvictPages(part.data, part.row_bytes() * static_cast<size_t>(part.rows));
+      }
+      p = *m;
+      p.data = dst;
+      p.packed = true;
+    }
+    done.emplace_back(src, p);
     *m = p;
-  }
-  // Converted copies that nothing points into any more.
-  for (auto& o : owned_) {
-    bool used = false;
-    for (MatRef* m : mats)
-      if (!m->packed && m->data >= o.data() && m->data < o.data() + o.size()) used = true;
-    if (!used) std::vector<uint8_t>().swap(o);
   }
 }
 

@@ -46,10 +46,11 @@ struct LoadOptions {
   bool pack = true;
 };
 
-// `src` converted to `to` (rows in parallel) into a new buffer appended to `owned`. Throws
+// `src` converted to `to` (rows in parallel) into a new huge-page buffer appended to `owned`;
+// Q8_0/Q4_0 results come out packed for the kernels when `pack` and the shape allow. Throws
 // elm::Error naming `origin` and tensor `name` when the columns do not fill whole blocks of `to`.
-MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::vector<uint8_t>>& owned,
-                     const std::string& origin, const std::string& name);
+MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::shared_ptr<uint8_t>>& owned,
+                     const std::string& origin, const std::string& name, bool pack = false);
 
 class Model;
 // Implemented in model_gguf.cc: a single GGUF file (llama.cpp's OpenELM layout) as a Model.
@@ -86,13 +87,14 @@ class Model {
   MatRef embeddings_, lm_head_;
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
-  // Lays Q8_0/Q4_0 matrices out for the SIMD kernels (MatRef::packed) when this CPU's kernel
-  // table has packed kernels, unless LoadOptions::pack is false or ELM_PACK=0. The sources'
-  // pages (mmapped file or converted copy) are released.
+  // Lays the remaining Q8_0/Q4_0 matrices (e.g. a GGUF file's) out for the SIMD kernels
+  // (MatRef::packed) when ShouldPack; the file's pages of each packed matrix are released.
   void PackForKernels(const LoadOptions& opt);
 
-  std::vector<std::vector<uint8_t>> owned_;  // converted matrices (LoadOptions::weights)
-  std::vector<std::shared_ptr<uint8_t>> packed_;  // packed matrices
+  // Whether PackForKernels would pack Q8_0/Q4_0 matrices for this CPU and these options.
+  static bool ShouldPack(const LoadOptions& opt);
+
+  std::vector<std::shared_ptr<uint8_t>> owned_;  // converted or packed matrices
   std::shared_ptr<const void> keepalive_;     // other storage the views point into (e.g. GGUF)
 
   friend std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path,

@@ -21,7 +21,8 @@ std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path, const Lo
   auto mat = [&](const GgufTensorInfo& t) -> MatRef {
     const MatRef src{*t.dtype, t.data, t.ne.size() > 1 ? t.ne[1] : 1, t.ne[0]};
     if (!opt.weights || *opt.weights == src.dtype) return src;
-    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, t.name);
+    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, t.name,
+                                     Model::ShouldPack(opt));
     file->Evict(t);  // the file's pages for this tensor are not needed any more
     return dst;
   };

@@ -41,11 +41,12 @@ struct SpeedBenchResult {
   double pp_gflops = 0;  // achieved, counting 2·params FLOPs per token plus attention
   std::vector<TgResult> tg;
   long peak_rss_bytes = 0;
+  double kv_cache_bytes = 0;  // the f32 KV cache allocated for the run's context
 };
 
 SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
                                const SpeedBenchOptions& opt);
 // Streams `bytes` of memory with all threads; returns GB/s (the bandwidth roofline).
-double MeasureReadBandwidth(size_t bytes = size_t{1} << 30);
+double MeasureReadBandwidth(size_t bytes = size_t{512} << 20);
 
 }  // namespace elm

@@ -81,6 +81,9 @@ void RegisterBenchCommand(CLI::App& app) {
                                     {"gbs", t.gbs},
                                     {"roofline_pct", t.roofline_pct}});
       j["peak_rss_bytes"] = r.peak_rss_bytes;
+      j["kv_cache_bytes"] = r.kv_cache_bytes;
+      j["rss_over_weights_and_kv"] =
+          static_cast<double>(r.peak_rss_bytes) / (r.weights_bytes + r.kv_cache_bytes);
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
@@ -97,7 +100,10 @@ void RegisterBenchCommand(CLI::App& app) {
                   ("tg" + std::to_string(o->bench.gen_tokens) + " @ d" + std::to_string(t.depth))
                       .c_str(),
                   t.tokens_per_s.mean, t.tokens_per_s.sd, t.gbs, t.roofline_pct);
-    std::printf("peak RSS %.1f MB\n", static_cast<double>(r.peak_rss_bytes) / 1e6);
+    std::printf("peak RSS %.1f MB = %.2f x (weights %.1f MB + KV cache %.1f MB)\n",
+                static_cast<double>(r.peak_rss_bytes) / 1e6,
+                static_cast<double>(r.peak_rss_bytes) / (r.weights_bytes + r.kv_cache_bytes),
+                r.weights_bytes / 1e6, r.kv_cache_bytes / 1e6);
   });
 }
 
