@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "base/mmap_file.h"
@@ -95,6 +96,49 @@ TEST(Cli, BadInputExitsNonZeroWithMessage) {
   EXPECT_NE(err.find("/nonexistent/model"), std::string::npos) << err;
   EXPECT_NE(test::RunElm("generate --model " + kTiny + " --ids 1 --temperature -1", &out, &err), 0);
   EXPECT_NE(err.find("temperature"), std::string::npos) << err;
+}
+
+// `elm chat` driven through stdin: two turns with the Instruct template (tokens shown by
+// --verbose-prompt), the KV cache kept between turns, /reset starting over, and the raw mode.
+TEST(Cli, ChatTurnsKeepTheContext) {
+  const std::string model = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
+  const std::string tmp = test::TempDir("chat");
+  {
+    std::ofstream in(tmp + "/turns.txt");
+    in << "Hello there\nHow are you?\n/reset\nAgain\n";
+  }
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("chat --model " + model + " --verbose-prompt -n 3 --temp 0 < " + tmp +
+                             "/turns.txt",
+                         &out, &err),
+            0)
+      << err;
+  // One "[N tokens: ...]" line per turn.
+  std::vector<std::string> prompts;
+  for (size_t p = err.find("tokens: "); p != std::string::npos; p = err.find("tokens: ", p + 1))
+    prompts.push_back(err.substr(p, err.find('\n', p) - p));
+  ASSERT_EQ(prompts.size(), 3u) << err;
+  // Turn 1 starts the conversation: BOS, then <|user|>, the message, </s> by id, <|assistant|>.
+  EXPECT_EQ(prompts[0].rfind("tokens: 1:'<s>' ", 0), 0u) << prompts[0];
+  for (const auto& p : prompts) {
+    EXPECT_NE(p.find("1792:'user'"), std::string::npos) << p;
+    EXPECT_NE(p.find("2:'</s>'"), std::string::npos) << p;
+    EXPECT_NE(p.find("22137:'istant'"), std::string::npos) << p;
+  }
+  // Turn 2 continues the cached conversation: no BOS, it starts with the end of turn 1's reply.
+  EXPECT_EQ(prompts[1].find("1:'<s>'"), std::string::npos) << prompts[1];
+  // After /reset the conversation starts over.
+  EXPECT_EQ(prompts[2].rfind("tokens: 1:'<s>' ", 0), 0u) << prompts[2];
+  EXPECT_FALSE(out.empty());
+
+  // Raw mode: no template, each line continues the text.
+  ASSERT_EQ(test::RunElm("chat --model " + model + " --raw --verbose-prompt -n 2 --temp 0 < " +
+                             tmp + "/turns.txt",
+                         &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(err.find("1792:'user'"), std::string::npos) << err;
+  std::filesystem::remove_all(tmp);
 }
 
 }  // namespace

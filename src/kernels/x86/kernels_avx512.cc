@@ -158,8 +158,19 @@ void GemmF32(float* y, int64_t ldy, const float* x, int64_t T, const float* w, i
   });
 }
 
+// Decoding (one activation row): 8 weight rows per tile keep more loads in flight.
+using TileF16Fn = void (*)(float*, int64_t, const float*, const void*, int64_t);
+const TileF16Fn kF16RowTiles[8] = {TileF32<1, 1, true>, TileF32<1, 2, true>, TileF32<1, 3, true>,
+                                   TileF32<1, 4, true>, TileF32<1, 5, true>, TileF32<1, 6, true>,
+                                   TileF32<1, 7, true>, TileF32<1, 8, true>};
+
 void GemmF16(float* y, int64_t ldy, const float* x, int64_t T, const uint16_t* w, int64_t nr,
              int64_t K) {
+  if (T == 1) {
+    for (int64_t r = 0; r < nr; r += 8)
+      kF16RowTiles[(nr - r < 8 ? nr - r : 8) - 1](y + r, ldy, x, w + r * K, K);
+    return;
+  }
   Blocked(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const float* xt, int64_t r) {
     const uint16_t* wt = w + r * K;
 #define ELM_CALL(A, B) TileF32<A, B, true>(yt, ldy, xt, wt, K)
