@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces models/openelm-shakespeare, the model elm ships: trains
-# configs/openelm_shakespeare_kjv.yaml (1500 steps of 8 x 256 tokens of Tiny Shakespeare, about
+# configs/openelm_shakespeare.yaml (1500 steps of 8 x 256 tokens of Tiny Shakespeare, about
 # 55 minutes on 2 CPU cores), exports the final checkpoint as an HF folder in BF16 and records
 # the numbers tests/shipped_model_test.cc checks (expected.json).
 #
@@ -18,9 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ELM="${ELM:-build/release/elm}"
-CONFIG=configs/openelm_shakespeare_kjv.yaml
+CONFIG=configs/openelm_shakespeare.yaml
 RUN_LABEL=openelm_shakespeare  # common.run_label in the config
-FINAL_STEP=1500                # scheduler.max_iterations in the config
+FINAL_STEP=800                 # elm.max_steps in the config
 results=results
 output=models/openelm-shakespeare
 train=1
@@ -67,6 +67,12 @@ echo "--- elm convert --model $ckpt --to hf --type bf16"
 "$ELM" convert --model "$ckpt" --to hf --type bf16 --output "$tmp/hf"
 mkdir -p "$output"
 cp "$tmp/hf/config.json" "$tmp/hf/model.safetensors" "$output/"
+# The training log up to the exported step, and its plot.
+grep -E "\"step\":([0-9]+)," "$run/train_log.jsonl" |
+  awk -v last="$step" '{ match($0, /"step":[0-9]+/); s = substr($0, RSTART + 7, RLENGTH - 7) + 0;
+                         if (s <= last) print }' > "$output/train_log.jsonl"
+"$ELM" plot --log "$output/train_log.jsonl" --output "$output/loss.svg" \
+  --title "openelm-shakespeare (13.0M params, Tiny Shakespeare)"
 
 # ---- expected.json: what tests/shipped_model_test.cc recomputes ----
 # Perplexity of the corpus's last 400 lines (inside the held-out 10%: elm.val_fraction takes the
