@@ -66,6 +66,7 @@ std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const Tr
   j["tokens_seen"] = st.tokens_seen;
   j["loss"] = st.loss;
   j["fingerprint"] = st.fingerprint;
+  j["world_size"] = st.world_size;
   WriteText(dir / "trainer_state.json", j.dump(2) + "\n");
   WriteText(dir / "DONE", "step " + std::to_string(st.step) + "\n");
   return dir.string();
@@ -95,6 +96,7 @@ TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps) {
     st.tokens_seen = j.at("tokens_seen").get<int64_t>();
     st.loss = j.at("loss").get<double>();
     st.fingerprint = j.at("fingerprint").get<std::string>();
+    st.world_size = j.value("world_size", 1);
   } catch (const json::exception& e) {
     Fail(state_path, ": ", e.what());
   }

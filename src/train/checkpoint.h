@@ -5,7 +5,7 @@
 //                                      command loads it (elm generate --model <this folder>)
 //     optimizer.safetensors            AdamW moments, tensors "m.<name>" and "v.<name>" (F32)
 //     trainer_state.json               format version, step, data-loader position, seed, tokens
-//                                      seen, the model shape fingerprint
+//                                      seen, the model shape fingerprint, MPI world size
 //     tokenizer.json                   only when the run used a custom tokenizer
 //     DONE                             written last: a folder without it is incomplete and
 //                                      never resumed from
@@ -27,6 +27,7 @@ struct TrainerState {
   int64_t tokens_seen = 0;
   double loss = 0;          // of the last step
   std::string fingerprint;  // model shape + sequence/batch settings; checked on resume
+  int world_size = 1;       // data-parallel ranks that trained it (absent in the file = 1)
 };
 
 // "step_00000100"

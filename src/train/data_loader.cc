@@ -45,16 +45,20 @@ void DataLoader::Fill(int64_t sample, int* inputs, int* targets) const {
   }
 }
 
-void DataLoader::Next(int* inputs, int* targets) {
+void DataLoader::Next(int* inputs, int* targets, int shard, int num_shards) {
+  ELM_CHECK(num_shards > 0 && shard >= 0 && shard < num_shards);
   const int T = seq_len();
-  for (int b = 0; b < B_; ++b) {
+  const int first = shard * B_;
+  for (int i = 0; i < num_shards * B_; ++i) {
     if (pos_.index >= samples_->size()) {
       ++pos_.epoch;
       pos_.index = 0;
       MakeOrder();
     }
-    Fill(order_[static_cast<size_t>(pos_.index++)], inputs + static_cast<int64_t>(b) * T,
-         targets + static_cast<int64_t>(b) * T);
+    const int64_t sample = order_[static_cast<size_t>(pos_.index++)];
+    const int b = i - first;
+    if (b >= 0 && b < B_)
+      Fill(sample, inputs + static_cast<int64_t>(b) * T, targets + static_cast<int64_t>(b) * T);
   }
 }
 

@@ -1,6 +1,7 @@
 // Batches of samples in a deterministic shuffled order. The order of epoch e is a Fisher–Yates
 // permutation drawn from elm::Rng seeded with (seed, e), so the loader's whole state is its
-// position (epoch, index): a checkpoint stores it and a resumed run sees the same batches.
+// position (epoch, index): a checkpoint stores it and a resumed run sees the same batches. Under
+// data parallelism every rank walks the same global order and keeps the same position.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,11 @@ class DataLoader {
              BatchIds ids);
 
   // Fills inputs and targets [B, T] with the next B samples (wrapping into the next epoch).
-  void Next(int* inputs, int* targets);
+  void Next(int* inputs, int* targets) { Next(inputs, targets, 0, 1); }
+  // Data parallelism: consumes the next num_shards · B samples and fills inputs and targets with
+  // the B of them at [shard · B, (shard + 1) · B). Ranks that call it with shards 0..n−1 see
+  // disjoint rows of the same global batch and keep the same position.
+  void Next(int* inputs, int* targets, int shard, int num_shards);
   // Batch k of the fixed (unshuffled) order; returns its row count (the last may be short).
   int Fixed(int64_t k, int* inputs, int* targets) const;
   int64_t num_fixed_batches() const;

@@ -235,7 +235,7 @@ std::shared_ptr<SampleSet> BuildSamples(const std::vector<SourceFile>& sources,
   return s;
 }
 
-DataSplits LoadDataSplits(const TrainConfig& cfg, const Tokenizer& tok) {
+DataSplits LoadDataSplits(const TrainConfig& cfg, const Tokenizer& tok, bool verbose) {
   const auto train_src = ResolveSources(cfg.train_data, cfg.base_dir,
                                         "dataset.language_modeling.general_lm.train_data_info");
   const auto val_src = ResolveSources(cfg.val_data, cfg.base_dir,
@@ -247,6 +247,7 @@ DataSplits LoadDataSplits(const TrainConfig& cfg, const Tokenizer& tok) {
     for (const auto& s : train_src) out.packed &= s.kind == SourceKind::kText;
   }
   DatasetOptions o;
+  o.verbose = verbose;
   o.seq_len = cfg.seq_len;
   o.packed = out.packed;
   o.nfc = cfg.nfc;

@@ -77,6 +77,6 @@ struct DataSplits {
   std::shared_ptr<SampleSet> train, val;  // val may be empty (size 0)
   bool packed = true;
 };
-DataSplits LoadDataSplits(const TrainConfig& cfg, const Tokenizer& tok);
+DataSplits LoadDataSplits(const TrainConfig& cfg, const Tokenizer& tok, bool verbose = true);
 
 }  // namespace elm

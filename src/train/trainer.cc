@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "base/error.h"
@@ -17,6 +18,7 @@
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
 #include "train/dataset.h"
+#include "train/distributed.h"
 #include "train/init.h"
 #include "train/optimizer.h"
 #include "train/train_log.h"
@@ -49,22 +51,51 @@ struct ValResult {
   int64_t tokens = 0;
 };
 
+// The token-weighted mean cross-entropy over the first max_batches fixed batches. Under data
+// parallelism rank r takes batches r, r + W, r + 2W, … and the sums are reduced, so every rank gets
+// the single-process value (up to the order of the additions).
 ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches,
                    const LossOptions& lo) {
   const int B = val.batch_size(), T = val.seq_len();
   std::vector<int> in(static_cast<size_t>(B) * T), tg(in.size());
   int64_t n = val.num_fixed_batches();
   if (max_batches > 0) n = std::min<int64_t>(n, max_batches);
-  double ce_sum = 0;
-  ValResult r;
-  for (int64_t k = 0; k < n; ++k) {
+  double sums[2] = {0, 0};  // Σ ce · n_valid, Σ n_valid
+  for (int64_t k = Distributed::rank(); k < n; k += Distributed::size()) {
     const int rows = val.Fixed(k, in.data(), tg.data());
     const LossValue L = model.Forward(in.data(), tg.data(), rows, T, lo);
-    ce_sum += L.ce * static_cast<double>(L.n_valid);
-    r.tokens += L.n_valid;
+    sums[0] += L.ce * static_cast<double>(L.n_valid);
+    sums[1] += static_cast<double>(L.n_valid);
   }
-  r.loss = r.tokens > 0 ? ce_sum / static_cast<double>(r.tokens) : 0;
+  Distributed::AllReduceSum(sums, 2);
+  ValResult r;
+  r.tokens = static_cast<int64_t>(sums[1]);
+  r.loss = r.tokens > 0 ? sums[0] / sums[1] : 0;
   return r;
+}
+
+// FNV-style hash of a float buffer, 8 bytes at a time: ranks compare their weights with it.
+uint64_t HashFloats(const std::vector<float>& v) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const size_t words = v.size() / 2;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t w;
+    std::memcpy(&w, v.data() + 2 * i, sizeof w);
+    h = (h ^ w) * 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  if (v.size() % 2 != 0) {
+    uint32_t w;
+    std::memcpy(&w, &v.back(), sizeof w);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  return h;
+}
+
+uint64_t HashString(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
 }
 
 }  // namespace
@@ -74,10 +105,15 @@ double NominalPeakFlops() {
 }
 
 TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
+  // Data parallelism (docs/training.md): every rank runs this function on its own share of each
+  // global batch; only rank 0 prints, logs and writes files.
+  const int rank = Distributed::rank(), world = Distributed::size();
+  const bool root = rank == 0;
+  const bool verbose = opt.verbose && root;
   auto say = [&](const std::string& s) {
-    if (opt.verbose) std::fprintf(stderr, "%s\n", s.c_str());
+    if (verbose) std::fprintf(stderr, "%s\n", s.c_str());
   };
-  if (opt.verbose) {
+  if (verbose) {
     if (!cfg.unknown_keys.empty()) {
       std::string list;
       for (const auto& k : cfg.unknown_keys) list += "\n  " + k;
@@ -92,7 +128,7 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   }
   const std::string run_dir = cfg.run_dir();
   const std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
-  fs::create_directories(ckpt_root);
+  if (root) fs::create_directories(ckpt_root);
 
   // ---- tokenizer and data ----
   const Tokenizer tok =
@@ -100,7 +136,12 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   if (tok.vocab_size() > cfg.model.vocab_size)
     Fail("the tokenizer has ", tok.vocab_size(), " tokens but the model's vocab_size is ",
          cfg.model.vocab_size);
-  const DataSplits data = LoadDataSplits(cfg, tok);
+  // Rank 0 tokenizes first and fills the token cache; on a shared file system the other ranks
+  // then map it instead of tokenizing the same text again.
+  DataSplits data;
+  if (root) data = LoadDataSplits(cfg, tok);
+  Distributed::Barrier();
+  if (!root) data = LoadDataSplits(cfg, tok, false);
   BatchIds ids;
   ids.target_pad = cfg.ignore_index;
   // Pad inputs only precede ignored targets, so their id never reaches the loss; CoreNet feeds
@@ -112,6 +153,18 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   std::unique_ptr<DataLoader> val;
   if (data.val && data.val->size() > 0)
     val = std::make_unique<DataLoader>(data.val, cfg.batch_size, cfg.seed, false, ids);
+  if (world > 1) {
+    // Every rank must walk the same samples with the same model and batch settings, or the
+    // averaged gradients would mix different problems.
+    const std::string what = Fingerprint(cfg) + "|n=" + std::to_string(data.train->size()) +
+                             "|val=" + std::to_string(val ? data.val->size() : 0) +
+                             "|seed=" + std::to_string(cfg.seed) +
+                             "|steps=" + std::to_string(cfg.max_steps);
+    if (!Distributed::AllEqual(HashString(what)))
+      Fail("rank ", rank, " of ", world, ": the ranks disagree on the model, batch settings, ",
+           "seed, steps or data (here ", data.train->size(),
+           " training samples); every rank needs the same config and the same data files");
+  }
   say("data: " + std::string(data.packed ? "packed" : "documents") + " mode, " +
       std::to_string(data.train->size()) + " training samples of " + std::to_string(cfg.seq_len) +
       " tokens" +
@@ -126,52 +179,86 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   TrainerState st;
   st.seed = cfg.seed;
   st.fingerprint = Fingerprint(cfg);
-  std::string resume = opt.resume;
-  if (resume.empty() && cfg.auto_resume)
-    resume = FindLatestCheckpoint(ckpt_root);
-  else if (!resume.empty()) {
-    const std::string found = FindLatestCheckpoint(resume);
-    if (found.empty()) Fail(resume, ": no complete checkpoint (with a DONE file) found here");
-    resume = found;
-  }
+  st.world_size = world;
+  // Rank 0 finds and reads the checkpoint (or the init) and sends the state to the other ranks,
+  // which never read the run folder: it only needs to exist on rank 0's machine.
   bool resumed = false;
-  if (!resume.empty()) {
-    const TrainerState saved = LoadCheckpoint(resume, ps);
-    if (saved.fingerprint != st.fingerprint)
-      Fail(resume, ": the checkpoint was written with a different model shape, sequence length, ",
-           "batch size or accumulation; resume with the config it was trained with");
-    if (saved.seed != cfg.seed)
-      Fail(resume, ": the checkpoint used seed ", saved.seed, " but the config says ", cfg.seed);
-    st = saved;
-    loader.Seek(st.data);
-    resumed = true;
-    say("resumed from " + resume + " at step " + std::to_string(st.step));
-  } else if (!cfg.init_from.empty()) {
-    const ModelConfig given = LoadHfConfig((fs::path(cfg.init_from) / "config.json").string());
-    if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg.model).dump())
-      Fail("elm.init_from ", cfg.init_from, ": its config.json does not match the model of ",
-           cfg.origin);
-    LoadParams(ps, TensorStore(cfg.init_from));
-    say("initialized from " + cfg.init_from);
-  } else {
-    InitParams(ps, cfg.seed);
+  if (root) {
+    std::string resume = opt.resume;
+    if (resume.empty() && cfg.auto_resume) {
+      resume = FindLatestCheckpoint(ckpt_root);
+    } else if (!resume.empty()) {
+      const std::string found = FindLatestCheckpoint(resume);
+      if (found.empty()) Fail(resume, ": no complete checkpoint (with a DONE file) found here");
+      resume = found;
+    }
+    if (!resume.empty()) {
+      const TrainerState saved = LoadCheckpoint(resume, ps);
+      if (saved.fingerprint != st.fingerprint)
+        Fail(resume, ": the checkpoint was written with a different model shape, sequence ",
+             "length, batch size or accumulation; resume with the config it was trained with");
+      if (saved.seed != cfg.seed)
+        Fail(resume, ": the checkpoint used seed ", saved.seed, " but the config says ", cfg.seed);
+      if (saved.world_size != world)
+        Fail(resume, ": the checkpoint was trained by ", saved.world_size,
+             " MPI rank(s) and this run has ", world,
+             "; the global batch (train_batch_size0 × ranks × accum_freq) would change: resume ",
+             "with the same number of ranks");
+      st = saved;
+      resumed = true;
+      say("resumed from " + resume + " at step " + std::to_string(st.step));
+    } else if (!cfg.init_from.empty()) {
+      const ModelConfig given = LoadHfConfig((fs::path(cfg.init_from) / "config.json").string());
+      if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg.model).dump())
+        Fail("elm.init_from ", cfg.init_from, ": its config.json does not match the model of ",
+             cfg.origin);
+      LoadParams(ps, TensorStore(cfg.init_from));
+      say("initialized from " + cfg.init_from);
+    } else {
+      InitParams(ps, cfg.seed);
+    }
   }
+  if (world > 1) {
+    int64_t head[6] = {resumed ? 1 : 0, st.step, st.data.epoch, st.data.index, st.tokens_seen, 0};
+    std::memcpy(&head[5], &st.loss, sizeof st.loss);
+    Distributed::Broadcast(head, sizeof head);
+    resumed = head[0] != 0;
+    st.step = head[1];
+    st.data = {head[2], head[3]};
+    st.tokens_seen = head[4];
+    std::memcpy(&st.loss, &head[5], sizeof st.loss);
+    Distributed::Broadcast(ps.params.data(), ps.params.size() * sizeof(float));
+    if (resumed) {
+      Distributed::Broadcast(ps.m.data(), ps.m.size() * sizeof(float));
+      Distributed::Broadcast(ps.v.data(), ps.v.size() * sizeof(float));
+    }
+  }
+  if (resumed) loader.Seek(st.data);
+  // The global batch: every rank's micro-batches of every accumulation step.
+  const int64_t tokens_per_step = cfg.tokens_per_step() * world;
   say("model: " + cfg.model.name + ", " + std::to_string(cfg.model.n_layers) + " layers, dim " +
       std::to_string(cfg.model.dim) + ", " + std::to_string(cfg.model.ParamCount()) +
-      " parameters; " + std::to_string(cfg.tokens_per_step()) + " tokens per step; run folder " +
-      run_dir);
+      " parameters; " + std::to_string(tokens_per_step) + " tokens per step" +
+      (world > 1 ? " (" + std::to_string(world) + " MPI ranks × " + std::to_string(cfg.batch_size) +
+                       " sequences × " + std::to_string(cfg.accum_freq) + " micro-batches)"
+                 : std::string()) +
+      "; run folder " + run_dir);
   const std::string config_copy = (fs::path(run_dir) / "config.yaml").string();
-  if (fs::exists(cfg.origin) && fs::absolute(cfg.origin) != fs::absolute(config_copy)) {
+  if (root && fs::exists(cfg.origin) && fs::absolute(cfg.origin) != fs::absolute(config_copy)) {
     std::string text = ReadTextFile(cfg.origin);
     if (!cfg.overrides.empty()) text += "\n# applied with elm train --set:\n";
     for (const auto& o : cfg.overrides) text += "#   " + o + "\n";
     WriteFileAtomic(config_copy, text.data(), text.size());
   }
 
-  TrainLog log((fs::path(run_dir) / "train_log.jsonl").string(), resumed ? st.step : -1);
+  std::unique_ptr<TrainLog> log;
+  if (root)
+    log = std::make_unique<TrainLog>((fs::path(run_dir) / "train_log.jsonl").string(),
+                                     resumed ? st.step : -1);
   LossOptions lo;
   lo.ignore_index = cfg.ignore_index;
   lo.z_loss_coef = cfg.use_z_loss ? static_cast<float>(cfg.z_loss_eps) : 0.0f;
+  // Per process; the job's peak is world × this.
   const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops * 1e9 : NominalPeakFlops();
   const double flops_per_token = model.FlopsPerToken(cfg.seq_len);
   const int B = cfg.batch_size, T = cfg.seq_len;
@@ -181,18 +268,28 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   res.first_step = st.step;
   res.steps = st.step;
   res.final_loss = res.first_loss = st.loss;
-  res.log_path = log.path();
+  if (log) res.log_path = log->path();
   g_stop = false;
   auto old_int = std::signal(SIGINT, OnSignal);
   auto old_term = std::signal(SIGTERM, OnSignal);
+  // mpirun forwards SIGUSR1 to every rank (a Ctrl-C to mpirun kills the ranks after a moment).
+  auto old_usr1 = world > 1 ? std::signal(SIGUSR1, OnSignal) : SIG_DFL;
   Progress progress(st.step, cfg.max_steps, cfg.log_freq);
   const auto t_run = std::chrono::steady_clock::now();
   double step_seconds = 0;
+  auto message = [&](const std::string& s) {
+    if (root) progress.Message(s);
+  };
   auto save = [&] {
+    // Weights must be bit-identical on every rank; a difference means the reductions did not
+    // return the same bytes everywhere, and the job stops rather than save one rank's view.
+    if (world > 1 && !Distributed::AllEqual(HashFloats(ps.params)))
+      Fail("step ", st.step, ": the weights differ between the MPI ranks (rank ", rank, ")");
     st.data = loader.position();
+    if (!root) return;
     res.checkpoint = SaveCheckpoint(ckpt_root, ps, st, cfg.tokenizer);
     PruneCheckpoints(ckpt_root, cfg.keep_last);
-    progress.Message("checkpoint: " + res.checkpoint);
+    message("checkpoint: " + res.checkpoint);
   };
   bool saved_last = false;
   while (st.step < cfg.max_steps) {
@@ -200,15 +297,33 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
     const double lr = cfg.schedule.At(st.step);
     model.ZeroGrad();
     double loss = 0, ce = 0;
+    int64_t n_valid = 0;
     for (int micro = 0; micro < cfg.accum_freq; ++micro) {
-      loader.Next(inputs.data(), targets.data());
+      // Rank r of W takes rows [r·B, (r+1)·B) of the next W·B samples: micro-batch micro·W + r
+      // of the W·accum_freq micro-batches a single process with accum_freq·W would take.
+      loader.Next(inputs.data(), targets.data(), rank, world);
       const LossValue L = model.Forward(inputs.data(), targets.data(), B, T, lo);
       // CoreNet divides each micro-batch's mean loss by accum_freq.
       model.Backward(1.0f / static_cast<float>(cfg.accum_freq));
       loss += L.loss / cfg.accum_freq;
       ce += L.ce / cfg.accum_freq;
-      st.tokens_seen += L.n_valid;
+      n_valid += L.n_valid;
     }
+    bool stop = g_stop;
+    if (world > 1) {
+      // DDP: the mean over ranks of the per-rank gradients is the gradient of the mean of all
+      // W·accum_freq micro-batch losses, the same as one process accumulating them. The step's
+      // loss, token count and stop request are reduced beside it, so every rank logs (rank 0),
+      // clips, updates and stops identically.
+      Distributed::AllReduceMean(ps.grads.data(), ps.grads.size());
+      double stats[4] = {loss, ce, static_cast<double>(n_valid), stop ? 1.0 : 0.0};
+      Distributed::AllReduceSum(stats, 4);
+      loss = stats[0] / world;
+      ce = stats[1] / world;
+      n_valid = static_cast<int64_t>(stats[2]);
+      stop = stats[3] > 0;
+    }
+    st.tokens_seen += n_valid;
     const double norm = GlobalGradNorm(ps);
     if (cfg.grad_clip > 0) ClipGradients(ps, norm, cfg.grad_clip);
     AdamWUpdate(ps, cfg.adamw, lr, st.step + 1);
@@ -225,46 +340,48 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
     r.has_z_loss = cfg.use_z_loss;
     r.lr = lr;
     r.grad_norm = norm;
-    r.tokens_per_s = static_cast<double>(cfg.tokens_per_step()) / dt;
-    r.mfu = flops_per_token * r.tokens_per_s / peak;
+    r.tokens_per_s = static_cast<double>(tokens_per_step) / dt;
+    r.mfu = flops_per_token * r.tokens_per_s / (peak * world);
     r.tokens = st.tokens_seen;
     r.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
-    log.Step(r);
-    if (opt.verbose) progress.Update(r);
+    if (log) log->Step(r);
+    if (verbose) progress.Update(r);
     if (st.step == res.first_step + 1) res.first_loss = loss;
     res.steps = st.step;
     res.final_loss = loss;
     if (!std::isfinite(loss)) {
-      progress.Finish();
+      if (root) progress.Finish();
       Fail("step ", st.step, ": the loss is ", loss, "; lower the learning rate");
     }
 
     const bool last = st.step == cfg.max_steps;
     if (val && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) {
       const ValResult v = Validate(model, *val, cfg.val_batches, lo);
-      log.Validation(st.step, v.loss, v.tokens);
+      if (log) log->Validation(st.step, v.loss, v.tokens);
       res.val_loss = v.loss;
-      progress.Message("step " + std::to_string(st.step) + ": validation loss " + Sci(v.loss) +
-                       " over " + std::to_string(v.tokens) + " tokens");
+      message("step " + std::to_string(st.step) + ": validation loss " + Sci(v.loss) + " over " +
+              std::to_string(v.tokens) + " tokens");
     }
     if (st.step % cfg.save_interval == 0 || last) {
       save();
       saved_last = true;
     }
-    if (g_stop) {
+    if (world == 1) stop = g_stop;  // alone, a signal during validation or saving counts too
+    if (stop) {
       if (!saved_last) save();
-      progress.Message("interrupted: stopped after step " + std::to_string(st.step) +
-                       "; continue with --resume " + ckpt_root);
+      message("interrupted: stopped after step " + std::to_string(st.step) +
+              "; continue with --resume " + ckpt_root);
       break;
     }
   }
-  progress.Finish();
+  if (root) progress.Finish();
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
+  if (world > 1) std::signal(SIGUSR1, old_usr1);
   const int64_t run_steps = res.steps - res.first_step;
   if (run_steps > 0 && step_seconds > 0)
-    res.tokens_per_s = static_cast<double>(run_steps * cfg.tokens_per_step()) / step_seconds;
-  if (res.checkpoint.empty()) res.checkpoint = FindLatestCheckpoint(ckpt_root);
+    res.tokens_per_s = static_cast<double>(run_steps * tokens_per_step) / step_seconds;
+  if (root && res.checkpoint.empty()) res.checkpoint = FindLatestCheckpoint(ckpt_root);
   return res;
 }
 

@@ -1,8 +1,10 @@
 // elm train --config FILE.yaml [--set key=value ...] [--resume DIR]: pretrain an OpenELM from a
-// CoreNet-style config (docs/training.md).
+// CoreNet-style config (docs/training.md); under `mpirun -np N` it trains data-parallel.
 #include <cstdio>
+#include <exception>
 
 #include "commands.h"
+#include "train/distributed.h"
 #include "train/train_config.h"
 #include "train/train_log.h"
 #include "train/trainer.h"
@@ -26,16 +28,32 @@ void RegisterTrainCommand(CLI::App& app) {
                   "Continue from a checkpoint folder, or the newest complete one in a run folder");
   cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
   cmd->callback([o] {
+    // The config is read first: a mistake in it ends every process before MPI starts.
     const TrainConfig cfg = LoadTrainConfig(o->config, o->set);
-    TrainOptions opt;
-    opt.resume = o->resume;
-    opt.verbose = !o->quiet;
-    const TrainResult r = RunTraining(cfg, opt);
-    std::printf("trained steps %lld..%lld: loss %.4f -> %.4f", static_cast<long long>(r.first_step),
-                static_cast<long long>(r.steps), r.first_loss, r.final_loss);
-    if (r.val_loss >= 0) std::printf(", validation loss %.4f", r.val_loss);
-    std::printf(", %.0f tokens/s\nlog: %s\ncheckpoint: %s\n", r.tokens_per_s, r.log_path.c_str(),
-                r.checkpoint.c_str());
+    // Started by mpirun, this process is one rank of a data-parallel job (docs/training.md); a
+    // plain `elm train` never touches MPI.
+    const DistributedScope mpi;
+    try {
+      TrainOptions opt;
+      opt.resume = o->resume;
+      opt.verbose = !o->quiet;
+      const TrainResult r = RunTraining(cfg, opt);
+      if (!Distributed::is_root()) return;  // only rank 0 reports
+      std::printf("trained steps %lld..%lld: loss %.4f -> %.4f",
+                  static_cast<long long>(r.first_step), static_cast<long long>(r.steps),
+                  r.first_loss, r.final_loss);
+      if (r.val_loss >= 0) std::printf(", validation loss %.4f", r.val_loss);
+      std::printf(", %.0f tokens/s\nlog: %s\ncheckpoint: %s\n", r.tokens_per_s, r.log_path.c_str(),
+                  r.checkpoint.c_str());
+    } catch (const std::exception& e) {
+      if (Distributed::size() == 1) throw;  // main() prints it
+      // The other ranks may be waiting in a collective for this one: end the whole job.
+      std::fflush(stdout);
+      std::fprintf(stderr, "error (MPI rank %d of %d): %s\n", Distributed::rank(),
+                   Distributed::size(), e.what());
+      std::fflush(stderr);
+      Distributed::Abort(1);
+    }
   });
 }
 

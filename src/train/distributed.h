@@ -1,0 +1,56 @@
+// Data parallelism over MPI, behind a small interface so that the trainer never sees MPI itself.
+//
+// A plain `elm train` runs alone: nothing here touches MPI. Under an MPI launcher (`mpirun -np N
+// elm train …`, recognized by OMPI_COMM_WORLD_SIZE or PMI_SIZE in the environment) Init() calls
+// MPI_Init and every process becomes one rank of N. elm built without MPI (CMake option ELM_MPI
+// off, or MPI not found) refuses N > 1 with an error instead of training N independent copies.
+//
+// The reductions are deterministic for a given world size: every rank receives the same bytes,
+// so weights updated from them stay bit-identical across ranks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace elm {
+
+class Distributed {
+ public:
+  // Joins the MPI job when the environment says the process was started by an MPI launcher;
+  // otherwise (or when already initialized) does nothing. Throws elm::Error when the launcher
+  // asks for several ranks and this elm was built without MPI.
+  static void Init();
+  // MPI_Finalize when Init() initialized MPI (a no-op otherwise).
+  static void Finalize();
+  // Ends every rank of the job (MPI_Abort), for an error on one rank that the others cannot see;
+  // std::exit(code) when MPI is not active.
+  [[noreturn]] static void Abort(int code);
+
+  static int rank();  // 0 when alone
+  static int size();  // 1 when alone
+  static bool is_root() { return rank() == 0; }
+  static bool compiled_with_mpi();
+  // The world size the launcher announced in the environment (1 when none), before Init().
+  static int LauncherSize();
+
+  // buf[i] ← (Σ over ranks buf[i]) / size(), in place, on every rank. No-op when alone.
+  static void AllReduceMean(float* buf, size_t n);
+  // buf[i] ← Σ over ranks buf[i], in place, on every rank. No-op when alone.
+  static void AllReduceSum(double* buf, size_t n);
+  // Copies rank `root`'s bytes to every rank.
+  static void Broadcast(void* buf, size_t bytes, int root = 0);
+  // True on every rank when every rank passed the same value.
+  static bool AllEqual(uint64_t v);
+  static void Barrier();
+};
+
+// Init() for a scope; Finalize() at its end.
+class DistributedScope {
+ public:
+  DistributedScope() { Distributed::Init(); }
+  ~DistributedScope() { Distributed::Finalize(); }
+  DistributedScope(const DistributedScope&) = delete;
+  DistributedScope& operator=(const DistributedScope&) = delete;
+};
+
+}  // namespace elm
