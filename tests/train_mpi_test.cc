@@ -1,0 +1,296 @@
+// Data-parallel training over MPI (docs/training.md, "Data parallel (MPI)"): `mpirun -np 2 elm
+// train` with train_batch_size0 B and accum_freq k matches one process with B and accum_freq 2k
+// within float tolerance; only rank 0 prints, logs and writes checkpoints; a 2-rank run resumed
+// halfway ends with the same bytes as a straight 2-rank run. The mpirun tests skip themselves when
+// elm was built without MPI or no mpirun is installed.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/mmap_file.h"
+#include "config/hf_config.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+#include "train/data_loader.h"
+#include "train/distributed.h"
+#include "train/train_model.h"
+
+#ifndef ELM_MPIEXEC
+#define ELM_MPIEXEC ""
+#endif
+
+namespace elm {
+namespace {
+namespace fs = std::filesystem;
+
+// Runs a shell command; returns its exit code and fills stdout and stderr.
+int Shell(const std::string& cmd, std::string* out, std::string* err) {
+  const std::string errfile = test::TempDir("mpi_stderr") + "/err.txt";
+  FILE* p = ::popen((cmd + " 2>" + errfile).c_str(), "r");
+  if (p == nullptr) return -1;
+  std::string s;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
+  const int status = ::pclose(p);
+  *out = s;
+  std::ifstream e(errfile);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  *err = ss.str();
+  fs::remove_all(fs::path(errfile).parent_path());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The mpirun CMake found, else the one on PATH; "" when there is none.
+std::string FindMpirun() {
+  if (const std::string configured = ELM_MPIEXEC;
+      !configured.empty() && ::access(configured.c_str(), X_OK) == 0)
+    return configured;
+  std::string out, err;
+  if (Shell("command -v mpirun", &out, &err) != 0) return "";
+  out.erase(out.find_last_not_of(" \n") + 1);
+  return out;
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// The step and validation lines of a train_log.jsonl.
+struct Log {
+  std::vector<nlohmann::json> steps, vals;
+};
+Log ReadLog(const std::string& path) {
+  Log log;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    (nlohmann::json::parse(line).contains("val_loss") ? log.vals : log.steps)
+        .push_back(nlohmann::json::parse(line));
+  return log;
+}
+
+// A checkpoint's weights as one flat f32 slab.
+std::vector<float> Weights(const std::string& dir) {
+  TrainModel tm(LoadHfConfig(dir + "/config.json"));
+  LoadCheckpoint(dir, tm.params());
+  return tm.params().params;
+}
+
+double RelDiff(double a, double b) {
+  return std::fabs(a - b) / std::max(std::fabs(a), 1e-30);
+}
+
+// The tiny setup of train_resume_test.cc: a 2-layer OpenELM on a slice of Tiny Shakespeare, global
+// batch 8 × 16 tokens, 6 steps, validation every 3 over 3 batches (rank 0 takes batches 0 and 2,
+// rank 1 batch 1), a checkpoint every 3 steps.
+std::string TinyYaml(const std::string& dir) {
+  const std::string corpus =
+      ReadTextFile(std::string(ELM_SOURCE_DIR) + "/data/corpus/tinyshakespeare.txt");
+  std::ofstream(dir + "/corpus.txt") << corpus.substr(0, 6000);
+  return "common: {results_loc: \"" + dir +
+         "/results\", run_label: run, seed: 3, grad_clip: 1.0,\n"
+         "         accum_freq: 2, save_interval_freq: 3, eval_every_k_iterations: 3}\n"
+         "dataset:\n"
+         "  train_batch_size0: 2\n"
+         "  language_modeling:\n"
+         "    sequence_length: 16\n"
+         "    general_lm: {train_data_info: [{file_name: \"" +
+         dir +
+         "/corpus.txt\"}]}\n"
+         "loss: {language_modeling: {cross_entropy: {use_z_loss: true}}}\n"
+         "scheduler: {max_iterations: 6, warmup_iterations: 2, warmup_init_lr: 1.e-4,\n"
+         "            cosine: {max_lr: 0.01, min_lr: 0.001}}\n"
+         "model:\n"
+         "  language_modeling:\n"
+         "    general_gpt: {num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: "
+         "2,\n"
+         "                  ffn_dim_divisor: 16, max_context_length: 32}\n"
+         "elm: {val_fraction: 0.2, val_batches: 3, keep_last_checkpoints: 0}\n";
+}
+
+// Rank r of W sees rows [r·B, (r+1)·B) of the batch a single loader with W·B rows would form,
+// across epoch boundaries, and every rank keeps the single loader's position.
+TEST(TrainMpi, LoaderShardsAreDisjointSlicesOfTheGlobalBatch) {
+  constexpr int kSamples = 11, kWidth = 4, kB = 2, kWorld = 3;
+  std::vector<int32_t> data;
+  for (int i = 0; i < kSamples; ++i)
+    for (int t = 0; t < kWidth; ++t) data.push_back(100 * i + t);
+  auto set = std::make_shared<SampleSet>(data, kWidth);
+  DataLoader global(set, kB * kWorld, 7, true, {});
+  std::vector<DataLoader> shards;
+  for (int r = 0; r < kWorld; ++r) shards.emplace_back(set, kB, 7, true, BatchIds{});
+  const int T = kWidth - 1;
+  std::vector<int> gi(kB * kWorld * T), gt(gi.size()), si(kB * T), st(si.size());
+  for (int step = 0; step < 5; ++step) {  // 30 samples: three epochs of 11
+    global.Next(gi.data(), gt.data());
+    for (int r = 0; r < kWorld; ++r) {
+      shards[r].Next(si.data(), st.data(), r, kWorld);
+      EXPECT_TRUE(std::equal(si.begin(), si.end(), gi.begin() + r * kB * T)) << step << " " << r;
+      EXPECT_TRUE(std::equal(st.begin(), st.end(), gt.begin() + r * kB * T)) << step << " " << r;
+      EXPECT_EQ(shards[r].position().epoch, global.position().epoch);
+      EXPECT_EQ(shards[r].position().index, global.position().index);
+    }
+  }
+}
+
+TEST(TrainMpi, AloneWithoutALauncher) {
+  // elm_tests is not started by mpirun: Init() must leave MPI alone and the job is one process.
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"))
+    GTEST_SKIP() << "the test binary itself runs under an MPI launcher";
+  Distributed::Init();
+  EXPECT_EQ(Distributed::size(), 1);
+  EXPECT_EQ(Distributed::rank(), 0);
+  float g[2] = {1.5f, -2.0f};
+  Distributed::AllReduceMean(g, 2);
+  EXPECT_EQ(g[0], 1.5f);
+  EXPECT_TRUE(Distributed::AllEqual(42));
+  Distributed::Finalize();
+}
+
+class TrainMpiRun : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!Distributed::compiled_with_mpi())
+      GTEST_SKIP() << "elm was built without MPI (ELM_MPI=OFF or no MPI found by CMake)";
+    mpirun_ = FindMpirun();
+    if (mpirun_.empty()) GTEST_SKIP() << "mpirun not found (Debian: apt install openmpi-bin)";
+    dir_ = test::TempDir("train_mpi");
+    yaml_ = dir_ + "/tiny.yaml";
+    std::ofstream(yaml_) << TinyYaml(dir_);
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+  // One thread per process: the ranks share the machine with the other tests.
+  static constexpr const char* kEnv = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ";
+  std::string TrainArgs(const std::string& label, const std::string& extra) const {
+    return std::string(ELM_BINARY) + " train --config " + yaml_ +
+           " --set common.run_label=" + label + " " + extra;
+  }
+  int Mpi(const std::string& label, const std::string& extra, std::string* out,
+          std::string* err) const {
+    std::string cmd = std::string(kEnv) + mpirun_ + " -np 2 --oversubscribe --bind-to none";
+    if (::geteuid() == 0) cmd += " --allow-run-as-root";
+    for (const char* v : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
+      cmd += " -x " + std::string(v);
+    return Shell(cmd + " " + TrainArgs(label, extra), out, err);
+  }
+  int Alone(const std::string& label, const std::string& extra, std::string* out,
+            std::string* err) const {
+    return Shell(std::string(kEnv) + TrainArgs(label, extra), out, err);
+  }
+  std::string Checkpoint(const std::string& label, int step) const {
+    return dir_ + "/results/" + label + "/checkpoints/" + CheckpointName(step);
+  }
+  std::string mpirun_, dir_, yaml_;
+};
+
+TEST_F(TrainMpiRun, TwoRanksMatchOneProcessWithAccumulation) {
+  std::string out, err;
+  // 2 ranks × train_batch_size0 2 × accum_freq 2 = one process × 2 × accum_freq 4.
+  ASSERT_EQ(Mpi("mpi", "", &out, &err), 0) << out << err;
+  // Rank 0 alone reports: one summary, one model line, one line per checkpoint; rank 1 is silent.
+  EXPECT_EQ(Count(out, "trained steps 0..6"), 1u) << out;
+  EXPECT_EQ(Count(err, "model: "), 1u) << err;
+  EXPECT_NE(err.find("2 MPI ranks × 2 sequences × 2 micro-batches"), std::string::npos) << err;
+  EXPECT_EQ(Count(err, "checkpoint: "), 2u) << err;
+  EXPECT_EQ(Count(err, "validation loss"), 2u) << err;
+  EXPECT_EQ(err.find("error"), std::string::npos) << err;
+  ASSERT_EQ(Alone("single", "--set common.accum_freq=4", &out, &err), 0) << out << err;
+
+  // One log with each step once (two writers would interleave or repeat lines).
+  const Log mpi = ReadLog(dir_ + "/results/mpi/train_log.jsonl");
+  const Log one = ReadLog(dir_ + "/results/single/train_log.jsonl");
+  ASSERT_EQ(mpi.steps.size(), 6u);
+  ASSERT_EQ(one.steps.size(), 6u);
+  ASSERT_EQ(mpi.vals.size(), 2u);
+  ASSERT_EQ(one.vals.size(), 2u);
+  double loss_err = 0, norm_err = 0, val_err = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(mpi.steps[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ(mpi.steps[i]["tokens"].get<int64_t>(),
+              one.steps[i]["tokens"].get<int64_t>());  // 8 × 16 per step
+    loss_err = std::max(
+        loss_err, RelDiff(one.steps[i]["loss"].get<double>(), mpi.steps[i]["loss"].get<double>()));
+    norm_err = std::max(norm_err, RelDiff(one.steps[i]["grad_norm"].get<double>(),
+                                          mpi.steps[i]["grad_norm"].get<double>()));
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(mpi.vals[i]["val_tokens"].get<int64_t>(), one.vals[i]["val_tokens"].get<int64_t>());
+    val_err = std::max(val_err, RelDiff(one.vals[i]["val_loss"].get<double>(),
+                                        mpi.vals[i]["val_loss"].get<double>()));
+  }
+  EXPECT_EQ(mpi.steps.back()["tokens"].get<int64_t>(), 6 * 8 * 16);
+
+  // Checkpoints at 3 and 6, written once: no temporary files left by a second writer.
+  EXPECT_EQ(ListCheckpoints(dir_ + "/results/mpi/checkpoints").size(), 2u);
+  for (const auto& e : fs::recursive_directory_iterator(dir_ + "/results/mpi"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  const auto state =
+      nlohmann::json::parse(ReadTextFile(Checkpoint("mpi", 6) + "/trainer_state.json"));
+  EXPECT_EQ(state["world_size"].get<int>(), 2);
+
+  const std::vector<float> a = Weights(Checkpoint("single", 6)), b = Weights(Checkpoint("mpi", 6));
+  ASSERT_EQ(a.size(), b.size());
+  // Adam divides by √v, so elements with tiny gradients turn float summation-order noise into
+  // visible weight changes: one process with batch 4 × accum_freq 2 instead of 2 × 4 (the same
+  // mathematics) already differs from it by 2.2e-5 in one embedding entry. The bounds hold the
+  // worst element to the parity tests' 1e-4 and the mean to float noise.
+  float max_w = 0;
+  double sum_err = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_w = std::max(max_w, std::fabs(a[i]));
+    sum_err += std::fabs(a[i] - b[i]);
+  }
+  const float max_err = test::MaxAbsDiff(a.data(), b.data(), a.size());
+  const double mean_err = sum_err / static_cast<double>(a.size());
+  std::printf(
+      "2 ranks vs 1 process with accumulation after 6 steps: weights max abs diff %.3g, "
+      "mean %.3g (max |w| %.3g); loss rel diff <= %.3g, grad norm <= %.3g, val loss <= "
+      "%.3g\n",
+      max_err, mean_err, max_w, loss_err, norm_err, val_err);
+  EXPECT_LE(max_err, 1e-4f * max_w);
+  EXPECT_LE(mean_err, 1e-7 * max_w);
+  EXPECT_LE(loss_err, 1e-6);
+  EXPECT_LE(norm_err, 1e-5);
+  EXPECT_LE(val_err, 1e-6);
+
+  // A 2-rank checkpoint is not resumed by one process (its global batch would halve).
+  EXPECT_NE(
+      Alone("single", "--set common.accum_freq=2 --resume " + dir_ + "/results/mpi", &out, &err),
+      0);
+  EXPECT_NE(err.find("2 MPI rank(s)"), std::string::npos) << err;
+}
+
+TEST_F(TrainMpiRun, ResumeUnderMpiIsBitExact) {
+  std::string out, err;
+  ASSERT_EQ(Mpi("straight", "--quiet", &out, &err), 0) << out << err;
+  ASSERT_EQ(Mpi("resumed", "--quiet --set elm.max_steps=3", &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("trained steps 0..3"), std::string::npos) << out;
+  ASSERT_EQ(Mpi("resumed", "--quiet --set common.auto_resume=true", &out, &err), 0) << out << err;
+  EXPECT_NE(out.find("trained steps 3..6"), std::string::npos) << out;
+
+  const std::string a = Checkpoint("straight", 6), b = Checkpoint("resumed", 6);
+  for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json"})
+    EXPECT_TRUE(ReadTextFile(a + "/" + f) == ReadTextFile(b + "/" + f)) << f;
+  const Log log = ReadLog(dir_ + "/results/resumed/train_log.jsonl");
+  ASSERT_EQ(log.steps.size(), 6u);
+  for (size_t i = 0; i < 6; ++i)
+    EXPECT_EQ(log.steps[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+  EXPECT_EQ(log.vals.size(), 2u);
+}
+
+}  // namespace
+}  // namespace elm
