@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <omp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/error.h"
 #include "generation/chat_template.h"
 #include "generation/generator.h"
 #include "model/session.h"
@@ -703,6 +705,54 @@ TEST(Server, ApiKey) {
             200);
   EXPECT_EQ(s.Get("/health").status, 200);
   EXPECT_EQ(s.Get("/").status, 200);
+}
+
+// Each slot's forward passes use cores / parallel OpenMP threads unless --threads says otherwise,
+// and the answer does not depend on the team size.
+TEST(Server, ThreadsPerSlot) {
+  const int cores = omp_get_max_threads();
+  ServerOptions two_slots;
+  two_slots.parallel = 2;
+  TestServer a(two_slots);
+  EXPECT_EQ(a.server().threads_per_slot(), std::max(1, cores / 2));
+  EXPECT_EQ(a.Health()["slots"]["threads"], std::max(1, cores / 2));
+  ServerOptions three;
+  three.threads = 3;
+  TestServer b(three);
+  EXPECT_EQ(b.server().threads_per_slot(), 3);
+  ServerOptions one;
+  one.threads = 1;
+  TestServer c(one);
+  const json req = {{"prompt", "Once upon a time"}, {"max_tokens", 12}, {"seed", 7}};
+  const Reply rb = b.Post("/v1/completions", req), rc = c.Post("/v1/completions", req);
+  ASSERT_EQ(rb.status, 200) << rb.raw;
+  ASSERT_EQ(rc.status, 200) << rc.raw;
+  EXPECT_EQ(rb.body["choices"][0]["text"], rc.body["choices"][0]["text"]);
+}
+
+// The listening socket: a busy port is an error (httplib's default SO_REUSEPORT let a second
+// server bind it and take some of its connections), and answers are not held back by Nagle's
+// algorithm (httplib sends headers and body separately, so each answer on a kept-alive connection
+// waited 40 ms for the client's delayed ACK).
+TEST(Server, PortInUseAndNoNagleDelay) {
+  TestServer s;
+  ServerOptions opt;
+  opt.host = "127.0.0.1";
+  opt.port = s.port();
+  Server second(TinyModel(), Tokenizer::Default(), opt);
+  EXPECT_THROW(second.Bind(), Error);
+
+  auto c = s.Client();
+  c.set_keep_alive(true);
+  std::vector<double> ms;
+  for (int i = 0; i < 9; ++i) {
+    const auto t0 = Clock::now();
+    const auto r = c.Get("/health");
+    ASSERT_TRUE(r && r->status == 200);
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + 4, ms.end());
+  EXPECT_LT(ms[4], 30.0) << "median /health round trip on one connection, in ms";
 }
 
 // `elm serve` as a process: prints where it listens, serves, exits 0 on SIGTERM and SIGINT.

@@ -1,5 +1,7 @@
 #include "server/completion_routes.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <functional>
 #include <memory>
@@ -72,6 +74,15 @@ std::unique_ptr<SlotScheduler::Lease> AcquireSlot(ServerState& st,
   return nullptr;
 }
 
+// RunCompletion on a slot, on the calling (connection) thread with the slot's OpenMP team size:
+// omp_set_num_threads() sets it for this thread's parallel regions only.
+CompletionResult RunOnSlot(const ServerState& st, Session& session, std::span<const int> prompt,
+                           const GenerationParams& gen, const std::function<bool()>& cancelled,
+                           const DeltaCallback& on_delta = {}) {
+  omp_set_num_threads(st.slot_threads);
+  return RunCompletion(session, st.tok, prompt, gen, cancelled, on_delta);
+}
+
 void PickSeed(ServerState& st, GenerationParams& gen) {
   if (!gen.has_seed) gen.sampling.seed = st.Random();
 }
@@ -128,7 +139,7 @@ struct StreamJob {
       send(Dump(CompletionChunk(meta, echo_text, nullptr, nullptr)));
     CompletionResult r;
     try {
-      r = RunCompletion(lease->session(), st->tok, prompt, gen, cancelled, on_delta);
+      r = RunOnSlot(*st, lease->session(), prompt, gen, cancelled, on_delta);
     } catch (const std::exception& e) {
       // The 200 headers are already out; an error event is all a client can still be told.
       lease.reset();
@@ -214,8 +225,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
   json choices = json::array();
   int prompt_tokens = 0, completion_tokens = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const CompletionResult r =
-        RunCompletion(lease->session(), st.tok, prompts[i], creq.gen, cancelled);
+    const CompletionResult r = RunOnSlot(st, lease->session(), prompts[i], creq.gen, cancelled);
     if (r.cancelled) {
       ++st.cancelled;
       res.status = kClientClosedRequest;
@@ -272,7 +282,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
     StartStream(res, std::move(job));
     return;
   }
-  const CompletionResult r = RunCompletion(lease->session(), st.tok, prompt, creq.gen, cancelled);
+  const CompletionResult r = RunOnSlot(st, lease->session(), prompt, creq.gen, cancelled);
   lease.reset();
   if (r.cancelled) {
     ++st.cancelled;

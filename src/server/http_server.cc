@@ -1,12 +1,17 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <omp.h>
 #include <strings.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -70,7 +75,11 @@ void HandleHealth(ServerState& st, const httplib::Request&, httplib::Response& r
   SendJson(res, {{"status", stopping ? "shutting_down" : "ok"},
                  {"model", st.model_id},
                  {"context", s.context},
-                 {"slots", {{"total", s.slots}, {"busy", s.busy}, {"idle", s.slots - s.busy}}},
+                 {"slots",
+                  {{"total", s.slots},
+                   {"busy", s.busy},
+                   {"idle", s.slots - s.busy},
+                   {"threads", st.slot_threads}}},
                  {"queue", {{"waiting", s.waiting}, {"max", s.max_queue}}},
                  {"requests",
                   {{"completed", st.completed.load()},
@@ -172,6 +181,7 @@ struct Server::Impl {
   ServerState st;
   httplib::Server http;
   int bound_port = -1;
+  int listen_fd = -1;  // httplib's listening socket, seen by the socket-options callback
   std::atomic<bool> run_entered{false};  // Run() began (so Stop() must wait for listening)
   std::atomic<bool> run_done{false};
   std::thread thread;  // Start()'s serving thread
@@ -185,10 +195,18 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
   if (options.port < 0 || options.port > 65535) Fail("--port must be in [0, 65535]");
   if (options.read_timeout_s <= 0 || options.write_timeout_s <= 0)
     Fail("server timeouts must be positive");
+  if (options.threads < 0) Fail("--threads must be >= 0, got ", options.threads);
   impl_ = std::make_unique<Impl>(std::move(model), std::move(tokenizer), std::move(options));
   ServerState& st = impl_->st;
   const ServerOptions& opt = st.options;
   st.model_id = opt.model_id.empty() ? DefaultModelId(*st.model) : opt.model_id;
+  // Each slot's forward passes are OpenMP-parallel. With every slot using all the cores, N busy
+  // slots ran N teams on the same cores, and the oversubscription (and the waits of teams whose
+  // threads were descheduled) cost more than the extra slots gained: on 2 cores, --parallel 2
+  // served 8 clients at ~75 requests/s with 2 threads per slot and ~155 with 1 (docs/server.md).
+  st.slot_threads = opt.threads > 0
+                        ? opt.threads
+                        : std::max(1, omp_get_max_threads() / std::max(1, opt.parallel));
 
   // A write to a client that has gone raises SIGPIPE, which would kill the process; httplib (as
   // built by Debian) sends without MSG_NOSIGNAL, so the signal must be ignored process-wide.
@@ -204,6 +222,19 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
   http.set_write_timeout(opt.write_timeout_s, 0);
   http.set_keep_alive_timeout(opt.keep_alive_timeout_s);
   http.set_keep_alive_max_count(100);
+  // httplib writes a response's headers and its body with separate send()s; with Nagle's
+  // algorithm the body then waited for the client's delayed ACK (40 ms on Linux), so every
+  // request took 40 ms more than it needed. Accepted sockets inherit TCP_NODELAY from the
+  // listening one.
+  http.set_tcp_nodelay(true);
+  // Instead of httplib's default (SO_REUSEPORT, which let a second server bind the same port and
+  // take a share of its connections): SO_REUSEADDR only, so a busy port is an error while a
+  // restart does not wait for TIME_WAIT. Also keeps the socket, for Bind() to widen its backlog.
+  http.set_socket_options([impl = impl_.get()](socket_t sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listen_fd = sock;
+  });
 
   http.set_pre_routing_handler([&st](const httplib::Request& req, httplib::Response& res) {
     if (st.options.api_key.empty() || IsPublic(req.path))
@@ -282,6 +313,11 @@ int Server::Bind() {
   } else if (!impl_->http.bind_to_port(opt.host, port)) {
     Fail("cannot listen on ", opt.host, ":", port, " (in use, or not an address of this machine)");
   }
+  // httplib listens with a backlog of 5: a burst of more simultaneous connections (8 load-test
+  // clients, lm-eval's num_concurrent) overflowed the accept queue, and the kernel dropped SYNs
+  // that the clients only retried a second later. listen() again just resizes the queue.
+  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, SOMAXCONN) != 0)
+    Fail("cannot listen on ", opt.host, ":", port, ": ", std::strerror(errno));
   impl_->bound_port = port;
   return port;
 }
@@ -317,6 +353,9 @@ int Server::port() const {
 }
 const std::string& Server::model_id() const {
   return impl_->st.model_id;
+}
+int Server::threads_per_slot() const {
+  return impl_->st.slot_threads;
 }
 
 }  // namespace elm::server

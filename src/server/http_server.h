@@ -25,6 +25,7 @@ struct ServerOptions {
   int write_timeout_s = 10;          // a client not reading this long is dropped
   int keep_alive_timeout_s = 2;      // idle keep-alive connections close after this
   int http_threads = 0;              // 0: parallel + queue + 8 (see docs/server.md)
+  int threads = 0;                   // OpenMP threads per generating request; 0: cores / parallel
   bool log_requests = false;         // one line per request on stderr
 };
 
@@ -49,6 +50,7 @@ class Server {
 
   int port() const;
   const std::string& model_id() const;
+  int threads_per_slot() const;  // OpenMP threads each generating request uses
 
  private:
   struct Impl;

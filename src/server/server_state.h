@@ -32,6 +32,7 @@ struct ServerState {
   std::string model_id;
   SlotScheduler scheduler;
   const std::time_t started;
+  int slot_threads = 1;  // OpenMP threads each generating request uses (options.threads resolved)
 
   std::atomic<bool> stopping{false};
   // Request outcomes, reported by /health (the tests use them to see cancellations happen).

@@ -71,6 +71,9 @@ void RegisterServe(CLI::App& app) {
                   "response")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  cmd->add_option("--threads", s.threads,
+                  "OpenMP threads per generating request (default: cores / --parallel, at least 1)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--threads-http", s.http_threads,
                   "HTTP connection threads (default: parallel + queue + 8)");
   cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");
@@ -108,10 +111,11 @@ void RegisterServe(CLI::App& app) {
     });
 
     std::fprintf(stderr,
-                 "elm serve: %s on http://%s:%d/ (%d slot%s, queue %d)%s\n"
+                 "elm serve: %s on http://%s:%d/ (%d slot%s of %d thread%s, queue %d)%s\n"
                  "Press Ctrl+C to stop.\n",
                  srv.model_id().c_str(), o->server.host.c_str(), port, o->server.parallel,
-                 o->server.parallel == 1 ? "" : "s", o->server.queue,
+                 o->server.parallel == 1 ? "" : "s", srv.threads_per_slot(),
+                 srv.threads_per_slot() == 1 ? "" : "s", o->server.queue,
                  o->server.api_key.empty() ? "" : ", API key required");
     std::fflush(stderr);
     srv.Run();
