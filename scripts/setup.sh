@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libbz2-dev
   libopenmpi-dev openmpi-bin
   g++-aarch64-linux-gnu qemu-user
+  chromium nodejs
 )
 
 missing=()
