@@ -264,5 +264,35 @@ TEST(Conformance, ChunkedPrefill) {
   }
 }
 
+// Inputs longer than Session::kMaxBatch run in batches inside Forward: the logits (all rows, and
+// the last row alone) equal those of the same tokens fed by the caller in small pieces.
+TEST(Conformance, LongInputRunsInBatches) {
+  for (const auto& f : Folders()) {
+    SCOPED_TRACE(f.name);
+    auto model = Model::Load(f.path);
+    const int V = model->config().vocab_size;
+    const int T = Session::kMaxBatch + 77;
+    std::vector<int> tokens(static_cast<size_t>(T));
+    for (int t = 0; t < T; ++t) tokens[t] = (t * 7919 + 13) % V;
+    ForwardOptions opt;
+    opt.all_logits = true;
+    Session whole(model, T);
+    std::vector<float> all, last, part, pieces;
+    whole.Forward(tokens, all, opt);
+    ASSERT_EQ(all.size(), static_cast<size_t>(T) * V);
+    whole.Reset();
+    whole.Forward(tokens, last);
+    ASSERT_EQ(last.size(), static_cast<size_t>(V));
+    Session s(model, T);
+    for (int start = 0; start < T; start += 100) {
+      const int n = std::min(100, T - start);
+      s.Forward(std::span<const int>(tokens.data() + start, static_cast<size_t>(n)), part, opt);
+      pieces.insert(pieces.end(), part.begin(), part.end());
+    }
+    EXPECT_LE(test::MaxAbsDiff(pieces.data(), all.data(), all.size()), 1e-5f);
+    EXPECT_LE(test::MaxAbsDiff(last.data(), all.data() + static_cast<size_t>(T - 1) * V, V), 1e-5f);
+  }
+}
+
 }  // namespace
 }  // namespace elm

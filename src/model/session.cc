@@ -36,7 +36,7 @@ void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
                       const ForwardOptions& opt) {
   const ModelConfig& c = model_->config();
   const int T = static_cast<int>(tokens.size());
-  const int64_t D = c.dim, V = c.vocab_size;
+  const int64_t V = c.vocab_size;
   if (T == 0) Fail("forward: no tokens given");
   for (int t = 0; t < T; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
@@ -46,6 +46,30 @@ void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
   if (past + T > cache_.capacity())
     Fail(T, " tokens after ", past, " in the cache exceed the context of ", cache_.capacity(),
          " tokens");
+  if (T <= kMaxBatch || opt.hidden_states != nullptr) {
+    ForwardBatch(tokens, logits, opt);
+    return;
+  }
+  // Long prompts run in batches of kMaxBatch positions (llama.cpp's ubatch), so scratch memory
+  // stays bounded; the result differs from one batch by summation order only.
+  std::vector<float> part;
+  if (opt.all_logits) logits.resize(static_cast<size_t>(T) * V);
+  for (int s = 0; s < T; s += kMaxBatch) {
+    const int n = std::min(kMaxBatch, T - s);
+    ForwardBatch(tokens.subspan(static_cast<size_t>(s), static_cast<size_t>(n)), part, opt);
+    if (opt.all_logits)
+      std::copy(part.begin(), part.end(), logits.begin() + static_cast<int64_t>(s) * V);
+    else if (s + n == T)
+      logits.swap(part);
+  }
+}
+
+void Session::ForwardBatch(std::span<const int> tokens, std::vector<float>& logits,
+                           const ForwardOptions& opt) {
+  const ModelConfig& c = model_->config();
+  const int T = static_cast<int>(tokens.size());
+  const int64_t D = c.dim, V = c.vocab_size;
+  const int past = cache_.size();
 
   std::vector<float> x(static_cast<size_t>(T) * D);  // [T, D] residual stream
   for (int t = 0; t < T; ++t) model_->embeddings().RowToF32(tokens[t], x.data() + t * D);

@@ -33,6 +33,9 @@ class Session {
   void Reset() { cache_.Clear(); }
   void Rewind(int n) { cache_.Truncate(n); }
 
+  // Positions processed together; longer inputs run in batches of this many (bounded scratch).
+  static constexpr int kMaxBatch = 512;
+
   // Runs `tokens` at positions [position(), position() + T), appending their keys and values to
   // the cache, and writes logits ([V], or [T, V] with all_logits). Throws elm::Error for ids out
   // of range or when the context would overflow (the cache is left unchanged then).
@@ -40,6 +43,8 @@ class Session {
                const ForwardOptions& opt = {});
 
  private:
+  void ForwardBatch(std::span<const int> tokens, std::vector<float>& logits,
+                    const ForwardOptions& opt);
   void Layer(int l, float* x, int T, int past);
 
   void Mul(float* y, const float* x, int64_t T, const MatRef& w) const;

@@ -14,19 +14,22 @@ namespace {
 // libgomp's idle workers spin about 300,000 times before sleeping. On an idle machine that is
 // the fastest choice; when other processes keep the cores busy it makes every parallel region
 // wait for descheduled spinners, and elm runs 5-20x slower (docs/performance.md). libgomp reads
-// its settings once, before main(), so when the machine is already loaded (1-minute load average
-// at least half the cores) elm re-executes itself once with OMP_WAIT_POLICY=passive. A user's own
-// OMP_WAIT_POLICY or GOMP_SPINCOUNT is always left alone.
+// its settings once, before main(), so when other work is running right now (besides elm, at
+// least half as many runnable threads as cores, by /proc/loadavg's running count, and a 1-minute
+// load average that says it is not a blip) elm re-executes itself once with
+// OMP_WAIT_POLICY=passive. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is always left alone.
 void AvoidSpinningOnABusyMachine(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr)
     return;
   double load = 0;
+  int running = 0, total = 0;
   FILE* f = std::fopen("/proc/loadavg", "r");
   if (f == nullptr) return;
-  const bool ok = std::fscanf(f, "%lf", &load) == 1;
+  const bool ok = std::fscanf(f, "%lf %*f %*f %d/%d", &load, &running, &total) == 3;
   std::fclose(f);
-  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (!ok || cores <= 0 || load < 0.5 * static_cast<double>(cores)) return;
+  const double cores = static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
+  const int others = running - 1;  // the count includes this process
+  if (!ok || cores <= 0 || others < 0.5 * cores || load < 0.5 * cores) return;
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   execv("/proc/self/exe", argv);  // returns only on failure: carry on with the defaults
 }
