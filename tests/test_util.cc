@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "base/mmap_file.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,7 +16,9 @@
 namespace elm::test {
 namespace fs = std::filesystem;
 
-std::string DataDir() { return ELM_TEST_DATA_DIR; }
+std::string DataDir() {
+  return ELM_TEST_DATA_DIR;
+}
 
 std::string SharedConformanceDir() {
   const fs::path p = fs::path(ELM_SOURCE_DIR).parent_path() / "shared" / "conformance";
@@ -33,16 +37,50 @@ std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t
 
 std::string TempDir(const std::string& tag) {
   std::random_device rd;
-  const fs::path p = fs::temp_directory_path() /
-                     ("elm_test_" + tag + "_" + std::to_string(::getpid()) + "_" +
-                      std::to_string(rd()));
+  const fs::path p =
+      fs::temp_directory_path() /
+      ("elm_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
   fs::create_directories(p);
   return p.string();
 }
 
 int RunElm(const std::string& args, std::string* out, std::string* err) {
+  return RunShell(std::string(ELM_BINARY) + " " + args, out, err);
+}
+
+std::string TinyTrainYaml(const std::string& dir, int save_every, int val_batches,
+                          int keep_last_checkpoints) {
+  const std::string corpus =
+      ReadTextFile(std::string(ELM_SOURCE_DIR) + "/data/corpus/tinyshakespeare.txt");
+  std::ofstream(dir + "/corpus.txt") << corpus.substr(0, 6000);
+  return "common: {results_loc: \"" + dir +
+         "/results\", run_label: run, seed: 3, grad_clip: 1.0,\n"
+         "         accum_freq: 2, save_interval_freq: " +
+         std::to_string(save_every) +
+         ", eval_every_k_iterations: 3}\n"
+         "dataset:\n"
+         "  train_batch_size0: 2\n"
+         "  language_modeling:\n"
+         "    sequence_length: 16\n"
+         "    general_lm: {train_data_info: [{file_name: \"" +
+         dir +
+         "/corpus.txt\"}]}\n"
+         "loss: {language_modeling: {cross_entropy: {use_z_loss: true}}}\n"
+         "scheduler: {max_iterations: 6, warmup_iterations: 2, warmup_init_lr: 1.e-4,\n"
+         "            cosine: {max_lr: 0.01, min_lr: 0.001}}\n"
+         "model:\n"
+         "  language_modeling:\n"
+         "    general_gpt: {num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: "
+         "2,\n"
+         "                  ffn_dim_divisor: 16, max_context_length: 32}\n"
+         "elm: {val_fraction: 0.2, val_batches: " +
+         std::to_string(val_batches) +
+         ", keep_last_checkpoints: " + std::to_string(keep_last_checkpoints) + "}\n";
+}
+
+int RunShell(const std::string& command, std::string* out, std::string* err) {
   const std::string errfile = TempDir("stderr") + "/err.txt";
-  const std::string cmd = std::string(ELM_BINARY) + " " + args + " 2>" + errfile;
+  const std::string cmd = command + " 2>" + errfile;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return -1;
   std::string s;

@@ -16,8 +16,15 @@ std::string SharedConformanceDir();
 std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count);
 // A fresh empty temporary folder (removed by the OS eventually; tests clean up when they can).
 std::string TempDir(const std::string& tag);
+// Runs a shell command; returns its exit code, fills stdout (and stderr when asked).
+int RunShell(const std::string& cmd, std::string* out, std::string* err = nullptr);
 // Runs the elm binary with `args` (shell-quoted by the caller); returns exit code, fills stdout.
 int RunElm(const std::string& args, std::string* out, std::string* err = nullptr);
+// Config of a 2-layer OpenELM on the first 6000 bytes of Tiny Shakespeare (written to
+// dir/corpus.txt): batch 2 × 16 tokens, accumulation 2, 6 steps, validation every 3 steps; each
+// step takes milliseconds. Results go to dir/results/run.
+std::string TinyTrainYaml(const std::string& dir, int save_every, int val_batches,
+                          int keep_last_checkpoints);
 float MaxAbsDiff(const float* a, const float* b, size_t n);
 
 }  // namespace elm::test

@@ -31,32 +31,13 @@ namespace elm {
 namespace {
 namespace fs = std::filesystem;
 
-// Runs a shell command; returns its exit code and fills stdout and stderr.
-int Shell(const std::string& cmd, std::string* out, std::string* err) {
-  const std::string errfile = test::TempDir("mpi_stderr") + "/err.txt";
-  FILE* p = ::popen((cmd + " 2>" + errfile).c_str(), "r");
-  if (p == nullptr) return -1;
-  std::string s;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
-  const int status = ::pclose(p);
-  *out = s;
-  std::ifstream e(errfile);
-  std::stringstream ss;
-  ss << e.rdbuf();
-  *err = ss.str();
-  fs::remove_all(fs::path(errfile).parent_path());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // The mpirun CMake found, else the one on PATH; "" when there is none.
 std::string FindMpirun() {
   if (const std::string configured = ELM_MPIEXEC;
       !configured.empty() && ::access(configured.c_str(), X_OK) == 0)
     return configured;
   std::string out, err;
-  if (Shell("command -v mpirun", &out, &err) != 0) return "";
+  if (test::RunShell("command -v mpirun", &out, &err) != 0) return "";
   out.erase(out.find_last_not_of(" \n") + 1);
   return out;
 }
@@ -90,34 +71,6 @@ std::vector<float> Weights(const std::string& dir) {
 
 double RelDiff(double a, double b) {
   return std::fabs(a - b) / std::max(std::fabs(a), 1e-30);
-}
-
-// The tiny setup of train_resume_test.cc: a 2-layer OpenELM on a slice of Tiny Shakespeare, global
-// batch 8 × 16 tokens, 6 steps, validation every 3 over 3 batches (rank 0 takes batches 0 and 2,
-// rank 1 batch 1), a checkpoint every 3 steps.
-std::string TinyYaml(const std::string& dir) {
-  const std::string corpus =
-      ReadTextFile(std::string(ELM_SOURCE_DIR) + "/data/corpus/tinyshakespeare.txt");
-  std::ofstream(dir + "/corpus.txt") << corpus.substr(0, 6000);
-  return "common: {results_loc: \"" + dir +
-         "/results\", run_label: run, seed: 3, grad_clip: 1.0,\n"
-         "         accum_freq: 2, save_interval_freq: 3, eval_every_k_iterations: 3}\n"
-         "dataset:\n"
-         "  train_batch_size0: 2\n"
-         "  language_modeling:\n"
-         "    sequence_length: 16\n"
-         "    general_lm: {train_data_info: [{file_name: \"" +
-         dir +
-         "/corpus.txt\"}]}\n"
-         "loss: {language_modeling: {cross_entropy: {use_z_loss: true}}}\n"
-         "scheduler: {max_iterations: 6, warmup_iterations: 2, warmup_init_lr: 1.e-4,\n"
-         "            cosine: {max_lr: 0.01, min_lr: 0.001}}\n"
-         "model:\n"
-         "  language_modeling:\n"
-         "    general_gpt: {num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: "
-         "2,\n"
-         "                  ffn_dim_divisor: 16, max_context_length: 32}\n"
-         "elm: {val_fraction: 0.2, val_batches: 3, keep_last_checkpoints: 0}\n";
 }
 
 // Rank r of W sees rows [r·B, (r+1)·B) of the batch a single loader with W·B rows would form,
@@ -168,7 +121,10 @@ class TrainMpiRun : public ::testing::Test {
     if (mpirun_.empty()) GTEST_SKIP() << "mpirun not found (Debian: apt install openmpi-bin)";
     dir_ = test::TempDir("train_mpi");
     yaml_ = dir_ + "/tiny.yaml";
-    std::ofstream(yaml_) << TinyYaml(dir_);
+    // The tiny setup of train_resume_test.cc, global batch 8 × 16 tokens over 2 ranks; validation
+    // every 3 steps over 3 batches (rank 0 takes batches 0 and 2, rank 1 batch 1).
+    std::ofstream(yaml_) << test::TinyTrainYaml(dir_, /*save_every=*/3, /*val_batches=*/3,
+                                                /*keep_last_checkpoints=*/0);
   }
   void TearDown() override {
     if (!dir_.empty()) fs::remove_all(dir_);
@@ -185,11 +141,11 @@ class TrainMpiRun : public ::testing::Test {
     if (::geteuid() == 0) cmd += " --allow-run-as-root";
     for (const char* v : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"})
       cmd += " -x " + std::string(v);
-    return Shell(cmd + " " + TrainArgs(label, extra), out, err);
+    return test::RunShell(cmd + " " + TrainArgs(label, extra), out, err);
   }
   int Alone(const std::string& label, const std::string& extra, std::string* out,
             std::string* err) const {
-    return Shell(std::string(kEnv) + TrainArgs(label, extra), out, err);
+    return test::RunShell(std::string(kEnv) + TrainArgs(label, extra), out, err);
   }
   std::string Checkpoint(const std::string& label, int step) const {
     return dir_ + "/results/" + label + "/checkpoints/" + CheckpointName(step);

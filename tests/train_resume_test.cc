@@ -20,32 +20,6 @@ namespace elm {
 namespace {
 namespace fs = std::filesystem;
 
-// A 2-layer OpenELM on a slice of Tiny Shakespeare: each step takes milliseconds.
-std::string TinyYaml(const std::string& dir) {
-  const std::string corpus =
-      ReadTextFile(std::string(ELM_SOURCE_DIR) + "/data/corpus/tinyshakespeare.txt");
-  std::ofstream(dir + "/corpus.txt") << corpus.substr(0, 6000);
-  return "common: {results_loc: \"" + dir +
-         "/results\", run_label: run, seed: 3, grad_clip: 1.0,\n"
-         "         accum_freq: 2, save_interval_freq: 2, eval_every_k_iterations: 3}\n"
-         "dataset:\n"
-         "  train_batch_size0: 2\n"
-         "  language_modeling:\n"
-         "    sequence_length: 16\n"
-         "    general_lm: {train_data_info: [{file_name: \"" +
-         dir +
-         "/corpus.txt\"}]}\n"
-         "loss: {language_modeling: {cross_entropy: {use_z_loss: true}}}\n"
-         "scheduler: {max_iterations: 6, warmup_iterations: 2, warmup_init_lr: 1.e-4,\n"
-         "            cosine: {max_lr: 0.01, min_lr: 0.001}}\n"
-         "model:\n"
-         "  language_modeling:\n"
-         "    general_gpt: {num_transformer_layers: 2, model_dim: 32, head_dim: 8, num_gqa_groups: "
-         "2,\n"
-         "                  ffn_dim_divisor: 16, max_context_length: 32}\n"
-         "elm: {val_fraction: 0.2, val_batches: 2, keep_last_checkpoints: 2}\n";
-}
-
 std::string Bytes(const std::string& path) {
   return ReadTextFile(path);
 }
@@ -55,7 +29,8 @@ class TrainRun : public ::testing::Test {
   void SetUp() override {
     dir_ = test::TempDir("train_run");
     yaml_ = dir_ + "/tiny.yaml";
-    std::ofstream(yaml_) << TinyYaml(dir_);
+    std::ofstream(yaml_) << test::TinyTrainYaml(dir_, /*save_every=*/2, /*val_batches=*/2,
+                                                /*keep_last_checkpoints=*/2);
   }
   void TearDown() override { fs::remove_all(dir_); }
   TrainResult Train(const std::string& label, std::vector<std::string> set,
