@@ -271,8 +271,17 @@ void Model::PackForKernels(const LoadOptions& opt) {
     MatRef p;
     if (owned_by_us(src)) {
       p = ConvertMatrix(*m, m->dtype, owned_, path_, "(owned)", true);
-      owned_.erase(std::find_if(owned_.begin(), owned_.end(),
-                                [&](const auto& o) { return o.get() == src; }));
+      // Free the unpacked buffer unless another matrix still reads from it (an alias of this
+      // same matrix, like the tied LM head, is switched to the packed copy below).
+      const auto* lo = static_cast<const uint8_t*>(src);
+      const bool shared = std::any_of(mats.begin(), mats.end(), [&](const MatRef* o) {
+        const auto* d = static_cast<const uint8_t*>(o->data);
+        const bool alias = d == lo && o->rows == m->rows && o->cols == m->cols;
+        return o != m && !o->packed && !alias && d >= lo && d < lo + bytes;
+      });
+      if (!shared)
+        owned_.erase(std::find_if(owned_.begin(), owned_.end(),
+                                  [&](const auto& o) { return o.get() == src; }));
     } else {
       // A file mapping: packed a few MB at a time, each stretch of the file's pages released
       // as soon as it is copied, so resident memory never holds both layouts of a matrix.
