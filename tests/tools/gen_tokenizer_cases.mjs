@@ -125,7 +125,7 @@ for (let n = 0; n < 160; ++n) {
 }
 
 // --- Slices of the plain-text corpora, cut on character boundaries.
-const corpusDir = "/work/shared/data/corpus";
+const corpusDir = path.join(repo, "../shared/data/corpus");  // beside the repository
 if (fs.existsSync(corpusDir)) {
   for (const f of fs.readdirSync(corpusDir).filter((x) => x.endsWith(".txt")).sort()) {
     const text = Array.from(fs.readFileSync(path.join(corpusDir, f), "utf8"));
