@@ -27,16 +27,7 @@ struct Folder {
 
 std::vector<Folder> Discover() {
   std::vector<std::string> roots;
-  if (const char* env = std::getenv("ELM_CONFORMANCE_DIR"); env && *env) {
-    std::string s = env;
-    size_t i = 0;
-    while (i <= s.size()) {
-      size_t j = s.find(':', i);
-      if (j == std::string::npos) j = s.size();
-      if (j > i) roots.push_back(s.substr(i, j - i));
-      i = j + 1;
-    }
-  } else {
+  if (!test::RootsFromEnv("ELM_CONFORMANCE_DIR", &roots)) {
     roots.push_back(test::DataDir() + "/conformance");
     const std::string shared = test::SharedConformanceDir();
     if (shared.empty())

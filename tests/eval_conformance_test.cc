@@ -20,6 +20,7 @@
 #include "base/mmap_file.h"
 #include "eval/evaluator.h"
 #include "eval/perplexity.h"
+#include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::eval {
@@ -34,12 +35,7 @@ struct Folder {
 
 std::vector<std::string> Roots() {
   std::vector<std::string> roots;
-  if (const char* env = std::getenv("ELM_EVAL_CONFORMANCE_DIR"); env && *env) {
-    std::stringstream ss(env);
-    for (std::string r; std::getline(ss, r, ':');)
-      if (!r.empty()) roots.push_back(r);
-    return roots;
-  }
+  if (test::RootsFromEnv("ELM_EVAL_CONFORMANCE_DIR", &roots)) return roots;
   const fs::path shared = fs::path(ELM_SOURCE_DIR).parent_path() / "shared/conformance/eval";
   if (fs::is_directory(shared)) roots.push_back(shared.string());
   return roots;

@@ -50,14 +50,6 @@ std::vector<int> Tokens(const std::string& dir) {
   return best;
 }
 
-std::vector<float> Logits(const std::shared_ptr<const Model>& m, const std::vector<int>& tokens) {
-  Session s(m, static_cast<int>(tokens.size()));
-  std::vector<float> logits;
-  ForwardOptions o;
-  o.all_logits = true;
-  s.Forward(tokens, logits, o);
-  return logits;
-}
 
 float MaxAbs(const std::vector<float>& v) {
   float m = 0;
@@ -137,14 +129,14 @@ TEST_F(FormatsConvert, GgufGivesTheSameLogitsAsSafetensors) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
     const auto tokens = Tokens(src);
-    const auto ref = Logits(Model::Load(src), tokens);
+    const auto ref = test::AllLogits(Model::Load(src), tokens);
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
       const std::string gguf = dir_ + "/" + Name(src) + DTypeName(t) + ".gguf";
       Convert(src, "gguf", gguf, t);
-      const auto got = Logits(Model::Load(gguf), tokens);
+      const auto got = test::AllLogits(Model::Load(gguf), tokens);
       LoadOptions lo;
       lo.weights = t;
-      const auto same_type = Logits(Model::Load(src, lo), tokens);
+      const auto same_type = test::AllLogits(Model::Load(src, lo), tokens);
       // The same weights in the same type through the same kernels: identical.
       EXPECT_EQ(test::MaxAbsDiff(got.data(), same_type.data(), got.size()), 0.0f) << DTypeName(t);
       if (t == DType::kF32) {
@@ -164,7 +156,7 @@ TEST_F(FormatsConvert, QuantizedGgufLogitsWithinTolerance) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
     const auto tokens = Tokens(src);
-    const auto ref = Logits(Model::Load(src), tokens);
+    const auto ref = test::AllLogits(Model::Load(src), tokens);
     const float scale = std::max(1.0f, MaxAbs(ref));
     for (auto [t, tol, rel_tol] :
          {std::tuple{DType::kQ8_0, 0.1f, 0.06f}, std::tuple{DType::kQ4_0, 1.2f, 0.8f}}) {
@@ -172,7 +164,7 @@ TEST_F(FormatsConvert, QuantizedGgufLogitsWithinTolerance) {
       Convert(src, "gguf", gguf, t);
       auto model = Model::Load(gguf);
       EXPECT_EQ(model->weights_dtype(), DTypeName(t));
-      const auto got = Logits(model, tokens);
+      const auto got = test::AllLogits(model, tokens);
       const float err = test::MaxAbsDiff(got.data(), ref.data(), ref.size());
       const float rel = RelRms(got, ref);
       std::printf("[formats] %-26s %-4s logits max|err| %.4g (max|logit| %.3g), rel rms %.4g\n",
@@ -182,7 +174,7 @@ TEST_F(FormatsConvert, QuantizedGgufLogitsWithinTolerance) {
       // elm's GGUF quantization is the same as its load-time conversion.
       LoadOptions lo;
       lo.weights = t;
-      const auto converted = Logits(Model::Load(src, lo), tokens);
+      const auto converted = test::AllLogits(Model::Load(src, lo), tokens);
       EXPECT_EQ(test::MaxAbsDiff(got.data(), converted.data(), got.size()), 0.0f);
       // Re-quantizing from the GGUF itself keeps the blocks (q8_0 -> q8_0 is a copy).
       const std::string again = gguf + ".again.gguf";
@@ -206,8 +198,8 @@ TEST_F(FormatsConvert, LoadOptionsConvertGgufWeights) {
   LoadOptions lo;
   lo.weights = DType::kQ8_0;
   const auto tokens = Tokens(src);
-  auto a = Logits(Model::Load(gguf, lo), tokens);
-  auto b = Logits(Model::Load(src, lo), tokens);
+  auto a = test::AllLogits(Model::Load(gguf, lo), tokens);
+  auto b = test::AllLogits(Model::Load(src, lo), tokens);
   EXPECT_EQ(test::MaxAbsDiff(a.data(), b.data(), a.size()), 0.0f);
   EXPECT_EQ(Model::Load(gguf, lo)->weights_dtype(), "Q8_0");
 }
@@ -224,8 +216,8 @@ TEST_F(FormatsConvert, MlxFolderLoadsWithTheSameLogits) {
     EXPECT_EQ(cfg["ffn_multipliers"].size(), static_cast<size_t>(c.n_layers));
     EXPECT_EQ(SafetensorsFile(mlx + "/model.safetensors").metadata().at("format"), "mlx");
     const auto tokens = Tokens(src);
-    const auto ref = Logits(Model::Load(src), tokens);
-    const auto got = Logits(Model::Load(mlx), tokens);
+    const auto ref = test::AllLogits(Model::Load(src), tokens);
+    const auto got = test::AllLogits(Model::Load(mlx), tokens);
     EXPECT_EQ(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), 0.0f);
     Convert(mlx, "hf", back);
     ExpectSameTensors(src, back);
@@ -238,7 +230,7 @@ TEST_F(FormatsConvert, MlxQuantizedFolders) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
     const auto tokens = Tokens(src);
-    const auto ref = Logits(Model::Load(src), tokens);
+    const auto ref = test::AllLogits(Model::Load(src), tokens);
     const float scale = std::max(1.0f, MaxAbs(ref));
     for (auto [bits, tol, rel_tol] : {std::tuple{8, 0.1f, 0.06f}, std::tuple{4, 1.2f, 0.8f}}) {
       const std::string mlx = dir_ + "/" + Name(src) + "_q" + std::to_string(bits);
@@ -257,7 +249,7 @@ TEST_F(FormatsConvert, MlxQuantizedFolders) {
                 (std::vector<int64_t>{c.qkv_out(0), c.dim / 64}));
       EXPECT_EQ(st.Find("transformer.layers.0.attn.qkv_proj.biases")->dtype_name, "F16");
       EXPECT_EQ(st.Find("transformer.norm.weight")->dtype_name, "F16");
-      const auto got = Logits(Model::Load(mlx), tokens);
+      const auto got = test::AllLogits(Model::Load(mlx), tokens);
       const float err = test::MaxAbsDiff(got.data(), ref.data(), ref.size());
       const float rel = RelRms(got, ref);
       std::printf("[formats] %-26s mlx%d logits max|err| %.4g (max|logit| %.3g), rel rms %.4g\n",
@@ -271,7 +263,7 @@ TEST_F(FormatsConvert, MlxQuantizedFolders) {
       // MLX-quantized -> GGUF works from the dequantized values. (The folder's unquantized
       // tensors are F16, which prefill rounds to bf16; the F32 GGUF's are used exactly.)
       Convert(mlx, "gguf", mlx + ".gguf", DType::kF32);
-      const auto via_gguf = Logits(Model::Load(mlx + ".gguf"), tokens);
+      const auto via_gguf = test::AllLogits(Model::Load(mlx + ".gguf"), tokens);
       EXPECT_LE(test::MaxAbsDiff(via_gguf.data(), got.data(), got.size()), 1e-2f * scale);
       fs::remove_all(mlx);
       fs::remove(mlx + ".gguf");

@@ -43,14 +43,6 @@ Files Find() {
   const Files f = Find(); \
   if (f.f32.empty()) GTEST_SKIP() << "../shared/conformance/gguf not found: skipped"
 
-std::vector<float> Logits(const std::shared_ptr<const Model>& m, const std::vector<int>& tokens) {
-  Session s(m, static_cast<int>(tokens.size()));
-  std::vector<float> logits;
-  ForwardOptions o;
-  o.all_logits = true;
-  s.Forward(tokens, logits, o);
-  return logits;
-}
 
 // The README's prompt: "ROMEO: But soft" with BOS, and llama.cpp's greedy continuation.
 const std::vector<int> kPrompt = {1, 16641, 2303, 29949, 29901, 1205, 4964};
@@ -117,10 +109,10 @@ TEST(LlamaCppGguf, SameLogitsAsTheSafetensorsSource) {
         test::ReadFloats(f.source + "/logits.bin", seq["logits_offset_bytes"].get<uint64_t>(),
                          tokens.size() * static_cast<uint64_t>(V));
     const float scale = std::max(1.0f, seq["logits_abs_max"].get<float>());
-    const auto a = Logits(gg, tokens);
-    const auto b = Logits(hf, tokens);
-    const auto c = Logits(q8, tokens);
-    const auto d = Logits(elm_q8, tokens);
+    const auto a = test::AllLogits(gg, tokens);
+    const auto b = test::AllLogits(hf, tokens);
+    const auto c = test::AllLogits(q8, tokens);
+    const auto d = test::AllLogits(elm_q8, tokens);
     const float e32 = test::MaxAbsDiff(a.data(), ref.data(), ref.size());
     EXPECT_LE(e32, 1e-4f * scale) << seq["name"];
     EXPECT_EQ(test::MaxAbsDiff(a.data(), b.data(), b.size()), 0.0f) << "GGUF f32 vs safetensors";
@@ -265,8 +257,8 @@ TEST(LlamaCppGguf, ConvertsToHfAndMlx) {
     o.output = dir + "/" + to;
     ConvertModel(OpenModelSource(f.f32), o);
     EXPECT_TRUE(fs::exists(o.output + "/tokenizer.json")) << to;
-    const auto a = Logits(Model::Load(o.output), kPrompt);
-    const auto b = Logits(Model::Load(f.source), kPrompt);
+    const auto a = test::AllLogits(Model::Load(o.output), kPrompt);
+    const auto b = test::AllLogits(Model::Load(f.source), kPrompt);
     EXPECT_EQ(test::MaxAbsDiff(a.data(), b.data(), a.size()), 0.0f) << to;
     EXPECT_EQ(LoadTokenizerFor(o.output, "").Encode("ROMEO: But soft", true), kPrompt);
   }

@@ -1,12 +1,14 @@
 #include "test_util.h"
 
 #include "base/mmap_file.h"
+#include "model/session.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -97,6 +99,25 @@ int RunShell(const std::string& command, std::string* out, std::string* err) {
   }
   fs::remove_all(fs::path(errfile).parent_path());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool RootsFromEnv(const char* var, std::vector<std::string>* roots) {
+  const char* env = std::getenv(var);
+  if (env == nullptr || *env == '\0') return false;
+  std::stringstream ss(env);
+  for (std::string r; std::getline(ss, r, ':');)
+    if (!r.empty()) roots->push_back(r);
+  return true;
+}
+
+std::vector<float> AllLogits(const std::shared_ptr<const Model>& m,
+                             const std::vector<int>& tokens) {
+  Session s(m, static_cast<int>(tokens.size()));
+  std::vector<float> logits;
+  ForwardOptions o;
+  o.all_logits = true;
+  s.Forward(tokens, logits, o);
+  return logits;
 }
 
 float MaxAbsDiff(const float* a, const float* b, size_t n) {

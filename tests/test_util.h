@@ -3,8 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace elm {
+class Model;
+}  // namespace elm
 
 namespace elm::test {
 
@@ -26,5 +31,10 @@ int RunElm(const std::string& args, std::string* out, std::string* err = nullptr
 std::string TinyTrainYaml(const std::string& dir, int save_every, int val_batches,
                           int keep_last_checkpoints);
 float MaxAbsDiff(const float* a, const float* b, size_t n);
+// The folders listed in environment variable `var` (colon-separated, empty entries dropped), or
+// false when it is unset or empty (the caller then uses its default folders).
+bool RootsFromEnv(const char* var, std::vector<std::string>* roots);
+// Logits [T, V] of one forward over `tokens` in a fresh session (fast kernels).
+std::vector<float> AllLogits(const std::shared_ptr<const Model>& m, const std::vector<int>& tokens);
 
 }  // namespace elm::test

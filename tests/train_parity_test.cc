@@ -33,16 +33,7 @@ struct Folder {
 
 std::vector<std::string> Roots() {
   std::vector<std::string> roots;
-  if (const char* env = std::getenv("ELM_TRAIN_CONFORMANCE_DIR"); env && *env) {
-    const std::string s = env;
-    for (size_t i = 0; i <= s.size();) {
-      size_t j = s.find(':', i);
-      if (j == std::string::npos) j = s.size();
-      if (j > i) roots.push_back(s.substr(i, j - i));
-      i = j + 1;
-    }
-    return roots;
-  }
+  if (test::RootsFromEnv("ELM_TRAIN_CONFORMANCE_DIR", &roots)) return roots;
   roots.push_back(test::DataDir() + "/train");
   const fs::path shared = fs::path(ELM_SOURCE_DIR "/../shared/conformance/train");
   if (fs::is_directory(shared))
