@@ -21,12 +21,6 @@ namespace elm {
 namespace fs = std::filesystem;
 namespace {
 
-std::string ShapeStr(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 std::string ReadIfExists(const fs::path& p) {
   std::error_code ec;
   return fs::is_regular_file(p, ec) ? ReadTextFile(p.string()) : std::string();
@@ -110,8 +104,8 @@ ModelSource OpenFolder(const std::string& path) {
       Fail(path, ": tensor '", spec.name, "' has dtype ", v->dtype_name,
            "; elm converts F32, F16 and BF16 (and MLX-quantized) tensors");
     if (v->shape != spec.shape)
-      Fail(path, ": tensor '", spec.name, "' has shape ", ShapeStr(v->shape),
-           " but config.json implies ", ShapeStr(spec.shape));
+      Fail(path, ": tensor '", spec.name, "' has shape ", ShapeString(v->shape),
+           " but config.json implies ", ShapeString(spec.shape));
     s.tensors.push_back({spec, *v->dtype, v->data});
     if (mlx) {
       // Conversions default to the float type the quantized model was made from.

@@ -10,6 +10,12 @@
 #include "base/error.h"
 
 namespace elm {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
 namespace fs = std::filesystem;
 using nlohmann::json;
 

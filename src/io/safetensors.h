@@ -16,6 +16,9 @@
 
 namespace elm {
 
+// "[2, 3]": a shape as error messages print it.
+std::string ShapeString(const std::vector<int64_t>& shape);
+
 // A read-only view of one stored tensor. `data` points into an mmapped file (or an owned buffer
 // kept alive by whoever produced the view).
 struct TensorView {

@@ -20,20 +20,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string ShapeStr(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 const TensorView& Checked(const TensorView& v, const std::string& origin,
                           const TensorSpec& spec) {
   if (!v.dtype)
     Fail(origin, ": tensor '", spec.name, "' has dtype ", v.dtype_name,
          "; elm reads F32, F16 and BF16");
   if (v.shape != spec.shape)
-    Fail(origin, ": tensor '", spec.name, "' has shape ", ShapeStr(v.shape),
-         " but config.json implies ", ShapeStr(spec.shape),
+    Fail(origin, ": tensor '", spec.name, "' has shape ", ShapeString(v.shape),
+         " but config.json implies ", ShapeString(spec.shape),
          spec.layer >= 0 ? " (layer " + std::to_string(spec.layer) + ")" : std::string());
   return v;
 }
