@@ -100,9 +100,9 @@ void MatMulBackward(float* dinp, float* dw, const float* dout, const float* inp,
   if (dinp != nullptr)  // [N, OC] · [OC, C]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 1.0f,
                 dinp, c);
-  // [OC, N] · [N, C]
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f, dw,
-              c);
+  if (dw != nullptr)  // [OC, N] · [N, C]
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f,
+                dw, c);
 }
 
 }  // namespace elm

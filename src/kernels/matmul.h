@@ -48,7 +48,7 @@ void MatMul(float* y, const float* x, int64_t T, const MatRef& w);
 // out[N, OC] = inp[N, C] · Wᵀ, with W: [OC, C] in PyTorch's [out, in] layout.
 void MatMulForward(float* out, const float* inp, const float* w, int64_t N, int64_t C, int64_t OC);
 // Backward of MatMulForward, accumulating: dinp[N, C] += dout[N, OC] · W (skipped when dinp is
-// null) and dw[OC, C] += doutᵀ · inp.
+// null) and dw[OC, C] += doutᵀ · inp (skipped when dw is null).
 void MatMulBackward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
                     int64_t N, int64_t C, int64_t OC);
 

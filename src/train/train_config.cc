@@ -168,13 +168,11 @@ void ApplyOverride(Flat& flat, const std::string& text) {
 }
 
 const char* const kIgnored[] = {
-    // Distribution, precision and data-loader plumbing: elm trains in f32 in one process.
+    // Distribution and data-loader plumbing (elm's data parallelism is MPI: docs/training.md).
     "ddp.",
     "fsdp.",
     "stats.",
     "train_eval_pipeline.",
-    "common.mixed_precision",
-    "common.mixed_precision_dtype",
     "common.set_grad_to_none",
     "common.save_all_checkpoints",
     "common.channels_last",
@@ -358,6 +356,14 @@ void ReadRun(Reader& r, TrainConfig& c) {
   r.Int("elm.keep_last_checkpoints", c.keep_last);
   r.String("elm.init_from", c.init_from);
   r.Double("elm.peak_gflops", c.peak_gflops);
+  // CoreNet's mixed precision: matrix products in bf16 with f32 accumulation and f32 master
+  // weights, activations and optimizer state (docs/training.md). float16 is not implemented.
+  r.Bool("common.mixed_precision", c.mixed_precision);
+  std::string dtype = "bfloat16";
+  r.String("common.mixed_precision_dtype", dtype);
+  if (c.mixed_precision && dtype != "bfloat16" && dtype != "bf16")
+    Fail(c.origin, ": key 'common.mixed_precision_dtype' is '", dtype,
+         "'; elm implements bfloat16 mixed precision");
 }
 
 void Validate(TrainConfig& c, bool require_data) {

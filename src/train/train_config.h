@@ -1,7 +1,7 @@
 // Training configuration read from CoreNet-style YAML (apple/corenet
 // projects/openelm/pretraining_configs, spec §6.1–6.2): nested keys, YAML anchors, `--set a.b.c=v`
 // overrides by dotted path. elm reads the CoreNet keys it implements, accepts (and lists) the ones
-// that have no effect in elm (ddp, fsdp, mixed precision, workers, ...), warns about keys it does
+// that have no effect in elm (ddp, fsdp, workers, ...), warns about keys it does
 // not know, and rejects wrong types with an error naming the key. elm's own settings live under a
 // top-level `elm:` block; small models may spell out their shape under
 // model.language_modeling.general_gpt (docs/training.md lists every key).
@@ -74,6 +74,7 @@ struct TrainConfig {
   int keep_last = 3;         // elm.keep_last_checkpoints (0 = keep all)
   bool auto_resume = false;  // common.auto_resume
   double peak_gflops = 0;    // elm.peak_gflops for MFU (0 = estimate for this machine)
+  bool mixed_precision = false;  // common.mixed_precision (dtype bfloat16): bf16 matrix products
 
   std::vector<std::string> overrides;     // the --set strings applied, in order
   std::vector<std::string> ignored_keys;  // accepted, no effect in elm

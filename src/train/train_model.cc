@@ -7,7 +7,6 @@
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
-#include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
 
 namespace elm {
@@ -72,7 +71,7 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
                  l + 1 < c.n_layers ? acts_[l + 1].x.data() : x_final_.data());
 
   RmsNorm(xf_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
-  MatMulForward(logits_.data(), xf_.data(), w.lm_head, N, D, V);
+  gemm_.Forward(logits_.data(), xf_.data(), w.lm_head, N, D, V);
   const CrossEntropyStats s =
       CrossEntropyForward(lse_ce_.data(), logits_.data(), targets, N, V, opt.ignore_index);
   LossValue r;
@@ -96,7 +95,7 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
   // --- attention block (pre-norm) ---
   RmsNorm(a.h1.data(), x, w.attn_norm, N, D, c.norm_eps);
   float* qkv_proj = c.qk_norm ? a.qkv_raw.data() : a.qkv.data();
-  MatMulForward(qkv_proj, a.h1.data(), w.qkv, N, D, C3);
+  gemm_.Forward(qkv_proj, a.h1.data(), w.qkv, N, D, C3);
 #pragma omp parallel for schedule(static) if (N * C3 >= (1 << 16))
   for (int64_t n = 0; n < N; ++n) {
     float* q = a.qkv.data() + n * C3;  // heads [0, H) queries, then Hkv keys, then values
@@ -112,12 +111,12 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
     ApplyRope(k, Hkv, pos, rope_);
   }
   AttentionForward(a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H, Hkv, static_cast<int>(Dh));
-  MatMulForward(a.xmid.data(), a.att.data(), w.out, N, H * Dh, D);
+  gemm_.Forward(a.xmid.data(), a.att.data(), w.out, N, H * Dh, D);
   for (int64_t i = 0; i < N * D; ++i) a.xmid[i] += x[i];
 
   // --- FFN block (pre-norm) ---
   RmsNorm(a.h2.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
-  MatMulForward(a.u.data(), a.h2.data(), w.proj1, N, D, P1);
+  gemm_.Forward(a.u.data(), a.h2.data(), w.proj1, N, D, P1);
   if (c.ffn_with_glu) {
     for (int64_t n = 0; n < N; ++n) {
       const float* u = a.u.data() + n * P1;  // first half gate, second half up
@@ -127,7 +126,7 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
     std::copy(a.u.begin(), a.u.end(), a.g.begin());
     SiluInPlace(a.g.data(), N * F);
   }
-  MatMulForward(x_out, a.g.data(), w.proj2, N, F, D);
+  gemm_.Forward(x_out, a.g.data(), w.proj2, N, F, D);
   for (int64_t i = 0; i < N * D; ++i) x_out[i] += a.xmid[i];
 }
 
@@ -145,7 +144,7 @@ void TrainModel::Backward(float loss_scale) {
                        loss_opt_.ignore_index, loss_scale / n_valid,
                        loss_scale * loss_opt_.z_loss_coef / n_valid);
   Fill0(dh_, N * D);
-  MatMulBackward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
+  gemm_.Backward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
   Fill0(dx_, N * D);  // ∂L/∂(residual stream), carried down through the layers
   RmsNormBackward(dx_.data(), g.norm, dh_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
   for (int l = c.n_layers - 1; l >= 0; --l) LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
@@ -166,7 +165,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
 
   // --- FFN block: x_out = xmid + proj_2(act(proj_1(ffn_norm(xmid)))) ---
   Fill0(dg_, N * F);
-  MatMulBackward(dg_.data(), g.proj2, dx, a.g.data(), w.proj2, N, F, D);
+  gemm_.Backward(dg_.data(), g.proj2, dx, a.g.data(), w.proj2, N, F, D);
   Fill0(du_, N * P1);
   if (c.ffn_with_glu) {
     for (int64_t n = 0; n < N; ++n) {
@@ -178,12 +177,12 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
     SiluBackward(du_.data(), dg_.data(), a.u.data(), N * F);
   }
   Fill0(dh_, N * D);
-  MatMulBackward(dh_.data(), g.proj1, du_.data(), a.h2.data(), w.proj1, N, D, P1);
+  gemm_.Backward(dh_.data(), g.proj1, du_.data(), a.h2.data(), w.proj1, N, D, P1);
   RmsNormBackward(dx, g.ffn_norm, dh_.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
 
   // --- attention block: xmid = x + out_proj(attention(rope(qk_norm(qkv_proj(attn_norm(x)))))) ---
   Fill0(datt_, N * H * Dh);
-  MatMulBackward(datt_.data(), g.out, dx, a.att.data(), w.out, N, H * Dh, D);
+  gemm_.Backward(datt_.data(), g.out, dx, a.att.data(), w.out, N, H * Dh, D);
   Fill0(dqkv_, N * C3);
   AttentionBackward(dqkv_.data(), datt_.data(), a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H,
                     Hkv, static_cast<int>(Dh));
@@ -206,7 +205,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
     dproj = dqkv_raw_.data();
   }
   Fill0(dh_, N * D);
-  MatMulBackward(dh_.data(), g.qkv, dproj, a.h1.data(), w.qkv, N, D, C3);
+  gemm_.Backward(dh_.data(), g.qkv, dproj, a.h1.data(), w.qkv, N, D, C3);
   RmsNormBackward(dx, g.attn_norm, dh_.data(), a.x.data(), w.attn_norm, N, D, c.norm_eps);
 }
 

@@ -9,6 +9,7 @@
 
 #include "kernels/rope.h"
 #include "train/params.h"
+#include "train/train_gemm.h"
 
 namespace elm {
 
@@ -40,6 +41,8 @@ class TrainModel {
   // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into params().grads.
   void Backward(float loss_scale = 1.0f);
   void ZeroGrad() { params_.ZeroGrad(); }
+  // bf16 matrix products with f32 accumulation (common.mixed_precision); f32 by default.
+  void set_mixed_precision(bool bf16) { gemm_.set_bf16(bf16); }
 
   // FLOPs of one forward+backward per token at sequence length T (6·N matmul rule plus the
   // attention scores), for MFU.
@@ -64,6 +67,7 @@ class TrainModel {
 
   ParamSet params_;
   RopeTable rope_;
+  TrainGemm gemm_;
   int B_ = 0, T_ = 0;
   LossOptions loss_opt_;
   LossValue last_;

@@ -174,6 +174,7 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
 
   // ---- model and state ----
   TrainModel model(cfg.model);
+  model.set_mixed_precision(cfg.mixed_precision);
   ParamSet& ps = model.params();
   ps.AllocateTrainingState();
   TrainerState st;
@@ -242,6 +243,7 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       (world > 1 ? " (" + std::to_string(world) + " MPI ranks × " + std::to_string(cfg.batch_size) +
                        " sequences × " + std::to_string(cfg.accum_freq) + " micro-batches)"
                  : std::string()) +
+      (cfg.mixed_precision ? "; bf16 matrix products, f32 master weights" : "; f32") +
       "; run folder " + run_dir);
   const std::string config_copy = (fs::path(run_dir) / "config.yaml").string();
   if (root && fs::exists(cfg.origin) && fs::absolute(cfg.origin) != fs::absolute(config_copy)) {

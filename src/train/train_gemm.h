@@ -1,0 +1,30 @@
+// The matrix products of training (forward, input gradient, weight gradient) in the compute
+// precision of the run: f32 through BLAS, or bf16 operands with f32 accumulation (CoreNet's
+// mixed precision, `common.mixed_precision`). Master weights, activations and gradients stay f32
+// either way; the bf16 path rounds each operand as it is packed (docs/numerics.md).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace elm {
+
+class TrainGemm {
+ public:
+  void set_bf16(bool on) { bf16_ = on; }
+  bool bf16() const { return bf16_; }
+
+  // out[N, OC] = inp[N, C] · Wᵀ, with W: [OC, C] in PyTorch's [out, in] layout.
+  void Forward(float* out, const float* inp, const float* w, int64_t N, int64_t C, int64_t OC);
+  // Accumulating backward of Forward: dinp[N, C] += dout[N, OC] · W (skipped when dinp is null)
+  // and dw[OC, C] += doutᵀ · inp (skipped when dw is null: a frozen weight).
+  void Backward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
+                int64_t N, int64_t C, int64_t OC);
+
+ private:
+  bool bf16_ = false;
+  std::vector<uint16_t> a_, b_;  // bf16 operand copies
+  std::vector<float> acc_;       // bf16 products before they are added to a gradient
+};
+
+}  // namespace elm
