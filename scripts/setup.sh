@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config git
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev libbz2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libopenblas-openmp-dev libbz2-dev
   libopenmpi-dev openmpi-bin
   g++-aarch64-linux-gnu qemu-user
   chromium nodejs

@@ -23,8 +23,7 @@ class TrainGemm {
 
  private:
   bool bf16_ = false;
-  std::vector<uint16_t> a_, b_;  // bf16 operand copies
-  std::vector<float> acc_;       // bf16 products before they are added to a gradient
+  std::vector<uint16_t> a_, b_;  // bf16 operand copies, packed for the kernel
 };
 
 }  // namespace elm

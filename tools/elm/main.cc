@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "commands.h"
+#include "kernels/blas_config.h"
 
 namespace {
 
@@ -16,28 +17,42 @@ namespace {
 // wait for descheduled spinners, and elm runs 5-20x slower (docs/performance.md). libgomp reads
 // its settings once, before main(), so when other work is running right now (besides elm, at
 // least half as many runnable threads as cores, by /proc/loadavg's running count, and a 1-minute
-// load average that says it is not a blip) elm re-executes itself once with
-// OMP_WAIT_POLICY=passive. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is always left alone.
-void AvoidSpinningOnABusyMachine(char** argv) {
+// load average that says it is not a blip) elm asks for OMP_WAIT_POLICY=passive. A user's own
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT is always left alone. Returns whether it changed the
+// environment.
+bool AvoidSpinningOnABusyMachine() {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr)
-    return;
+    return false;
   double load = 0;
   int running = 0, total = 0;
   FILE* f = std::fopen("/proc/loadavg", "r");
-  if (f == nullptr) return;
+  if (f == nullptr) return false;
   const bool ok = std::fscanf(f, "%lf %*f %*f %d/%d", &load, &running, &total) == 3;
   std::fclose(f);
   const double cores = static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
   const int others = running - 1;  // the count includes this process
-  if (!ok || cores <= 0 || others < 0.5 * cores || load < 0.5 * cores) return;
-  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-  execv("/proc/self/exe", argv);  // returns only on failure: carry on with the defaults
+  if (!ok || cores <= 0 || others < 0.5 * cores || load < 0.5 * cores) return false;
+  return setenv("OMP_WAIT_POLICY", "passive", 1) == 0;
+}
+
+// OpenBLAS, too, reads OPENBLAS_CORETYPE only when it is loaded (kernels/blas_config.h).
+bool UseOpenBlasAvx512Kernels() {
+  const char* core = elm::OpenBlasCoreTypeOverride();
+  return core != nullptr && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
+}
+
+// Both settings take effect in a fresh image of this program: re-execute once when either changed
+// the environment (the new process finds them set and leaves them alone).
+void ApplyRuntimeSettings(char** argv) {
+  const bool spin = AvoidSpinningOnABusyMachine();
+  const bool blas = UseOpenBlasAvx512Kernels();
+  if (spin || blas) execv("/proc/self/exe", argv);  // returns only on failure: keep the defaults
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  AvoidSpinningOnABusyMachine(argv);
+  ApplyRuntimeSettings(argv);
   CLI::App app{"elm: Apple's OpenELM language models, natively"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "elm 0.1.0");
