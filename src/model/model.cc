@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -14,14 +14,14 @@
 #include "io/mlx_quant.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/quant.h"
+#include "model/lora_adapter.h"
 
 namespace elm {
 namespace fs = std::filesystem;
 
 namespace {
 
-const TensorView& Checked(const TensorView& v, const std::string& origin,
-                          const TensorSpec& spec) {
+const TensorView& Checked(const TensorView& v, const std::string& origin, const TensorSpec& spec) {
   if (!v.dtype)
     Fail(origin, ": tensor '", spec.name, "' has dtype ", v.dtype_name,
          "; elm reads F32, F16 and BF16");
@@ -101,8 +101,12 @@ std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
 
 std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOptions& opt) {
   if (!fs::exists(path)) Fail(path, ": no such model folder or file");
-  if (fs::is_regular_file(path) && (fs::path(path).extension() == ".gguf" || IsGgufFile(path)))
+  if (fs::is_regular_file(path) && (fs::path(path).extension() == ".gguf" || IsGgufFile(path))) {
+    if (!opt.lora.empty())
+      Fail(path, ": LoRA adapters apply to HF model folders, not GGUF files (merge first: elm ",
+           "merge-lora, then convert)");
     return LoadModelFromGguf(path, opt);
+  }
   if (!fs::is_directory(path))
     Fail(path, ": expected a model folder (config.json + model.safetensors)");
   auto m = std::shared_ptr<Model>(new Model());
@@ -132,16 +136,33 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
                  name.c_str());
   }
 
+  std::unique_ptr<LoraAdapter> lora;
+  if (!opt.lora.empty()) lora = std::make_unique<LoraAdapter>(LoadLoraAdapter(opt.lora, c));
+
   // Matrices in the stored type (mmapped), or converted into owned buffers.
   // `split`: rows are later split at this boundary (proj_1's gate/up), which a packed matrix
-  // allows only at a multiple of 16.
-  auto mat = [&](const TensorView& v, int64_t split = 0) -> MatRef {
+  // allows only at a multiple of 16. `adapt`: merge the LoRA adapter's update (if it has one for
+  // this tensor); `release`: nothing reads the stored tensor again.
+  auto mat = [&](const TensorView& v, int64_t split = 0, bool adapt = true,
+                 bool release = true) -> MatRef {
     MatRef src = ToMat(v);
-    if (!opt.weights || *opt.weights == src.dtype) return src;
+    std::vector<float> merged;
+    if (adapt && lora) {
+      merged.resize(static_cast<size_t>(src.rows * src.cols));
+      ToF32(src.dtype, src.data, merged.data(), merged.size());
+      if (MergeLora(*lora, v.name, merged.data(), src.rows, src.cols))
+        src = MatRef{DType::kF32, merged.data(), src.rows, src.cols};
+      else
+        merged.clear();
+    }
+    const DType to = opt.weights ? *opt.weights : ToMat(v).dtype;
+    if (merged.empty() && to == src.dtype) return src;
     const bool pack = ShouldPack(opt) && split % kPackRows == 0;
-    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, v.name, pack);
-    s.Evict(v);  // the file's pages for this tensor are not needed any more
-    if (mlx) mlx->Release(v.name);
+    const MatRef dst = ConvertMatrix(src, to, m->owned_, path, v.name, pack);
+    if (release) {
+      s.Evict(v);  // the file's pages for this tensor are not needed any more
+      if (mlx) mlx->Release(v.name);
+    }
     return dst;
   };
   size_t k = 0;
@@ -151,7 +172,11 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
     if (dq != nullptr) return Checked(*dq, s.origin(), spec);
     return Checked(s.Get(spec.name), s.origin(), spec);
   };
-  m->embeddings_ = mat(next());
+  const TensorView& emb = next();
+  // PEFT keeps a tied output head at the base embedding when the embedding is adapted.
+  const bool own_head = c.tied_embeddings && lora && lora->settings.has(LoraTarget::kEmbeddings);
+  if (own_head) m->lm_head_ = mat(emb, 0, /*adapt=*/false, /*release=*/false);
+  m->embeddings_ = mat(emb);
   m->layers_.resize(c.n_layers);
   for (int i = 0; i < c.n_layers; ++i) {
     LayerWeights& l = m->layers_[i];
@@ -174,7 +199,7 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
     l.down = mat(next());
   }
   m->final_norm_ = ToVec(next());
-  m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(next());
+  if (!own_head) m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(next());
   ELM_CHECK(k == specs.size());
   m->PackForKernels(opt);
   return m;
@@ -204,7 +229,8 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
           const double u1 = static_cast<double>((state >> 11) + 1) / 9007199254740993.0;
           state = state * 6364136223846793005ull + 1442695040888963407ull;
           const double u2 = static_cast<double>(state >> 11) / 9007199254740992.0;
-          v = static_cast<float>(0.02 * std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+          v = static_cast<float>(0.02 * std::sqrt(-2.0 * std::log(u1)) *
+                                 std::cos(6.283185307179586 * u2));
         }
         FromF32(type, row.data(), const_cast<uint8_t*>(r.row(i)), row.size());
       }
@@ -254,8 +280,8 @@ void Model::PackForKernels(const LoadOptions& opt) {
   std::vector<std::pair<const void*, MatRef>> done;  // source data → packed (tied embeddings)
   for (MatRef* m : mats) {
     if (!Packable(*m)) continue;
-    auto it = std::find_if(done.begin(), done.end(),
-                           [&](const auto& d) { return d.first == m->data; });
+    auto it =
+        std::find_if(done.begin(), done.end(), [&](const auto& d) { return d.first == m->data; });
     if (it != done.end()) {
       *m = it->second;
       continue;

@@ -33,9 +33,9 @@ struct LayerWeights {
   MatRef out;                    // [D, H Dh]
   // proj_1 [2F, D] is stored fused (rows [0, F) gate, [F, 2F) up); GGUF stores the halves
   // apart, so the forward pass sees them as two matrices. Without GLU only `up` is set ([F, D]).
-  MatRef gate;                   // [F, D]
-  MatRef up;                     // [F, D]
-  MatRef down;                   // [D, F] proj_2
+  MatRef gate;  // [F, D]
+  MatRef up;    // [F, D]
+  MatRef down;  // [D, F] proj_2
 };
 
 struct LoadOptions {
@@ -44,6 +44,10 @@ struct LoadOptions {
   std::optional<DType> weights;
   // Interleave Q8_0/Q4_0 rows for the SIMD kernels (same bytes; see MatRef::packed).
   bool pack = true;
+  // A LoRA adapter folder (model/lora_adapter.h) merged into the weights at load: each targeted
+  // matrix is widened to f32, W += s·B·A is added, and the result is stored in `weights` (or the
+  // stored type when unset). HF folders only. A tied output head keeps the base embedding.
+  std::string lora;
 };
 
 // `src` converted to `to` (rows in parallel) into a new huge-page buffer appended to `owned`;
@@ -95,7 +99,7 @@ class Model {
   static bool ShouldPack(const LoadOptions& opt);
 
   std::vector<std::shared_ptr<uint8_t>> owned_;  // converted or packed matrices
-  std::shared_ptr<const void> keepalive_;     // other storage the views point into (e.g. GGUF)
+  std::shared_ptr<const void> keepalive_;        // other storage the views point into (e.g. GGUF)
 
   friend std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path,
                                                         const LoadOptions& opt);

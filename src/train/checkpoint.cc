@@ -31,6 +31,31 @@ bool Complete(const fs::path& p) {
 void WriteText(const fs::path& p, const std::string& text) {
   WriteFileAtomic(p.string(), text.data(), text.size());
 }
+
+// trainer_state.json, then DONE.
+void WriteState(const fs::path& dir, const TrainerState& st);
+// trainer_state.json of a complete checkpoint.
+TrainerState ReadState(const std::string& dir);
+
+// A fresh folder for step st.step under root (an older one of the same step is removed, DONE
+// first, so a crash in between never leaves a "complete" mix).
+fs::path FreshStepFolder(const std::string& root, const TrainerState& st) {
+  const fs::path dir = fs::path(root) / CheckpointName(st.step);
+  if (fs::exists(dir)) {
+    fs::remove(dir / "DONE");
+    fs::remove_all(dir);
+  }
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<TensorToWrite> LoraSlab(const LoraParams& lp, const float* slab,
+                                    const std::string& prefix) {
+  std::vector<TensorToWrite> out;
+  for (const LoraTensor& t : lp.layout().tensors())
+    out.push_back({prefix + t.name, DType::kF32, t.shape, slab + t.offset});
+  return out;
+}
 }  // namespace
 
 std::string CheckpointName(int64_t step) {
@@ -41,13 +66,7 @@ std::string CheckpointName(int64_t step) {
 
 std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const TrainerState& st,
                            const std::string& tokenizer_json) {
-  const fs::path dir = fs::path(root) / CheckpointName(st.step);
-  // DONE goes first when replacing, so a crash in between never leaves a "complete" mix.
-  if (fs::exists(dir)) {
-    fs::remove(dir / "DONE");
-    fs::remove_all(dir);
-  }
-  fs::create_directories(dir);
+  const fs::path dir = FreshStepFolder(root, st);
   WriteModelFolder(dir.string(), ps, DType::kF32);
   std::vector<uint16_t> scratch;
   std::vector<TensorToWrite> opt = SlabTensors(ps, ps.m.data(), "m.", DType::kF32, scratch);
@@ -56,6 +75,12 @@ std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const Tr
   WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
                    {{"step", std::to_string(st.step)}});
   if (!tokenizer_json.empty()) fs::copy_file(tokenizer_json, dir / "tokenizer.json");
+  WriteState(dir, st);
+  return dir.string();
+}
+
+namespace {
+void WriteState(const fs::path& dir, const TrainerState& st) {
   json j;
   j["format"] = "elm-train-checkpoint";
   j["format_version"] = kFormatVersion;
@@ -69,10 +94,9 @@ std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const Tr
   j["world_size"] = st.world_size;
   WriteText(dir / "trainer_state.json", j.dump(2) + "\n");
   WriteText(dir / "DONE", "step " + std::to_string(st.step) + "\n");
-  return dir.string();
 }
 
-TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps) {
+TrainerState ReadState(const std::string& dir) {
   if (!Complete(dir))
     Fail(dir, ": incomplete checkpoint (no DONE file): it was interrupted while being written");
   const std::string state_path = (fs::path(dir) / "trainer_state.json").string();
@@ -100,11 +124,62 @@ TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps) {
   } catch (const json::exception& e) {
     Fail(state_path, ": ", e.what());
   }
+  return st;
+}
+}  // namespace
+
+TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps) {
+  const TrainerState st = ReadState(dir);
+  if (fs::exists(fs::path(dir) / "adapter_model.safetensors"))
+    Fail(dir, ": this is a LoRA checkpoint (an adapter, no weights); resume it with the LoRA ",
+         "config that wrote it");
   ps.AllocateTrainingState();
   LoadParams(ps, TensorStore(dir));
   const TensorStore opt((fs::path(dir) / "optimizer.safetensors").string());
   LoadSlab(ps, opt, "m.", ps.m.data());
   LoadSlab(ps, opt, "v.", ps.v.data());
+  return st;
+}
+
+std::string SaveLoraCheckpoint(const std::string& root, const LoraParams& lp,
+                               const TrainerState& st) {
+  const fs::path dir = FreshStepFolder(root, st);
+  SaveLoraAdapter(dir.string(), lp.settings(), lp.layout(), lp.params.data());
+  std::vector<TensorToWrite> opt = LoraSlab(lp, lp.m.data(), "m.");
+  const auto v = LoraSlab(lp, lp.v.data(), "v.");
+  opt.insert(opt.end(), v.begin(), v.end());
+  WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
+                   {{"step", std::to_string(st.step)}});
+  WriteState(dir, st);
+  return dir.string();
+}
+
+TrainerState LoadLoraCheckpoint(const std::string& dir, LoraParams& lp) {
+  const TrainerState st = ReadState(dir);
+  if (!fs::exists(fs::path(dir) / "adapter_model.safetensors"))
+    Fail(dir, ": not a LoRA checkpoint (no adapter_model.safetensors); it was written by a full ",
+         "training run");
+  const std::string st_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  const std::string opt_path = (fs::path(dir) / "optimizer.safetensors").string();
+  const TensorStore ad(st_path), opt(opt_path);
+  lp.m.assign(lp.size(), 0.0f);
+  lp.v.assign(lp.size(), 0.0f);
+  for (const LoraTensor& t : lp.layout().tensors()) {
+    const std::pair<const TensorStore*, float*> slabs[] = {
+        {&ad, lp.params.data()}, {&opt, lp.m.data()}, {&opt, lp.v.data()}};
+    const char* const prefixes[] = {"", "m.", "v."};
+    for (int k = 0; k < 3; ++k) {
+      const std::string name = prefixes[k] + t.name;
+      const TensorView* view = slabs[k].first->Find(name);
+      if (view == nullptr)
+        Fail(slabs[k].first->origin(), ": missing tensor '", name, "' (the checkpoint was written ",
+             "with other LoRA targets or rank)");
+      if (view->shape != t.shape || !view->dtype || *view->dtype != DType::kF32)
+        Fail(slabs[k].first->origin(), ": tensor '", name, "' is ", view->dtype_name, " ",
+             ShapeString(view->shape), "; this run expects F32 ", ShapeString(t.shape));
+      ToF32(DType::kF32, view->data, slabs[k].second + t.offset, t.numel);
+    }
+  }
   return st;
 }
 

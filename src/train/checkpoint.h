@@ -9,6 +9,10 @@
 //     tokenizer.json                   only when the run used a custom tokenizer
 //     DONE                             written last: a folder without it is incomplete and
 //                                      never resumed from
+//
+// A LoRA run's checkpoint holds the adapter instead of the weights (the base stays in
+// elm.init_from): adapter_config.json + adapter_model.safetensors, so the folder is itself a PEFT
+// adapter (elm generate --lora <this folder>), and the adapter's moments in optimizer.safetensors.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "train/data_loader.h"
+#include "train/lora.h"
 #include "train/params.h"
 
 namespace elm {
@@ -38,6 +43,10 @@ std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const Tr
                            const std::string& tokenizer_json);
 // Loads parameters and moments into `ps` (training state allocated) from a complete checkpoint.
 TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps);
+// The same for a LoRA run: the adapter and its moments (lp's m and v are allocated here).
+std::string SaveLoraCheckpoint(const std::string& root, const LoraParams& lp,
+                               const TrainerState& st);
+TrainerState LoadLoraCheckpoint(const std::string& dir, LoraParams& lp);
 // Complete checkpoint folders under `root`, oldest first.
 std::vector<std::string> ListCheckpoints(const std::string& root);
 // `path` itself when it is a complete checkpoint, else the newest complete one under path or

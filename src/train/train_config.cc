@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <regex>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -199,6 +200,11 @@ const char* const kIgnored[] = {
     "common.eval_stage",
     "common.inference_modality",
     "common.debug_mode",
+    // CoreNet's checkpoint plumbing for PEFT: elm loads elm.init_from as the frozen base itself,
+    // and always freezes the base weights and the norms under LoRA.
+    "model.rename_scopes_map",
+    "model.ignore_missing_scopes",
+    "model.freeze_modules",
 };
 
 void Expect(Reader& r, const std::string& key, const std::vector<std::string>& allowed) {
@@ -262,6 +268,116 @@ void ReadModel(Reader& r, TrainConfig& c) {
       Fail(c.origin, ": model shape: layer ", i, " derives zero heads");
   if (!c.model_name.empty()) m.name = c.model_name;
   c.model = m;
+}
+
+// model.lora (CoreNet's PEFT configs): use_lora, and a list of {regex, module_type, params}
+// entries. Each regex selects modules by CoreNet's name ("token_embeddings",
+// "layers.3.attn.qkv_proj", "layers.3.ffn.proj_1", ...), searched as Python's re.search does.
+void ReadLora(Reader& r, TrainConfig& c) {
+  bool use = false;
+  r.Bool("model.lora.use_lora", use);
+  const std::string key = "model.lora.config";
+  const YAML::Node* list = r.Take(key);
+  if (!use) {
+    if (list != nullptr) c.ignored_keys.push_back(key + " (model.lora.use_lora is false)");
+    return;
+  }
+  if (list == nullptr || !list->IsSequence() || list->size() == 0)
+    Fail(c.origin, ": model.lora.use_lora is true but '", key,
+         "' is not a list of {regex, module_type, params} entries");
+  LoraSettings& s = c.lora;
+  bool first = true;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const YAML::Node e = (*list)[i];
+    const std::string at = key + "[" + std::to_string(i) + "]";
+    if (!e.IsMap()) r.Bad(at, e, "a map with regex, module_type and params");
+    std::string regex, module_type;
+    LoraSettings p;
+    p.alpha = 8;  // PEFT's defaults: r 8, lora_alpha 8, dropout 0
+    bool init_weights = true, dora = false;
+    for (const auto& kv : e) {
+      const std::string k = kv.first.as<std::string>(), sub = at + "." + k;
+      if (k == "regex") {
+        regex = r.Scalar<std::string>(sub, kv.second, "a string");
+      } else if (k == "module_type") {
+        module_type = r.Scalar<std::string>(sub, kv.second, "a string");
+      } else if (k == "params") {
+        if (!kv.second.IsMap()) r.Bad(sub, kv.second, "a map");
+        for (const auto& pv : kv.second) {
+          const std::string pk = pv.first.as<std::string>(), psub = sub + "." + pk;
+          if (pk == "r")
+            p.rank = r.Scalar<int>(psub, pv.second, "an integer");
+          else if (pk == "lora_alpha")
+            p.alpha = r.Scalar<double>(psub, pv.second, "a number");
+          else if (pk == "lora_dropout")
+            p.dropout = r.Scalar<double>(psub, pv.second, "a number");
+          else if (pk == "use_rslora")
+            p.rslora = r.Scalar<bool>(psub, pv.second, "true or false");
+          else if (pk == "use_dora")
+            dora = r.Scalar<bool>(psub, pv.second, "true or false");
+          else if (pk == "init_lora_weights")
+            init_weights = r.Scalar<bool>(psub, pv.second, "true or false");
+          else if (pk == "adapter_name")
+            (void)r.Scalar<std::string>(psub, pv.second, "a string");
+          else
+            c.unknown_keys.push_back(psub);
+        }
+      } else {
+        c.unknown_keys.push_back(sub);
+      }
+    }
+    if (regex.empty()) Fail(c.origin, ": ", at, " has no regex");
+    if (dora) Fail(c.origin, ": ", at, ".params.use_dora: elm implements LoRA, not DoRA");
+    if (!init_weights)
+      Fail(c.origin, ": ", at, ".params.init_lora_weights: elm implements true (PEFT's init)");
+    if (p.rank <= 0) Fail(c.origin, ": key '", at, ".params.r' must be positive, got ", p.rank);
+    if (!(p.dropout >= 0 && p.dropout < 1))
+      Fail(c.origin, ": key '", at, ".params.lora_dropout' must be in [0, 1)");
+    if (module_type != "linear" && module_type != "embedding")
+      Fail(c.origin, ": key '", at, ".module_type' must be linear or embedding, got '", module_type,
+           "'");
+    if (first) {
+      s.rank = p.rank, s.alpha = p.alpha, s.dropout = p.dropout, s.rslora = p.rslora;
+      first = false;
+    } else if (p.rank != s.rank || p.alpha != s.alpha || p.dropout != s.dropout ||
+               p.rslora != s.rslora) {
+      Fail(c.origin, ": ", at, ": elm uses one r, lora_alpha, lora_dropout and use_rslora for ",
+           "every LoRA target; this entry differs from ", key, "[0]");
+    }
+    std::regex re;
+    try {
+      re = std::regex(regex, std::regex::ECMAScript);
+    } catch (const std::regex_error& err) {
+      Fail(c.origin, ": key '", at, ".regex': not a valid regular expression: ", err.what());
+    }
+    bool matched = false;
+    for (int t = 0; t < kLoraTargetCount; ++t) {
+      const auto target = static_cast<LoraTarget>(t);
+      const bool emb = target == LoraTarget::kEmbeddings;
+      int hits = 0;
+      const int n = emb ? 1 : c.model.n_layers;
+      for (int l = 0; l < n; ++l) {
+        const std::string sub =
+            target == LoraTarget::kQkv || target == LoraTarget::kOut ? ".attn." : ".ffn.";
+        const std::string name = emb ? std::string("token_embeddings")
+                                     : "layers." + std::to_string(l) + sub + LoraTargetName(target);
+        hits += std::regex_search(name, re) ? 1 : 0;
+      }
+      if (hits == 0) continue;
+      if (hits != n)
+        Fail(c.origin, ": key '", at, ".regex' ('", regex, "') selects ", LoraTargetName(target),
+             " in ", hits, " of ", n, " layers; elm adapts a matrix in every layer or in none");
+      if ((module_type == "embedding") != emb)
+        Fail(c.origin, ": key '", at, ".module_type' is ", module_type, " but the regex selects ",
+             LoraTargetName(target));
+      s.targets[static_cast<size_t>(t)] = true;
+      matched = true;
+    }
+    if (!matched)
+      Fail(c.origin, ": key '", at, ".regex' ('", regex, "') selects none of elm's LoRA targets ",
+           "(token_embeddings, layers.N.attn.qkv_proj, layers.N.attn.out_proj, ",
+           "layers.N.ffn.proj_1, layers.N.ffn.proj_2)");
+  }
 }
 
 void ReadData(Reader& r, TrainConfig& c) {
@@ -389,6 +505,9 @@ void Validate(TrainConfig& c, bool require_data) {
     Fail(c.origin, ": key 'scheduler.warmup_iterations' must be ≥ 0");
   if (!(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1 && c.adamw.beta2 >= 0 && c.adamw.beta2 < 1))
     Fail(c.origin, ": optim.adamw.beta1/beta2 must be in [0, 1)");
+  if (require_data && c.lora.enabled() && c.init_from.empty())
+    Fail(c.origin, ": model.lora.use_lora fine-tunes an existing model: set elm.init_from to ",
+         "its folder (the frozen base)");
   if (require_data && c.train_data.empty())
     Fail(c.origin, ": no training data: set dataset.language_modeling.general_lm.train_data_info ",
          "(e.g. --set 'dataset.language_modeling.general_lm.train_data_info=[{file_name: ",
@@ -461,9 +580,10 @@ TrainConfig ParseTrainConfig(const std::string& yaml_text, const std::string& or
   ReadData(r, c);
   ReadOptim(r, c);
   ReadRun(r, c);
+  ReadLora(r, c);
   for (const char* k : kIgnored) r.Ignore(k);
-  c.ignored_keys = r.ignored();
-  c.unknown_keys = r.Remaining();
+  for (const auto& k : r.ignored()) c.ignored_keys.push_back(k);
+  for (const auto& k : r.Remaining()) c.unknown_keys.push_back(k);
   Validate(c, require_data);
   return c;
 }

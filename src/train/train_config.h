@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "model/lora_adapter.h"
 #include "train/optimizer.h"
 
 namespace elm {
@@ -35,6 +36,9 @@ struct TrainConfig {
   std::string model_name;  // preset name, "" when the shape is given in full
   ModelConfig model;       // resolved (layers derived)
   std::string init_from;   // elm.init_from: start from this HF checkpoint instead of random init
+  // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, spec §6.10): LoRA fine-tuning of
+  // the frozen init_from model; lora.enabled() is false for full training.
+  LoraSettings lora;
 
   // ---- data ----
   std::vector<DataSourceInfo> train_data, val_data;
@@ -69,11 +73,11 @@ struct TrainConfig {
   std::string results_loc = "results";
   std::string run_label = "train";
   uint64_t seed = 0;
-  int log_freq = 1;          // common.log_freq: steps between console lines
-  int save_interval = 5000;  // common.save_interval_freq
-  int keep_last = 3;         // elm.keep_last_checkpoints (0 = keep all)
-  bool auto_resume = false;  // common.auto_resume
-  double peak_gflops = 0;    // elm.peak_gflops for MFU (0 = estimate for this machine)
+  int log_freq = 1;              // common.log_freq: steps between console lines
+  int save_interval = 5000;      // common.save_interval_freq
+  int keep_last = 3;             // elm.keep_last_checkpoints (0 = keep all)
+  bool auto_resume = false;      // common.auto_resume
+  double peak_gflops = 0;        // elm.peak_gflops for MFU (0 = estimate for this machine)
   bool mixed_precision = false;  // common.mixed_precision (dtype bfloat16): bf16 matrix products
 
   std::vector<std::string> overrides;     // the --set strings applied, in order

@@ -66,6 +66,22 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
   float* x0 = acts_.empty() ? x_final_.data() : acts_[0].x.data();
   for (int64_t i = 0; i < N; ++i)
     std::memcpy(x0 + i * D, w.embeddings + static_cast<int64_t>(inputs[i]) * D, sizeof(float) * D);
+  lora_p_ = lora_ && lora_dropout_on_ ? static_cast<float>(lora_->settings().dropout) : 0.0f;
+  if (lora_) {
+    if (lora_acts_.size() != static_cast<size_t>(c.n_layers)) lora_acts_.assign(c.n_layers, {});
+    const float* A = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, true);
+    const float* Bm = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, false);
+    if (A != nullptr) {  // x0[i] += s·A[:, id]ᵀ·Bᵀ (PEFT: no dropout on the embedding branch)
+      const int64_t r = lora_->settings().rank;
+      const float s = lora_->settings().scaling();
+      lora_emb_ts_.resize(static_cast<size_t>(N * r));
+      for (int64_t i = 0; i < N; ++i)
+        for (int64_t k = 0; k < r; ++k) lora_emb_ts_[i * r + k] = s * A[k * V + inputs[i]];
+      Fill0(lora_tmp_, static_cast<size_t>(N * D));
+      gemm_.Forward(lora_tmp_.data(), lora_emb_ts_.data(), Bm, N, r, D);
+      for (int64_t i = 0; i < N * D; ++i) x0[i] += lora_tmp_[i];
+    }
+  }
   for (int l = 0; l < c.n_layers; ++l)
     LayerForward(l, w.layers[l], acts_[l].x.data(),
                  l + 1 < c.n_layers ? acts_[l + 1].x.data() : x_final_.data());
@@ -96,6 +112,7 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
   RmsNorm(a.h1.data(), x, w.attn_norm, N, D, c.norm_eps);
   float* qkv_proj = c.qk_norm ? a.qkv_raw.data() : a.qkv.data();
   gemm_.Forward(qkv_proj, a.h1.data(), w.qkv, N, D, C3);
+  if (lora_) LoraForward(l, LoraTarget::kQkv, a.h1.data(), qkv_proj, D, C3);
 #pragma omp parallel for schedule(static) if (N * C3 >= (1 << 16))
   for (int64_t n = 0; n < N; ++n) {
     float* q = a.qkv.data() + n * C3;  // heads [0, H) queries, then Hkv keys, then values
@@ -112,11 +129,13 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
   }
   AttentionForward(a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H, Hkv, static_cast<int>(Dh));
   gemm_.Forward(a.xmid.data(), a.att.data(), w.out, N, H * Dh, D);
+  if (lora_) LoraForward(l, LoraTarget::kOut, a.att.data(), a.xmid.data(), H * Dh, D);
   for (int64_t i = 0; i < N * D; ++i) a.xmid[i] += x[i];
 
   // --- FFN block (pre-norm) ---
   RmsNorm(a.h2.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
   gemm_.Forward(a.u.data(), a.h2.data(), w.proj1, N, D, P1);
+  if (lora_) LoraForward(l, LoraTarget::kProj1, a.h2.data(), a.u.data(), D, P1);
   if (c.ffn_with_glu) {
     for (int64_t n = 0; n < N; ++n) {
       const float* u = a.u.data() + n * P1;  // first half gate, second half up
@@ -127,15 +146,30 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
     SiluInPlace(a.g.data(), N * F);
   }
   gemm_.Forward(x_out, a.g.data(), w.proj2, N, F, D);
+  if (lora_) LoraForward(l, LoraTarget::kProj2, a.g.data(), x_out, F, D);
   for (int64_t i = 0; i < N * D; ++i) x_out[i] += a.xmid[i];
 }
 
 void TrainModel::Backward(float loss_scale) {
   const ModelConfig& c = config();
-  ELM_CHECK(B_ > 0 && !params_.grads.empty());
+  ELM_CHECK(B_ > 0 && (lora_ || !params_.grads.empty()));
   const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, V = c.vocab_size;
   const ModelSlots w = params_.Slots(params_.params.data());
-  const ModelSlots g = params_.Slots(params_.grads.data());
+  ModelSlots g;
+  if (lora_) {
+    // Frozen base: no weight gradients (null: TrainGemm skips the product); the norms' go to a
+    // scratch buffer that is never read.
+    norm_sink_.resize(static_cast<size_t>(std::max(D, static_cast<int64_t>(c.head_dim))));
+    float* sink = norm_sink_.data();
+    g.norm = sink;
+    g.layers.resize(c.n_layers);
+    for (LayerSlots& ls : g.layers) {
+      ls.attn_norm = ls.ffn_norm = sink;
+      if (c.qk_norm) ls.q_norm = ls.k_norm = sink;
+    }
+  } else {
+    g = params_.Slots(params_.grads.data());
+  }
   if (last_.n_valid == 0) return;  // every target ignored: the loss is a constant
 
   const auto n_valid = static_cast<float>(last_.n_valid);
@@ -149,10 +183,87 @@ void TrainModel::Backward(float loss_scale) {
   RmsNormBackward(dx_.data(), g.norm, dh_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
   for (int l = c.n_layers - 1; l >= 0; --l) LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
   // Embedding lookup: rows in order, so the sum for a repeated token is deterministic.
-  for (int64_t i = 0; i < N; ++i) {
-    float* row = g.embeddings + static_cast<int64_t>(inputs_[i]) * D;
-    const float* d = dx_.data() + i * D;
-    for (int64_t j = 0; j < D; ++j) row[j] += d[j];
+  if (g.embeddings != nullptr)
+    for (int64_t i = 0; i < N; ++i) {
+      float* row = g.embeddings + static_cast<int64_t>(inputs_[i]) * D;
+      const float* d = dx_.data() + i * D;
+      for (int64_t j = 0; j < D; ++j) row[j] += d[j];
+    }
+  if (lora_) {
+    const float* Bm = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, false);
+    if (Bm != nullptr) {
+      float* dA = lora_->Slot(lora_->grads.data(), -1, LoraTarget::kEmbeddings, true);
+      float* dB = lora_->Slot(lora_->grads.data(), -1, LoraTarget::kEmbeddings, false);
+      const int64_t r = lora_->settings().rank;
+      const float s = lora_->settings().scaling();
+      Fill0(lora_dt_, static_cast<size_t>(N * r));
+      gemm_.Backward(lora_dt_.data(), dB, dx_.data(), lora_emb_ts_.data(), Bm, N, r, D);
+      for (int64_t i = 0; i < N; ++i)  // rows in order: deterministic for repeated tokens
+        for (int64_t k = 0; k < r; ++k) dA[k * V + inputs_[i]] += s * lora_dt_[i * r + k];
+    }
+  }
+}
+
+void TrainModel::EnableLora(const LoraSettings& s) {
+  if (s.rank <= 0) Fail("LoRA: the rank must be positive, got ", s.rank);
+  if (!(s.dropout >= 0 && s.dropout < 1))
+    Fail("LoRA: the dropout must be in [0, 1), got ", s.dropout);
+  lora_ = std::make_unique<LoraParams>(config(), s);
+  lora_->grads.assign(lora_->size(), 0.0f);
+  lora_->m.assign(lora_->size(), 0.0f);
+  lora_->v.assign(lora_->size(), 0.0f);
+  lora_acts_.assign(config().n_layers, {});
+}
+
+void TrainModel::LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in,
+                             int64_t out) {
+  const float* A = lora_->Slot(lora_->params.data(), l, t, true);
+  if (A == nullptr) return;
+  const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
+  const int64_t N = static_cast<int64_t>(B_) * T_, r = lora_->settings().rank;
+  const float s = lora_->settings().scaling();
+  LoraActs& la = lora_acts_[l];
+  const auto k = static_cast<size_t>(t) - 1;
+  const float* xin = x;
+  if (lora_p_ > 0) {
+    std::vector<float>& xd = la.xd[k];
+    xd.resize(static_cast<size_t>(N * in));
+    for (int64_t i = 0; i < N * in; ++i)
+      xd[i] = x[i] * LoraDropoutScale(lora_dropout_key_, l, t, static_cast<uint64_t>(i), lora_p_);
+    xin = xd.data();
+  }
+  std::vector<float>& ts = la.ts[k];
+  ts.resize(static_cast<size_t>(N * r));
+  gemm_.Forward(ts.data(), xin, A, N, in, r);
+  for (float& v : ts) v *= s;
+  Fill0(lora_tmp_, static_cast<size_t>(N * out));
+  gemm_.Forward(lora_tmp_.data(), ts.data(), Bm, N, r, out);
+  for (int64_t i = 0; i < N * out; ++i) y[i] += lora_tmp_[i];
+}
+
+void TrainModel::LoraBackward(int l, LoraTarget t, const float* dy, const float* x, float* dx,
+                              int64_t in, int64_t out) {
+  const float* A = lora_->Slot(lora_->params.data(), l, t, true);
+  if (A == nullptr) return;
+  const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
+  float* dA = lora_->Slot(lora_->grads.data(), l, t, true);
+  float* dB = lora_->Slot(lora_->grads.data(), l, t, false);
+  const int64_t N = static_cast<int64_t>(B_) * T_, r = lora_->settings().rank;
+  const float s = lora_->settings().scaling();
+  const LoraActs& la = lora_acts_[l];
+  const auto k = static_cast<size_t>(t) - 1;
+  // y += ts·Bᵀ with ts = s·xd·Aᵀ: dB += dyᵀ·ts, dts = dy·B, dA += s·dtsᵀ·xd, dxd = s·dts·A.
+  Fill0(lora_dt_, static_cast<size_t>(N * r));
+  gemm_.Backward(lora_dt_.data(), dB, dy, la.ts[k].data(), Bm, N, r, out);
+  for (int64_t i = 0; i < N * r; ++i) lora_dt_[i] *= s;
+  if (lora_p_ > 0) {
+    Fill0(lora_dx_, static_cast<size_t>(N * in));
+    gemm_.Backward(lora_dx_.data(), dA, lora_dt_.data(), la.xd[k].data(), A, N, in, r);
+    for (int64_t i = 0; i < N * in; ++i)
+      dx[i] += lora_dx_[i] *
+               LoraDropoutScale(lora_dropout_key_, l, t, static_cast<uint64_t>(i), lora_p_);
+  } else {
+    gemm_.Backward(dx, dA, lora_dt_.data(), x, A, N, in, r);
   }
 }
 
@@ -166,6 +277,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   // --- FFN block: x_out = xmid + proj_2(act(proj_1(ffn_norm(xmid)))) ---
   Fill0(dg_, N * F);
   gemm_.Backward(dg_.data(), g.proj2, dx, a.g.data(), w.proj2, N, F, D);
+  if (lora_) LoraBackward(l, LoraTarget::kProj2, dx, a.g.data(), dg_.data(), F, D);
   Fill0(du_, N * P1);
   if (c.ffn_with_glu) {
     for (int64_t n = 0; n < N; ++n) {
@@ -178,11 +290,13 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   }
   Fill0(dh_, N * D);
   gemm_.Backward(dh_.data(), g.proj1, du_.data(), a.h2.data(), w.proj1, N, D, P1);
+  if (lora_) LoraBackward(l, LoraTarget::kProj1, du_.data(), a.h2.data(), dh_.data(), D, P1);
   RmsNormBackward(dx, g.ffn_norm, dh_.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
 
   // --- attention block: xmid = x + out_proj(attention(rope(qk_norm(qkv_proj(attn_norm(x)))))) ---
   Fill0(datt_, N * H * Dh);
   gemm_.Backward(datt_.data(), g.out, dx, a.att.data(), w.out, N, H * Dh, D);
+  if (lora_) LoraBackward(l, LoraTarget::kOut, dx, a.att.data(), datt_.data(), H * Dh, D);
   Fill0(dqkv_, N * C3);
   AttentionBackward(dqkv_.data(), datt_.data(), a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H,
                     Hkv, static_cast<int>(Dh));
@@ -206,6 +320,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   }
   Fill0(dh_, N * D);
   gemm_.Backward(dh_.data(), g.qkv, dproj, a.h1.data(), w.qkv, N, D, C3);
+  if (lora_) LoraBackward(l, LoraTarget::kQkv, dproj, a.h1.data(), dh_.data(), D, C3);
   RmsNormBackward(dx, g.attn_norm, dh_.data(), a.x.data(), w.attn_norm, N, D, c.norm_eps);
 }
 

@@ -4,10 +4,13 @@
 // once, through BLAS, saving every activation the backward pass needs.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/rope.h"
+#include "train/lora.h"
 #include "train/params.h"
 #include "train/train_gemm.h"
 
@@ -40,9 +43,28 @@ class TrainModel {
   const float* logits() const { return logits_.data(); }
   // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into params().grads.
   void Backward(float loss_scale = 1.0f);
-  void ZeroGrad() { params_.ZeroGrad(); }
+  void ZeroGrad() {
+    if (lora_)
+      lora_->ZeroGrad();
+    else
+      params_.ZeroGrad();
+  }
   // bf16 matrix products with f32 accumulation (common.mixed_precision); f32 by default.
   void set_mixed_precision(bool bf16) { gemm_.set_bf16(bf16); }
+
+  // LoRA fine-tuning (spec §6.10): every targeted linear computes x·Wᵀ + s·(drop(x)·Aᵀ)·Bᵀ, the
+  // token embedding (when targeted) adds s·(A[:, id])ᵀ·Bᵀ; params() become the frozen base (no
+  // gradients: Backward fills lora()->grads only, and params().grads need not be allocated). The
+  // adapter starts at zero (the caller runs lora()->Init or loads one).
+  void EnableLora(const LoraSettings& s);
+  LoraParams* lora() { return lora_.get(); }
+  const LoraParams* lora() const { return lora_.get(); }
+  // Dropout of the LoRA branch for the following Forward calls: on with the mask of `key`
+  // (LoraDropoutKey), or off (evaluation). Off by default.
+  void set_lora_dropout(bool on, uint64_t key = 0) {
+    lora_dropout_on_ = on;
+    lora_dropout_key_ = key;
+  }
 
   // FLOPs of one forward+backward per token at sequence length T (6·N matmul rule plus the
   // attention scores), for MFU.
@@ -64,6 +86,12 @@ class TrainModel {
   void Allocate(int B, int T);
   void LayerForward(int l, const LayerSlots& w, const float* x_in, float* x_out);
   void LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx);
+  // y[N, out] += the LoRA branch of (layer l, target t) for input x[N, in]; saves what
+  // LoraBackward needs. No-op when (l, t) is not targeted.
+  void LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in, int64_t out);
+  // dx[N, in] += its input gradient for output gradient dy; accumulates the A and B gradients.
+  void LoraBackward(int l, LoraTarget t, const float* dy, const float* x, float* dx, int64_t in,
+                    int64_t out);
 
   ParamSet params_;
   RopeTable rope_;
@@ -79,6 +107,19 @@ class TrainModel {
   std::vector<float> lse_ce_;   // [N]
   // Backward scratch, sized for the widest layer.
   std::vector<float> dx_, dh_, dqkv_, dqkv_raw_, datt_, du_, dg_, tmp_;
+
+  // LoRA state: per layer and linear target (qkv, out, proj_1, proj_2) the dropped input (only
+  // with dropout) and s·drop(x)·Aᵀ [N, r]; the embedding branch's s·A[:, id] rows.
+  struct LoraActs {
+    std::array<std::vector<float>, 4> xd, ts;
+  };
+  std::unique_ptr<LoraParams> lora_;
+  bool lora_dropout_on_ = false;
+  uint64_t lora_dropout_key_ = 0;
+  float lora_p_ = 0;  // the dropout probability the last Forward applied
+  std::vector<LoraActs> lora_acts_;
+  std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_;
+  std::vector<float> norm_sink_;  // receives the (discarded) gradients of the frozen norms
 };
 
 }  // namespace elm

@@ -36,8 +36,16 @@ extern "C" void OnSignal(int) {
 
 // What a checkpoint must agree on to be resumed by this config.
 std::string Fingerprint(const TrainConfig& c) {
-  return ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
-         "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
+  std::string f = ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
+                  "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
+  if (c.lora.enabled()) {
+    f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
+         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
+    for (int t = 0; t < kLoraTargetCount; ++t)
+      if (c.lora.targets[static_cast<size_t>(t)])
+        f += std::string(" ") + LoraTargetName(static_cast<LoraTarget>(t));
+  }
+  return f;
 }
 
 std::string Sci(double v) {
@@ -58,6 +66,7 @@ ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches,
                    const LossOptions& lo) {
   const int B = val.batch_size(), T = val.seq_len();
   std::vector<int> in(static_cast<size_t>(B) * T), tg(in.size());
+  model.set_lora_dropout(false);  // evaluation: the LoRA branch without dropout
   int64_t n = val.num_fixed_batches();
   if (max_batches > 0) n = std::min<int64_t>(n, max_batches);
   double sums[2] = {0, 0};  // Σ ce · n_valid, Σ n_valid
@@ -176,7 +185,15 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   TrainModel model(cfg.model);
   model.set_mixed_precision(cfg.mixed_precision);
   ParamSet& ps = model.params();
-  ps.AllocateTrainingState();
+  // LoRA (spec §6.10): the base weights are frozen, only the adapter has gradients and moments.
+  const bool lora = cfg.lora.enabled();
+  if (lora) {
+    LoraSettings ls = cfg.lora;
+    ls.base_model = cfg.init_from;
+    model.EnableLora(ls);
+  } else {
+    ps.AllocateTrainingState();
+  }
   TrainerState st;
   st.seed = cfg.seed;
   st.fingerprint = Fingerprint(cfg);
@@ -194,7 +211,8 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       resume = found;
     }
     if (!resume.empty()) {
-      const TrainerState saved = LoadCheckpoint(resume, ps);
+      const TrainerState saved =
+          lora ? LoadLoraCheckpoint(resume, *model.lora()) : LoadCheckpoint(resume, ps);
       if (saved.fingerprint != st.fingerprint)
         Fail(resume, ": the checkpoint was written with a different model shape, sequence ",
              "length, batch size or accumulation; resume with the config it was trained with");
@@ -208,14 +226,17 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       st = saved;
       resumed = true;
       say("resumed from " + resume + " at step " + std::to_string(st.step));
-    } else if (!cfg.init_from.empty()) {
+    }
+    // A LoRA run loads its frozen base from init_from on every start, resumed or not.
+    if (lora || (!resumed && !cfg.init_from.empty())) {
       const ModelConfig given = LoadHfConfig((fs::path(cfg.init_from) / "config.json").string());
       if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg.model).dump())
         Fail("elm.init_from ", cfg.init_from, ": its config.json does not match the model of ",
              cfg.origin);
       LoadParams(ps, TensorStore(cfg.init_from));
-      say("initialized from " + cfg.init_from);
-    } else {
+      if (lora && !resumed) model.lora()->Init(cfg.seed);
+      say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg.init_from);
+    } else if (!resumed) {
       InitParams(ps, cfg.seed);
     }
   }
@@ -229,7 +250,14 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
     st.tokens_seen = head[4];
     std::memcpy(&st.loss, &head[5], sizeof st.loss);
     Distributed::Broadcast(ps.params.data(), ps.params.size() * sizeof(float));
-    if (resumed) {
+    if (lora) {
+      LoraParams& lp = *model.lora();
+      Distributed::Broadcast(lp.params.data(), lp.params.size() * sizeof(float));
+      if (resumed) {
+        Distributed::Broadcast(lp.m.data(), lp.m.size() * sizeof(float));
+        Distributed::Broadcast(lp.v.data(), lp.v.size() * sizeof(float));
+      }
+    } else if (resumed) {
       Distributed::Broadcast(ps.m.data(), ps.m.size() * sizeof(float));
       Distributed::Broadcast(ps.v.data(), ps.v.size() * sizeof(float));
     }
@@ -245,6 +273,17 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
                  : std::string()) +
       (cfg.mixed_precision ? "; bf16 matrix products, f32 master weights" : "; f32") +
       "; run folder " + run_dir);
+  if (lora) {
+    std::string targets;
+    for (int t = 0; t < kLoraTargetCount; ++t)
+      if (cfg.lora.targets[static_cast<size_t>(t)])
+        targets +=
+            std::string(targets.empty() ? "" : ", ") + LoraTargetName(static_cast<LoraTarget>(t));
+    say("LoRA: r " + std::to_string(cfg.lora.rank) + ", alpha " + Sci(cfg.lora.alpha) +
+        " (scaling " + Sci(cfg.lora.scaling()) + "), dropout " + Sci(cfg.lora.dropout) + " on " +
+        targets + "; " + std::to_string(model.lora()->size()) +
+        " trainable parameters, base weights and norms frozen");
+  }
   const std::string config_copy = (fs::path(run_dir) / "config.yaml").string();
   if (root && fs::exists(cfg.origin) && fs::absolute(cfg.origin) != fs::absolute(config_copy)) {
     std::string text = ReadTextFile(cfg.origin);
@@ -285,11 +324,12 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   auto save = [&] {
     // Weights must be bit-identical on every rank; a difference means the reductions did not
     // return the same bytes everywhere, and the job stops rather than save one rank's view.
-    if (world > 1 && !Distributed::AllEqual(HashFloats(ps.params)))
+    if (world > 1 && !Distributed::AllEqual(HashFloats(lora ? model.lora()->params : ps.params)))
       Fail("step ", st.step, ": the weights differ between the MPI ranks (rank ", rank, ")");
     st.data = loader.position();
     if (!root) return;
-    res.checkpoint = SaveCheckpoint(ckpt_root, ps, st, cfg.tokenizer);
+    res.checkpoint = lora ? SaveLoraCheckpoint(ckpt_root, *model.lora(), st)
+                          : SaveCheckpoint(ckpt_root, ps, st, cfg.tokenizer);
     PruneCheckpoints(ckpt_root, cfg.keep_last);
     message("checkpoint: " + res.checkpoint);
   };
@@ -304,6 +344,7 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       // Rank r of W takes rows [r·B, (r+1)·B) of the next W·B samples: micro-batch micro·W + r
       // of the W·accum_freq micro-batches a single process with accum_freq·W would take.
       loader.Next(inputs.data(), targets.data(), rank, world);
+      if (lora) model.set_lora_dropout(true, LoraDropoutKey(cfg.seed, st.step, micro, rank));
       const LossValue L = model.Forward(inputs.data(), targets.data(), B, T, lo);
       // CoreNet divides each micro-batch's mean loss by accum_freq.
       model.Backward(1.0f / static_cast<float>(cfg.accum_freq));
@@ -317,7 +358,8 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       // W·accum_freq micro-batch losses, the same as one process accumulating them. The step's
       // loss, token count and stop request are reduced beside it, so every rank logs (rank 0),
       // clips, updates and stops identically.
-      Distributed::AllReduceMean(ps.grads.data(), ps.grads.size());
+      std::vector<float>& grads = lora ? model.lora()->grads : ps.grads;
+      Distributed::AllReduceMean(grads.data(), grads.size());
       double stats[4] = {loss, ce, static_cast<double>(n_valid), stop ? 1.0 : 0.0};
       Distributed::AllReduceSum(stats, 4);
       loss = stats[0] / world;
@@ -326,9 +368,17 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       stop = stats[3] > 0;
     }
     st.tokens_seen += n_valid;
-    const double norm = GlobalGradNorm(ps);
-    if (cfg.grad_clip > 0) ClipGradients(ps, norm, cfg.grad_clip);
-    AdamWUpdate(ps, cfg.adamw, lr, st.step + 1);
+    double norm = 0;
+    if (lora) {
+      LoraParams& lp = *model.lora();
+      norm = LoraGradNorm(lp);
+      if (cfg.grad_clip > 0) LoraClipGradients(lp, norm, cfg.grad_clip);
+      LoraAdamWUpdate(lp, cfg.adamw, lr, st.step + 1);
+    } else {
+      norm = GlobalGradNorm(ps);
+      if (cfg.grad_clip > 0) ClipGradients(ps, norm, cfg.grad_clip);
+      AdamWUpdate(ps, cfg.adamw, lr, st.step + 1);
+    }
     ++st.step;
     st.loss = loss;
     saved_last = false;

@@ -18,7 +18,7 @@ namespace elm::cli {
 namespace {
 
 struct CommonOpts {
-  std::string model, tokenizer, weights;
+  std::string model, tokenizer, weights, lora;
   int max_new_tokens = 256;
   int context = 0;
   bool ignore_eos = false;
@@ -30,6 +30,9 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--model", o.model, "Model folder (HF layout)")->required();
   cmd->add_option("--weights", o.weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
+  cmd->add_option("--lora", o.lora,
+                  "LoRA adapter folder (PEFT layout, e.g. an elm train LoRA checkpoint), merged "
+                  "into the weights at load");
   cmd->add_option("--tokenizer", o.tokenizer,
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate")
@@ -61,6 +64,7 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
 std::shared_ptr<const Model> LoadModel(const CommonOpts& o) {
   LoadOptions lo;
   lo.weights = ParseWeightsFlag(o.weights);
+  lo.lora = o.lora;
   return Model::Load(o.model, lo);
 }
 

@@ -30,7 +30,7 @@ void OnSignal(int sig) {
 }
 
 struct ServeOpts {
-  std::string model, tokenizer;
+  std::string model, tokenizer, lora;
   server::ServerOptions server;
 };
 
@@ -42,6 +42,8 @@ void RegisterServe(CLI::App& app) {
   auto o = std::make_shared<ServeOpts>();
   auto& s = o->server;
   cmd->add_option("--model", o->model, "Model folder (HF layout)")->required();
+  cmd->add_option("--lora", o->lora,
+                  "LoRA adapter folder (PEFT layout), merged into the weights at load");
   cmd->add_option("--tokenizer", o->tokenizer,
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--host", s.host, "Address to listen on (0.0.0.0 exposes the server)")
@@ -91,7 +93,9 @@ void RegisterServe(CLI::App& app) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    auto model = Model::Load(o->model);
+    LoadOptions lo;
+    lo.lora = o->lora;
+    auto model = Model::Load(o->model, lo);
     Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     server::Server srv(model, std::move(tok), o->server);
     const int port = srv.Bind();

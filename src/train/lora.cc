@@ -1,0 +1,170 @@
+#include "train/lora.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numbers>
+
+#include "base/error.h"
+#include "config/hf_config.h"
+#include "io/safetensors.h"
+#include "sampling/rng.h"
+#include "train/params.h"
+
+namespace elm {
+namespace fs = std::filesystem;
+
+namespace {
+// A strong 64-bit mix (SplitMix64's finalizer) of one word.
+uint64_t Mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+LoraParams::LoraParams(const ModelConfig& cfg, LoraSettings s)
+    : settings_(std::move(s)), layout_(cfg, settings_) {
+  params.assign(layout_.size(), 0.0f);
+}
+
+float* LoraParams::Slot(float* slab, int layer, LoraTarget t, bool a) const {
+  const LoraTensor* x = layout_.Get(layer, t, a);
+  return x == nullptr ? nullptr : slab + x->offset;
+}
+
+void LoraParams::Init(uint64_t seed) {
+  const auto& ts = layout_.tensors();
+  for (size_t k = 0; k < ts.size(); ++k) {
+    const LoraTensor& t = ts[k];
+    float* p = params.data() + t.offset;
+    const bool emb = t.target == LoraTarget::kEmbeddings;
+    uint64_t mix = seed ^ (0xA24BAED4963EE407ull * static_cast<uint64_t>(k + 1));
+    Rng rng(SplitMix64(mix));
+    if (emb == t.is_a) {  // linear B, embedding A: zero
+      std::fill(p, p + t.numel, 0.0f);
+    } else if (!emb) {  // linear A [r, in]: U(−1/√in, 1/√in)
+      const double bound = 1.0 / std::sqrt(static_cast<double>(t.shape[1]));
+      for (size_t i = 0; i < t.numel; ++i)
+        p[i] = static_cast<float>((2.0 * rng.NextDouble() - 1.0) * bound);
+    } else {  // embedding B: N(0, 1)
+      for (size_t i = 0; i < t.numel; i += 2) {
+        const double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+        const double r = std::sqrt(-2.0 * std::log(u1));
+        p[i] = static_cast<float>(r * std::cos(2.0 * std::numbers::pi * u2));
+        if (i + 1 < t.numel)
+          p[i + 1] = static_cast<float>(r * std::sin(2.0 * std::numbers::pi * u2));
+      }
+    }
+  }
+}
+
+void LoraParams::ZeroGrad() {
+  grads.assign(layout_.size(), 0.0f);
+}
+
+double LoraGradNorm(const LoraParams& lp) {
+  std::vector<float> norms;
+  for (const LoraTensor& t : lp.layout().tensors())
+    norms.push_back(TorchVectorNorm(lp.grads.data() + t.offset, t.numel));
+  return TorchVectorNorm(norms.data(), norms.size());
+}
+
+void LoraClipGradients(LoraParams& lp, double norm, double max_norm) {
+  const float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
+  if (!(coef < 1.0f)) return;
+  for (float& g : lp.grads) g *= coef;
+}
+
+void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t step) {
+  ELM_CHECK(step >= 1 && lp.m.size() == lp.size() && lp.v.size() == lp.size() &&
+            lp.grads.size() == lp.size());
+  const auto b1 = static_cast<float>(hp.beta1), b2 = static_cast<float>(hp.beta2);
+  const auto omb1 = static_cast<float>(1.0 - hp.beta1), omb2 = static_cast<float>(1.0 - hp.beta2);
+  const double bc1 = 1.0 - std::pow(hp.beta1, static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(hp.beta2, static_cast<double>(step));
+  const auto step_size = static_cast<float>(lr / bc1);
+  const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const auto eps = static_cast<float>(hp.eps);
+  const auto decay = static_cast<float>(1.0 - lr * hp.weight_decay);
+  const bool wd = hp.weight_decay != 0.0;
+  const auto n = static_cast<int64_t>(lp.size());
+  float* p = lp.params.data();
+  const float* g = lp.grads.data();
+  float* m = lp.m.data();
+  float* v = lp.v.data();
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    if (wd) p[i] *= decay;
+    m[i] = m[i] * b1 + omb1 * g[i];
+    v[i] = v[i] * b2 + omb2 * (g[i] * g[i]);
+    const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
+    p[i] -= step_size * (m[i] / denom);
+  }
+}
+
+uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int micro, int rank) {
+  uint64_t h = Mix(seed ^ 0x4C6F5241ull);  // "LoRA"
+  h = Mix(h ^ static_cast<uint64_t>(step));
+  h = Mix(h ^ static_cast<uint64_t>(micro));
+  return Mix(h ^ static_cast<uint64_t>(rank));
+}
+
+float LoraDropoutScale(uint64_t key, int layer, LoraTarget t, uint64_t i, float p) {
+  const uint64_t h =
+      Mix(Mix(key ^ (static_cast<uint64_t>(layer + 1) << 8 | static_cast<uint64_t>(t))) ^ i);
+  const float u = static_cast<float>(h >> 40) * 0x1.0p-24f;  // [0, 1)
+  return u < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
+                          const std::string& out, std::optional<DType> dtype) {
+  if (!fs::is_directory(base))
+    Fail(base, ": expected an HF model folder (config.json + model.safetensors)");
+  const std::string cfg_path = (fs::path(base) / "config.json").string();
+  if (!fs::exists(cfg_path)) Fail(base, ": no config.json in this folder");
+  const ModelConfig cfg = LoadHfConfig(cfg_path);
+  const LoraAdapter ad = LoadLoraAdapter(adapter, cfg);
+  const TensorStore store(base);
+  const std::string emb_name = "transformer.token_embeddings.weight";
+  if (!dtype) {
+    const TensorView& e = store.Get(emb_name);
+    dtype =
+        e.dtype && (*e.dtype == DType::kBF16 || *e.dtype == DType::kF16) ? *e.dtype : DType::kF32;
+  }
+  if (*dtype != DType::kF32 && *dtype != DType::kBF16 && *dtype != DType::kF16)
+    Fail("merge-lora: the output type must be f32, bf16 or f16");
+  ModelConfig oc = cfg;
+  if (cfg.tied_embeddings && ad.settings.has(LoraTarget::kEmbeddings)) oc.tied_embeddings = false;
+  ParamSet ps(oc);
+  for (const ParamTensor& t : ps.tensors()) {
+    const bool head = t.spec.name == "lm_head.weight" && cfg.tied_embeddings;
+    const TensorView& v = store.Get(head ? emb_name : t.spec.name);
+    if (!v.dtype)
+      Fail(store.origin(), ": tensor '", v.name, "' has dtype ", v.dtype_name,
+           "; elm reads F32, F16 and BF16");
+    if (v.shape != t.spec.shape)
+      Fail(store.origin(), ": tensor '", v.name, "' has shape ", ShapeString(v.shape),
+           " but config.json implies ", ShapeString(t.spec.shape));
+    float* p = ps.params.data() + t.offset;
+    ToF32(*v.dtype, v.data, p, t.numel);
+    if (!head && t.spec.shape.size() == 2)
+      MergeLora(ad, t.spec.name, p, t.spec.shape[0], t.spec.shape[1]);
+  }
+  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
+    Fail(out, ": already exists; give a new folder for the merged model");
+  const fs::path tmp = fs::path(out).string() + ".partial-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  WriteModelFolder(tmp.string(), ps, *dtype);
+  const fs::path tok = fs::path(base) / "tokenizer.json";
+  if (fs::exists(tok)) fs::copy_file(tok, tmp / "tokenizer.json");
+  if (fs::exists(out)) fs::remove(out);  // an empty folder
+  fs::rename(tmp, out);
+  return *dtype;
+}
+
+}  // namespace elm

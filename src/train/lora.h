@@ -1,0 +1,63 @@
+// Trainable LoRA parameters (spec §6.10): the adapter tensors of model/lora_adapter.h as flat f32
+// slabs that line up like ParamSet's (parameters, gradients, AdamW moments), PEFT's
+// initialization, the optimizer step over them, and the dropout mask of the LoRA branch.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/dtype.h"
+
+#include "model/lora_adapter.h"
+#include "train/optimizer.h"
+
+namespace elm {
+
+class LoraParams {
+ public:
+  LoraParams(const ModelConfig& cfg, LoraSettings s);
+
+  const LoraSettings& settings() const { return settings_; }
+  const LoraLayout& layout() const { return layout_; }
+  size_t size() const { return layout_.size(); }
+  // Pointer to the A or B tensor of (layer, target) inside `slab`; null when not targeted.
+  float* Slot(float* slab, int layer, LoraTarget t, bool a) const;
+
+  // PEFT's init: a linear's A is kaiming-uniform (a = √5: U(±1/√in)) and B zero; the embedding's
+  // A is zero and B standard normal. Either way B·A = 0, so training starts at the base model.
+  void Init(uint64_t seed);
+  void ZeroGrad();
+
+  std::vector<float> params, grads, m, v;
+
+ private:
+  LoraSettings settings_;
+  LoraLayout layout_;
+};
+
+// clip_grad_norm_'s global norm over the adapter gradients (TorchVectorNorm of each tensor, then of
+// the norms), the clipping, and AdamW over the adapter (weight decay on every adapter tensor when
+// hp.weight_decay ≠ 0; CoreNet's LoRA recipe uses 0): the formulas of train/optimizer.h.
+double LoraGradNorm(const LoraParams& lp);
+void LoraClipGradients(LoraParams& lp, double norm, double max_norm);
+void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t step);
+
+// Inverted dropout of the LoRA branch's input: element i of (layer, target) is kept with
+// probability 1 − p and then scaled by 1/(1 − p). A counter-based hash of (key, layer, target, i),
+// so the mask depends on nothing but the key (the trainer derives it from seed, step,
+// micro-batch and rank: resume stays bit-exact) and costs no saved state.
+float LoraDropoutScale(uint64_t key, int layer, LoraTarget t, uint64_t i, float p);
+uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int micro, int rank);
+
+// elm merge-lora: the base HF folder `base` with adapter `adapter` folded in (W + s·B·A, computed
+// in f32 exactly as LoadOptions::lora does at load), written as a complete HF folder `out`
+// (config.json, model.safetensors, the base's tokenizer.json if any) through a temporary folder
+// renamed into place; `out` must not exist or be empty. `dtype` unset: the base's stored type.
+// A tied model whose embedding is adapted comes out untied, its lm_head the base embedding (what
+// the adapted model computes). Returns the dtype written.
+DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
+                          const std::string& out, std::optional<DType> dtype);
+
+}  // namespace elm
