@@ -147,13 +147,14 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
                  bool release = true) -> MatRef {
     MatRef src = ToMat(v);
     std::vector<float> merged;
-    if (adapt && lora) {
+    int layer = 0;
+    LoraTarget target;
+    if (adapt && lora && LoraTargetOf(v.name, &layer, &target) &&
+        lora->layout.Get(layer, target, true) != nullptr) {
       merged.resize(static_cast<size_t>(src.rows * src.cols));
       ToF32(src.dtype, src.data, merged.data(), merged.size());
-      if (MergeLora(*lora, v.name, merged.data(), src.rows, src.cols))
-        src = MatRef{DType::kF32, merged.data(), src.rows, src.cols};
-      else
-        merged.clear();
+      ELM_CHECK(MergeLora(*lora, v.name, merged.data(), src.rows, src.cols));
+      src = MatRef{DType::kF32, merged.data(), src.rows, src.cols};
     }
     const DType to = opt.weights ? *opt.weights : ToMat(v).dtype;
     if (merged.empty() && to == src.dtype) return src;

@@ -120,6 +120,22 @@ float LoraDropoutScale(uint64_t key, int layer, LoraTarget t, uint64_t i, float 
   return u < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
+void FakeQuantizeBase(ParamSet& ps, DType t) {
+  if (t == DType::kF32) return;
+  const size_t block = DTypeBlock(t);
+  for (const ParamTensor& pt : ps.tensors()) {
+    if (pt.spec.shape.size() != 2) continue;  // norms stay f32, as at inference
+    const auto cols = static_cast<size_t>(pt.spec.shape[1]);
+    if (cols % block != 0)
+      Fail("elm.lora_base_weights ", DTypeName(t), ": tensor '", pt.spec.name, "' has ", cols,
+           " columns, not a multiple of the ", block, "-element block");
+    float* p = ps.params.data() + pt.offset;
+    std::vector<uint8_t> q(DTypeBytes(t, pt.numel));
+    FromF32(t, p, q.data(), pt.numel);
+    ToF32(t, q.data(), p, pt.numel);
+  }
+}
+
 DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
                           const std::string& out, std::optional<DType> dtype) {
   if (!fs::is_directory(base))

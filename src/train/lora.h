@@ -12,6 +12,7 @@
 
 #include "model/lora_adapter.h"
 #include "train/optimizer.h"
+#include "train/params.h"
 
 namespace elm {
 
@@ -50,6 +51,13 @@ void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t s
 // micro-batch and rank: resume stays bit-exact) and costs no saved state.
 float LoraDropoutScale(uint64_t key, int layer, LoraTarget t, uint64_t i, float p);
 uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int micro, int rank);
+
+// "Optionally quantized" frozen base (elm.lora_base_weights): every weight matrix of `ps`
+// (embeddings and the four linears of each layer; not the norms) is rounded to the grid of `t`
+// (Q8_0, Q4_0, BF16 or F16) and widened back to f32 in place. Fake quantization: the training
+// sees QLoRA's base numerics, but the base is still held in f32 (no memory saving). Throws naming
+// the tensor when its columns are not whole blocks of `t`.
+void FakeQuantizeBase(ParamSet& ps, DType t);
 
 // elm merge-lora: the base HF folder `base` with adapter `adapter` folded in (W + s·B·A, computed
 // in f32 exactly as LoadOptions::lora does at load), written as a complete HF folder `out`

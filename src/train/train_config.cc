@@ -276,6 +276,17 @@ void ReadModel(Reader& r, TrainConfig& c) {
 void ReadLora(Reader& r, TrainConfig& c) {
   bool use = false;
   r.Bool("model.lora.use_lora", use);
+  std::string base_weights;
+  r.String("elm.lora_base_weights", base_weights);
+  if (!base_weights.empty()) {
+    c.lora_base_weights = ParseDType(base_weights);
+    if (!c.lora_base_weights || *c.lora_base_weights == DType::kF32)
+      Fail(c.origin, ": key 'elm.lora_base_weights' must be q8_0, q4_0, bf16 or f16, got '",
+           base_weights, "'");
+    if (!use)
+      Fail(c.origin, ": key 'elm.lora_base_weights' needs model.lora.use_lora (it rounds the ",
+           "frozen base of a LoRA run)");
+  }
   const std::string key = "model.lora.config";
   const YAML::Node* list = r.Take(key);
   if (!use) {

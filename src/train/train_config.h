@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct TrainConfig {
   // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, spec §6.10): LoRA fine-tuning of
   // the frozen init_from model; lora.enabled() is false for full training.
   LoraSettings lora;
+  // elm.lora_base_weights: round the frozen base to this type's grid (q8_0, q4_0, bf16, f16;
+  // fake quantization, FakeQuantizeBase); unset = the base as stored.
+  std::optional<DType> lora_base_weights;
 
   // ---- data ----
   std::vector<DataSourceInfo> train_data, val_data;

@@ -39,6 +39,7 @@ std::string Fingerprint(const TrainConfig& c) {
   std::string f = ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
                   "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
   if (c.lora.enabled()) {
+    if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
     f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
          " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
     for (int t = 0; t < kLoraTargetCount; ++t)
@@ -234,6 +235,7 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
         Fail("elm.init_from ", cfg.init_from, ": its config.json does not match the model of ",
              cfg.origin);
       LoadParams(ps, TensorStore(cfg.init_from));
+      if (lora && cfg.lora_base_weights) FakeQuantizeBase(ps, *cfg.lora_base_weights);
       if (lora && !resumed) model.lora()->Init(cfg.seed);
       say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg.init_from);
     } else if (!resumed) {
@@ -282,7 +284,10 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
     say("LoRA: r " + std::to_string(cfg.lora.rank) + ", alpha " + Sci(cfg.lora.alpha) +
         " (scaling " + Sci(cfg.lora.scaling()) + "), dropout " + Sci(cfg.lora.dropout) + " on " +
         targets + "; " + std::to_string(model.lora()->size()) +
-        " trainable parameters, base weights and norms frozen");
+        " trainable parameters, base weights and norms frozen" +
+        (cfg.lora_base_weights ? std::string("; base rounded to ") +
+                                     DTypeName(*cfg.lora_base_weights) + " (fake quantization)"
+                               : std::string()));
   }
   const std::string config_copy = (fs::path(run_dir) / "config.yaml").string();
   if (root && fs::exists(cfg.origin) && fs::absolute(cfg.origin) != fs::absolute(config_copy)) {

@@ -45,6 +45,9 @@ void RegisterTrainCommand(CLI::App& app) {
       if (r.val_loss >= 0) std::printf(", validation loss %.4f", r.val_loss);
       std::printf(", %.0f tokens/s\nlog: %s\ncheckpoint: %s\n", r.tokens_per_s, r.log_path.c_str(),
                   r.checkpoint.c_str());
+      if (cfg.lora.enabled() && !r.checkpoint.empty())
+        std::printf("LoRA adapter: elm generate --model %s --lora %s\n", cfg.init_from.c_str(),
+                    r.checkpoint.c_str());
     } catch (const std::exception& e) {
       if (Distributed::size() == 1) throw;  // main() prints it
       // The other ranks may be waiting in a collective for this one: end the whole job.
