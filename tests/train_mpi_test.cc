@@ -17,6 +17,7 @@
 
 #include "base/mmap_file.h"
 #include "config/hf_config.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
@@ -255,6 +256,44 @@ TEST_F(TrainMpiRun, ResumeUnderMpiIsBitExact) {
   for (size_t i = 0; i < 6; ++i)
     EXPECT_EQ(log.steps[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
   EXPECT_EQ(log.vals.size(), 2u);
+}
+
+// LoRA under MPI: the adapter's gradients are the ones averaged, and the dropout masks follow the
+// micro-batch's place in the global batch, so 2 ranks × accum_freq 2 match one process with
+// accum_freq 4 (dropout on) as full training does.
+TEST_F(TrainMpiRun, LoraTwoRanksMatchOneProcess) {
+  std::string out, err;
+  ASSERT_EQ(test::RunShell(std::string(ELM_BINARY) + " init --config " + yaml_ + " --seed 4 " +
+                               "--output " + dir_ + "/base",
+                           &out, &err),
+            0)
+      << out << err;
+  const std::string lora =
+      "--set elm.init_from=" + dir_ + "/base" +
+      " --set \"model.lora={use_lora: true, config: [{regex: 'layers', module_type: linear, "
+      "params: {r: 2, lora_alpha: 4, lora_dropout: 0.2}}]}\" ";
+  ASSERT_EQ(Mpi("lora_mpi", lora, &out, &err), 0) << out << err;
+  EXPECT_NE(err.find("LoRA: r 2"), std::string::npos) << err;
+  ASSERT_EQ(Alone("lora_single", lora + "--set common.accum_freq=4", &out, &err), 0) << out << err;
+  const Log mpi = ReadLog(dir_ + "/results/lora_mpi/train_log.jsonl");
+  const Log one = ReadLog(dir_ + "/results/lora_single/train_log.jsonl");
+  ASSERT_EQ(mpi.steps.size(), 6u);
+  ASSERT_EQ(one.steps.size(), 6u);
+  for (size_t i = 0; i < 6; ++i)
+    EXPECT_LE(RelDiff(one.steps[i]["loss"].get<double>(), mpi.steps[i]["loss"].get<double>()), 1e-6)
+        << "step " << i + 1;
+  const TensorStore a(Checkpoint("lora_single", 6) + "/adapter_model.safetensors");
+  const TensorStore b(Checkpoint("lora_mpi", 6) + "/adapter_model.safetensors");
+  ASSERT_EQ(a.all().size(), b.all().size());
+  for (const auto& [name, view] : a.all()) {
+    const TensorView& other = b.Get(name);
+    ASSERT_EQ(view->shape, other.shape) << name;
+    const auto* x = static_cast<const float*>(view->data);
+    const auto* y = static_cast<const float*>(other.data);
+    float max_w = 0;
+    for (int64_t i = 0; i < view->numel(); ++i) max_w = std::max(max_w, std::fabs(x[i]));
+    EXPECT_LE(test::MaxAbsDiff(x, y, static_cast<size_t>(view->numel())), 1e-4f * max_w) << name;
+  }
 }
 
 }  // namespace

@@ -106,11 +106,10 @@ void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t s
   }
 }
 
-uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int micro, int rank) {
+uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int64_t global_micro) {
   uint64_t h = Mix(seed ^ 0x4C6F5241ull);  // "LoRA"
   h = Mix(h ^ static_cast<uint64_t>(step));
-  h = Mix(h ^ static_cast<uint64_t>(micro));
-  return Mix(h ^ static_cast<uint64_t>(rank));
+  return Mix(h ^ static_cast<uint64_t>(global_micro));
 }
 
 float LoraDropoutScale(uint64_t key, int layer, LoraTarget t, uint64_t i, float p) {

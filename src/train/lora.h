@@ -47,10 +47,11 @@ void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t s
 
 // Inverted dropout of the LoRA branch's input: element i of (layer, target) is kept with
 // probability 1 − p and then scaled by 1/(1 − p). A counter-based hash of (key, layer, target, i),
-// so the mask depends on nothing but the key (the trainer derives it from seed, step,
-// micro-batch and rank: resume stays bit-exact) and costs no saved state.
+// so the mask depends on nothing but the key and costs no saved state. The trainer derives the key
+// from the seed, the step and the micro-batch's index in the global batch (micro · ranks + rank):
+// resume is bit-exact, and N ranks draw the masks one process with N× the accumulation draws.
 float LoraDropoutScale(uint64_t key, int layer, LoraTarget t, uint64_t i, float p);
-uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int micro, int rank);
+uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int64_t global_micro);
 
 // "Optionally quantized" frozen base (elm.lora_base_weights): every weight matrix of `ps`
 // (embeddings and the four linears of each layer; not the norms) is rounded to the grid of `t`

@@ -349,7 +349,9 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       // Rank r of W takes rows [r·B, (r+1)·B) of the next W·B samples: micro-batch micro·W + r
       // of the W·accum_freq micro-batches a single process with accum_freq·W would take.
       loader.Next(inputs.data(), targets.data(), rank, world);
-      if (lora) model.set_lora_dropout(true, LoraDropoutKey(cfg.seed, st.step, micro, rank));
+      if (lora)
+        model.set_lora_dropout(
+            true, LoraDropoutKey(cfg.seed, st.step, static_cast<int64_t>(micro) * world + rank));
       const LossValue L = model.Forward(inputs.data(), targets.data(), B, T, lo);
       // CoreNet divides each micro-batch's mean loss by accum_freq.
       model.Backward(1.0f / static_cast<float>(cfg.accum_freq));
