@@ -1,12 +1,72 @@
 #include "kernels/cross_entropy.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/simd_clones.h"
 
 namespace elm {
+
+namespace {
+
+// e^x for x ≤ 0 (softmax arguments), branch-free so the loops below vectorize: x = n·ln2 + r with
+// |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7, about 2 ulp; libm's
+// expf is within 1 ulp), times 2^n built in the exponent bits. Below −87 it returns 0 instead of
+// a denormal.
+inline float ExpNonPositive(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::nearbyint(x * 1.44269504f);
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split in two parts
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const auto bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+// Σ_j e^(row[j] − mx) over a row: 16 float partial sums, folded into a double every 4096 columns.
+ELM_CLONES double SumExp(const float* row, int64_t V, float mx) {
+  double total = 0;
+  for (int64_t j0 = 0; j0 < V; j0 += 4096) {
+    const int64_t j1 = std::min(V, j0 + 4096);
+    float acc[16] = {};
+    int64_t j = j0;
+    for (; j + 16 <= j1; j += 16)
+      for (int k = 0; k < 16; ++k) acc[k] += ExpNonPositive(row[j + k] - mx);
+    for (; j < j1; ++j) acc[0] += ExpNonPositive(row[j] - mx);
+    double part = 0;
+    for (float a : acc) part += a;
+    total += part;
+  }
+  return total;
+}
+
+ELM_CLONES float RowMax(const float* row, int64_t V) {
+  float m[16];
+  for (float& v : m) v = row[0];
+  int64_t j = 0;
+  for (; j + 16 <= V; j += 16)
+    for (int k = 0; k < 16; ++k) m[k] = std::max(m[k], row[j + k]);
+  for (; j < V; ++j) m[0] = std::max(m[0], row[j]);
+  float mx = m[0];
+  for (float v : m) mx = std::max(mx, v);
+  return mx;
+}
+
+// drow[j] = k · e^(row[j] − l) (drow may alias row).
+ELM_CLONES void ScaledSoftmax(float* drow, const float* row, int64_t V, float l, float k) {
+  for (int64_t j = 0; j < V; ++j) drow[j] = k * ExpNonPositive(row[j] - l);
+}
+
+}  // namespace
 
 CrossEntropyStats CrossEntropyForward(float* lse, const float* logits, const int* targets,
                                       int64_t N, int64_t V, int ignore_index) {
@@ -21,17 +81,8 @@ CrossEntropyStats CrossEntropyForward(float* lse, const float* logits, const int
       continue;
     }
     const float* row = logits + i * V;
-    float mx = row[0];
-    for (int64_t j = 1; j < V; ++j) mx = std::max(mx, row[j]);
-    // f32 exponentials (the backward pass recomputes them the same way), summed in double with
-    // four partial sums so the additions do not serialize the loop.
-    double s4[4] = {0, 0, 0, 0};
-    int64_t j = 0;
-    for (; j + 4 <= V; j += 4)
-      for (int k = 0; k < 4; ++k) s4[k] += std::exp(row[j + k] - mx);
-    for (; j < V; ++j) s4[0] += std::exp(row[j] - mx);
-    const double sum = (s4[0] + s4[1]) + (s4[2] + s4[3]);
-    const double l = static_cast<double>(mx) + std::log(sum);
+    const float mx = RowMax(row, V);
+    const double l = static_cast<double>(mx) + std::log(SumExp(row, V, mx));
     lse[i] = static_cast<float>(l);
     ce[i] = l - static_cast<double>(row[targets[i]]);
   }
@@ -58,7 +109,7 @@ void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse,
     }
     const float l = lse[i];
     const float k = ce_scale + 2.0f * z_scale * l;  // ∂/∂logit_j = k·p_j − ce_scale·[j = target]
-    for (int64_t j = 0; j < V; ++j) drow[j] = k * std::exp(row[j] - l);
+    ScaledSoftmax(drow, row, V, l, k);
     drow[targets[i]] -= ce_scale;
   }
 }

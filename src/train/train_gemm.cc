@@ -13,7 +13,8 @@ namespace {
 // b[N, K]ᵀ, both operands K-contiguous, f32 accumulation). Operands are rounded to bf16 as they
 // are packed into column blocks of kKc, so a block of both operands stays in cache while a task
 // runs; a task computes a kMc × kNc piece of the output over every block, in block order, so
-// each output element is summed in the same order whatever the thread count.
+// each output element is summed in the same order whatever the thread count. Tasks are handed
+// out dynamically, so a thread the OS preempts does not hold up the others.
 constexpr int64_t kKc = 1024;  // reduction (K) columns per block
 constexpr int64_t kMc = 256;   // output rows per task
 constexpr int64_t kNc = 48;    // output columns per task (a multiple of the kernel's 6-row tile)
@@ -35,7 +36,7 @@ Packed Pack(const CpuKernels& k, const float* src, int64_t rows, int64_t K, int6
   uint16_t* out = dst.data();
   const int64_t nkb = (K + kKc - 1) / kKc;
   if (!transposed) {
-#pragma omp parallel for schedule(static) if (rows * K >= (1 << 16))
+#pragma omp parallel for schedule(dynamic, 16) if (rows * K >= (1 << 16))
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t kb = 0; kb < nkb; ++kb)
         k.f32_to_bf16(src + r * ld + kb * kKc, out + (p.block(kb, r) - p.data), p.kc(kb));
@@ -44,7 +45,7 @@ Packed Pack(const CpuKernels& k, const float* src, int64_t rows, int64_t K, int6
   // Transposed: 16 destination rows at a time, read as 16-float runs of each source row.
   constexpr int64_t kR = 16;
   const int64_t row_blocks = (rows + kR - 1) / kR;
-#pragma omp parallel for schedule(static) if (rows * K >= (1 << 16))
+#pragma omp parallel for schedule(dynamic, 16) if (rows * K >= (1 << 16))
   for (int64_t rb = 0; rb < row_blocks; ++rb) {
     const int64_t r0 = rb * kR, nr = std::min(kR, rows - r0);
     float tile[kR][256];
@@ -72,7 +73,7 @@ void Gemm(const CpuKernels& k, float* c, int64_t ldc, bool accumulate, const Pac
 #pragma omp parallel
   {
     std::vector<float> tmp(static_cast<size_t>(kMc * kNc));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
     for (int64_t task = 0; task < mt * nt; ++task) {
       const int64_t m0 = (task / nt) * kMc, n0 = (task % nt) * kNc;
       const int64_t mr = std::min(kMc, M - m0), nr = std::min(kNc, N - n0);
