@@ -12,6 +12,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "config/hf_config.h"
 #include "io/safetensors.h"
 #include "model/lora_adapter.h"
 #include "model/session.h"
@@ -306,6 +307,19 @@ TEST(Lora, CoreNetConfigKeys) {
   e = error({CoreNetLora("32")});
   EXPECT_NE(e.find("elm.init_from"), std::string::npos) << e;
   fs::remove_all(dir);
+}
+
+// The example config: CoreNet's PEFT layout, every key known, and the shipped model's shape (so
+// elm.init_from: models/openelm-shakespeare loads).
+TEST(Lora, ExampleConfigMatchesTheShippedModel) {
+  const std::string root = ELM_SOURCE_DIR;
+  const TrainConfig c = LoadTrainConfig(root + "/configs/openelm_shakespeare_lora.yaml");
+  EXPECT_TRUE(c.unknown_keys.empty()) << c.unknown_keys.front();
+  for (bool t : c.lora.targets) EXPECT_TRUE(t);
+  EXPECT_EQ(c.lora.rank, 8);
+  EXPECT_EQ(c.adamw.weight_decay, 0);
+  const ModelConfig shipped = LoadHfConfig(root + "/" + c.init_from + "/config.json");
+  EXPECT_EQ(ConfigToHfJson(shipped).dump(), ConfigToHfJson(c.model).dump());
 }
 
 class LoraRun : public ::testing::Test {
