@@ -153,6 +153,9 @@ TEST(Lora, MergedModelMatchesTheAdaptedTrainingForward) {
               MergeLoraCheckpoint(Base(), adapter, dir + "/merged", DType::kF32);
             }).find("already exists"),
             std::string::npos);
+  EXPECT_EQ(MergeLoraCheckpoint(Base(), adapter, dir + "/bf16/", DType::kBF16), DType::kBF16);
+  EXPECT_TRUE(fs::exists(dir + "/bf16/model.safetensors"));  // a trailing '/' names the folder
+  EXPECT_EQ(Model::Load(dir + "/bf16")->weights_dtype(), "BF16");
   LoadOptions lo;
   lo.lora = adapter;
   const auto applied = Model::Load(Base(), lo);

@@ -169,16 +169,19 @@ DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
     if (!head && t.spec.shape.size() == 2)
       MergeLora(ad, t.spec.name, p, t.spec.shape[0], t.spec.shape[1]);
   }
-  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
+  fs::path dst = fs::path(out).lexically_normal();
+  if (!dst.has_filename()) dst = dst.parent_path();  // "merged/" → "merged"
+  if (dst.empty()) Fail("merge-lora: the output folder name is empty");
+  if (fs::exists(dst) && !(fs::is_directory(dst) && fs::is_empty(dst)))
     Fail(out, ": already exists; give a new folder for the merged model");
-  const fs::path tmp = fs::path(out).string() + ".partial-" + std::to_string(::getpid());
+  const fs::path tmp = dst.string() + ".partial-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   WriteModelFolder(tmp.string(), ps, *dtype);
   const fs::path tok = fs::path(base) / "tokenizer.json";
   if (fs::exists(tok)) fs::copy_file(tok, tmp / "tokenizer.json");
-  if (fs::exists(out)) fs::remove(out);  // an empty folder
-  fs::rename(tmp, out);
+  if (fs::exists(dst)) fs::remove(dst);  // an empty folder
+  fs::rename(tmp, dst);
   return *dtype;
 }
 

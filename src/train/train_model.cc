@@ -333,6 +333,11 @@ double TrainModel::FlopsPerToken(int T) const {
     // scores and weighted values, causal: ~T/2 keys per query, 2 matmuls, ×3 for fwd+bwd
     attn += 6.0 * c.layers[l].n_heads * c.head_dim * T;
   }
+  if (lora_) {
+    // Frozen base: forward and input gradient only (4 FLOPs per weight), plus the adapter's
+    // 6 per parameter.
+    return 4.0 * matmul_params + 6.0 * static_cast<double>(lora_->size()) + attn;
+  }
   return 6.0 * matmul_params + attn;
 }
 

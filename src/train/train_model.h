@@ -67,7 +67,7 @@ class TrainModel {
   }
 
   // FLOPs of one forward+backward per token at sequence length T (6·N matmul rule plus the
-  // attention scores), for MFU.
+  // attention scores; with LoRA 4·N for the frozen base plus 6 per adapter parameter), for MFU.
   double FlopsPerToken(int T) const;
 
  private:
