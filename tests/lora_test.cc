@@ -32,6 +32,9 @@ namespace fs = std::filesystem;
 std::string Base() {
   return test::DataDir() + "/conformance/a_tiny_qknorm_tied";  // f32, tied, QK-norm, vocab 256
 }
+std::string Untied() {
+  return test::DataDir() + "/conformance/b_tiny_noqknorm_untied";  // no QK-norm, untied head
+}
 
 LoraSettings AllTargets(int r, double alpha, double dropout) {
   LoraSettings s;
@@ -69,8 +72,9 @@ std::string ErrorOf(Fn fn) {
 
 TEST(Lora, GradientsMatchCentralDifferences) {
   for (const double dropout : {0.0, 0.25}) {
-    SCOPED_TRACE("dropout " + std::to_string(dropout));
-    auto m = LoraModel(Base(), AllTargets(3, 6, dropout));
+    const std::string folder = dropout > 0 ? Base() : Untied();
+    SCOPED_TRACE("dropout " + std::to_string(dropout) + ", " + folder);
+    auto m = LoraModel(folder, AllTargets(3, 6, dropout));
     LoraParams& lp = *m->lora();
     RandomAdapter(lp, 7, 0.3f);
     const int B = 2, T = 7, V = m->config().vocab_size;
@@ -126,56 +130,60 @@ TEST(Lora, GradientsMatchCentralDifferences) {
 }
 
 TEST(Lora, MergedModelMatchesTheAdaptedTrainingForward) {
-  const std::string dir = test::TempDir("lora_merge");
-  auto m = LoraModel(Base(), AllTargets(4, 8, 0.1));
-  LoraParams& lp = *m->lora();
-  RandomAdapter(lp, 11, 0.2f);
-  const std::string adapter = dir + "/adapter";
-  SaveLoraAdapter(adapter, lp.settings(), lp.layout(), lp.params.data());
+  for (const std::string& folder : {Base(), Untied()}) {
+    SCOPED_TRACE(folder);
+    const std::string dir = test::TempDir("lora_merge");
+    auto m = LoraModel(folder, AllTargets(4, 8, 0.1));
+    LoraParams& lp = *m->lora();
+    RandomAdapter(lp, 11, 0.2f);
+    const std::string adapter = dir + "/adapter";
+    SaveLoraAdapter(adapter, lp.settings(), lp.layout(), lp.params.data());
 
-  // Round trip: the same values, and the same bytes when written again.
-  const LoraAdapter back = LoadLoraAdapter(adapter, m->config());
-  ASSERT_EQ(back.weights.size(), lp.params.size());
-  EXPECT_EQ(std::memcmp(back.weights.data(), lp.params.data(), lp.params.size() * 4), 0);
-  EXPECT_EQ(back.settings.rank, 4);
-  EXPECT_EQ(back.settings.alpha, 8);
-  EXPECT_EQ(back.settings.dropout, 0.1);
-  EXPECT_EQ(back.settings.targets, lp.settings().targets);
-  SaveLoraAdapter(dir + "/again", back.settings, back.layout, back.weights.data());
-  for (const char* f : {"/adapter_model.safetensors", "/adapter_config.json"})
-    EXPECT_TRUE(ReadTextFile(adapter + f) == ReadTextFile(dir + "/again" + f)) << f;
+    // Round trip: the same values, and the same bytes when written again.
+    const LoraAdapter back = LoadLoraAdapter(adapter, m->config());
+    ASSERT_EQ(back.weights.size(), lp.params.size());
+    EXPECT_EQ(std::memcmp(back.weights.data(), lp.params.data(), lp.params.size() * 4), 0);
+    EXPECT_EQ(back.settings.rank, 4);
+    EXPECT_EQ(back.settings.alpha, 8);
+    EXPECT_EQ(back.settings.dropout, 0.1);
+    EXPECT_EQ(back.settings.targets, lp.settings().targets);
+    SaveLoraAdapter(dir + "/again", back.settings, back.layout, back.weights.data());
+    for (const char* f : {"/adapter_model.safetensors", "/adapter_config.json"})
+      EXPECT_TRUE(ReadTextFile(adapter + f) == ReadTextFile(dir + "/again" + f)) << f;
 
-  // elm merge-lora's library call: a complete, untied (the embedding is adapted) f32 folder.
-  EXPECT_EQ(MergeLoraCheckpoint(Base(), adapter, dir + "/merged", std::nullopt), DType::kF32);
-  const auto merged = Model::Load(dir + "/merged");
-  EXPECT_FALSE(merged->config().tied_embeddings);
-  EXPECT_NE(ErrorOf([&] {
-              MergeLoraCheckpoint(Base(), adapter, dir + "/merged", DType::kF32);
-            }).find("already exists"),
-            std::string::npos);
-  EXPECT_EQ(MergeLoraCheckpoint(Base(), adapter, dir + "/bf16/", DType::kBF16), DType::kBF16);
-  EXPECT_TRUE(fs::exists(dir + "/bf16/model.safetensors"));  // a trailing '/' names the folder
-  EXPECT_EQ(Model::Load(dir + "/bf16")->weights_dtype(), "BF16");
-  LoadOptions lo;
-  lo.lora = adapter;
-  const auto applied = Model::Load(Base(), lo);
-  const auto base = Model::Load(Base());
+    // elm merge-lora's library call: a complete, untied (the embedding is adapted) f32 folder.
+    EXPECT_EQ(MergeLoraCheckpoint(folder, adapter, dir + "/merged", std::nullopt), DType::kF32);
+    const auto merged = Model::Load(dir + "/merged");
+    EXPECT_FALSE(merged->config().tied_embeddings);
+    EXPECT_NE(ErrorOf([&] {
+                MergeLoraCheckpoint(folder, adapter, dir + "/merged", DType::kF32);
+              }).find("already exists"),
+              std::string::npos);
+    EXPECT_EQ(MergeLoraCheckpoint(folder, adapter, dir + "/bf16/", DType::kBF16), DType::kBF16);
+    EXPECT_TRUE(fs::exists(dir + "/bf16/model.safetensors"));  // a trailing '/' names the folder
+    EXPECT_EQ(Model::Load(dir + "/bf16")->weights_dtype(), "BF16");
+    LoadOptions lo;
+    lo.lora = adapter;
+    const auto applied = Model::Load(folder, lo);
+    const auto base = Model::Load(folder);
 
-  const int B = 2, T = 9, V = m->config().vocab_size;
-  std::vector<int> ids(B * T), tg(B * T, 0);
-  for (int i = 0; i < B * T; ++i) ids[i] = (i * 37 + 11) % V;
-  m->set_lora_dropout(false);
-  m->Forward(ids.data(), tg.data(), B, T, {});
-  for (int b = 0; b < B; ++b) {
-    const std::vector<int> row(ids.begin() + b * T, ids.begin() + (b + 1) * T);
-    const auto lm = test::AllLogits(merged, row);
-    const auto la = test::AllLogits(applied, row);
-    const auto lb = test::AllLogits(base, row);
-    EXPECT_LE(test::MaxAbsDiff(lm.data(), m->logits() + b * T * V, lm.size()), 1e-4) << b;
-    EXPECT_EQ(lm, la) << "--lora at load and merge-lora differ, row " << b;
-    EXPECT_GT(test::MaxAbsDiff(lm.data(), lb.data(), lm.size()), 1e-2) << "the adapter is a no-op";
+    const int B = 2, T = 9, V = m->config().vocab_size;
+    std::vector<int> ids(B * T), tg(B * T, 0);
+    for (int i = 0; i < B * T; ++i) ids[i] = (i * 37 + 11) % V;
+    m->set_lora_dropout(false);
+    m->Forward(ids.data(), tg.data(), B, T, {});
+    for (int b = 0; b < B; ++b) {
+      const std::vector<int> row(ids.begin() + b * T, ids.begin() + (b + 1) * T);
+      const auto lm = test::AllLogits(merged, row);
+      const auto la = test::AllLogits(applied, row);
+      const auto lb = test::AllLogits(base, row);
+      EXPECT_LE(test::MaxAbsDiff(lm.data(), m->logits() + b * T * V, lm.size()), 1e-4) << b;
+      EXPECT_EQ(lm, la) << "--lora at load and merge-lora differ, row " << b;
+      EXPECT_GT(test::MaxAbsDiff(lm.data(), lb.data(), lm.size()), 1e-2)
+          << "the adapter is a no-op";
+    }
+    fs::remove_all(dir);
   }
-  fs::remove_all(dir);
 }
 
 TEST(Lora, BadAdapterFoldersAreClearErrors) {
@@ -274,6 +282,9 @@ TEST(Lora, CoreNetConfigKeys) {
   EXPECT_EQ(c.lora.alpha, 32);
   EXPECT_EQ(c.lora.dropout, 0.1);
   EXPECT_FLOAT_EQ(c.lora.scaling(), 1.0f);
+  LoraSettings rs = c.lora;
+  rs.rslora = true;
+  EXPECT_FLOAT_EQ(rs.scaling(), 32.0f / std::sqrt(32.0f));  // alpha / √r
   EXPECT_TRUE(c.lora.has(LoraTarget::kEmbeddings));
   EXPECT_TRUE(c.lora.has(LoraTarget::kProj1));
   EXPECT_TRUE(c.lora.has(LoraTarget::kProj2));
