@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -282,6 +283,42 @@ TEST(Conformance, LongInputRunsInBatches) {
     }
     EXPECT_LE(test::MaxAbsDiff(pieces.data(), all.data(), all.size()), 1e-5f);
     EXPECT_LE(test::MaxAbsDiff(last.data(), all.data() + static_cast<size_t>(T - 1) * V, V), 1e-5f);
+  }
+}
+
+// A bf16/f16 KV cache changes only the rounding of the cached keys and values: logits stay close
+// to the f32 cache's (docs/numerics.md) through prefill and single-token decoding, and the
+// reference and fast attention agree on the same rounded cache.
+TEST(Conformance, HalfPrecisionKvCacheTracksF32) {
+  for (const auto& f : Folders()) {
+    SCOPED_TRACE(f.name);
+    auto model = Model::Load(f.path);
+    const int V = model->config().vocab_size;
+    std::vector<int> tokens(40);
+    for (size_t t = 0; t < tokens.size(); ++t) tokens[t] = static_cast<int>((t * 7919 + 13) % V);
+    auto run = [&](DType kv, bool reference) {
+      Session s(model, 64, kv);
+      s.set_reference(reference);
+      std::vector<float> logits, out;
+      s.Forward(std::span<const int>(tokens.data(), 32), logits);
+      out = logits;
+      for (size_t t = 32; t < tokens.size(); ++t) {  // decode steps read the whole cache
+        s.Forward(std::span<const int>(&tokens[t], 1), logits);
+        out.insert(out.end(), logits.begin(), logits.end());
+      }
+      return out;
+    };
+    const auto f32 = run(DType::kF32, false);
+    float scale = 1;
+    for (float x : f32) scale = std::max(scale, std::fabs(x));
+    for (DType kv : {DType::kBF16, DType::kF16}) {
+      const auto got = run(kv, false);
+      const float tol = (kv == DType::kBF16 ? 2e-2f : 2e-3f) * scale;
+      EXPECT_LE(test::MaxAbsDiff(got.data(), f32.data(), f32.size()), tol) << DTypeName(kv);
+      const auto ref = run(kv, true);
+      EXPECT_LE(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), 1e-4f * scale)
+          << DTypeName(kv) << " fast vs reference";
+    }
   }
 }
 

@@ -205,6 +205,10 @@ TEST(Kernels, Bf16ConversionMatchesScalar) {
     k->f16_to_bf16(h.data(), got.data(), static_cast<int64_t>(h.size()));
     for (size_t i = 0; i < h.size(); ++i)
       ASSERT_EQ(got[i], F32ToBF16(F16ToF32(h[i]))) << k->name << " f16 " << i;
+    std::vector<float> wide(h.size());
+    k->f16_to_f32(h.data(), wide.data(), static_cast<int64_t>(h.size()));
+    for (size_t i = 0; i < h.size(); ++i)
+      ASSERT_EQ(wide[i], F16ToF32(h[i])) << k->name << " f16 to f32 " << i;
   }
 }
 
@@ -216,21 +220,32 @@ TEST(Kernels, FastAttentionMatchesReference) {
   c.head_dim = 16;
   c.gqa_groups = 4;
   c.layers = {LayerConfig{8, 2, 64, 1, 1}};
-  for (int past : {0, 1, 7, 40}) {
-    for (int T : {1, 3, 9}) {
-      KVCache cache(c, past + T);
-      for (int h = 0; h < 2; ++h)
-        for (int p = 0; p < past + T; ++p) {
-          const auto kv = Random(32, rng);
-          std::copy(kv.begin(), kv.begin() + 16, cache.K(0, h, p));
-          std::copy(kv.begin() + 16, kv.end(), cache.V(0, h, p));
+  // Past lengths cross the fast kernel's 128-position blocks; bf16/f16 caches are compared with
+  // the reference reading the same rounded values, and with an f32 cache (rounding only).
+  for (DType kv_type : {DType::kF32, DType::kBF16, DType::kF16}) {
+    for (int past : {0, 1, 7, 40, 300}) {
+      for (int T : {1, 3, 9}) {
+        KVCache cache(c, past + T, kv_type), exact(c, past + T);
+        for (int h = 0; h < 2; ++h)
+          for (int p = 0; p < past + T; ++p) {
+            const auto kv = Random(32, rng);
+            cache.Store(0, h, p, kv.data(), kv.data() + 16);
+            exact.Store(0, h, p, kv.data(), kv.data() + 16);
+          }
+        const auto q = Random(static_cast<size_t>(T) * 8 * 16, rng);
+        std::vector<float> ref(q.size()), got(q.size()), f32(q.size());
+        CausalAttention(ref.data(), q.data(), T, past, 0, 8, 2, 16, cache);
+        CausalAttentionFast(got.data(), q.data(), T, past, 0, 8, 2, 16, cache);
+        CausalAttention(f32.data(), q.data(), T, past, 0, 8, 2, 16, exact);
+        const float rounding =
+            kv_type == DType::kBF16 ? 0.05f : kv_type == DType::kF16 ? 5e-3f : 0.0f;
+        for (size_t i = 0; i < ref.size(); ++i) {
+          ASSERT_NEAR(got[i], ref[i], 1e-5f)
+              << DTypeName(kv_type) << " past " << past << " T " << T << " i " << i;
+          ASSERT_NEAR(got[i], f32[i], rounding + 1e-5f)
+              << DTypeName(kv_type) << " vs f32, past " << past << " T " << T << " i " << i;
         }
-      const auto q = Random(static_cast<size_t>(T) * 8 * 16, rng);
-      std::vector<float> ref(q.size()), got(q.size());
-      CausalAttention(ref.data(), q.data(), T, past, 0, 8, 2, 16, cache);
-      CausalAttentionFast(got.data(), q.data(), T, past, 0, 8, 2, 16, cache);
-      for (size_t i = 0; i < ref.size(); ++i)
-        ASSERT_NEAR(got[i], ref[i], 1e-5f) << "past " << past << " T " << T << " i " << i;
+      }
     }
   }
 }

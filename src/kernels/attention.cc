@@ -17,7 +17,7 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
   const int64_t work = static_cast<int64_t>(T) * n_heads;
 #pragma omp parallel
   {
-    std::vector<float> scores(static_cast<size_t>(past + T));
+    std::vector<float> scores(static_cast<size_t>(past + T)), row(static_cast<size_t>(head_dim));
 #pragma omp for schedule(static)
     for (int64_t w = 0; w < work; ++w) {
       const int t = static_cast<int>(w / n_heads), h = static_cast<int>(w % n_heads);
@@ -26,7 +26,8 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
       const float* qv = q + (static_cast<size_t>(t) * n_heads + h) * head_dim;
       float mx = -INFINITY;
       for (int j = 0; j < n_keys; ++j) {
-        scores[j] = Dot(qv, cache.K(layer, kvh, j), head_dim) * scale;
+        cache.LoadK(layer, kvh, j, row.data());
+        scores[j] = Dot(qv, row.data(), head_dim) * scale;
         mx = std::max(mx, scores[j]);
       }
       double sum = 0;
@@ -39,7 +40,8 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
       for (int d = 0; d < head_dim; ++d) o[d] = 0;
       for (int j = 0; j < n_keys; ++j) {
         const float p = scores[j] * inv;
-        const float* vv = cache.V(layer, kvh, j);
+        cache.LoadV(layer, kvh, j, row.data());
+        const float* vv = row.data();
         for (int d = 0; d < head_dim; ++d) o[d] += p * vv[d];
       }
     }

@@ -1,10 +1,16 @@
 // Fast causal GQA attention: each work item is one (query position, KV head) pair and serves all
 // the query heads that share that KV head, so every cached key and value row is read once per
 // position instead of once per query head. Loops are written to auto-vectorize (multiversioned).
+// A bf16/f16 cache is widened to f32 a block of positions at a time, into scratch that stays in
+// L1, and the same f32 code runs on it.
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/cpu_kernels.h"
 #include "kernels/simd_clones.h"
 
 namespace elm {
@@ -28,8 +34,8 @@ __attribute__((always_inline)) inline float DotTree(const float* a, const float*
   }
   const V8 s8 = __builtin_shufflevector(acc, acc, 0, 1, 2, 3, 4, 5, 6, 7) +
                 __builtin_shufflevector(acc, acc, 8, 9, 10, 11, 12, 13, 14, 15);
-  const V4 s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) +
-                __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+  const V4 s4 =
+      __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
   float sum = (s4[0] + s4[2]) + (s4[1] + s4[3]);
   for (; d < n; ++d) sum += a[d] * b[d];
   return sum;
@@ -46,11 +52,9 @@ ELM_CLONES void Scores(float* scores, int stride, const float* q, int G, const f
   }
 }
 
-// out_g = Σ_j p[g][j] · V_j.
+// out_g += Σ_j p[g][j] · V_j.
 ELM_CLONES void Mix(float* out, const float* p, int stride, int G, const float* values, int n,
                     int hd) {
-  for (int g = 0; g < G; ++g)
-    for (int d = 0; d < hd; ++d) out[static_cast<size_t>(g) * hd + d] = 0;
   for (int j = 0; j < n; ++j) {
     const float* v = values + static_cast<size_t>(j) * hd;
     for (int g = 0; g < G; ++g) {
@@ -74,6 +78,29 @@ ELM_CLONES void SoftmaxRow(float* s, int n) {
   for (int j = 0; j < n; ++j) s[j] *= inv;
 }
 
+ELM_CLONES void Bf16ToF32(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::bit_cast<float>(static_cast<uint32_t>(x[i]) << 16);
+}
+
+constexpr int kKeyBlock = 128;  // positions widened at a time for a bf16/f16 cache
+
+// Rows [j0, j0 + n) of one KV head as f32: in place for an f32 cache, else widened into `buf`.
+const float* RowsF32(const KVCache& cache, bool keys, int layer, int kvh, int j0, int n, int hd,
+                     float* buf) {
+  const void* src = keys ? cache.KRow(layer, kvh, j0) : cache.VRow(layer, kvh, j0);
+  const int64_t count = static_cast<int64_t>(n) * hd;
+  switch (cache.dtype()) {
+    case DType::kBF16:
+      Bf16ToF32(static_cast<const uint16_t*>(src), buf, count);
+      return buf;
+    case DType::kF16:
+      BestKernels().f16_to_f32(static_cast<const uint16_t*>(src), buf, count);
+      return buf;
+    default:
+      return static_cast<const float*>(src);
+  }
+}
+
 }  // namespace
 
 void CausalAttentionFast(float* out, const float* q, int T, int past, int layer, int n_heads,
@@ -85,14 +112,27 @@ void CausalAttentionFast(float* out, const float* q, int T, int past, int layer,
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(G) * stride);
+    std::vector<float> wide(cache.dtype() == DType::kF32 ? 0 : kKeyBlock * head_dim);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < work; ++w) {
       const int t = static_cast<int>(w / n_kv_heads), kvh = static_cast<int>(w % n_kv_heads);
       const int n = past + t + 1;  // bottom-right aligned causal mask
-      const size_t qoff = (static_cast<size_t>(t) * n_heads + static_cast<size_t>(kvh) * G) * head_dim;
-      Scores(scores.data(), stride, q + qoff, G, cache.K(layer, kvh, 0), n, head_dim, scale);
+      const size_t qoff =
+          (static_cast<size_t>(t) * n_heads + static_cast<size_t>(kvh) * G) * head_dim;
+      // Blocks of positions keep every per-position sum in position order: an f32 cache gives
+      // the same bits as one pass over all n.
+      for (int j0 = 0; j0 < n; j0 += kKeyBlock) {
+        const int nb = std::min(kKeyBlock, n - j0);
+        const float* k = RowsF32(cache, true, layer, kvh, j0, nb, head_dim, wide.data());
+        Scores(scores.data() + j0, stride, q + qoff, G, k, nb, head_dim, scale);
+      }
       for (int g = 0; g < G; ++g) SoftmaxRow(scores.data() + static_cast<size_t>(g) * stride, n);
-      Mix(out + qoff, scores.data(), stride, G, cache.V(layer, kvh, 0), n, head_dim);
+      std::fill(out + qoff, out + qoff + static_cast<size_t>(G) * head_dim, 0.0f);
+      for (int j0 = 0; j0 < n; j0 += kKeyBlock) {
+        const int nb = std::min(kKeyBlock, n - j0);
+        const float* v = RowsF32(cache, false, layer, kvh, j0, nb, head_dim, wide.data());
+        Mix(out + qoff, scores.data() + j0, stride, G, v, nb, head_dim);
+      }
     }
   }
 }

@@ -39,6 +39,8 @@ struct CpuKernels {
   void (*f32_to_bf16)(const float* x, uint16_t* y, int64_t n);
   // f16 → bf16 (round to nearest even), for F16 weight panels in prefill.
   void (*f16_to_bf16)(const uint16_t* x, uint16_t* y, int64_t n);
+  // f16 → f32 (exact), for f16 KV caches.
+  void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n);
   void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t n);
 };
 

@@ -125,6 +125,10 @@ void F16ToBf16(const uint16_t* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = F32ToBF16(F16ToF32(x[i]));
 }
 
+void F16ToF32Rows(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = F16ToF32(x[i]);
+}
+
 void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
   QuantizeQ8_0(x, y, static_cast<size_t>(n));
 }
@@ -134,7 +138,7 @@ void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
 const CpuKernels& ScalarKernels() {
   static const CpuKernels k{"scalar",    GemmBf16,    GemmF32,   GemmF16,
                             GemmQ8_0,    GemmQ4_0,    GemmQ8_0x16, GemmQ4_0x16,
-                            F32ToBf16,   F16ToBf16,   QuantizeRowsQ8_0};
+                            F32ToBf16,   F16ToBf16,   F16ToF32Rows, QuantizeRowsQ8_0};
   return k;
 }
 

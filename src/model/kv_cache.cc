@@ -4,15 +4,17 @@
 
 namespace elm {
 
-KVCache::KVCache(const ModelConfig& cfg, int capacity)
-    : capacity_(capacity), head_dim_(cfg.head_dim) {
+KVCache::KVCache(const ModelConfig& cfg, int capacity, DType type)
+    : capacity_(capacity), head_dim_(cfg.head_dim), type_(type), elem_(DTypeSize(type)) {
   if (capacity <= 0) Fail("KV cache capacity must be positive, got ", capacity);
+  if (type != DType::kF32 && type != DType::kBF16 && type != DType::kF16)
+    Fail("KV cache type ", DTypeName(type), " is not supported (f32, bf16 or f16)");
   k_.resize(cfg.n_layers);
   v_.resize(cfg.n_layers);
   for (int l = 0; l < cfg.n_layers; ++l) {
     const size_t n = static_cast<size_t>(cfg.layers[l].n_kv_heads) * capacity * cfg.head_dim;
-    k_[l].assign(n, 0.0f);
-    v_[l].assign(n, 0.0f);
+    k_[l].assign(n * elem_, 0);
+    v_[l].assign(n * elem_, 0);
   }
 }
 
@@ -26,9 +28,22 @@ void KVCache::Advance(int n) {
   size_ += n;
 }
 
+void KVCache::Store(int layer, int kv_head, int pos, const float* k, const float* v) {
+  FromF32(type_, k, const_cast<void*>(KRow(layer, kv_head, pos)), head_dim_);
+  FromF32(type_, v, const_cast<void*>(VRow(layer, kv_head, pos)), head_dim_);
+}
+
+void KVCache::LoadK(int layer, int kv_head, int pos, float* out) const {
+  ToF32(type_, KRow(layer, kv_head, pos), out, head_dim_);
+}
+
+void KVCache::LoadV(int layer, int kv_head, int pos, float* out) const {
+  ToF32(type_, VRow(layer, kv_head, pos), out, head_dim_);
+}
+
 size_t KVCache::bytes() const {
   size_t b = 0;
-  for (size_t l = 0; l < k_.size(); ++l) b += (k_[l].size() + v_[l].size()) * sizeof(float);
+  for (size_t l = 0; l < k_.size(); ++l) b += k_[l].size() + v_[l].size();
   return b;
 }
 

@@ -1,9 +1,13 @@
 // Per-layer key/value cache. Layers have different KV-head counts (layer-wise scaling), so each
-// layer owns its own [Hkv, capacity, Dh] blocks. Keys are stored after QK-norm and RoPE.
+// layer owns its own [Hkv, capacity, Dh] blocks. Keys are stored after QK-norm and RoPE, in f32
+// (default) or rounded to bf16 or f16 (half the memory and half the bytes read per generated
+// token; docs/numerics.md).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
+#include "base/dtype.h"
 #include "config/model_config.h"
 
 namespace elm {
@@ -11,34 +15,40 @@ namespace elm {
 class KVCache {
  public:
   // capacity: the most positions this cache can hold (≤ what the caller allows as context).
-  KVCache(const ModelConfig& cfg, int capacity);
+  // type: kF32, kBF16 or kF16 (anything else is an error).
+  KVCache(const ModelConfig& cfg, int capacity, DType type = DType::kF32);
 
   int size() const { return size_; }  // positions filled
   int capacity() const { return capacity_; }
+  DType dtype() const { return type_; }
   void Clear() { size_ = 0; }
   // Drops positions [n, size): e.g. to rewind a chat turn or reuse a shared prefix.
   void Truncate(int n);
   // Marks n more positions as filled (after the forward pass wrote them).
   void Advance(int n);
 
-  float* K(int layer, int kv_head, int pos) { return Ptr(k_[layer], kv_head, pos); }
-  float* V(int layer, int kv_head, int pos) { return Ptr(v_[layer], kv_head, pos); }
-  const float* K(int layer, int kv_head, int pos) const {
-    return const_cast<KVCache*>(this)->K(layer, kv_head, pos);
-  }
-  const float* V(int layer, int kv_head, int pos) const {
-    return const_cast<KVCache*>(this)->V(layer, kv_head, pos);
-  }
+  // Writes position `pos` of one KV head: Dh floats each, rounded to the cache's type.
+  void Store(int layer, int kv_head, int pos, const float* k, const float* v);
+  // Row `pos` of a KV head in the cache's type; rows of a head are contiguous (stride Dh).
+  const void* KRow(int layer, int kv_head, int pos) const { return Row(k_, layer, kv_head, pos); }
+  const void* VRow(int layer, int kv_head, int pos) const { return Row(v_, layer, kv_head, pos); }
+  // Row `pos` widened to f32 into `out` (Dh floats).
+  void LoadK(int layer, int kv_head, int pos, float* out) const;
+  void LoadV(int layer, int kv_head, int pos, float* out) const;
   size_t bytes() const;
 
  private:
-  float* Ptr(std::vector<float>& buf, int kv_head, int pos) {
-    return buf.data() + (static_cast<size_t>(kv_head) * capacity_ + pos) * head_dim_;
+  const void* Row(const std::vector<std::vector<uint8_t>>& buf, int layer, int kv_head,
+                  int pos) const {
+    return buf[layer].data() +
+           ((static_cast<size_t>(kv_head) * capacity_ + pos) * head_dim_) * elem_;
   }
   int capacity_;
   int head_dim_;
+  DType type_;
+  size_t elem_;  // bytes per element
   int size_ = 0;
-  std::vector<std::vector<float>> k_, v_;  // per layer [Hkv, capacity, Dh]
+  std::vector<std::vector<uint8_t>> k_, v_;  // per layer [Hkv, capacity, Dh]
 };
 
 }  // namespace elm

@@ -20,9 +20,9 @@ T* Grow(std::vector<T>& v, size_t n) {
 }
 }  // namespace
 
-Session::Session(std::shared_ptr<const Model> model, int context)
+Session::Session(std::shared_ptr<const Model> model, int context, DType kv_type)
     : model_(std::move(model)),
-      cache_(model_->config(), context > 0 ? context : model_->config().max_context),
+      cache_(model_->config(), context > 0 ? context : model_->config().max_context, kv_type),
       rope_(model_->config().head_dim, model_->config().rope_base, cache_.capacity()) {}
 
 void Session::Mul(float* y, const float* x, int64_t T, const MatRef& w) const {
@@ -40,8 +40,7 @@ void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
   if (T == 0) Fail("forward: no tokens given");
   for (int t = 0; t < T; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
-      Fail("token id ", tokens[t], " at position ", t, " is out of range [0, ", c.vocab_size,
-           ")");
+      Fail("token id ", tokens[t], " at position ", t, " is out of range [0, ", c.vocab_size, ")");
   const int past = cache_.size();
   if (past + T > cache_.capacity())
     Fail(T, " tokens after ", past, " in the cache exceed the context of ", cache_.capacity(),
@@ -89,8 +88,7 @@ void Session::ForwardBatch(std::span<const int> tokens, std::vector<float>& logi
   const int rows = T - first;
   float* xn = Grow(h_, static_cast<size_t>(T) * D);
   RmsNorm(xn, x.data(), model_->final_norm().data(), T, D, c.norm_eps);
-  if (opt.hidden_states)
-    std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
+  if (opt.hidden_states) std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
   logits.resize(static_cast<size_t>(rows) * V);
   Mul(logits.data(), xn + first * D, rows, model_->lm_head());
 }
@@ -121,10 +119,7 @@ void Session::Layer(int l, float* x, int T, int past) {
     ApplyRope(qt, H, pos, rope_);
     ApplyRope(kt, Hkv, pos, rope_);
     std::memcpy(q + t * H * Dh, qt, sizeof(float) * H * Dh);
-    for (int k = 0; k < Hkv; ++k) {
-      std::memcpy(cache_.K(l, k, pos), kt + k * Dh, sizeof(float) * Dh);
-      std::memcpy(cache_.V(l, k, pos), vt + k * Dh, sizeof(float) * Dh);
-    }
+    for (int k = 0; k < Hkv; ++k) cache_.Store(l, k, pos, kt + k * Dh, vt + k * Dh);
   }
   float* att = Grow(att_, static_cast<size_t>(T) * H * Dh);
   (reference_ ? CausalAttention : CausalAttentionFast)(att, q, T, past, l, H, Hkv,

@@ -22,7 +22,9 @@ struct ForwardOptions {
 class Session {
  public:
   // context: the most positions this session can hold; 0 means the model's max_context_length.
-  explicit Session(std::shared_ptr<const Model> model, int context = 0);
+  // kv_type: how the KV cache stores keys and values (f32, bf16 or f16; KVCache).
+  explicit Session(std::shared_ptr<const Model> model, int context = 0,
+                   DType kv_type = DType::kF32);
 
   const Model& model() const { return *model_; }
   const KVCache& cache() const { return cache_; }

@@ -35,17 +35,10 @@ std::vector<int> RandomTokens(int n, int vocab, uint64_t seed) {
   return t;
 }
 
-// Bytes of K and V read by one decode step at position p.
-double KvBytesAt(const ModelConfig& c, int p) {
+// Bytes of K and V read by one decode step at position p, `elem` bytes per value.
+double KvBytesAt(const ModelConfig& c, int p, double elem) {
   double b = 0;
-  for (const auto& l : c.layers) b += 2.0 * l.n_kv_heads * (p + 1) * c.head_dim * sizeof(float);
-  return b;
-}
-
-// Bytes of the f32 KV cache for `ctx` positions.
-double KvCacheBytes(const ModelConfig& c, int ctx) {
-  double b = 0;
-  for (const auto& l : c.layers) b += 2.0 * l.n_kv_heads * ctx * c.head_dim * sizeof(float);
+  for (const auto& l : c.layers) b += 2.0 * l.n_kv_heads * (p + 1) * c.head_dim * elem;
   return b;
 }
 
@@ -83,7 +76,8 @@ SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
   int max_depth = 0;
   for (int d : opt.depths) max_depth = std::max(max_depth, d);
   const int ctx = std::max(opt.prompt_tokens, max_depth + opt.gen_tokens) + 1;
-  Session s(model, ctx);
+  Session s(model, ctx, opt.kv_type);
+  const auto elem = static_cast<double>(DTypeSize(opt.kv_type));
   std::vector<float> logits;
 
   if (opt.prompt_tokens > 0) {
@@ -126,7 +120,7 @@ SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
       }
       t.tokens_per_s = Summarize(tps);
       double kv = 0;
-      for (int g = 0; g < opt.gen_tokens; ++g) kv += KvBytesAt(c, depth + g);
+      for (int g = 0; g < opt.gen_tokens; ++g) kv += KvBytesAt(c, depth + g, elem);
       // Every weight matrix is read once per token, except the embedding table's lookup row
       // (the tied LM head reads it whole).
       double weights = r.weights_bytes;
@@ -142,7 +136,7 @@ SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   r.peak_rss_bytes = ru.ru_maxrss * 1024L;
-  r.kv_cache_bytes = KvCacheBytes(c, ctx);
+  r.kv_cache_bytes = static_cast<double>(s.cache().bytes());
   r.bandwidth_gbs = opt.bandwidth_gbs > 0 ? opt.bandwidth_gbs : MeasureReadBandwidth();
   for (auto& t : r.tg) t.roofline_pct = 100.0 * t.gbs / r.bandwidth_gbs;
   return r;

@@ -17,6 +17,7 @@ struct SpeedBenchOptions {
   int repetitions = 5;
   int warmup = 1;
   double bandwidth_gbs = 0;         // memory roofline; 0 = measure it
+  DType kv_type = DType::kF32;      // KV cache storage (f32, bf16, f16)
 };
 
 struct Stat {
@@ -41,7 +42,7 @@ struct SpeedBenchResult {
   double pp_gflops = 0;  // achieved, counting 2·params FLOPs per token plus attention
   std::vector<TgResult> tg;
   long peak_rss_bytes = 0;
-  double kv_cache_bytes = 0;  // the f32 KV cache allocated for the run's context
+  double kv_cache_bytes = 0;  // the KV cache allocated for the run's context
 };
 
 SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,

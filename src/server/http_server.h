@@ -18,6 +18,7 @@ struct ServerOptions {
   int parallel = 1;                  // slots: requests generating at the same time
   int queue = 8;                     // requests that may wait for a slot; more get 503
   int context = 0;                   // positions per slot; 0: the model's max_context_length
+  DType kv_type = DType::kF32;       // KV cache storage of every slot
   std::string api_key;               // non-empty: require "Authorization: Bearer <key>"
   std::string model_id;              // name in responses; default: the model folder's name
   size_t max_body_bytes = 4u << 20;  // larger request bodies get 413

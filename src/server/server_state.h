@@ -22,7 +22,7 @@ struct ServerState {
       : options(std::move(o)),
         model(std::move(m)),
         tok(std::move(t)),
-        scheduler(model, options.parallel, options.context, options.queue),
+        scheduler(model, options.parallel, options.context, options.queue, options.kv_type),
         started(std::time(nullptr)),
         rng(std::random_device{}()) {}
 

@@ -14,12 +14,12 @@ constexpr auto kPollInterval = std::chrono::milliseconds(50);
 }  // namespace
 
 SlotScheduler::SlotScheduler(std::shared_ptr<const Model> model, int slots, int context,
-                             int max_queue)
+                             int max_queue, DType kv_type)
     : max_queue_(max_queue) {
   if (slots < 1) Fail("the server needs at least one slot (--parallel), got ", slots);
   if (max_queue < 0) Fail("the queue length (--queue) must be >= 0, got ", max_queue);
   for (int i = 0; i < slots; ++i) {
-    sessions_.push_back(std::make_unique<Session>(model, context));
+    sessions_.push_back(std::make_unique<Session>(model, context, kv_type));
     free_.push_back(slots - 1 - i);  // hand out slot 0 first
   }
 }

@@ -20,7 +20,8 @@ class SlotScheduler {
  public:
   // `context`: positions per slot (0: the model's max_context_length). `max_queue`: how many
   // requests may wait for a slot; 0 means a request is rejected whenever every slot is busy.
-  SlotScheduler(std::shared_ptr<const Model> model, int slots, int context, int max_queue);
+  SlotScheduler(std::shared_ptr<const Model> model, int slots, int context, int max_queue,
+                DType kv_type = DType::kF32);
   ~SlotScheduler();
 
   // A slot held by one request; returned to the pool when destroyed.

@@ -305,7 +305,9 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
   lo.ignore_index = cfg.ignore_index;
   lo.z_loss_coef = cfg.use_z_loss ? static_cast<float>(cfg.z_loss_eps) : 0.0f;
   // Per process; the job's peak is world × this.
-  const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops * 1e9 : NominalPeakFlops();
+  // bf16 dot products (vdpbf16ps) do twice the FLOPs of an f32 FMA per instruction.
+  const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops * 1e9
+                                          : NominalPeakFlops() * (cfg.mixed_precision ? 2 : 1);
   const double flops_per_token = model.FlopsPerToken(cfg.seq_len);
   const int B = cfg.batch_size, T = cfg.seq_len;
   std::vector<int> inputs(static_cast<size_t>(B) * T), targets(inputs.size());

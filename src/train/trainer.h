@@ -28,7 +28,7 @@ struct TrainResult {
 TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt);
 
 // Peak f32 FLOP/s assumed for MFU when elm.peak_gflops is not set: threads × 3 GHz × 32 FLOP per
-// cycle (two 8-wide FMA units), a nominal AVX2 core.
+// cycle (two 8-wide FMA units), a nominal AVX2 core; twice that with bf16 mixed precision.
 double NominalPeakFlops();
 
 }  // namespace elm

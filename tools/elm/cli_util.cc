@@ -36,6 +36,13 @@ std::optional<DType> ParseWeightsFlag(const std::string& text) {
   return t;
 }
 
+DType ParseKvTypeFlag(const std::string& text) {
+  const auto t = ParseDType(text);
+  if (!t || (*t != DType::kF32 && *t != DType::kBF16 && *t != DType::kF16))
+    Fail("--kv-type: unknown type '", text, "' (expected f32, bf16 or f16)");
+  return *t;
+}
+
 std::string IdsToJson(const std::vector<int>& ids) {
   std::string s = "[";
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -13,6 +13,8 @@ namespace elm::cli {
 std::vector<int> ParseIdList(const std::string& text, const std::string& flag);
 // Parses a --weights value (f32, f16, bf16, q8_0, q4_0); "" → unset (keep the stored types).
 std::optional<DType> ParseWeightsFlag(const std::string& text);
+// Parses a --kv-type value (f32, bf16, f16).
+DType ParseKvTypeFlag(const std::string& text);
 // "[1,5,9]"
 std::string IdsToJson(const std::vector<int>& ids);
 

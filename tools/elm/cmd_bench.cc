@@ -15,7 +15,7 @@ namespace elm::cli {
 void RegisterBenchCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prompt-processing and generation speed");
   struct Opts {
-    std::string model, preset, weights, stored = "bf16";
+    std::string model, preset, weights, stored = "bf16", kv_type = "f32";
     int threads = 0;
     bool json = false;
     uint64_t seed = 0;
@@ -40,9 +40,12 @@ void RegisterBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--bandwidth", o->bench.bandwidth_gbs,
                   "Memory roofline in GB/s (default: measured)");
+  cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f32, bf16 or f16")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
   cmd->callback([o] {
     if (o->threads > 0) omp_set_num_threads(o->threads);
+    o->bench.kv_type = ParseKvTypeFlag(o->kv_type);
     const std::optional<DType> weights = ParseWeightsFlag(o->weights);
     std::shared_ptr<const Model> model;
     if (!o->preset.empty()) {

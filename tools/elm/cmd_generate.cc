@@ -18,7 +18,7 @@ namespace elm::cli {
 namespace {
 
 struct CommonOpts {
-  std::string model, tokenizer, weights, lora;
+  std::string model, tokenizer, weights, lora, kv_type = "f32";
   int max_new_tokens = 256;
   int context = 0;
   bool ignore_eos = false;
@@ -38,6 +38,8 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate")
       ->capture_default_str();
   cmd->add_option("--context", o.context, "Context size in tokens (default: max_context_length)");
+  cmd->add_option("--kv-type", o.kv_type, "KV cache storage: f32, bf16 or f16 (half the memory)")
+      ->capture_default_str();
   cmd->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->add_option("--stop", o.stop, "Stop when this text is generated (repeatable)");
   auto& s = o.sampling;
@@ -135,7 +137,7 @@ void RegisterGenerate(CLI::App& app) {
   cmd->callback([o] {
     ValidateSamplingParams(o->sampling);
     auto model = LoadModel(*o);
-    Session session(model, o->context);
+    Session session(model, o->context, ParseKvTypeFlag(o->kv_type));
     Sampler sampler(o->sampling);
     GenerateOptions go;
     go.max_new_tokens = o->max_new_tokens;
@@ -193,7 +195,7 @@ void RegisterChat(CLI::App& app) {
     auto model = LoadModel(*o);
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     CheckVocab(tok, *model);
-    Session session(model, o->context);
+    Session session(model, o->context, ParseKvTypeFlag(o->kv_type));
     Sampler sampler(o->sampling);
     GenerateOptions go;
     go.max_new_tokens = o->max_new_tokens;

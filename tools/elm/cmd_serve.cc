@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "model/model.h"
 #include "server/http_server.h"
@@ -30,7 +31,7 @@ void OnSignal(int sig) {
 }
 
 struct ServeOpts {
-  std::string model, tokenizer, lora;
+  std::string model, tokenizer, lora, kv_type = "f32";
   server::ServerOptions server;
 };
 
@@ -61,6 +62,9 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--context", s.context,
                   "Context size per slot in tokens (default: max_context_length)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-type", o->kv_type,
+                  "KV cache storage of every slot: f32, bf16 or f16 (half the memory)")
+      ->capture_default_str();
   cmd->add_option("--api-key", s.api_key,
                   "Require 'Authorization: Bearer KEY' (default: the ELM_API_KEY environment "
                   "variable, if set)")
@@ -81,6 +85,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");
   cmd->callback([o] {
     o->server.write_timeout_s = o->server.read_timeout_s;
+    o->server.kv_type = ParseKvTypeFlag(o->kv_type);
     struct sigaction sa {};
     sa.sa_handler = OnSignal;
     sa.sa_flags = SA_RESTART;

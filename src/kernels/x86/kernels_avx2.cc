@@ -156,6 +156,14 @@ void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ
     }
 }
 
+void F16ToF32Rows(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
+}
+
 }  // namespace
 }  // namespace elm
 
@@ -165,7 +173,7 @@ namespace elm {
 const CpuKernels* Avx2Kernels() {
   static const CpuKernels k{"avx2",   GemmBf16, GemmF32, GemmF16, GemmQ8_0, GemmQ4_0, nullptr, nullptr,
                             ScalarKernels().f32_to_bf16, ScalarKernels().f16_to_bf16,
-                            ScalarKernels().quantize_q8_0};
+                            F16ToF32Rows, ScalarKernels().quantize_q8_0};
   // Every AVX2 + FMA CPU has F16C (Intel Haswell, AMD Piledriver onwards); clang cannot query it.
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok ? &k : nullptr;

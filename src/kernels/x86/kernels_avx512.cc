@@ -383,6 +383,13 @@ void F16ToBf16(const uint16_t* x, uint16_t* y, int64_t n) {
   }
 }
 
+void F16ToF32Rows(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = Mask16(n - i < 16 ? n - i : 16);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i)));
+  }
+}
+
 void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
   const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   for (int64_t b = 0; b < n / kQBlock; ++b) {
@@ -420,7 +427,7 @@ namespace elm {
 const CpuKernels* Avx512Kernels() {
   static const CpuKernels k{"avx512",    GemmBf16,    GemmF32,   GemmF16,
                             GemmQ8_0,    GemmQ4_0,    GemmQ8_0x16, GemmQ4_0x16,
-                            F32ToBf16,   F16ToBf16,   QuantizeRowsQ8_0};
+                            F32ToBf16,   F16ToBf16,   F16ToF32Rows, QuantizeRowsQ8_0};
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") &&
                          __builtin_cpu_supports("avx512dq") &&
