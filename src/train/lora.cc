@@ -82,14 +82,7 @@ void LoraClipGradients(LoraParams& lp, double norm, double max_norm) {
 void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t step) {
   ELM_CHECK(step >= 1 && lp.m.size() == lp.size() && lp.v.size() == lp.size() &&
             lp.grads.size() == lp.size());
-  const auto b1 = static_cast<float>(hp.beta1), b2 = static_cast<float>(hp.beta2);
-  const auto omb1 = static_cast<float>(1.0 - hp.beta1), omb2 = static_cast<float>(1.0 - hp.beta2);
-  const double bc1 = 1.0 - std::pow(hp.beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(hp.beta2, static_cast<double>(step));
-  const auto step_size = static_cast<float>(lr / bc1);
-  const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const auto eps = static_cast<float>(hp.eps);
-  const auto decay = static_cast<float>(1.0 - lr * hp.weight_decay);
+  const AdamWStep s(hp, lr, step);
   const bool wd = hp.weight_decay != 0.0;
   const auto n = static_cast<int64_t>(lp.size());
   float* p = lp.params.data();
@@ -97,13 +90,7 @@ void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t s
   float* m = lp.m.data();
   float* v = lp.v.data();
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-  for (int64_t i = 0; i < n; ++i) {
-    if (wd) p[i] *= decay;
-    m[i] = m[i] * b1 + omb1 * g[i];
-    v[i] = v[i] * b2 + omb2 * (g[i] * g[i]);
-    const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-    p[i] -= step_size * (m[i] / denom);
-  }
+  for (int64_t i = 0; i < n; ++i) s.Update(p[i], g[i], m[i], v[i], wd);
 }
 
 uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int64_t global_micro) {

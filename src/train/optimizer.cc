@@ -73,16 +73,7 @@ double ClipGradients(ParamSet& ps, double norm, double max_norm) {
 
 void AdamWUpdate(ParamSet& ps, const AdamWParams& hp, double lr, int64_t step) {
   ELM_CHECK(step >= 1 && ps.m.size() == ps.size());
-  // Scalars are formed in double and rounded once to f32, as PyTorch passes Python floats to
-  // f32 tensor ops.
-  const auto b1 = static_cast<float>(hp.beta1), b2 = static_cast<float>(hp.beta2);
-  const auto omb1 = static_cast<float>(1.0 - hp.beta1), omb2 = static_cast<float>(1.0 - hp.beta2);
-  const double bc1 = 1.0 - std::pow(hp.beta1, static_cast<double>(step));
-  const double bc2 = 1.0 - std::pow(hp.beta2, static_cast<double>(step));
-  const auto step_size = static_cast<float>(lr / bc1);
-  const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const auto eps = static_cast<float>(hp.eps);
-  const auto decay = static_cast<float>(1.0 - lr * hp.weight_decay);
+  const AdamWStep s(hp, lr, step);
   // One parallel region for the whole update: tensors are independent, so no barrier between
   // them (nowait); small models would otherwise pay a fork/join per tensor.
   const auto total = static_cast<int64_t>(ps.size());
@@ -95,15 +86,19 @@ void AdamWUpdate(ParamSet& ps, const AdamWParams& hp, double lr, int64_t step) {
     const bool wd = t.decay && hp.weight_decay != 0.0;
     const auto n = static_cast<int64_t>(t.numel);
 #pragma omp for schedule(static) nowait
-    for (int64_t i = 0; i < n; ++i) {
-      if (wd) p[i] *= decay;
-      m[i] = m[i] * b1 + omb1 * g[i];
-      v[i] = v[i] * b2 + omb2 * (g[i] * g[i]);
-      const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      p[i] -= step_size * (m[i] / denom);
-    }
+    for (int64_t i = 0; i < n; ++i) s.Update(p[i], g[i], m[i], v[i], wd);
   }
 }
+
+AdamWStep::AdamWStep(const AdamWParams& hp, double lr, int64_t step)
+    : b1(static_cast<float>(hp.beta1)),
+      b2(static_cast<float>(hp.beta2)),
+      omb1(static_cast<float>(1.0 - hp.beta1)),
+      omb2(static_cast<float>(1.0 - hp.beta2)),
+      step_size(static_cast<float>(lr / (1.0 - std::pow(hp.beta1, static_cast<double>(step))))),
+      bc2_sqrt(static_cast<float>(std::sqrt(1.0 - std::pow(hp.beta2, static_cast<double>(step))))),
+      eps(static_cast<float>(hp.eps)),
+      decay(static_cast<float>(1.0 - lr * hp.weight_decay)) {}
 
 double LrSchedule::At(int64_t it) const {
   double lr;

@@ -3,6 +3,7 @@
 // The exact formulas are those of shared/conformance/train/README.md.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -35,6 +36,21 @@ double ClipGradients(ParamSet& ps, double norm, double max_norm);
 //   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
 void AdamWUpdate(ParamSet& ps, const AdamWParams& hp, double lr, int64_t step);
+
+// The scalars of one AdamW step, formed in double and rounded once to f32 (PyTorch passes Python
+// floats to f32 tensor ops), and the per-element update above; shared by AdamWUpdate and the
+// LoRA optimizer (train/lora.h).
+struct AdamWStep {
+  AdamWStep(const AdamWParams& hp, double lr, int64_t step);
+  float b1, b2, omb1, omb2, step_size, bc2_sqrt, eps, decay;
+  void Update(float& p, float g, float& m, float& v, bool weight_decay) const {
+    if (weight_decay) p *= decay;
+    m = m * b1 + omb1 * g;
+    v = v * b2 + omb2 * (g * g);
+    const float denom = std::sqrt(v) / bc2_sqrt + eps;
+    p -= step_size * (m / denom);
+  }
+};
 
 // CoreNet schedulers: "cosine" (linear warm-up from warmup_init_lr, then cosine from max_lr to
 // min_lr over period = max_iterations − warmup_iterations + 1) and "fixed" (warm-up, then max_lr).
