@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/error.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/matmul.h"
 
@@ -67,6 +68,7 @@ Packed Pack(const CpuKernels& k, const float* src, int64_t rows, int64_t K, int6
 // c[M, N] (row stride ldc) = or += a · bᵀ.
 void Gemm(const CpuKernels& k, float* c, int64_t ldc, bool accumulate, const Packed& a,
           const Packed& b) {
+  ELM_CHECK(a.K == b.K);
   const int64_t M = a.rows, N = b.rows, K = a.K;
   const int64_t nkb = (K + kKc - 1) / kKc;
   const int64_t mt = (M + kMc - 1) / kMc, nt = (N + kNc - 1) / kNc;
