@@ -16,6 +16,18 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
   return out + "]";
 }
+
+const TensorView& CheckWidenable(const TensorView& v, const std::string& origin,
+                                 const std::string& name, const std::vector<int64_t>& shape,
+                                 const std::string& note) {
+  if (!v.dtype)
+    Fail(origin, ": tensor '", name, "' has dtype ", v.dtype_name, "; elm reads F32, F16 and BF16");
+  if (v.shape != shape)
+    Fail(origin, ": tensor '", name, "' has shape ", ShapeString(v.shape),
+         " but config.json implies ", ShapeString(shape), note);
+  return v;
+}
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 

@@ -33,6 +33,12 @@ struct TensorView {
   int64_t dim(size_t i) const { return shape.at(i); }
 };
 
+// `v` itself when it is F32, F16 or BF16 with shape `shape`; otherwise throws naming `origin` and
+// tensor `name` ("... has shape [a, b] but config.json implies [c, d]" followed by `note`).
+const TensorView& CheckWidenable(const TensorView& v, const std::string& origin,
+                                 const std::string& name, const std::vector<int64_t>& shape,
+                                 const std::string& note = "");
+
 class SafetensorsFile {
  public:
   // Maps and validates the file; throws elm::Error naming the file (and tensor) on any problem.

@@ -51,6 +51,14 @@ std::pair<int64_t, int64_t> BaseShape(const ModelConfig& c, int layer, LoraTarge
 
 }  // namespace
 
+std::vector<std::string> LoraSettings::target_names() const {
+  std::vector<std::string> out;
+  for (int k = 0; k < kLoraTargetCount; ++k)
+    if (targets[static_cast<size_t>(k)])
+      out.emplace_back(LoraTargetName(static_cast<LoraTarget>(k)));
+  return out;
+}
+
 const char* LoraTargetName(LoraTarget t) {
   static const char* const kNames[kLoraTargetCount] = {"token_embeddings", "qkv_proj", "out_proj",
                                                        "proj_1", "proj_2"};
@@ -238,19 +246,19 @@ LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg) {
   return ad;
 }
 
+std::vector<TensorToWrite> LoraTensorsToWrite(const LoraLayout& layout, const float* slab,
+                                              const std::string& prefix) {
+  std::vector<TensorToWrite> out;
+  for (const LoraTensor& t : layout.tensors())
+    out.push_back({prefix + t.name, DType::kF32, t.shape, slab + t.offset});
+  return out;
+}
+
 void SaveLoraAdapter(const std::string& dir, const LoraSettings& s, const LoraLayout& layout,
                      const float* weights) {
   fs::create_directories(dir);
-  std::vector<TensorToWrite> out;
-  for (const LoraTensor& t : layout.tensors()) {
-    TensorToWrite w;
-    w.name = t.name;
-    w.dtype = DType::kF32;
-    w.shape = t.shape;
-    w.data = weights + t.offset;
-    out.push_back(std::move(w));
-  }
-  WriteSafetensors((fs::path(dir) / "adapter_model.safetensors").string(), out, {{"format", "pt"}});
+  WriteSafetensors((fs::path(dir) / "adapter_model.safetensors").string(),
+                   LoraTensorsToWrite(layout, weights), {{"format", "pt"}});
   json j;
   j["peft_type"] = "LORA";
   j["task_type"] = "CAUSAL_LM";
@@ -263,11 +271,7 @@ void SaveLoraAdapter(const std::string& dir, const LoraSettings& s, const LoraLa
   j["fan_in_fan_out"] = false;
   j["init_lora_weights"] = true;
   j["inference_mode"] = true;
-  json targets = json::array();
-  for (int k = 0; k < kLoraTargetCount; ++k)
-    if (s.targets[static_cast<size_t>(k)])
-      targets.push_back(LoraTargetName(static_cast<LoraTarget>(k)));
-  j["target_modules"] = targets;
+  j["target_modules"] = s.target_names();
   j["base_model_name_or_path"] = s.base_model;
   j["modules_to_save"] = nullptr;
   const std::string text = j.dump(2) + "\n";

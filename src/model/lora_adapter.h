@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "io/safetensors.h"
 
 namespace elm {
 
@@ -38,6 +39,8 @@ struct LoraSettings {
 
   bool enabled() const;
   bool has(LoraTarget t) const { return targets[static_cast<int>(t)]; }
+  // LoraTargetName of every target, in LoraTarget order.
+  std::vector<std::string> target_names() const;
   float scaling() const;  // alpha / r, or alpha / sqrt(r) with rslora
 };
 
@@ -84,6 +87,9 @@ struct LoraAdapter {
 // be present with the shape the model and rank imply. Throws elm::Error naming the file and
 // tensor otherwise.
 LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg);
+// The tensors of `layout` over `slab` (F32, PEFT names with `prefix` in front), for writing.
+std::vector<TensorToWrite> LoraTensorsToWrite(const LoraLayout& layout, const float* slab,
+                                              const std::string& prefix = "");
 // Writes adapter_config.json and adapter_model.safetensors (F32) into `dir` (created if needed),
 // each file atomically.
 void SaveLoraAdapter(const std::string& dir, const LoraSettings& s, const LoraLayout& layout,

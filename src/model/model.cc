@@ -22,14 +22,9 @@ namespace fs = std::filesystem;
 namespace {
 
 const TensorView& Checked(const TensorView& v, const std::string& origin, const TensorSpec& spec) {
-  if (!v.dtype)
-    Fail(origin, ": tensor '", spec.name, "' has dtype ", v.dtype_name,
-         "; elm reads F32, F16 and BF16");
-  if (v.shape != spec.shape)
-    Fail(origin, ": tensor '", spec.name, "' has shape ", ShapeString(v.shape),
-         " but config.json implies ", ShapeString(spec.shape),
-         spec.layer >= 0 ? " (layer " + std::to_string(spec.layer) + ")" : std::string());
-  return v;
+  return CheckWidenable(
+      v, origin, spec.name, spec.shape,
+      spec.layer >= 0 ? " (layer " + std::to_string(spec.layer) + ")" : std::string());
 }
 
 MatRef ToMat(const TensorView& v) {

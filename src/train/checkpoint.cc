@@ -49,13 +49,6 @@ fs::path FreshStepFolder(const std::string& root, const TrainerState& st) {
   return dir;
 }
 
-std::vector<TensorToWrite> LoraSlab(const LoraParams& lp, const float* slab,
-                                    const std::string& prefix) {
-  std::vector<TensorToWrite> out;
-  for (const LoraTensor& t : lp.layout().tensors())
-    out.push_back({prefix + t.name, DType::kF32, t.shape, slab + t.offset});
-  return out;
-}
 }  // namespace
 
 std::string CheckpointName(int64_t step) {
@@ -145,8 +138,8 @@ std::string SaveLoraCheckpoint(const std::string& root, const LoraParams& lp,
                                const TrainerState& st) {
   const fs::path dir = FreshStepFolder(root, st);
   SaveLoraAdapter(dir.string(), lp.settings(), lp.layout(), lp.params.data());
-  std::vector<TensorToWrite> opt = LoraSlab(lp, lp.m.data(), "m.");
-  const auto v = LoraSlab(lp, lp.v.data(), "v.");
+  std::vector<TensorToWrite> opt = LoraTensorsToWrite(lp.layout(), lp.m.data(), "m.");
+  const auto v = LoraTensorsToWrite(lp.layout(), lp.v.data(), "v.");
   opt.insert(opt.end(), v.begin(), v.end());
   WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
                    {{"step", std::to_string(st.step)}});

@@ -74,9 +74,7 @@ double LoraGradNorm(const LoraParams& lp) {
 }
 
 void LoraClipGradients(LoraParams& lp, double norm, double max_norm) {
-  const float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
-  if (!(coef < 1.0f)) return;
-  for (float& g : lp.grads) g *= coef;
+  ClipGradients(lp.grads, norm, max_norm);
 }
 
 void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t step) {
@@ -145,12 +143,7 @@ DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
   for (const ParamTensor& t : ps.tensors()) {
     const bool head = t.spec.name == "lm_head.weight" && cfg.tied_embeddings;
     const TensorView& v = store.Get(head ? emb_name : t.spec.name);
-    if (!v.dtype)
-      Fail(store.origin(), ": tensor '", v.name, "' has dtype ", v.dtype_name,
-           "; elm reads F32, F16 and BF16");
-    if (v.shape != t.spec.shape)
-      Fail(store.origin(), ": tensor '", v.name, "' has shape ", ShapeString(v.shape),
-           " but config.json implies ", ShapeString(t.spec.shape));
+    CheckWidenable(v, store.origin(), v.name, t.spec.shape);
     float* p = ps.params.data() + t.offset;
     ToF32(*v.dtype, v.data, p, t.numel);
     if (!head && t.spec.shape.size() == 2)

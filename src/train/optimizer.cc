@@ -64,10 +64,14 @@ double GlobalGradNorm(const ParamSet& ps) {
 }
 
 double ClipGradients(ParamSet& ps, double norm, double max_norm) {
+  return ClipGradients(ps.grads, norm, max_norm);
+}
+
+double ClipGradients(std::vector<float>& grads, double norm, double max_norm) {
   // f32 tensor arithmetic, as clip_grad_norm_ does it.
   const float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
   if (!(coef < 1.0f)) return 1.0;
-  for (float& g : ps.grads) g *= coef;
+  for (float& g : grads) g *= coef;
   return coef;
 }
 

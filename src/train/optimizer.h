@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "train/params.h"
 
@@ -30,6 +31,8 @@ double GlobalGradNorm(const ParamSet& ps);
 // clip_grad_norm_: coef = max_norm / (norm + 1e-6) in f32; gradients are scaled by coef when
 // coef < 1. Returns the coefficient applied (1 when nothing was clipped).
 double ClipGradients(ParamSet& ps, double norm, double max_norm);
+// The same on any gradient slab (the LoRA adapter's).
+double ClipGradients(std::vector<float>& grads, double norm, double max_norm);
 
 // One AdamW update of every parameter with the current gradients. `step` is 1-based (bias
 // correction), `lr` this step's learning rate. For each element, in f32 as PyTorch does:

@@ -12,8 +12,13 @@
 namespace elm {
 
 namespace {
-void Fill0(std::vector<float>& v, size_t n) {
+// Room for n floats (contents unspecified: for outputs that are overwritten).
+void Grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
+}
+// n zeros (for outputs that are accumulated into).
+void Fill0(std::vector<float>& v, size_t n) {
+  Grow(v, n);
   std::fill(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n), 0.0f);
 }
 }  // namespace
@@ -77,7 +82,7 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
       lora_emb_ts_.resize(static_cast<size_t>(N * r));
       for (int64_t i = 0; i < N; ++i)
         for (int64_t k = 0; k < r; ++k) lora_emb_ts_[i * r + k] = s * A[k * V + inputs[i]];
-      Fill0(lora_tmp_, static_cast<size_t>(N * D));
+      Grow(lora_tmp_, static_cast<size_t>(N * D));
       gemm_.Forward(lora_tmp_.data(), lora_emb_ts_.data(), Bm, N, r, D);
       for (int64_t i = 0; i < N * D; ++i) x0[i] += lora_tmp_[i];
     }
@@ -236,7 +241,7 @@ void TrainModel::LoraForward(int l, LoraTarget t, const float* x, float* y, int6
   ts.resize(static_cast<size_t>(N * r));
   gemm_.Forward(ts.data(), xin, A, N, in, r);
   for (float& v : ts) v *= s;
-  Fill0(lora_tmp_, static_cast<size_t>(N * out));
+  Grow(lora_tmp_, static_cast<size_t>(N * out));
   gemm_.Forward(lora_tmp_.data(), ts.data(), Bm, N, r, out);
   for (int64_t i = 0; i < N * out; ++i) y[i] += lora_tmp_[i];
 }

@@ -42,9 +42,7 @@ std::string Fingerprint(const TrainConfig& c) {
     if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
     f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
          " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
-    for (int t = 0; t < kLoraTargetCount; ++t)
-      if (c.lora.targets[static_cast<size_t>(t)])
-        f += std::string(" ") + LoraTargetName(static_cast<LoraTarget>(t));
+    for (const std::string& t : c.lora.target_names()) f += " " + t;
   }
   return f;
 }
@@ -277,10 +275,8 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
       "; run folder " + run_dir);
   if (lora) {
     std::string targets;
-    for (int t = 0; t < kLoraTargetCount; ++t)
-      if (cfg.lora.targets[static_cast<size_t>(t)])
-        targets +=
-            std::string(targets.empty() ? "" : ", ") + LoraTargetName(static_cast<LoraTarget>(t));
+    for (const std::string& t : cfg.lora.target_names())
+      targets += (targets.empty() ? "" : ", ") + t;
     say("LoRA: r " + std::to_string(cfg.lora.rank) + ", alpha " + Sci(cfg.lora.alpha) +
         " (scaling " + Sci(cfg.lora.scaling()) + "), dropout " + Sci(cfg.lora.dropout) + " on " +
         targets + "; " + std::to_string(model.lora()->size()) +
