@@ -191,6 +191,28 @@ TEST_F(FormatsConvert, QuantizedGgufLogitsWithinTolerance) {
   }
 }
 
+// LoadOptions::mmap = false (--no-mmap) copies the matrices a model would use in place from its
+// file: the same bytes, so the same logits, from safetensors and from GGUF of every type.
+TEST_F(FormatsConvert, NoMmapGivesIdenticalLogits) {
+  for (const auto& src : ModelDirs()) {
+    SCOPED_TRACE(Name(src));
+    const auto tokens = Tokens(src);
+    LoadOptions copy;
+    copy.mmap = false;
+    const auto mapped = test::AllLogits(Model::Load(src), tokens);
+    const auto copied = test::AllLogits(Model::Load(src, copy), tokens);
+    EXPECT_EQ(test::MaxAbsDiff(copied.data(), mapped.data(), mapped.size()), 0.0f);
+    for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+      const std::string gguf = dir_ + "/" + Name(src) + DTypeName(t) + ".gguf";
+      Convert(src, "gguf", gguf, t);
+      const auto a = test::AllLogits(Model::Load(gguf), tokens);
+      const auto b = test::AllLogits(Model::Load(gguf, copy), tokens);
+      EXPECT_EQ(test::MaxAbsDiff(a.data(), b.data(), a.size()), 0.0f) << DTypeName(t);
+      fs::remove(gguf);
+    }
+  }
+}
+
 TEST_F(FormatsConvert, LoadOptionsConvertGgufWeights) {
   const std::string src = ModelDirs()[0];
   const std::string gguf = dir_ + "/m.gguf";

@@ -609,6 +609,11 @@ void GgufFile::Evict(const GgufTensorInfo& t) const {
   if (file_) file_->Evict(t.data, t.nbytes);
 }
 
+void GgufFile::DropMetadata() {
+  std::vector<std::pair<std::string, GgufValue>>().swap(kv_);
+  kv_index_.clear();
+}
+
 bool IsGgufFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[4] = {};

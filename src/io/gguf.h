@@ -142,6 +142,9 @@ class GgufFile {
   const GgufTensorInfo& GetTensor(const std::string& name) const;  // throws naming the file
   // Drops the mapped pages of a tensor (after it was converted into an owned buffer).
   void Evict(const GgufTensorInfo& t) const;
+  // Frees the parsed key-value pairs (a Llama vocabulary is ~8 MB of them) for a caller that
+  // keeps the file only for its tensors; metadata() is empty and Find() finds nothing after.
+  void DropMetadata();
 
  private:
   GgufFile() = default;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -49,6 +50,19 @@ MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::shared_ptr<ui
   const size_t row_bytes = dst.row_bytes();
   owned.push_back(AllocateHugePages(row_bytes * static_cast<size_t>(src.rows)));
   uint8_t* out = owned.back().get();
+  if (src.dtype == to && !pack) {  // a plain copy (LoadOptions::mmap = false), in 1 MiB pieces
+    const size_t bytes = row_bytes * static_cast<size_t>(src.rows);
+    constexpr size_t kPiece = size_t{1} << 20;
+    const auto n = static_cast<int64_t>((bytes + kPiece - 1) / kPiece);
+    const auto* in = static_cast<const uint8_t*>(src.data);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t off = static_cast<size_t>(i) * kPiece;
+      std::memcpy(out + off, in + off, std::min(kPiece, bytes - off));
+    }
+    dst.data = out;
+    return dst;
+  }
   // Groups of 16 rows: converted into a small native-layout buffer, then packed in place.
   const int64_t step = pack ? kPackRows : 1;
 #pragma omp parallel
@@ -152,7 +166,7 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
       src = MatRef{DType::kF32, merged.data(), src.rows, src.cols};
     }
     const DType to = opt.weights ? *opt.weights : ToMat(v).dtype;
-    if (merged.empty() && to == src.dtype) return src;
+    if (merged.empty() && to == src.dtype && KeepMapped(opt, to)) return src;
     const bool pack = ShouldPack(opt) && split % kPackRows == 0;
     const MatRef dst = ConvertMatrix(src, to, m->owned_, path, v.name, pack);
     if (release) {
@@ -256,6 +270,11 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
   }
   m->PackForKernels(opt);
   return m;
+}
+
+bool Model::KeepMapped(const LoadOptions& opt, DType stored) {
+  // Q8_0/Q4_0 matrices that PackForKernels packs are copied there, whatever `mmap` says.
+  return opt.mmap || (DTypeBlock(stored) > 1 && ShouldPack(opt));
 }
 
 bool Model::ShouldPack(const LoadOptions& opt) {

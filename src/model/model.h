@@ -44,6 +44,12 @@ struct LoadOptions {
   std::optional<DType> weights;
   // Interleave Q8_0/Q4_0 rows for the SIMD kernels (same bytes; see MatRef::packed).
   bool pack = true;
+  // Unquantized matrices kept in their stored type are used in place from the mmapped file.
+  // false copies them into huge-page memory instead, dropping the file's pages as each matrix
+  // is copied (resident memory stays one copy): decoding reads anonymous memory, which is
+  // faster on some machines (docs/performance.md), at the cost of a copy at load and of page
+  // cache sharing between processes. llama.cpp's --no-mmap.
+  bool mmap = true;
   // A LoRA adapter folder (model/lora_adapter.h) merged into the weights at load: each targeted
   // matrix is widened to f32, W += s·B·A is added, and the result is stored in `weights` (or the
   // stored type when unset). HF folders only. A tied output head keeps the base embedding.
@@ -97,6 +103,9 @@ class Model {
 
   // Whether PackForKernels would pack Q8_0/Q4_0 matrices for this CPU and these options.
   static bool ShouldPack(const LoadOptions& opt);
+  // Whether a matrix stored as `stored` and loaded as such stays a view of the mapped file
+  // (until PackForKernels, for Q8_0/Q4_0).
+  static bool KeepMapped(const LoadOptions& opt, DType stored);
 
   std::vector<std::shared_ptr<uint8_t>> owned_;  // converted or packed matrices
   std::shared_ptr<const void> keepalive_;        // other storage the views point into (e.g. GGUF)

@@ -17,12 +17,13 @@ std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path, const Lo
   m->keepalive_ = file;
   const ModelConfig& c = m->config_;
   const std::vector<GgufTensorFor> map = MapGgufTensors(*file, c);
+  file->DropMetadata();  // the model keeps the file for its tensors only
 
   auto mat = [&](const GgufTensorInfo& t) -> MatRef {
     const MatRef src{*t.dtype, t.data, t.ne.size() > 1 ? t.ne[1] : 1, t.ne[0]};
-    if (!opt.weights || *opt.weights == src.dtype) return src;
-    const MatRef dst = ConvertMatrix(src, *opt.weights, m->owned_, path, t.name,
-                                     Model::ShouldPack(opt));
+    const DType to = opt.weights.value_or(src.dtype);
+    if (to == src.dtype && Model::KeepMapped(opt, to)) return src;
+    const MatRef dst = ConvertMatrix(src, to, m->owned_, path, t.name, Model::ShouldPack(opt));
     file->Evict(t);  // the file's pages for this tensor are not needed any more
     return dst;
   };

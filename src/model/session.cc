@@ -106,7 +106,6 @@ void Session::Layer(int l, float* x, int T, int past) {
   RmsNorm(h, x, w.attn_norm.data(), T, D, c.norm_eps);
   float* qkv = Grow(qkv_, static_cast<size_t>(T) * qkv_dim);  // [T, (H + 2Hkv) Dh]
   Mul(qkv, h, T, w.qkv);
-  float* q = Grow(q_, static_cast<size_t>(T) * H * Dh);  // [T, H, Dh]
   for (int t = 0; t < T; ++t) {
     float* qt = qkv + t * qkv_dim;  // heads [0, H) are queries
     float* kt = qt + H * Dh;        // then Hkv keys
@@ -118,29 +117,36 @@ void Session::Layer(int l, float* x, int T, int past) {
     const int pos = past + t;
     ApplyRope(qt, H, pos, rope_);
     ApplyRope(kt, Hkv, pos, rope_);
-    std::memcpy(q + t * H * Dh, qt, sizeof(float) * H * Dh);
     for (int k = 0; k < Hkv; ++k) cache_.Store(l, k, pos, kt + k * Dh, vt + k * Dh);
+    // Queries packed to [T, H, Dh] in place: row t moves down over rows already consumed.
+    std::memmove(qkv + t * H * Dh, qt, sizeof(float) * H * Dh);
   }
   float* att = Grow(att_, static_cast<size_t>(T) * H * Dh);
-  (reference_ ? CausalAttention : CausalAttentionFast)(att, q, T, past, l, H, Hkv,
+  (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, l, H, Hkv,
                                                        static_cast<int>(Dh), cache_);
-  float* o = Grow(tmp_, static_cast<size_t>(T) * D);
-  Mul(o, att, T, w.out);
-  for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
+  Mul(h, att, T, w.out);  // the normed input is spent: h holds the projection
+  for (int64_t i = 0; i < T * D; ++i) x[i] += h[i];
 
-  // --- FFN block (pre-norm) ---
+  // --- FFN block (pre-norm), kFfnRows rows at a time: the [rows, F] intermediates are the
+  // largest scratch of a prefill batch ---
   RmsNorm(h, x, w.ffn_norm.data(), T, D, c.norm_eps);
-  float* g = Grow(up_, static_cast<size_t>(T) * F);  // [T, F]
-  Mul(g, h, T, w.up);
-  if (c.ffn_with_glu) {
-    float* gate = Grow(gate_, static_cast<size_t>(T) * F);
-    Mul(gate, h, T, w.gate);
-    SwiGlu(g, gate, g, T * F);
-  } else {
-    SiluInPlace(g, T * F);
+  for (int r0 = 0; r0 < T; r0 += kFfnRows) {
+    const int n = std::min(kFfnRows, T - r0);
+    const float* hr = h + static_cast<int64_t>(r0) * D;
+    float* g = Grow(up_, static_cast<size_t>(n) * F);  // [n, F]
+    Mul(g, hr, n, w.up);
+    if (c.ffn_with_glu) {
+      float* gate = Grow(gate_, static_cast<size_t>(n) * F);
+      Mul(gate, hr, n, w.gate);
+      SwiGlu(g, gate, g, n * F);
+    } else {
+      SiluInPlace(g, n * F);
+    }
+    float* o = Grow(tmp_, static_cast<size_t>(n) * D);
+    Mul(o, g, n, w.down);
+    float* xr = x + static_cast<int64_t>(r0) * D;
+    for (int64_t i = 0; i < n * D; ++i) xr[i] += o[i];
   }
-  Mul(o, g, T, w.down);
-  for (int64_t i = 0; i < T * D; ++i) x[i] += o[i];
 }
 
 }  // namespace elm

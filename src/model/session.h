@@ -36,7 +36,10 @@ class Session {
   void Rewind(int n) { cache_.Truncate(n); }
 
   // Positions processed together; longer inputs run in batches of this many (bounded scratch).
-  static constexpr int kMaxBatch = 512;
+  static constexpr int kMaxBatch = 256;
+  // Rows the FFN runs at a time within a batch (its [rows, ffn_dim] intermediates are the
+  // largest scratch).
+  static constexpr int kFfnRows = 128;
 
   // Runs `tokens` at positions [position(), position() + T), appending their keys and values to
   // the cache, and writes logits ([V], or [T, V] with all_logits). Throws elm::Error for ids out
@@ -56,7 +59,7 @@ class Session {
   KVCache cache_;
   RopeTable rope_;
   // Scratch, grown as needed.
-  std::vector<float> h_, qkv_, q_, att_, tmp_, gate_, up_;
+  std::vector<float> h_, qkv_, att_, tmp_, gate_, up_;
 };
 
 }  // namespace elm

@@ -13,6 +13,10 @@ namespace elm::cli {
 std::vector<int> ParseIdList(const std::string& text, const std::string& flag);
 // Parses a --weights value (f32, f16, bf16, q8_0, q4_0); "" → unset (keep the stored types).
 std::optional<DType> ParseWeightsFlag(const std::string& text);
+// Help text of --no-mmap (LoadOptions::mmap), shared by the commands that load a model to run it.
+inline constexpr const char* kNoMmapHelp =
+    "Copy unquantized weights into memory instead of reading them from the mmapped file (faster "
+    "decoding on some machines; docs/performance.md)";
 // Parses a --kv-type value (f32, bf16, f16).
 DType ParseKvTypeFlag(const std::string& text);
 // "[1,5,9]"

@@ -18,6 +18,7 @@ void RegisterBenchCommand(CLI::App& app) {
     std::string model, preset, weights, stored = "bf16", kv_type = "f32";
     int threads = 0;
     bool json = false;
+    bool no_mmap = false;
     uint64_t seed = 0;
     SpeedBenchOptions bench;
   };
@@ -28,6 +29,7 @@ void RegisterBenchCommand(CLI::App& app) {
                   "Random weights in memory with a released shape, e.g. OpenELM-270M");
   src->require_option(1);
   cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
+  cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->add_option("--preset-dtype", o->stored, "Stored type of --preset weights")
       ->capture_default_str();
   cmd->add_option("--threads,-t", o->threads, "Threads (default: all cores)");
@@ -55,6 +57,7 @@ void RegisterBenchCommand(CLI::App& app) {
     } else {
       LoadOptions lo;
       lo.weights = weights;
+      lo.mmap = !o->no_mmap;
       model = Model::Load(o->model, lo);
     }
     const auto r = RunSpeedBench(model, o->bench);

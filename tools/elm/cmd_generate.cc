@@ -22,6 +22,7 @@ struct CommonOpts {
   int max_new_tokens = 256;
   int context = 0;
   bool ignore_eos = false;
+  bool no_mmap = false;
   std::vector<std::string> stop;
   SamplingParams sampling;
 };
@@ -30,6 +31,7 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--model", o.model, "Model folder (HF layout)")->required();
   cmd->add_option("--weights", o.weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
+  cmd->add_flag("--no-mmap", o.no_mmap, kNoMmapHelp);
   cmd->add_option("--lora", o.lora,
                   "LoRA adapter folder (PEFT layout, e.g. an elm train LoRA checkpoint), merged "
                   "into the weights at load");
@@ -67,6 +69,7 @@ std::shared_ptr<const Model> LoadModel(const CommonOpts& o) {
   LoadOptions lo;
   lo.weights = ParseWeightsFlag(o.weights);
   lo.lora = o.lora;
+  lo.mmap = !o.no_mmap;
   return Model::Load(o.model, lo);
 }
 

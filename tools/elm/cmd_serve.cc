@@ -31,7 +31,8 @@ void OnSignal(int sig) {
 }
 
 struct ServeOpts {
-  std::string model, tokenizer, lora, kv_type = "f32";
+  std::string model, tokenizer, weights, lora, kv_type = "f32";
+  bool no_mmap = false;
   server::ServerOptions server;
 };
 
@@ -43,6 +44,9 @@ void RegisterServe(CLI::App& app) {
   auto o = std::make_shared<ServeOpts>();
   auto& s = o->server;
   cmd->add_option("--model", o->model, "Model folder (HF layout)")->required();
+  cmd->add_option("--weights", o->weights,
+                  "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
+  cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->add_option("--lora", o->lora,
                   "LoRA adapter folder (PEFT layout), merged into the weights at load");
   cmd->add_option("--tokenizer", o->tokenizer,
@@ -99,6 +103,8 @@ void RegisterServe(CLI::App& app) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     LoadOptions lo;
+    lo.weights = ParseWeightsFlag(o->weights);
+    lo.mmap = !o->no_mmap;
     lo.lora = o->lora;
     auto model = Model::Load(o->model, lo);
     Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
