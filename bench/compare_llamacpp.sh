@@ -8,6 +8,7 @@
 # depth 0/512/1536, 5 repetitions) and llama.cpp through tests/tools/llamacpp_bench.mjs (needs
 # node-llama-cpp; NLC_DIR as in tests/tools/llamacpp_greedy.mjs — skipped when absent).
 # Output: one JSON line per run in WORKDIR/results.jsonl and a summary on stdout.
+# NO_MMAP=1 runs both engines with their weights read into memory (--no-mmap) instead of mmapped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-build/compare}"
@@ -20,20 +21,23 @@ for t in f16 bf16 q8_0 q4_0; do
   [ -f "$work/m270-$t.gguf" ] ||
     "$elm" convert --model "$work/m270" --to gguf --type "$t" --output "$work/m270-$t.gguf" >/dev/null
 done
+mmap_flag=() mmap=true
+if [ "${NO_MMAP:-0}" = 1 ]; then mmap_flag=(--no-mmap) mmap=false; fi
 out="$work/results.jsonl"
 : >"$out"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for t in bf16 f16 q8_0 q4_0; do
   model="$work/m270-$t.gguf"
   [ "$t" = bf16 ] && model="$work/m270"  # BF16 straight from the safetensors (mmapped)
-  j=$("$elm" bench --model "$model" -t "$threads" -p 512 -n 128 -d 0 -d 512 -d 1536 -r 5 --json |
+  j=$("$elm" bench --model "$model" "${mmap_flag[@]}" -t "$threads" -p 512 -n 128 -d 0 -d 512 \
+    -d 1536 -r 5 --json |
     tr -d '\n')
-  echo "{\"engine\":\"elm\",\"type\":\"$t\",\"result\":$j}" >>"$out"
+  echo "{\"engine\":\"elm\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$j}" >>"$out"
   echo "elm       $t: $j" | cut -c1-400
   if [ -n "${NLC_DIR:-}" ]; then
-    node tests/tools/llamacpp_bench.mjs "$work/m270-$t.gguf" -t "$threads" -p 512 -n 128 -r 5 \
-      -d 0,512,1536 | while read -r line; do
-      echo "{\"engine\":\"llama.cpp\",\"type\":\"$t\",\"result\":$line}" >>"$out"
+    node tests/tools/llamacpp_bench.mjs "$work/m270-$t.gguf" "${mmap_flag[@]}" -t "$threads" \
+      -p 512 -n 128 -r 5 -d 0,512,1536 | while read -r line; do
+      echo "{\"engine\":\"llama.cpp\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$line}" >>"$out"
       echo "llama.cpp $t: $line" | cut -c1-200
     done
   fi

@@ -67,22 +67,31 @@ BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->Unit(benchmark::kMicrosecond)->UseRealT
 void BM_Attention(benchmark::State& state) {
   const int past = static_cast<int>(state.range(0));
   const bool fast = state.range(1) != 0;
+  const int kvh = static_cast<int>(state.range(2)), heads = 4 * kvh;  // OpenELM-270M: 3 to 5
   ModelConfig c;
   c.n_layers = 1;
   c.dim = 1280;
   c.head_dim = 64;
   c.gqa_groups = 4;
-  c.layers = {LayerConfig{20, 5, 5120, 1, 4}};
+  c.layers = {LayerConfig{heads, kvh, 5120, 1, 4}};
   KVCache cache(c, past + 1);
-  std::vector<float> q(20 * 64, 0.1f), out(q.size());
+  std::vector<float> q(static_cast<size_t>(heads) * 64, 0.1f), out(q.size());
   for (auto _ : state) {
-    (fast ? CausalAttentionFast : CausalAttention)(out.data(), q.data(), 1, past, 0, 20, 5, 64, cache);
+    (fast ? CausalAttentionFast : CausalAttention)(out.data(), q.data(), 1, past, 0, heads, kvh, 64,
+                                                   cache);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetLabel(fast ? "fast" : "ref");
-  state.counters["KVB/s"] = benchmark::Counter(2.0 * 5 * (past + 1) * 64 * 4, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["KVB/s"] = benchmark::Counter(2.0 * kvh * (past + 1) * 64 * 4, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_Attention)->Args({512, 0})->Args({512, 1})->Args({1536, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
+// Args: past positions, fast (1) or reference (0), KV heads (4 query heads each).
+BENCHMARK(BM_Attention)
+    ->Args({512, 0, 5})
+    ->Args({512, 1, 5})
+    ->Args({1536, 1, 5})
+    ->Args({1536, 1, 3})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t T = state.range(0);

@@ -1,6 +1,7 @@
 // Every kernel table (scalar, and each SIMD tier this CPU has) against the scalar reference, on
 // random shapes with ragged tails, for every weight type; plus quantization round trips.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -220,10 +221,11 @@ TEST(Kernels, FastAttentionMatchesReference) {
   c.head_dim = 16;
   c.gqa_groups = 4;
   c.layers = {LayerConfig{8, 2, 64, 1, 1}};
-  // Past lengths cross the fast kernel's 128-position blocks; bf16/f16 caches are compared with
-  // the reference reading the same rounded values, and with an f32 cache (rounding only).
+  // Past lengths cross the fast kernel's 128-position blocks and, decoding (T = 1), its
+  // 256-position stretches (merged flash-decoding style); bf16/f16 caches are compared with the
+  // reference reading the same rounded values, and with an f32 cache (rounding only).
   for (DType kv_type : {DType::kF32, DType::kBF16, DType::kF16}) {
-    for (int past : {0, 1, 7, 40, 300}) {
+    for (int past : {0, 1, 7, 40, 300, 600}) {
       for (int T : {1, 3, 9}) {
         KVCache cache(c, past + T, kv_type), exact(c, past + T);
         for (int h = 0; h < 2; ++h)
@@ -237,6 +239,13 @@ TEST(Kernels, FastAttentionMatchesReference) {
         CausalAttention(ref.data(), q.data(), T, past, 0, 8, 2, 16, cache);
         CausalAttentionFast(got.data(), q.data(), T, past, 0, 8, 2, 16, cache);
         CausalAttention(f32.data(), q.data(), T, past, 0, 8, 2, 16, exact);
+        // Work is split in fixed pieces: the thread count does not change a bit.
+        std::vector<float> one(q.size());
+        const int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        CausalAttentionFast(one.data(), q.data(), T, past, 0, 8, 2, 16, cache);
+        omp_set_num_threads(threads);
+        ASSERT_EQ(one, got) << DTypeName(kv_type) << " past " << past << " T " << T;
         const float rounding =
             kv_type == DType::kBF16 ? 0.05f : kv_type == DType::kF16 ? 5e-3f : 0.0f;
         for (size_t i = 0; i < ref.size(); ++i) {

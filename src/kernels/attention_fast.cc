@@ -11,6 +11,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/cpu_kernels.h"
+#include "kernels/fast_exp.h"
 #include "kernels/simd_clones.h"
 
 namespace elm {
@@ -66,15 +67,37 @@ ELM_CLONES void Mix(float* out, const float* p, int stride, int G, const float* 
   }
 }
 
-ELM_CLONES void SoftmaxRow(float* s, int n) {
-  float mx = -INFINITY;
-  for (int j = 0; j < n; ++j) mx = s[j] > mx ? s[j] : mx;
-  float sum = 0;
-  for (int j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - mx);
-    sum += s[j];
+// e^(s[j] − max) in place over one score row; returns the sum and sets *max. 16 partial maxima
+// and sums (vectorized; ExpNonPositive is within 2e-7 relative of expf).
+ELM_CLONES float ExpShifted(float* s, int n, float* max) {
+  float m[16];
+  for (float& v : m) v = s[0];
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int k = 0; k < 16; ++k) m[k] = std::max(m[k], s[j + k]);
+  for (; j < n; ++j) m[0] = std::max(m[0], s[j]);
+  float mx = m[0];
+  for (float v : m) mx = std::max(mx, v);
+  float acc[16] = {};
+  for (j = 0; j + 16 <= n; j += 16)
+    for (int k = 0; k < 16; ++k) {
+      const float e = ExpNonPositive(s[j + k] - mx);
+      s[j + k] = e;
+      acc[k] += e;
+    }
+  for (; j < n; ++j) {
+    s[j] = ExpNonPositive(s[j] - mx);
+    acc[0] += s[j];
   }
-  const float inv = 1.0f / sum;
+  float sum = 0;
+  for (float a : acc) sum += a;
+  *max = mx;
+  return sum;
+}
+
+ELM_CLONES void SoftmaxRow(float* s, int n) {
+  float mx;
+  const float inv = 1.0f / ExpShifted(s, n, &mx);
   for (int j = 0; j < n; ++j) s[j] *= inv;
 }
 
@@ -101,12 +124,73 @@ const float* RowsF32(const KVCache& cache, bool keys, int layer, int kvh, int j0
   }
 }
 
+// Decoding one position over a long cache (flash-decoding): each work item is a (KV head, stretch
+// of kSplit positions) pair, so even 3 KV heads keep every thread busy; each stretch keeps its
+// unnormalized softmax (max, sum, Σ p·V) and the stretches are merged in position order. The
+// stretch length is fixed, so the result does not depend on the thread count.
+constexpr int kSplit = 256;
+
+void DecodeSplit(float* out, const float* q, int n, int layer, int n_kv_heads, int G, int hd,
+                 float scale, const KVCache& cache) {
+  const int chunks = (n + kSplit - 1) / kSplit;
+  const int64_t work = static_cast<int64_t>(n_kv_heads) * chunks;
+  std::vector<float> part_out(static_cast<size_t>(work) * G * hd, 0.0f);
+  std::vector<float> part_max(static_cast<size_t>(work) * G), part_sum(part_max.size());
+#pragma omp parallel
+  {
+    std::vector<float> scores(static_cast<size_t>(G) * kSplit);
+    std::vector<float> wide(cache.dtype() == DType::kF32 ? 0 : kKeyBlock * hd);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t w = 0; w < work; ++w) {
+      const int kvh = static_cast<int>(w / chunks), j0 = static_cast<int>(w % chunks) * kSplit;
+      const int len = std::min(kSplit, n - j0);
+      const float* qh = q + static_cast<size_t>(kvh) * G * hd;
+      for (int b = 0; b < len; b += kKeyBlock) {
+        const int nb = std::min(kKeyBlock, len - b);
+        const float* k = RowsF32(cache, true, layer, kvh, j0 + b, nb, hd, wide.data());
+        Scores(scores.data() + b, kSplit, qh, G, k, nb, hd, scale);
+      }
+      for (int g = 0; g < G; ++g) {
+        const size_t i = static_cast<size_t>(w) * G + g;
+        part_sum[i] =
+            ExpShifted(scores.data() + static_cast<size_t>(g) * kSplit, len, &part_max[i]);
+      }
+      float* o = part_out.data() + static_cast<size_t>(w) * G * hd;
+      for (int b = 0; b < len; b += kKeyBlock) {
+        const int nb = std::min(kKeyBlock, len - b);
+        const float* v = RowsF32(cache, false, layer, kvh, j0 + b, nb, hd, wide.data());
+        Mix(o, scores.data() + b, kSplit, G, v, nb, hd);
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t hg = 0; hg < static_cast<int64_t>(n_kv_heads) * G; ++hg) {
+      const int64_t kvh = hg / G, g = hg % G;
+      auto at = [&](int c) { return static_cast<size_t>((kvh * chunks + c) * G + g); };
+      float mx = part_max[at(0)];
+      for (int c = 1; c < chunks; ++c) mx = std::max(mx, part_max[at(c)]);
+      float total = 0;
+      for (int c = 0; c < chunks; ++c) total += std::exp(part_max[at(c)] - mx) * part_sum[at(c)];
+      float* o = out + static_cast<size_t>(hg) * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int c = 0; c < chunks; ++c) {
+        const float wgt = std::exp(part_max[at(c)] - mx) / total;
+        const float* po = part_out.data() + at(c) * hd;
+        for (int d = 0; d < hd; ++d) o[d] += wgt * po[d];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void CausalAttentionFast(float* out, const float* q, int T, int past, int layer, int n_heads,
                          int n_kv_heads, int head_dim, const KVCache& cache) {
   const int G = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  if (T == 1 && past + 1 > kSplit) {
+    DecodeSplit(out, q, past + 1, layer, n_kv_heads, G, head_dim, scale, cache);
+    return;
+  }
   const int64_t work = static_cast<int64_t>(T) * n_kv_heads;
   const int stride = past + T;
 #pragma omp parallel

@@ -7,30 +7,12 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/fast_exp.h"
 #include "kernels/simd_clones.h"
 
 namespace elm {
 
 namespace {
-
-// e^x for x ≤ 0 (softmax arguments), branch-free so the loops below vectorize: x = n·ln2 + r with
-// |r| ≤ ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7, about 2 ulp; libm's
-// expf is within 1 ulp), times 2^n built in the exponent bits. Below −87 it returns 0 instead of
-// a denormal.
-inline float ExpNonPositive(float x) {
-  x = std::max(x, -87.0f);
-  const float n = std::nearbyint(x * 1.44269504f);
-  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;  // ln2 split in two parts
-  float p = 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const auto bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
-  return p * std::bit_cast<float>(bits);
-}
 
 // Σ_j e^(row[j] − mx) over a row: 16 float partial sums, folded into a double every 4096 columns.
 ELM_CLONES double SumExp(const float* row, int64_t V, float mx) {

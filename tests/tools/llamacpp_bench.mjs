@@ -4,6 +4,8 @@
 //
 //   NLC_DIR=/tmp/nlc node tests/tools/llamacpp_bench.mjs MODEL.gguf -t 2 -p 512 -n 128 -r 5 -d 0,512
 //
+// --no-mmap: the weights are read into memory (llama.cpp's --no-mmap) instead of mmapped.
+//
 // pp: one 512-token batch into an empty sequence (batch size 512, as llama-bench's n_ubatch).
 // tg: n tokens decoded one at a time after `depth` tokens of context, each a single-token batch
 // with no sampling (as llama-bench's tg); node-llama-cpp's per-call overhead is included, so this
@@ -13,7 +15,7 @@ import path from "node:path";
 import {pathToFileURL} from "node:url";
 
 const args = process.argv.slice(2);
-const opts = {model: args[0], threads: 2, p: 512, n: 128, r: 5, depths: [0]};
+const opts = {model: args[0], threads: 2, p: 512, n: 128, r: 5, depths: [0], mmap: true};
 for (let i = 1; i < args.length; i++) {
   const a = args[i];
   if (a === "-t") opts.threads = Number(args[++i]);
@@ -21,6 +23,7 @@ for (let i = 1; i < args.length; i++) {
   else if (a === "-n") opts.n = Number(args[++i]);
   else if (a === "-r") opts.r = Number(args[++i]);
   else if (a === "-d") opts.depths = args[++i].split(",").map(Number);
+  else if (a === "--no-mmap") opts.mmap = false;
   else {
     console.error(`unknown argument ${a}`);
     process.exit(2);
@@ -31,7 +34,7 @@ const nlc = process.env.NLC_DIR
   : "node-llama-cpp";
 const {getLlama} = await import(nlc);
 const llama = await getLlama({gpu: false, build: "never", logLevel: "warn"});
-const model = await llama.loadModel({modelPath: opts.model});
+const model = await llama.loadModel({modelPath: opts.model, useMmap: opts.mmap});
 const maxDepth = Math.max(...opts.depths);
 const ctx = await model.createContext({
   contextSize: Math.max(opts.p, maxDepth + opts.n) + 16,
