@@ -59,6 +59,10 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
     b->Args({t, 1, 5120, 1280, 1});    // decode: proj_1-like
     b->Args({t, 128, 1536, 1280, 1});  // prefill: qkv-like
   }
+  for (int t : {2, 3}) {  // prefill FFN shapes (128-row chunks): up/gate and down
+    b->Args({t, 128, 5120, 1280, 1});
+    b->Args({t, 128, 1280, 5120, 1});
+  }
   b->Args({2, 1, 5120, 1280, 0});
   b->Args({2, 128, 1536, 1280, 0});
 }

@@ -215,44 +215,57 @@ TEST(Kernels, Bf16ConversionMatchesScalar) {
 
 TEST(Kernels, FastAttentionMatchesReference) {
   std::mt19937 rng(11);
-  ModelConfig c;
-  c.n_layers = 1;
-  c.dim = 64;
-  c.head_dim = 16;
-  c.gqa_groups = 4;
-  c.layers = {LayerConfig{8, 2, 64, 1, 1}};
-  // Past lengths cross the fast kernel's 128-position blocks and, decoding (T = 1), its
-  // 256-position stretches (merged flash-decoding style); bf16/f16 caches are compared with the
-  // reference reading the same rounded values, and with an f32 cache (rounding only).
-  for (DType kv_type : {DType::kF32, DType::kBF16, DType::kF16}) {
-    for (int past : {0, 1, 7, 40, 300, 600}) {
-      for (int T : {1, 3, 9}) {
-        KVCache cache(c, past + T, kv_type), exact(c, past + T);
-        for (int h = 0; h < 2; ++h)
-          for (int p = 0; p < past + T; ++p) {
-            const auto kv = Random(32, rng);
-            cache.Store(0, h, p, kv.data(), kv.data() + 16);
-            exact.Store(0, h, p, kv.data(), kv.data() + 16);
+  // Shapes: the generic loops (head_dim 16; 2 query heads per KV head) and the specialized
+  // 4-heads-per-KV-head kernels for head_dim 64 and 128 (OpenELM's).
+  struct Shape {
+    int heads, kv_heads, hd;
+  };
+  for (const Shape sh : {Shape{8, 2, 16}, Shape{4, 2, 64}, Shape{8, 2, 64}, Shape{4, 1, 128}}) {
+    ModelConfig c;
+    c.n_layers = 1;
+    c.dim = 64;
+    c.head_dim = sh.hd;
+    c.gqa_groups = sh.heads / sh.kv_heads;
+    c.layers = {LayerConfig{sh.heads, sh.kv_heads, 64, 1, 1}};
+    const int H = sh.heads, Hkv = sh.kv_heads, hd = sh.hd;
+    const std::string shape = "heads " + std::to_string(H) + "/" + std::to_string(Hkv) +
+                              " head_dim " + std::to_string(hd);
+    // Past lengths cross the fast kernel's 128-position blocks and, decoding (T = 1), its
+    // 256-position stretches (merged flash-decoding style); bf16/f16 caches are compared with the
+    // reference reading the same rounded values, and with an f32 cache (rounding only).
+    for (DType kv_type : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (int past : {0, 1, 7, 40, 300, 600}) {
+        for (int T : {1, 3, 9}) {
+          KVCache cache(c, past + T, kv_type), exact(c, past + T);
+          for (int h = 0; h < Hkv; ++h)
+            for (int p = 0; p < past + T; ++p) {
+              const auto kv = Random(static_cast<size_t>(2 * hd), rng);
+              cache.Store(0, h, p, kv.data(), kv.data() + hd);
+              exact.Store(0, h, p, kv.data(), kv.data() + hd);
+            }
+          const auto q = Random(static_cast<size_t>(T) * H * hd, rng);
+          std::vector<float> ref(q.size()), got(q.size()), f32(q.size());
+          CausalAttention(ref.data(), q.data(), T, past, 0, H, Hkv, hd, cache);
+          CausalAttentionFast(got.data(), q.data(), T, past, 0, H, Hkv, hd, cache);
+          CausalAttention(f32.data(), q.data(), T, past, 0, H, Hkv, hd, exact);
+          // Work is split in fixed pieces: the thread count does not change a bit.
+          std::vector<float> one(q.size());
+          const int threads = omp_get_max_threads();
+          omp_set_num_threads(1);
+          CausalAttentionFast(one.data(), q.data(), T, past, 0, H, Hkv, hd, cache);
+          omp_set_num_threads(threads);
+          ASSERT_EQ(one, got) << shape << " " << DTypeName(kv_type) << " past " << past << " T "
+                              << T;
+          const float rounding =
+              kv_type == DType::kBF16 ? 0.05f : kv_type == DType::kF16 ? 5e-3f : 0.0f;
+          for (size_t i = 0; i < ref.size(); ++i) {
+            ASSERT_NEAR(got[i], ref[i], 1e-5f)
+                << shape << " " << DTypeName(kv_type) << " past " << past << " T " << T << " i "
+                << i;
+            ASSERT_NEAR(got[i], f32[i], rounding + 1e-5f)
+                << shape << " " << DTypeName(kv_type) << " vs f32, past " << past << " T " << T
+                << " i " << i;
           }
-        const auto q = Random(static_cast<size_t>(T) * 8 * 16, rng);
-        std::vector<float> ref(q.size()), got(q.size()), f32(q.size());
-        CausalAttention(ref.data(), q.data(), T, past, 0, 8, 2, 16, cache);
-        CausalAttentionFast(got.data(), q.data(), T, past, 0, 8, 2, 16, cache);
-        CausalAttention(f32.data(), q.data(), T, past, 0, 8, 2, 16, exact);
-        // Work is split in fixed pieces: the thread count does not change a bit.
-        std::vector<float> one(q.size());
-        const int threads = omp_get_max_threads();
-        omp_set_num_threads(1);
-        CausalAttentionFast(one.data(), q.data(), T, past, 0, 8, 2, 16, cache);
-        omp_set_num_threads(threads);
-        ASSERT_EQ(one, got) << DTypeName(kv_type) << " past " << past << " T " << T;
-        const float rounding =
-            kv_type == DType::kBF16 ? 0.05f : kv_type == DType::kF16 ? 5e-3f : 0.0f;
-        for (size_t i = 0; i < ref.size(); ++i) {
-          ASSERT_NEAR(got[i], ref[i], 1e-5f)
-              << DTypeName(kv_type) << " past " << past << " T " << T << " i " << i;
-          ASSERT_NEAR(got[i], f32[i], rounding + 1e-5f)
-              << DTypeName(kv_type) << " vs f32, past " << past << " T " << T << " i " << i;
         }
       }
     }

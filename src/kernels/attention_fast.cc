@@ -43,8 +43,8 @@ __attribute__((always_inline)) inline float DotTree(const float* a, const float*
 }
 
 // scores[g][j] = q_g · K_j · scale for j < n, for the G query heads of one KV head.
-ELM_CLONES void Scores(float* scores, int stride, const float* q, int G, const float* keys, int n,
-                       int hd, float scale) {
+ELM_CLONES void ScoresAny(float* scores, int stride, const float* q, int G, const float* keys,
+                          int n, int hd, float scale) {
   for (int j = 0; j < n; ++j) {
     const float* k = keys + static_cast<size_t>(j) * hd;
     for (int g = 0; g < G; ++g)
@@ -54,8 +54,8 @@ ELM_CLONES void Scores(float* scores, int stride, const float* q, int G, const f
 }
 
 // out_g += Σ_j p[g][j] · V_j.
-ELM_CLONES void Mix(float* out, const float* p, int stride, int G, const float* values, int n,
-                    int hd) {
+ELM_CLONES void MixAny(float* out, const float* p, int stride, int G, const float* values, int n,
+                       int hd) {
   for (int j = 0; j < n; ++j) {
     const float* v = values + static_cast<size_t>(j) * hd;
     for (int g = 0; g < G; ++g) {
@@ -65,6 +65,100 @@ ELM_CLONES void Mix(float* out, const float* p, int stride, int G, const float* 
       for (int d = 0; d < hd; ++d) o[d] += pj * v[d];
     }
   }
+}
+
+// The common shape (4 query heads per KV head, as every OpenELM; head_dim 64 or 128) with the
+// head size known at compile time: the four dot products of a key are computed side by side and
+// reduced together (Sum4: the same additions, in the same order, as DotTree), and the outputs of
+// the four heads stay in registers across a block of positions (the same order of additions as
+// MixAny).
+__attribute__((always_inline)) inline V4 Sum4(V16 a, V16 b, V16 c, V16 d) {
+  const V16 ab =
+      __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+      __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const V16 cd =
+      __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+      __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const V16 q4 =
+      __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+      __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  const V8 q2 = __builtin_shufflevector(q4, q4, 0, 1, 4, 5, 8, 9, 12, 13) +
+                __builtin_shufflevector(q4, q4, 2, 3, 6, 7, 10, 11, 14, 15);
+  return __builtin_shufflevector(q2, q2, 0, 2, 4, 6) + __builtin_shufflevector(q2, q2, 1, 3, 5, 7);
+}
+
+template <int HD>
+__attribute__((always_inline)) inline void ScoresG4(float* scores, int stride, const float* q,
+                                                    const float* keys, int n, float scale) {
+  for (int j = 0; j < n; ++j) {
+    const float* k = keys + static_cast<size_t>(j) * HD;
+    V16 acc[4] = {};
+    for (int d = 0; d < HD; d += 16) {
+      V16 kv;
+      __builtin_memcpy(&kv, k + d, sizeof kv);
+      for (int g = 0; g < 4; ++g) {
+        V16 qv;
+        __builtin_memcpy(&qv, q + g * HD + d, sizeof qv);
+        acc[g] += qv * kv;
+      }
+    }
+    const V4 sums = Sum4(acc[0], acc[1], acc[2], acc[3]);
+    for (int g = 0; g < 4; ++g) scores[static_cast<size_t>(g) * stride + j] = sums[g] * scale;
+  }
+}
+
+template <int HD>
+__attribute__((always_inline)) inline void MixG4(float* out, const float* p, int stride,
+                                                 const float* values, int n) {
+  for (int d0 = 0; d0 < HD; d0 += 64) {  // 4 heads × 64 dims: 16 accumulators
+    V16 acc[4][4];
+    for (int g = 0; g < 4; ++g)
+      for (int c = 0; c < 4; ++c) __builtin_memcpy(&acc[g][c], out + g * HD + d0 + 16 * c, 64);
+    for (int j = 0; j < n; ++j) {
+      V16 v[4];
+      for (int c = 0; c < 4; ++c)
+        __builtin_memcpy(&v[c], values + static_cast<size_t>(j) * HD + d0 + 16 * c, 64);
+      for (int g = 0; g < 4; ++g) {
+        const float pj = p[static_cast<size_t>(g) * stride + j];
+        for (int c = 0; c < 4; ++c) acc[g][c] += pj * v[c];
+      }
+    }
+    for (int g = 0; g < 4; ++g)
+      for (int c = 0; c < 4; ++c) __builtin_memcpy(out + g * HD + d0 + 16 * c, &acc[g][c], 64);
+  }
+}
+
+ELM_CLONES void Scores4x64(float* s, int stride, const float* q, const float* k, int n, float sc) {
+  ScoresG4<64>(s, stride, q, k, n, sc);
+}
+ELM_CLONES void Scores4x128(float* s, int stride, const float* q, const float* k, int n,
+                            float sc) {
+  ScoresG4<128>(s, stride, q, k, n, sc);
+}
+ELM_CLONES void Mix4x64(float* out, const float* p, int stride, const float* v, int n) {
+  MixG4<64>(out, p, stride, v, n);
+}
+ELM_CLONES void Mix4x128(float* out, const float* p, int stride, const float* v, int n) {
+  MixG4<128>(out, p, stride, v, n);
+}
+
+void Scores(float* scores, int stride, const float* q, int G, const float* keys, int n, int hd,
+            float scale) {
+  if (G == 4 && hd == 64)
+    Scores4x64(scores, stride, q, keys, n, scale);
+  else if (G == 4 && hd == 128)
+    Scores4x128(scores, stride, q, keys, n, scale);
+  else
+    ScoresAny(scores, stride, q, G, keys, n, hd, scale);
+}
+
+void Mix(float* out, const float* p, int stride, int G, const float* values, int n, int hd) {
+  if (G == 4 && hd == 64)
+    Mix4x64(out, p, stride, values, n);
+  else if (G == 4 && hd == 128)
+    Mix4x128(out, p, stride, values, n);
+  else
+    MixAny(out, p, stride, G, values, n, hd);
 }
 
 // e^(s[j] − max) in place over one score row; returns the sum and sets *max. 16 partial maxima
