@@ -28,6 +28,32 @@ inline __mmask32 Mask32(int64_t n) {
   return n >= 32 ? static_cast<__mmask32>(0xffffffffu) : static_cast<__mmask32>((1u << n) - 1u);
 }
 
+// {Σa, Σb, Σc, Σd} of four 16-lane accumulators: halves folded together across the four (14
+// instructions instead of four separate reductions of 8).
+inline __m128 Reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  // [a 0-3 4-7 | b 0-3 4-7] + [a 8-11 12-15 | b 8-11 12-15]: 8 partial sums of a, then of b.
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(c, d, _MM_SHUFFLE(3, 2, 3, 2)));
+  // One 128-bit lane of 4 partial sums for each of a, b, c, d.
+  const __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_f32x4(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  __m512 t = _mm512_add_ps(q, _mm512_shuffle_ps(q, q, _MM_SHUFFLE(2, 3, 0, 1)));
+  t = _mm512_add_ps(t, _mm512_shuffle_ps(t, t, _MM_SHUFFLE(1, 0, 3, 2)));
+  return _mm512_castps512_ps128(
+      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+}
+
+// y[j] = Σ acc[j] for j < NR: four at a time, the rest one by one.
+template <int NR>
+inline void StoreSums(float* y, const __m512* acc) {
+  int j = 0;
+  for (; j + 4 <= NR; j += 4)
+    _mm_storeu_ps(y + j, Reduce4(acc[j], acc[j + 1], acc[j + 2], acc[j + 3]));
+  for (; j < NR; ++j) y[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 // ---- bf16 × bf16 → f32 (vdpbf16ps) -------------------------------------------------------------
 // Up to 4 × 6 tiles: 24 accumulators hide vdpbf16ps's latency; weights are loaded one at a time
 // so the tile fits the 32 registers.
@@ -55,8 +81,7 @@ void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64
       for (int j = 0; j < NR; ++j)
         acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)xv[i], (__m512bh)wv[j]);
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]);
+  for (int i = 0; i < MR; ++i) StoreSums<NR>(y + i * ldy, acc[i]);
 }
 
 // ---- f32 × f32 and f32 × f16 → f32 (FMA) -------------------------------------------------------
@@ -99,8 +124,7 @@ void TileF32(float* y, int64_t ldy, const float* x, const void* w, int64_t K) {
     for (int i = 0; i < MR; ++i)
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv[i], wv[j], acc[i][j]);
   }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) y[i * ldy + j] = _mm512_reduce_add_ps(acc[i][j]);
+  for (int i = 0; i < MR; ++i) StoreSums<NR>(y + i * ldy, acc[i]);
 }
 
 // Runs tiles over the whole [T, nr] output: activation blocks of kTB rows outermost, then weight
