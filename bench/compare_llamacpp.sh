@@ -8,7 +8,8 @@
 # depth 0/512/1536, 5 repetitions) and llama.cpp through tests/tools/llamacpp_bench.mjs (needs
 # node-llama-cpp; NLC_DIR as in tests/tools/llamacpp_greedy.mjs — skipped when absent).
 # Output: one JSON line per run in WORKDIR/results.jsonl and a summary on stdout.
-# NO_MMAP=1 runs both engines with their weights read into memory (--no-mmap) instead of mmapped.
+# NO_MMAP=1 runs both engines with their weights read into memory (--no-mmap) instead of mmapped;
+# TYPES="bf16 f16" limits the weight types (default: bf16 f16 q8_0 q4_0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-build/compare}"
@@ -26,7 +27,7 @@ if [ "${NO_MMAP:-0}" = 1 ]; then mmap_flag=(--no-mmap) mmap=false; fi
 out="$work/results.jsonl"
 : >"$out"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
-for t in bf16 f16 q8_0 q4_0; do
+for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
   model="$work/m270-$t.gguf"
   [ "$t" = bf16 ] && model="$work/m270"  # BF16 straight from the safetensors (mmapped)
   j=$("$elm" bench --model "$model" "${mmap_flag[@]}" -t "$threads" -p 512 -n 128 -d 0 -d 512 \
