@@ -31,6 +31,12 @@ Case Make(DType type, int64_t T, int64_t N, int64_t K) {
   c.w.resize(DTypeBytes(type, wf.size()));
   FromF32(type, wf.data(), c.w.data(), wf.size());
   c.m = MatRef{type, c.w.data(), N, K};
+  if (Packable(c.m)) {  // as Model::Load lays out Q8_0/Q4_0 for the kernels
+    std::vector<uint8_t> packed(c.w.size());
+    c.m = PackMatrix(c.m, packed.data());
+    c.w.swap(packed);
+    c.m.data = c.w.data();
+  }
   return c;
 }
 
