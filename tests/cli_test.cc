@@ -57,6 +57,14 @@ TEST(Cli, LogitsAndGenerateMatchReference) {
                 0)
           << err;
       EXPECT_EQ(json::parse(LastLine(out)), g["generated"]);
+      // Weights copied into memory instead of mmapped: the same ids.
+      ASSERT_EQ(test::RunElm("generate --no-mmap --model " + dir + " --ids " +
+                                 Join(g["prompt"].get<std::vector<int>>()) +
+                                 " --max-new-tokens 16 --temperature 0 --output-ids",
+                             &out, &err),
+                0)
+          << err;
+      EXPECT_EQ(json::parse(LastLine(out)), g["generated"]) << "--no-mmap";
     }
     fs::remove_all(tmp);
   }

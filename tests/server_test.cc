@@ -755,7 +755,8 @@ TEST(Server, PortInUseAndNoNagleDelay) {
   EXPECT_LT(ms[4], 30.0) << "median /health round trip on one connection, in ms";
 }
 
-// `elm serve` as a process: prints where it listens, serves, exits 0 on SIGTERM and SIGINT.
+// `elm serve` as a process: prints where it listens, serves, exits 0 on SIGTERM and SIGINT
+// (the second run with --weights q8_0 --no-mmap).
 TEST(Server, CliServesAndExitsCleanlyOnSignals) {
   for (const int sig : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(sig);
@@ -766,8 +767,12 @@ TEST(Server, CliServesAndExitsCleanlyOnSignals) {
     if (pid == 0) {
       dup2(err_pipe[1], STDERR_FILENO);
       close(err_pipe[0]);
-      execl(ELM_BINARY, ELM_BINARY, "serve", "--model", kModelDir.c_str(), "--port", "0",
-            "--parallel", "2", static_cast<char*>(nullptr));
+      if (sig == SIGTERM)
+        execl(ELM_BINARY, ELM_BINARY, "serve", "--model", kModelDir.c_str(), "--port", "0",
+              "--parallel", "2", static_cast<char*>(nullptr));
+      else  // the load options too: quantized at load, the rest copied instead of mmapped
+        execl(ELM_BINARY, ELM_BINARY, "serve", "--model", kModelDir.c_str(), "--port", "0",
+              "--weights", "q8_0", "--no-mmap", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(err_pipe[1]);
