@@ -164,16 +164,10 @@ void Mix(float* out, const float* p, int stride, int G, const float* values, int
 // e^(s[j] − max) in place over one score row; returns the sum and sets *max. 16 partial maxima
 // and sums (vectorized; ExpNonPositive is within 2e-7 relative of expf).
 ELM_CLONES float ExpShifted(float* s, int n, float* max) {
-  float m[16];
-  for (float& v : m) v = s[0];
+  const float mx = RowMax(s, n);
+  float acc[16] = {};
   int j = 0;
   for (; j + 16 <= n; j += 16)
-    for (int k = 0; k < 16; ++k) m[k] = std::max(m[k], s[j + k]);
-  for (; j < n; ++j) m[0] = std::max(m[0], s[j]);
-  float mx = m[0];
-  for (float v : m) mx = std::max(mx, v);
-  float acc[16] = {};
-  for (j = 0; j + 16 <= n; j += 16)
     for (int k = 0; k < 16; ++k) {
       const float e = ExpNonPositive(s[j + k] - mx);
       s[j + k] = e;

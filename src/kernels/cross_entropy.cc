@@ -31,18 +31,6 @@ ELM_CLONES double SumExp(const float* row, int64_t V, float mx) {
   return total;
 }
 
-ELM_CLONES float RowMax(const float* row, int64_t V) {
-  float m[16];
-  for (float& v : m) v = row[0];
-  int64_t j = 0;
-  for (; j + 16 <= V; j += 16)
-    for (int k = 0; k < 16; ++k) m[k] = std::max(m[k], row[j + k]);
-  for (; j < V; ++j) m[0] = std::max(m[0], row[j]);
-  float mx = m[0];
-  for (float v : m) mx = std::max(mx, v);
-  return mx;
-}
-
 // drow[j] = k · e^(row[j] − l) (drow may alias row).
 ELM_CLONES void ScaledSoftmax(float* drow, const float* row, int64_t V, float l, float k) {
   for (int64_t j = 0; j < V; ++j) drow[j] = k * ExpNonPositive(row[j] - l);

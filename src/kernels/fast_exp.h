@@ -1,4 +1,5 @@
-// e^x for softmax arguments, written so that loops calling it vectorize (cross-entropy, attention).
+// Softmax pieces shared by the cross-entropy and the attention: e^x written so that loops calling
+// it vectorize, and the maximum of a row.
 #pragma once
 
 #include <algorithm>
@@ -26,5 +27,8 @@ inline float ExpNonPositive(float x) {
   const auto bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
   return p * std::bit_cast<float>(bits);
 }
+
+// max_j row[j] over n ≥ 1 values: 16 partial maxima (vectorized, multiversioned).
+float RowMax(const float* row, int64_t n);
 
 }  // namespace elm
