@@ -131,8 +131,7 @@ __attribute__((always_inline)) inline void MixG4(float* out, const float* p, int
 ELM_CLONES void Scores4x64(float* s, int stride, const float* q, const float* k, int n, float sc) {
   ScoresG4<64>(s, stride, q, k, n, sc);
 }
-ELM_CLONES void Scores4x128(float* s, int stride, const float* q, const float* k, int n,
-                            float sc) {
+ELM_CLONES void Scores4x128(float* s, int stride, const float* q, const float* k, int n, float sc) {
   ScoresG4<128>(s, stride, q, k, n, sc);
 }
 ELM_CLONES void Mix4x64(float* out, const float* p, int stride, const float* v, int n) {
