@@ -5,8 +5,10 @@
 #
 # Makes a random-weight OpenELM-270M (`elm init`, BF16) and GGUF copies in F16/BF16/Q8_0/Q4_0 in
 # WORKDIR (default build/compare), then for each weight type runs `elm bench` (pp512, tg128 at
-# depth 0/512/1536, 5 repetitions) and llama.cpp through tests/tools/llamacpp_bench.mjs (needs
-# node-llama-cpp; NLC_DIR as in tests/tools/llamacpp_greedy.mjs — skipped when absent).
+# depth 0/512/1536, 5 repetitions) and llama.cpp: its own llama-bench when LLAMA_BENCH names the
+# binary (same tests; the numbers to quote), else tests/tools/llamacpp_bench.mjs through
+# node-llama-cpp (NLC_DIR as in tests/tools/llamacpp_greedy.mjs; its generation pays a JavaScript
+# call per token). Neither: elm alone.
 # Output: one JSON line per run in WORKDIR/results.jsonl and a summary on stdout.
 # NO_MMAP=1 runs both engines with their weights read into memory (--no-mmap) instead of mmapped;
 # TYPES="bf16 f16" limits the weight types (default: bf16 f16 q8_0 q4_0).
@@ -35,7 +37,24 @@ for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
     tr -d '\n')
   echo "{\"engine\":\"elm\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$j}" >>"$out"
   echo "elm       $t: $j" | cut -c1-400
-  if [ -n "${NLC_DIR:-}" ]; then
+  if [ -n "${LLAMA_BENCH:-}" ]; then
+    lm=mmap
+    [ "$mmap" = false ] && lm=none
+    {
+      "$LLAMA_BENCH" -m "$work/m270-$t.gguf" -t "$threads" -p 512 -n 0 -r 5 -lm "$lm" -o jsonl
+      "$LLAMA_BENCH" -m "$work/m270-$t.gguf" -t "$threads" -p 0 -n 128 -d 0,512,1536 -r 5 \
+        -lm "$lm" -o jsonl
+    } 2>/dev/null | node -e '
+      require("readline").createInterface({input: process.stdin}).on("line", (l) => {
+        const j = JSON.parse(l);
+        const test = j.n_prompt > 0 ? `pp${j.n_prompt}` : `tg${j.n_gen}@d${j.n_depth}`;
+        console.log(JSON.stringify({test, tokens_per_s: j.avg_ts, sd: j.stddev_ts,
+                                    samples: j.samples_ts, kv: j.type_k}));
+      });' | while read -r line; do
+      echo "{\"engine\":\"llama-bench\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$line}" >>"$out"
+      echo "llama-bench $t: $line" | cut -c1-200
+    done
+  elif [ -n "${NLC_DIR:-}" ]; then
     node tests/tools/llamacpp_bench.mjs "$work/m270-$t.gguf" "${mmap_flag[@]}" -t "$threads" \
       -p 512 -n 128 -r 5 -d 0,512,1536 | while read -r line; do
       echo "{\"engine\":\"llama.cpp\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$line}" >>"$out"
