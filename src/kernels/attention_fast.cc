@@ -211,6 +211,26 @@ const float* RowsF32(const KVCache& cache, bool keys, int layer, int kvh, int j0
   }
 }
 
+// scores[g][i] = q_g · K_(j0+i) · scale for i < len (row stride `stride`), one KV head, the keys
+// visited kKeyBlock positions at a time (each block widened into `wide` for a bf16/f16 cache).
+void ScoreRange(float* scores, int stride, const float* q, int G, const KVCache& cache, int layer,
+                int kvh, int j0, int len, int hd, float scale, float* wide) {
+  for (int b = 0; b < len; b += kKeyBlock) {
+    const int nb = std::min(kKeyBlock, len - b);
+    Scores(scores + b, stride, q, G, RowsF32(cache, true, layer, kvh, j0 + b, nb, hd, wide), nb, hd,
+           scale);
+  }
+}
+
+// out_g += Σ_i p[g][i] · V_(j0+i) for i < len, the values visited as in ScoreRange.
+void MixRange(float* out, const float* p, int stride, int G, const KVCache& cache, int layer,
+              int kvh, int j0, int len, int hd, float* wide) {
+  for (int b = 0; b < len; b += kKeyBlock) {
+    const int nb = std::min(kKeyBlock, len - b);
+    Mix(out, p + b, stride, G, RowsF32(cache, false, layer, kvh, j0 + b, nb, hd, wide), nb, hd);
+  }
+}
+
 // Decoding one position over a long cache (flash-decoding): each work item is a (KV head, stretch
 // of kSplit positions) pair, so even 3 KV heads keep every thread busy; each stretch keeps its
 // unnormalized softmax (max, sum, Σ p·V) and the stretches are merged in position order. The
@@ -231,23 +251,15 @@ void DecodeSplit(float* out, const float* q, int n, int layer, int n_kv_heads, i
     for (int64_t w = 0; w < work; ++w) {
       const int kvh = static_cast<int>(w / chunks), j0 = static_cast<int>(w % chunks) * kSplit;
       const int len = std::min(kSplit, n - j0);
-      const float* qh = q + static_cast<size_t>(kvh) * G * hd;
-      for (int b = 0; b < len; b += kKeyBlock) {
-        const int nb = std::min(kKeyBlock, len - b);
-        const float* k = RowsF32(cache, true, layer, kvh, j0 + b, nb, hd, wide.data());
-        Scores(scores.data() + b, kSplit, qh, G, k, nb, hd, scale);
-      }
+      ScoreRange(scores.data(), kSplit, q + static_cast<size_t>(kvh) * G * hd, G, cache, layer, kvh,
+                 j0, len, hd, scale, wide.data());
       for (int g = 0; g < G; ++g) {
         const size_t i = static_cast<size_t>(w) * G + g;
         part_sum[i] =
             ExpShifted(scores.data() + static_cast<size_t>(g) * kSplit, len, &part_max[i]);
       }
-      float* o = part_out.data() + static_cast<size_t>(w) * G * hd;
-      for (int b = 0; b < len; b += kKeyBlock) {
-        const int nb = std::min(kKeyBlock, len - b);
-        const float* v = RowsF32(cache, false, layer, kvh, j0 + b, nb, hd, wide.data());
-        Mix(o, scores.data() + b, kSplit, G, v, nb, hd);
-      }
+      MixRange(part_out.data() + static_cast<size_t>(w) * G * hd, scores.data(), kSplit, G, cache,
+               layer, kvh, j0, len, hd, wide.data());
     }
 #pragma omp for schedule(static)
     for (int64_t hg = 0; hg < static_cast<int64_t>(n_kv_heads) * G; ++hg) {
@@ -292,18 +304,12 @@ void CausalAttentionFast(float* out, const float* q, int T, int past, int layer,
           (static_cast<size_t>(t) * n_heads + static_cast<size_t>(kvh) * G) * head_dim;
       // Blocks of positions keep every per-position sum in position order: an f32 cache gives
       // the same bits as one pass over all n.
-      for (int j0 = 0; j0 < n; j0 += kKeyBlock) {
-        const int nb = std::min(kKeyBlock, n - j0);
-        const float* k = RowsF32(cache, true, layer, kvh, j0, nb, head_dim, wide.data());
-        Scores(scores.data() + j0, stride, q + qoff, G, k, nb, head_dim, scale);
-      }
+      ScoreRange(scores.data(), stride, q + qoff, G, cache, layer, kvh, 0, n, head_dim, scale,
+                 wide.data());
       for (int g = 0; g < G; ++g) SoftmaxRow(scores.data() + static_cast<size_t>(g) * stride, n);
       std::fill(out + qoff, out + qoff + static_cast<size_t>(G) * head_dim, 0.0f);
-      for (int j0 = 0; j0 < n; j0 += kKeyBlock) {
-        const int nb = std::min(kKeyBlock, n - j0);
-        const float* v = RowsF32(cache, false, layer, kvh, j0, nb, head_dim, wide.data());
-        Mix(out + qoff, scores.data() + j0, stride, G, v, nb, head_dim);
-      }
+      MixRange(out + qoff, scores.data(), stride, G, cache, layer, kvh, 0, n, head_dim,
+               wide.data());
     }
   }
 }
