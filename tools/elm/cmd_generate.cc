@@ -139,8 +139,9 @@ void RegisterGenerate(CLI::App& app) {
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in the prompt text");
   cmd->callback([o] {
     ValidateSamplingParams(o->sampling);
+    const DType kv_type = ParseKvTypeFlag(o->kv_type);  // a bad flag fails before the load
     auto model = LoadModel(*o);
-    Session session(model, o->context, ParseKvTypeFlag(o->kv_type));
+    Session session(model, o->context, kv_type);
     Sampler sampler(o->sampling);
     GenerateOptions go;
     go.max_new_tokens = o->max_new_tokens;
@@ -195,10 +196,11 @@ void RegisterChat(CLI::App& app) {
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in your messages");
   cmd->callback([o] {
     ValidateSamplingParams(o->sampling);
+    const DType kv_type = ParseKvTypeFlag(o->kv_type);  // a bad flag fails before the load
     auto model = LoadModel(*o);
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     CheckVocab(tok, *model);
-    Session session(model, o->context, ParseKvTypeFlag(o->kv_type));
+    Session session(model, o->context, kv_type);
     Sampler sampler(o->sampling);
     GenerateOptions go;
     go.max_new_tokens = o->max_new_tokens;
