@@ -45,11 +45,15 @@ MatRef Store(DType type, const std::vector<float>& w, int64_t N, int64_t K,
 // docs/numerics.md): activations are rounded to bf16, or quantized to Q8_0 when decoding.
 float Tolerance(DType t, int64_t T) {
   switch (t) {
-    case DType::kF32: return 1e-6f;
-    case DType::kF16: return T < 4 ? 1e-6f : 8e-3f;  // prefill rounds x and w to bf16
-    case DType::kBF16: return 4e-3f;
+    case DType::kF32:
+      return 1e-6f;
+    case DType::kF16:
+      return T < 4 ? 1e-6f : 8e-3f;  // prefill rounds x and w to bf16
+    case DType::kBF16:
+      return 4e-3f;
     case DType::kQ8_0:
-    case DType::kQ4_0: return T < 4 ? 1e-2f : 4e-3f;
+    case DType::kQ4_0:
+      return T < 4 ? 1e-2f : 4e-3f;
   }
   return 0;
 }
@@ -74,8 +78,8 @@ float ScaledError(const std::vector<float>& got, const std::vector<float>& ref,
 
 TEST(Kernels, EveryTableMatchesReferenceOnRaggedShapes) {
   std::mt19937 rng(7);
-  const int64_t shapes[][3] = {{1, 1, 32},  {1, 7, 64},   {2, 5, 96},   {3, 9, 160},
-                               {4, 4, 32},  {5, 13, 224}, {7, 17, 64},  {9, 33, 320},
+  const int64_t shapes[][3] = {{1, 1, 32},    {1, 7, 64},   {2, 5, 96},  {3, 9, 160},
+                               {4, 4, 32},    {5, 13, 224}, {7, 17, 64}, {9, 33, 320},
                                {1, 70, 1280}, {67, 20, 96}, {130, 6, 64}};
   for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
     for (const auto& s : shapes) {
@@ -104,7 +108,7 @@ TEST(Kernels, EveryTableMatchesReferenceOnRaggedShapes) {
 // (the scalar packed twin where a table has no packed kernel) matches the GGUF-layout product.
 TEST(Kernels, PackedQuantizedMatchesUnpacked) {
   std::mt19937 rng(11);
-  const int64_t shapes[][3] = {{1, 16, 32},  {1, 48, 1280}, {2, 32, 96},   {3, 16, 224},
+  const int64_t shapes[][3] = {{1, 16, 32},  {1, 48, 1280}, {2, 32, 96},  {3, 16, 224},
                                {4, 64, 160}, {5, 32, 64},   {67, 16, 64}, {130, 32, 96}};
   for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
     for (const auto& s : shapes) {
@@ -133,6 +137,44 @@ TEST(Kernels, PackedQuantizedMatchesUnpacked) {
         MatMulWith(*k, got.data(), x.data(), T, p);
         EXPECT_LE(ScaledError(got, scalar, x, m, T), 1e-5f)
             << k->name << " packed " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+      }
+    }
+  }
+}
+
+// Weights wherever a file puts them: safetensors data is only 8-byte aligned when mapped (and a
+// 16-bit type may sit at any even address). Every table gives the same bits at every offset,
+// decoding and prefill alike, and stays within tolerance of the reference.
+TEST(Kernels, MisalignedWeightsGiveIdenticalResults) {
+  std::mt19937 rng(13);
+  for (const CpuKernels* k : Tables()) {
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
+      for (int64_t T : {1, 5}) {
+        for (int64_t K : {33, 64, 200, 1280}) {
+          const int64_t N = 7;
+          const auto x = Random(static_cast<size_t>(T * K), rng);
+          const auto w = Random(static_cast<size_t>(N * K), rng, 0.1f);
+          std::vector<uint8_t> bytes;
+          const MatRef m = Store(type, w, N, K, bytes);
+          std::vector<float> ref(static_cast<size_t>(T * N)), first(ref.size()), got(ref.size());
+          MatMul(ref.data(), x.data(), T, m);
+          // A 64-byte-aligned buffer, then the same bytes at each even offset within a line.
+          std::vector<uint8_t> buf(bytes.size() + 192);
+          const size_t lead = (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
+          for (size_t off = 0; off < 64; off += DTypeSize(type) == 4 ? 4 : 2) {
+            uint8_t* p = buf.data() + lead + off;
+            std::copy(bytes.begin(), bytes.end(), p);
+            MatMulWith(*k, got.data(), x.data(), T, MatRef{type, p, N, K});
+            if (off == 0) {
+              first = got;
+              EXPECT_LE(ScaledError(got, ref, x, m, T), Tolerance(type, T))
+                  << k->name << " " << DTypeName(type) << " T=" << T << " K=" << K;
+            } else {
+              ASSERT_EQ(got, first) << k->name << " " << DTypeName(type) << " T=" << T << " K=" << K
+                                    << " offset " << off;
+            }
+          }
+        }
       }
     }
   }
@@ -170,14 +212,16 @@ TEST(Kernels, QuantizationRoundTrip) {
   for (size_t b = 0; b < 64; ++b) {
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
-    for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(y[b * 32 + i] - x[b * 32 + i]), amax / 127 * 0.51f + 1e-3f * amax);
+    for (int i = 0; i < 32; ++i)
+      EXPECT_LE(std::fabs(y[b * 32 + i] - x[b * 32 + i]), amax / 127 * 0.51f + 1e-3f * amax);
   }
   QuantizeQ4_0(x.data(), q4.data(), x.size());
   DequantizeQ4_0(q4.data(), y.data(), x.size());
   for (size_t b = 0; b < 64; ++b) {
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
-    for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(y[b * 32 + i] - x[b * 32 + i]), amax / 8 * 1.01f);
+    for (int i = 0; i < 32; ++i)
+      EXPECT_LE(std::fabs(y[b * 32 + i] - x[b * 32 + i]), amax / 8 * 1.01f);
   }
   // The SIMD activation quantizer agrees with the scalar one up to rare rounding ties.
   for (const CpuKernels* k : Tables()) {
@@ -256,12 +300,12 @@ TEST(Kernels, FastAttentionMatchesReference) {
           omp_set_num_threads(threads);
           ASSERT_EQ(one, got) << shape << " " << DTypeName(kv_type) << " past " << past << " T "
                               << T;
-          const float rounding =
-              kv_type == DType::kBF16 ? 0.05f : kv_type == DType::kF16 ? 5e-3f : 0.0f;
+          const float rounding = kv_type == DType::kBF16  ? 0.05f
+                                 : kv_type == DType::kF16 ? 5e-3f
+                                                          : 0.0f;
           for (size_t i = 0; i < ref.size(); ++i) {
-            ASSERT_NEAR(got[i], ref[i], 1e-5f)
-                << shape << " " << DTypeName(kv_type) << " past " << past << " T " << T << " i "
-                << i;
+            ASSERT_NEAR(got[i], ref[i], 1e-5f) << shape << " " << DTypeName(kv_type) << " past "
+                                               << past << " T " << T << " i " << i;
             ASSERT_NEAR(got[i], f32[i], rounding + 1e-5f)
                 << shape << " " << DTypeName(kv_type) << " vs f32, past " << past << " T " << T
                 << " i " << i;

@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "io/gguf_convert.h"
+#include "io/safetensors.h"
 
 namespace elm {
 namespace fs = std::filesystem;
@@ -59,8 +60,8 @@ void WriteFile(const fs::path& p, const std::string& text) {
   if (!out.flush()) Fail(p.string(), ": write failed");
 }
 
-// Streams a safetensors file: u64 header length, JSON header (padded with spaces to 8 bytes),
-// then each tensor's bytes in order. The folder around it provides the atomicity.
+// Streams a safetensors file: u64 header length, JSON header (padded so the data is 64-byte
+// aligned), then each tensor's bytes in order. The folder around it provides the atomicity.
 void WriteSafetensorsStreaming(const fs::path& p, const std::vector<StEntry>& entries,
                                const std::string& format) {
   ojson h;
@@ -75,7 +76,7 @@ void WriteSafetensorsStreaming(const fs::path& p, const std::vector<StEntry>& en
     offset += e.nbytes;
   }
   std::string header = h.dump();
-  header.resize((header.size() + 7) / 8 * 8, ' ');
+  PadSafetensorsHeader(header);
   std::ofstream out(p, std::ios::binary);
   const uint64_t n = header.size();
   out.write(reinterpret_cast<const char*>(&n), 8);

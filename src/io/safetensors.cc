@@ -58,9 +58,9 @@ int64_t TensorView::numel() const {
 
 size_t SafetensorsDTypeSize(const std::string& name) {
   static const std::map<std::string, size_t> kSizes = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-      {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},     {"U32", 4},     {"F32", 4},
-      {"F64", 8},  {"I64", 8}, {"U64", 8}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
   auto it = kSizes.find(name);
   return it == kSizes.end() ? 0 : it->second;
 }
@@ -85,9 +85,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
   std::string duplicate;
   json header;
   try {
-    header = json::parse(
-        hdr, hdr + header_len,
-        [&](int depth, json::parse_event_t event, json& parsed) {
+    header =
+        json::parse(hdr, hdr + header_len, [&](int depth, json::parse_event_t event, json& parsed) {
           if (depth == 1 && event == json::parse_event_t::key) {
             const std::string k = parsed.get<std::string>();
             if (!seen.insert(k).second && duplicate.empty()) duplicate = k;
@@ -172,6 +171,10 @@ const TensorView* SafetensorsFile::Find(const std::string& name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
+void PadSafetensorsHeader(std::string& header) {
+  header.resize((8 + header.size() + 63) / 64 * 64 - 8, ' ');
+}
+
 void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   json header = json::object();
@@ -191,7 +194,7 @@ void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>&
     offset += nbytes;
   }
   std::string h = header.dump();
-  while ((8 + h.size()) % 8 != 0) h.push_back(' ');
+  PadSafetensorsHeader(h);
   std::string buf;
   buf.reserve(8 + h.size() + offset);
   uint64_t n = h.size();
@@ -223,7 +226,8 @@ TensorStore::TensorStore(const std::string& path) : origin_(path) {
       std::map<std::string, std::string> wanted;  // tensor -> shard
       std::set<std::string> shard_names;
       for (auto& [tensor, shard] : j["weight_map"].items()) {
-        if (!shard.is_string()) Fail(index.string(), ": weight_map['", tensor, "'] is not a string");
+        if (!shard.is_string())
+          Fail(index.string(), ": weight_map['", tensor, "'] is not a string");
         const std::string s = shard.get<std::string>();
         if (s.find('/') != std::string::npos || s.find("..") != std::string::npos)
           Fail(index.string(), ": weight_map['", tensor, "'] names a file outside the folder: ", s);

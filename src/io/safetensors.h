@@ -6,8 +6,8 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,7 +23,7 @@ std::string ShapeString(const std::vector<int64_t>& shape);
 // kept alive by whoever produced the view).
 struct TensorView {
   std::string name;
-  std::string dtype_name;  // as stored ("F32", "BF16", "I64", ...)
+  std::string dtype_name;      // as stored ("F32", "BF16", "I64", ...)
   std::optional<DType> dtype;  // set when elm can compute with it
   std::vector<int64_t> shape;
   const void* data = nullptr;
@@ -67,8 +67,12 @@ struct TensorToWrite {
   const void* data = nullptr;
 };
 
+// Pads a safetensors JSON header with spaces (which the format allows) so the data section
+// starts on a 64-byte boundary: mapped weights are then aligned for SIMD loads.
+void PadSafetensorsHeader(std::string& header);
+
 // Writes a safetensors file atomically (temp file + rename). Tensors are written in the given
-// order; the header is padded with spaces to an 8-byte boundary.
+// order; the header is padded so the data starts 64-byte aligned.
 void WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

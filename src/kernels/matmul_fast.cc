@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace elm {
@@ -17,6 +18,14 @@ template <typename T>
 T* Scratch(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
+}
+
+// The same, 64-byte aligned (for copies of weight panels).
+template <typename T>
+T* AlignedScratch(std::vector<T>& v, size_t n) {
+  T* p = Scratch(v, n + 64 / sizeof(T));
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<T*>((a + 63) & ~uintptr_t{63});
 }
 
 // Splits rows [0, N) into panels and runs fn(r0, nr) for each, in parallel.
@@ -99,7 +108,16 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
       uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
       k.f32_to_bf16(x, xb, T * K);
       ForPanels(N, T < kPrefillRows ? panel : kBf16Panel, [&](int64_t r0, int64_t nr) {
-        k.gemm_bf16(y + r0, N, xb, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
+        const auto* wp = reinterpret_cast<const uint16_t*>(w.row(r0));
+        if (T >= kPrefillRows && reinterpret_cast<uintptr_t>(wp) % 64 != 0) {
+          // Mapped safetensors data is only 8-byte aligned: the panel is copied once, so the
+          // tiles' loads of it (one per activation block) don't split cache lines.
+          thread_local std::vector<uint16_t> wb;
+          uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
+          std::copy(wp, wp + nr * K, b);
+          wp = b;
+        }
+        k.gemm_bf16(y + r0, N, xb, T, wp, nr, K);
       });
       return;
     }
