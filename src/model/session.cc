@@ -70,27 +70,43 @@ void Session::ForwardBatch(std::span<const int> tokens, std::vector<float>& logi
   const int64_t D = c.dim, V = c.vocab_size;
   const int past = cache_.size();
 
-  std::vector<float> x(static_cast<size_t>(T) * D);  // [T, D] residual stream
-  for (int t = 0; t < T; ++t) model_->embeddings().RowToF32(tokens[t], x.data() + t * D);
+  Reserve(T);
+  float* x = x_.data();  // [T, D] residual stream
+  for (int t = 0; t < T; ++t) model_->embeddings().RowToF32(tokens[t], x + t * D);
   if (opt.hidden_states) {
     opt.hidden_states->assign(static_cast<size_t>(c.n_layers + 1) * T * D, 0.0f);
-    std::copy(x.begin(), x.end(), opt.hidden_states->begin());
+    std::copy(x, x + T * D, opt.hidden_states->begin());
   }
   for (int l = 0; l < c.n_layers; ++l) {
-    Layer(l, x.data(), T, past);
+    Layer(l, x, T, past);
     if (opt.hidden_states && l + 1 < c.n_layers)
-      std::copy(x.begin(), x.end(), opt.hidden_states->begin() + (l + 1) * T * D);
+      std::copy(x, x + T * D, opt.hidden_states->begin() + (l + 1) * T * D);
   }
   cache_.Advance(T);
 
   // Final norm; logits for the rows asked for.
   const int first = opt.all_logits ? 0 : T - 1;
   const int rows = T - first;
-  float* xn = Grow(h_, static_cast<size_t>(T) * D);
-  RmsNorm(xn, x.data(), model_->final_norm().data(), T, D, c.norm_eps);
+  float* xn = h_.data();
+  RmsNorm(xn, x, model_->final_norm().data(), T, D, c.norm_eps);
   if (opt.hidden_states) std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
   logits.resize(static_cast<size_t>(rows) * V);
   Mul(logits.data(), xn + first * D, rows, model_->lm_head());
+}
+
+void Session::Reserve(int T) {
+  const ModelConfig& c = model_->config();
+  const auto rows = static_cast<size_t>(T), ffn_rows = static_cast<size_t>(std::min(T, kFfnRows));
+  size_t attention = 0, ffn = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const auto qkv = static_cast<size_t>(c.qkv_out(l));
+    const auto att = static_cast<size_t>(c.layers[l].n_heads) * c.head_dim;
+    attention = std::max(attention, rows * (qkv + att));
+    ffn = std::max(ffn, ffn_rows * c.layers[l].ffn_dim * (c.ffn_with_glu ? 2 : 1));
+  }
+  Grow(x_, rows * c.dim);
+  Grow(h_, rows * c.dim);
+  Grow(work_, std::max(attention, ffn));
 }
 
 void Session::Layer(int l, float* x, int T, int past) {
@@ -102,9 +118,9 @@ void Session::Layer(int l, float* x, int T, int past) {
   const int64_t qkv_dim = c.qkv_out(l);
 
   // --- attention block (pre-norm) ---
-  float* h = Grow(h_, static_cast<size_t>(T) * D);
+  float* h = h_.data();
   RmsNorm(h, x, w.attn_norm.data(), T, D, c.norm_eps);
-  float* qkv = Grow(qkv_, static_cast<size_t>(T) * qkv_dim);  // [T, (H + 2Hkv) Dh]
+  float* qkv = work_.data();  // [T, (H + 2Hkv) Dh]
   Mul(qkv, h, T, w.qkv);
   for (int t = 0; t < T; ++t) {
     float* qt = qkv + t * qkv_dim;  // heads [0, H) are queries
@@ -121,7 +137,7 @@ void Session::Layer(int l, float* x, int T, int past) {
     // Queries packed to [T, H, Dh] in place: row t moves down over rows already consumed.
     std::memmove(qkv + t * H * Dh, qt, sizeof(float) * H * Dh);
   }
-  float* att = Grow(att_, static_cast<size_t>(T) * H * Dh);
+  float* att = qkv + T * qkv_dim;  // [T, H Dh]
   (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, l, H, Hkv,
                                                        static_cast<int>(Dh), cache_);
   Mul(h, att, T, w.out);  // the normed input is spent: h holds the projection
@@ -132,20 +148,19 @@ void Session::Layer(int l, float* x, int T, int past) {
   RmsNorm(h, x, w.ffn_norm.data(), T, D, c.norm_eps);
   for (int r0 = 0; r0 < T; r0 += kFfnRows) {
     const int n = std::min(kFfnRows, T - r0);
-    const float* hr = h + static_cast<int64_t>(r0) * D;
-    float* g = Grow(up_, static_cast<size_t>(n) * F);  // [n, F]
+    float* hr = h + static_cast<int64_t>(r0) * D;
+    float* g = work_.data();  // [n, F]
     Mul(g, hr, n, w.up);
     if (c.ffn_with_glu) {
-      float* gate = Grow(gate_, static_cast<size_t>(n) * F);
+      float* gate = g + n * F;
       Mul(gate, hr, n, w.gate);
       SwiGlu(g, gate, g, n * F);
     } else {
       SiluInPlace(g, n * F);
     }
-    float* o = Grow(tmp_, static_cast<size_t>(n) * D);
-    Mul(o, g, n, w.down);
+    Mul(hr, g, n, w.down);  // these normed rows are spent: they take the output
     float* xr = x + static_cast<int64_t>(r0) * D;
-    for (int64_t i = 0; i < n * D; ++i) xr[i] += o[i];
+    for (int64_t i = 0; i < n * D; ++i) xr[i] += hr[i];
   }
 }
 

@@ -51,6 +51,9 @@ class Session {
   void ForwardBatch(std::span<const int> tokens, std::vector<float>& logits,
                     const ForwardOptions& opt);
   void Layer(int l, float* x, int T, int past);
+  // Grows the scratch once to what T positions need in the widest layer (not layer by layer,
+  // which would leave the smaller buffers freed on the way resident).
+  void Reserve(int T);
 
   void Mul(float* y, const float* x, int64_t T, const MatRef& w) const;
 
@@ -58,8 +61,10 @@ class Session {
   bool reference_ = false;
   KVCache cache_;
   RopeTable rope_;
-  // Scratch, grown as needed.
-  std::vector<float> h_, qkv_, att_, tmp_, gate_, up_;
+  // Scratch (Reserve): the residual stream [T, D]; the normed input [T, D], which also takes
+  // each block's output; and one arena for the attention block's [T, qkv] projections and [T, H·Dh]
+  // outputs, then the FFN's [rows, F] intermediates, which are never live together.
+  std::vector<float> x_, h_, work_;
 };
 
 }  // namespace elm
