@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/blas.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
@@ -100,6 +103,32 @@ Vec AttentionD(const Vec& qkv, int B, int T, int H, int Hkv, int Dh) {
         }
       }
   return out;
+}
+
+// OpenBLAS is reloaded with its AVX-512 kernels only where it fell back to AVX2 on an AVX-512
+// CPU, and never against the user's own OPENBLAS_CORETYPE.
+TEST(TrainKernels, OpenBlasCoreTypeOverride) {
+  const char* set = std::getenv("OPENBLAS_CORETYPE");
+  const std::string saved = set != nullptr ? set : "";
+  unsetenv("OPENBLAS_CORETYPE");
+  EXPECT_EQ(OpenBlasCoreTypeOverride("Cooperlake"), nullptr);
+  EXPECT_EQ(OpenBlasCoreTypeOverride("SkylakeX"), nullptr);
+#if defined(__x86_64__)
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  if (avx512) {
+    EXPECT_STREQ(OpenBlasCoreTypeOverride("Haswell"), "SkylakeX");
+    EXPECT_STREQ(OpenBlasCoreTypeOverride("Zen"), "SkylakeX");
+  } else {
+    EXPECT_EQ(OpenBlasCoreTypeOverride("Haswell"), nullptr);
+  }
+#endif
+  setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  EXPECT_EQ(OpenBlasCoreTypeOverride("Haswell"), nullptr);
+  if (set != nullptr)
+    setenv("OPENBLAS_CORETYPE", saved.c_str(), 1);
+  else
+    unsetenv("OPENBLAS_CORETYPE");
 }
 
 TEST(TrainKernels, RmsNormBackward) {

@@ -1,6 +1,6 @@
 #include "kernels/attention.h"
 
-#include <cblas.h>
+#include "kernels/blas.h"
 
 #include <algorithm>
 #include <cmath>
@@ -71,7 +71,7 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
       const float* q = rows + h * head_dim;
       const float* k = rows + (n_heads + kvh) * head_dim;
       const float* v = rows + (n_heads + n_kv_heads + kvh) * head_dim;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q, C3, k, C3,
+      Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q, C3, k, C3,
                   0.0f, probs.data(), T);
       float* l = lse + (static_cast<int64_t>(b) * n_heads + h) * T;
       for (int t = 0; t < T; ++t) {
@@ -88,7 +88,7 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
         for (int j = t + 1; j < T; ++j) p[j] = 0.0f;
         l[t] = mx + static_cast<float>(std::log(sum));
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
+      Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
                   v, C3, 0.0f, out + static_cast<int64_t>(b) * T * HD + h * head_dim, HD);
     }
   }
@@ -118,10 +118,10 @@ void AttentionBackward(float* dqkv, const float* dout, const float* out, const f
         const int vo = (n_heads + n_kv_heads + kvh) * head_dim;
         const float* l = lse + (static_cast<int64_t>(b) * n_heads + h) * T;
         // Recompute P = softmax(scale · Q Kᵀ) from the saved logsumexp.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, rows + qo, C3,
+        Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, rows + qo, C3,
                     rows + ko, C3, 0.0f, probs.data(), T);
         // dP = dO Vᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, 1.0f, dob + qo, HD,
+        Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, 1.0f, dob + qo, HD,
                     rows + vo, C3, 0.0f, dprobs.data(), T);
         for (int t = 0; t < T; ++t) {
           float* p = probs.data() + static_cast<int64_t>(t) * T;
@@ -136,11 +136,11 @@ void AttentionBackward(float* dqkv, const float* dout, const float* out, const f
           for (int j = t + 1; j < T; ++j) p[j] = dp[j] = 0.0f;
         }
         // dQ += dS K;  dK += dSᵀ Q;  dV += Pᵀ dO.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(),
+        Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(),
                     T, rows + ko, C3, 1.0f, drows + qo, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(), T,
+        Sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(), T,
                     rows + qo, C3, 1.0f, drows + ko, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
+        Sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
                     dob + qo, HD, 1.0f, drows + vo, C3);
       }
     }

@@ -17,6 +17,10 @@ std::optional<DType> ParseWeightsFlag(const std::string& text);
 inline constexpr const char* kNoMmapHelp =
     "Copy unquantized weights into memory instead of reading them from the mmapped file (faster "
     "decoding on some machines; docs/performance.md)";
+// What `elm serve` does, in `elm --help` (the launcher in elm) and in elm-serve's own help.
+inline constexpr const char* kServeHelp =
+    "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with a web chat page "
+    "at /";
 // Parses a --kv-type value (f32, bf16, f16).
 DType ParseKvTypeFlag(const std::string& text);
 // "[1,5,9]"

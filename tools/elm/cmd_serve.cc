@@ -1,4 +1,5 @@
-// elm serve: the OpenAI-compatible HTTP server (src/server) with a chat page at "/".
+// elm serve: the OpenAI-compatible HTTP server (src/server) with a chat page at "/". Built into
+// the elm-serve program, which `elm serve` runs (cmd_serve_launcher.cc).
 //
 // SIGINT/SIGTERM end the server through Server::Stop(), which takes locks and so cannot run in a
 // signal handler. The signals are blocked in the main thread before any server thread exists (so
@@ -37,10 +38,7 @@ struct ServeOpts {
 };
 
 void RegisterServe(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "serve",
-      "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with a web "
-      "chat page at /");
+  auto* cmd = app.add_subcommand("serve", kServeHelp);
   auto o = std::make_shared<ServeOpts>();
   auto& s = o->server;
   cmd->add_option("--model", o->model, "Model folder (HF layout)")->required();

@@ -8,7 +8,6 @@
 
 #include "base/error.h"
 #include "commands.h"
-#include "kernels/blas_config.h"
 
 namespace {
 
@@ -35,18 +34,12 @@ bool AvoidSpinningOnABusyMachine() {
   return setenv("OMP_WAIT_POLICY", "passive", 1) == 0;
 }
 
-// OpenBLAS, too, reads OPENBLAS_CORETYPE only when it is loaded (kernels/blas_config.h).
-bool UseOpenBlasAvx512Kernels() {
-  const char* core = elm::OpenBlasCoreTypeOverride();
-  return core != nullptr && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
-}
-
-// Both settings take effect in a fresh image of this program: re-execute once when either changed
-// the environment (the new process finds them set and leaves them alone).
+// The setting takes effect in a fresh image of this program: re-execute once when it changed the
+// environment (the new process finds it set and leaves it alone). (OpenBLAS's kernel choice needs
+// no re-exec: it is loaded on first use, kernels/blas.h.)
 void ApplyRuntimeSettings(char** argv) {
-  const bool spin = AvoidSpinningOnABusyMachine();
-  const bool blas = UseOpenBlasAvx512Kernels();
-  if (spin || blas) execv("/proc/self/exe", argv);  // returns only on failure: keep the defaults
+  if (AvoidSpinningOnABusyMachine())
+    execv("/proc/self/exe", argv);  // returns only on failure: keep the defaults
 }
 
 }  // namespace
