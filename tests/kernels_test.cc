@@ -9,10 +9,12 @@
 
 #include "base/dtype.h"
 #include "config/model_config.h"
+#include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
 #include "kernels/quant.h"
+#include "kernels/rmsnorm.h"
 
 namespace elm {
 namespace {
@@ -178,6 +180,37 @@ TEST(Kernels, MisalignedWeightsGiveIdenticalResults) {
       }
     }
   }
+}
+
+// The fast path's activations against the reference ones (libm's expf), over the whole range,
+// in parallel and not; RMSNorm's parallel rows are the reference bit for bit.
+TEST(Kernels, FastActivationsAndNormMatchReference) {
+  std::mt19937 rng(17);
+  for (int64_t n : {1, 37, 20000}) {
+    auto gate = Random(static_cast<size_t>(n), rng, 8.0f);
+    const auto up = Random(static_cast<size_t>(n), rng);
+    if (n > 10) {
+      gate[0] = 0.0f, gate[1] = -0.0f, gate[2] = 90.0f, gate[3] = -90.0f, gate[4] = 1e-30f;
+      gate[5] = -1e-30f, gate[6] = 200.0f, gate[7] = -200.0f;
+    }
+    std::vector<float> ref(static_cast<size_t>(n)), got(ref.size());
+    SwiGlu(ref.data(), gate.data(), up.data(), n);
+    SwiGluFast(got.data(), gate.data(), up.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_NEAR(got[i], ref[i], 1e-6f * std::fabs(ref[i]) + 1e-30f)
+          << "swiglu gate " << gate[i] << " up " << up[i];
+    ref = gate, got = gate;
+    SiluInPlace(ref.data(), n);
+    SiluInPlaceFast(got.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_NEAR(got[i], ref[i], 1e-6f * std::fabs(ref[i]) + 1e-30f) << "silu " << gate[i];
+  }
+  const int64_t rows = 37, dim = 96;
+  const auto x = Random(static_cast<size_t>(rows * dim), rng), w = Random(96, rng);
+  std::vector<float> ref(x.size()), got(x.size());
+  RmsNorm(ref.data(), x.data(), w.data(), rows, dim, 1e-6f);
+  RmsNormRows(got.data(), x.data(), w.data(), rows, dim, 1e-6f);
+  EXPECT_EQ(got, ref);
 }
 
 // Odd K (not a multiple of the SIMD width) for the plain types.

@@ -16,6 +16,11 @@ void RmsNorm(float* y, const float* x, const float* w, int64_t rows, int64_t n, 
   }
 }
 
+void RmsNormRows(float* y, const float* x, const float* w, int64_t rows, int64_t n, float eps) {
+#pragma omp parallel for schedule(static) if (rows >= 8)
+  for (int64_t r = 0; r < rows; ++r) RmsNorm(y + r * n, x + r * n, w, 1, n, eps);
+}
+
 void RmsNormBackward(float* dx, float* dw, const float* dy, const float* x, const float* w,
                      int64_t rows, int64_t n, float eps) {
   for (int64_t r = 0; r < rows; ++r) {

@@ -25,6 +25,11 @@ Session::Session(std::shared_ptr<const Model> model, int context, DType kv_type)
       cache_(model_->config(), context > 0 ? context : model_->config().max_context, kv_type),
       rope_(model_->config().head_dim, model_->config().rope_base, cache_.capacity()) {}
 
+void Session::Norm(float* y, const float* x, const std::vector<float>& w, int64_t rows,
+                   int64_t n) const {
+  (reference_ ? RmsNorm : RmsNormRows)(y, x, w.data(), rows, n, model_->config().norm_eps);
+}
+
 void Session::Mul(float* y, const float* x, int64_t T, const MatRef& w) const {
   if (reference_)
     MatMul(y, x, T, w);
@@ -88,7 +93,7 @@ void Session::ForwardBatch(std::span<const int> tokens, std::vector<float>& logi
   const int first = opt.all_logits ? 0 : T - 1;
   const int rows = T - first;
   float* xn = h_.data();
-  RmsNorm(xn, x, model_->final_norm().data(), T, D, c.norm_eps);
+  Norm(xn, x, model_->final_norm(), T, D);
   if (opt.hidden_states) std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
   logits.resize(static_cast<size_t>(rows) * V);
   Mul(logits.data(), xn + first * D, rows, model_->lm_head());
@@ -119,9 +124,11 @@ void Session::Layer(int l, float* x, int T, int past) {
 
   // --- attention block (pre-norm) ---
   float* h = h_.data();
-  RmsNorm(h, x, w.attn_norm.data(), T, D, c.norm_eps);
+  Norm(h, x, w.attn_norm, T, D);
   float* qkv = work_.data();  // [T, (H + 2Hkv) Dh]
   Mul(qkv, h, T, w.qkv);
+  // Per position: QK-norm, RoPE, keys and values into the cache (positions independent).
+#pragma omp parallel for schedule(static) if (!reference_ && T >= 8)
   for (int t = 0; t < T; ++t) {
     float* qt = qkv + t * qkv_dim;  // heads [0, H) are queries
     float* kt = qt + H * Dh;        // then Hkv keys
@@ -134,9 +141,10 @@ void Session::Layer(int l, float* x, int T, int past) {
     ApplyRope(qt, H, pos, rope_);
     ApplyRope(kt, Hkv, pos, rope_);
     for (int k = 0; k < Hkv; ++k) cache_.Store(l, k, pos, kt + k * Dh, vt + k * Dh);
-    // Queries packed to [T, H, Dh] in place: row t moves down over rows already consumed.
-    std::memmove(qkv + t * H * Dh, qt, sizeof(float) * H * Dh);
   }
+  // Queries packed to [T, H, Dh] in place: row t moves down over rows already moved (in order).
+  for (int t = 0; t < T; ++t)
+    std::memmove(qkv + t * H * Dh, qkv + t * qkv_dim, sizeof(float) * H * Dh);
   float* att = qkv + T * qkv_dim;  // [T, H Dh]
   (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, l, H, Hkv,
                                                        static_cast<int>(Dh), cache_);
@@ -145,7 +153,7 @@ void Session::Layer(int l, float* x, int T, int past) {
 
   // --- FFN block (pre-norm), kFfnRows rows at a time: the [rows, F] intermediates are the
   // largest scratch of a prefill batch ---
-  RmsNorm(h, x, w.ffn_norm.data(), T, D, c.norm_eps);
+  Norm(h, x, w.ffn_norm, T, D);
   for (int r0 = 0; r0 < T; r0 += kFfnRows) {
     const int n = std::min(kFfnRows, T - r0);
     float* hr = h + static_cast<int64_t>(r0) * D;
@@ -154,9 +162,9 @@ void Session::Layer(int l, float* x, int T, int past) {
     if (c.ffn_with_glu) {
       float* gate = g + n * F;
       Mul(gate, hr, n, w.gate);
-      SwiGlu(g, gate, g, n * F);
+      (reference_ ? SwiGlu : SwiGluFast)(g, gate, g, n * F);
     } else {
-      SiluInPlace(g, n * F);
+      (reference_ ? SiluInPlace : SiluInPlaceFast)(g, n * F);
     }
     Mul(hr, g, n, w.down);  // these normed rows are spent: they take the output
     float* xr = x + static_cast<int64_t>(r0) * D;

@@ -55,6 +55,9 @@ class Session {
   // which would leave the smaller buffers freed on the way resident).
   void Reserve(int T);
 
+  // RMSNorm of `rows` vectors of length n and the matrix product, by the reference or the fast
+  // kernels (set_reference).
+  void Norm(float* y, const float* x, const std::vector<float>& w, int64_t rows, int64_t n) const;
   void Mul(float* y, const float* x, int64_t T, const MatRef& w) const;
 
   std::shared_ptr<const Model> model_;
