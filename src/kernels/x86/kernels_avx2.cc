@@ -103,32 +103,18 @@ void Gemm(float* y, int64_t ldy, const TX* x, int64_t T, const TW* w, int64_t nr
         float* yt = y + t * ldy + r;
         const TX* xt = x + t * K;
         const TW* wt = w + r * K;
+        // clang-format off
         switch (m * 2 + (two ? 1 : 0)) {
-          case 2:
-            Tile<1, 1, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          case 3:
-            Tile<1, 2, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          case 4:
-            Tile<2, 1, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          case 5:
-            Tile<2, 2, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          case 6:
-            Tile<3, 1, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          case 7:
-            Tile<3, 2, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          case 8:
-            Tile<4, 1, LX, LW>(yt, ldy, xt, wt, K);
-            break;
-          default:
-            Tile<4, 2, LX, LW>(yt, ldy, xt, wt, K);
-            break;
+          case 2: Tile<1, 1, LX, LW>(yt, ldy, xt, wt, K); break;
+          case 3: Tile<1, 2, LX, LW>(yt, ldy, xt, wt, K); break;
+          case 4: Tile<2, 1, LX, LW>(yt, ldy, xt, wt, K); break;
+          case 5: Tile<2, 2, LX, LW>(yt, ldy, xt, wt, K); break;
+          case 6: Tile<3, 1, LX, LW>(yt, ldy, xt, wt, K); break;
+          case 7: Tile<3, 2, LX, LW>(yt, ldy, xt, wt, K); break;
+          case 8: Tile<4, 1, LX, LW>(yt, ldy, xt, wt, K); break;
+          default: Tile<4, 2, LX, LW>(yt, ldy, xt, wt, K); break;
         }
+        // clang-format on
       }
     }
   }

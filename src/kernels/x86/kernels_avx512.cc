@@ -257,67 +257,29 @@ void Blocked(float* y, int64_t ldy, const TX* x, int64_t T, int64_t nr, int64_t 
 }
 
 // Dispatches a runtime (mr, nr) ∈ [1,4]² to the template instance.
-#define ELM_TILE_SWITCH(MRV, NRV, CALL) \
-  switch ((MRV)*8 + (NRV)) {            \
-    case 9:                             \
-      CALL(1, 1);                       \
-      break;                            \
-    case 10:                            \
-      CALL(1, 2);                       \
-      break;                            \
-    case 11:                            \
-      CALL(1, 3);                       \
-      break;                            \
-    case 12:                            \
-      CALL(1, 4);                       \
-      break;                            \
-    case 17:                            \
-      CALL(2, 1);                       \
-      break;                            \
-    case 18:                            \
-      CALL(2, 2);                       \
-      break;                            \
-    case 19:                            \
-      CALL(2, 3);                       \
-      break;                            \
-    case 20:                            \
-      CALL(2, 4);                       \
-      break;                            \
-    case 25:                            \
-      CALL(3, 1);                       \
-      break;                            \
-    case 26:                            \
-      CALL(3, 2);                       \
-      break;                            \
-    case 27:                            \
-      CALL(3, 3);                       \
-      break;                            \
-    case 28:                            \
-      CALL(3, 4);                       \
-      break;                            \
-    case 33:                            \
-      CALL(4, 1);                       \
-      break;                            \
-    case 34:                            \
-      CALL(4, 2);                       \
-      break;                            \
-    case 35:                            \
-      CALL(4, 3);                       \
-      break;                            \
-    default:                            \
-      CALL(4, 4);                       \
-      break;                            \
+// clang-format off
+#define ELM_TILE_SWITCH(MRV, NRV, CALL)                                      \
+  switch ((MRV) * 8 + (NRV)) {                                               \
+    case 9: CALL(1, 1); break;  case 10: CALL(1, 2); break;                  \
+    case 11: CALL(1, 3); break; case 12: CALL(1, 4); break;                  \
+    case 17: CALL(2, 1); break; case 18: CALL(2, 2); break;                  \
+    case 19: CALL(2, 3); break; case 20: CALL(2, 4); break;                  \
+    case 25: CALL(3, 1); break; case 26: CALL(3, 2); break;                  \
+    case 27: CALL(3, 3); break; case 28: CALL(3, 4); break;                  \
+    case 33: CALL(4, 1); break; case 34: CALL(4, 2); break;                  \
+    case 35: CALL(4, 3); break; default: CALL(4, 4); break;                  \
   }
+// clang-format on
 
 using TileBf16Fn = void (*)(float*, int64_t, const uint16_t*, const uint16_t*, int64_t);
-#define ELM_BF16_ROW(MR)                                                                 \
-  {                                                                                      \
-    TileBf16<MR, 1>, TileBf16<MR, 2>, TileBf16<MR, 3>, TileBf16<MR, 4>, TileBf16<MR, 5>, \
-        TileBf16<MR, 6>                                                                  \
-  }
+// clang-format off
+#define ELM_BF16_ROW(MR)                                                                   \
+  {TileBf16<MR, 1>, TileBf16<MR, 2>, TileBf16<MR, 3>, TileBf16<MR, 4>, TileBf16<MR, 5>,   \
+   TileBf16<MR, 6>}
 const TileBf16Fn kBf16Tiles[4][6] = {ELM_BF16_ROW(1), ELM_BF16_ROW(2), ELM_BF16_ROW(3),
                                      ELM_BF16_ROW(4)};
 #undef ELM_BF16_ROW
+// clang-format on
 
 void GemmBf16(float* y, int64_t ldy, const uint16_t* x, int64_t T, const uint16_t* w, int64_t nr,
               int64_t K) {
@@ -515,20 +477,14 @@ void BlockedPacked(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs,
         float* yt = y + t * ldy + g * kPackRows;
         const BlockQ8_0* xt = x + t * nb;
         const int32_t* st = xs + t * nb;
+        // clang-format off
         switch (te - t < 4 ? te - t : 4) {
-          case 1:
-            t1(yt, ldy, xt, st, nb, wg);
-            break;
-          case 2:
-            t2(yt, ldy, xt, st, nb, wg);
-            break;
-          case 3:
-            t3(yt, ldy, xt, st, nb, wg);
-            break;
-          default:
-            t4(yt, ldy, xt, st, nb, wg);
-            break;
+          case 1: t1(yt, ldy, xt, st, nb, wg); break;
+          case 2: t2(yt, ldy, xt, st, nb, wg); break;
+          case 3: t3(yt, ldy, xt, st, nb, wg); break;
+          default: t4(yt, ldy, xt, st, nb, wg); break;
         }
+        // clang-format on
       }
     }
   }
@@ -610,9 +566,11 @@ void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
 namespace elm {
 // Outside the AVX-512 region: this runs on every CPU, before we know what it supports.
 const CpuKernels* Avx512Kernels() {
-  static const CpuKernels k{"avx512",  GemmBf16,  GemmF32,      GemmF16,
-                            GemmQ8_0,  GemmQ4_0,  GemmQ8_0x16,  GemmQ4_0x16,
-                            F32ToBf16, F16ToBf16, F16ToF32Rows, QuantizeRowsQ8_0};
+  // clang-format off
+  static const CpuKernels k{"avx512",    GemmBf16,    GemmF32,   GemmF16,
+                            GemmQ8_0,    GemmQ4_0,    GemmQ8_0x16, GemmQ4_0x16,
+                            F32ToBf16,   F16ToBf16,   F16ToF32Rows, QuantizeRowsQ8_0};
+  // clang-format on
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("avx512bf16") &&
