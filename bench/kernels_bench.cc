@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
@@ -56,8 +57,10 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(DTypeName(type)) + (fast ? " fast" : " ref"));
-  state.counters["FLOP/s"] = benchmark::Counter(2.0 * T * N * K, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["weightB/s"] = benchmark::Counter(static_cast<double>(c.w.size()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * T * N * K, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weightB/s"] = benchmark::Counter(static_cast<double>(c.w.size()),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
@@ -92,7 +95,8 @@ void BM_Attention(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
   }
   state.SetLabel(fast ? "fast" : "ref");
-  state.counters["KVB/s"] = benchmark::Counter(2.0 * kvh * (past + 1) * 64 * 4, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["KVB/s"] = benchmark::Counter(2.0 * kvh * (past + 1) * 64 * 4,
+                                               benchmark::Counter::kIsIterationInvariantRate);
 }
 // Args: past positions, fast (1) or reference (0), KV heads (4 query heads each).
 BENCHMARK(BM_Attention)
@@ -103,15 +107,37 @@ BENCHMARK(BM_Attention)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
+// Args: T, fast (1: RmsNormRows) or reference (0).
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t T = state.range(0);
   std::vector<float> x(static_cast<size_t>(T * 1280), 0.5f), w(1280, 1.0f), y(x.size());
   for (auto _ : state) {
-    RmsNorm(y.data(), x.data(), w.data(), T, 1280, 1e-6f);
+    (state.range(1) ? RmsNormRows : RmsNorm)(y.data(), x.data(), w.data(), T, 1280, 1e-6f);
     benchmark::DoNotOptimize(y.data());
   }
 }
-BENCHMARK(BM_RmsNorm)->Arg(1)->Arg(128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RmsNorm)
+    ->Args({1, 0})
+    ->Args({128, 0})
+    ->Args({128, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// The FFN activation over [128, 5120] (the widest OpenELM-270M layer): Args: fast (1) or not.
+void BM_SwiGlu(benchmark::State& state) {
+  const int64_t n = 128 * 5120;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> d(0, 2);
+  std::vector<float> gate(static_cast<size_t>(n)), up(gate.size()), out(gate.size());
+  for (auto& v : gate) v = d(rng);
+  for (auto& v : up) v = d(rng);
+  for (auto _ : state) {
+    (state.range(0) ? SwiGluFast : SwiGlu)(out.data(), gate.data(), up.data(), n);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_SwiGlu)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 }  // namespace elm
