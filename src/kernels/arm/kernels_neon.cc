@@ -137,18 +137,11 @@ void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ
 }  // namespace
 
 const CpuKernels* NeonKernels() {
-  static const CpuKernels k{"neon",
-                            GemmBf16,
-                            GemmF32,
-                            GemmF16,
-                            GemmQ8_0,
-                            GemmQ4_0,
-                            nullptr,
-                            nullptr,
-                            ScalarKernels().f32_to_bf16,
-                            ScalarKernels().f16_to_bf16,
-                            ScalarKernels().f16_to_f32,
-                            ScalarKernels().quantize_q8_0};
+  // clang-format off
+  static const CpuKernels k{"neon",   GemmBf16, GemmF32, GemmF16, GemmQ8_0, GemmQ4_0, nullptr, nullptr,
+                            ScalarKernels().f32_to_bf16, ScalarKernels().f16_to_bf16,
+                            ScalarKernels().f16_to_f32, ScalarKernels().quantize_q8_0};
+  // clang-format on
   return &k;  // NEON is part of every AArch64 CPU
 }
 

@@ -194,18 +194,11 @@ void F16ToF32Rows(const uint16_t* x, float* y, int64_t n) {
 
 namespace elm {
 const CpuKernels* Avx2Kernels() {
-  static const CpuKernels k{"avx2",
-                            GemmBf16,
-                            GemmF32,
-                            GemmF16,
-                            GemmQ8_0,
-                            GemmQ4_0,
-                            nullptr,
-                            nullptr,
-                            ScalarKernels().f32_to_bf16,
-                            ScalarKernels().f16_to_bf16,
-                            F16ToF32Rows,
-                            ScalarKernels().quantize_q8_0};
+  // clang-format off
+  static const CpuKernels k{"avx2",   GemmBf16, GemmF32, GemmF16, GemmQ8_0, GemmQ4_0, nullptr, nullptr,
+                            ScalarKernels().f32_to_bf16, ScalarKernels().f16_to_bf16,
+                            F16ToF32Rows, ScalarKernels().quantize_q8_0};
+  // clang-format on
   // Every AVX2 + FMA CPU has F16C (Intel Haswell, AMD Piledriver onwards); clang cannot query it.
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok ? &k : nullptr;
