@@ -20,7 +20,8 @@ T* Scratch(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
-// The same, 64-byte aligned (for copies of weight panels).
+// The same, 64-byte aligned: every bf16 weight panel the prefill tiles read (converted F16 and
+// dequantized panels, copies of misaligned BF16 ones), so no load splits a cache line.
 template <typename T>
 T* AlignedScratch(std::vector<T>& v, size_t n) {
   T* p = Scratch(v, n + 64 / sizeof(T));
@@ -98,7 +99,7 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
       k.f32_to_bf16(x, xb, T * K);
       ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
         thread_local std::vector<uint16_t> wb;
-        uint16_t* b = Scratch(wb, static_cast<size_t>(nr * K));
+        uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
         k.f16_to_bf16(reinterpret_cast<const uint16_t*>(w.row(r0)), b, nr * K);
         k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
       });
@@ -146,7 +147,7 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
         thread_local std::vector<float> wf;
         thread_local std::vector<uint16_t> wb;
         float* f = Scratch(wf, static_cast<size_t>(nr * K));
-        uint16_t* b = Scratch(wb, static_cast<size_t>(nr * K));
+        uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
         ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
         k.f32_to_bf16(f, b, nr * K);
         k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
