@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "base/data_dir.h"
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "eval/py_text.h"
@@ -195,10 +196,9 @@ std::string ResolveDataDir(const std::string& explicit_dir) {
     if (!fs::is_directory(env)) Fail("$ELM_EVAL_DATA_DIR=", env, " is not a folder");
     return env;
   }
-  const std::string in_tree = std::string(ELM_SOURCE_DIR) + "/data/eval";
-  if (fs::is_directory(in_tree)) return in_tree;
-  Fail("cannot find the eval data: pass --data-dir DIR (a copy of elm's data/eval) or set ",
-       "$ELM_EVAL_DATA_DIR");
+  if (std::string found = FindDataDir("eval"); !found.empty()) return found;
+  Fail("cannot find the eval data: pass --data-dir DIR (a copy of elm's data/eval), set ",
+       "$ELM_EVAL_DATA_DIR, or set $ELM_DATA_DIR to a folder holding eval/");
 }
 
 std::string TaskDataPath(const TaskInfo& task, const DataLocations& where) {

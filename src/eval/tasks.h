@@ -51,7 +51,8 @@ struct DataLocations {
   std::string data_dir;   // folder with the files of data/eval
   std::string sciq_file;  // explicit SciQ file (--sciq); empty = look in data_dir
 };
-// The folder given, else $ELM_EVAL_DATA_DIR, else the source tree's data/eval. Throws
+// The folder given, else $ELM_EVAL_DATA_DIR, else FindDataDir("eval") ($ELM_DATA_DIR/eval, the
+// installed share/elm/eval, or data/eval above the executable). Throws
 // elm::Error when none of them exists.
 std::string ResolveDataDir(const std::string& explicit_dir);
 // The file to read for `task`, or "" when it is optional and absent (SciQ is not shipped).
