@@ -5,7 +5,7 @@
 #include <cmath>
 #include <vector>
 
-#include "sampling/rng.h"
+#include "base/rng.h"
 #include "sampling/sampler.h"
 
 namespace elm {

@@ -20,6 +20,7 @@
 #include "base/mmap_file.h"
 #include "eval/evaluator.h"
 #include "eval/perplexity.h"
+#include "io/model_tokenizer.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 

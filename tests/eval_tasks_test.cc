@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
-#include "eval/py_text.h"
 #include "eval/tasks.h"
 #include "test_util.h"
+#include "text/py_text.h"
 
 namespace elm::eval {
 namespace {
@@ -209,24 +209,24 @@ TEST(EvalTasks, MalformedRowsNameFileAndLine) {
 }
 
 TEST(EvalPyText, Whitespace) {
-  EXPECT_EQ(TrailingSpaceBytes("abc \t\n"), 3u);
-  EXPECT_EQ(TrailingSpaceBytes("abc"), 0u);
-  EXPECT_EQ(TrailingSpaceBytes("a\xC2\xA0"), 2u);       // U+00A0 no-break space
-  EXPECT_EQ(TrailingSpaceBytes("a\xE3\x80\x80 "), 4u);  // U+3000 ideographic space
-  EXPECT_EQ(TrailingSpaceBytes("caf\xC3\xA9"), 0u);     // é is not whitespace
-  EXPECT_EQ(TrailingSpaceBytes("\x1f"), 1u);            // unit separator: Python isspace
-  EXPECT_EQ(PyLStrip(" \n x "), "x ");
-  EXPECT_EQ(PyStrip("\t x y \n"), "x y");
-  EXPECT_EQ(CodePointCount("caf\xC3\xA9"), 4u);
-  EXPECT_EQ(CodePointCount(""), 0u);
+  EXPECT_EQ(text::TrailingSpaceBytes("abc \t\n"), 3u);
+  EXPECT_EQ(text::TrailingSpaceBytes("abc"), 0u);
+  EXPECT_EQ(text::TrailingSpaceBytes("a\xC2\xA0"), 2u);       // U+00A0 no-break space
+  EXPECT_EQ(text::TrailingSpaceBytes("a\xE3\x80\x80 "), 4u);  // U+3000 ideographic space
+  EXPECT_EQ(text::TrailingSpaceBytes("caf\xC3\xA9"), 0u);     // é is not whitespace
+  EXPECT_EQ(text::TrailingSpaceBytes("\x1f"), 1u);            // unit separator: Python isspace
+  EXPECT_EQ(text::PyLStrip(" \n x "), "x ");
+  EXPECT_EQ(text::PyStrip("\t x y \n"), "x y");
+  EXPECT_EQ(text::CodePointCount("caf\xC3\xA9"), 4u);
+  EXPECT_EQ(text::CodePointCount(""), 0u);
 }
 
 TEST(EvalPyText, LmEvalWordCount) {
   // len(re.split(r"\s+", s))
-  EXPECT_EQ(LmEvalWordCount("a b  c"), 3u);
-  EXPECT_EQ(LmEvalWordCount(" a b\n"), 4u);  // ['', 'a', 'b', '']
-  EXPECT_EQ(LmEvalWordCount(""), 1u);
-  EXPECT_EQ(LmEvalWordCount("one"), 1u);
+  EXPECT_EQ(text::LmEvalWordCount("a b  c"), 3u);
+  EXPECT_EQ(text::LmEvalWordCount(" a b\n"), 4u);  // ['', 'a', 'b', '']
+  EXPECT_EQ(text::LmEvalWordCount(""), 1u);
+  EXPECT_EQ(text::LmEvalWordCount("one"), 1u);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "io/gguf_convert.h"
 #include "io/gguf_model.h"
 #include "io/gguf_tokenizer.h"
+#include "io/model_tokenizer.h"
 #include "model/session.h"
 #include "test_util.h"
 
@@ -42,7 +43,6 @@ Files Find() {
 #define REQUIRE_FILES(f)  \
   const Files f = Find(); \
   if (f.f32.empty()) GTEST_SKIP() << "../shared/conformance/gguf not found: skipped"
-
 
 // The README's prompt: "ROMEO: But soft" with BOS, and llama.cpp's greedy continuation.
 const std::vector<int> kPrompt = {1, 16641, 2303, 29949, 29901, 1205, 4964};

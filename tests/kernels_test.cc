@@ -8,12 +8,12 @@
 #include <vector>
 
 #include "base/dtype.h"
+#include "base/quant.h"
 #include "config/model_config.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
-#include "kernels/quant.h"
 #include "kernels/rmsnorm.h"
 
 namespace elm {
@@ -322,14 +322,14 @@ TEST(Kernels, FastAttentionMatchesReference) {
             }
           const auto q = Random(static_cast<size_t>(T) * H * hd, rng);
           std::vector<float> ref(q.size()), got(q.size()), f32(q.size());
-          CausalAttention(ref.data(), q.data(), T, past, 0, H, Hkv, hd, cache);
-          CausalAttentionFast(got.data(), q.data(), T, past, 0, H, Hkv, hd, cache);
-          CausalAttention(f32.data(), q.data(), T, past, 0, H, Hkv, hd, exact);
+          CausalAttention(ref.data(), q.data(), T, past, H, Hkv, hd, cache.Layer(0));
+          CausalAttentionFast(got.data(), q.data(), T, past, H, Hkv, hd, cache.Layer(0));
+          CausalAttention(f32.data(), q.data(), T, past, H, Hkv, hd, exact.Layer(0));
           // Work is split in fixed pieces: the thread count does not change a bit.
           std::vector<float> one(q.size());
           const int threads = omp_get_max_threads();
           omp_set_num_threads(1);
-          CausalAttentionFast(one.data(), q.data(), T, past, 0, H, Hkv, hd, cache);
+          CausalAttentionFast(one.data(), q.data(), T, past, H, Hkv, hd, cache.Layer(0));
           omp_set_num_threads(threads);
           ASSERT_EQ(one, got) << shape << " " << DTypeName(kv_type) << " past " << past << " T "
                               << T;

@@ -12,11 +12,11 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "base/rng.h"
 #include "config/hf_config.h"
 #include "io/safetensors.h"
 #include "model/lora_adapter.h"
 #include "model/session.h"
-#include "sampling/rng.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/init.h"

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "sampling/rng.h"
+#include "base/rng.h"
 
 namespace elm {
 namespace {

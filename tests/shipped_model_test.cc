@@ -18,6 +18,7 @@
 #include "eval/loglikelihood.h"
 #include "eval/perplexity.h"
 #include "generation/generator.h"
+#include "io/model_tokenizer.h"
 #include "model/session.h"
 #include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -74,8 +75,7 @@ TEST_F(ShippedModel, HeldOutPerplexityMatches) {
   // The same computation as `elm perplexity --model DIR --file F` (tools/elm/cmd_eval.cc), on a
   // bounded slice at the end of the corpus, inside the validation split the trainer held out.
   const json& p = expected_.at("perplexity");
-  const std::string file =
-      std::string(ELM_SOURCE_DIR) + "/" + p.at("file").get<std::string>();
+  const std::string file = std::string(ELM_SOURCE_DIR) + "/" + p.at("file").get<std::string>();
   const std::string corpus = ReadTextFile(file);
   const auto offset = p.at("offset").get<size_t>(), bytes = p.at("bytes").get<size_t>();
   ASSERT_EQ(offset + bytes, corpus.size())
@@ -108,8 +108,8 @@ TEST_F(ShippedModel, GreedyGenerationMatches) {
   Session session(model_);
   const GenerateResult r = Generate(session, prompt, go, sampler);
   EXPECT_EQ(r.ids, g.at("ids").get<std::vector<int>>())
-      << "greedy continuation of \"" << g.at("prompt").get<std::string>() << "\": "
-      << tok.Decode(r.ids);
+      << "greedy continuation of \"" << g.at("prompt").get<std::string>()
+      << "\": " << tok.Decode(r.ids);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "io/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm {

@@ -8,10 +8,10 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "test_util.h"
+#include "text/nfc.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data_loader.h"
 #include "train/dataset.h"
-#include "train/nfc.h"
 #include "train/text_sources.h"
 
 namespace elm {

@@ -1,6 +1,6 @@
 #include "base/dtype.h"
 
-#include "kernels/quant.h"
+#include "base/quant.h"
 
 #include <cctype>
 #include <string>
@@ -9,24 +9,36 @@ namespace elm {
 
 size_t DTypeSize(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kQ8_0: return 34;  // f16 scale + 32 int8
-    case DType::kQ4_0: return 18;  // f16 scale + 16 bytes of nibbles
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kQ8_0:
+      return 34;  // f16 scale + 32 int8
+    case DType::kQ4_0:
+      return 18;  // f16 scale + 16 bytes of nibbles
   }
   return 0;
 }
 
-size_t DTypeBlock(DType t) { return (t == DType::kQ8_0 || t == DType::kQ4_0) ? 32 : 1; }
+size_t DTypeBlock(DType t) {
+  return (t == DType::kQ8_0 || t == DType::kQ4_0) ? 32 : 1;
+}
 
 const char* DTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kQ8_0: return "Q8_0";
-    case DType::kQ4_0: return "Q4_0";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kQ8_0:
+      return "Q8_0";
+    case DType::kQ4_0:
+      return "Q4_0";
   }
   return "?";
 }
@@ -74,9 +86,9 @@ uint16_t F32ToF16(float f) {
   std::memcpy(&bits, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (abs > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // ≥ 65520 → inf
-  if (abs < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+  if (abs < 0x38800000u) {               // below the smallest normal half: subnormal or zero
     if (abs < 0x33000000u) return sign;  // < 2^-25 rounds to zero
     const uint32_t exp = abs >> 23;
     const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;

@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "base/error.h"
-#include "eval/py_text.h"
+#include "text/py_text.h"
 
 namespace elm::eval {
 
@@ -31,7 +31,7 @@ DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const Task
     // len() in Python counts code points; for WinoGrande these are its options' lengths, which
     // only feed the unreported acc_norm.
     for (const auto& c : doc.choices)
-      d.choice_chars.push_back(static_cast<double>(CodePointCount(c)));
+      d.choice_chars.push_back(static_cast<double>(text::CodePointCount(c)));
     d.outcome = ScoreChoices(d.lls, d.choice_chars, doc.gold);
   }
   return d;

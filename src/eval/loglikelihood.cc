@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "base/error.h"
-#include "eval/py_text.h"
+#include "text/py_text.h"
 
 namespace elm::eval {
 
@@ -22,7 +22,7 @@ EncodedRequest EncodePair(const Tokenizer& tok, std::string_view context,
   } else {
     // Trailing whitespace of the context belongs to the continuation: SentencePiece attaches
     // spaces to the following word ("▁word"), so this keeps the continuation's tokens natural.
-    const size_t n = TrailingSpaceBytes(context);
+    const size_t n = text::TrailingSpaceBytes(context);
     r.context = context.substr(0, context.size() - n);
     r.continuation = std::string(context.substr(context.size() - n)) + std::string(continuation);
     // Joint tokenization, split at the context's own length: merges across the boundary land

@@ -4,7 +4,7 @@
 #include <numbers>
 
 #include "base/error.h"
-#include "eval/py_text.h"
+#include "text/py_text.h"
 
 namespace elm::eval {
 
@@ -70,7 +70,7 @@ PerplexityResult RollingPerplexity(LoglikelihoodScorer& scorer, const Tokenizer&
   if (tokens.empty()) Fail("perplexity: the text has no tokens");
   r.text_tokens = static_cast<int64_t>(tokens.size()) - (opt.add_bos ? 1 : 0);
   r.num_bytes = static_cast<int64_t>(text.size());
-  r.num_words = static_cast<int64_t>(LmEvalWordCount(text));
+  r.num_words = static_cast<int64_t>(text::LmEvalWordCount(text));
 
   const auto windows = RollingWindows(tokens, prefix, L, L - stride + 1);
   for (size_t i = 0; i < windows.size(); ++i) {

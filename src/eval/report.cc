@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "eval/py_text.h"
+#include "text/py_text.h"
 
 namespace elm::eval {
 namespace {
@@ -41,12 +41,12 @@ std::string ResultsTable(const EvalReport& report) {
   std::vector<size_t> w(head.size());
   for (size_t c = 0; c < head.size(); ++c) {
     w[c] = head[c].size();
-    for (const auto& r : rows) w[c] = std::max(w[c], CodePointCount(r[c]));
+    for (const auto& r : rows) w[c] = std::max(w[c], text::CodePointCount(r[c]));
   }
   auto line = [&](const std::vector<std::string>& cells) {
     std::string s = "|";
     for (size_t c = 0; c < cells.size(); ++c)
-      s += " " + cells[c] + std::string(w[c] - CodePointCount(cells[c]), ' ') + " |";
+      s += " " + cells[c] + std::string(w[c] - text::CodePointCount(cells[c]), ' ') + " |";
     return s + "\n";
   };
   std::string out = line(head);

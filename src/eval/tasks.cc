@@ -7,7 +7,7 @@
 #include "base/data_dir.h"
 #include "base/error.h"
 #include "base/mmap_file.h"
-#include "eval/py_text.h"
+#include "text/py_text.h"
 
 namespace elm::eval {
 namespace fs = std::filesystem;
@@ -92,7 +92,8 @@ std::vector<Doc> LoadJsonl(const std::string& path, RowBuilder build) {
   docs.reserve(lines.size());
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string where = path + ":" + std::to_string(i + 1);
-    if (PyStrip(lines[i]).empty()) Fail(where, ": empty line (one JSON object per line expected)");
+    if (text::PyStrip(lines[i]).empty())
+      Fail(where, ": empty line (one JSON object per line expected)");
     json row;
     try {
       row = json::parse(lines[i]);
@@ -106,7 +107,7 @@ std::vector<Doc> LoadJsonl(const std::string& path, RowBuilder build) {
 
 std::vector<Doc> LoadSciq(const std::string& path) {
   const std::string text = ReadTextFile(path);
-  const std::string_view body = PyLStrip(text);
+  const std::string_view body = text::PyLStrip(text);
   if (!StartsWith(body, "[")) return LoadJsonl(path, SciqDoc);  // HF datasets' JSON lines
   json rows;  // the original release: one JSON array per split (test.json)
   try {
@@ -171,7 +172,7 @@ std::vector<const TaskInfo*> ParseTaskList(const std::string& text) {
   while (i <= text.size()) {
     size_t j = text.find(',', i);
     if (j == std::string::npos) j = text.size();
-    const std::string name(PyStrip(std::string_view(text).substr(i, j - i)));
+    const std::string name(text::PyStrip(std::string_view(text).substr(i, j - i)));
     i = j + 1;
     if (name.empty()) continue;
     if (name == "all") {
@@ -296,7 +297,7 @@ Doc LambadaDoc(const json& row, int index, const std::string& where) {
 // sciq.yaml: "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:", choices
 // [distractor1, distractor2, distractor3, correct_answer], gold always 3.
 Doc SciqDoc(const json& row, int index, const std::string& where) {
-  const std::string support(PyLStrip(Str(row, "support", where)));
+  const std::string support(text::PyLStrip(Str(row, "support", where)));
   std::vector<std::string> choices = {
       Str(row, "distractor1", where), Str(row, "distractor2", where),
       Str(row, "distractor3", where), Str(row, "correct_answer", where)};
@@ -317,7 +318,7 @@ Doc HellaswagDoc(const std::vector<std::string>& lines, int index, const std::st
 std::string HellaswagPreprocess(std::string_view text) {
   // The klosax file is already mostly preprocessed; running lm-eval's preprocess again is a
   // no-op on all but 14 of its 60k lines, where it removes "[...]" spans lm-eval removes too.
-  const std::string_view stripped = PyStrip(text);
+  const std::string_view stripped = text::PyStrip(text);
   std::string a;  // " [title]" -> ". "
   for (size_t i = 0; i < stripped.size();) {
     if (stripped.substr(i, 8) == " [title]") {

@@ -10,8 +10,8 @@
 
 namespace elm {
 
-void CausalAttention(float* out, const float* q, int T, int past, int layer, int n_heads,
-                     int n_kv_heads, int head_dim, const KVCache& cache) {
+void CausalAttention(float* out, const float* q, int T, int past, int n_heads, int n_kv_heads,
+                     int head_dim, const KvLayerView& cache) {
   const int group = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t work = static_cast<int64_t>(T) * n_heads;
@@ -26,7 +26,7 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
       const float* qv = q + (static_cast<size_t>(t) * n_heads + h) * head_dim;
       float mx = -INFINITY;
       for (int j = 0; j < n_keys; ++j) {
-        cache.LoadK(layer, kvh, j, row.data());
+        cache.LoadK(kvh, j, row.data());
         scores[j] = Dot(qv, row.data(), head_dim) * scale;
         mx = std::max(mx, scores[j]);
       }
@@ -40,7 +40,7 @@ void CausalAttention(float* out, const float* q, int T, int past, int layer, int
       for (int d = 0; d < head_dim; ++d) o[d] = 0;
       for (int j = 0; j < n_keys; ++j) {
         const float p = scores[j] * inv;
-        cache.LoadV(layer, kvh, j, row.data());
+        cache.LoadV(kvh, j, row.data());
         const float* vv = row.data();
         for (int d = 0; d < head_dim; ++d) o[d] += p * vv[d];
       }
@@ -71,8 +71,8 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
       const float* q = rows + h * head_dim;
       const float* k = rows + (n_heads + kvh) * head_dim;
       const float* v = rows + (n_heads + n_kv_heads + kvh) * head_dim;
-      Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q, C3, k, C3,
-                  0.0f, probs.data(), T);
+      Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, q, C3, k, C3, 0.0f,
+            probs.data(), T);
       float* l = lse + (static_cast<int64_t>(b) * n_heads + h) * T;
       for (int t = 0; t < T; ++t) {
         float* p = probs.data() + static_cast<int64_t>(t) * T;
@@ -88,8 +88,8 @@ void AttentionForward(float* out, float* lse, const float* qkv, int B, int T, in
         for (int j = t + 1; j < T; ++j) p[j] = 0.0f;
         l[t] = mx + static_cast<float>(std::log(sum));
       }
-      Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
-                  v, C3, 0.0f, out + static_cast<int64_t>(b) * T * HD + h * head_dim, HD);
+      Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T, v, C3,
+            0.0f, out + static_cast<int64_t>(b) * T * HD + h * head_dim, HD);
     }
   }
 }
@@ -119,10 +119,10 @@ void AttentionBackward(float* dqkv, const float* dout, const float* out, const f
         const float* l = lse + (static_cast<int64_t>(b) * n_heads + h) * T;
         // Recompute P = softmax(scale · Q Kᵀ) from the saved logsumexp.
         Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, scale, rows + qo, C3,
-                    rows + ko, C3, 0.0f, probs.data(), T);
+              rows + ko, C3, 0.0f, probs.data(), T);
         // dP = dO Vᵀ
         Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, head_dim, 1.0f, dob + qo, HD,
-                    rows + vo, C3, 0.0f, dprobs.data(), T);
+              rows + vo, C3, 0.0f, dprobs.data(), T);
         for (int t = 0; t < T; ++t) {
           float* p = probs.data() + static_cast<int64_t>(t) * T;
           float* dp = dprobs.data() + static_cast<int64_t>(t) * T;
@@ -136,12 +136,12 @@ void AttentionBackward(float* dqkv, const float* dout, const float* out, const f
           for (int j = t + 1; j < T; ++j) p[j] = dp[j] = 0.0f;
         }
         // dQ += dS K;  dK += dSᵀ Q;  dV += Pᵀ dO.
-        Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(),
-                    T, rows + ko, C3, 1.0f, drows + qo, C3);
+        Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(), T,
+              rows + ko, C3, 1.0f, drows + qo, C3);
         Sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, dprobs.data(), T,
-                    rows + qo, C3, 1.0f, drows + ko, C3);
+              rows + qo, C3, 1.0f, drows + ko, C3);
         Sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, head_dim, T, 1.0f, probs.data(), T,
-                    dob + qo, HD, 1.0f, drows + vo, C3);
+              dob + qo, HD, 1.0f, drows + vo, C3);
       }
     }
   }

@@ -3,15 +3,15 @@
 // `past` sees keys [0, past + t].
 #pragma once
 
-#include "model/kv_cache.h"
+#include "kernels/kv_view.h"
 
 namespace elm {
 
 // q:   [T, H, Dh] queries after QK-norm and RoPE.
 // out: [T, H, Dh] attention output (head-major concat, ready for out_proj).
-// Keys/values for positions [0, past + T) must already be in the cache for `layer`.
-void CausalAttention(float* out, const float* q, int T, int past, int layer, int n_heads,
-                     int n_kv_heads, int head_dim, const KVCache& cache);
+// Keys/values for positions [0, past + T) must already be in `kv` (one layer of a KV cache).
+void CausalAttention(float* out, const float* q, int T, int past, int n_heads, int n_kv_heads,
+                     int head_dim, const KvLayerView& kv);
 
 // ---- Training attention over a batch [B, T], every row at positions 0..T-1. ----
 // Inputs are read in place from the fused projection rows: qkv is [B, T, (H + 2 Hkv) Dh] with
@@ -30,7 +30,7 @@ void AttentionBackward(float* dqkv, const float* dout, const float* out, const f
 
 // Same contract; groups the query heads of each KV head so cached rows are read once
 // (attention_fast.cc). Differs from the reference by summation order only.
-void CausalAttentionFast(float* out, const float* q, int T, int past, int layer, int n_heads,
-                         int n_kv_heads, int head_dim, const KVCache& cache);
+void CausalAttentionFast(float* out, const float* q, int T, int past, int n_heads, int n_kv_heads,
+                         int head_dim, const KvLayerView& kv);
 
 }  // namespace elm

@@ -195,11 +195,11 @@ ELM_CLONES void Bf16ToF32(const uint16_t* x, float* y, int64_t n) {
 constexpr int kKeyBlock = 128;  // positions widened at a time for a bf16/f16 cache
 
 // Rows [j0, j0 + n) of one KV head as f32: in place for an f32 cache, else widened into `buf`.
-const float* RowsF32(const KVCache& cache, bool keys, int layer, int kvh, int j0, int n, int hd,
+const float* RowsF32(const KvLayerView& cache, bool keys, int kvh, int j0, int n, int hd,
                      float* buf) {
-  const void* src = keys ? cache.KRow(layer, kvh, j0) : cache.VRow(layer, kvh, j0);
+  const void* src = keys ? cache.KRow(kvh, j0) : cache.VRow(kvh, j0);
   const int64_t count = static_cast<int64_t>(n) * hd;
-  switch (cache.dtype()) {
+  switch (cache.dtype) {
     case DType::kBF16:
       Bf16ToF32(static_cast<const uint16_t*>(src), buf, count);
       return buf;
@@ -213,21 +213,21 @@ const float* RowsF32(const KVCache& cache, bool keys, int layer, int kvh, int j0
 
 // scores[g][i] = q_g · K_(j0+i) · scale for i < len (row stride `stride`), one KV head, the keys
 // visited kKeyBlock positions at a time (each block widened into `wide` for a bf16/f16 cache).
-void ScoreRange(float* scores, int stride, const float* q, int G, const KVCache& cache, int layer,
-                int kvh, int j0, int len, int hd, float scale, float* wide) {
+void ScoreRange(float* scores, int stride, const float* q, int G, const KvLayerView& cache, int kvh,
+                int j0, int len, int hd, float scale, float* wide) {
   for (int b = 0; b < len; b += kKeyBlock) {
     const int nb = std::min(kKeyBlock, len - b);
-    Scores(scores + b, stride, q, G, RowsF32(cache, true, layer, kvh, j0 + b, nb, hd, wide), nb, hd,
+    Scores(scores + b, stride, q, G, RowsF32(cache, true, kvh, j0 + b, nb, hd, wide), nb, hd,
            scale);
   }
 }
 
 // out_g += Σ_i p[g][i] · V_(j0+i) for i < len, the values visited as in ScoreRange.
-void MixRange(float* out, const float* p, int stride, int G, const KVCache& cache, int layer,
-              int kvh, int j0, int len, int hd, float* wide) {
+void MixRange(float* out, const float* p, int stride, int G, const KvLayerView& cache, int kvh,
+              int j0, int len, int hd, float* wide) {
   for (int b = 0; b < len; b += kKeyBlock) {
     const int nb = std::min(kKeyBlock, len - b);
-    Mix(out, p + b, stride, G, RowsF32(cache, false, layer, kvh, j0 + b, nb, hd, wide), nb, hd);
+    Mix(out, p + b, stride, G, RowsF32(cache, false, kvh, j0 + b, nb, hd, wide), nb, hd);
   }
 }
 
@@ -237,8 +237,8 @@ void MixRange(float* out, const float* p, int stride, int G, const KVCache& cach
 // stretch length is fixed, so the result does not depend on the thread count.
 constexpr int kSplit = 256;
 
-void DecodeSplit(float* out, const float* q, int n, int layer, int n_kv_heads, int G, int hd,
-                 float scale, const KVCache& cache) {
+void DecodeSplit(float* out, const float* q, int n, int n_kv_heads, int G, int hd, float scale,
+                 const KvLayerView& cache) {
   const int chunks = (n + kSplit - 1) / kSplit;
   const int64_t work = static_cast<int64_t>(n_kv_heads) * chunks;
   std::vector<float> part_out(static_cast<size_t>(work) * G * hd, 0.0f);
@@ -246,20 +246,20 @@ void DecodeSplit(float* out, const float* q, int n, int layer, int n_kv_heads, i
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(G) * kSplit);
-    std::vector<float> wide(cache.dtype() == DType::kF32 ? 0 : kKeyBlock * hd);
+    std::vector<float> wide(cache.dtype == DType::kF32 ? 0 : kKeyBlock * hd);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < work; ++w) {
       const int kvh = static_cast<int>(w / chunks), j0 = static_cast<int>(w % chunks) * kSplit;
       const int len = std::min(kSplit, n - j0);
-      ScoreRange(scores.data(), kSplit, q + static_cast<size_t>(kvh) * G * hd, G, cache, layer, kvh,
-                 j0, len, hd, scale, wide.data());
+      ScoreRange(scores.data(), kSplit, q + static_cast<size_t>(kvh) * G * hd, G, cache, kvh, j0,
+                 len, hd, scale, wide.data());
       for (int g = 0; g < G; ++g) {
         const size_t i = static_cast<size_t>(w) * G + g;
         part_sum[i] =
             ExpShifted(scores.data() + static_cast<size_t>(g) * kSplit, len, &part_max[i]);
       }
       MixRange(part_out.data() + static_cast<size_t>(w) * G * hd, scores.data(), kSplit, G, cache,
-               layer, kvh, j0, len, hd, wide.data());
+               kvh, j0, len, hd, wide.data());
     }
 #pragma omp for schedule(static)
     for (int64_t hg = 0; hg < static_cast<int64_t>(n_kv_heads) * G; ++hg) {
@@ -282,12 +282,12 @@ void DecodeSplit(float* out, const float* q, int n, int layer, int n_kv_heads, i
 
 }  // namespace
 
-void CausalAttentionFast(float* out, const float* q, int T, int past, int layer, int n_heads,
-                         int n_kv_heads, int head_dim, const KVCache& cache) {
+void CausalAttentionFast(float* out, const float* q, int T, int past, int n_heads, int n_kv_heads,
+                         int head_dim, const KvLayerView& cache) {
   const int G = n_heads / n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   if (T == 1 && past + 1 > kSplit) {
-    DecodeSplit(out, q, past + 1, layer, n_kv_heads, G, head_dim, scale, cache);
+    DecodeSplit(out, q, past + 1, n_kv_heads, G, head_dim, scale, cache);
     return;
   }
   const int64_t work = static_cast<int64_t>(T) * n_kv_heads;
@@ -295,7 +295,7 @@ void CausalAttentionFast(float* out, const float* q, int T, int past, int layer,
 #pragma omp parallel
   {
     std::vector<float> scores(static_cast<size_t>(G) * stride);
-    std::vector<float> wide(cache.dtype() == DType::kF32 ? 0 : kKeyBlock * head_dim);
+    std::vector<float> wide(cache.dtype == DType::kF32 ? 0 : kKeyBlock * head_dim);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < work; ++w) {
       const int t = static_cast<int>(w / n_kv_heads), kvh = static_cast<int>(w % n_kv_heads);
@@ -304,12 +304,11 @@ void CausalAttentionFast(float* out, const float* q, int T, int past, int layer,
           (static_cast<size_t>(t) * n_heads + static_cast<size_t>(kvh) * G) * head_dim;
       // Blocks of positions keep every per-position sum in position order: an f32 cache gives
       // the same bits as one pass over all n.
-      ScoreRange(scores.data(), stride, q + qoff, G, cache, layer, kvh, 0, n, head_dim, scale,
+      ScoreRange(scores.data(), stride, q + qoff, G, cache, kvh, 0, n, head_dim, scale,
                  wide.data());
       for (int g = 0; g < G; ++g) SoftmaxRow(scores.data() + static_cast<size_t>(g) * stride, n);
       std::fill(out + qoff, out + qoff + static_cast<size_t>(G) * head_dim, 0.0f);
-      MixRange(out + qoff, scores.data(), stride, G, cache, layer, kvh, 0, n, head_dim,
-               wide.data());
+      MixRange(out + qoff, scores.data(), stride, G, cache, kvh, 0, n, head_dim, wide.data());
     }
   }
 }

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "kernels/quant.h"
+#include "base/quant.h"
 
 namespace elm {
 
@@ -21,8 +21,8 @@ struct CpuKernels {
   void (*gemm_f32)(float* y, int64_t ldy, const float* x, int64_t T, const float* w, int64_t nr,
                    int64_t K);
   // x: [T, K] f32, w: [nr, K] f16.
-  void (*gemm_f16)(float* y, int64_t ldy, const float* x, int64_t T, const uint16_t* w,
-                   int64_t nr, int64_t K);
+  void (*gemm_f16)(float* y, int64_t ldy, const float* x, int64_t T, const uint16_t* w, int64_t nr,
+                   int64_t K);
   // x: [T, K/32] Q8_0 blocks (activations quantized), w: [nr, K/32] Q8_0 / Q4_0 blocks.
   void (*gemm_q8_0)(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ8_0* w,
                     int64_t nr, int64_t K);

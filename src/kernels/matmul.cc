@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "kernels/quant.h"
+#include "base/quant.h"
 
 namespace elm {
 
@@ -85,12 +85,11 @@ void MatMul(float* y, const float* x, int64_t T, const MatRef& w) {
   }
 }
 
-void MatMulForward(float* out, const float* inp, const float* w, int64_t N, int64_t C,
-                   int64_t OC) {
+void MatMulForward(float* out, const float* inp, const float* w, int64_t N, int64_t C, int64_t OC) {
   if (N == 0 || OC == 0) return;
   Sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(N), static_cast<int>(OC),
-              static_cast<int>(C), 1.0f, inp, static_cast<int>(C), w, static_cast<int>(C), 0.0f,
-              out, static_cast<int>(OC));
+        static_cast<int>(C), 1.0f, inp, static_cast<int>(C), w, static_cast<int>(C), 0.0f, out,
+        static_cast<int>(OC));
 }
 
 void MatMulBackward(float* dinp, float* dw, const float* dout, const float* inp, const float* w,
@@ -98,11 +97,9 @@ void MatMulBackward(float* dinp, float* dw, const float* dout, const float* inp,
   if (N == 0 || OC == 0 || C == 0) return;
   const int n = static_cast<int>(N), c = static_cast<int>(C), oc = static_cast<int>(OC);
   if (dinp != nullptr)  // [N, OC] · [OC, C]
-    Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 1.0f,
-                dinp, c);
+    Sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.0f, dout, oc, w, c, 1.0f, dinp, c);
   if (dw != nullptr)  // [OC, N] · [N, C]
-    Sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f,
-                dw, c);
+    Sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.0f, dout, oc, inp, c, 1.0f, dw, c);
 }
 
 }  // namespace elm

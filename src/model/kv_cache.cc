@@ -29,16 +29,9 @@ void KVCache::Advance(int n) {
 }
 
 void KVCache::Store(int layer, int kv_head, int pos, const float* k, const float* v) {
-  FromF32(type_, k, const_cast<void*>(KRow(layer, kv_head, pos)), head_dim_);
-  FromF32(type_, v, const_cast<void*>(VRow(layer, kv_head, pos)), head_dim_);
-}
-
-void KVCache::LoadK(int layer, int kv_head, int pos, float* out) const {
-  ToF32(type_, KRow(layer, kv_head, pos), out, head_dim_);
-}
-
-void KVCache::LoadV(int layer, int kv_head, int pos, float* out) const {
-  ToF32(type_, VRow(layer, kv_head, pos), out, head_dim_);
+  const size_t at = (static_cast<size_t>(kv_head) * capacity_ + pos) * head_dim_ * elem_;
+  FromF32(type_, k, k_[layer].data() + at, head_dim_);
+  FromF32(type_, v, v_[layer].data() + at, head_dim_);
 }
 
 size_t KVCache::bytes() const {

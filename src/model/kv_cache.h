@@ -9,6 +9,7 @@
 
 #include "base/dtype.h"
 #include "config/model_config.h"
+#include "kernels/kv_view.h"
 
 namespace elm {
 
@@ -29,20 +30,13 @@ class KVCache {
 
   // Writes position `pos` of one KV head: Dh floats each, rounded to the cache's type.
   void Store(int layer, int kv_head, int pos, const float* k, const float* v);
-  // Row `pos` of a KV head in the cache's type; rows of a head are contiguous (stride Dh).
-  const void* KRow(int layer, int kv_head, int pos) const { return Row(k_, layer, kv_head, pos); }
-  const void* VRow(int layer, int kv_head, int pos) const { return Row(v_, layer, kv_head, pos); }
-  // Row `pos` widened to f32 into `out` (Dh floats).
-  void LoadK(int layer, int kv_head, int pos, float* out) const;
-  void LoadV(int layer, int kv_head, int pos, float* out) const;
+  // Layer `layer` as the attention kernels read it (valid while the cache lives).
+  KvLayerView Layer(int layer) const {
+    return {k_[layer].data(), v_[layer].data(), type_, capacity_, head_dim_, elem_};
+  }
   size_t bytes() const;
 
  private:
-  const void* Row(const std::vector<std::vector<uint8_t>>& buf, int layer, int kv_head,
-                  int pos) const {
-    return buf[layer].data() +
-           ((static_cast<size_t>(kv_head) * capacity_ + pos) * head_dim_) * elem_;
-  }
   int capacity_;
   int head_dim_;
   DType type_;

@@ -10,11 +10,11 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "base/quant.h"
 #include "config/hf_config.h"
 #include "io/gguf.h"
 #include "io/mlx_quant.h"
 #include "kernels/cpu_kernels.h"
-#include "kernels/quant.h"
 #include "model/lora_adapter.h"
 
 namespace elm {

@@ -146,8 +146,8 @@ void Session::Layer(int l, float* x, int T, int past) {
   for (int t = 0; t < T; ++t)
     std::memmove(qkv + t * H * Dh, qkv + t * qkv_dim, sizeof(float) * H * Dh);
   float* att = qkv + T * qkv_dim;  // [T, H Dh]
-  (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, l, H, Hkv,
-                                                       static_cast<int>(Dh), cache_);
+  (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, H, Hkv,
+                                                       static_cast<int>(Dh), cache_.Layer(l));
   Mul(h, att, T, w.out);  // the normed input is spent: h holds the projection
   for (int64_t i = 0; i < T * D; ++i) x[i] += h[i];
 

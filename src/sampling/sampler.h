@@ -14,7 +14,7 @@
 #include <span>
 #include <vector>
 
-#include "sampling/rng.h"
+#include "base/rng.h"
 
 namespace elm {
 

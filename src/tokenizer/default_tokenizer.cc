@@ -2,12 +2,9 @@
 // (Apple's checkpoints ship without one). data/tokenizer/llama2/*.json are assembled into
 // read-only data with .incbin; CMake recompiles this file when they change (OBJECT_DEPENDS).
 // Licence and provenance: data/tokenizer/llama2/LICENSE-NOTICE.md.
-#include <filesystem>
 #include <string_view>
 
 #include "base/error.h"
-#include "io/gguf.h"
-#include "io/gguf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 #ifndef ELM_SOURCE_DIR
@@ -64,21 +61,6 @@ Tokenizer Tokenizer::Default() {
     return FromJson(json, "<built-in llama2 tokenizer.json>", config);
   }();
   return tok;
-}
-
-Tokenizer LoadTokenizerFor(const std::string& model_dir, const std::string& explicit_path) {
-  if (!explicit_path.empty()) return Tokenizer::FromFile(explicit_path);
-  // A GGUF file carries its own vocabulary (tokenizer.ggml.*).
-  if (!model_dir.empty() && IsGgufFile(model_dir)) {
-    if (auto t = TokenizerFromGguf(model_dir)) return *t;
-  }
-  if (!model_dir.empty()) {
-    const std::filesystem::path candidate = std::filesystem::path(model_dir) / "tokenizer.json";
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(candidate, ec))
-      return Tokenizer::FromFile(candidate.string());
-  }
-  return Tokenizer::Default();
 }
 
 }  // namespace elm

@@ -15,7 +15,7 @@
 #include <bit>
 #include <cstring>
 
-#include "tokenizer/utf8.h"
+#include "text/utf8.h"
 
 namespace elm::tokenizer_internal {
 

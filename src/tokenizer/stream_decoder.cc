@@ -1,8 +1,8 @@
 // StreamDecoder: Tokenizer::Decode one id at a time, for printing tokens as they are generated.
 #include "base/error.h"
+#include "text/utf8.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_data.h"
-#include "tokenizer/utf8.h"
 
 namespace elm {
 

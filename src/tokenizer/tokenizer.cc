@@ -6,9 +6,9 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "text/utf8.h"
 #include "tokenizer/encoder.h"
 #include "tokenizer/tokenizer_data.h"
-#include "tokenizer/utf8.h"
 
 namespace elm {
 

@@ -84,9 +84,4 @@ class StreamDecoder {
   std::string pending_;  // bytes of byte-fallback tokens not yet forming a complete character
 };
 
-// The tokenizer for a model: `explicit_path` if non-empty; else, when `model_dir` is a GGUF file,
-// the vocabulary it carries (io/gguf_tokenizer.h); else <model_dir>/tokenizer.json if it exists;
-// else Tokenizer::Default().
-Tokenizer LoadTokenizerFor(const std::string& model_dir, const std::string& explicit_path);
-
 }  // namespace elm

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "base/error.h"
+#include "text/utf8.h"
 #include "tokenizer/tokenizer_data.h"
-#include "tokenizer/utf8.h"
 
 namespace elm::tokenizer_internal {
 namespace {

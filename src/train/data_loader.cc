@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include "base/error.h"
-#include "sampling/rng.h"
+#include "base/rng.h"
 
 namespace elm {
 

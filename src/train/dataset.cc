@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "base/error.h"
-#include "train/nfc.h"
+#include "text/nfc.h"
 
 namespace elm {
 namespace fs = std::filesystem;

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "sampling/rng.h"
+#include "base/rng.h"
 
 namespace elm {
 

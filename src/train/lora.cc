@@ -8,9 +8,9 @@
 #include <numbers>
 
 #include "base/error.h"
+#include "base/rng.h"
 #include "config/hf_config.h"
 #include "io/safetensors.h"
-#include "sampling/rng.h"
 #include "train/params.h"
 
 namespace elm {

@@ -10,6 +10,7 @@
 #include "eval/perplexity.h"
 #include "eval/progress.h"
 #include "eval/report.h"
+#include "io/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::cli {

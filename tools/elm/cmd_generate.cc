@@ -11,6 +11,7 @@
 #include "generation/chat_template.h"
 #include "generation/generator.h"
 #include "generation/stop_strings.h"
+#include "io/model_tokenizer.h"
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
 

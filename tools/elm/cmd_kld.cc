@@ -5,14 +5,16 @@
 #include "base/mmap_file.h"
 #include "cli_util.h"
 #include "commands.h"
-#include "model/quant_quality.h"
+#include "eval/quant_quality.h"
+#include "io/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::cli {
 
 void RegisterKldCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "kld", "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
+      "kld",
+      "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
   struct Opts {
     std::string model, weights, file, tokenizer;
     int context = 128, max_tokens = 1024;
@@ -33,14 +35,16 @@ void RegisterKldCommand(CLI::App& app) {
     auto conv = Model::Load(o->model, lo);
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     auto ids = tok.Encode(ReadTextFile(o->file), tok.add_bos());
-    if (static_cast<int>(ids.size()) > o->max_tokens) ids.resize(static_cast<size_t>(o->max_tokens));
+    if (static_cast<int>(ids.size()) > o->max_tokens)
+      ids.resize(static_cast<size_t>(o->max_tokens));
     for (int& id : ids)
-      if (id >= base->config().vocab_size) Fail(o->file, ": token id ", id, " exceeds the model's vocabulary");
+      if (id >= base->config().vocab_size)
+        Fail(o->file, ": token id ", id, " exceeds the model's vocabulary");
     const auto q = CompareModels(base, conv, ids, o->context);
     std::printf("weights %s vs stored %s on %d tokens of %s\n", conv->weights_dtype().c_str(),
                 base->weights_dtype().c_str(), q.tokens, o->file.c_str());
-    std::printf("mean KL %.6f nats/token (max %.6f), top-1 agreement %.2f%%\n", q.mean_kl,
-                q.max_kl, 100 * q.top1_agreement);
+    std::printf("mean KL %.6f nats/token (max %.6f), top-1 agreement %.2f%%\n", q.mean_kl, q.max_kl,
+                100 * q.top1_agreement);
     std::printf("perplexity %.4f → %.4f (%+.3f%%)\n", q.base_ppl, q.converted_ppl,
                 100 * (q.converted_ppl / q.base_ppl - 1));
   });

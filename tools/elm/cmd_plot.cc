@@ -4,7 +4,7 @@
 
 #include "base/mmap_file.h"
 #include "commands.h"
-#include "train/loss_plot.h"
+#include "report/loss_plot.h"
 
 namespace elm::cli {
 

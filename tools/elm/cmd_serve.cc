@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "io/model_tokenizer.h"
 #include "model/model.h"
 #include "server/http_server.h"
 #include "tokenizer/tokenizer.h"

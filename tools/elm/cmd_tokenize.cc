@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "commands.h"
+#include "io/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::cli {

@@ -1,6 +1,6 @@
 // Unicode NFC normalization (canonical decomposition, canonical ordering, canonical composition;
 // UAX #15) without ICU, from tables generated out of Python's unicodedata
-// (src/train/gen_nfc_tables.py, Unicode 14). CoreNet runs ftfy.fix_text(text, normalization=
+// (src/text/gen_nfc_tables.py, Unicode 14). CoreNet runs ftfy.fix_text(text, normalization=
 // "NFC") before tokenizing; elm does the NFC part only — ftfy's other repairs (mojibake, HTML
 // entities, curly quotes, ...) are not implemented (docs/training.md).
 #pragma once

@@ -1,6 +1,6 @@
-#include "eval/py_text.h"
+#include "text/py_text.h"
 
-namespace elm::eval {
+namespace elm::text {
 namespace {
 
 // Decodes the code point starting at s[i] and sets *len to its byte length. Malformed bytes
@@ -94,4 +94,4 @@ size_t LmEvalWordCount(std::string_view s) {
   return runs + 1;
 }
 
-}  // namespace elm::eval
+}  // namespace elm::text

@@ -11,10 +11,10 @@
 namespace elm {
 
 struct QuantQuality {
-  int tokens = 0;            // scored positions
-  double mean_kl = 0;        // nats per token
+  int tokens = 0;      // scored positions
+  double mean_kl = 0;  // nats per token
   double max_kl = 0;
-  double top1_agreement = 0; // fraction of positions with the same argmax
+  double top1_agreement = 0;  // fraction of positions with the same argmax
   double base_ppl = 0, converted_ppl = 0;
 };
 

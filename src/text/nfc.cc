@@ -1,4 +1,4 @@
-#include "train/nfc.h"
+#include "text/nfc.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -15,7 +15,7 @@ struct NfcDecomposition {
 struct NfcCombiningRange {
   uint32_t first, last, ccc;
 };
-#include "train/nfc_tables.inc"
+#include "text/nfc_tables.inc"
 
 // Hangul syllables decompose and compose algorithmically (Unicode §3.12).
 constexpr uint32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;

@@ -1,4 +1,4 @@
-#include "model/speed_bench.h"
+#include "bench/speed_bench.h"
 
 #include <omp.h>
 #include <sys/resource.h>

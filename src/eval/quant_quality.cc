@@ -1,4 +1,4 @@
-#include "model/quant_quality.h"
+#include "eval/quant_quality.h"
 
 #include <algorithm>
 #include <cmath>

@@ -11,13 +11,13 @@
 namespace elm {
 
 struct SpeedBenchOptions {
-  int prompt_tokens = 512;          // pp: one forward over this many tokens (0 = skip)
-  int gen_tokens = 128;             // tg: this many single-token steps (0 = skip)
-  std::vector<int> depths = {0};    // tg is measured after this much context
+  int prompt_tokens = 512;        // pp: one forward over this many tokens (0 = skip)
+  int gen_tokens = 128;           // tg: this many single-token steps (0 = skip)
+  std::vector<int> depths = {0};  // tg is measured after this much context
   int repetitions = 5;
   int warmup = 1;
-  double bandwidth_gbs = 0;         // memory roofline; 0 = measure it
-  DType kv_type = DType::kF32;      // KV cache storage (f32, bf16, f16)
+  double bandwidth_gbs = 0;     // memory roofline; 0 = measure it
+  DType kv_type = DType::kF32;  // KV cache storage (f32, bf16, f16)
 };
 
 struct Stat {

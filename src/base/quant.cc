@@ -1,4 +1,4 @@
-#include "kernels/quant.h"
+#include "base/quant.h"
 
 #include <cmath>
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace elm::eval {
+namespace elm::text {
 
 // Python's str.isspace() for one code point (also what re's \s matches in str patterns).
 bool IsPySpace(char32_t c);
@@ -27,4 +27,4 @@ std::string_view PyStrip(std::string_view s);
 // trailing whitespace each add an (empty) word, as in lm-eval's word_perplexity.
 size_t LmEvalWordCount(std::string_view s);
 
-}  // namespace elm::eval
+}  // namespace elm::text
