@@ -41,7 +41,7 @@ const Tokenizer& Llama() {
   return tok;
 }
 
-// Reference UTF-8 check, written independently of src/tokenizer/utf8.h: decode code points and
+// Reference UTF-8 check, written independently of src/text/utf8.h: decode code points and
 // reject overlong forms, surrogates and values above U+10FFFF. Returns the offset of the first
 // bad sequence or -1.
 long FirstInvalidUtf8(std::string_view s) {

@@ -1,6 +1,6 @@
 // Storage element types for weights and their conversions to float32. Compute is f32; 16-bit
 // formats are widened on load or on the fly. Q8_0 and Q4_0 are GGUF's block formats (32 elements
-// per block with an f16 scale, see kernels/quant.h): sizes of those are per block, not per element.
+// per block with an f16 scale, see base/quant.h): sizes of those are per block, not per element.
 #pragma once
 
 #include <cstddef>

@@ -8,7 +8,7 @@ if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/
   exit 0
 fi
 out=$(mktemp -d)
-srcs="src/base/dtype.cc src/kernels/quant.cc src/kernels/cpu_kernels_scalar.cc
+srcs="src/base/dtype.cc src/base/quant.cc src/kernels/cpu_kernels_scalar.cc
       src/kernels/arm/kernels_neon.cc src/kernels/x86/kernels_avx2.cc
       src/kernels/x86/kernels_avx512.cc tests/cross/neon_check.cc"
 for arch in armv8-a armv8.2-a+dotprod; do
