@@ -9,7 +9,7 @@ PKGS=(
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-openmp-dev libbz2-dev
   libopenmpi-dev openmpi-bin
-  g++-aarch64-linux-gnu qemu-user
+  g++-aarch64-linux-gnu qemu-user clang-format
   chromium nodejs
 )
 
