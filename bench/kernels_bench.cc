@@ -11,6 +11,7 @@
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
 #include "kernels/rmsnorm.h"
+#include "model/kv_cache.h"
 
 namespace elm {
 namespace {

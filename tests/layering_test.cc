@@ -65,6 +65,11 @@ std::set<std::string> Reachable(const Graph& g, const std::string& m, bool* cycl
   return seen;
 }
 
+bool IsAllowed(const Graph& g, const std::string& from, const std::string& to) {
+  bool cycle = false;
+  return Reachable(g, from, &cycle).count(to) > 0;
+}
+
 struct Include {
   std::string file;  // relative to the repository root
   int line = 0;
@@ -134,7 +139,7 @@ TEST(Layering, IncludesFollowTheDeclaredModuleOrder) {
                            m + " includes " + d + "/");
   for (const auto& [m, deps] : used)
     for (const std::string& d : deps)
-      if (declared.count(m) && !declared.at(m).count(d))
+      if (declared.count(m) && !declared.at(m).count(d) && IsAllowed(declared, m, d))
         problems.push_back(m + " includes " + d + "/ (allowed through the closure) but " +
                            "docs/architecture.md does not list the arrow " + m + " -> " + d);
   EXPECT_TRUE(problems.empty()) << [&] {
