@@ -10,7 +10,6 @@
 #include "commands.h"
 #include "generation/chat_template.h"
 #include "generation/generator.h"
-#include "generation/stop_strings.h"
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
 
@@ -87,34 +86,21 @@ void PrintStats(const GenerateResult& r) {
                r.stats.generated_tokens_per_s(), StopReasonName(r.reason));
 }
 
-// Streams generated text to stdout through the detokenizer and stop-string matcher.
-class TextSink {
- public:
-  TextSink(const Tokenizer& tok, const std::vector<std::string>& stops)
-      : decoder_(tok), stops_(stops) {}
-  // Returns false once a stop string completed.
-  bool Push(int id) {
-    bool stopped = false;
-    Write(stops_.Push(decoder_.Push(id), &stopped));
-    return !stopped;
-  }
-  void Finish(bool stopped_by_string) {
-    if (!stopped_by_string) {
-      bool stopped = false;
-      Write(stops_.Push(decoder_.Flush(), &stopped));
-      Write(stops_.Flush());
-    }
-  }
+// Generated text goes to stdout as it becomes safe to show.
+void WriteText(const std::string& s) {
+  if (s.empty()) return;
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
 
- private:
-  static void Write(const std::string& s) {
-    if (s.empty()) return;
-    std::fwrite(s.data(), 1, s.size(), stdout);
-    std::fflush(stdout);
-  }
-  StreamDecoder decoder_;
-  StopStringMatcher stops_;
-};
+GenerateResult GenerateText(Session& session, std::span<const int> prompt,
+                            const GenerateOptions& go, Sampler& sampler, const Tokenizer& tok) {
+  const TextCallback to_stdout = [](const std::string& text, std::span<const TokenLogprob>) {
+    WriteText(text);
+    return true;
+  };
+  return Generate(session, prompt, go, sampler, TextOutput{&tok, to_stdout});
+}
 
 void RegisterGenerate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text (streamed) or token ids from a prompt");
@@ -160,17 +146,9 @@ void RegisterGenerate(CLI::App& app) {
     const std::string text = o->prompt_file.empty() ? o->prompt : ReadTextFile(o->prompt_file);
     const bool bos = tok.add_bos() && !o->no_bos;
     const auto prompt = o->special ? tok.EncodeWithSpecial(text, bos) : tok.Encode(text, bos);
-    if (o->echo) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      std::fflush(stdout);
-    }
-    TextSink sink(tok, o->stop);
-    const auto r = Generate(session, prompt, go, sampler, [&](int id, StopReason* why) {
-      *why = StopReason::kStopString;
-      if (id == model->config().eos_id && go.stop_at_eos) return true;
-      return sink.Push(id);
-    });
-    sink.Finish(r.reason == StopReason::kStopString);
+    if (o->echo) WriteText(text);
+    go.stop = o->stop;
+    const auto r = GenerateText(session, prompt, go, sampler, tok);
     if (r.reason == StopReason::kContextFull)
       std::fprintf(stderr, "\nnote: stopped at the context limit of %d tokens (--context)\n",
                    session.context());
@@ -206,6 +184,7 @@ void RegisterChat(CLI::App& app) {
     go.max_new_tokens = o->max_new_tokens;
     go.stop_at_eos = !o->ignore_eos;
     go.sampling = o->sampling;
+    go.stop = o->stop;
     const bool tty = ::isatty(STDIN_FILENO) != 0;
     std::fprintf(stderr, "elm chat: %s, context %d tokens. /reset starts over, /exit quits.\n",
                  o->model.c_str(), session.context());
@@ -265,13 +244,7 @@ void RegisterChat(CLI::App& app) {
                      session.position(), session.context());
         continue;
       }
-      TextSink sink(tok, o->stop);
-      const auto r = Generate(session, turn, go, sampler, [&](int id, StopReason* why) {
-        *why = StopReason::kStopString;
-        if (id == tok.eos_id() && go.stop_at_eos) return true;
-        return sink.Push(id);
-      });
-      sink.Finish(r.reason == StopReason::kStopString);
+      const auto r = GenerateText(session, turn, go, sampler, tok);
       pending = r.ids.empty() ? -1 : r.ids.back();
       std::printf("\n");
       std::fflush(stdout);
