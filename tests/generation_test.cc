@@ -145,6 +145,11 @@ TEST(GenerationTextStreamer, Utf8SplitAcrossByteTokens) {
   EXPECT_EQ(s.Push(euro[0], &stopped), "");
   EXPECT_EQ(s.Finish(&stopped), "\xEF\xBF\xBD");
   EXPECT_FALSE(stopped);
+  // ... and that end can still complete a stop string.
+  TextStreamer f(Tok(), {"\xEF\xBF\xBD"});
+  EXPECT_EQ(f.Push(euro[0], &stopped), "");
+  EXPECT_EQ(f.Finish(&stopped), "");
+  EXPECT_TRUE(stopped);
   // A stop string made of the split character.
   TextStreamer t(Tok(), {"\xE2\x82\xAC"});
   std::string shown = t.Push(Tok().Encode("a", false).back(), &stopped);
