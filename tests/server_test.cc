@@ -185,7 +185,9 @@ TEST(Server, TokenizeAndDetokenize) {
 
 // ---- Completions ---------------------------------------------------------------------------
 
-TEST(Server, CompletionMatchesLibraryGeneration) {
+// The server runs the library's one decode loop (generation/generator.h, tested on its own in
+// generation_test.cc); this checks the response shape and that the request's parameters reach it.
+TEST(Server, CompletionRunsTheLibraryGenerator) {
   TestServer s;
   const Tokenizer tok = Tokenizer::Default();
   for (const float temperature : {0.0f, 0.9f}) {

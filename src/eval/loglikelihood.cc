@@ -1,9 +1,9 @@
 #include "eval/loglikelihood.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "base/error.h"
+#include "kernels/log_softmax.h"
 #include "text/py_text.h"
 
 namespace elm::eval {
@@ -48,14 +48,9 @@ std::vector<int> ModelInput(std::span<const int> context, std::span<const int> c
 }
 
 float TokenLogProb(std::span<const float> row, int id, bool* is_argmax) {
-  size_t best = 0;  // first index of the maximum, as torch.argmax / np.argmax
-  for (size_t i = 1; i < row.size(); ++i)
-    if (row[i] > row[best]) best = i;
-  const double mx = row[best];
-  double sum = 0;
-  for (float v : row) sum += std::exp(static_cast<double>(v) - mx);
-  if (is_argmax) *is_argmax = best == static_cast<size_t>(id);
-  return static_cast<float>(static_cast<double>(row[id]) - mx - std::log(sum));
+  const RowLogSoftmax lsm(row);
+  if (is_argmax) *is_argmax = lsm.argmax() == static_cast<size_t>(id);
+  return static_cast<float>(lsm.ShiftedLogProb(row[id]));
 }
 
 LoglikelihoodScorer::LoglikelihoodScorer(std::shared_ptr<const Model> model, int max_length)

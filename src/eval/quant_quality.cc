@@ -5,19 +5,16 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/log_softmax.h"
 #include "model/session.h"
 
 namespace elm {
 namespace {
 // log-softmax of one row, in double.
 void LogSoftmax(const float* x, int n, std::vector<double>& out) {
+  const RowLogSoftmax lsm(std::span<const float>(x, static_cast<size_t>(n)));
   out.resize(static_cast<size_t>(n));
-  double mx = x[0];
-  for (int i = 1; i < n; ++i) mx = std::max(mx, static_cast<double>(x[i]));
-  double sum = 0;
-  for (int i = 0; i < n; ++i) sum += std::exp(x[i] - mx);
-  const double lse = mx + std::log(sum);
-  for (int i = 0; i < n; ++i) out[static_cast<size_t>(i)] = x[i] - lse;
+  for (int i = 0; i < n; ++i) out[static_cast<size_t>(i)] = lsm.LogProb(x[i]);
 }
 }  // namespace
 

@@ -1,20 +1,20 @@
 #include "generation/generator.h"
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
+#include <optional>
 
 #include "base/error.h"
+#include "generation/text_streamer.h"
 
 namespace elm {
 
 const char* StopReasonName(StopReason r) {
-  switch (r) {
-    case StopReason::kMaxTokens: return "length";
-    case StopReason::kEos: return "eos";
-    case StopReason::kStopString: return "stop";
-    case StopReason::kContextFull: return "context";
-    case StopReason::kCallback: return "cancelled";
-  }
-  return "?";
+  // In the order of the enumerators.
+  static constexpr const char* kNames[] = {"length", "eos", "stop", "context", "cancelled"};
+  const auto i = static_cast<size_t>(r);
+  return i < std::size(kNames) ? kNames[i] : "?";
 }
 
 double GenerateStats::prompt_tokens_per_s() const {
@@ -31,52 +31,150 @@ void Feed(Session& session, std::span<const int> ids) {
   session.Forward(ids, logits);
 }
 
-GenerateResult Generate(Session& session, std::span<const int> prompt, const GenerateOptions& opt,
-                        Sampler& sampler, const TokenCallback& on_token) {
-  using Clock = std::chrono::steady_clock;
-  GenerateResult res;
-  const int eos = session.model().config().eos_id;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
+void CheckRequest(const Session& session, std::span<const int> prompt, const GenerateOptions& opt) {
   if (opt.max_new_tokens < 0) Fail("max_new_tokens must be >= 0");
   if (prompt.empty()) Fail("generate: empty prompt");
   if (session.position() + static_cast<int>(prompt.size()) > session.context())
     Fail("the prompt (", prompt.size(), " tokens", session.position() ? " after " : "",
          session.position() ? std::to_string(session.position()) + " in context" : "",
          ") does not fit the context of ", session.context(), " tokens");
+  const int V = session.model().config().vocab_size;
+  for (const auto& [id, bias] : opt.logit_bias)
+    if (id < 0 || id >= V) Fail("logit bias for token id ", id, ", out of range [0, ", V, ")");
+}
 
-  std::vector<int> history(prompt.begin(), prompt.end());
-  std::vector<float> logits;
-  const auto t0 = Clock::now();
-  session.Forward(prompt, logits);
-  const auto t1 = Clock::now();
-  res.stats.prompt_tokens = static_cast<int>(prompt.size());
-  res.stats.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
+// One generation's state: the logits of the next position, the ids so far (prompt included, for
+// the penalties), the text streamer and what was already handed to the caller.
+class DecodeLoop {
+ public:
+  DecodeLoop(Session& session, const GenerateOptions& opt, Sampler& sampler, const TextOutput& text)
+      : session_(session), opt_(opt), sampler_(sampler), on_text_(text.on_text) {
+    if (text.tokenizer) streamer_.emplace(*text.tokenizer, opt.stop);
+  }
 
-  res.reason = StopReason::kMaxTokens;
-  for (int i = 0; i < opt.max_new_tokens; ++i) {
-    if (i > 0) {
-      if (session.position() >= session.context()) {
-        res.reason = StopReason::kContextFull;
-        break;
+  GenerateResult Run(std::span<const int> prompt) {
+    const auto t0 = Clock::now();
+    const bool fed = opt_.score_prompt ? ScorePrompt(session_, prompt, Top(), opt_.cancelled,
+                                                     logits_, res_.prompt_logprobs)
+                                       : Prefill(session_, prompt, opt_.cancelled, logits_);
+    const auto t1 = Clock::now();
+    res_.stats.prompt_tokens = static_cast<int>(prompt.size());
+    res_.stats.prefill_seconds = Seconds(t0, t1);
+    if (!fed) {
+      res_.reason = StopReason::kCancelled;
+      return std::move(res_);
+    }
+    history_.assign(prompt.begin(), prompt.end());
+    Decode();
+    if (res_.reason != StopReason::kCancelled && res_.reason != StopReason::kStopString)
+      FinishText();
+    res_.stats.generated_tokens = static_cast<int>(res_.ids.size());
+    res_.stats.decode_seconds = Seconds(t1, Clock::now());
+    return std::move(res_);
+  }
+
+ private:
+  int Top() const { return std::max(0, opt_.logprobs); }
+  bool Cancelled() const { return opt_.cancelled && opt_.cancelled(); }
+
+  void Decode() {
+    const int eos = session_.model().config().eos_id;
+    res_.reason = StopReason::kMaxTokens;
+    for (int i = 0; i < opt_.max_new_tokens; ++i) {
+      if (i > 0 && !FeedLast()) return;
+      if (Cancelled()) {
+        res_.reason = StopReason::kCancelled;
+        return;
       }
-      const int last = res.ids.back();
-      session.Forward(std::span<const int>(&last, 1), logits);
-    }
-    const int id = sampler.Sample(logits, history);
-    res.ids.push_back(id);
-    history.push_back(id);
-    StopReason why = StopReason::kCallback;
-    if (on_token && !on_token(id, &why)) {
-      res.reason = why;
-      break;
-    }
-    if (opt.stop_at_eos && id == eos) {
-      res.reason = StopReason::kEos;
-      break;
+      const int id = SampleNext();
+      if (opt_.stop_at_eos && id == eos) {
+        res_.reason = StopReason::kEos;
+        return;
+      }
+      if (!StreamToken(id)) return;
     }
   }
-  res.stats.generated_tokens = static_cast<int>(res.ids.size());
-  res.stats.decode_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
-  return res;
+
+  // Feeds the last sampled id, for the logits of the next; false once the context is full.
+  bool FeedLast() {
+    if (session_.position() >= session_.context()) {
+      res_.reason = StopReason::kContextFull;
+      return false;
+    }
+    const int last = res_.ids.back();
+    session_.Forward(std::span<const int>(&last, 1), logits_);
+    return true;
+  }
+
+  int SampleNext() {
+    const bool want_logprobs = opt_.logprobs >= 0;
+    if (want_logprobs) raw_ = logits_;  // the model's own distribution, before the sampler's edits
+    for (const auto& [id, bias] : opt_.logit_bias) logits_[id] += bias;
+    const int id = sampler_.Sample(logits_, history_);
+    history_.push_back(id);
+    res_.ids.push_back(id);
+    if (want_logprobs) res_.logprobs.push_back(LogprobOf(raw_, id, Top()));
+    return id;
+  }
+
+  // Streams the text of `id`; false (with the reason set) once a stop string completed or the
+  // caller cancelled.
+  bool StreamToken(int id) {
+    if (!streamer_) return true;
+    bool stopped = false;
+    const std::string text = streamer_->Push(id, &stopped);
+    if (!Deliver(text, false)) {
+      res_.reason = StopReason::kCancelled;
+      return false;
+    }
+    if (stopped) res_.reason = StopReason::kStopString;
+    return !stopped;
+  }
+
+  void FinishText() {
+    if (!streamer_) return;
+    bool stopped = false;
+    const std::string text = streamer_->Finish(&stopped);
+    if (stopped) res_.reason = StopReason::kStopString;
+    if (!Deliver(text, true)) res_.reason = StopReason::kCancelled;
+  }
+
+  // Hands text to the caller; logprobs wait for the next non-empty text unless `final`.
+  bool Deliver(const std::string& text, bool final) {
+    res_.text += text;
+    if (!on_text_) return true;
+    const bool have_logprobs = sent_logprobs_ < res_.logprobs.size();
+    if (text.empty() && !(final && have_logprobs)) return true;
+    const auto lp = std::span<const TokenLogprob>(res_.logprobs).subspan(sent_logprobs_);
+    sent_logprobs_ = res_.logprobs.size();
+    return on_text_(text, lp);
+  }
+
+  Session& session_;
+  const GenerateOptions& opt_;
+  Sampler& sampler_;
+  const TextCallback& on_text_;
+  std::optional<TextStreamer> streamer_;
+  GenerateResult res_;
+  std::vector<int> history_;
+  std::vector<float> logits_, raw_;
+  size_t sent_logprobs_ = 0;  // res_.logprobs[0, sent_logprobs_) went out with earlier text
+};
+
+}  // namespace
+
+GenerateResult Generate(Session& session, std::span<const int> prompt, const GenerateOptions& opt,
+                        Sampler& sampler, const TextOutput& text) {
+  CheckRequest(session, prompt, opt);
+  return DecodeLoop(session, opt, sampler, text).Run(prompt);
 }
 
 }  // namespace elm

@@ -1,25 +1,36 @@
-// The decoding loop: prefill the prompt through a Session, then sample token by token from the
-// KV cache until a stop condition. Text concerns (detokenizing, stop strings) sit on top, in
-// TextStreamer, so this loop works on ids alone.
+// The decoding loop, the one every caller uses (elm generate, elm chat, the server): prefill the
+// prompt through a Session, then sample token by token from the KV cache until a stop condition
+// (length, EOS, a stop string, a full context, cancellation). It can apply a logit bias, record
+// the model's own logprobs of generated (and prompt) tokens, and stream text through a
+// TextStreamer that never splits a UTF-8 character nor shows part of a stop string.
 #pragma once
 
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "generation/prefill.h"
+#include "generation/token_logprobs.h"
 #include "model/session.h"
 #include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 namespace elm {
 
-enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCallback };
+enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled };
 const char* StopReasonName(StopReason r);
 
 struct GenerateOptions {
   int max_new_tokens = 256;
   bool stop_at_eos = true;
-  SamplingParams sampling;
+  SamplingParams sampling;        // for the caller's Sampler; Generate uses the one it is given
+  std::vector<std::string> stop;  // stop strings (with text output only)
+  std::vector<std::pair<int, float>> logit_bias;  // token id -> added to its logit before sampling
+  int logprobs = -1;          // >= 0: record each generated token's logprob and this many others
+  bool score_prompt = false;  // also record the logprobs of prompt tokens 1..n-1 (logprobs >= 0)
+  CancelPredicate cancelled;  // polled between forward passes; true stops (kCancelled)
 };
 
 struct GenerateStats {
@@ -34,18 +45,28 @@ struct GenerateStats {
 struct GenerateResult {
   std::vector<int> ids;  // generated ids (the EOS that stopped generation is included)
   StopReason reason = StopReason::kMaxTokens;
+  std::string text;                           // with text output: all text shown
+  std::vector<TokenLogprob> logprobs;         // one per generated id when logprobs >= 0
+  std::vector<TokenLogprob> prompt_logprobs;  // score_prompt: prompt tokens 1..n-1
   GenerateStats stats;
 };
 
-// Called for every generated id; return false to stop (reason kCallback, or whatever the callback
-// sets through `*stop_reason`).
-using TokenCallback = std::function<bool(int id, StopReason* stop_reason)>;
+// Receives text as it becomes safe to show, with the logprobs of the tokens consumed since the
+// previous call (a last call may carry logprobs and no text). Returns false to cancel.
+using TextCallback =
+    std::function<bool(const std::string& text, std::span<const TokenLogprob> logprobs)>;
+
+// Text output: generated ids are detokenized with `tokenizer` (null: ids only, no stop strings).
+struct TextOutput {
+  const Tokenizer* tokenizer = nullptr;
+  TextCallback on_text;  // may be empty: the text is still collected in GenerateResult::text
+};
 
 // Feeds `prompt` (non-empty; it continues whatever the session already holds, e.g. a chat) and
 // generates. The last generated token is not fed back, so afterwards the session holds
 // prompt + ids[0 .. n-2]; a caller that continues must put ids.back() first in its next prompt.
 GenerateResult Generate(Session& session, std::span<const int> prompt, const GenerateOptions& opt,
-                        Sampler& sampler, const TokenCallback& on_token = {});
+                        Sampler& sampler, const TextOutput& text = {});
 
 // Feeds ids through the session without sampling.
 void Feed(Session& session, std::span<const int> ids);

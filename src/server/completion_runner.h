@@ -1,29 +1,20 @@
-// One completion on one slot: prefill (optionally scoring every prompt token, for echo+logprobs),
-// then the decode loop with the request's sampler, logit bias, stop strings and EOS handling,
-// turning ids into UTF-8-safe text as it goes. It knows nothing of HTTP: text and logprobs go to a
-// callback, and a cancel predicate (client gone, server stopping) is polled between forward
-// passes.
+// One completion on one slot, as the OpenAI endpoints need it: the request's parameters mapped
+// onto the one decode loop (generation/generator.h) and its result onto finish reasons. It knows
+// nothing of HTTP: text and logprobs go to a callback, and a cancel predicate (client gone, server
+// stopping) is polled between forward passes.
 #pragma once
 
 #include <functional>
 #include <span>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "generation/generator.h"
 #include "model/session.h"
 #include "server/openai_request.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::server {
-
-// The model's own distribution at one position (log-softmax of the raw logits, before penalties,
-// bias or truncation), as OpenAI's logprobs report it.
-struct TokenLogprob {
-  int id = 0;
-  float logprob = 0.0f;
-  std::vector<std::pair<int, float>> top;  // best first
-};
 
 struct CompletionResult {
   std::vector<TokenLogprob> prompt_logprobs;  // echo + logprobs: prompt tokens 1..n-1
@@ -36,8 +27,7 @@ struct CompletionResult {
 
 // Receives text as it becomes safe to show (complete UTF-8, no part of a stop string), with the
 // logprobs of the tokens consumed since the previous call. Returns false to cancel.
-using DeltaCallback =
-    std::function<bool(const std::string& text, std::span<const TokenLogprob> logprobs)>;
+using DeltaCallback = TextCallback;
 
 // `prompt` must be non-empty and fit the session's context (the caller checks, to answer 400).
 // The session is reset first: slots do not share state between requests. max_tokens (-1: to the

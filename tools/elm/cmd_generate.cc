@@ -10,7 +10,6 @@
 #include "commands.h"
 #include "generation/chat_template.h"
 #include "generation/generator.h"
-#include "generation/stop_strings.h"
 #include "io/model_tokenizer.h"
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
@@ -88,34 +87,32 @@ void PrintStats(const GenerateResult& r) {
                r.stats.generated_tokens_per_s(), StopReasonName(r.reason));
 }
 
-// Streams generated text to stdout through the detokenizer and stop-string matcher.
-class TextSink {
- public:
-  TextSink(const Tokenizer& tok, const std::vector<std::string>& stops)
-      : decoder_(tok), stops_(stops) {}
-  // Returns false once a stop string completed.
-  bool Push(int id) {
-    bool stopped = false;
-    Write(stops_.Push(decoder_.Push(id), &stopped));
-    return !stopped;
-  }
-  void Finish(bool stopped_by_string) {
-    if (!stopped_by_string) {
-      bool stopped = false;
-      Write(stops_.Push(decoder_.Flush(), &stopped));
-      Write(stops_.Flush());
-    }
-  }
+// The decode loop's options from the common flags (text generation: EOS stops unless
+// --ignore-eos).
+GenerateOptions OptionsFrom(const CommonOpts& o) {
+  GenerateOptions go;
+  go.max_new_tokens = o.max_new_tokens;
+  go.stop_at_eos = !o.ignore_eos;
+  go.sampling = o.sampling;
+  go.stop = o.stop;
+  return go;
+}
 
- private:
-  static void Write(const std::string& s) {
-    if (s.empty()) return;
-    std::fwrite(s.data(), 1, s.size(), stdout);
-    std::fflush(stdout);
-  }
-  StreamDecoder decoder_;
-  StopStringMatcher stops_;
-};
+// Generated text goes to stdout as it becomes safe to show.
+void WriteText(const std::string& s) {
+  if (s.empty()) return;
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+GenerateResult GenerateText(Session& session, std::span<const int> prompt,
+                            const GenerateOptions& go, Sampler& sampler, const Tokenizer& tok) {
+  const TextCallback to_stdout = [](const std::string& text, std::span<const TokenLogprob>) {
+    WriteText(text);
+    return true;
+  };
+  return Generate(session, prompt, go, sampler, TextOutput{&tok, to_stdout});
+}
 
 void RegisterGenerate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text (streamed) or token ids from a prompt");
@@ -144,9 +141,7 @@ void RegisterGenerate(CLI::App& app) {
     auto model = LoadModel(*o);
     Session session(model, o->context, kv_type);
     Sampler sampler(o->sampling);
-    GenerateOptions go;
-    go.max_new_tokens = o->max_new_tokens;
-    go.sampling = o->sampling;
+    GenerateOptions go = OptionsFrom(*o);
     if (!o->ids.empty()) {
       const auto prompt = ParseIdList(o->ids, "--ids");
       go.stop_at_eos = o->stop_at_eos && !o->ignore_eos;
@@ -155,23 +150,13 @@ void RegisterGenerate(CLI::App& app) {
       std::printf("%s\n", IdsToJson(r.ids).c_str());
       return;
     }
-    go.stop_at_eos = !o->ignore_eos;
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     CheckVocab(tok, *model);
     const std::string text = o->prompt_file.empty() ? o->prompt : ReadTextFile(o->prompt_file);
     const bool bos = tok.add_bos() && !o->no_bos;
     const auto prompt = o->special ? tok.EncodeWithSpecial(text, bos) : tok.Encode(text, bos);
-    if (o->echo) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
-      std::fflush(stdout);
-    }
-    TextSink sink(tok, o->stop);
-    const auto r = Generate(session, prompt, go, sampler, [&](int id, StopReason* why) {
-      *why = StopReason::kStopString;
-      if (id == model->config().eos_id && go.stop_at_eos) return true;
-      return sink.Push(id);
-    });
-    sink.Finish(r.reason == StopReason::kStopString);
+    if (o->echo) WriteText(text);
+    const auto r = GenerateText(session, prompt, go, sampler, tok);
     if (r.reason == StopReason::kContextFull)
       std::fprintf(stderr, "\nnote: stopped at the context limit of %d tokens (--context)\n",
                    session.context());
@@ -181,106 +166,114 @@ void RegisterGenerate(CLI::App& app) {
   });
 }
 
+struct ChatOpts : CommonOpts {
+  std::string system;
+  bool raw = false, verbose_prompt = false, special = false;
+};
+
+// Reads one message; a trailing backslash continues it on the next line. False at the end of
+// input.
+bool ReadMessage(std::string* message) {
+  std::string line;
+  bool got = false;
+  while (std::getline(std::cin, line)) {
+    got = true;
+    if (!line.empty() && line.back() == '\\') {
+      line.pop_back();
+      *message += line + "\n";
+      continue;
+    }
+    *message += line;
+    break;
+  }
+  return got;
+}
+
+// The tokens of the next turn: the pending last reply token (if any), then the message, as typed
+// (--raw) or in the Instruct template.
+std::vector<int> TurnTokens(const ChatOpts& o, const Tokenizer& tok, bool start, int pending,
+                            const std::string& message) {
+  std::vector<int> turn;
+  if (pending >= 0) turn.push_back(pending);
+  if (o.raw) {
+    const auto ids = o.special ? tok.EncodeWithSpecial(message, start && tok.add_bos())
+                               : tok.Encode(message, start && tok.add_bos());
+    turn.insert(turn.end(), ids.begin(), ids.end());
+    return turn;
+  }
+  std::vector<ChatMessage> msgs;
+  if (start && !o.system.empty()) msgs.push_back({"system", o.system});
+  msgs.push_back({"user", message});
+  // A previous reply that ended without EOS (length limit) still ends its turn.
+  if (!start && pending != tok.eos_id()) turn.push_back(tok.eos_id());
+  ChatTemplateOptions opt;
+  opt.at_start = start;
+  opt.parse_special = o.special;
+  AppendChatTokens(tok, msgs, opt, turn);
+  return turn;
+}
+
+void ShowTurn(const Tokenizer& tok, const std::vector<int>& turn) {
+  std::fprintf(stderr, "[%zu tokens:", turn.size());
+  for (int id : turn) std::fprintf(stderr, " %d:'%s'", id, tok.Piece(id).c_str());
+  std::fprintf(stderr, "]\n");
+}
+
+void RunChat(const ChatOpts& o) {
+  ValidateSamplingParams(o.sampling);
+  const DType kv_type = ParseKvTypeFlag(o.kv_type);  // a bad flag fails before the load
+  auto model = LoadModel(o);
+  const Tokenizer tok = LoadTokenizerFor(o.model, o.tokenizer);
+  CheckVocab(tok, *model);
+  Session session(model, o.context, kv_type);
+  Sampler sampler(o.sampling);
+  const GenerateOptions go = OptionsFrom(o);
+  const bool tty = ::isatty(STDIN_FILENO) != 0;
+  std::fprintf(stderr, "elm chat: %s, context %d tokens. /reset starts over, /exit quits.\n",
+               o.model.c_str(), session.context());
+  int pending = -1;  // last generated token, not yet fed through the model
+  while (true) {
+    if (tty) std::fprintf(stderr, "\n> ");
+    std::string message;
+    if (!ReadMessage(&message) || message == "/exit" || message == "/quit") break;
+    if (message == "/reset") {
+      session.Reset();
+      pending = -1;
+      std::fprintf(stderr, "(context cleared)\n");
+      continue;
+    }
+    if (message.empty()) continue;
+    const bool start = session.position() == 0 && pending < 0;
+    const std::vector<int> turn = TurnTokens(o, tok, start, pending, message);
+    if (o.verbose_prompt) ShowTurn(tok, turn);
+    if (session.position() + static_cast<int>(turn.size()) >= session.context()) {
+      std::fprintf(stderr,
+                   "error: this message does not fit the remaining context (%d of %d tokens "
+                   "used); /reset to start over or raise --context\n",
+                   session.position(), session.context());
+      continue;
+    }
+    const auto r = GenerateText(session, turn, go, sampler, tok);
+    pending = r.ids.empty() ? -1 : r.ids.back();
+    std::printf("\n");
+    std::fflush(stdout);
+    if (r.reason == StopReason::kContextFull)
+      std::fprintf(stderr, "note: the context is full; /reset to start over\n");
+    if (o.verbose_prompt) PrintStats(r);
+  }
+}
+
 void RegisterChat(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "chat", "Interactive multi-turn chat with the OpenELM-Instruct template (/reset, /exit)");
-  struct Opts : CommonOpts {
-    std::string system;
-    bool raw = false, verbose_prompt = false, special = false;
-  };
-  auto o = std::make_shared<Opts>();
+  auto o = std::make_shared<ChatOpts>();
   AddCommonFlags(cmd, *o);
   cmd->add_option("--system", o->system, "System message");
   cmd->add_flag("--raw", o->raw, "No template: each line continues the text as typed");
   cmd->add_flag("--verbose-prompt", o->verbose_prompt,
                 "Show the tokens the model sees for each turn (to stderr)");
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in your messages");
-  cmd->callback([o] {
-    ValidateSamplingParams(o->sampling);
-    const DType kv_type = ParseKvTypeFlag(o->kv_type);  // a bad flag fails before the load
-    auto model = LoadModel(*o);
-    const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
-    CheckVocab(tok, *model);
-    Session session(model, o->context, kv_type);
-    Sampler sampler(o->sampling);
-    GenerateOptions go;
-    go.max_new_tokens = o->max_new_tokens;
-    go.stop_at_eos = !o->ignore_eos;
-    go.sampling = o->sampling;
-    const bool tty = ::isatty(STDIN_FILENO) != 0;
-    std::fprintf(stderr, "elm chat: %s, context %d tokens. /reset starts over, /exit quits.\n",
-                 o->model.c_str(), session.context());
-    int pending = -1;  // last generated token, not yet fed through the model
-    std::string line;
-    while (true) {
-      if (tty) std::fprintf(stderr, "\n> ");
-      std::string message;
-      bool got = false;
-      while (std::getline(std::cin, line)) {  // a trailing backslash continues the message
-        got = true;
-        if (!line.empty() && line.back() == '\\') {
-          line.pop_back();
-          message += line + "\n";
-          continue;
-        }
-        message += line;
-        break;
-      }
-      if (!got) break;
-      if (message == "/exit" || message == "/quit") break;
-      if (message == "/reset") {
-        session.Reset();
-        pending = -1;
-        std::fprintf(stderr, "(context cleared)\n");
-        continue;
-      }
-      if (message.empty()) continue;
-      std::vector<int> turn;
-      if (pending >= 0) turn.push_back(pending);
-      if (o->raw) {
-        const bool start = session.position() == 0 && pending < 0;
-        const auto ids = o->special ? tok.EncodeWithSpecial(message, start && tok.add_bos())
-                                    : tok.Encode(message, start && tok.add_bos());
-        turn.insert(turn.end(), ids.begin(), ids.end());
-      } else {
-        std::vector<ChatMessage> msgs;
-        const bool start = session.position() == 0 && pending < 0;
-        if (start && !o->system.empty()) msgs.push_back({"system", o->system});
-        msgs.push_back({"user", message});
-        // A previous reply that ended without EOS (length limit) still ends its turn.
-        if (!start && pending != tok.eos_id()) turn.push_back(tok.eos_id());
-        ChatTemplateOptions opt;
-        opt.at_start = start;
-        opt.parse_special = o->special;
-        AppendChatTokens(tok, msgs, opt, turn);
-      }
-      if (o->verbose_prompt) {
-        std::fprintf(stderr, "[%zu tokens:", turn.size());
-        for (int id : turn) std::fprintf(stderr, " %d:'%s'", id, tok.Piece(id).c_str());
-        std::fprintf(stderr, "]\n");
-      }
-      if (session.position() + static_cast<int>(turn.size()) >= session.context()) {
-        std::fprintf(stderr,
-                     "error: this message does not fit the remaining context (%d of %d tokens "
-                     "used); /reset to start over or raise --context\n",
-                     session.position(), session.context());
-        continue;
-      }
-      TextSink sink(tok, o->stop);
-      const auto r = Generate(session, turn, go, sampler, [&](int id, StopReason* why) {
-        *why = StopReason::kStopString;
-        if (id == tok.eos_id() && go.stop_at_eos) return true;
-        return sink.Push(id);
-      });
-      sink.Finish(r.reason == StopReason::kStopString);
-      pending = r.ids.empty() ? -1 : r.ids.back();
-      std::printf("\n");
-      std::fflush(stdout);
-      if (r.reason == StopReason::kContextFull)
-        std::fprintf(stderr, "note: the context is full; /reset to start over\n");
-      if (o->verbose_prompt) PrintStats(r);
-    }
-  });
+  cmd->callback([o] { RunChat(*o); });
 }
 
 }  // namespace

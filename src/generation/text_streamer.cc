@@ -1,0 +1,20 @@
+#include "generation/text_streamer.h"
+
+#include <utility>
+
+namespace elm {
+
+TextStreamer::TextStreamer(const Tokenizer& tok, std::vector<std::string> stops)
+    : decoder_(tok), stops_(std::move(stops)) {}
+
+std::string TextStreamer::Push(int id, bool* stopped) {
+  return stops_.Push(decoder_.Push(id), stopped);
+}
+
+std::string TextStreamer::Finish(bool* stopped) {
+  std::string text = stops_.Push(decoder_.Flush(), stopped);
+  if (!*stopped) text += stops_.Flush();
+  return text;
+}
+
+}  // namespace elm
