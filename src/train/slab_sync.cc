@@ -1,26 +1,14 @@
 #include "train/slab_sync.h"
 
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "train/distributed.h"
 
 namespace elm {
 
-void BroadcastSlab(TrainSlab& slab, bool moments) {
-  Distributed::Broadcast(slab.params.data(), slab.params.size() * sizeof(float));
-  if (!moments) return;
-  Distributed::Broadcast(slab.m.data(), slab.m.size() * sizeof(float));
-  Distributed::Broadcast(slab.v.data(), slab.v.size() * sizeof(float));
-}
-
-void AllReduceGradients(TrainSlab& slab) {
-  Distributed::AllReduceMean(slab.grads.data(), slab.grads.size());
-}
-
-bool ParamsAgree(const TrainSlab& slab) {
-  return Distributed::size() == 1 || Distributed::AllEqual(HashFloats(slab.params));
-}
-
+namespace {
 uint64_t HashFloats(const std::vector<float>& v) {
   uint64_t h = 0xcbf29ce484222325ull;
   const size_t words = v.size() / 2;
@@ -36,6 +24,22 @@ uint64_t HashFloats(const std::vector<float>& v) {
     h = (h ^ w) * 0x100000001b3ull;
   }
   return h;
+}
+}  // namespace
+
+void BroadcastSlab(TrainSlab& slab, bool moments) {
+  Distributed::Broadcast(slab.params.data(), slab.params.size() * sizeof(float));
+  if (!moments) return;
+  Distributed::Broadcast(slab.m.data(), slab.m.size() * sizeof(float));
+  Distributed::Broadcast(slab.v.data(), slab.v.size() * sizeof(float));
+}
+
+void AllReduceGradients(TrainSlab& slab) {
+  Distributed::AllReduceMean(slab.grads.data(), slab.grads.size());
+}
+
+bool ParamsAgree(const TrainSlab& slab) {
+  return Distributed::size() == 1 || Distributed::AllEqual(HashFloats(slab.params));
 }
 
 }  // namespace elm

@@ -3,9 +3,6 @@
 // with a slab of the same layout. All are no-ops (or true) when the process runs alone.
 #pragma once
 
-#include <cstdint>
-#include <vector>
-
 #include "train/slab.h"
 
 namespace elm {
@@ -16,9 +13,7 @@ void BroadcastSlab(TrainSlab& slab, bool moments);
 // DDP: every rank's gradients become the mean over the ranks.
 void AllReduceGradients(TrainSlab& slab);
 // True on every rank when the parameters are bit-identical on all of them (an FNV-style hash of
-// the slab, compared across ranks).
+// the slab, 8 bytes at a time, compared across ranks).
 bool ParamsAgree(const TrainSlab& slab);
-// The hash ParamsAgree compares, 8 bytes at a time.
-uint64_t HashFloats(const std::vector<float>& v);
 
 }  // namespace elm
