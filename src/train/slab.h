@@ -39,9 +39,6 @@ struct SlabTensor {
 
 class TrainSlab {
  public:
-  TrainSlab() = default;
-  TrainSlab(const TrainSlab&) = default;
-  TrainSlab& operator=(const TrainSlab&) = default;
   virtual ~TrainSlab() = default;
 
   const std::vector<SlabTensor>& tensors() const { return tensors_; }
@@ -65,6 +62,13 @@ class TrainSlab {
   std::vector<float> params, grads, m, v;
 
  protected:
+  // Only a family builds (or copies) one, so a slab is never sliced off its family.
+  TrainSlab() = default;
+  TrainSlab(const TrainSlab&) = default;
+  TrainSlab(TrainSlab&&) = default;
+  TrainSlab& operator=(const TrainSlab&) = default;
+  TrainSlab& operator=(TrainSlab&&) = default;
+
   // Appends a tensor to the table (the parameter slab grows with it, zero-filled).
   void Add(TensorSpec spec, bool decay);
   void set_norm_order(std::vector<size_t> order) { norm_order_ = std::move(order); }

@@ -41,7 +41,7 @@ class TrainModel {
   LossValue Forward(const int* inputs, const int* targets, int B, int T, const LossOptions& opt);
   // Logits [B, T, V] of the last Forward (overwritten by Backward).
   const float* logits() const { return logits_.data(); }
-  // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into params().grads.
+  // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into trainable().grads.
   void Backward(float loss_scale = 1.0f);
   void ZeroGrad() { trainable().ZeroGrad(); }
   // What the optimizer updates: the LoRA adapter when enabled, else every parameter.
