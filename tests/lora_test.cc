@@ -1,7 +1,8 @@
 // LoRA fine-tuning (spec §6.10): the adapter's gradients against central differences (with and
 // without dropout), the adapted training forward against the merged model in the inference
-// Session, the adapter folder's round trip and its errors, the config keys, bit-exact resume, and
-// the command line end to end (elm train with LoRA, elm generate --lora, elm merge-lora).
+// Session, the adapter folder's round trip and its errors, the config keys, the adapter through
+// the shared slab path (optimizer, checkpoint), bit-exact resume, and the command line end to end
+// (elm train with LoRA, elm generate --lora, elm merge-lora).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,6 +22,7 @@
 #include "train/checkpoint.h"
 #include "train/init.h"
 #include "train/lora.h"
+#include "train/optimizer.h"
 #include "train/train_config.h"
 #include "train/train_model.h"
 #include "train/trainer.h"
@@ -184,6 +186,58 @@ TEST(Lora, MergedModelMatchesTheAdaptedTrainingForward) {
     }
     fs::remove_all(dir);
   }
+}
+
+// The adapter is a TrainSlab like the full model: its table is the layout's (decay on every
+// tensor, the norm in layout order), and the one optimizer and checkpoint path serve it.
+TEST(Lora, AdapterTrainsThroughTheSharedSlabPath) {
+  auto m = LoraModel(Base(), AllTargets(2, 4, 0));
+  LoraParams& lp = *m->lora();
+  EXPECT_EQ(&m->trainable(), static_cast<TrainSlab*>(&lp));
+  const auto& layout = lp.layout().tensors();
+  ASSERT_EQ(lp.tensors().size(), layout.size());
+  for (size_t k = 0; k < layout.size(); ++k) {
+    EXPECT_EQ(lp.tensors()[k].spec.name, layout[k].name);
+    EXPECT_EQ(lp.tensors()[k].offset, layout[k].offset);
+    EXPECT_TRUE(lp.tensors()[k].decay);
+    EXPECT_EQ(lp.norm_order()[k], k);
+  }
+  RandomAdapter(lp, 3, 0.3f);
+  Rng rng(4);
+  for (float& g : lp.grads) g = 2.0f * rng.NextFloat() - 1.0f;
+  std::vector<float> norms;
+  for (const LoraTensor& t : layout) norms.push_back(TorchVectorNorm(&lp.grads[t.offset], t.numel));
+  const double norm = GlobalGradNorm(lp);
+  EXPECT_EQ(norm, TorchVectorNorm(norms.data(), norms.size()));
+  ClipGradients(lp, norm, norm / 2);
+  const std::vector<float> p0 = lp.params, g = lp.grads;
+  AdamWParams hp;
+  hp.weight_decay = 0.5;
+  AdamWUpdate(lp, hp, 1e-2, 1);
+  const AdamWStep step(hp, 1e-2, 1);
+  for (size_t i = 0; i < lp.size(); ++i) {
+    float p = p0[i], mi = 0, vi = 0;
+    step.Update(p, g[i], mi, vi, /*weight_decay=*/true);
+    ASSERT_EQ(p, lp.params[i]) << i;
+  }
+
+  // A checkpoint of the adapter reads back bit for bit; a full run's checkpoint is refused.
+  const std::string dir = test::TempDir("lora_slab");
+  TrainerState st;
+  st.step = 1;
+  const std::string ckpt = SaveCheckpoint(dir, lp, st, "");
+  LoraParams back(m->config(), lp.settings());
+  EXPECT_EQ(LoadCheckpoint(ckpt, back).step, 1);
+  EXPECT_EQ(back.params, lp.params);
+  EXPECT_EQ(back.m, lp.m);
+  EXPECT_EQ(back.v, lp.v);
+  ParamSet full(m->config());
+  full.AllocateTrainingState();
+  st.step = 2;
+  const std::string full_ckpt = SaveCheckpoint(dir, full, st, "");
+  EXPECT_NE(ErrorOf([&] { LoadCheckpoint(full_ckpt, back); }).find("not a LoRA checkpoint"),
+            std::string::npos);
+  fs::remove_all(dir);
 }
 
 TEST(Lora, BadAdapterFoldersAreClearErrors) {

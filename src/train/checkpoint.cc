@@ -57,17 +57,16 @@ std::string CheckpointName(int64_t step) {
   return buf;
 }
 
-std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const TrainerState& st,
+std::string SaveCheckpoint(const std::string& root, const TrainSlab& slab, const TrainerState& st,
                            const std::string& tokenizer_json) {
   const fs::path dir = FreshStepFolder(root, st);
-  WriteModelFolder(dir.string(), ps, DType::kF32);
+  slab.WriteWeights(dir.string(), tokenizer_json);
   std::vector<uint16_t> scratch;
-  std::vector<TensorToWrite> opt = SlabTensors(ps, ps.m.data(), "m.", DType::kF32, scratch);
-  const auto v = SlabTensors(ps, ps.v.data(), "v.", DType::kF32, scratch);
+  std::vector<TensorToWrite> opt = SlabTensors(slab, slab.m.data(), "m.", DType::kF32, scratch);
+  const auto v = SlabTensors(slab, slab.v.data(), "v.", DType::kF32, scratch);
   opt.insert(opt.end(), v.begin(), v.end());
   WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
                    {{"step", std::to_string(st.step)}});
-  if (!tokenizer_json.empty()) fs::copy_file(tokenizer_json, dir / "tokenizer.json");
   WriteState(dir, st);
   return dir.string();
 }
@@ -121,58 +120,13 @@ TrainerState ReadState(const std::string& dir) {
 }
 }  // namespace
 
-TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps) {
+TrainerState LoadCheckpoint(const std::string& dir, TrainSlab& slab) {
   const TrainerState st = ReadState(dir);
-  if (fs::exists(fs::path(dir) / "adapter_model.safetensors"))
-    Fail(dir, ": this is a LoRA checkpoint (an adapter, no weights); resume it with the LoRA ",
-         "config that wrote it");
-  ps.AllocateTrainingState();
-  LoadParams(ps, TensorStore(dir));
+  slab.ReadWeights(dir);
+  slab.AllocateTrainingState();
   const TensorStore opt((fs::path(dir) / "optimizer.safetensors").string());
-  LoadSlab(ps, opt, "m.", ps.m.data());
-  LoadSlab(ps, opt, "v.", ps.v.data());
-  return st;
-}
-
-std::string SaveLoraCheckpoint(const std::string& root, const LoraParams& lp,
-                               const TrainerState& st) {
-  const fs::path dir = FreshStepFolder(root, st);
-  SaveLoraAdapter(dir.string(), lp.settings(), lp.layout(), lp.params.data());
-  std::vector<TensorToWrite> opt = LoraTensorsToWrite(lp.layout(), lp.m.data(), "m.");
-  const auto v = LoraTensorsToWrite(lp.layout(), lp.v.data(), "v.");
-  opt.insert(opt.end(), v.begin(), v.end());
-  WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
-                   {{"step", std::to_string(st.step)}});
-  WriteState(dir, st);
-  return dir.string();
-}
-
-TrainerState LoadLoraCheckpoint(const std::string& dir, LoraParams& lp) {
-  const TrainerState st = ReadState(dir);
-  if (!fs::exists(fs::path(dir) / "adapter_model.safetensors"))
-    Fail(dir, ": not a LoRA checkpoint (no adapter_model.safetensors); it was written by a full ",
-         "training run");
-  const std::string st_path = (fs::path(dir) / "adapter_model.safetensors").string();
-  const std::string opt_path = (fs::path(dir) / "optimizer.safetensors").string();
-  const TensorStore ad(st_path), opt(opt_path);
-  lp.m.assign(lp.size(), 0.0f);
-  lp.v.assign(lp.size(), 0.0f);
-  for (const LoraTensor& t : lp.layout().tensors()) {
-    const std::pair<const TensorStore*, float*> slabs[] = {
-        {&ad, lp.params.data()}, {&opt, lp.m.data()}, {&opt, lp.v.data()}};
-    const char* const prefixes[] = {"", "m.", "v."};
-    for (int k = 0; k < 3; ++k) {
-      const std::string name = prefixes[k] + t.name;
-      const TensorView* view = slabs[k].first->Find(name);
-      if (view == nullptr)
-        Fail(slabs[k].first->origin(), ": missing tensor '", name, "' (the checkpoint was written ",
-             "with other LoRA targets or rank)");
-      if (view->shape != t.shape || !view->dtype || *view->dtype != DType::kF32)
-        Fail(slabs[k].first->origin(), ": tensor '", name, "' is ", view->dtype_name, " ",
-             ShapeString(view->shape), "; this run expects F32 ", ShapeString(t.shape));
-      ToF32(DType::kF32, view->data, slabs[k].second + t.offset, t.numel);
-    }
-  }
+  LoadSlab(slab, opt, "m.", slab.m.data());
+  LoadSlab(slab, opt, "v.", slab.v.data());
   return st;
 }
 

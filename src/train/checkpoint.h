@@ -13,6 +13,8 @@
 // A LoRA run's checkpoint holds the adapter instead of the weights (the base stays in
 // elm.init_from): adapter_config.json + adapter_model.safetensors, so the folder is itself a PEFT
 // adapter (elm generate --lora <this folder>), and the adapter's moments in optimizer.safetensors.
+// One path writes and reads both: the slab's WriteWeights/ReadWeights (train/slab.h) choose the
+// weights' folder format, the rest is the same.
 #pragma once
 
 #include <cstdint>
@@ -20,8 +22,7 @@
 #include <vector>
 
 #include "train/data_loader.h"
-#include "train/lora.h"
-#include "train/params.h"
+#include "train/slab.h"
 
 namespace elm {
 
@@ -37,16 +38,14 @@ struct TrainerState {
 
 // "step_00000100"
 std::string CheckpointName(int64_t step);
-// Writes a complete checkpoint folder under `root` (replacing one of the same step), DONE last.
+// Writes a complete checkpoint folder of `slab` under `root` (replacing one of the same step),
+// DONE last; `tokenizer_json` ("" for none) goes with the weights where their format carries one.
 // Returns its path.
-std::string SaveCheckpoint(const std::string& root, const ParamSet& ps, const TrainerState& st,
+std::string SaveCheckpoint(const std::string& root, const TrainSlab& slab, const TrainerState& st,
                            const std::string& tokenizer_json);
-// Loads parameters and moments into `ps` (training state allocated) from a complete checkpoint.
-TrainerState LoadCheckpoint(const std::string& dir, ParamSet& ps);
-// The same for a LoRA run: the adapter and its moments (lp's m and v are allocated here).
-std::string SaveLoraCheckpoint(const std::string& root, const LoraParams& lp,
-                               const TrainerState& st);
-TrainerState LoadLoraCheckpoint(const std::string& dir, LoraParams& lp);
+// Loads parameters and moments into `slab` (its training state allocated here) from a complete
+// checkpoint written for the same family and layout.
+TrainerState LoadCheckpoint(const std::string& dir, TrainSlab& slab);
 // Complete checkpoint folders under `root`, oldest first.
 std::vector<std::string> ListCheckpoints(const std::string& root);
 // `path` itself when it is a complete checkpoint, else the newest complete one under path or

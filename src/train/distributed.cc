@@ -40,6 +40,16 @@ void Check(int rc, const char* what) {
   MPI_Error_string(rc, msg, &len);
   Fail(what, " failed: ", std::string(msg, static_cast<size_t>(std::max(len, 0))));
 }
+
+// In-place MPI_SUM all-reduce of n elements of `type`, in chunks of kChunk.
+template <typename T>
+void AllReduceSumChunks(T* buf, size_t n, MPI_Datatype type) {
+  for (size_t i = 0; i < n; i += kChunk) {
+    const int count = static_cast<int>(std::min(kChunk, n - i));
+    Check(MPI_Allreduce(MPI_IN_PLACE, buf + i, count, type, MPI_SUM, MPI_COMM_WORLD),
+          "MPI_Allreduce");
+  }
+}
 #endif
 
 }  // namespace
@@ -114,11 +124,7 @@ int Distributed::size() {
 void Distributed::AllReduceMean(float* buf, size_t n) {
   if (g_size == 1) return;
 #ifdef ELM_HAVE_MPI
-  for (size_t i = 0; i < n; i += kChunk) {
-    const int count = static_cast<int>(std::min(kChunk, n - i));
-    Check(MPI_Allreduce(MPI_IN_PLACE, buf + i, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-          "MPI_Allreduce");
-  }
+  AllReduceSumChunks(buf, n, MPI_FLOAT);
   const float w = static_cast<float>(g_size);
   for (size_t i = 0; i < n; ++i) buf[i] /= w;
 #else
@@ -130,11 +136,7 @@ void Distributed::AllReduceMean(float* buf, size_t n) {
 void Distributed::AllReduceSum(double* buf, size_t n) {
   if (g_size == 1) return;
 #ifdef ELM_HAVE_MPI
-  for (size_t i = 0; i < n; i += kChunk) {
-    const int count = static_cast<int>(std::min(kChunk, n - i));
-    Check(MPI_Allreduce(MPI_IN_PLACE, buf + i, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
-          "MPI_Allreduce");
-  }
+  AllReduceSumChunks(buf, n, MPI_DOUBLE);
 #else
   (void)buf;
   (void)n;

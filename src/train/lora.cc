@@ -28,7 +28,10 @@ uint64_t Mix(uint64_t x) {
 
 LoraParams::LoraParams(const ModelConfig& cfg, LoraSettings s)
     : settings_(std::move(s)), layout_(cfg, settings_) {
-  params.assign(layout_.size(), 0.0f);
+  for (const LoraTensor& t : layout_.tensors()) {
+    Add({t.name, t.shape, t.layer}, true);
+    ELM_CHECK(tensors().back().offset == t.offset);
+  }
 }
 
 float* LoraParams::Slot(float* slab, int layer, LoraTarget t, bool a) const {
@@ -62,33 +65,16 @@ void LoraParams::Init(uint64_t seed) {
   }
 }
 
-void LoraParams::ZeroGrad() {
-  grads.assign(layout_.size(), 0.0f);
+void LoraParams::WriteWeights(const std::string& dir, const std::string&) const {
+  SaveLoraAdapter(dir, settings_, layout_, params.data());
 }
 
-double LoraGradNorm(const LoraParams& lp) {
-  std::vector<float> norms;
-  for (const LoraTensor& t : lp.layout().tensors())
-    norms.push_back(TorchVectorNorm(lp.grads.data() + t.offset, t.numel));
-  return TorchVectorNorm(norms.data(), norms.size());
-}
-
-void LoraClipGradients(LoraParams& lp, double norm, double max_norm) {
-  ClipGradients(lp.grads, norm, max_norm);
-}
-
-void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t step) {
-  ELM_CHECK(step >= 1 && lp.m.size() == lp.size() && lp.v.size() == lp.size() &&
-            lp.grads.size() == lp.size());
-  const AdamWStep s(hp, lr, step);
-  const bool wd = hp.weight_decay != 0.0;
-  const auto n = static_cast<int64_t>(lp.size());
-  float* p = lp.params.data();
-  const float* g = lp.grads.data();
-  float* m = lp.m.data();
-  float* v = lp.v.data();
-#pragma omp parallel for schedule(static) if (n >= (1 << 16))
-  for (int64_t i = 0; i < n; ++i) s.Update(p[i], g[i], m[i], v[i], wd);
+void LoraParams::ReadWeights(const std::string& dir) {
+  const fs::path file = fs::path(dir) / "adapter_model.safetensors";
+  if (!fs::exists(file))
+    Fail(dir, ": not a LoRA checkpoint (no adapter_model.safetensors); it was written by a full ",
+         "training run");
+  LoadSlab(*this, TensorStore(file.string()), "", params.data());
 }
 
 uint64_t LoraDropoutKey(uint64_t seed, int64_t step, int64_t global_micro) {

@@ -1,6 +1,6 @@
-// Trainable LoRA parameters (spec §6.10): the adapter tensors of model/lora_adapter.h as flat f32
-// slabs that line up like ParamSet's (parameters, gradients, AdamW moments), PEFT's
-// initialization, the optimizer step over them, and the dropout mask of the LoRA branch.
+// Trainable LoRA parameters (spec §6.10): the adapter tensors of model/lora_adapter.h as a
+// TrainSlab (train/slab.h; the optimizer, clipping, MPI and checkpoint paths are the full
+// model's), PEFT's initialization, and the dropout mask of the LoRA branch.
 #pragma once
 
 #include <cstdint>
@@ -11,39 +11,35 @@
 #include "base/dtype.h"
 
 #include "model/lora_adapter.h"
-#include "train/optimizer.h"
 #include "train/params.h"
+#include "train/slab.h"
 
 namespace elm {
 
-class LoraParams {
+// The table is the LoraLayout's, in its order (which is also the gradient norm's); weight decay
+// applies to every adapter tensor when AdamWParams::weight_decay ≠ 0 (CoreNet's LoRA recipe uses
+// 0). Its checkpoint weights are a PEFT adapter folder.
+class LoraParams : public TrainSlab {
  public:
   LoraParams(const ModelConfig& cfg, LoraSettings s);
 
   const LoraSettings& settings() const { return settings_; }
   const LoraLayout& layout() const { return layout_; }
-  size_t size() const { return layout_.size(); }
   // Pointer to the A or B tensor of (layer, target) inside `slab`; null when not targeted.
   float* Slot(float* slab, int layer, LoraTarget t, bool a) const;
 
   // PEFT's init: a linear's A is kaiming-uniform (a = √5: U(±1/√in)) and B zero; the embedding's
   // A is zero and B standard normal. Either way B·A = 0, so training starts at the base model.
   void Init(uint64_t seed);
-  void ZeroGrad();
 
-  std::vector<float> params, grads, m, v;
+  // adapter_config.json + adapter_model.safetensors; the tokenizer is the base model's.
+  void WriteWeights(const std::string& dir, const std::string& tokenizer_json) const override;
+  void ReadWeights(const std::string& dir) override;
 
  private:
   LoraSettings settings_;
   LoraLayout layout_;
 };
-
-// clip_grad_norm_'s global norm over the adapter gradients (TorchVectorNorm of each tensor, then of
-// the norms), the clipping, and AdamW over the adapter (weight decay on every adapter tensor when
-// hp.weight_decay ≠ 0; CoreNet's LoRA recipe uses 0): the formulas of train/optimizer.h.
-double LoraGradNorm(const LoraParams& lp);
-void LoraClipGradients(LoraParams& lp, double norm, double max_norm);
-void LoraAdamWUpdate(LoraParams& lp, const AdamWParams& hp, double lr, int64_t step);
 
 // Inverted dropout of the LoRA branch's input: element i of (layer, target) is kept with
 // probability 1 − p and then scaled by 1/(1 − p). A counter-based hash of (key, layer, target, i),

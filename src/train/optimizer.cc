@@ -28,65 +28,36 @@ float TorchVectorNorm(const float* x, size_t n) {
   return std::sqrt(sum);
 }
 
-namespace {
-// Position of a tensor in OpenELMForCausalLM.named_parameters(): modules register in the order
-// embeddings, per layer attn (qkv_proj, q_norm, k_norm, out_proj), ffn (proj_1, proj_2),
-// ffn_norm, attn_norm; then the final norm and an untied lm_head.
-int TorchRank(const ParamTensor& t) {
-  static const char* const kLayerOrder[] = {".attn.qkv_proj.weight", ".attn.q_norm.weight",
-                                            ".attn.k_norm.weight",   ".attn.out_proj.weight",
-                                            ".ffn.proj_1.weight",    ".ffn.proj_2.weight",
-                                            ".ffn_norm.weight",      ".attn_norm.weight"};
-  const std::string& n = t.spec.name;
-  if (t.spec.layer < 0)
-    return n == "transformer.token_embeddings.weight" ? -1
-           : n == "lm_head.weight"                    ? 1 << 30
-                                                      : (1 << 30) - 1;
-  for (int k = 0; k < 8; ++k) {
-    const std::string s(kLayerOrder[k]);
-    if (n.size() >= s.size() && n.compare(n.size() - s.size(), s.size(), s) == 0)
-      return t.spec.layer * 8 + k;
-  }
-  return t.spec.layer * 8 + 7;
-}
-}  // namespace
-
-double GlobalGradNorm(const ParamSet& ps) {
-  std::vector<const ParamTensor*> order;
-  for (const auto& t : ps.tensors()) order.push_back(&t);
-  std::stable_sort(order.begin(), order.end(), [](const ParamTensor* a, const ParamTensor* b) {
-    return TorchRank(*a) < TorchRank(*b);
-  });
+double GlobalGradNorm(const TrainSlab& slab) {
   std::vector<float> norms;
-  for (const ParamTensor* t : order)
-    norms.push_back(TorchVectorNorm(ps.grads.data() + t->offset, t->numel));
+  for (const size_t k : slab.norm_order()) {
+    const SlabTensor& t = slab.tensors()[k];
+    norms.push_back(TorchVectorNorm(slab.grads.data() + t.offset, t.numel));
+  }
   return TorchVectorNorm(norms.data(), norms.size());
 }
 
-double ClipGradients(ParamSet& ps, double norm, double max_norm) {
-  return ClipGradients(ps.grads, norm, max_norm);
-}
-
-double ClipGradients(std::vector<float>& grads, double norm, double max_norm) {
+double ClipGradients(TrainSlab& slab, double norm, double max_norm) {
   // f32 tensor arithmetic, as clip_grad_norm_ does it.
   const float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
   if (!(coef < 1.0f)) return 1.0;
-  for (float& g : grads) g *= coef;
+  for (float& g : slab.grads) g *= coef;
   return coef;
 }
 
-void AdamWUpdate(ParamSet& ps, const AdamWParams& hp, double lr, int64_t step) {
-  ELM_CHECK(step >= 1 && ps.m.size() == ps.size());
+void AdamWUpdate(TrainSlab& slab, const AdamWParams& hp, double lr, int64_t step) {
+  ELM_CHECK(step >= 1 && slab.m.size() == slab.size() && slab.v.size() == slab.size() &&
+            slab.grads.size() == slab.size());
   const AdamWStep s(hp, lr, step);
   // One parallel region for the whole update: tensors are independent, so no barrier between
   // them (nowait); small models would otherwise pay a fork/join per tensor.
-  const auto total = static_cast<int64_t>(ps.size());
+  const auto total = static_cast<int64_t>(slab.size());
 #pragma omp parallel if (total >= (1 << 16))
-  for (const ParamTensor& t : ps.tensors()) {
-    float* p = ps.params.data() + t.offset;
-    const float* g = ps.grads.data() + t.offset;
-    float* m = ps.m.data() + t.offset;
-    float* v = ps.v.data() + t.offset;
+  for (const SlabTensor& t : slab.tensors()) {
+    float* p = slab.params.data() + t.offset;
+    const float* g = slab.grads.data() + t.offset;
+    float* m = slab.m.data() + t.offset;
+    float* v = slab.v.data() + t.offset;
     const bool wd = t.decay && hp.weight_decay != 0.0;
     const auto n = static_cast<int64_t>(t.numel);
 #pragma omp for schedule(static) nowait

@@ -1,6 +1,7 @@
 // AdamW with decoupled weight decay (torch.optim.AdamW, single-tensor path), global-norm gradient
 // clipping (torch.nn.utils.clip_grad_norm_) and CoreNet's learning-rate schedules (spec §6.3).
-// The exact formulas are those of shared/conformance/train/README.md.
+// The exact formulas are those of shared/conformance/train/README.md. Each walks a TrainSlab
+// (train/slab.h), so full-parameter and LoRA training share them.
 #pragma once
 
 #include <cmath>
@@ -8,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "train/params.h"
+#include "train/slab.h"
 
 namespace elm {
 
@@ -16,7 +17,7 @@ struct AdamWParams {
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
-  double weight_decay = 0.1;  // applied to tensors with ParamTensor::decay (ndim ≥ 2)
+  double weight_decay = 0.1;  // applied to tensors with SlabTensor::decay
 };
 
 // torch.linalg.vector_norm(x, 2) of an f32 tensor as PyTorch's CPU kernel computes it (the AVX2
@@ -24,25 +25,23 @@ struct AdamWParams {
 // tail added one by one, sqrt in f32. Reproduces PyTorch's value bit for bit.
 float TorchVectorNorm(const float* x, size_t n);
 // The global gradient norm exactly as torch.nn.utils.clip_grad_norm_ computes it: the f32 norm of
-// each tensor, then the norm of those norms stacked in named_parameters() order. (A float64 sum
+// each tensor, then the norm of those norms stacked in slab.norm_order(). (A float64 sum
 // differs by ~1e-5 relative on 4M-element embeddings: f32 accumulation drops the smallest
 // squares. Following PyTorch keeps the clip coefficient, and the trajectory, on the reference.)
-double GlobalGradNorm(const ParamSet& ps);
+double GlobalGradNorm(const TrainSlab& slab);
 // clip_grad_norm_: coef = max_norm / (norm + 1e-6) in f32; gradients are scaled by coef when
 // coef < 1. Returns the coefficient applied (1 when nothing was clipped).
-double ClipGradients(ParamSet& ps, double norm, double max_norm);
-// The same on any gradient slab (the LoRA adapter's).
-double ClipGradients(std::vector<float>& grads, double norm, double max_norm);
+double ClipGradients(TrainSlab& slab, double norm, double max_norm);
 
 // One AdamW update of every parameter with the current gradients. `step` is 1-based (bias
-// correction), `lr` this step's learning rate. For each element, in f32 as PyTorch does:
+// correction), `lr` this step's learning rate; weight decay on tensors with SlabTensor::decay.
+// For each element, in f32 as PyTorch does:
 //   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
-void AdamWUpdate(ParamSet& ps, const AdamWParams& hp, double lr, int64_t step);
+void AdamWUpdate(TrainSlab& slab, const AdamWParams& hp, double lr, int64_t step);
 
 // The scalars of one AdamW step, formed in double and rounded once to f32 (PyTorch passes Python
-// floats to f32 tensor ops), and the per-element update above; shared by AdamWUpdate and the
-// LoRA optimizer (train/lora.h).
+// floats to f32 tensor ops), and the per-element update above.
 struct AdamWStep {
   AdamWStep(const AdamWParams& hp, double lr, int64_t step);
   float b1, b2, omb1, omb2, step_size, bc2_sqrt, eps, decay;

@@ -10,122 +10,88 @@
 namespace elm {
 namespace fs = std::filesystem;
 
+namespace {
+// A layer tensor's name suffix and the LayerSlots field it fills, in the order
+// OpenELMForCausalLM.named_parameters() registers them (attn: qkv_proj, q_norm, k_norm,
+// out_proj; ffn: proj_1, proj_2; then ffn_norm, attn_norm).
+struct LayerField {
+  const char* suffix;
+  float* LayerSlots::*slot;
+};
+constexpr LayerField kLayerFields[] = {
+    {".attn.qkv_proj.weight", &LayerSlots::qkv},  {".attn.q_norm.weight", &LayerSlots::q_norm},
+    {".attn.k_norm.weight", &LayerSlots::k_norm}, {".attn.out_proj.weight", &LayerSlots::out},
+    {".ffn.proj_1.weight", &LayerSlots::proj1},   {".ffn.proj_2.weight", &LayerSlots::proj2},
+    {".ffn_norm.weight", &LayerSlots::ffn_norm},  {".attn_norm.weight", &LayerSlots::attn_norm}};
+constexpr int kLayerFieldCount = 8;
+
+// Index into kLayerFields of a layer tensor; throws for a name the table does not know.
+int FieldOf(const ParamTensor& t) {
+  for (int k = 0; k < kLayerFieldCount; ++k)
+    if (t.spec.name.ends_with(kLayerFields[k].suffix)) return k;
+  Fail("internal error: unknown layer tensor ", t.spec.name);
+}
+
+// Position of a tensor in named_parameters(): the embeddings, per layer the fields above, then
+// the final norm and an untied lm_head.
+int TorchRank(const ParamTensor& t) {
+  const std::string& n = t.spec.name;
+  if (t.spec.layer < 0)
+    return n == "transformer.token_embeddings.weight" ? -1
+           : n == "lm_head.weight"                    ? 1 << 30
+                                                      : (1 << 30) - 1;
+  return t.spec.layer * kLayerFieldCount + FieldOf(t);
+}
+}  // namespace
+
 ParamSet::ParamSet(ModelConfig cfg) : cfg_(std::move(cfg)) {
   for (auto& spec : ExpectedTensors(cfg_)) {
-    ParamTensor t;
-    t.numel = 1;
-    for (int64_t d : spec.shape) t.numel *= static_cast<size_t>(d);
-    t.decay = spec.shape.size() >= 2;
-    t.offset = size_;
-    t.spec = std::move(spec);
-    size_ += t.numel;
-    tensors_.push_back(std::move(t));
+    const bool decay = spec.shape.size() >= 2;
+    Add(std::move(spec), decay);
   }
-  params.assign(size_, 0.0f);
-}
-
-const ParamTensor* ParamSet::Find(const std::string& name) const {
-  for (const auto& t : tensors_)
-    if (t.spec.name == name) return &t;
-  return nullptr;
-}
-
-void ParamSet::ForEachTensor(const std::function<void(const ParamTensor&)>& fn) const {
-  for (const auto& t : tensors_) fn(t);
-}
-
-void ParamSet::AllocateTrainingState() {
-  grads.assign(size_, 0.0f);
-  m.assign(size_, 0.0f);
-  v.assign(size_, 0.0f);
-}
-
-void ParamSet::ZeroGrad() {
-  std::fill(grads.begin(), grads.end(), 0.0f);
+  std::vector<size_t> order = norm_order();
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return TorchRank(tensors()[a]) < TorchRank(tensors()[b]);
+  });
+  set_norm_order(std::move(order));
 }
 
 ModelSlots ParamSet::Slots(float* slab) const {
   ModelSlots s;
   s.layers.resize(cfg_.n_layers);
-  // Dispatch on the name suffix: the table (not this function) decides the layout.
-  for (const auto& t : tensors_) {
+  // Dispatch on the name: the table (not this function) decides the layout.
+  for (const auto& t : tensors()) {
     float* p = slab + t.offset;
     const std::string& n = t.spec.name;
-    auto ends = [&](const char* suffix) {
-      const std::string s2(suffix);
-      return n.size() >= s2.size() && n.compare(n.size() - s2.size(), s2.size(), s2) == 0;
-    };
-    if (t.spec.layer < 0) {
-      if (n == "transformer.token_embeddings.weight")
-        s.embeddings = p;
-      else if (n == "transformer.norm.weight")
-        s.norm = p;
-      else if (n == "lm_head.weight")
-        s.lm_head = p;
-      else
-        Fail("internal error: unknown model tensor ", n);
-      continue;
-    }
-    LayerSlots& l = s.layers[t.spec.layer];
-    if (ends(".attn_norm.weight"))
-      l.attn_norm = p;
-    else if (ends(".attn.qkv_proj.weight"))
-      l.qkv = p;
-    else if (ends(".attn.q_norm.weight"))
-      l.q_norm = p;
-    else if (ends(".attn.k_norm.weight"))
-      l.k_norm = p;
-    else if (ends(".attn.out_proj.weight"))
-      l.out = p;
-    else if (ends(".ffn_norm.weight"))
-      l.ffn_norm = p;
-    else if (ends(".ffn.proj_1.weight"))
-      l.proj1 = p;
-    else if (ends(".ffn.proj_2.weight"))
-      l.proj2 = p;
+    if (t.spec.layer >= 0)
+      s.layers[t.spec.layer].*kLayerFields[FieldOf(t)].slot = p;
+    else if (n == "transformer.token_embeddings.weight")
+      s.embeddings = p;
+    else if (n == "transformer.norm.weight")
+      s.norm = p;
+    else if (n == "lm_head.weight")
+      s.lm_head = p;
     else
-      Fail("internal error: unknown layer tensor ", n);
+      Fail("internal error: unknown model tensor ", n);
   }
   if (cfg_.tied_embeddings) s.lm_head = s.embeddings;
   return s;
 }
 
-void LoadSlab(const ParamSet& ps, const TensorStore& store, const std::string& prefix,
-              float* slab) {
-  for (const auto& t : ps.tensors()) {
-    const TensorView& v = store.Get(prefix + t.spec.name);
-    if (v.shape != t.spec.shape)
-      Fail(store.origin(), ": tensor '", prefix + t.spec.name, "' has the wrong shape for this ",
-           "config (", v.shape.size(), "-D, ", v.numel(), " elements; expected ", t.numel, ")");
-    if (!v.dtype)
-      Fail(store.origin(), ": tensor '", prefix + t.spec.name, "' has dtype ", v.dtype_name,
-           "; elm reads F32, F16 and BF16");
-    ToF32(*v.dtype, v.data, slab + t.offset, t.numel);
-  }
+void ParamSet::WriteWeights(const std::string& dir, const std::string& tokenizer_json) const {
+  WriteModelFolder(dir, *this, DType::kF32);
+  if (!tokenizer_json.empty()) fs::copy_file(tokenizer_json, fs::path(dir) / "tokenizer.json");
+}
+
+void ParamSet::ReadWeights(const std::string& dir) {
+  if (fs::exists(fs::path(dir) / "adapter_model.safetensors"))
+    Fail(dir, ": this is a LoRA checkpoint (an adapter, no weights); resume it with the LoRA ",
+         "config that wrote it");
+  LoadParams(*this, TensorStore(dir));
 }
 
 void LoadParams(ParamSet& ps, const TensorStore& store) {
   LoadSlab(ps, store, "", ps.params.data());
-}
-
-std::vector<TensorToWrite> SlabTensors(const ParamSet& ps, const float* slab,
-                                       const std::string& prefix, DType dtype,
-                                       std::vector<uint16_t>& scratch) {
-  if (dtype != DType::kF32) {
-    scratch.resize(ps.size());
-    FromF32(dtype, slab, scratch.data(), ps.size());
-  }
-  std::vector<TensorToWrite> out;
-  for (const auto& t : ps.tensors()) {
-    TensorToWrite w;
-    w.name = prefix + t.spec.name;
-    w.dtype = dtype;
-    w.shape = t.spec.shape;
-    w.data = dtype == DType::kF32 ? static_cast<const void*>(slab + t.offset)
-                                  : static_cast<const void*>(scratch.data() + t.offset);
-    out.push_back(std::move(w));
-  }
-  return out;
 }
 
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype) {

@@ -1,11 +1,8 @@
-// Trainable parameters as flat f32 slabs that line up (llm.c): parameters, gradients and the two
-// AdamW moments. Tensor k occupies [offset, offset + numel) in every slab, in the order of
-// ExpectedTensors(cfg), so loading, saving, initialization, clipping and the update are one walk
-// over the same table (gemma.cpp's ForEachTensor).
+// The model's parameters as a TrainSlab (train/slab.h): every tensor of ExpectedTensors(cfg) in
+// one table, so loading, saving, initialization, clipping and the update are one walk over it.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,15 +10,12 @@
 #include "config/model_config.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "train/slab.h"
 
 namespace elm {
 
-struct ParamTensor {
-  TensorSpec spec;    // HF name, shape, layer
-  size_t offset = 0;  // into each slab
-  size_t numel = 0;
-  bool decay = true;  // weight decay applies: every tensor with ndim ≥ 2 (spec §6.4)
-};
+// A row of ParamSet's table: the HF name, shape and layer of a model tensor.
+using ParamTensor = SlabTensor;
 
 // Pointers to one layer's tensors inside a slab (params, grads, m or v).
 struct LayerSlots {
@@ -41,40 +35,28 @@ struct ModelSlots {
   float* lm_head = nullptr;  // [V, D]; = embeddings when tied
 };
 
-class ParamSet {
+// Every tensor of a model as a TrainSlab, in the order of ExpectedTensors(cfg); weight decay on
+// tensors with ndim ≥ 2 (spec §6.4); the gradient norm in OpenELMForCausalLM.named_parameters()
+// order. Its checkpoint weights are an HF model folder.
+class ParamSet : public TrainSlab {
  public:
   // Lays out the tensors of `cfg` and allocates the parameter slab (zero). Gradients and moments
   // are allocated by AllocateTrainingState, so `elm init` never pays for them.
   explicit ParamSet(ModelConfig cfg);
 
   const ModelConfig& config() const { return cfg_; }
-  const std::vector<ParamTensor>& tensors() const { return tensors_; }
-  size_t size() const { return size_; }  // elements per slab
-  const ParamTensor* Find(const std::string& name) const;
-  void ForEachTensor(const std::function<void(const ParamTensor&)>& fn) const;
-
-  void AllocateTrainingState();
-  void ZeroGrad();
   // Slots of a slab: Slots(params.data()), Slots(grads.data()), ...
   ModelSlots Slots(float* slab) const;
 
-  std::vector<float> params, grads, m, v;
+  void WriteWeights(const std::string& dir, const std::string& tokenizer_json) const override;
+  void ReadWeights(const std::string& dir) override;
 
  private:
   ModelConfig cfg_;
-  std::vector<ParamTensor> tensors_;
-  size_t size_ = 0;
 };
 
 // Copies (widening to f32) every tensor of `store` into `ps.params`; shapes must match the table.
 void LoadParams(ParamSet& ps, const TensorStore& store);
-// Loads a slab of per-tensor values (`prefix` + HF name) from a safetensors file into `slab`.
-void LoadSlab(const ParamSet& ps, const TensorStore& store, const std::string& prefix, float* slab);
-// Tensors to write for one slab, named `prefix` + HF name, in `dtype` (converted into `scratch`,
-// which must outlive the write).
-std::vector<TensorToWrite> SlabTensors(const ParamSet& ps, const float* slab,
-                                       const std::string& prefix, DType dtype,
-                                       std::vector<uint16_t>& scratch);
 // Writes an HF model folder that every inference command loads: config.json (+ the weights as
 // model.safetensors in `dtype`). The folder must exist.
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype);

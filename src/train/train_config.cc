@@ -279,6 +279,101 @@ void ReadModel(Reader& r, TrainConfig& c) {
   c.model = m;
 }
 
+// One entry of model.lora.config as written.
+struct LoraEntry {
+  std::string regex, module_type;
+  LoraSettings p;
+  bool init_weights = true, dora = false;
+};
+
+// The params map of an entry (PEFT's names).
+void ReadLoraParams(Reader& r, TrainConfig& c, const std::string& sub, const YAML::Node& params,
+                    LoraEntry& e) {
+  if (!params.IsMap()) r.Bad(sub, params, "a map");
+  LoraSettings& p = e.p;
+  for (const auto& pv : params) {
+    const std::string pk = pv.first.as<std::string>(), psub = sub + "." + pk;
+    const YAML::Node& v = pv.second;
+    auto flag = [&](bool& out) { out = r.Scalar<bool>(psub, v, "true or false"); };
+    auto number = [&](double& out) { out = r.Scalar<double>(psub, v, "a number"); };
+    if (pk == "r") {
+      p.rank = r.Scalar<int>(psub, v, "an integer");
+    } else if (pk == "lora_alpha" || pk == "lora_dropout") {
+      number(pk == "lora_alpha" ? p.alpha : p.dropout);
+    } else if (pk == "use_rslora" || pk == "use_dora" || pk == "init_lora_weights") {
+      flag(pk == "use_rslora" ? p.rslora : pk == "use_dora" ? e.dora : e.init_weights);
+    } else if (pk == "adapter_name") {
+      (void)r.Scalar<std::string>(psub, v, "a string");
+    } else {
+      c.unknown_keys.push_back(psub);
+    }
+  }
+}
+
+// Reads and checks entry `at` of model.lora.config.
+LoraEntry ReadLoraEntry(Reader& r, TrainConfig& c, const std::string& at, const YAML::Node& node) {
+  if (!node.IsMap()) r.Bad(at, node, "a map with regex, module_type and params");
+  LoraEntry e;
+  e.p.alpha = 8;  // PEFT's defaults: r 8, lora_alpha 8, dropout 0
+  for (const auto& kv : node) {
+    const std::string k = kv.first.as<std::string>(), sub = at + "." + k;
+    if (k == "regex" || k == "module_type")
+      (k == "regex" ? e.regex : e.module_type) = r.Scalar<std::string>(sub, kv.second, "a string");
+    else if (k == "params")
+      ReadLoraParams(r, c, sub, kv.second, e);
+    else
+      c.unknown_keys.push_back(sub);
+  }
+  if (e.regex.empty()) Fail(c.origin, ": ", at, " has no regex");
+  if (e.dora) Fail(c.origin, ": ", at, ".params.use_dora: elm implements LoRA, not DoRA");
+  if (!e.init_weights)
+    Fail(c.origin, ": ", at, ".params.init_lora_weights: elm implements true (PEFT's init)");
+  if (e.p.rank <= 0) Fail(c.origin, ": key '", at, ".params.r' must be positive, got ", e.p.rank);
+  if (!(e.p.dropout >= 0 && e.p.dropout < 1))
+    Fail(c.origin, ": key '", at, ".params.lora_dropout' must be in [0, 1)");
+  if (e.module_type != "linear" && e.module_type != "embedding")
+    Fail(c.origin, ": key '", at, ".module_type' must be linear or embedding, got '", e.module_type,
+         "'");
+  return e;
+}
+
+// Marks in c.lora the targets entry `at`'s regex selects: a matrix in every layer or in none.
+void MarkLoraTargets(TrainConfig& c, const std::string& at, const LoraEntry& e) {
+  std::regex re;
+  try {
+    re = std::regex(e.regex, std::regex::ECMAScript);
+  } catch (const std::regex_error& err) {
+    Fail(c.origin, ": key '", at, ".regex': not a valid regular expression: ", err.what());
+  }
+  bool matched = false;
+  for (int t = 0; t < kLoraTargetCount; ++t) {
+    const auto target = static_cast<LoraTarget>(t);
+    const bool emb = target == LoraTarget::kEmbeddings;
+    int hits = 0;
+    const int n = emb ? 1 : c.model.n_layers;
+    for (int l = 0; l < n; ++l) {
+      const std::string sub =
+          target == LoraTarget::kQkv || target == LoraTarget::kOut ? ".attn." : ".ffn.";
+      const std::string name = emb ? std::string("token_embeddings")
+                                   : "layers." + std::to_string(l) + sub + LoraTargetName(target);
+      hits += std::regex_search(name, re) ? 1 : 0;
+    }
+    if (hits == 0) continue;
+    if (hits != n)
+      Fail(c.origin, ": key '", at, ".regex' ('", e.regex, "') selects ", LoraTargetName(target),
+           " in ", hits, " of ", n, " layers; elm adapts a matrix in every layer or in none");
+    if ((e.module_type == "embedding") != emb)
+      Fail(c.origin, ": key '", at, ".module_type' is ", e.module_type, " but the regex selects ",
+           LoraTargetName(target));
+    c.lora.targets[static_cast<size_t>(t)] = true;
+    matched = true;
+  }
+  if (!matched)
+    Fail(c.origin, ": key '", at, ".regex' ('", e.regex, "') selects none of elm's LoRA targets ",
+         "(token_embeddings, layers.N.attn.qkv_proj, layers.N.attn.out_proj, ",
+         "layers.N.ffn.proj_1, layers.N.ffn.proj_2)");
+}
+
 // model.lora (CoreNet's PEFT configs): use_lora, and a list of {regex, module_type, params}
 // entries. Each regex selects modules by CoreNet's name ("token_embeddings",
 // "layers.3.attn.qkv_proj", "layers.3.ffn.proj_1", ...), searched as Python's re.search does.
@@ -306,97 +401,18 @@ void ReadLora(Reader& r, TrainConfig& c) {
     Fail(c.origin, ": model.lora.use_lora is true but '", key,
          "' is not a list of {regex, module_type, params} entries");
   LoraSettings& s = c.lora;
-  bool first = true;
   for (size_t i = 0; i < list->size(); ++i) {
-    const YAML::Node e = (*list)[i];
     const std::string at = key + "[" + std::to_string(i) + "]";
-    if (!e.IsMap()) r.Bad(at, e, "a map with regex, module_type and params");
-    std::string regex, module_type;
-    LoraSettings p;
-    p.alpha = 8;  // PEFT's defaults: r 8, lora_alpha 8, dropout 0
-    bool init_weights = true, dora = false;
-    for (const auto& kv : e) {
-      const std::string k = kv.first.as<std::string>(), sub = at + "." + k;
-      if (k == "regex") {
-        regex = r.Scalar<std::string>(sub, kv.second, "a string");
-      } else if (k == "module_type") {
-        module_type = r.Scalar<std::string>(sub, kv.second, "a string");
-      } else if (k == "params") {
-        if (!kv.second.IsMap()) r.Bad(sub, kv.second, "a map");
-        for (const auto& pv : kv.second) {
-          const std::string pk = pv.first.as<std::string>(), psub = sub + "." + pk;
-          if (pk == "r")
-            p.rank = r.Scalar<int>(psub, pv.second, "an integer");
-          else if (pk == "lora_alpha")
-            p.alpha = r.Scalar<double>(psub, pv.second, "a number");
-          else if (pk == "lora_dropout")
-            p.dropout = r.Scalar<double>(psub, pv.second, "a number");
-          else if (pk == "use_rslora")
-            p.rslora = r.Scalar<bool>(psub, pv.second, "true or false");
-          else if (pk == "use_dora")
-            dora = r.Scalar<bool>(psub, pv.second, "true or false");
-          else if (pk == "init_lora_weights")
-            init_weights = r.Scalar<bool>(psub, pv.second, "true or false");
-          else if (pk == "adapter_name")
-            (void)r.Scalar<std::string>(psub, pv.second, "a string");
-          else
-            c.unknown_keys.push_back(psub);
-        }
-      } else {
-        c.unknown_keys.push_back(sub);
-      }
-    }
-    if (regex.empty()) Fail(c.origin, ": ", at, " has no regex");
-    if (dora) Fail(c.origin, ": ", at, ".params.use_dora: elm implements LoRA, not DoRA");
-    if (!init_weights)
-      Fail(c.origin, ": ", at, ".params.init_lora_weights: elm implements true (PEFT's init)");
-    if (p.rank <= 0) Fail(c.origin, ": key '", at, ".params.r' must be positive, got ", p.rank);
-    if (!(p.dropout >= 0 && p.dropout < 1))
-      Fail(c.origin, ": key '", at, ".params.lora_dropout' must be in [0, 1)");
-    if (module_type != "linear" && module_type != "embedding")
-      Fail(c.origin, ": key '", at, ".module_type' must be linear or embedding, got '", module_type,
-           "'");
-    if (first) {
+    const LoraEntry e = ReadLoraEntry(r, c, at, (*list)[i]);
+    const LoraSettings& p = e.p;
+    if (i == 0) {
       s.rank = p.rank, s.alpha = p.alpha, s.dropout = p.dropout, s.rslora = p.rslora;
-      first = false;
     } else if (p.rank != s.rank || p.alpha != s.alpha || p.dropout != s.dropout ||
                p.rslora != s.rslora) {
       Fail(c.origin, ": ", at, ": elm uses one r, lora_alpha, lora_dropout and use_rslora for ",
            "every LoRA target; this entry differs from ", key, "[0]");
     }
-    std::regex re;
-    try {
-      re = std::regex(regex, std::regex::ECMAScript);
-    } catch (const std::regex_error& err) {
-      Fail(c.origin, ": key '", at, ".regex': not a valid regular expression: ", err.what());
-    }
-    bool matched = false;
-    for (int t = 0; t < kLoraTargetCount; ++t) {
-      const auto target = static_cast<LoraTarget>(t);
-      const bool emb = target == LoraTarget::kEmbeddings;
-      int hits = 0;
-      const int n = emb ? 1 : c.model.n_layers;
-      for (int l = 0; l < n; ++l) {
-        const std::string sub =
-            target == LoraTarget::kQkv || target == LoraTarget::kOut ? ".attn." : ".ffn.";
-        const std::string name = emb ? std::string("token_embeddings")
-                                     : "layers." + std::to_string(l) + sub + LoraTargetName(target);
-        hits += std::regex_search(name, re) ? 1 : 0;
-      }
-      if (hits == 0) continue;
-      if (hits != n)
-        Fail(c.origin, ": key '", at, ".regex' ('", regex, "') selects ", LoraTargetName(target),
-             " in ", hits, " of ", n, " layers; elm adapts a matrix in every layer or in none");
-      if ((module_type == "embedding") != emb)
-        Fail(c.origin, ": key '", at, ".module_type' is ", module_type, " but the regex selects ",
-             LoraTargetName(target));
-      s.targets[static_cast<size_t>(t)] = true;
-      matched = true;
-    }
-    if (!matched)
-      Fail(c.origin, ": key '", at, ".regex' ('", regex, "') selects none of elm's LoRA targets ",
-           "(token_embeddings, layers.N.attn.qkv_proj, layers.N.attn.out_proj, ",
-           "layers.N.ffn.proj_1, layers.N.ffn.proj_2)");
+    MarkLoraTargets(c, at, e);
   }
 }
 

@@ -214,9 +214,7 @@ void TrainModel::EnableLora(const LoraSettings& s) {
   if (!(s.dropout >= 0 && s.dropout < 1))
     Fail("LoRA: the dropout must be in [0, 1), got ", s.dropout);
   lora_ = std::make_unique<LoraParams>(config(), s);
-  lora_->grads.assign(lora_->size(), 0.0f);
-  lora_->m.assign(lora_->size(), 0.0f);
-  lora_->v.assign(lora_->size(), 0.0f);
+  lora_->AllocateTrainingState();
   lora_acts_.assign(config().n_layers, {});
 }
 

@@ -41,14 +41,11 @@ class TrainModel {
   LossValue Forward(const int* inputs, const int* targets, int B, int T, const LossOptions& opt);
   // Logits [B, T, V] of the last Forward (overwritten by Backward).
   const float* logits() const { return logits_.data(); }
-  // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into params().grads.
+  // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into trainable().grads.
   void Backward(float loss_scale = 1.0f);
-  void ZeroGrad() {
-    if (lora_)
-      lora_->ZeroGrad();
-    else
-      params_.ZeroGrad();
-  }
+  void ZeroGrad() { trainable().ZeroGrad(); }
+  // What the optimizer updates: the LoRA adapter when enabled, else every parameter.
+  TrainSlab& trainable() { return lora_ ? static_cast<TrainSlab&>(*lora_) : params_; }
   // bf16 matrix products with f32 accumulation (common.mixed_precision); f32 by default.
   void set_mixed_precision(bool bf16) { gemm_.set_bf16(bf16); }
 

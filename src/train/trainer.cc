@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -15,17 +14,14 @@
 #include "base/mmap_file.h"
 #include "config/hf_config.h"
 #include "tokenizer/tokenizer.h"
-#include "train/checkpoint.h"
-#include "train/data_loader.h"
-#include "train/dataset.h"
 #include "train/distributed.h"
 #include "train/init.h"
 #include "train/optimizer.h"
-#include "train/train_log.h"
-#include "train/train_model.h"
+#include "train/slab_sync.h"
 
 namespace elm {
 namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -33,6 +29,31 @@ std::atomic<bool> g_stop{false};
 extern "C" void OnSignal(int) {
   g_stop = true;
 }
+
+// SIGINT and SIGTERM (and SIGUSR1 under MPI: mpirun forwards it to every rank, while a Ctrl-C to
+// mpirun kills the ranks after a moment) set g_stop for the scope's lifetime.
+class StopSignals {
+ public:
+  explicit StopSignals(bool mpi) : mpi_(mpi) {
+    g_stop = false;
+    int_ = std::signal(SIGINT, OnSignal);
+    term_ = std::signal(SIGTERM, OnSignal);
+    if (mpi_) usr1_ = std::signal(SIGUSR1, OnSignal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, int_);
+    std::signal(SIGTERM, term_);
+    if (mpi_) std::signal(SIGUSR1, usr1_);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  bool mpi_;
+  void (*int_)(int) = SIG_DFL;
+  void (*term_)(int) = SIG_DFL;
+  void (*usr1_)(int) = SIG_DFL;
+};
 
 // What a checkpoint must agree on to be resumed by this config.
 std::string Fingerprint(const TrainConfig& c) {
@@ -51,6 +72,12 @@ std::string Sci(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
   return b;
+}
+
+uint64_t HashString(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
 }
 
 struct ValResult {
@@ -82,30 +109,6 @@ ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches,
   return r;
 }
 
-// FNV-style hash of a float buffer, 8 bytes at a time: ranks compare their weights with it.
-uint64_t HashFloats(const std::vector<float>& v) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  const size_t words = v.size() / 2;
-  for (size_t i = 0; i < words; ++i) {
-    uint64_t w;
-    std::memcpy(&w, v.data() + 2 * i, sizeof w);
-    h = (h ^ w) * 0x100000001b3ull;
-    h ^= h >> 29;
-  }
-  if (v.size() % 2 != 0) {
-    uint32_t w;
-    std::memcpy(&w, &v.back(), sizeof w);
-    h = (h ^ w) * 0x100000001b3ull;
-  }
-  return h;
-}
-
-uint64_t HashString(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (const unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
 }  // namespace
 
 double NominalPeakFlops() {
@@ -113,333 +116,370 @@ double NominalPeakFlops() {
 }
 
 TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
-  // Data parallelism (docs/training.md): every rank runs this function on its own share of each
-  // global batch; only rank 0 prints, logs and writes files.
-  const int rank = Distributed::rank(), world = Distributed::size();
-  const bool root = rank == 0;
-  const bool verbose = opt.verbose && root;
-  auto say = [&](const std::string& s) {
-    if (verbose) std::fprintf(stderr, "%s\n", s.c_str());
-  };
-  if (verbose) {
-    if (!cfg.unknown_keys.empty()) {
-      std::string list;
-      for (const auto& k : cfg.unknown_keys) list += "\n  " + k;
-      std::fprintf(stderr, "warning: %s: %zu unknown key(s), ignored:%s\n", cfg.origin.c_str(),
-                   cfg.unknown_keys.size(), list.c_str());
-    }
-    if (!cfg.ignored_keys.empty()) {
-      std::string list;
-      for (const auto& k : cfg.ignored_keys) list += (list.empty() ? "" : ", ") + k;
-      std::fprintf(stderr, "note: accepted without effect in elm: %s\n", list.c_str());
-    }
-  }
-  const std::string run_dir = cfg.run_dir();
-  const std::string ckpt_root = (fs::path(run_dir) / "checkpoints").string();
-  if (root) fs::create_directories(ckpt_root);
+  return Trainer(cfg, opt).Run();
+}
 
-  // ---- tokenizer and data ----
-  const Tokenizer tok =
-      cfg.tokenizer.empty() ? Tokenizer::Default() : Tokenizer::FromFile(cfg.tokenizer);
-  if (tok.vocab_size() > cfg.model.vocab_size)
-    Fail("the tokenizer has ", tok.vocab_size(), " tokens but the model's vocab_size is ",
-         cfg.model.vocab_size);
-  // Rank 0 tokenizes first and fills the token cache; on a shared file system the other ranks
-  // then map it instead of tokenizing the same text again.
-  DataSplits data;
-  if (root) data = LoadDataSplits(cfg, tok);
-  Distributed::Barrier();
-  if (!root) data = LoadDataSplits(cfg, tok, false);
-  BatchIds ids;
-  ids.target_pad = cfg.ignore_index;
-  // Pad inputs only precede ignored targets, so their id never reaches the loss; CoreNet feeds
-  // padding_index, which needs a row of its own in the embedding (vocab 32128 ⊃ 32000).
-  ids.input_pad = cfg.padding_index >= 0 && cfg.padding_index < cfg.model.vocab_size
-                      ? cfg.padding_index
-                      : std::max(0, tok.eos_id());
-  DataLoader loader(data.train, cfg.batch_size, cfg.seed, cfg.shuffle, ids);
-  std::unique_ptr<DataLoader> val;
-  if (data.val && data.val->size() > 0)
-    val = std::make_unique<DataLoader>(data.val, cfg.batch_size, cfg.seed, false, ids);
-  if (world > 1) {
-    // Every rank must walk the same samples with the same model and batch settings, or the
-    // averaged gradients would mix different problems.
-    const std::string what = Fingerprint(cfg) + "|n=" + std::to_string(data.train->size()) +
-                             "|val=" + std::to_string(val ? data.val->size() : 0) +
-                             "|seed=" + std::to_string(cfg.seed) +
-                             "|steps=" + std::to_string(cfg.max_steps);
-    if (!Distributed::AllEqual(HashString(what)))
-      Fail("rank ", rank, " of ", world, ": the ranks disagree on the model, batch settings, ",
-           "seed, steps or data (here ", data.train->size(),
-           " training samples); every rank needs the same config and the same data files");
-  }
-  say("data: " + std::string(data.packed ? "packed" : "documents") + " mode, " +
-      std::to_string(data.train->size()) + " training samples of " + std::to_string(cfg.seq_len) +
-      " tokens" +
-      (val ? ", " + std::to_string(data.val->size()) + " validation samples" : std::string()) +
-      " (" + std::to_string(data.train->stats.documents) + " documents, " +
-      std::to_string(data.train->stats.dropped) + " dropped by the filters)");
+// ---- the loop ----
 
-  // ---- model and state ----
-  TrainModel model(cfg.model);
-  model.set_mixed_precision(cfg.mixed_precision);
-  ParamSet& ps = model.params();
-  // LoRA (spec §6.10): the base weights are frozen, only the adapter has gradients and moments.
-  const bool lora = cfg.lora.enabled();
-  if (lora) {
-    LoraSettings ls = cfg.lora;
-    ls.base_model = cfg.init_from;
-    model.EnableLora(ls);
-  } else {
-    ps.AllocateTrainingState();
-  }
-  TrainerState st;
-  st.seed = cfg.seed;
-  st.fingerprint = Fingerprint(cfg);
-  st.world_size = world;
-  // Rank 0 finds and reads the checkpoint (or the init) and sends the state to the other ranks,
-  // which never read the run folder: it only needs to exist on rank 0's machine.
-  bool resumed = false;
-  if (root) {
-    std::string resume = opt.resume;
-    if (resume.empty() && cfg.auto_resume) {
-      resume = FindLatestCheckpoint(ckpt_root);
-    } else if (!resume.empty()) {
-      const std::string found = FindLatestCheckpoint(resume);
-      if (found.empty()) Fail(resume, ": no complete checkpoint (with a DONE file) found here");
-      resume = found;
-    }
-    if (!resume.empty()) {
-      const TrainerState saved =
-          lora ? LoadLoraCheckpoint(resume, *model.lora()) : LoadCheckpoint(resume, ps);
-      if (saved.fingerprint != st.fingerprint)
-        Fail(resume, ": the checkpoint was written with a different model shape, sequence ",
-             "length, batch size or accumulation; resume with the config it was trained with");
-      if (saved.seed != cfg.seed)
-        Fail(resume, ": the checkpoint used seed ", saved.seed, " but the config says ", cfg.seed);
-      if (saved.world_size != world)
-        Fail(resume, ": the checkpoint was trained by ", saved.world_size,
-             " MPI rank(s) and this run has ", world,
-             "; the global batch (train_batch_size0 × ranks × accum_freq) would change: resume ",
-             "with the same number of ranks");
-      st = saved;
-      resumed = true;
-      say("resumed from " + resume + " at step " + std::to_string(st.step));
-    }
-    // A LoRA run loads its frozen base from init_from on every start, resumed or not.
-    if (lora || (!resumed && !cfg.init_from.empty())) {
-      const ModelConfig given = LoadHfConfig((fs::path(cfg.init_from) / "config.json").string());
-      if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg.model).dump())
-        Fail("elm.init_from ", cfg.init_from, ": its config.json does not match the model of ",
-             cfg.origin);
-      LoadParams(ps, TensorStore(cfg.init_from));
-      if (lora && cfg.lora_base_weights) FakeQuantizeBase(ps, *cfg.lora_base_weights);
-      if (lora && !resumed) model.lora()->Init(cfg.seed);
-      say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg.init_from);
-    } else if (!resumed) {
-      InitParams(ps, cfg.seed);
-    }
-  }
-  if (world > 1) {
-    int64_t head[6] = {resumed ? 1 : 0, st.step, st.data.epoch, st.data.index, st.tokens_seen, 0};
-    std::memcpy(&head[5], &st.loss, sizeof st.loss);
-    Distributed::Broadcast(head, sizeof head);
-    resumed = head[0] != 0;
-    st.step = head[1];
-    st.data = {head[2], head[3]};
-    st.tokens_seen = head[4];
-    std::memcpy(&st.loss, &head[5], sizeof st.loss);
-    Distributed::Broadcast(ps.params.data(), ps.params.size() * sizeof(float));
-    if (lora) {
-      LoraParams& lp = *model.lora();
-      Distributed::Broadcast(lp.params.data(), lp.params.size() * sizeof(float));
-      if (resumed) {
-        Distributed::Broadcast(lp.m.data(), lp.m.size() * sizeof(float));
-        Distributed::Broadcast(lp.v.data(), lp.v.size() * sizeof(float));
-      }
-    } else if (resumed) {
-      Distributed::Broadcast(ps.m.data(), ps.m.size() * sizeof(float));
-      Distributed::Broadcast(ps.v.data(), ps.v.size() * sizeof(float));
-    }
-  }
-  if (resumed) loader.Seek(st.data);
-  // The global batch: every rank's micro-batches of every accumulation step.
-  const int64_t tokens_per_step = cfg.tokens_per_step() * world;
-  say("model: " + cfg.model.name + ", " + std::to_string(cfg.model.n_layers) + " layers, dim " +
-      std::to_string(cfg.model.dim) + ", " + std::to_string(cfg.model.ParamCount()) +
-      " parameters; " + std::to_string(tokens_per_step) + " tokens per step" +
-      (world > 1 ? " (" + std::to_string(world) + " MPI ranks × " + std::to_string(cfg.batch_size) +
-                       " sequences × " + std::to_string(cfg.accum_freq) + " micro-batches)"
-                 : std::string()) +
-      (cfg.mixed_precision ? "; bf16 matrix products, f32 master weights" : "; f32") +
-      "; run folder " + run_dir);
-  if (lora) {
-    std::string targets;
-    for (const std::string& t : cfg.lora.target_names())
-      targets += (targets.empty() ? "" : ", ") + t;
-    say("LoRA: r " + std::to_string(cfg.lora.rank) + ", alpha " + Sci(cfg.lora.alpha) +
-        " (scaling " + Sci(cfg.lora.scaling()) + "), dropout " + Sci(cfg.lora.dropout) + " on " +
-        targets + "; " + std::to_string(model.lora()->size()) +
-        " trainable parameters, base weights and norms frozen" +
-        (cfg.lora_base_weights ? std::string("; base rounded to ") +
-                                     DTypeName(*cfg.lora_base_weights) + " (fake quantization)"
-                               : std::string()));
-  }
-  const std::string config_copy = (fs::path(run_dir) / "config.yaml").string();
-  if (root && fs::exists(cfg.origin) && fs::absolute(cfg.origin) != fs::absolute(config_copy)) {
-    std::string text = ReadTextFile(cfg.origin);
-    if (!cfg.overrides.empty()) text += "\n# applied with elm train --set:\n";
-    for (const auto& o : cfg.overrides) text += "#   " + o + "\n";
-    WriteFileAtomic(config_copy, text.data(), text.size());
-  }
-
-  std::unique_ptr<TrainLog> log;
-  if (root)
-    log = std::make_unique<TrainLog>((fs::path(run_dir) / "train_log.jsonl").string(),
-                                     resumed ? st.step : -1);
-  LossOptions lo;
-  lo.ignore_index = cfg.ignore_index;
-  lo.z_loss_coef = cfg.use_z_loss ? static_cast<float>(cfg.z_loss_eps) : 0.0f;
-  // Per process; the job's peak is world × this.
-  // bf16 dot products (vdpbf16ps) do twice the FLOPs of an f32 FMA per instruction.
-  const double peak = cfg.peak_gflops > 0 ? cfg.peak_gflops * 1e9
-                                          : NominalPeakFlops() * (cfg.mixed_precision ? 2 : 1);
-  const double flops_per_token = model.FlopsPerToken(cfg.seq_len);
-  const int B = cfg.batch_size, T = cfg.seq_len;
-  std::vector<int> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
-
-  TrainResult res;
-  res.first_step = st.step;
-  res.steps = st.step;
-  res.final_loss = res.first_loss = st.loss;
-  if (log) res.log_path = log->path();
-  g_stop = false;
-  auto old_int = std::signal(SIGINT, OnSignal);
-  auto old_term = std::signal(SIGTERM, OnSignal);
-  // mpirun forwards SIGUSR1 to every rank (a Ctrl-C to mpirun kills the ranks after a moment).
-  auto old_usr1 = world > 1 ? std::signal(SIGUSR1, OnSignal) : SIG_DFL;
-  Progress progress(st.step, cfg.max_steps, cfg.log_freq);
-  const auto t_run = std::chrono::steady_clock::now();
-  double step_seconds = 0;
-  auto message = [&](const std::string& s) {
-    if (root) progress.Message(s);
-  };
-  auto save = [&] {
-    // Weights must be bit-identical on every rank; a difference means the reductions did not
-    // return the same bytes everywhere, and the job stops rather than save one rank's view.
-    if (world > 1 && !Distributed::AllEqual(HashFloats(lora ? model.lora()->params : ps.params)))
-      Fail("step ", st.step, ": the weights differ between the MPI ranks (rank ", rank, ")");
-    st.data = loader.position();
-    if (!root) return;
-    res.checkpoint = lora ? SaveLoraCheckpoint(ckpt_root, *model.lora(), st)
-                          : SaveCheckpoint(ckpt_root, ps, st, cfg.tokenizer);
-    PruneCheckpoints(ckpt_root, cfg.keep_last);
-    message("checkpoint: " + res.checkpoint);
-  };
-  bool saved_last = false;
-  while (st.step < cfg.max_steps) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double lr = cfg.schedule.At(st.step);
-    model.ZeroGrad();
-    double loss = 0, ce = 0;
-    int64_t n_valid = 0;
-    for (int micro = 0; micro < cfg.accum_freq; ++micro) {
-      // Rank r of W takes rows [r·B, (r+1)·B) of the next W·B samples: micro-batch micro·W + r
-      // of the W·accum_freq micro-batches a single process with accum_freq·W would take.
-      loader.Next(inputs.data(), targets.data(), rank, world);
-      if (lora)
-        model.set_lora_dropout(
-            true, LoraDropoutKey(cfg.seed, st.step, static_cast<int64_t>(micro) * world + rank));
-      const LossValue L = model.Forward(inputs.data(), targets.data(), B, T, lo);
-      // CoreNet divides each micro-batch's mean loss by accum_freq.
-      model.Backward(1.0f / static_cast<float>(cfg.accum_freq));
-      loss += L.loss / cfg.accum_freq;
-      ce += L.ce / cfg.accum_freq;
-      n_valid += L.n_valid;
-    }
-    bool stop = g_stop;
-    if (world > 1) {
-      // DDP: the mean over ranks of the per-rank gradients is the gradient of the mean of all
-      // W·accum_freq micro-batch losses, the same as one process accumulating them. The step's
-      // loss, token count and stop request are reduced beside it, so every rank logs (rank 0),
-      // clips, updates and stops identically.
-      std::vector<float>& grads = lora ? model.lora()->grads : ps.grads;
-      Distributed::AllReduceMean(grads.data(), grads.size());
-      double stats[4] = {loss, ce, static_cast<double>(n_valid), stop ? 1.0 : 0.0};
-      Distributed::AllReduceSum(stats, 4);
-      loss = stats[0] / world;
-      ce = stats[1] / world;
-      n_valid = static_cast<int64_t>(stats[2]);
-      stop = stats[3] > 0;
-    }
-    st.tokens_seen += n_valid;
-    double norm = 0;
-    if (lora) {
-      LoraParams& lp = *model.lora();
-      norm = LoraGradNorm(lp);
-      if (cfg.grad_clip > 0) LoraClipGradients(lp, norm, cfg.grad_clip);
-      LoraAdamWUpdate(lp, cfg.adamw, lr, st.step + 1);
-    } else {
-      norm = GlobalGradNorm(ps);
-      if (cfg.grad_clip > 0) ClipGradients(ps, norm, cfg.grad_clip);
-      AdamWUpdate(ps, cfg.adamw, lr, st.step + 1);
-    }
-    ++st.step;
-    st.loss = loss;
-    saved_last = false;
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    step_seconds += dt;
-
-    StepRecord r;
-    r.step = st.step;
-    r.loss = loss;
-    r.ce = ce;
-    r.has_z_loss = cfg.use_z_loss;
-    r.lr = lr;
-    r.grad_norm = norm;
-    r.tokens_per_s = static_cast<double>(tokens_per_step) / dt;
-    r.mfu = flops_per_token * r.tokens_per_s / (peak * world);
-    r.tokens = st.tokens_seen;
-    r.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
-    if (log) log->Step(r);
-    if (verbose) progress.Update(r);
-    if (st.step == res.first_step + 1) res.first_loss = loss;
-    res.steps = st.step;
-    res.final_loss = loss;
-    if (!std::isfinite(loss)) {
-      if (root) progress.Finish();
-      Fail("step ", st.step, ": the loss is ", loss, "; lower the learning rate");
-    }
-
-    const bool last = st.step == cfg.max_steps;
-    if (val && ((cfg.eval_every > 0 && st.step % cfg.eval_every == 0) || last)) {
-      const ValResult v = Validate(model, *val, cfg.val_batches, lo);
-      if (log) log->Validation(st.step, v.loss, v.tokens);
-      res.val_loss = v.loss;
-      message("step " + std::to_string(st.step) + ": validation loss " + Sci(v.loss) + " over " +
-              std::to_string(v.tokens) + " tokens");
-    }
-    if (st.step % cfg.save_interval == 0 || last) {
-      save();
-      saved_last = true;
-    }
-    if (world == 1) stop = g_stop;  // alone, a signal during validation or saving counts too
-    if (stop) {
-      if (!saved_last) save();
-      message("interrupted: stopped after step " + std::to_string(st.step) +
-              "; continue with --resume " + ckpt_root);
+TrainResult Trainer::Run() {
+  const StopSignals signals(world_ > 1);
+  progress_ = std::make_unique<Progress>(st_.step, cfg_.max_steps, cfg_.log_freq);
+  t_run_ = Clock::now();
+  while (st_.step < cfg_.max_steps) {
+    const auto t0 = Clock::now();
+    const double lr = cfg_.schedule.At(st_.step);
+    StepSums sums = ForwardBackward();
+    AllReduce(sums);
+    const double norm = UpdateWeights(lr);
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    step_seconds_ += dt;
+    LogStep(sums, lr, norm, dt);
+    const bool last = st_.step == cfg_.max_steps;
+    if (val_ && ((cfg_.eval_every > 0 && st_.step % cfg_.eval_every == 0) || last)) Evaluate();
+    if (st_.step % cfg_.save_interval == 0 || last) Save();
+    if (world_ == 1) sums.stop = g_stop;  // alone, a signal during validation or saving counts too
+    if (sums.stop) {
+      if (!saved_last_) Save();
+      Message("interrupted: stopped after step " + std::to_string(st_.step) +
+              "; continue with --resume " + ckpt_root_);
       break;
     }
   }
-  if (root) progress.Finish();
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
-  if (world > 1) std::signal(SIGUSR1, old_usr1);
-  const int64_t run_steps = res.steps - res.first_step;
-  if (run_steps > 0 && step_seconds > 0)
-    res.tokens_per_s = static_cast<double>(run_steps * tokens_per_step) / step_seconds;
-  if (root && res.checkpoint.empty()) res.checkpoint = FindLatestCheckpoint(ckpt_root);
-  return res;
+  return Finish();
+}
+
+Trainer::StepSums Trainer::ForwardBackward() {
+  const int B = cfg_.batch_size, T = cfg_.seq_len;
+  model_.ZeroGrad();
+  StepSums s;
+  for (int micro = 0; micro < cfg_.accum_freq; ++micro) {
+    // Rank r of W takes rows [r·B, (r+1)·B) of the next W·B samples: micro-batch micro·W + r
+    // of the W·accum_freq micro-batches a single process with accum_freq·W would take.
+    loader_->Next(inputs_.data(), targets_.data(), rank_, world_);
+    // The LoRA branch's dropout mask (no effect without LoRA).
+    model_.set_lora_dropout(
+        true, LoraDropoutKey(cfg_.seed, st_.step, static_cast<int64_t>(micro) * world_ + rank_));
+    const LossValue L = model_.Forward(inputs_.data(), targets_.data(), B, T, lo_);
+    // CoreNet divides each micro-batch's mean loss by accum_freq.
+    model_.Backward(1.0f / static_cast<float>(cfg_.accum_freq));
+    s.loss += L.loss / cfg_.accum_freq;
+    s.ce += L.ce / cfg_.accum_freq;
+    s.n_valid += L.n_valid;
+  }
+  s.stop = g_stop;
+  return s;
+}
+
+void Trainer::AllReduce(StepSums& s) {
+  if (world_ == 1) return;
+  // DDP: the mean over ranks of the per-rank gradients is the gradient of the mean of all
+  // W·accum_freq micro-batch losses, the same as one process accumulating them. The step's loss,
+  // token count and stop request are reduced beside it, so every rank logs (rank 0), clips,
+  // updates and stops identically.
+  AllReduceGradients(model_.trainable());
+  double stats[4] = {s.loss, s.ce, static_cast<double>(s.n_valid), s.stop ? 1.0 : 0.0};
+  Distributed::AllReduceSum(stats, 4);
+  s.loss = stats[0] / world_;
+  s.ce = stats[1] / world_;
+  s.n_valid = static_cast<int64_t>(stats[2]);
+  s.stop = stats[3] > 0;
+}
+
+// clip_grad_norm_ and the AdamW step over the trainable slab; returns the gradient norm.
+double Trainer::UpdateWeights(double lr) {
+  TrainSlab& slab = model_.trainable();
+  const double norm = GlobalGradNorm(slab);
+  if (cfg_.grad_clip > 0) ClipGradients(slab, norm, cfg_.grad_clip);
+  AdamWUpdate(slab, cfg_.adamw, lr, st_.step + 1);
+  return norm;
+}
+
+// Counts the step, writes its log line and progress, and stops the run on a non-finite loss.
+void Trainer::LogStep(const StepSums& s, double lr, double norm, double dt) {
+  st_.tokens_seen += s.n_valid;
+  ++st_.step;
+  st_.loss = s.loss;
+  saved_last_ = false;
+  StepRecord r;
+  r.step = st_.step;
+  r.loss = s.loss;
+  r.ce = s.ce;
+  r.has_z_loss = cfg_.use_z_loss;
+  r.lr = lr;
+  r.grad_norm = norm;
+  r.tokens_per_s = static_cast<double>(tokens_per_step_) / dt;
+  r.mfu = flops_per_token_ * r.tokens_per_s / (peak_ * world_);
+  r.tokens = st_.tokens_seen;
+  r.elapsed_s = std::chrono::duration<double>(Clock::now() - t_run_).count();
+  if (log_) log_->Step(r);
+  if (verbose_) progress_->Update(r);
+  if (st_.step == res_.first_step + 1) res_.first_loss = s.loss;
+  res_.steps = st_.step;
+  res_.final_loss = s.loss;
+  if (!std::isfinite(s.loss)) {
+    if (root_) progress_->Finish();
+    Fail("step ", st_.step, ": the loss is ", s.loss, "; lower the learning rate");
+  }
+}
+
+void Trainer::Evaluate() {
+  const ValResult v = Validate(model_, *val_, cfg_.val_batches, lo_);
+  if (log_) log_->Validation(st_.step, v.loss, v.tokens);
+  res_.val_loss = v.loss;
+  Message("step " + std::to_string(st_.step) + ": validation loss " + Sci(v.loss) + " over " +
+          std::to_string(v.tokens) + " tokens");
+}
+
+void Trainer::Save() {
+  const TrainSlab& slab = model_.trainable();
+  // Weights must be bit-identical on every rank; a difference means the reductions did not
+  // return the same bytes everywhere, and the job stops rather than save one rank's view.
+  if (!ParamsAgree(slab))
+    Fail("step ", st_.step, ": the weights differ between the MPI ranks (rank ", rank_, ")");
+  st_.data = loader_->position();
+  saved_last_ = true;
+  if (!root_) return;
+  res_.checkpoint = SaveCheckpoint(ckpt_root_, slab, st_, cfg_.tokenizer);
+  PruneCheckpoints(ckpt_root_, cfg_.keep_last);
+  Message("checkpoint: " + res_.checkpoint);
+}
+
+TrainResult Trainer::Finish() {
+  if (root_) progress_->Finish();
+  const int64_t run_steps = res_.steps - res_.first_step;
+  if (run_steps > 0 && step_seconds_ > 0)
+    res_.tokens_per_s = static_cast<double>(run_steps * tokens_per_step_) / step_seconds_;
+  if (root_ && res_.checkpoint.empty()) res_.checkpoint = FindLatestCheckpoint(ckpt_root_);
+  return res_;
+}
+
+void Trainer::Say(const std::string& s) const {
+  if (verbose_) std::fprintf(stderr, "%s\n", s.c_str());
+}
+
+void Trainer::Message(const std::string& s) const {
+  if (root_) progress_->Message(s);
+}
+
+// ---- setting up ----
+
+Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
+    : cfg_(cfg),
+      opt_(opt),
+      rank_(Distributed::rank()),
+      world_(Distributed::size()),
+      root_(rank_ == 0),
+      verbose_(opt.verbose && root_),
+      run_dir_(cfg.run_dir()),
+      ckpt_root_((fs::path(run_dir_) / "checkpoints").string()),
+      model_(cfg.model) {
+  WarnAboutKeys();
+  if (root_) fs::create_directories(ckpt_root_);
+  LoadData();
+  model_.set_mixed_precision(cfg_.mixed_precision);
+  // LoRA (spec §6.10): the base weights are frozen, only the adapter has gradients and moments.
+  if (cfg_.lora.enabled()) {
+    LoraSettings ls = cfg_.lora;
+    ls.base_model = cfg_.init_from;
+    model_.EnableLora(ls);
+  } else {
+    model_.params().AllocateTrainingState();
+  }
+  st_.seed = cfg_.seed;
+  st_.fingerprint = Fingerprint(cfg_);
+  st_.world_size = world_;
+  // Rank 0 finds and reads the checkpoint (or the init) and sends the state to the other ranks,
+  // which never read the run folder: it only needs to exist on rank 0's machine.
+  if (root_) Restore();
+  ShareState();
+  if (resumed_) loader_->Seek(st_.data);
+  tokens_per_step_ = cfg_.tokens_per_step() * world_;
+  Describe();
+  CopyConfig();
+  OpenLog();
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::WarnAboutKeys() const {
+  if (!verbose_) return;
+  if (!cfg_.unknown_keys.empty()) {
+    std::string list;
+    for (const auto& k : cfg_.unknown_keys) list += "\n  " + k;
+    std::fprintf(stderr, "warning: %s: %zu unknown key(s), ignored:%s\n", cfg_.origin.c_str(),
+                 cfg_.unknown_keys.size(), list.c_str());
+  }
+  if (!cfg_.ignored_keys.empty()) {
+    std::string list;
+    for (const auto& k : cfg_.ignored_keys) list += (list.empty() ? "" : ", ") + k;
+    std::fprintf(stderr, "note: accepted without effect in elm: %s\n", list.c_str());
+  }
+}
+
+void Trainer::LoadData() {
+  const Tokenizer tok =
+      cfg_.tokenizer.empty() ? Tokenizer::Default() : Tokenizer::FromFile(cfg_.tokenizer);
+  if (tok.vocab_size() > cfg_.model.vocab_size)
+    Fail("the tokenizer has ", tok.vocab_size(), " tokens but the model's vocab_size is ",
+         cfg_.model.vocab_size);
+  // Rank 0 tokenizes first and fills the token cache; on a shared file system the other ranks
+  // then map it instead of tokenizing the same text again.
+  if (root_) data_ = LoadDataSplits(cfg_, tok);
+  Distributed::Barrier();
+  if (!root_) data_ = LoadDataSplits(cfg_, tok, false);
+  BatchIds ids;
+  ids.target_pad = cfg_.ignore_index;
+  // Pad inputs only precede ignored targets, so their id never reaches the loss; CoreNet feeds
+  // padding_index, which needs a row of its own in the embedding (vocab 32128 ⊃ 32000).
+  ids.input_pad = cfg_.padding_index >= 0 && cfg_.padding_index < cfg_.model.vocab_size
+                      ? cfg_.padding_index
+                      : std::max(0, tok.eos_id());
+  loader_ =
+      std::make_unique<DataLoader>(data_.train, cfg_.batch_size, cfg_.seed, cfg_.shuffle, ids);
+  if (data_.val && data_.val->size() > 0)
+    val_ = std::make_unique<DataLoader>(data_.val, cfg_.batch_size, cfg_.seed, false, ids);
+  CheckRanksAgree();
+  Say("data: " + std::string(data_.packed ? "packed" : "documents") + " mode, " +
+      std::to_string(data_.train->size()) + " training samples of " + std::to_string(cfg_.seq_len) +
+      " tokens" +
+      (val_ ? ", " + std::to_string(data_.val->size()) + " validation samples" : std::string()) +
+      " (" + std::to_string(data_.train->stats.documents) + " documents, " +
+      std::to_string(data_.train->stats.dropped) + " dropped by the filters)");
+}
+
+// Every rank must walk the same samples with the same model and batch settings, or the averaged
+// gradients would mix different problems.
+void Trainer::CheckRanksAgree() const {
+  if (world_ == 1) return;
+  const std::string what = Fingerprint(cfg_) + "|n=" + std::to_string(data_.train->size()) +
+                           "|val=" + std::to_string(val_ ? data_.val->size() : 0) +
+                           "|seed=" + std::to_string(cfg_.seed) +
+                           "|steps=" + std::to_string(cfg_.max_steps);
+  if (!Distributed::AllEqual(HashString(what)))
+    Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
+         "seed, steps or data (here ", data_.train->size(),
+         " training samples); every rank needs the same config and the same data files");
+}
+
+// Rank 0: the checkpoint to resume (--resume, or the newest under the run folder with
+// auto_resume), then the weights a run starts from.
+void Trainer::Restore() {
+  std::string resume = opt_.resume;
+  if (resume.empty() && cfg_.auto_resume) {
+    resume = FindLatestCheckpoint(ckpt_root_);
+  } else if (!resume.empty()) {
+    const std::string found = FindLatestCheckpoint(resume);
+    if (found.empty()) Fail(resume, ": no complete checkpoint (with a DONE file) found here");
+    resume = found;
+  }
+  if (!resume.empty()) ResumeFrom(resume);
+  InitWeights();
+}
+
+void Trainer::ResumeFrom(const std::string& dir) {
+  const TrainerState saved = LoadCheckpoint(dir, model_.trainable());
+  if (saved.fingerprint != st_.fingerprint)
+    Fail(dir, ": the checkpoint was written with a different model shape, sequence ",
+         "length, batch size or accumulation; resume with the config it was trained with");
+  if (saved.seed != cfg_.seed)
+    Fail(dir, ": the checkpoint used seed ", saved.seed, " but the config says ", cfg_.seed);
+  if (saved.world_size != world_)
+    Fail(dir, ": the checkpoint was trained by ", saved.world_size,
+         " MPI rank(s) and this run has ", world_,
+         "; the global batch (train_batch_size0 × ranks × accum_freq) would change: resume ",
+         "with the same number of ranks");
+  st_ = saved;
+  resumed_ = true;
+  Say("resumed from " + dir + " at step " + std::to_string(st_.step));
+}
+
+// A LoRA run loads its frozen base from init_from on every start, resumed or not; a full run
+// starts from init_from or a fresh init unless it resumed.
+void Trainer::InitWeights() {
+  const bool lora = cfg_.lora.enabled();
+  ParamSet& ps = model_.params();
+  if (lora || (!resumed_ && !cfg_.init_from.empty())) {
+    const ModelConfig given = LoadHfConfig((fs::path(cfg_.init_from) / "config.json").string());
+    if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg_.model).dump())
+      Fail("elm.init_from ", cfg_.init_from, ": its config.json does not match the model of ",
+           cfg_.origin);
+    LoadParams(ps, TensorStore(cfg_.init_from));
+    if (lora && cfg_.lora_base_weights) FakeQuantizeBase(ps, *cfg_.lora_base_weights);
+    if (lora && !resumed_) model_.lora()->Init(cfg_.seed);
+    Say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg_.init_from);
+  } else if (!resumed_) {
+    InitParams(ps, cfg_.seed);
+  }
+}
+
+// Rank 0's step counters, data position and weights (the frozen base too) to every rank.
+void Trainer::ShareState() {
+  if (world_ == 1) return;
+  int64_t head[6] = {resumed_ ? 1 : 0, st_.step,        st_.data.epoch,
+                     st_.data.index,   st_.tokens_seen, 0};
+  std::memcpy(&head[5], &st_.loss, sizeof st_.loss);
+  Distributed::Broadcast(head, sizeof head);
+  resumed_ = head[0] != 0;
+  st_.step = head[1];
+  st_.data = {head[2], head[3]};
+  st_.tokens_seen = head[4];
+  std::memcpy(&st_.loss, &head[5], sizeof st_.loss);
+  TrainSlab& slab = model_.trainable();
+  if (&slab != &model_.params()) BroadcastSlab(model_.params(), false);
+  BroadcastSlab(slab, resumed_);
+}
+
+void Trainer::Describe() const {
+  const ModelConfig& m = cfg_.model;
+  Say("model: " + m.name + ", " + std::to_string(m.n_layers) + " layers, dim " +
+      std::to_string(m.dim) + ", " + std::to_string(m.ParamCount()) + " parameters; " +
+      std::to_string(tokens_per_step_) + " tokens per step" +
+      (world_ > 1
+           ? " (" + std::to_string(world_) + " MPI ranks × " + std::to_string(cfg_.batch_size) +
+                 " sequences × " + std::to_string(cfg_.accum_freq) + " micro-batches)"
+           : std::string()) +
+      (cfg_.mixed_precision ? "; bf16 matrix products, f32 master weights" : "; f32") +
+      "; run folder " + run_dir_);
+  if (!cfg_.lora.enabled()) return;
+  const LoraSettings& l = cfg_.lora;
+  std::string targets;
+  for (const std::string& t : l.target_names()) targets += (targets.empty() ? "" : ", ") + t;
+  Say("LoRA: r " + std::to_string(l.rank) + ", alpha " + Sci(l.alpha) + " (scaling " +
+      Sci(l.scaling()) + "), dropout " + Sci(l.dropout) + " on " + targets + "; " +
+      std::to_string(model_.lora()->size()) +
+      " trainable parameters, base weights and norms frozen" +
+      (cfg_.lora_base_weights ? std::string("; base rounded to ") +
+                                    DTypeName(*cfg_.lora_base_weights) + " (fake quantization)"
+                              : std::string()));
+}
+
+// The config (with any --set overrides noted) beside the run's checkpoints.
+void Trainer::CopyConfig() const {
+  const std::string copy = (fs::path(run_dir_) / "config.yaml").string();
+  if (!root_ || !fs::exists(cfg_.origin) || fs::absolute(cfg_.origin) == fs::absolute(copy)) return;
+  std::string text = ReadTextFile(cfg_.origin);
+  if (!cfg_.overrides.empty()) text += "\n# applied with elm train --set:\n";
+  for (const auto& o : cfg_.overrides) text += "#   " + o + "\n";
+  WriteFileAtomic(copy, text.data(), text.size());
+}
+
+void Trainer::OpenLog() {
+  if (root_)
+    log_ = std::make_unique<TrainLog>((fs::path(run_dir_) / "train_log.jsonl").string(),
+                                      resumed_ ? st_.step : -1);
+  lo_.ignore_index = cfg_.ignore_index;
+  lo_.z_loss_coef = cfg_.use_z_loss ? static_cast<float>(cfg_.z_loss_eps) : 0.0f;
+  // Per process; the job's peak is world × this. bf16 dot products (vdpbf16ps) do twice the
+  // FLOPs of an f32 FMA per instruction.
+  peak_ = cfg_.peak_gflops > 0 ? cfg_.peak_gflops * 1e9
+                               : NominalPeakFlops() * (cfg_.mixed_precision ? 2 : 1);
+  flops_per_token_ = model_.FlopsPerToken(cfg_.seq_len);
+  inputs_.assign(static_cast<size_t>(cfg_.batch_size) * cfg_.seq_len, 0);
+  targets_.assign(inputs_.size(), 0);
+  res_.first_step = st_.step;
+  res_.steps = st_.step;
+  res_.final_loss = res_.first_loss = st_.loss;
+  if (log_) res_.log_path = log_->path();
 }
 
 }  // namespace elm

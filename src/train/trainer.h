@@ -1,11 +1,21 @@
 // The training loop: data, model, AdamW with the CoreNet schedule and clipping, gradient
-// accumulation, periodic validation, logs and checkpoints, and exact resume.
+// accumulation, periodic validation, logs and checkpoints, and exact resume. Full-parameter and
+// LoRA runs take the same path: the model's trainable() slab (train/slab.h) is what the
+// optimizer, the MPI reductions and the checkpoints see.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "train/checkpoint.h"
+#include "train/data_loader.h"
+#include "train/dataset.h"
 #include "train/train_config.h"
+#include "train/train_log.h"
+#include "train/train_model.h"
 
 namespace elm {
 
@@ -25,6 +35,71 @@ struct TrainResult {
   std::string log_path;
 };
 
+// One training run. Data parallelism (docs/training.md): every MPI rank builds a Trainer and runs
+// it on its own share of each global batch; only rank 0 prints, logs and writes files. The
+// constructor loads the data, builds the model and restores (resume, init_from or a fresh init)
+// the state on rank 0 and sends it to the others; Run trains to max_steps or a stop signal.
+class Trainer {
+ public:
+  Trainer(const TrainConfig& cfg, const TrainOptions& opt);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  TrainResult Run();
+
+ private:
+  // One optimizer step's forward/backward over its micro-batches, summed (reduced over ranks).
+  struct StepSums {
+    double loss = 0, ce = 0;
+    int64_t n_valid = 0;
+    bool stop = false;  // a stop signal arrived (on any rank)
+  };
+
+  void Say(const std::string& s) const;
+  void Message(const std::string& s) const;
+  void WarnAboutKeys() const;
+  void LoadData();
+  void CheckRanksAgree() const;
+  void Restore();
+  void ResumeFrom(const std::string& dir);
+  void InitWeights();
+  void ShareState();
+  void Describe() const;
+  void CopyConfig() const;
+  void OpenLog();
+
+  StepSums ForwardBackward();
+  void AllReduce(StepSums& s);
+  double UpdateWeights(double lr);
+  void LogStep(const StepSums& s, double lr, double norm, double dt);
+  void Evaluate();
+  void Save();
+  TrainResult Finish();
+
+  const TrainConfig& cfg_;
+  const TrainOptions& opt_;
+  const int rank_, world_;
+  const bool root_, verbose_;
+  const std::string run_dir_, ckpt_root_;
+  DataSplits data_;
+  std::unique_ptr<DataLoader> loader_, val_;
+  TrainModel model_;
+  TrainerState st_;
+  bool resumed_ = false;
+  int64_t tokens_per_step_ = 0;  // the global batch: every rank's micro-batches of a step
+  LossOptions lo_;
+  double peak_ = 0, flops_per_token_ = 0;
+  std::vector<int> inputs_, targets_;  // [B, T]
+  std::unique_ptr<TrainLog> log_;
+  std::unique_ptr<Progress> progress_;
+  TrainResult res_;
+  std::chrono::steady_clock::time_point t_run_;
+  double step_seconds_ = 0;
+  bool saved_last_ = false;
+};
+
+// Trainer(cfg, opt).Run().
 TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt);
 
 // Peak f32 FLOP/s assumed for MFU when elm.peak_gflops is not set: threads × 3 GHz × 32 FLOP per

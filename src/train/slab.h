@@ -1,0 +1,93 @@
+// The one trainable-state type (llm.c): flat f32 slabs that line up (parameters, gradients and the
+// two AdamW moments) and the tensor table that names them. Tensor k occupies [offset, offset +
+// numel) in every slab, so initialization, the gradient norm, clipping, the AdamW step, the MPI
+// reductions and checkpointing are each one walk over the same table, whatever the slab holds.
+//
+// Two families fill it today: ParamSet (train/params.h, every tensor of the model, HF names) and
+// LoraParams (train/lora.h, the adapter tensors, PEFT names). Each supplies only what differs:
+// its table, the order of the gradient norm, and the folder format its parameters are written in
+// (WriteWeights/ReadWeights). Everything else (train/optimizer.h, train/checkpoint.h,
+// train/slab_sync.h) takes a TrainSlab and never asks which family it is.
+//
+// Later work extends it without a new family:
+// - DoRA: the adapter table gains one magnitude vector per adapted matrix (decay as configured);
+//   the optimizer, clipping, broadcast and checkpoint walk it with the rest.
+// - Preference tuning (DPO): the frozen reference model is a second ParamSet whose training state
+//   is never allocated; only the policy's slab is passed to the optimizer.
+// - ZeRO sharding: a rank owns a range [begin, end) of the slab (cut at tensor boundaries from the
+//   table); gradients are reduce-scattered to the owner, AdamW runs over the owned range (the
+//   update is element-wise) and the parameters are all-gathered back; m and v need only be
+//   allocated for the owned range.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/dtype.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+
+namespace elm {
+
+struct SlabTensor {
+  TensorSpec spec;    // name as stored on disk, shape, layer (-1: not in a layer)
+  size_t offset = 0;  // into each slab
+  size_t numel = 0;
+  bool decay = true;  // AdamW's weight decay applies to this tensor
+};
+
+class TrainSlab {
+ public:
+  virtual ~TrainSlab() = default;
+
+  const std::vector<SlabTensor>& tensors() const { return tensors_; }
+  size_t size() const { return size_; }  // elements per slab
+  const SlabTensor* Find(const std::string& name) const;
+  // Indices into tensors() in the order the global gradient norm stacks the per-tensor norms
+  // (the reference's parameter registration order).
+  const std::vector<size_t>& norm_order() const { return norm_order_; }
+
+  // Gradients and both moments, zero. The parameter slab is allocated with the table.
+  void AllocateTrainingState();
+  void ZeroGrad();
+
+  // The parameters as a folder of this family's format (an HF model folder with the run's
+  // tokenizer, or a PEFT adapter, which borrows its base's), into the existing folder `dir`.
+  virtual void WriteWeights(const std::string& dir, const std::string& tokenizer_json) const = 0;
+  // Reads the parameters back from a folder WriteWeights wrote; throws naming the folder when it
+  // holds the other family's weights.
+  virtual void ReadWeights(const std::string& dir) = 0;
+
+  std::vector<float> params, grads, m, v;
+
+ protected:
+  // Only a family builds (or copies) one, so a slab is never sliced off its family.
+  TrainSlab() = default;
+  TrainSlab(const TrainSlab&) = default;
+  TrainSlab(TrainSlab&&) = default;
+  TrainSlab& operator=(const TrainSlab&) = default;
+  TrainSlab& operator=(TrainSlab&&) = default;
+
+  // Appends a tensor to the table (the parameter slab grows with it, zero-filled).
+  void Add(TensorSpec spec, bool decay);
+  void set_norm_order(std::vector<size_t> order) { norm_order_ = std::move(order); }
+
+ private:
+  std::vector<SlabTensor> tensors_;
+  std::vector<size_t> norm_order_;
+  size_t size_ = 0;
+};
+
+// Copies (widening F16/BF16 to f32) the tensors `prefix` + name of `store` into `dst`, a slab of
+// `slab`'s layout. Throws naming the file and tensor when one is missing, has another shape or a
+// type elm cannot widen.
+void LoadSlab(const TrainSlab& slab, const TensorStore& store, const std::string& prefix,
+              float* dst);
+// Tensors to write for one slab `src` of `slab`'s layout, named `prefix` + name, in `dtype`
+// (converted into `scratch`, which must outlive the write).
+std::vector<TensorToWrite> SlabTensors(const TrainSlab& slab, const float* src,
+                                       const std::string& prefix, DType dtype,
+                                       std::vector<uint16_t>& scratch);
+
+}  // namespace elm
