@@ -1,5 +1,5 @@
-// The OpenELM paper's zero-shot tasks as lm-evaluation-harness builds them (docs/evaluation.md,
-// shared spec "evaluation.md" §3.1): where each task's data lives, how a row becomes a doc, and
+// The OpenELM paper's zero-shot tasks as lm-evaluation-harness builds them (docs/evaluation.md):
+// where each task's data lives, how a row becomes a doc, and
 // which loglikelihood requests (context, continuation) a doc asks for. Nothing here touches a
 // model or a tokenizer: the strings are exactly lm-eval's, before `_encode_pair`.
 #pragma once

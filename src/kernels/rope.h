@@ -1,4 +1,4 @@
-// Rotary position embedding, rotate-half (GPT-NeoX) form, f32 (spec §1.3):
+// Rotary position embedding, rotate-half (GPT-NeoX) form, f32 (docs/openelm.md §1.3):
 //   inv_freq[j] = 1 / base^(2j / Dh), θ = p · inv_freq[j], dims j and j + Dh/2 rotate together.
 #pragma once
 

@@ -1,4 +1,4 @@
-// CoreNet's initialization of an OpenELM (GeneralGPTModel.reset_parameters, spec §6.7):
+// CoreNet's initialization of an OpenELM (GeneralGPTModel.reset_parameters, docs/openelm.md §6.7):
 //   token embeddings, qkv_proj, proj_1 (and an untied lm_head)  N(0, D^-1/2)
 //   out_proj, proj_2                                            N(0, D^-1/2 · (2L)^-1/2)
 //   RMSNorm weights                                             1

@@ -36,7 +36,7 @@ struct ModelSlots {
 };
 
 // Every tensor of a model as a TrainSlab, in the order of ExpectedTensors(cfg); weight decay on
-// tensors with ndim ≥ 2 (spec §6.4); the gradient norm in OpenELMForCausalLM.named_parameters()
+// tensors with ndim ≥ 2 (docs/openelm.md §6.4); the gradient norm in OpenELMForCausalLM.named_parameters()
 // order. Its checkpoint weights are an HF model folder.
 class ParamSet : public TrainSlab {
  public:

@@ -1,6 +1,6 @@
 // Reading training data: file-name patterns of CoreNet's train_data_info, plain text and JSONL
 // documents, llm.c token shards, and CoreNet's document splitting and character filter
-// (corenet/data/datasets/language_modeling/{base_lm,general_lm}.py, spec §6.6).
+// (corenet/data/datasets/language_modeling/{base_lm,general_lm}.py, docs/openelm.md §6.6).
 #pragma once
 
 #include <cstdint>

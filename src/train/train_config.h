@@ -1,5 +1,5 @@
 // Training configuration read from CoreNet-style YAML (apple/corenet
-// projects/openelm/pretraining_configs, spec §6.1–6.2): nested keys, YAML anchors, `--set a.b.c=v`
+// projects/openelm/pretraining_configs, docs/openelm.md §6.1–6.2): nested keys, YAML anchors, `--set a.b.c=v`
 // overrides by dotted path. elm reads the CoreNet keys it implements, accepts (and lists) the ones
 // that have no effect in elm (ddp, fsdp, workers, ...), warns about keys it does
 // not know, and rejects wrong types with an error naming the key. elm's own settings live under a
@@ -37,7 +37,7 @@ struct TrainConfig {
   std::string model_name;  // preset name, "" when the shape is given in full
   ModelConfig model;       // resolved (layers derived)
   std::string init_from;   // elm.init_from: start from this HF checkpoint instead of random init
-  // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, spec §6.10): LoRA fine-tuning of
+  // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, docs/openelm.md §6.10): LoRA fine-tuning of
   // the frozen init_from model; lora.enabled() is false for full training.
   LoraSettings lora;
   // elm.lora_base_weights: round the frozen base to this type's grid (q8_0, q4_0, bf16, f16;
