@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "config/model_config.h"
+#include "io/convert.h"
 #include "io/gguf.h"
 #include "io/gguf_convert.h"
 #include "io/gguf_model.h"
@@ -287,7 +288,7 @@ TEST(GgufConfig, RebuildsTheReleasedConfigsFromLlamaCppKeys) {
     w.AddTensor("blk.0.attn_q_norm.weight", {p.head_dim}, 0, zeros.data());
     w.AddTensor("blk.0.ffn_gate.weight", {32, 1}, 0, zeros.data());
     w.Write(dir + "/p.gguf");
-    const ModelConfig c = ConfigFromGguf(GgufFile(dir + "/p.gguf"));
+    const ModelConfig c = HfConfigFromGguf(GgufFile(dir + "/p.gguf"));
     EXPECT_EQ(c.qkv_multipliers, p.qkv_multipliers);
     EXPECT_EQ(c.gqa_groups, p.gqa_groups);
     for (int i = 0; i < p.n_layers; ++i) {
@@ -330,8 +331,9 @@ std::vector<uint8_t> SmallModelGguf() {
 void ReadEverything(const std::vector<uint8_t>& bytes) {
   const auto f = GgufFile::FromBytes(bytes.data(), bytes.size(), "mutant.gguf");
   for (const auto& [k, v] : f->metadata()) (void)v.ToString();
-  const ModelConfig c = ConfigFromGguf(*f);
+  const ModelConfig c = HfConfigFromGguf(*f);
   (void)MapGgufTensors(*f, c);
+  (void)MapGgufTensors(*f, ConfigFromGguf(*f));
   (void)TokenizerFromGguf(*f);
 }
 

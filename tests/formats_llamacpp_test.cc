@@ -12,8 +12,8 @@
 
 #include "base/mmap_file.h"
 #include "config/hf_config.h"
+#include "io/convert.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
 #include "io/gguf_model.h"
 #include "io/gguf_tokenizer.h"
 #include "model/session.h"
@@ -43,7 +43,6 @@ Files Find() {
   const Files f = Find(); \
   if (f.f32.empty()) GTEST_SKIP() << "../shared/conformance/gguf not found: skipped"
 
-
 // The README's prompt: "ROMEO: But soft" with BOS, and llama.cpp's greedy continuation.
 const std::vector<int> kPrompt = {1, 16641, 2303, 29949, 29901, 1205, 4964};
 const std::vector<int> kLlamaCppGreedy = {31834, 17005, 24602, 25619, 8417,  2813,
@@ -67,7 +66,7 @@ TEST(LlamaCppGguf, ConfigRebuiltFromMetadata) {
   REQUIRE_FILES(f);
   const GgufFile g(f.f32);
   ASSERT_EQ(g.Find(kGgufHfConfigKey), nullptr) << "llama.cpp's files carry no elm config";
-  const ModelConfig c = ConfigFromGguf(g);
+  const ModelConfig c = HfConfigFromGguf(g);
   const ModelConfig ref = LoadHfConfig(f.source + "/config.json");
   EXPECT_EQ(c.qkv_multipliers, (std::vector<double>{0.5, 1.0}));
   EXPECT_EQ(c.gqa_groups, ref.gqa_groups);
