@@ -24,7 +24,7 @@ void RegisterBenchCommand(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* src = cmd->add_option_group("model", "What to run (one of)");
-  src->add_option("--model", o->model, "Model folder");
+  src->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file");
   src->add_option("--preset", o->preset,
                   "Random weights in memory with a released shape, e.g. OpenELM-270M");
   src->require_option(1);
@@ -94,18 +94,18 @@ void RegisterBenchCommand(CLI::App& app) {
       return;
     }
     std::printf("model %s | weights %s (%.1f MB) | kernels %s | threads %d | bandwidth %.1f GB/s\n",
-                r.model.c_str(), r.weights.c_str(), r.weights_bytes / 1e6, r.isa.c_str(),
-                r.threads, r.bandwidth_gbs);
+                r.model.c_str(), r.weights.c_str(), r.weights_bytes / 1e6, r.isa.c_str(), r.threads,
+                r.bandwidth_gbs);
     std::printf("%-14s %18s %10s %10s\n", "test", "tokens/s", "GB/s", "roofline");
     if (o->bench.prompt_tokens > 0)
       std::printf("%-14s %10.1f ± %5.1f %10s %7.1f GFLOP/s\n",
-                  ("pp" + std::to_string(o->bench.prompt_tokens)).c_str(),
-                  r.pp_tokens_per_s.mean, r.pp_tokens_per_s.sd, "", r.pp_gflops);
+                  ("pp" + std::to_string(o->bench.prompt_tokens)).c_str(), r.pp_tokens_per_s.mean,
+                  r.pp_tokens_per_s.sd, "", r.pp_gflops);
     for (const auto& t : r.tg)
-      std::printf("%-14s %10.1f ± %5.1f %10.1f %9.1f%%\n",
-                  ("tg" + std::to_string(o->bench.gen_tokens) + " @ d" + std::to_string(t.depth))
-                      .c_str(),
-                  t.tokens_per_s.mean, t.tokens_per_s.sd, t.gbs, t.roofline_pct);
+      std::printf(
+          "%-14s %10.1f ± %5.1f %10.1f %9.1f%%\n",
+          ("tg" + std::to_string(o->bench.gen_tokens) + " @ d" + std::to_string(t.depth)).c_str(),
+          t.tokens_per_s.mean, t.tokens_per_s.sd, t.gbs, t.roofline_pct);
     std::printf("peak RSS %.1f MB = %.2f x (weights %.1f MB + KV cache %.1f MB)\n",
                 static_cast<double>(r.peak_rss_bytes) / 1e6,
                 static_cast<double>(r.peak_rss_bytes) / (r.weights_bytes + r.kv_cache_bytes),

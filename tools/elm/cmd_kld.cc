@@ -12,13 +12,14 @@ namespace elm::cli {
 
 void RegisterKldCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "kld", "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
+      "kld",
+      "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
   struct Opts {
     std::string model, weights, file, tokenizer;
     int context = 128, max_tokens = 1024;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Model folder")->required();
+  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
   cmd->add_option("--weights", o->weights, "Type to compare: bf16, f16, q8_0, q4_0")->required();
   cmd->add_option("--file", o->file, "Text to score (tokenized with the model's tokenizer)")
       ->required();
@@ -33,14 +34,16 @@ void RegisterKldCommand(CLI::App& app) {
     auto conv = Model::Load(o->model, lo);
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     auto ids = tok.Encode(ReadTextFile(o->file), tok.add_bos());
-    if (static_cast<int>(ids.size()) > o->max_tokens) ids.resize(static_cast<size_t>(o->max_tokens));
+    if (static_cast<int>(ids.size()) > o->max_tokens)
+      ids.resize(static_cast<size_t>(o->max_tokens));
     for (int& id : ids)
-      if (id >= base->config().vocab_size) Fail(o->file, ": token id ", id, " exceeds the model's vocabulary");
+      if (id >= base->config().vocab_size)
+        Fail(o->file, ": token id ", id, " exceeds the model's vocabulary");
     const auto q = CompareModels(base, conv, ids, o->context);
     std::printf("weights %s vs stored %s on %d tokens of %s\n", conv->weights_dtype().c_str(),
                 base->weights_dtype().c_str(), q.tokens, o->file.c_str());
-    std::printf("mean KL %.6f nats/token (max %.6f), top-1 agreement %.2f%%\n", q.mean_kl,
-                q.max_kl, 100 * q.top1_agreement);
+    std::printf("mean KL %.6f nats/token (max %.6f), top-1 agreement %.2f%%\n", q.mean_kl, q.max_kl,
+                100 * q.top1_agreement);
     std::printf("perplexity %.4f → %.4f (%+.3f%%)\n", q.base_ppl, q.converted_ppl,
                 100 * (q.converted_ppl / q.base_ppl - 1));
   });
