@@ -68,6 +68,8 @@ class ParamSet {
 
 // Copies (widening to f32) every tensor of `store` into `ps.params`; shapes must match the table.
 void LoadParams(ParamSet& ps, const TensorStore& store);
+// The same from a model source (any layout io/model_source.h opens, quantized GGUFs included).
+void LoadParams(ParamSet& ps, const ModelSource& src);
 // Loads a slab of per-tensor values (`prefix` + HF name) from a safetensors file into `slab`.
 void LoadSlab(const ParamSet& ps, const TensorStore& store, const std::string& prefix, float* slab);
 // Tensors to write for one slab, named `prefix` + HF name, in `dtype` (converted into `scratch`,

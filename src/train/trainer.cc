@@ -228,11 +228,11 @@ TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt) {
     }
     // A LoRA run loads its frozen base from init_from on every start, resumed or not.
     if (lora || (!resumed && !cfg.init_from.empty())) {
-      const ModelConfig given = LoadHfConfig((fs::path(cfg.init_from) / "config.json").string());
-      if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg.model).dump())
+      const ModelSource init = OpenModelSource(cfg.init_from);  // HF, MLX or GGUF
+      if (ConfigToHfJson(init.config).dump() != ConfigToHfJson(cfg.model).dump())
         Fail("elm.init_from ", cfg.init_from, ": its config.json does not match the model of ",
              cfg.origin);
-      LoadParams(ps, TensorStore(cfg.init_from));
+      LoadParams(ps, init);
       if (lora && cfg.lora_base_weights) FakeQuantizeBase(ps, *cfg.lora_base_weights);
       if (lora && !resumed) model.lora()->Init(cfg.seed);
       say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg.init_from);
