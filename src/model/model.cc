@@ -204,27 +204,25 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
     }
     return r;
   };
-  const int64_t D = c.dim, V = c.vocab_size;
-  uint64_t salt = 1;
-  m->embeddings_ = mat(V, D, salt++);
-  m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(V, D, salt++);
-  m->final_norm_.assign(static_cast<size_t>(D), 1.0f);
+  // Salts in the order the matrices have always been drawn: the embedding, the LM head, then
+  // each layer's in layout order.
+  uint64_t salt = c.tied_embeddings ? 2 : 3;
   m->layers_.resize(c.n_layers);
-  for (int i = 0; i < c.n_layers; ++i) {
-    LayerWeights& l = m->layers_[i];
-    const int64_t F = c.layers[i].ffn_dim;
-    l.attn_norm.assign(static_cast<size_t>(D), 1.0f);
-    l.ffn_norm.assign(static_cast<size_t>(D), 1.0f);
-    if (c.qk_norm) {
-      l.q_norm.assign(static_cast<size_t>(c.head_dim), 1.0f);
-      l.k_norm.assign(static_cast<size_t>(c.head_dim), 1.0f);
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const Slot slot = m->SlotOf(spec);
+    const int64_t rows = spec.shape[0], cols = spec.shape.size() > 1 ? spec.shape[1] : 1;
+    if (slot.vec != nullptr) {
+      slot.vec->assign(static_cast<size_t>(rows), 1.0f);
+    } else if (spec.role == TensorRole::kEmbeddings || spec.role == TensorRole::kLmHead) {
+      *slot.mat = mat(rows, cols, spec.role == TensorRole::kEmbeddings ? 1 : 2);
+    } else if (slot.second_half == nullptr) {
+      *slot.mat = mat(rows, cols, salt++);
+    } else {
+      *slot.mat = mat(rows / 2, cols, salt++);
+      *slot.second_half = mat(rows / 2, cols, salt++);
     }
-    l.qkv = mat(c.qkv_out(i), D, salt++);
-    l.out = mat(D, static_cast<int64_t>(c.layers[i].n_heads) * c.head_dim, salt++);
-    if (c.ffn_with_glu) l.gate = mat(F, D, salt++);
-    l.up = mat(F, D, salt++);
-    l.down = mat(D, F, salt++);
   }
+  if (c.tied_embeddings) m->lm_head_ = m->embeddings_;
   m->PackForKernels(opt);
   return m;
 }
