@@ -302,6 +302,42 @@ TEST(GgufConfig, RebuildsTheReleasedConfigsFromLlamaCppKeys) {
   fs::remove_all(dir);
 }
 
+// Loading uses a llama.cpp file's per-layer counts as stored; only a config.json (conversions)
+// needs OpenELM multipliers, so a file whose counts no multiplier derives still loads.
+TEST(GgufConfig, LoadingReadsThePerLayerCountsAsStored) {
+  const std::string dir = test::TempDir("gguf_counts");
+  GgufWriter w;
+  w.Set("general.architecture", GgufValue::String("openelm"));
+  w.Set("openelm.block_count", GgufValue::U32(2));
+  w.Set("openelm.context_length", GgufValue::U32(64));
+  w.Set("openelm.embedding_length", GgufValue::U32(16));
+  w.Set("openelm.feed_forward_length", GgufValue::I32Array({32, 48}));
+  // 11 and 12 heads of 16 in a 16-wide model: more than any multiplier up to 10 derives.
+  w.Set("openelm.attention.head_count", GgufValue::I32Array({11, 12}));
+  w.Set("openelm.attention.head_count_kv", GgufValue::I32Array({11, 12}));
+  w.Set("openelm.attention.key_length", GgufValue::U32(16));
+  w.Set("openelm.attention.layer_norm_rms_epsilon", GgufValue::F32(1e-6f));
+  std::vector<float> zeros(16, 0.0f);
+  w.AddTensor("token_embd.weight", {16, 1}, 0, zeros.data());
+  w.Write(dir + "/c.gguf");
+  const GgufFile f(dir + "/c.gguf");
+  const ModelConfig c = ConfigFromGguf(f);
+  ASSERT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.layers[0].n_heads, 11);
+  EXPECT_EQ(c.layers[1].n_kv_heads, 12);
+  EXPECT_EQ(c.layers[1].ffn_dim, 48);
+  EXPECT_EQ(c.qkv_out(1), 36 * 16);
+  EXPECT_TRUE(c.qkv_multipliers.empty());
+  std::string e;
+  try {
+    (void)HfConfigFromGguf(f);
+  } catch (const Error& x) {
+    e = x.what();
+  }
+  EXPECT_NE(e.find("cannot be expressed as OpenELM multipliers"), std::string::npos) << e;
+  fs::remove_all(dir);
+}
+
 // A small valid OpenELM GGUF in memory: the tiny conformance model plus a made-up 256-token
 // vocabulary, so that metadata, tokenizer and tensor paths are all exercised.
 std::vector<uint8_t> SmallModelGguf() {
