@@ -77,7 +77,8 @@ std::string LogitsFile(const Folder& f) {
 
 TEST(Conformance, FoldersFound) {
   ASSERT_FALSE(Folders().empty()) << "no conformance folders found";
-  for (const auto& f : Folders()) std::printf("[conformance] %s (%s)\n", f.name.c_str(), f.path.c_str());
+  for (const auto& f : Folders())
+    std::printf("[conformance] %s (%s)\n", f.name.c_str(), f.path.c_str());
 }
 
 TEST(Conformance, DerivedLayers) {
@@ -98,7 +99,7 @@ TEST(Conformance, DerivedLayers) {
     // counts what the model uses.
     int64_t in_file = 0, used = 0;
     for (const auto& [name, view] : model->store().all()) in_file += view->numel();
-    model->ForEachTensor([&](const TensorSpec&, const TensorView& v) { used += v.numel(); });
+    model->ForEachTensor([&](const SourceTensor& t) { used += t.numel(); });
     EXPECT_EQ(used, c.ParamCount());
     if (f.vectors.contains("num_parameters")) {
       EXPECT_EQ(f.vectors["num_parameters"].get<int64_t>(), in_file);
@@ -112,36 +113,36 @@ TEST(Conformance, FullForwardLogits) {
     auto model = Model::Load(f.path);
     const int V = model->config().vocab_size;
     for (bool reference : {false, true}) {
-    float worst = 0;
-    for (const auto& seq : f.vectors["sequences"]) {
-      const auto tokens = seq["tokens"].get<std::vector<int>>();
-      const auto ref = test::ReadFloats(LogitsFile(f), seq["logits_offset_bytes"].get<uint64_t>(),
-                                        tokens.size() * static_cast<uint64_t>(V));
-      Session s(model, static_cast<int>(tokens.size()));
-      s.set_reference(reference);
-      std::vector<float> logits;
-      ForwardOptions opt;
-      opt.all_logits = true;
-      s.Forward(tokens, logits, opt);
-      ASSERT_EQ(logits.size(), ref.size());
-      const float err = test::MaxAbsDiff(logits.data(), ref.data(), ref.size());
-      EXPECT_LE(err, Tolerance(*model, seq)) << seq["name"].get<std::string>();
-      worst = std::max(worst, err);
-      // argmax per position
-      const auto argmax = seq["argmax"].get<std::vector<int>>();
-      for (size_t t = 0; t < tokens.size(); ++t) {
-        const float* row = logits.data() + t * V;
-        const int am = static_cast<int>(std::max_element(row, row + V) - row);
-        const float* rrow = ref.data() + t * V;
-        // Accept a different argmax only where the reference's top two are within tolerance.
-        if (am != argmax[t]) {
-          EXPECT_LE(std::fabs(rrow[am] - rrow[argmax[t]]), 2 * Tolerance(*model, seq));
+      float worst = 0;
+      for (const auto& seq : f.vectors["sequences"]) {
+        const auto tokens = seq["tokens"].get<std::vector<int>>();
+        const auto ref = test::ReadFloats(LogitsFile(f), seq["logits_offset_bytes"].get<uint64_t>(),
+                                          tokens.size() * static_cast<uint64_t>(V));
+        Session s(model, static_cast<int>(tokens.size()));
+        s.set_reference(reference);
+        std::vector<float> logits;
+        ForwardOptions opt;
+        opt.all_logits = true;
+        s.Forward(tokens, logits, opt);
+        ASSERT_EQ(logits.size(), ref.size());
+        const float err = test::MaxAbsDiff(logits.data(), ref.data(), ref.size());
+        EXPECT_LE(err, Tolerance(*model, seq)) << seq["name"].get<std::string>();
+        worst = std::max(worst, err);
+        // argmax per position
+        const auto argmax = seq["argmax"].get<std::vector<int>>();
+        for (size_t t = 0; t < tokens.size(); ++t) {
+          const float* row = logits.data() + t * V;
+          const int am = static_cast<int>(std::max_element(row, row + V) - row);
+          const float* rrow = ref.data() + t * V;
+          // Accept a different argmax only where the reference's top two are within tolerance.
+          if (am != argmax[t]) {
+            EXPECT_LE(std::fabs(rrow[am] - rrow[argmax[t]]), 2 * Tolerance(*model, seq));
+          }
         }
       }
-    }
-    std::printf("[conformance] %-28s logits max|err| %.3g over %zu sequences (%s kernels)\n",
-                f.name.c_str(), worst, f.vectors["sequences"].size(),
-                reference ? "reference" : "fast");
+      std::printf("[conformance] %-28s logits max|err| %.3g over %zu sequences (%s kernels)\n",
+                  f.name.c_str(), worst, f.vectors["sequences"].size(),
+                  reference ? "reference" : "fast");
     }
   }
 }
@@ -188,8 +189,9 @@ TEST(Conformance, GreedyThroughKVCache) {
       const auto expected = g["generated"].get<std::vector<int>>();
       const auto margins = g["top2_margin"].get<std::vector<float>>();
       const int n = g["max_new_tokens"].get<int>();
-      const auto ref = test::ReadFloats(LogitsFile(f), g["step_logits_offset_bytes"].get<uint64_t>(),
-                                        static_cast<uint64_t>(n) * V);
+      const auto ref =
+          test::ReadFloats(LogitsFile(f), g["step_logits_offset_bytes"].get<uint64_t>(),
+                           static_cast<uint64_t>(n) * V);
       const float tol = Tolerance(*model, nullptr);
       Session s(model, static_cast<int>(prompt.size()) + n);
       std::vector<float> logits;
@@ -202,7 +204,8 @@ TEST(Conformance, GreedyThroughKVCache) {
         const float err = test::MaxAbsDiff(logits.data(), ref.data() + k * V, V);
         EXPECT_LE(err, tol) << "step " << k;
         worst = std::max(worst, err);
-        const int id = static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        const int id =
+            static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
         if (id != expected[k]) {
           // Only a near-tie may flip, and then the rest of the run legitimately diverges.
           EXPECT_LT(margins[k], 2 * tol) << "greedy id differs at step " << k;
@@ -218,7 +221,8 @@ TEST(Conformance, GreedyThroughKVCache) {
       const size_t steps = step_logits.size() / V;
       for (size_t k = 0; k < steps; ++k) {
         const float* row = logits.data() + (prompt.size() - 1 + k) * V;
-        worst_nocache = std::max(worst_nocache, test::MaxAbsDiff(row, step_logits.data() + k * V, V));
+        worst_nocache =
+            std::max(worst_nocache, test::MaxAbsDiff(row, step_logits.data() + k * V, V));
       }
       EXPECT_LE(worst_nocache, tol);
     }

@@ -13,8 +13,8 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "io/convert.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
 #include "io/gguf_writer.h"
 #include "io/mlx_quant.h"
 #include "io/safetensors.h"
@@ -49,7 +49,6 @@ std::vector<int> Tokens(const std::string& dir) {
   }
   return best;
 }
-
 
 float MaxAbs(const std::vector<float>& v) {
   float m = 0;
@@ -245,6 +244,79 @@ TEST_F(FormatsConvert, MlxFolderLoadsWithTheSameLogits) {
     ExpectSameTensors(src, back);
     fs::remove_all(mlx);
     fs::remove_all(back);
+  }
+}
+
+// The same checkpoint as an HF folder, a sharded HF folder, a GGUF file and an MLX folder: each
+// opens as the same model source and loads through Model::Load (mapped or copied) to the same
+// logits, and the CLI's --model takes every one of them.
+TEST_F(FormatsConvert, EveryLayoutLoadsThroughOneSource) {
+  for (const auto& src : ModelDirs()) {
+    SCOPED_TRACE(Name(src));
+    const std::string base = dir_ + "/" + Name(src);
+    const std::string sharded = base + "_sharded", gguf = base + ".gguf", mlx = base + "_mlx";
+    fs::create_directories(sharded);
+    fs::copy_file(src + "/config.json", sharded + "/config.json");
+    const TensorStore store(src);
+    std::vector<TensorToWrite> shard[2];
+    json index;
+    int n = 0;
+    for (const auto& [name, v] : store.all()) {
+      const int k = n++ % 2;
+      shard[k].push_back({name, *v->dtype, v->shape, v->data});
+      index["weight_map"][name] = "model-0000" + std::to_string(k + 1) + "-of-00002.safetensors";
+    }
+    for (int k = 0; k < 2; ++k)
+      WriteSafetensors(sharded + "/model-0000" + std::to_string(k + 1) + "-of-00002.safetensors",
+                       shard[k]);
+    const std::string idx = index.dump();
+    WriteFileAtomic(sharded + "/model.safetensors.index.json", idx.data(), idx.size());
+    Convert(src, "gguf", gguf);
+    Convert(src, "mlx", mlx);
+
+    const auto tokens = Tokens(src);
+    const ModelSource ref_src = OpenModelSource(src);
+    const auto ref = test::AllLogits(Model::Load(src), tokens);
+    LoadOptions copy;
+    copy.mmap = false;
+    const std::pair<std::string, std::string> layouts[] = {
+        {src, "hf"}, {sharded, "hf"}, {gguf, "gguf"}, {mlx, "hf"}};  // "mlx": MLX-quantized
+    for (const auto& [path, format] : layouts) {
+      SCOPED_TRACE(path);
+      const ModelSource s = OpenModelSource(path);
+      EXPECT_EQ(s.format, format);
+      ASSERT_EQ(s.tensors.size(), ref_src.tensors.size());
+      for (size_t i = 0; i < s.tensors.size(); ++i) {
+        const SourceTensor a = s.Fetch(i), b = ref_src.Fetch(i);
+        EXPECT_EQ(a.spec.name, b.spec.name);
+        EXPECT_EQ(a.spec.shape, b.spec.shape) << a.spec.name;
+        ASSERT_EQ(a.dtype, b.dtype) << a.spec.name;
+        const auto ab = ConvertTensor(a, a.dtype), bb = ConvertTensor(b, b.dtype);
+        EXPECT_TRUE(ab == bb) << a.spec.name << " differs";
+      }
+      for (const LoadOptions& lo : {LoadOptions{}, copy}) {
+        const auto m = Model::Load(path, lo);
+        EXPECT_EQ(m->config().ParamCount(), Model::Load(src)->config().ParamCount());
+        const auto got = test::AllLogits(m, tokens);
+        ASSERT_EQ(got.size(), ref.size());
+        EXPECT_EQ(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), 0.0f);
+      }
+    }
+    // The CLI's --model: the same logits from every layout.
+    std::string out, err, want;
+    for (const auto& [path, format] : layouts) {
+      const std::string bin = base + "_" + fs::path(path).filename().string() + ".bin";
+      ASSERT_EQ(test::RunElm("logits --model " + path + " --ids 1,5,9 --output " + bin, &out, &err),
+                0)
+          << err;
+      const std::string got = ReadTextFile(bin);
+      if (want.empty()) want = got;
+      EXPECT_TRUE(got == want) << path;
+      ASSERT_EQ(test::RunElm("info --model " + path, &out, &err), 0) << err;
+    }
+    fs::remove_all(sharded);
+    fs::remove_all(mlx);
+    fs::remove(gguf);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "config/model_config.h"
+#include "io/convert.h"
 #include "io/gguf.h"
 #include "io/gguf_convert.h"
 #include "io/gguf_model.h"
@@ -287,7 +288,7 @@ TEST(GgufConfig, RebuildsTheReleasedConfigsFromLlamaCppKeys) {
     w.AddTensor("blk.0.attn_q_norm.weight", {p.head_dim}, 0, zeros.data());
     w.AddTensor("blk.0.ffn_gate.weight", {32, 1}, 0, zeros.data());
     w.Write(dir + "/p.gguf");
-    const ModelConfig c = ConfigFromGguf(GgufFile(dir + "/p.gguf"));
+    const ModelConfig c = HfConfigFromGguf(GgufFile(dir + "/p.gguf"));
     EXPECT_EQ(c.qkv_multipliers, p.qkv_multipliers);
     EXPECT_EQ(c.gqa_groups, p.gqa_groups);
     for (int i = 0; i < p.n_layers; ++i) {
@@ -298,6 +299,42 @@ TEST(GgufConfig, RebuildsTheReleasedConfigsFromLlamaCppKeys) {
     }
     EXPECT_EQ(c.ffn_dim_divisor, p.ffn_dim_divisor);
   }
+  fs::remove_all(dir);
+}
+
+// Loading uses a llama.cpp file's per-layer counts as stored; only a config.json (conversions)
+// needs OpenELM multipliers, so a file whose counts no multiplier derives still loads.
+TEST(GgufConfig, LoadingReadsThePerLayerCountsAsStored) {
+  const std::string dir = test::TempDir("gguf_counts");
+  GgufWriter w;
+  w.Set("general.architecture", GgufValue::String("openelm"));
+  w.Set("openelm.block_count", GgufValue::U32(2));
+  w.Set("openelm.context_length", GgufValue::U32(64));
+  w.Set("openelm.embedding_length", GgufValue::U32(16));
+  w.Set("openelm.feed_forward_length", GgufValue::I32Array({32, 48}));
+  // 11 and 12 heads of 16 in a 16-wide model: more than any multiplier up to 10 derives.
+  w.Set("openelm.attention.head_count", GgufValue::I32Array({11, 12}));
+  w.Set("openelm.attention.head_count_kv", GgufValue::I32Array({11, 12}));
+  w.Set("openelm.attention.key_length", GgufValue::U32(16));
+  w.Set("openelm.attention.layer_norm_rms_epsilon", GgufValue::F32(1e-6f));
+  std::vector<float> zeros(16, 0.0f);
+  w.AddTensor("token_embd.weight", {16, 1}, 0, zeros.data());
+  w.Write(dir + "/c.gguf");
+  const GgufFile f(dir + "/c.gguf");
+  const ModelConfig c = ConfigFromGguf(f);
+  ASSERT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.layers[0].n_heads, 11);
+  EXPECT_EQ(c.layers[1].n_kv_heads, 12);
+  EXPECT_EQ(c.layers[1].ffn_dim, 48);
+  EXPECT_EQ(c.qkv_out(1), 36 * 16);
+  EXPECT_TRUE(c.qkv_multipliers.empty());
+  std::string e;
+  try {
+    (void)HfConfigFromGguf(f);
+  } catch (const Error& x) {
+    e = x.what();
+  }
+  EXPECT_NE(e.find("cannot be expressed as OpenELM multipliers"), std::string::npos) << e;
   fs::remove_all(dir);
 }
 
@@ -330,8 +367,9 @@ std::vector<uint8_t> SmallModelGguf() {
 void ReadEverything(const std::vector<uint8_t>& bytes) {
   const auto f = GgufFile::FromBytes(bytes.data(), bytes.size(), "mutant.gguf");
   for (const auto& [k, v] : f->metadata()) (void)v.ToString();
-  const ModelConfig c = ConfigFromGguf(*f);
+  const ModelConfig c = HfConfigFromGguf(*f);
   (void)MapGgufTensors(*f, c);
+  (void)MapGgufTensors(*f, ConfigFromGguf(*f));
   (void)TokenizerFromGguf(*f);
 }
 

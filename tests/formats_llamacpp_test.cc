@@ -12,8 +12,8 @@
 
 #include "base/mmap_file.h"
 #include "config/hf_config.h"
+#include "io/convert.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
 #include "io/gguf_model.h"
 #include "io/gguf_tokenizer.h"
 #include "io/model_tokenizer.h"
@@ -67,7 +67,7 @@ TEST(LlamaCppGguf, ConfigRebuiltFromMetadata) {
   REQUIRE_FILES(f);
   const GgufFile g(f.f32);
   ASSERT_EQ(g.Find(kGgufHfConfigKey), nullptr) << "llama.cpp's files carry no elm config";
-  const ModelConfig c = ConfigFromGguf(g);
+  const ModelConfig c = HfConfigFromGguf(g);
   const ModelConfig ref = LoadHfConfig(f.source + "/config.json");
   EXPECT_EQ(c.qkv_multipliers, (std::vector<double>{0.5, 1.0}));
   EXPECT_EQ(c.gqa_groups, ref.gqa_groups);

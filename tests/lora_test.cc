@@ -15,6 +15,7 @@
 #include "base/mmap_file.h"
 #include "base/rng.h"
 #include "config/hf_config.h"
+#include "io/convert.h"
 #include "io/safetensors.h"
 #include "model/lora_adapter.h"
 #include "model/session.h"
@@ -164,6 +165,26 @@ TEST(Lora, MergedModelMatchesTheAdaptedTrainingForward) {
     EXPECT_EQ(MergeLoraCheckpoint(folder, adapter, dir + "/bf16/", DType::kBF16), DType::kBF16);
     EXPECT_TRUE(fs::exists(dir + "/bf16/model.safetensors"));  // a trailing '/' names the folder
     EXPECT_EQ(Model::Load(dir + "/bf16")->weights_dtype(), "BF16");
+    // The base as GGUF and as an MLX folder: the same parameters (train's init_from) and the
+    // same merged weights.
+    ConvertOptions co;
+    co.to = "gguf";
+    co.output = dir + "/base.gguf";
+    ConvertModel(OpenModelSource(folder), co);
+    co.to = "mlx";
+    co.output = dir + "/base_mlx";
+    ConvertModel(OpenModelSource(folder), co);
+    ParamSet want(m->config());
+    LoadParams(want, TensorStore(folder));
+    for (const std::string& other : {co.output, dir + "/base.gguf"}) {
+      SCOPED_TRACE(other);
+      ParamSet got(m->config());
+      LoadParams(got, OpenModelSource(other));
+      EXPECT_TRUE(got.params == want.params);
+      EXPECT_EQ(MergeLoraCheckpoint(other, adapter, other + "_merged", std::nullopt), DType::kF32);
+      EXPECT_TRUE(ReadTextFile(other + "_merged/model.safetensors") ==
+                  ReadTextFile(dir + "/merged/model.safetensors"));
+    }
     LoadOptions lo;
     lo.lora = adapter;
     const auto applied = Model::Load(folder, lo);

@@ -66,13 +66,12 @@ void DeriveLayers(ModelConfig& cfg) {
     LayerConfig& l = cfg.layers[i];
     l.qkv_multiplier = qkv[i];
     l.ffn_multiplier = ffn[i];
-    const int64_t qdim =
-        MakeDivisible(static_cast<double>(cfg.dim) * qkv[i],
-                      static_cast<int64_t>(cfg.head_dim) * cfg.gqa_groups);
+    const int64_t qdim = MakeDivisible(static_cast<double>(cfg.dim) * qkv[i],
+                                       static_cast<int64_t>(cfg.head_dim) * cfg.gqa_groups);
     l.n_heads = static_cast<int>(qdim / cfg.head_dim);
     l.n_kv_heads = l.n_heads / cfg.gqa_groups;
-    l.ffn_dim = static_cast<int>(
-        MakeDivisible(ffn[i] * static_cast<double>(cfg.dim), cfg.ffn_dim_divisor));
+    l.ffn_dim =
+        static_cast<int>(MakeDivisible(ffn[i] * static_cast<double>(cfg.dim), cfg.ffn_dim_divisor));
   }
 }
 
@@ -89,22 +88,6 @@ int64_t ModelConfig::ParamCount() const {
   if (!tied_embeddings) p += static_cast<int64_t>(vocab_size) * dim;
   for (int i = 0; i < n_layers; ++i) p += LayerParams(i);
   return p;
-}
-
-int ModelConfig::max_heads() const {
-  int m = 0;
-  for (const auto& l : layers) m = std::max(m, l.n_heads);
-  return m;
-}
-int ModelConfig::max_kv_heads() const {
-  int m = 0;
-  for (const auto& l : layers) m = std::max(m, l.n_kv_heads);
-  return m;
-}
-int ModelConfig::max_ffn_dim() const {
-  int m = 0;
-  for (const auto& l : layers) m = std::max(m, l.ffn_dim);
-  return m;
 }
 
 std::vector<std::string> PresetNames() {

@@ -19,12 +19,12 @@ struct LayerConfig {
 
 struct ModelConfig {
   std::string name = "openelm";
-  int n_layers = 0;      // L
-  int dim = 0;           // D
-  int head_dim = 0;      // Dh
-  int vocab_size = 0;    // V
+  int n_layers = 0;    // L
+  int dim = 0;         // D
+  int head_dim = 0;    // Dh
+  int vocab_size = 0;  // V
   int max_context = 2048;
-  int gqa_groups = 1;    // query heads per KV head
+  int gqa_groups = 1;  // query heads per KV head
   int ffn_dim_divisor = 256;
   bool ffn_with_glu = true;
   bool qk_norm = true;
@@ -34,7 +34,8 @@ struct ModelConfig {
   float norm_eps = 1e-6f;
   int bos_id = 1;
   int eos_id = 2;
-  // Multipliers as given in the config: one value (all layers), a (min, max) pair, or one per layer.
+  // Multipliers as given in the config: one value (all layers), a (min, max) pair, or one per
+  // layer.
   std::vector<double> qkv_multipliers;
   std::vector<double> ffn_multipliers;
   std::vector<LayerConfig> layers;  // derived, size L
@@ -45,9 +46,6 @@ struct ModelConfig {
   int proj1_out(int layer) const { return (ffn_with_glu ? 2 : 1) * layers[layer].ffn_dim; }
   int64_t LayerParams(int layer) const;
   int64_t ParamCount() const;  // including embeddings (and lm_head when untied)
-  int max_heads() const;
-  int max_kv_heads() const;
-  int max_ffn_dim() const;
 };
 
 // CoreNet/HF make_divisible (spec §2.1).

@@ -182,6 +182,21 @@ bool SearchMultipliers(ModelConfig& c, const GgufDims& d, Part part, const std::
   return false;
 }
 
+// The per-layer counts of `c` as the search below reads them.
+GgufDims DimsOf(const ModelConfig& c) {
+  GgufDims d;
+  d.n_layers = c.n_layers;
+  d.dim = c.dim;
+  d.head_dim = c.head_dim;
+  d.gqa = c.gqa_groups;
+  for (const auto& l : c.layers) {
+    d.heads.push_back(l.n_heads);
+    d.kv_heads.push_back(l.n_kv_heads);
+    d.ffn.push_back(l.ffn_dim);
+  }
+  return d;
+}
+
 // Multipliers for a file without elm.hf_config_json (e.g. written by llama.cpp).
 void ChooseMultipliers(ModelConfig& c, const GgufDims& d, const std::string& origin) {
   const double D = d.dim;
@@ -300,14 +315,28 @@ ModelConfig ConfigFromGguf(const GgufFile& f) {
     c.qk_norm = d.qk_norm;
     c.tied_embeddings = d.tied;
     c.rope_base = d.rope_base;
-    ChooseMultipliers(c, d, o);
-    DeriveLayers(c);
+    if (d.head_dim % 2 != 0)
+      Fail(o, ": the head size ", d.head_dim, " must be even (RoPE rotates halves)");
+    // The per-layer counts as stored; OpenELM multipliers are only chosen for a config.json
+    // (HfConfigFromGguf).
+    c.layers.resize(static_cast<size_t>(d.n_layers));
+    for (int i = 0; i < d.n_layers; ++i)
+      c.layers[i] = LayerConfig{d.heads[i], d.kv_heads[i], d.ffn[i], 0, 0};
     if (f.Find("tokenizer.ggml.bos_token_id"))
       c.bos_id = static_cast<int>(f.GetInt("tokenizer.ggml.bos_token_id"));
     if (f.Find("tokenizer.ggml.eos_token_id"))
       c.eos_id = static_cast<int>(f.GetInt("tokenizer.ggml.eos_token_id"));
   }
   c.norm_eps = d.eps;
+  return c;
+}
+
+ModelConfig HfConfigFromGguf(const GgufFile& f) {
+  ModelConfig c = ConfigFromGguf(f);
+  if (f.Find(kGgufHfConfigKey) == nullptr) {
+    ChooseMultipliers(c, DimsOf(c), f.origin());
+    DeriveLayers(c);
+  }
   return c;
 }
 

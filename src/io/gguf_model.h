@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "config/tensor_layout.h"
 #include "io/gguf.h"
 #include "io/tensor_names.h"
-#include "model/model.h"
 
 namespace elm {
 
@@ -32,10 +32,14 @@ std::optional<DType> DTypeOfGgufFileType(uint32_t file_type);
 inline constexpr const char* kGgufHfConfigKey = "elm.hf_config_json";
 
 // The model config a GGUF file describes. From elm.hf_config_json when present (checked against
-// the llama.cpp keys); otherwise rebuilt from llama.cpp's per-layer arrays, choosing OpenELM
-// multipliers (qkv_multipliers as a (min, max) pair, per-layer ffn_multipliers) that derive
-// exactly the stored head counts and FFN widths. Errors name the file and the key.
+// the llama.cpp keys); otherwise built from llama.cpp's keys, the per-layer head counts and FFN
+// widths read as stored (no multipliers: qkv_multipliers and ffn_multipliers stay empty). Errors
+// name the file and the key.
 ModelConfig ConfigFromGguf(const GgufFile& f);
+// ConfigFromGguf plus, for a file without elm.hf_config_json, OpenELM multipliers
+// (qkv_multipliers as a (min, max) pair, per-layer ffn_multipliers) that derive exactly the
+// stored counts, as a config.json needs them. Throws naming the file when none fit.
+ModelConfig HfConfigFromGguf(const GgufFile& f);
 
 // general.* and openelm.* keys in llama.cpp's order, up to and including general.file_type.
 // `n_params`: the number of weights (for general.size_label).

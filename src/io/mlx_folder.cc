@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
-#include "io/gguf_convert.h"
+#include "io/model_source.h"
 #include "io/safetensors.h"
 
 namespace elm {
@@ -197,12 +197,13 @@ void WriteModelFolder(const ModelSource& src, const std::string& dir, const Fold
   std::optional<DType> uniform;
   bool mixed = false;
   std::vector<StEntry> entries;
-  for (const SourceTensor& t : src.tensors) {
+  for (size_t i = 0; i < src.tensors.size(); ++i) {
+    const SourceTensor& t = src.tensors[i];
     const DType to = float_type(t);
     if (uniform && *uniform != to) mixed = true;
     uniform = to;
     const int64_t rows = t.is_matrix() ? t.rows() : 1, cols = t.cols();
-    const SourceTensor* tp = &t;
+    const ModelSource* sp = &src;
     if (opt.quant && t.is_matrix() && cols % opt.quant->group_size == 0) {
       const MlxQuantization q = *opt.quant;
       const std::string base = t.spec.name.substr(0, t.spec.name.size() - 7);  // drop ".weight"
@@ -213,13 +214,13 @@ void WriteModelFolder(const ModelSource& src, const std::string& dir, const Fold
         std::vector<uint8_t> s, b;
       };
       auto packed = std::make_shared<Packed>();
-      auto compute = [packed, tp, q, to, rows, cols, words, groups]() {
+      auto compute = [packed, sp, i, q, to, rows, cols, words, groups]() {
         if (!packed->w.empty()) return;
         packed->w.resize(static_cast<size_t>(rows * words));
         const size_t sb_row = static_cast<size_t>(groups) * DTypeSize(to);
         packed->s.resize(static_cast<size_t>(rows) * sb_row);
         packed->b.resize(static_cast<size_t>(rows) * sb_row);
-        const std::vector<uint8_t> f32 = ConvertTensor(*tp, DType::kF32);
+        const std::vector<uint8_t> f32 = ConvertTensor(sp->Fetch(i), DType::kF32);
         const auto* x = reinterpret_cast<const float*>(f32.data());
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; ++r)
@@ -252,8 +253,8 @@ void WriteModelFolder(const ModelSource& src, const std::string& dir, const Fold
       continue;
     }
     entries.push_back({t.spec.name, StDTypeName(to), t.spec.shape,
-                       DTypeBytes(to, static_cast<size_t>(rows * cols)), [tp, to](uint8_t* dst) {
-                         const std::vector<uint8_t> bytes = ConvertTensor(*tp, to);
+                       DTypeBytes(to, static_cast<size_t>(rows * cols)), [sp, i, to](uint8_t* dst) {
+                         const std::vector<uint8_t> bytes = ConvertTensor(sp->Fetch(i), to);
                          std::memcpy(dst, bytes.data(), bytes.size());
                        }});
   }

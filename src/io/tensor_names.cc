@@ -59,21 +59,4 @@ std::vector<GgufNamePart> HfToGguf(const std::string& hf_name, bool ffn_with_glu
   return {};
 }
 
-std::optional<HfNamePart> GgufToHf(const std::string& gguf_name, bool ffn_with_glu) {
-  for (const auto& p : kModel)
-    if (gguf_name == p.gguf) return HfNamePart{p.hf, RowPart::kAll, -1};
-  int layer;
-  std::string rest;
-  if (!SplitLayer(gguf_name, kGgufLayer, &layer, &rest)) return std::nullopt;
-  const std::string hf = kHfLayer + std::to_string(layer) + ".";
-  if (rest == "ffn_gate.weight" && ffn_with_glu)
-    return HfNamePart{hf + "ffn.proj_1.weight", RowPart::kFirstHalf, layer};
-  if (rest == "ffn_up.weight")
-    return HfNamePart{hf + "ffn.proj_1.weight", ffn_with_glu ? RowPart::kSecondHalf : RowPart::kAll,
-                      layer};
-  for (const auto& p : kLayer)
-    if (rest == p.gguf) return HfNamePart{hf + p.hf, RowPart::kAll, layer};
-  return std::nullopt;
-}
-
 }  // namespace elm

@@ -7,7 +7,6 @@
 // tensors, ffn_gate (rows [0, F)) and ffn_up (rows [F, 2F)).
 #pragma once
 
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,13 +23,5 @@ struct GgufNamePart {
 // GGUF name(s) of an HF tensor: one entry, or for proj_1 with GLU the gate then the up half.
 // Empty for names outside the OpenELM layout.
 std::vector<GgufNamePart> HfToGguf(const std::string& hf_name, bool ffn_with_glu);
-
-// The HF tensor a GGUF tensor belongs to and which rows of it; nullopt for unknown names.
-struct HfNamePart {
-  std::string hf;
-  RowPart part = RowPart::kAll;
-  int layer = -1;
-};
-std::optional<HfNamePart> GgufToHf(const std::string& gguf_name, bool ffn_with_glu);
 
 }  // namespace elm

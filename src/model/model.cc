@@ -11,9 +11,6 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "base/quant.h"
-#include "config/hf_config.h"
-#include "io/gguf.h"
-#include "io/mlx_quant.h"
 #include "kernels/cpu_kernels.h"
 #include "model/lora_adapter.h"
 
@@ -22,19 +19,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const TensorView& Checked(const TensorView& v, const std::string& origin, const TensorSpec& spec) {
-  return CheckWidenable(
-      v, origin, spec.name, spec.shape,
-      spec.layer >= 0 ? " (layer " + std::to_string(spec.layer) + ")" : std::string());
+// Part `part` of a fetched matrix: the whole matrix, or one of its two row halves.
+MatRef ToMat(const SourceTensor& t, size_t part = 0) {
+  return MatRef{t.dtype, t.parts.at(part), t.rows() / static_cast<int64_t>(t.parts.size()),
+                t.cols()};
 }
 
-MatRef ToMat(const TensorView& v) {
-  return MatRef{*v.dtype, v.data, v.shape[0], v.shape.size() > 1 ? v.shape[1] : 1};
-}
-
-std::vector<float> ToVec(const TensorView& v) {
-  std::vector<float> out(static_cast<size_t>(v.numel()));
-  ToF32(*v.dtype, v.data, out.data(), out.size());
+std::vector<float> ToVec(const SourceTensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  ToF32(t.dtype, t.parts.at(0), out.data(), out.size());
   return out;
 }
 
@@ -85,132 +78,96 @@ MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::shared_ptr<ui
   return dst;
 }
 
-std::vector<TensorSpec> ExpectedTensors(const ModelConfig& c) {
-  const int64_t d = c.dim, hd = c.head_dim, V = c.vocab_size;
-  std::vector<TensorSpec> t;
-  t.push_back({"transformer.token_embeddings.weight", {V, d}, -1});
-  for (int i = 0; i < c.n_layers; ++i) {
-    const std::string p = "transformer.layers." + std::to_string(i) + ".";
-    const int64_t nq = c.layers[i].n_heads, f = c.layers[i].ffn_dim;
-    t.push_back({p + "attn_norm.weight", {d}, i});
-    t.push_back({p + "attn.qkv_proj.weight", {c.qkv_out(i), d}, i});
-    if (c.qk_norm) {
-      t.push_back({p + "attn.q_norm.weight", {hd}, i});
-      t.push_back({p + "attn.k_norm.weight", {hd}, i});
-    }
-    t.push_back({p + "attn.out_proj.weight", {d, nq * hd}, i});
-    t.push_back({p + "ffn_norm.weight", {d}, i});
-    t.push_back({p + "ffn.proj_1.weight", {c.proj1_out(i), d}, i});
-    t.push_back({p + "ffn.proj_2.weight", {d, f}, i});
-  }
-  t.push_back({"transformer.norm.weight", {d}, -1});
-  if (!c.tied_embeddings) t.push_back({"lm_head.weight", {V, d}, -1});
-  return t;
+Model::Slot Model::SlotOf(const TensorSpec& spec) {
+  using R = TensorRole;
+  // The one binding of the layout to LayerWeights (proj_1 apart: its rows may be two matrices).
+  static constexpr std::pair<R, MatRef LayerWeights::*> kMatrices[] = {
+      {R::kQkv, &LayerWeights::qkv},
+      {R::kOut, &LayerWeights::out},
+      {R::kProj2, &LayerWeights::down}};
+  static constexpr std::pair<R, std::vector<float> LayerWeights::*> kVectors[] = {
+      {R::kAttnNorm, &LayerWeights::attn_norm},
+      {R::kQNorm, &LayerWeights::q_norm},
+      {R::kKNorm, &LayerWeights::k_norm},
+      {R::kFfnNorm, &LayerWeights::ffn_norm}};
+  if (spec.role == R::kEmbeddings) return {&embeddings_};
+  if (spec.role == R::kLmHead) return {&lm_head_};
+  if (spec.role == R::kFinalNorm) return {nullptr, nullptr, &final_norm_};
+  LayerWeights& l = layers_.at(static_cast<size_t>(spec.layer));
+  if (spec.role == R::kProj1) return config_.ffn_with_glu ? Slot{&l.gate, &l.up} : Slot{&l.up};
+  for (const auto& [role, field] : kMatrices)
+    if (role == spec.role) return {&(l.*field)};
+  for (const auto& [role, field] : kVectors)
+    if (role == spec.role) return {nullptr, nullptr, &(l.*field)};
+  Fail(path_, ": tensor '", spec.name, "' has no place in the model");
 }
 
 std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOptions& opt) {
-  if (!fs::exists(path)) Fail(path, ": no such model folder or file");
-  if (fs::is_regular_file(path) && (fs::path(path).extension() == ".gguf" || IsGgufFile(path))) {
-    if (!opt.lora.empty())
-      Fail(path, ": LoRA adapters apply to HF model folders, not GGUF files (merge first: elm ",
-           "merge-lora, then convert)");
-    return LoadModelFromGguf(path, opt);
-  }
-  if (!fs::is_directory(path))
-    Fail(path, ": expected a model folder (config.json + model.safetensors)");
+  SourceOptions so;
+  so.for_conversion = false;
+  auto src = std::make_shared<const ModelSource>(OpenModelSource(path, so));
+  if (src->format == "gguf" && !opt.lora.empty())
+    Fail(path, ": LoRA adapters apply to HF model folders, not GGUF files (merge first: elm ",
+         "merge-lora, then convert)");
   auto m = std::shared_ptr<Model>(new Model());
   m->path_ = path;
-  const std::string cfg_path = (fs::path(path) / "config.json").string();
-  if (!fs::exists(cfg_path)) Fail(path, ": no config.json in this folder");
-  m->config_ = LoadHfConfig(cfg_path);
-  m->store_ = std::make_unique<TensorStore>(path);
+  m->config_ = src->config;
+  m->source_ = src;
   const ModelConfig& c = m->config_;
-  const TensorStore& s = *m->store_;
-
-  const auto specs = ExpectedTensors(c);
-  std::set<std::string> expected;
-  for (const auto& spec : specs) expected.insert(spec.name);
-  // MLX-quantized folders (mlx-lm's layout): matrices are dequantized to f32 copies on load.
-  std::shared_ptr<MlxDequantizedStore> mlx;
-  if (const auto q = MlxQuantizationOfFile(cfg_path)) {
-    mlx = std::make_shared<MlxDequantizedStore>(s, *q);
-    m->keepalive_ = mlx;
-  }
-  // transformer.classifier.weight exists in some checkpoints and is never used by Apple's code.
-  for (const auto& [name, view] : s.all()) {
-    if (expected.count(name) || name == "transformer.classifier.weight") continue;
-    if (mlx && MlxDequantizedStore::IsCompanion(name)) continue;
-    if (name == "lm_head.weight" && c.tied_embeddings) continue;  // tied: the head is the embedding
-    std::fprintf(stderr, "warning: %s: ignoring unexpected tensor '%s'\n", path.c_str(),
-                 name.c_str());
-  }
 
   std::unique_ptr<LoraAdapter> lora;
   if (!opt.lora.empty()) lora = std::make_unique<LoraAdapter>(LoadLoraAdapter(opt.lora, c));
 
-  // Matrices in the stored type (mmapped), or converted into owned buffers.
-  // `split`: rows are later split at this boundary (proj_1's gate/up), which a packed matrix
-  // allows only at a multiple of 16. `adapt`: merge the LoRA adapter's update (if it has one for
-  // this tensor); `release`: nothing reads the stored tensor again.
-  auto mat = [&](const TensorView& v, int64_t split = 0, bool adapt = true,
-                 bool release = true) -> MatRef {
-    MatRef src = ToMat(v);
+  // A matrix in the stored type (mapped), or converted into an owned buffer; `converted` says
+  // which. `split`: rows are later split at this boundary (proj_1's gate/up), which a packed
+  // matrix allows only at a multiple of 16. `adapt`: merge the LoRA adapter's update (if it has
+  // one for this tensor).
+  bool converted = false;
+  auto mat = [&](const MatRef& stored, const std::string& name, int64_t split = 0,
+                 bool adapt = true) -> MatRef {
+    MatRef from = stored;
     std::vector<float> merged;
     int layer = 0;
     LoraTarget target;
-    if (adapt && lora && LoraTargetOf(v.name, &layer, &target) &&
+    if (adapt && lora && LoraTargetOf(name, &layer, &target) &&
         lora->layout.Get(layer, target, true) != nullptr) {
-      merged.resize(static_cast<size_t>(src.rows * src.cols));
-      ToF32(src.dtype, src.data, merged.data(), merged.size());
-      ELM_CHECK(MergeLora(*lora, v.name, merged.data(), src.rows, src.cols));
-      src = MatRef{DType::kF32, merged.data(), src.rows, src.cols};
+      merged.resize(static_cast<size_t>(from.rows * from.cols));
+      ToF32(from.dtype, from.data, merged.data(), merged.size());
+      ELM_CHECK(MergeLora(*lora, name, merged.data(), from.rows, from.cols));
+      from = MatRef{DType::kF32, merged.data(), from.rows, from.cols};
     }
-    const DType to = opt.weights ? *opt.weights : ToMat(v).dtype;
-    if (merged.empty() && to == src.dtype && KeepMapped(opt, to)) return src;
+    const DType to = opt.weights.value_or(stored.dtype);
+    if (merged.empty() && to == from.dtype && KeepMapped(opt, to)) return from;
+    converted = true;
     const bool pack = ShouldPack(opt) && split % kPackRows == 0;
-    const MatRef dst = ConvertMatrix(src, to, m->owned_, path, v.name, pack);
-    if (release) {
-      s.Evict(v);  // the file's pages for this tensor are not needed any more
-      if (mlx) mlx->Release(v.name);
-    }
-    return dst;
+    return ConvertMatrix(from, to, m->owned_, path, name, pack);
   };
-  size_t k = 0;
-  auto next = [&]() -> const TensorView& {
-    const TensorSpec& spec = specs[k++];
-    const TensorView* dq = mlx ? mlx->Find(spec.name) : nullptr;
-    if (dq != nullptr) return Checked(*dq, s.origin(), spec);
-    return Checked(s.Get(spec.name), s.origin(), spec);
-  };
-  const TensorView& emb = next();
   // PEFT keeps a tied output head at the base embedding when the embedding is adapted.
   const bool own_head = c.tied_embeddings && lora && lora->settings.has(LoraTarget::kEmbeddings);
-  if (own_head) m->lm_head_ = mat(emb, 0, /*adapt=*/false, /*release=*/false);
-  m->embeddings_ = mat(emb);
   m->layers_.resize(c.n_layers);
-  for (int i = 0; i < c.n_layers; ++i) {
-    LayerWeights& l = m->layers_[i];
-    l.attn_norm = ToVec(next());
-    l.qkv = mat(next());
-    if (c.qk_norm) {
-      l.q_norm = ToVec(next());
-      l.k_norm = ToVec(next());
-    }
-    l.out = mat(next());
-    l.ffn_norm = ToVec(next());
-    const int64_t F = c.layers[i].ffn_dim;
-    const MatRef proj1 = mat(next(), F);
-    if (c.ffn_with_glu) {
-      l.gate = proj1.Rows(0, F);
-      l.up = proj1.Rows(F, F);
+  for (size_t i = 0; i < src->tensors.size(); ++i) {
+    const SourceTensor t = src->Fetch(i);
+    const std::string& name = t.spec.name;
+    const Slot slot = m->SlotOf(t.spec);
+    converted = false;
+    if (slot.vec != nullptr) {
+      *slot.vec = ToVec(t);
+    } else if (slot.second_half == nullptr) {
+      if (t.spec.role == TensorRole::kEmbeddings && own_head)
+        m->lm_head_ = mat(ToMat(t), name, 0, /*adapt=*/false);
+      *slot.mat = mat(ToMat(t), name);
+    } else if (t.parts.size() == 2) {  // stored as two matrices (GGUF)
+      *slot.mat = mat(ToMat(t, 0), name);
+      *slot.second_half = mat(ToMat(t, 1), name);
     } else {
-      l.up = proj1;
+      const int64_t half = t.rows() / 2;
+      const MatRef whole = mat(ToMat(t), name, half);
+      *slot.mat = whole.Rows(0, half);
+      *slot.second_half = whole.Rows(half, half);
     }
-    l.down = mat(next());
+    if (converted) src->Release(i);  // the file's pages for this tensor are not needed any more
   }
-  m->final_norm_ = ToVec(next());
-  if (!own_head) m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(next());
-  ELM_CHECK(k == specs.size());
+  if (c.tied_embeddings && !own_head) m->lm_head_ = m->embeddings_;
   m->PackForKernels(opt);
   return m;
 }
@@ -247,27 +204,25 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
     }
     return r;
   };
-  const int64_t D = c.dim, V = c.vocab_size;
-  uint64_t salt = 1;
-  m->embeddings_ = mat(V, D, salt++);
-  m->lm_head_ = c.tied_embeddings ? m->embeddings_ : mat(V, D, salt++);
-  m->final_norm_.assign(static_cast<size_t>(D), 1.0f);
+  // Salts in the order the matrices have always been drawn: the embedding, the LM head, then
+  // each layer's in layout order.
+  uint64_t salt = c.tied_embeddings ? 2 : 3;
   m->layers_.resize(c.n_layers);
-  for (int i = 0; i < c.n_layers; ++i) {
-    LayerWeights& l = m->layers_[i];
-    const int64_t F = c.layers[i].ffn_dim;
-    l.attn_norm.assign(static_cast<size_t>(D), 1.0f);
-    l.ffn_norm.assign(static_cast<size_t>(D), 1.0f);
-    if (c.qk_norm) {
-      l.q_norm.assign(static_cast<size_t>(c.head_dim), 1.0f);
-      l.k_norm.assign(static_cast<size_t>(c.head_dim), 1.0f);
+  for (const TensorSpec& spec : ExpectedTensors(c)) {
+    const Slot slot = m->SlotOf(spec);
+    const int64_t rows = spec.shape[0], cols = spec.shape.size() > 1 ? spec.shape[1] : 1;
+    if (slot.vec != nullptr) {
+      slot.vec->assign(static_cast<size_t>(rows), 1.0f);
+    } else if (spec.role == TensorRole::kEmbeddings || spec.role == TensorRole::kLmHead) {
+      *slot.mat = mat(rows, cols, spec.role == TensorRole::kEmbeddings ? 1 : 2);
+    } else if (slot.second_half == nullptr) {
+      *slot.mat = mat(rows, cols, salt++);
+    } else {
+      *slot.mat = mat(rows / 2, cols, salt++);
+      *slot.second_half = mat(rows / 2, cols, salt++);
     }
-    l.qkv = mat(c.qkv_out(i), D, salt++);
-    l.out = mat(D, static_cast<int64_t>(c.layers[i].n_heads) * c.head_dim, salt++);
-    if (c.ffn_with_glu) l.gate = mat(F, D, salt++);
-    l.up = mat(F, D, salt++);
-    l.down = mat(D, F, salt++);
   }
+  if (c.tied_embeddings) m->lm_head_ = m->embeddings_;
   m->PackForKernels(opt);
   return m;
 }
@@ -338,10 +293,15 @@ void Model::PackForKernels(const LoadOptions& opt) {
   }
 }
 
-void Model::ForEachTensor(
-    const std::function<void(const TensorSpec&, const TensorView&)>& fn) const {
-  if (!store_) Fail(path_, ": this model was not loaded from a checkpoint");
-  for (const auto& spec : ExpectedTensors(config_)) fn(spec, store_->Get(spec.name));
+void Model::ForEachTensor(const std::function<void(const SourceTensor&)>& fn) const {
+  if (!source_) Fail(path_, ": this model was not loaded from a checkpoint");
+  for (const SourceTensor& t : source_->tensors) fn(t);
+}
+
+const TensorStore& Model::store() const {
+  if (!source_ || source_->store() == nullptr)
+    Fail(path_, ": this model was not loaded from a safetensors folder");
+  return *source_->store();
 }
 
 std::string Model::weights_dtype() const {

@@ -10,19 +10,12 @@
 #include <vector>
 
 #include "config/model_config.h"
+#include "config/tensor_layout.h"
+#include "io/model_source.h"
 #include "io/safetensors.h"
 #include "kernels/matmul.h"
 
 namespace elm {
-
-// One entry of the checkpoint layout: HF name and expected shape. The table drives loading,
-// validation, initialization and export.
-struct TensorSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  int layer = -1;  // -1 for model-level tensors
-};
-std::vector<TensorSpec> ExpectedTensors(const ModelConfig& cfg);
 
 struct LayerWeights {
   std::vector<float> attn_norm;  // [D]
@@ -52,7 +45,8 @@ struct LoadOptions {
   bool mmap = true;
   // A LoRA adapter folder (model/lora_adapter.h) merged into the weights at load: each targeted
   // matrix is widened to f32, W += s·B·A is added, and the result is stored in `weights` (or the
-  // stored type when unset). HF folders only. A tied output head keeps the base embedding.
+  // stored type when unset). HF and MLX folders only. A tied output head keeps the base
+  // embedding.
   std::string lora;
 };
 
@@ -62,14 +56,11 @@ struct LoadOptions {
 MatRef ConvertMatrix(const MatRef& src, DType to, std::vector<std::shared_ptr<uint8_t>>& owned,
                      const std::string& origin, const std::string& name, bool pack = false);
 
-class Model;
-// Implemented in model_gguf.cc: a single GGUF file (llama.cpp's OpenELM layout) as a Model.
-std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path, const LoadOptions& opt);
-
 class Model {
  public:
   // `path`: a folder with config.json and model.safetensors (or a sharded index) in HF or
-  // mlx-lm layout (MLX-quantized matrices are dequantized to f32), or a .gguf file.
+  // mlx-lm layout (MLX-quantized matrices are dequantized to f32), or a .gguf file: whatever
+  // OpenModelSource opens.
   static std::shared_ptr<const Model> Load(const std::string& path, const LoadOptions& opt = {});
 
   // A model with random weights (N(0, 0.02²) matrices, unit norms) held in memory, stored as
@@ -83,20 +74,31 @@ class Model {
   const MatRef& lm_head() const { return lm_head_; }        // [V, D] (= embeddings when tied)
   const std::vector<float>& final_norm() const { return final_norm_; }
   const LayerWeights& layer(int i) const { return layers_[i]; }
-  const TensorStore& store() const { return *store_; }
+  // The tensors of the HF or MLX folder it was loaded from, as stored (throws for other models).
+  const TensorStore& store() const;
   // Type of the big matrices as used for compute ("F32", "BF16", "Q8_0", ... or "mixed").
   std::string weights_dtype() const;
   size_t weights_bytes() const;  // bytes of all weight matrices and norms as held in memory
-  // Visits every tensor of the checkpoint layout with its stored view.
-  void ForEachTensor(const std::function<void(const TensorSpec&, const TensorView&)>& fn) const;
+  // Visits every tensor of the checkpoint layout as the source stores it (shape and type; the
+  // data of converted tensors may have been released).
+  void ForEachTensor(const std::function<void(const SourceTensor&)>& fn) const;
 
  private:
   ModelConfig config_;
   std::string path_;
-  std::unique_ptr<TensorStore> store_;
+  std::shared_ptr<const ModelSource> source_;  // what the matrices kept mapped point into
   MatRef embeddings_, lm_head_;
   std::vector<float> final_norm_;
   std::vector<LayerWeights> layers_;
+
+  // Where a tensor of the layout goes: a matrix, a matrix whose row halves are two (proj_1 with
+  // GLU: gate, up), or an f32 vector. The one binding of the layout to the fields above.
+  struct Slot {
+    MatRef* mat = nullptr;
+    MatRef* second_half = nullptr;
+    std::vector<float>* vec = nullptr;
+  };
+  Slot SlotOf(const TensorSpec& spec);
   // Lays the remaining Q8_0/Q4_0 matrices (e.g. a GGUF file's) out for the SIMD kernels
   // (MatRef::packed) when ShouldPack; the file's pages of each packed matrix are released.
   void PackForKernels(const LoadOptions& opt);
@@ -108,10 +110,6 @@ class Model {
   static bool KeepMapped(const LoadOptions& opt, DType stored);
 
   std::vector<std::shared_ptr<uint8_t>> owned_;  // converted or packed matrices
-  std::shared_ptr<const void> keepalive_;        // other storage the views point into (e.g. GGUF)
-
-  friend std::shared_ptr<const Model> LoadModelFromGguf(const std::string& path,
-                                                        const LoadOptions& opt);
 };
 
 }  // namespace elm

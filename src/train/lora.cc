@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <numbers>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
 #include "base/rng.h"
 #include "config/hf_config.h"
 #include "io/safetensors.h"
@@ -108,30 +111,28 @@ void FakeQuantizeBase(ParamSet& ps, DType t) {
 
 DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
                           const std::string& out, std::optional<DType> dtype) {
-  if (!fs::is_directory(base))
-    Fail(base, ": expected an HF model folder (config.json + model.safetensors)");
-  const std::string cfg_path = (fs::path(base) / "config.json").string();
-  if (!fs::exists(cfg_path)) Fail(base, ": no config.json in this folder");
-  const ModelConfig cfg = LoadHfConfig(cfg_path);
+  const ModelSource src = OpenModelSource(base);  // HF, MLX or GGUF
+  const ModelConfig& cfg = src.config;
   const LoraAdapter ad = LoadLoraAdapter(adapter, cfg);
-  const TensorStore store(base);
-  const std::string emb_name = "transformer.token_embeddings.weight";
-  if (!dtype) {
-    const TensorView& e = store.Get(emb_name);
-    dtype =
-        e.dtype && (*e.dtype == DType::kBF16 || *e.dtype == DType::kF16) ? *e.dtype : DType::kF32;
-  }
+  const DType emb_type = src.tensors.at(0).dtype;  // the layout starts with the embedding
+  if (!dtype) dtype = emb_type == DType::kBF16 || emb_type == DType::kF16 ? emb_type : DType::kF32;
   if (*dtype != DType::kF32 && *dtype != DType::kBF16 && *dtype != DType::kF16)
     Fail("merge-lora: the output type must be f32, bf16 or f16");
   ModelConfig oc = cfg;
   if (cfg.tied_embeddings && ad.settings.has(LoraTarget::kEmbeddings)) oc.tied_embeddings = false;
   ParamSet ps(oc);
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < src.tensors.size(); ++i) index[src.tensors[i].spec.name] = i;
   for (const ParamTensor& t : ps.tensors()) {
+    // A tied base's embedding also fills the untied lm_head.
     const bool head = t.spec.name == "lm_head.weight" && cfg.tied_embeddings;
-    const TensorView& v = store.Get(head ? emb_name : t.spec.name);
-    CheckWidenable(v, store.origin(), v.name, t.spec.shape);
+    const size_t i = index.at(head ? "transformer.token_embeddings.weight" : t.spec.name);
+    const SourceTensor st = src.Fetch(i);
+    ELM_CHECK(st.spec.shape == t.spec.shape);
+    const std::vector<uint8_t> f32 = ConvertTensor(st, DType::kF32);
+    src.Release(i);
     float* p = ps.params.data() + t.offset;
-    ToF32(*v.dtype, v.data, p, t.numel);
+    std::memcpy(p, f32.data(), f32.size());
     if (!head && t.spec.shape.size() == 2)
       MergeLora(ad, t.spec.name, p, t.spec.shape[0], t.spec.shape[1]);
   }
@@ -144,8 +145,9 @@ DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   WriteModelFolder(tmp.string(), ps, *dtype);
-  const fs::path tok = fs::path(base) / "tokenizer.json";
-  if (fs::exists(tok)) fs::copy_file(tok, tmp / "tokenizer.json");
+  if (!src.tokenizer_json.empty())
+    WriteFileAtomic((tmp / "tokenizer.json").string(), src.tokenizer_json.data(),
+                    src.tokenizer_json.size());
   if (fs::exists(dst)) fs::remove(dst);  // an empty folder
   fs::rename(tmp, dst);
   return *dtype;

@@ -1,7 +1,9 @@
 #include "train/params.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -92,6 +94,21 @@ void ParamSet::ReadWeights(const std::string& dir) {
 
 void LoadParams(ParamSet& ps, const TensorStore& store) {
   LoadSlab(ps, store, "", ps.params.data());
+}
+
+void LoadParams(ParamSet& ps, const ModelSource& src) {
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < src.tensors.size(); ++i) index[src.tensors[i].spec.name] = i;
+  for (const auto& t : ps.tensors()) {
+    const auto it = index.find(t.spec.name);
+    if (it == index.end()) Fail(src.origin, ": no tensor '", t.spec.name, "' for this config");
+    const SourceTensor st = src.Fetch(it->second);
+    if (st.spec.shape != t.spec.shape)
+      Fail(src.origin, ": tensor '", t.spec.name, "' has shape ", ShapeString(st.spec.shape),
+           "; this config needs ", ShapeString(t.spec.shape));
+    const std::vector<uint8_t> f32 = ConvertTensor(st, DType::kF32);
+    std::memcpy(ps.params.data() + t.offset, f32.data(), f32.size());
+  }
 }
 
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype) {

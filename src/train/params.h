@@ -57,6 +57,8 @@ class ParamSet : public TrainSlab {
 
 // Copies (widening to f32) every tensor of `store` into `ps.params`; shapes must match the table.
 void LoadParams(ParamSet& ps, const TensorStore& store);
+// The same from a model source (any layout io/model_source.h opens, quantized GGUFs included).
+void LoadParams(ParamSet& ps, const ModelSource& src);
 // Writes an HF model folder that every inference command loads: config.json (+ the weights as
 // model.safetensors in `dtype`). The folder must exist.
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype);

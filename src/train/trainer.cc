@@ -399,11 +399,11 @@ void Trainer::InitWeights() {
   const bool lora = cfg_.lora.enabled();
   ParamSet& ps = model_.params();
   if (lora || (!resumed_ && !cfg_.init_from.empty())) {
-    const ModelConfig given = LoadHfConfig((fs::path(cfg_.init_from) / "config.json").string());
-    if (ConfigToHfJson(given).dump() != ConfigToHfJson(cfg_.model).dump())
+    const ModelSource init = OpenModelSource(cfg_.init_from);  // HF, MLX or GGUF
+    if (ConfigToHfJson(init.config).dump() != ConfigToHfJson(cfg_.model).dump())
       Fail("elm.init_from ", cfg_.init_from, ": its config.json does not match the model of ",
            cfg_.origin);
-    LoadParams(ps, TensorStore(cfg_.init_from));
+    LoadParams(ps, init);
     if (lora && cfg_.lora_base_weights) FakeQuantizeBase(ps, *cfg_.lora_base_weights);
     if (lora && !resumed_) model_.lora()->Init(cfg_.seed);
     Say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg_.init_from);

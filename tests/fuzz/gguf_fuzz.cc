@@ -13,8 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const auto f = elm::GgufFile::FromBytes(data, size, "fuzz.gguf");
     for (const auto& [key, value] : f->metadata()) (void)value.ToString();
-    const elm::ModelConfig cfg = elm::ConfigFromGguf(*f);
-    (void)elm::MapGgufTensors(*f, cfg);
+    (void)elm::MapGgufTensors(*f, elm::ConfigFromGguf(*f));
+    (void)elm::MapGgufTensors(*f, elm::HfConfigFromGguf(*f));
     (void)elm::TokenizerFromGguf(*f);
   } catch (const elm::Error&) {
     // Rejected with a message naming the file: the expected outcome for most inputs.

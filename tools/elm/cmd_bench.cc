@@ -24,7 +24,7 @@ void RegisterBenchCommand(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* src = cmd->add_option_group("model", "What to run (one of)");
-  src->add_option("--model", o->model, "Model folder");
+  src->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file");
   src->add_option("--preset", o->preset,
                   "Random weights in memory with a released shape, e.g. OpenELM-270M");
   src->require_option(1);

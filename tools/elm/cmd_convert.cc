@@ -1,11 +1,11 @@
 // elm convert --model DIR_OR_GGUF --to gguf|mlx|hf --output PATH [--type T] [--q-bits N]
 // elm quantize --model DIR_OR_GGUF --type q8_0 --output FILE.gguf
-// Thin wrappers over io/gguf_convert.h; docs/formats.md describes the layouts.
+// Thin wrappers over io/convert.h; docs/formats.md describes the layouts.
 #include <cstdio>
 
 #include "base/error.h"
 #include "commands.h"
-#include "io/gguf_convert.h"
+#include "io/convert.h"
 
 namespace elm::cli {
 namespace {

@@ -25,7 +25,7 @@ struct ModelOpts {
 };
 
 void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
-  cmd->add_option("--model", o.model, "Model folder (HF layout)")->required();
+  cmd->add_option("--model", o.model, "Model folder (HF or MLX layout) or GGUF file")->required();
   cmd->add_option("--tokenizer", o.tokenizer,
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--context", o.context,

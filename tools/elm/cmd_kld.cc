@@ -20,7 +20,7 @@ void RegisterKldCommand(CLI::App& app) {
     int context = 128, max_tokens = 1024;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Model folder")->required();
+  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
   cmd->add_option("--weights", o->weights, "Type to compare: bf16, f16, q8_0, q4_0")->required();
   cmd->add_option("--file", o->file, "Text to score (tokenized with the model's tokenizer)")
       ->required();

@@ -16,7 +16,7 @@ void RegisterLogitsCommand(CLI::App& app) {
     bool reference = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Model folder")->required();
+  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
   cmd->add_option("--ids", o->ids, "Comma-separated token ids (nothing is prepended)")->required();
   cmd->add_option("--output", o->output, "Output file (raw float32, little-endian)")->required();
   cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
@@ -33,8 +33,8 @@ void RegisterLogitsCommand(CLI::App& app) {
     fo.all_logits = true;
     session.Forward(ids, logits, fo);
     WriteFileAtomic(o->output, logits.data(), logits.size() * sizeof(float));
-    std::fprintf(stderr, "wrote [%zu, %d] logits to %s\n", ids.size(),
-                 model->config().vocab_size, o->output.c_str());
+    std::fprintf(stderr, "wrote [%zu, %d] logits to %s\n", ids.size(), model->config().vocab_size,
+                 o->output.c_str());
   });
 }
 

@@ -42,7 +42,7 @@ void RegisterServe(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", kServeHelp);
   auto o = std::make_shared<ServeOpts>();
   auto& s = o->server;
-  cmd->add_option("--model", o->model, "Model folder (HF layout)")->required();
+  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
   cmd->add_option("--weights", o->weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);

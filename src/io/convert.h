@@ -1,0 +1,31 @@
+// Model conversion between the layouts elm reads: any ModelSource (an HF folder, an mlx-lm
+// folder, optionally MLX-quantized, or a GGUF file) written as GGUF, MLX or HF. Unquantized
+// tensors pass through byte for byte, so conversions between F32/F16/BF16 layouts are bit-exact.
+// Outputs appear atomically (docs/formats.md). The writers: io/gguf_convert.h (GGUF) and
+// io/mlx_folder.h (HF and MLX folders).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/dtype.h"
+#include "io/mlx_quant.h"
+#include "io/model_source.h"
+
+namespace elm {
+
+struct ConvertOptions {
+  std::string to;  // "gguf", "mlx" or "hf"
+  std::string output;
+  // Matrix type. GGUF: F32, F16, BF16, Q8_0 or Q4_0 (norms stay F32, as llama.cpp writes them);
+  // MLX and HF: F32, F16 or BF16 (all tensors). Unset: as stored, or the source's natural_type.
+  std::optional<DType> type;
+  std::optional<MlxQuantization> mlx_quant;  // MLX only: affine group quantization
+  std::string name;  // GGUF general.name (default: the source folder or file name)
+};
+
+// Converts `source` (opened for conversion, the default of OpenModelSource) as `opt` says.
+// Prints one line per written file to stderr when `verbose`.
+void ConvertModel(const ModelSource& source, const ConvertOptions& opt, bool verbose = false);
+
+}  // namespace elm
