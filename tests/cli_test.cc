@@ -30,7 +30,8 @@ std::string LastLine(const std::string& s) {
 }
 
 TEST(Cli, LogitsAndGenerateMatchReference) {
-  for (const char* name : {"a_tiny_qknorm_tied", "b_tiny_noqknorm_untied", "c_tiny_uniform_llamalike"}) {
+  for (const char* name :
+       {"a_tiny_qknorm_tied", "b_tiny_noqknorm_untied", "c_tiny_uniform_llamalike"}) {
     SCOPED_TRACE(name);
     const std::string dir = test::DataDir() + "/conformance/" + name;
     const json v = json::parse(ReadTextFile(dir + "/vectors.json"));
@@ -38,8 +39,8 @@ TEST(Cli, LogitsAndGenerateMatchReference) {
     const auto tokens = seq["tokens"].get<std::vector<int>>();
     const std::string tmp = test::TempDir("cli");
     std::string out, err;
-    ASSERT_EQ(test::RunElm("logits --model " + dir + " --ids " + Join(tokens) + " --output " +
-                               tmp + "/l.bin",
+    ASSERT_EQ(test::RunElm("logits --model " + dir + " --ids " + Join(tokens) + " --output " + tmp +
+                               "/l.bin",
                            &out, &err),
               0)
         << err;
@@ -78,9 +79,11 @@ TEST(Cli, InfoPrintsTotals) {
 
 TEST(Cli, BadInputExitsNonZeroWithMessage) {
   std::string out, err;
-  EXPECT_NE(test::RunElm("logits --model " + kTiny + " --ids 1,x,3 --output /dev/null", &out, &err), 0);
+  EXPECT_NE(test::RunElm("logits --model " + kTiny + " --ids 1,x,3 --output /dev/null", &out, &err),
+            0);
   EXPECT_NE(err.find("--ids"), std::string::npos) << err;
-  EXPECT_NE(test::RunElm("logits --model " + kTiny + " --ids 1,256 --output /dev/null", &out, &err), 0);
+  EXPECT_NE(test::RunElm("logits --model " + kTiny + " --ids 1,256 --output /dev/null", &out, &err),
+            0);
   EXPECT_NE(err.find("256"), std::string::npos) << err;
   std::vector<int> many(129, 5);  // max_context_length is 128
   EXPECT_NE(test::RunElm("logits --model " + kTiny + " --ids " + Join(many) + " --output /dev/null",
@@ -116,9 +119,9 @@ TEST(Cli, ChatTurnsKeepTheContext) {
     in << "Hello there\nHow are you?\n/reset\nAgain\n";
   }
   std::string out, err;
-  ASSERT_EQ(test::RunElm("chat --model " + model + " --verbose-prompt -n 3 --temp 0 < " + tmp +
-                             "/turns.txt",
-                         &out, &err),
+  ASSERT_EQ(test::RunElm(
+                "chat --model " + model + " --verbose-prompt -n 3 --temp 0 < " + tmp + "/turns.txt",
+                &out, &err),
             0)
       << err;
   // One "[N tokens: ...]" line per turn.

@@ -74,8 +74,7 @@ TEST(Config, HfJsonRoundTrip) {
 }
 
 json TinyJson() {
-  return json::parse(
-      ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/config.json"));
+  return json::parse(ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/config.json"));
 }
 
 std::string ErrorOf(const json& j) {
@@ -135,9 +134,11 @@ namespace {
 // Random edits of a valid config.json: ConfigFromHfJson/LoadHfConfig either accept the result or
 // throw elm::Error — never another exception, a crash, or an absurd allocation.
 TEST(Config, MutationFuzzOnlyThrowsElmError) {
-  const std::string src = ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/config.json");
+  const std::string src =
+      ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/config.json");
   std::mt19937 rng(99);
-  const char* junk[] = {"-1", "1e308", "99999999999", "\"x\"", "null", "[]", "{}", "true", "0.5", "7"};
+  const char* junk[] = {"-1", "1e308", "99999999999", "\"x\"", "null",
+                        "[]", "{}",    "true",        "0.5",   "7"};
   int errors = 0;
   for (int iter = 0; iter < 2000; ++iter) {
     std::string text = src;

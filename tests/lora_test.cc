@@ -1,8 +1,8 @@
-// LoRA fine-tuning (docs/openelm.md §6.10): the adapter's gradients against central differences (with and
-// without dropout), the adapted training forward against the merged model in the inference
-// Session, the adapter folder's round trip and its errors, the config keys, the adapter through
-// the shared slab path (optimizer, checkpoint), bit-exact resume, and the command line end to end
-// (elm train with LoRA, elm generate --lora, elm merge-lora).
+// LoRA fine-tuning (docs/openelm.md §6.10): the adapter's gradients against central differences
+// (with and without dropout), the adapted training forward against the merged model in the
+// inference Session, the adapter folder's round trip and its errors, the config keys, the adapter
+// through the shared slab path (optimizer, checkpoint), bit-exact resume, and the command line end
+// to end (elm train with LoRA, elm generate --lora, elm merge-lora).
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -138,7 +138,8 @@ TEST(ModelLoad, WrongDtypeAndShape) {
   }
   {
     // Replace the header dtype of one tensor with I32 (same byte size as F32).
-    std::string bytes = ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/model.safetensors");
+    std::string bytes =
+        ReadTextFile(test::DataDir() + "/conformance/a_tiny_qknorm_tied/model.safetensors");
     uint64_t n;
     std::memcpy(&n, bytes.data(), 8);
     std::string header = bytes.substr(8, n);
@@ -186,11 +187,12 @@ TEST(ModelLoad, ShardedCheckpointAndBf16) {
   int i = 0;
   for (const auto& [name, v] : orig.tensors()) {
     keep.emplace_back(static_cast<size_t>(v.numel()));
-    FromF32(DType::kBF16, static_cast<const float*>(v.data), keep.back().data(), keep.back().size());
+    FromF32(DType::kBF16, static_cast<const float*>(v.data), keep.back().data(),
+            keep.back().size());
     const bool first = (i++ % 2) == 0;
     (first ? s1 : s2).push_back({name, DType::kBF16, v.shape, keep.back().data()});
-    index["weight_map"][name] = first ? "model-00001-of-00002.safetensors"
-                                      : "model-00002-of-00002.safetensors";
+    index["weight_map"][name] =
+        first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
   WriteSafetensors(dir + "/model-00001-of-00002.safetensors", s1);
   WriteSafetensors(dir + "/model-00002-of-00002.safetensors", s2);

@@ -13,10 +13,12 @@ namespace elm {
 
 enum class DType { kF32, kF16, kBF16, kQ8_0, kQ4_0 };
 
-size_t DTypeSize(DType t);       // bytes per block (per element for the plain types)
-size_t DTypeBlock(DType t);      // elements per block: 1, or 32 for Q8_0/Q4_0
+size_t DTypeSize(DType t);   // bytes per block (per element for the plain types)
+size_t DTypeBlock(DType t);  // elements per block: 1, or 32 for Q8_0/Q4_0
 // Bytes of n elements (n must be a multiple of the block size).
-inline size_t DTypeBytes(DType t, size_t n) { return n / DTypeBlock(t) * DTypeSize(t); }
+inline size_t DTypeBytes(DType t, size_t n) {
+  return n / DTypeBlock(t) * DTypeSize(t);
+}
 const char* DTypeName(DType t);  // "F32", "F16", "BF16", "Q8_0", "Q4_0"
 // Accepts the names above (any case) and "float32"/"float16"/"bfloat16".
 std::optional<DType> ParseDType(std::string_view name);

@@ -31,7 +31,7 @@ template <typename... Args>
 }  // namespace elm
 
 // Internal invariant; unlike assert() it stays on in release builds.
-#define ELM_CHECK(cond)                                                                  \
-  do {                                                                                   \
+#define ELM_CHECK(cond)                                                                      \
+  do {                                                                                       \
     if (!(cond)) ::elm::Fail("internal error: ", #cond, " (", __FILE__, ":", __LINE__, ")"); \
   } while (0)

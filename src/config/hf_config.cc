@@ -24,7 +24,8 @@ int GetInt(const json& j, const std::string& key, const std::string& origin, boo
 
 double GetNumber(const json& j, const std::string& key, const std::string& origin, double def) {
   if (!j.contains(key) || j[key].is_null()) return def;
-  if (!j[key].is_number()) Fail(origin, ": field '", key, "' must be a number, got ", j[key].dump());
+  if (!j[key].is_number())
+    Fail(origin, ": field '", key, "' must be a number, got ", j[key].dump());
   return j[key].get<double>();
 }
 

@@ -22,9 +22,9 @@ struct ChatMessage {
 };
 
 struct ChatTemplateOptions {
-  bool at_start = true;              // beginning of the conversation: BOS, no leading newline
-  bool add_generation_prompt = true; // end with "\n<|assistant|>\n" for the model to answer
-  bool parse_special = false;        // parse special tokens written in message content
+  bool at_start = true;               // beginning of the conversation: BOS, no leading newline
+  bool add_generation_prompt = true;  // end with "\n<|assistant|>\n" for the model to answer
+  bool parse_special = false;         // parse special tokens written in message content
 };
 
 // Appends the tokens for `messages` to `out`. With at_start = false the messages continue a

@@ -1,4 +1,5 @@
-// FFN activations (docs/openelm.md §1.1): SwiGLU uses the FIRST half of proj_1's output as the gate.
+// FFN activations (docs/openelm.md §1.1): SwiGLU uses the FIRST half of proj_1's output as the
+// gate.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// Causal grouped-query attention over a KV cache (docs/openelm.md §1.5–1.6). Query head h reads KV head
-// h / (H / Hkv). The mask is bottom-right aligned: query t of a chunk that starts at position
+// Causal grouped-query attention over a KV cache (docs/openelm.md §1.5–1.6). Query head h reads KV
+// head h / (H / Hkv). The mask is bottom-right aligned: query t of a chunk that starts at position
 // `past` sees keys [0, past + t].
 #pragma once
 
@@ -15,9 +15,9 @@ void CausalAttention(float* out, const float* q, int T, int past, int n_heads, i
 
 // ---- Training attention over a batch [B, T], every row at positions 0..T-1. ----
 // Inputs are read in place from the fused projection rows: qkv is [B, T, (H + 2 Hkv) Dh] with
-// heads [0, H) queries, [H, H + Hkv) keys, then values (docs/openelm.md §1.4), queries and keys already
-// QK-normed and rotated. Only the per-row logsumexp is saved; the backward pass recomputes the
-// probabilities (flash-attention style), so memory stays O(B·H·T) rather than O(B·H·T²). Each
+// heads [0, H) queries, [H, H + Hkv) keys, then values (docs/openelm.md §1.4), queries and keys
+// already QK-normed and rotated. Only the per-row logsumexp is saved; the backward pass recomputes
+// the probabilities (flash-attention style), so memory stays O(B·H·T) rather than O(B·H·T²). Each
 // (row, head) is a handful of BLAS GEMMs over a [T, T] scratch block.
 
 // out: [B, T, H, Dh]; lse: [B, H, T] logsumexp of each query's scaled scores.

@@ -40,8 +40,8 @@ void GemmF16(float* y, int64_t ldy, const float* x, int64_t T, const uint16_t* w
     }
 }
 
-void GemmQ8_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ8_0* w,
-              int64_t nr, int64_t K) {
+void GemmQ8_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ8_0* w, int64_t nr,
+              int64_t K) {
   const int64_t nb = K / kQBlock;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t r = 0; r < nr; ++r) {
@@ -57,8 +57,8 @@ void GemmQ8_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ
     }
 }
 
-void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ4_0* w,
-              int64_t nr, int64_t K) {
+void GemmQ4_0(float* y, int64_t ldy, const BlockQ8_0* x, int64_t T, const BlockQ4_0* w, int64_t nr,
+              int64_t K) {
   const int64_t nb = K / kQBlock;
   for (int64_t t = 0; t < T; ++t)
     for (int64_t r = 0; r < nr; ++r) {
@@ -136,9 +136,9 @@ void QuantizeRowsQ8_0(const float* x, BlockQ8_0* y, int64_t n) {
 }  // namespace
 
 const CpuKernels& ScalarKernels() {
-  static const CpuKernels k{"scalar",    GemmBf16,    GemmF32,   GemmF16,
-                            GemmQ8_0,    GemmQ4_0,    GemmQ8_0x16, GemmQ4_0x16,
-                            F32ToBf16,   F16ToBf16,   F16ToF32Rows, QuantizeRowsQ8_0};
+  static const CpuKernels k{"scalar",  GemmBf16,  GemmF32,      GemmF16,
+                            GemmQ8_0,  GemmQ4_0,  GemmQ8_0x16,  GemmQ4_0x16,
+                            F32ToBf16, F16ToBf16, F16ToF32Rows, QuantizeRowsQ8_0};
   return k;
 }
 

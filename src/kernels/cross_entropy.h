@@ -1,5 +1,5 @@
-// Cross-entropy over the vocabulary with CoreNet's optional z-loss (docs/openelm.md §6.5; apple/corenet
-// loss_fn/language_modeling/cross_entropy.py):
+// Cross-entropy over the vocabulary with CoreNet's optional z-loss (docs/openelm.md §6.5;
+// apple/corenet loss_fn/language_modeling/cross_entropy.py):
 //   ce = mean over non-ignored rows of (logsumexp(logits) − logits[target])
 //   z  = z_coef · mean over non-ignored rows of logsumexp(logits)²          (z_coef = 1e-4)
 // Rows whose target equals ignore_index contribute nothing to either term and get zero gradient.

@@ -1,4 +1,5 @@
-// RMSNorm as OpenELM computes it: y = (x * rsqrt(mean(x²) + eps)) * w, in f32 (docs/openelm.md §1.2).
+// RMSNorm as OpenELM computes it: y = (x * rsqrt(mean(x²) + eps)) * w, in f32 (docs/openelm.md
+// §1.2).
 #pragma once
 
 #include <cstdint>

@@ -13,8 +13,8 @@ RopeTable::RopeTable(int head_dim, double base, int initial_positions) : head_di
   for (int j = 0; j < half; ++j) {
     // torch: 1.0 / (base ** (arange(0, Dh, 2).float() / Dh)), all in f32.
     const float e = static_cast<float>(2 * j) / static_cast<float>(head_dim);
-    const float p = static_cast<float>(std::pow(static_cast<double>(static_cast<float>(base)),
-                                                static_cast<double>(e)));
+    const float p = static_cast<float>(
+        std::pow(static_cast<double>(static_cast<float>(base)), static_cast<double>(e)));
     inv_freq_[j] = 1.0f / p;
   }
   Reserve(initial_positions);

@@ -2,8 +2,8 @@
 //   inv_freq[j] = 1 / base^(2j / Dh), θ = p · inv_freq[j], dims j and j + Dh/2 rotate together.
 #pragma once
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace elm {

@@ -358,6 +358,8 @@ $("input").focus();
 
 }  // namespace
 
-std::string_view ChatPageHtml() { return kPage; }
+std::string_view ChatPageHtml() {
+  return kPage;
+}
 
 }  // namespace elm::server

@@ -3,7 +3,8 @@
 // Two modes (docs/training.md):
 //   packed     every document becomes [BOS] ids [EOS]; all of them are concatenated into one
 //              stream cut into windows of T + 1 tokens (stride T). The default for plain text.
-//   documents  CoreNet's pipeline (docs/openelm.md §6.6): documents split into ≤ document_split_size-word
+//   documents  CoreNet's pipeline (docs/openelm.md §6.6): documents split into ≤
+//   document_split_size-word
 //              pieces, pieces with fewer than min_characters_per_text filter characters dropped,
 //              [BOS] ids [EOS] with fewer than min_tokens_per_text tokens dropped, the rest
 //              truncated to T + 1 tokens and right-padded. No packing.

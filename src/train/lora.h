@@ -1,5 +1,5 @@
-// Trainable LoRA parameters (docs/openelm.md §6.10): the adapter tensors of model/lora_adapter.h as a
-// TrainSlab (train/slab.h; the optimizer, clipping, MPI and checkpoint paths are the full
+// Trainable LoRA parameters (docs/openelm.md §6.10): the adapter tensors of model/lora_adapter.h as
+// a TrainSlab (train/slab.h; the optimizer, clipping, MPI and checkpoint paths are the full
 // model's), PEFT's initialization, and the dropout mask of the LoRA branch.
 #pragma once
 

@@ -1,7 +1,7 @@
 // AdamW with decoupled weight decay (torch.optim.AdamW, single-tensor path), global-norm gradient
-// clipping (torch.nn.utils.clip_grad_norm_) and CoreNet's learning-rate schedules (docs/openelm.md §6.3).
-// The exact formulas are in docs/training.md ("Model, loss and optimizer"). Each walks a TrainSlab
-// (train/slab.h), so full-parameter and LoRA training share them.
+// clipping (torch.nn.utils.clip_grad_norm_) and CoreNet's learning-rate schedules (docs/openelm.md
+// §6.3). The exact formulas are in docs/training.md ("Model, loss and optimizer"). Each walks a
+// TrainSlab (train/slab.h), so full-parameter and LoRA training share them.
 #pragma once
 
 #include <cmath>

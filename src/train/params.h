@@ -36,8 +36,8 @@ struct ModelSlots {
 };
 
 // Every tensor of a model as a TrainSlab, in the order of ExpectedTensors(cfg); weight decay on
-// tensors with ndim ≥ 2 (docs/openelm.md §6.4); the gradient norm in OpenELMForCausalLM.named_parameters()
-// order. Its checkpoint weights are an HF model folder.
+// tensors with ndim ≥ 2 (docs/openelm.md §6.4); the gradient norm in
+// OpenELMForCausalLM.named_parameters() order. Its checkpoint weights are an HF model folder.
 class ParamSet : public TrainSlab {
  public:
   // Lays out the tensors of `cfg` and allocates the parameter slab (zero). Gradients and moments

@@ -1,7 +1,7 @@
 // Training configuration read from CoreNet-style YAML (apple/corenet
-// projects/openelm/pretraining_configs, docs/openelm.md §6.1–6.2): nested keys, YAML anchors, `--set a.b.c=v`
-// overrides by dotted path. elm reads the CoreNet keys it implements, accepts (and lists) the ones
-// that have no effect in elm (ddp, fsdp, workers, ...), warns about keys it does
+// projects/openelm/pretraining_configs, docs/openelm.md §6.1–6.2): nested keys, YAML anchors,
+// `--set a.b.c=v` overrides by dotted path. elm reads the CoreNet keys it implements, accepts (and
+// lists) the ones that have no effect in elm (ddp, fsdp, workers, ...), warns about keys it does
 // not know, and rejects wrong types with an error naming the key. elm's own settings live under a
 // top-level `elm:` block; small models may spell out their shape under
 // model.language_modeling.general_gpt (docs/training.md lists every key).
@@ -37,8 +37,8 @@ struct TrainConfig {
   std::string model_name;  // preset name, "" when the shape is given in full
   ModelConfig model;       // resolved (layers derived)
   std::string init_from;   // elm.init_from: start from this HF checkpoint instead of random init
-  // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, docs/openelm.md §6.10): LoRA fine-tuning of
-  // the frozen init_from model; lora.enabled() is false for full training.
+  // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, docs/openelm.md §6.10): LoRA
+  // fine-tuning of the frozen init_from model; lora.enabled() is false for full training.
   LoraSettings lora;
   // elm.lora_base_weights: round the frozen base to this type's grid (q8_0, q4_0, bf16, f16;
   // fake quantization, FakeQuantizeBase); unset = the base as stored.

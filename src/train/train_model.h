@@ -1,7 +1,7 @@
 // The training forward and backward passes of OpenELM over a batch [B, T] (llm.c's six verbs:
 // build, forward, zero_grad, backward, update — the update lives in train/optimizer.h).
-// The forward pass computes exactly what Session::Forward computes (docs/openelm.md §1.1), but over B rows at
-// once, through BLAS, saving every activation the backward pass needs.
+// The forward pass computes exactly what Session::Forward computes (docs/openelm.md §1.1), but over
+// B rows at once, through BLAS, saving every activation the backward pass needs.
 #pragma once
 
 #include <array>
@@ -49,10 +49,10 @@ class TrainModel {
   // bf16 matrix products with f32 accumulation (common.mixed_precision); f32 by default.
   void set_mixed_precision(bool bf16) { gemm_.set_bf16(bf16); }
 
-  // LoRA fine-tuning (docs/openelm.md §6.10): every targeted linear computes x·Wᵀ + s·(drop(x)·Aᵀ)·Bᵀ, the
-  // token embedding (when targeted) adds s·(A[:, id])ᵀ·Bᵀ; params() become the frozen base (no
-  // gradients: Backward fills lora()->grads only, and params().grads need not be allocated). The
-  // adapter starts at zero (the caller runs lora()->Init or loads one).
+  // LoRA fine-tuning (docs/openelm.md §6.10): every targeted linear computes x·Wᵀ +
+  // s·(drop(x)·Aᵀ)·Bᵀ, the token embedding (when targeted) adds s·(A[:, id])ᵀ·Bᵀ; params() become
+  // the frozen base (no gradients: Backward fills lora()->grads only, and params().grads need not
+  // be allocated). The adapter starts at zero (the caller runs lora()->Init or loads one).
   void EnableLora(const LoraSettings& s);
   LoraParams* lora() { return lora_.get(); }
   const LoraParams* lora() const { return lora_.get(); }

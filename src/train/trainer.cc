@@ -277,7 +277,8 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
   if (root_) fs::create_directories(ckpt_root_);
   LoadData();
   model_.set_mixed_precision(cfg_.mixed_precision);
-  // LoRA (docs/openelm.md §6.10): the base weights are frozen, only the adapter has gradients and moments.
+  // LoRA (docs/openelm.md §6.10): the base weights are frozen, only the adapter has gradients and
+  // moments.
   if (cfg_.lora.enabled()) {
     LoraSettings ls = cfg_.lora;
     ls.base_model = cfg_.init_from;

@@ -4,7 +4,13 @@
 #include "kernels/cpu_kernels.h"
 
 namespace elm {
-const CpuKernels* Avx512Kernels() { return nullptr; }
-const CpuKernels* Avx2Kernels() { return nullptr; }
-const CpuKernels* NeonKernels() { return nullptr; }
+const CpuKernels* Avx512Kernels() {
+  return nullptr;
+}
+const CpuKernels* Avx2Kernels() {
+  return nullptr;
+}
+const CpuKernels* NeonKernels() {
+  return nullptr;
+}
 }  // namespace elm

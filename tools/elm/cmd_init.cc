@@ -1,5 +1,5 @@
-// elm init: a randomly initialized OpenELM checkpoint (CoreNet's init, docs/openelm.md §6.7) in the HF
-// layout, from a preset or the model section of a training config.
+// elm init: a randomly initialized OpenELM checkpoint (CoreNet's init, docs/openelm.md §6.7) in the
+// HF layout, from a preset or the model section of a training config.
 #include <cstdio>
 #include <filesystem>
 

@@ -25,5 +25,7 @@ struct CommandRegistry {
 
 }  // namespace elm::cli
 
-#define ELM_REGISTER_COMMAND(order, fn) \
-  static const ::elm::cli::CommandRegistry elm_register_##fn{order, fn}
+#define ELM_REGISTER_COMMAND(order, fn)                        \
+  static const ::elm::cli::CommandRegistry elm_register_##fn { \
+    order, fn                                                  \
+  }
