@@ -3,54 +3,51 @@
 #include "base/quant.h"
 
 #include <cctype>
+#include <iterator>
 #include <string>
 
 namespace elm {
 
+namespace {
+
+// One row per DType, in enum order: name, bytes per block, elements per block.
+struct DTypeInfo {
+  const char* name;
+  size_t block_bytes;
+  size_t block_elems;
+};
+// Q8_0: an f16 scale + 32 int8; Q4_0: an f16 scale + 16 bytes of nibbles.
+constexpr DTypeInfo kDTypes[] = {
+    {"F32", 4, 1}, {"F16", 2, 1}, {"BF16", 2, 1}, {"Q8_0", 34, 32}, {"Q4_0", 18, 32},
+};
+static_assert(std::size(kDTypes) == static_cast<size_t>(DType::kQ4_0) + 1);
+
+const DTypeInfo& Info(DType t) {
+  return kDTypes[static_cast<size_t>(t)];
+}
+
+}  // namespace
+
 size_t DTypeSize(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 4;
-    case DType::kF16:
-      return 2;
-    case DType::kBF16:
-      return 2;
-    case DType::kQ8_0:
-      return 34;  // f16 scale + 32 int8
-    case DType::kQ4_0:
-      return 18;  // f16 scale + 16 bytes of nibbles
-  }
-  return 0;
+  return Info(t).block_bytes;
 }
 
 size_t DTypeBlock(DType t) {
-  return (t == DType::kQ8_0 || t == DType::kQ4_0) ? 32 : 1;
+  return Info(t).block_elems;
 }
 
 const char* DTypeName(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return "F32";
-    case DType::kF16:
-      return "F16";
-    case DType::kBF16:
-      return "BF16";
-    case DType::kQ8_0:
-      return "Q8_0";
-    case DType::kQ4_0:
-      return "Q4_0";
-  }
-  return "?";
+  return Info(t).name;
 }
 
 std::optional<DType> ParseDType(std::string_view name) {
   std::string up(name);
   for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (up == "F32" || up == "FLOAT32") return DType::kF32;
-  if (up == "F16" || up == "FLOAT16") return DType::kF16;
-  if (up == "BF16" || up == "BFLOAT16") return DType::kBF16;
-  if (up == "Q8_0") return DType::kQ8_0;
-  if (up == "Q4_0") return DType::kQ4_0;
+  if (up == "FLOAT32") return DType::kF32;
+  if (up == "FLOAT16") return DType::kF16;
+  if (up == "BFLOAT16") return DType::kBF16;
+  for (size_t i = 0; i < std::size(kDTypes); ++i)
+    if (up == kDTypes[i].name) return static_cast<DType>(i);
   return std::nullopt;
 }
 

@@ -28,17 +28,8 @@ struct StEntry {
 };
 
 const char* StDTypeName(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return "F32";
-    case DType::kF16:
-      return "F16";
-    case DType::kBF16:
-      return "BF16";
-    default:
-      ELM_CHECK(false);
-  }
-  return "";
+  ELM_CHECK(t == DType::kF32 || t == DType::kF16 || t == DType::kBF16);
+  return DTypeName(t);  // safetensors' names of these three are elm's
 }
 
 const char* TorchDTypeName(DType t) {
