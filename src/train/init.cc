@@ -7,13 +7,6 @@
 
 namespace elm {
 
-namespace {
-bool EndsWith(const std::string& s, const char* suffix) {
-  const std::string x(suffix);
-  return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
-}
-}  // namespace
-
 void InitParams(ParamSet& ps, uint64_t seed) {
   const ModelConfig& c = ps.config();
   const double d_std = 1.0 / std::sqrt(static_cast<double>(c.dim));
@@ -28,8 +21,7 @@ void InitParams(ParamSet& ps, uint64_t seed) {
       for (size_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
       continue;
     }
-    const bool residual_out = EndsWith(t.spec.name, ".attn.out_proj.weight") ||
-                              EndsWith(t.spec.name, ".ffn.proj_2.weight");
+    const bool residual_out = t.spec.role == TensorRole::kOut || t.spec.role == TensorRole::kProj2;
     const double std = residual_out ? out_std : d_std;
     uint64_t mix = seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(k + 1));
     Rng rng(SplitMix64(mix));

@@ -13,36 +13,40 @@ namespace elm {
 namespace fs = std::filesystem;
 
 namespace {
-// A layer tensor's name suffix and the LayerSlots field it fills, in the order
+// A layer tensor's role and the LayerSlots field it fills, in the order
 // OpenELMForCausalLM.named_parameters() registers them (attn: qkv_proj, q_norm, k_norm,
 // out_proj; ffn: proj_1, proj_2; then ffn_norm, attn_norm).
 struct LayerField {
-  const char* suffix;
+  TensorRole role;
   float* LayerSlots::*slot;
 };
 constexpr LayerField kLayerFields[] = {
-    {".attn.qkv_proj.weight", &LayerSlots::qkv},  {".attn.q_norm.weight", &LayerSlots::q_norm},
-    {".attn.k_norm.weight", &LayerSlots::k_norm}, {".attn.out_proj.weight", &LayerSlots::out},
-    {".ffn.proj_1.weight", &LayerSlots::proj1},   {".ffn.proj_2.weight", &LayerSlots::proj2},
-    {".ffn_norm.weight", &LayerSlots::ffn_norm},  {".attn_norm.weight", &LayerSlots::attn_norm}};
+    {TensorRole::kQkv, &LayerSlots::qkv},          {TensorRole::kQNorm, &LayerSlots::q_norm},
+    {TensorRole::kKNorm, &LayerSlots::k_norm},     {TensorRole::kOut, &LayerSlots::out},
+    {TensorRole::kProj1, &LayerSlots::proj1},      {TensorRole::kProj2, &LayerSlots::proj2},
+    {TensorRole::kFfnNorm, &LayerSlots::ffn_norm}, {TensorRole::kAttnNorm, &LayerSlots::attn_norm}};
 constexpr int kLayerFieldCount = 8;
 
-// Index into kLayerFields of a layer tensor; throws for a name the table does not know.
+// Index into kLayerFields of a layer tensor.
 int FieldOf(const ParamTensor& t) {
   for (int k = 0; k < kLayerFieldCount; ++k)
-    if (t.spec.name.ends_with(kLayerFields[k].suffix)) return k;
-  Fail("internal error: unknown layer tensor ", t.spec.name);
+    if (t.spec.role == kLayerFields[k].role) return k;
+  Fail("internal error: ", t.spec.name, " is not a layer tensor");
 }
 
 // Position of a tensor in named_parameters(): the embeddings, per layer the fields above, then
 // the final norm and an untied lm_head.
 int TorchRank(const ParamTensor& t) {
-  const std::string& n = t.spec.name;
-  if (t.spec.layer < 0)
-    return n == "transformer.token_embeddings.weight" ? -1
-           : n == "lm_head.weight"                    ? 1 << 30
-                                                      : (1 << 30) - 1;
-  return t.spec.layer * kLayerFieldCount + FieldOf(t);
+  switch (t.spec.role) {
+    case TensorRole::kEmbeddings:
+      return -1;
+    case TensorRole::kFinalNorm:
+      return (1 << 30) - 1;
+    case TensorRole::kLmHead:
+      return 1 << 30;
+    default:
+      return t.spec.layer * kLayerFieldCount + FieldOf(t);
+  }
 }
 }  // namespace
 
@@ -61,20 +65,22 @@ ParamSet::ParamSet(ModelConfig cfg) : cfg_(std::move(cfg)) {
 ModelSlots ParamSet::Slots(float* slab) const {
   ModelSlots s;
   s.layers.resize(cfg_.n_layers);
-  // Dispatch on the name: the table (not this function) decides the layout.
+  // Dispatch on the role: the layout table (config/tensor_layout.h) decides what is there.
   for (const auto& t : tensors()) {
     float* p = slab + t.offset;
-    const std::string& n = t.spec.name;
-    if (t.spec.layer >= 0)
-      s.layers[t.spec.layer].*kLayerFields[FieldOf(t)].slot = p;
-    else if (n == "transformer.token_embeddings.weight")
-      s.embeddings = p;
-    else if (n == "transformer.norm.weight")
-      s.norm = p;
-    else if (n == "lm_head.weight")
-      s.lm_head = p;
-    else
-      Fail("internal error: unknown model tensor ", n);
+    switch (t.spec.role) {
+      case TensorRole::kEmbeddings:
+        s.embeddings = p;
+        break;
+      case TensorRole::kFinalNorm:
+        s.norm = p;
+        break;
+      case TensorRole::kLmHead:
+        s.lm_head = p;
+        break;
+      default:
+        s.layers[t.spec.layer].*kLayerFields[FieldOf(t)].slot = p;
+    }
   }
   if (cfg_.tied_embeddings) s.lm_head = s.embeddings;
   return s;
