@@ -12,11 +12,13 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 else
   mapfile -t files < <(find src tools tests bench -name '*.cc' -o -name '*.h' | sort)
 fi
+# One clang-format call over the tree; only when it fails, one call per file to name the culprits.
 bad=()
-for f in "${files[@]}"; do
-  [ -f "$f" ] || continue
-  clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")
-done
+if ! clang-format --dry-run --Werror "${files[@]}" >/dev/null 2>&1; then
+  for f in "${files[@]}"; do
+    clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")
+  done
+fi
 if [ ${#bad[@]} -gt 0 ]; then
   echo "check_format: ${#bad[@]} of ${#files[@]} files differ from .clang-format:"
   printf '  %s\n' "${bad[@]}"
