@@ -251,6 +251,20 @@ TEST(ServerReliability, AmbiguousContentLengthIs400AndCloses) {
   EXPECT_NE(got.find("HTTP/1.1 200", got.find("HTTP/1.1 200") + 1), std::string::npos) << got;
 }
 
+TEST(ServerReliability, HeadersOverTheLimitAre400) {
+  auto s = StartServer({});
+  RawConn conn(s->port());
+  ASSERT_TRUE(conn.connected());
+  std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 100; ++i)
+    req += "X-" + std::to_string(i) + ": " + std::string(1000, 'a') + "\r\n";
+  ASSERT_TRUE(conn.Send(req + "\r\n"));  // 100 KiB of headers, each line within httplib's limit
+  const std::string got = conn.ReadUntilClosed(5.0);
+  EXPECT_TRUE(got.starts_with("HTTP/1.1 400")) << got.substr(0, 200);
+  EXPECT_TRUE(conn.closed());
+  EXPECT_EQ(HealthStatus(s->port()), 200);
+}
+
 // ---- D1: slow clients ----------------------------------------------------------------------
 
 // ../shared/reliability/server/slowloris.py at a small scale: 17 connections (the default
@@ -280,7 +294,7 @@ TEST(ServerReliability, SlowlorisCannotTakeTheServerDown) {
   std::vector<double> closed_at(20, -1.0);
   int health_ok = 0, health_total = 0;
   double worst_health = 0;
-  for (int n = 0; SecondsSince(t0) < 4.0; ++n) {
+  for (int n = 0; SecondsSince(t0) < 5.0; ++n) {
     for (size_t i = 0; i < 20; ++i) {
       RawConn& c = i < 17 ? *header_conns[i] : *body_conns[i - 17];
       if (closed_at[i] >= 0) continue;
@@ -300,8 +314,9 @@ TEST(ServerReliability, SlowlorisCannotTakeTheServerDown) {
   int closed = 0;
   for (size_t i = 0; i < 20; ++i) {
     if (closed_at[i] >= 0) ++closed;
-    EXPECT_GE(closed_at[i], 0) << "connection " << i << " still open after 4 s";
-    EXPECT_LT(closed_at[i], 3.5) << "connection " << i;
+    // A connection picked up late (all 17 threads busy) may get its deadline 1 s late.
+    EXPECT_GE(closed_at[i], 0) << "connection " << i << " still open after 5 s";
+    EXPECT_LT(closed_at[i], 4.5) << "connection " << i;
   }
   EXPECT_EQ(closed, 20);
   EXPECT_EQ(HealthJson(port)["status"], "ok");

@@ -36,8 +36,6 @@ class GuardedHttpServer : public httplib::Server {
   // Hides httplib's: `handler` runs after this class's own checks of the request.
   GuardedHttpServer& set_pre_routing_handler(HandlerWithResponse handler);
 
-  ClientLimiter& limiter() { return limiter_; }
-
  private:
   bool process_and_close_socket(socket_t sock) override;
   StreamLimits StreamLimitsNow() const;
