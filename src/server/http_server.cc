@@ -17,6 +17,7 @@
 
 #include "server/api_error.h"
 #include "server/completion_routes.h"
+#include "server/guarded_http_server.h"
 #include "server/openai_request.h"
 #include "server/server_state.h"
 #include "server/web_page.h"
@@ -176,10 +177,12 @@ std::string DefaultModelId(const Model& model) {
 
 struct Server::Impl {
   Impl(std::shared_ptr<const Model> model, Tokenizer tok, ServerOptions opt)
-      : st(std::move(model), std::move(tok), std::move(opt)) {}
+      : st(std::move(model), std::move(tok), std::move(opt)),
+        http(ConnectionLimits{st.options.header_timeout_s, st.options.body_timeout_s,
+                              st.options.max_waiting_per_client}) {}
 
   ServerState st;
-  httplib::Server http;
+  GuardedHttpServer http;  // httplib with per-request deadlines and per-client limits
   int bound_port = -1;
   int listen_fd = -1;  // httplib's listening socket, seen by the socket-options callback
   std::atomic<bool> run_entered{false};  // Run() began (so Stop() must wait for listening)
@@ -193,8 +196,11 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
     Fail("the tokenizer has ", tokenizer.vocab_size(), " tokens but the model's vocabulary has ",
          model->config().vocab_size, "; pass a matching --tokenizer");
   if (options.port < 0 || options.port > 65535) Fail("--port must be in [0, 65535]");
-  if (options.read_timeout_s <= 0 || options.write_timeout_s <= 0)
+  if (options.read_timeout_s <= 0 || options.write_timeout_s <= 0 ||
+      options.header_timeout_s <= 0 || options.body_timeout_s <= 0)
     Fail("server timeouts must be positive");
+  if (options.max_waiting_per_client <= 0)
+    Fail("--max-waiting-per-client must be positive, got ", options.max_waiting_per_client);
   if (options.threads < 0) Fail("--threads must be >= 0, got ", options.threads);
   impl_ = std::make_unique<Impl>(std::move(model), std::move(tokenizer), std::move(options));
   ServerState& st = impl_->st;
@@ -212,7 +218,7 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
   // built by Debian) sends without MSG_NOSIGNAL, so the signal must be ignored process-wide.
   std::signal(SIGPIPE, SIG_IGN);
 
-  httplib::Server& http = impl_->http;
+  GuardedHttpServer& http = impl_->http;
   // Every queued or generating request holds a connection thread; the rest serve /health, the
   // page, tokenization and 503s while the slots are busy.
   const int threads = opt.http_threads > 0 ? opt.http_threads : opt.parallel + opt.queue + 8;

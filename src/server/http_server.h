@@ -25,6 +25,9 @@ struct ServerOptions {
   int read_timeout_s = 10;           // a client silent this long while sending gets 400
   int write_timeout_s = 10;          // a client not reading this long is dropped
   int keep_alive_timeout_s = 2;      // idle keep-alive connections close after this
+  int header_timeout_s = 10;         // a request's line and headers must arrive within this
+  int body_timeout_s = 10;           // its body within this + 1 s per 64 KiB of Content-Length
+  int max_waiting_per_client = 4;    // connections one address may keep waiting on it over 1 s
   int http_threads = 0;              // 0: parallel + queue + 8 (see docs/server.md)
   int threads = 0;                   // OpenMP threads per generating request; 0: cores / parallel
   bool log_requests = false;         // one line per request on stderr

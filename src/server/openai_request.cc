@@ -3,6 +3,8 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "server/api_error.h"
 
@@ -225,13 +227,75 @@ std::string MessageContent(const json& content, size_t index) {
   return text;
 }
 
+// Follows a second parse of a body that failed to parse, to name the field the failure is in:
+// "max_tokens", "messages[1].content", "logit_bias.42" (empty at the top level). Used only on the
+// error path, so valid bodies are parsed once.
+class FailedFieldFinder : public nlohmann::json_sax<json> {
+ public:
+  const std::string& path() const { return path_; }
+
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
+  bool string(string_t&) override { return Value(); }
+  bool binary(binary_t&) override { return Value(); }
+  bool start_object(std::size_t) override { return Open(false); }
+  bool start_array(std::size_t) override { return Open(true); }
+  bool key(string_t& k) override {
+    levels_.back().key = k;
+    return true;
+  }
+  bool end_object() override { return Close(); }
+  bool end_array() override { return Close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    for (const Level& l : levels_) {
+      if (l.array)
+        path_ += "[" + std::to_string(l.index) + "]";
+      else
+        path_ += (path_.empty() ? "" : ".") + l.key;
+    }
+    return false;
+  }
+
+ private:
+  struct Level {
+    bool array = false;
+    std::string key;   // objects: the member being read
+    size_t index = 0;  // arrays: the element being read
+  };
+  bool Value() {
+    if (!levels_.empty() && levels_.back().array) ++levels_.back().index;
+    return true;
+  }
+  bool Open(bool array) {
+    levels_.push_back({array, {}, 0});
+    return true;
+  }
+  bool Close() {
+    levels_.pop_back();
+    return Value();
+  }
+  std::vector<Level> levels_;
+  std::string path_;
+};
+
 }  // namespace
 
 json ParseJsonBody(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::out_of_range& e) {
+    // A number beyond double's range (1e400): the syntax is valid, the value is not representable.
+    FailedFieldFinder finder;
+    json::sax_parse(body, &finder);
+    const std::string& field = finder.path();
+    if (field.empty())
+      throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
+    BadParam(field, "'" + field + "' holds a number too large to represent: " + e.what());
+  } catch (const json::exception& e) {
     // nlohmann's messages name the byte offset, which is what a client needs to find the fault.
     throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
   }

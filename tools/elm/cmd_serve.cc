@@ -80,6 +80,19 @@ void RegisterServe(CLI::App& app) {
                   "response")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  cmd->add_option("--header-timeout", s.header_timeout_s,
+                  "Seconds within which a request's line and headers must all arrive")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--body-timeout", s.body_timeout_s,
+                  "Seconds within which a request's body must arrive, plus 1 s per 64 KiB")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--max-waiting-per-client", s.max_waiting_per_client,
+                  "Connections one client address may keep waiting on it for over 1 s (a slow "
+                  "request or an idle keep-alive); more are closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--threads", s.threads,
                   "OpenMP threads per generating request (default: cores / --parallel, at least 1)")
       ->check(CLI::Range(1, 1024));
