@@ -49,6 +49,8 @@ if ! cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" >"$probe/build.log" 2>&1; then
 fi
 echo "fuzz smoke: build $(($(date +%s) - build_start)) s; $SECONDS_PER_TARGET s per target"
 
+# libFuzzer runs one input at a time: one OpenMP thread keeps the runs comparable on shared CI cores.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 failed=0
 printf '%-22s %12s %8s  %s\n' target execs cov result
 for t in $TARGETS; do
@@ -72,8 +74,8 @@ for t in $TARGETS; do
   fi
   printf '%-22s %12s %8s  %s\n' "$t" "${execs:-?}" "${cov:-?}" "$result"
   if [ "$result" != pass ]; then
-    grep -m1 -A12 -E '==ERROR|ELM_CHECK reached|escaped exception|runtime error|does not round-trip|StreamDecoder gives|out-of-memory|ALARM|deadly signal' \
-      "$work/log" | sed 's/^/    /'
+    grep -m1 -A6 -E '==ERROR|ELM_CHECK reached|escaped exception|runtime error|does not round-trip|StreamDecoder gives|out-of-memory|ALARM|deadly signal' \
+      "$work/log" | cut -c1-200 | sed 's/^/    /'
     [ -n "$crash" ] && echo "    crash file: $work/artifacts/$crash (reproduce: $BUILD/$t $work/artifacts/$crash)"
     echo "    full log: $work/log"
   fi
