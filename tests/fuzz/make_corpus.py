@@ -153,6 +153,10 @@ def main():
     t["normalizer"] = None
     t["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first"}
     put("tokenizer_json_fuzz", "pair_merges_metaspace.json", json.dumps(t))
+    t = tiny_tokenizer()
+    t["model"]["dropout"] = 0.0
+    t["model"]["continuing_subword_prefix"] = None
+    put("tokenizer_json_fuzz", "dropout_zero.json", json.dumps(t))
 
     # config.json
     put("hf_config_fuzz", "tiny_qknorm_tied.json", cfg_text)
