@@ -57,10 +57,16 @@ for t in $TARGETS; do
   work=$BUILD/smoke/$t
   rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts"
   cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/corpus/" 2>/dev/null
+  dict=()
+  case $t in
+    safetensors_fuzz | tokenizer_json_fuzz | hf_config_fuzz | mlx_meta_fuzz | openai_request_fuzz)
+      dict=(-dict="$ROOT/tests/fuzz/dict/json.dict") ;;
+    train_yaml_fuzz) dict=(-dict="$ROOT/tests/fuzz/dict/yaml.dict") ;;
+  esac
   # -timeout: one input running 30 s counts as a hang; stdout/stderr of the target are closed
   # (libFuzzer and the sanitizers keep reporting on a duplicate of stderr).
   "$BUILD/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 \
-    -print_final_stats=1 -close_fd_mask=3 -artifact_prefix="$work/artifacts/" "$work/corpus" \
+    -print_final_stats=1 -close_fd_mask=3 -artifact_prefix="$work/artifacts/" "${dict[@]}" "$work/corpus" \
     >"$work/log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
