@@ -61,7 +61,7 @@ void WriteCache(const std::string& path, const std::vector<int32_t>& data, int w
                             static_cast<uint64_t>(st.tokens)};
   std::memcpy(buf.data() + 8, &w, 4);
   std::memcpy(buf.data() + 16, head, sizeof head);
-  std::memcpy(buf.data() + kCacheHeader, data.data(), data.size() * 4);
+  if (!data.empty()) std::memcpy(buf.data() + kCacheHeader, data.data(), data.size() * 4);
   WriteFileAtomic(path, buf.data(), buf.size());
 }
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Smoke run of every libFuzzer target (tests/fuzz/README.md): builds the fuzz project when needed,
+# then runs each target for SECONDS seconds (default 30) on a copy of its seed corpus and prints
+# executions, coverage and pass/fail per target. Exits 1 if any target crashed (the crash file is
+# printed and kept), 77 when clang++ or libFuzzer is missing (a CI skip), 2 on a build failure.
+#   tests/fuzz/smoke.sh [SECONDS]
+# Environment: FUZZ_BUILD_DIR (default build/fuzz), FUZZ_TARGETS (space-separated subset),
+# FUZZ_JOBS (build parallelism, default 2), CXX (default clang++).
+set -u
+SECONDS_PER_TARGET=${1:-30}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
+CXX_BIN=${CXX:-clang++}
+ALL_TARGETS="safetensors_fuzz gguf_fuzz tokenizer_json_fuzz hf_config_fuzz mlx_meta_fuzz
+  train_yaml_fuzz dataset_fuzz openai_request_fuzz chat_template_fuzz"
+TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
+
+if ! command -v "$CXX_BIN" >/dev/null 2>&1; then
+  echo "fuzz smoke: SKIPPED: $CXX_BIN not found (the fuzz targets need clang with libFuzzer)"
+  exit 77
+fi
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' \
+  >"$probe/p.cc"
+if ! "$CXX_BIN" -fsanitize=fuzzer,address,undefined "$probe/p.cc" -o "$probe/p" 2>"$probe/err"; then
+  echo "fuzz smoke: SKIPPED: $CXX_BIN cannot link -fsanitize=fuzzer (libFuzzer missing):"
+  head -3 "$probe/err"
+  exit 77
+fi
+
+launcher=()
+command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+if [ ! -f "$BUILD/build.ninja" ] && [ ! -f "$BUILD/Makefile" ]; then
+  gen=()
+  command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+  cmake -S "$ROOT/tests/fuzz" -B "$BUILD" "${gen[@]}" -DCMAKE_CXX_COMPILER="$CXX_BIN" \
+    "${launcher[@]}" >"$probe/configure.log" 2>&1 || {
+    cat "$probe/configure.log"
+    echo "fuzz smoke: FAILED to configure tests/fuzz"
+    exit 2
+  }
+fi
+build_start=$(date +%s)
+if ! cmake --build "$BUILD" -j "${FUZZ_JOBS:-2}" >"$probe/build.log" 2>&1; then
+  tail -40 "$probe/build.log"
+  echo "fuzz smoke: FAILED to build tests/fuzz"
+  exit 2
+fi
+echo "fuzz smoke: build $(($(date +%s) - build_start)) s; $SECONDS_PER_TARGET s per target"
+
+# libFuzzer runs one input at a time: one OpenMP thread keeps the runs comparable on shared CI cores.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+failed=0
+printf '%-22s %12s %8s  %s\n' target execs cov result
+for t in $TARGETS; do
+  work=$BUILD/smoke/$t
+  rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts"
+  cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/corpus/" 2>/dev/null
+  dict=()
+  case $t in
+    safetensors_fuzz | tokenizer_json_fuzz | hf_config_fuzz | mlx_meta_fuzz | openai_request_fuzz)
+      dict=(-dict="$ROOT/tests/fuzz/dict/json.dict") ;;
+    train_yaml_fuzz) dict=(-dict="$ROOT/tests/fuzz/dict/yaml.dict") ;;
+  esac
+  # -timeout: one input running 30 s counts as a hang; stdout/stderr of the target are closed
+  # (libFuzzer and the sanitizers keep reporting on a duplicate of stderr).
+  "$BUILD/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 \
+    -print_final_stats=1 -close_fd_mask=3 -artifact_prefix="$work/artifacts/" "${dict[@]}" "$work/corpus" \
+    >"$work/log" 2>&1
+  rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$work/log" | tail -1 | cut -d' ' -f2)
+  crash=$(ls "$work/artifacts/" 2>/dev/null | head -1)
+  if [ "$rc" -eq 0 ] && [ -z "$crash" ]; then
+    result=pass
+  else
+    result="FAIL (exit $rc)"
+    failed=1
+  fi
+  printf '%-22s %12s %8s  %s\n' "$t" "${execs:-?}" "${cov:-?}" "$result"
+  if [ "$result" != pass ]; then
+    grep -m1 -A6 -E '==ERROR|ELM_CHECK reached|escaped exception|runtime error|does not round-trip|StreamDecoder gives|out-of-memory|ALARM|deadly signal' \
+      "$work/log" | cut -c1-200 | sed 's/^/    /'
+    [ -n "$crash" ] && echo "    crash file: $work/artifacts/$crash (reproduce: $BUILD/$t $work/artifacts/$crash)"
+    echo "    full log: $work/log"
+  fi
+done
+exit $failed
