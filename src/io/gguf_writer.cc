@@ -78,8 +78,14 @@ class Buffer {
         return;
       case GgufType::kArray:
         Put<uint32_t>(static_cast<uint32_t>(v.elem));
-        Put<uint64_t>(v.items.size());
-        for (const auto& it : v.items) PutValue(it);
+        Put<uint64_t>(v.size());
+        if (v.elem == GgufType::kArray) {
+          for (const auto& it : v.items) PutValue(it);
+        } else if (v.elem == GgufType::kString) {
+          for (size_t i = 0; i < v.size(); ++i) PutString(std::string(v.StrAt(i)));
+        } else {
+          bytes.insert(bytes.end(), v.str.begin(), v.str.end());  // packed little-endian
+        }
         return;
       case GgufType::kU8:
       case GgufType::kI8:

@@ -1,0 +1,159 @@
+// Regression tests for the defects that hostile inputs and fault injection found (issue 19,
+// docs/reliability.md): each test is built from the defect's reproducer.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/dtype.h"
+#include "base/error.h"
+#include "base/mmap_file.h"
+#include "base/quant.h"
+#include "generation/generator.h"
+#include "io/gguf.h"
+#include "io/gguf_writer.h"
+#include "io/mlx_quant.h"
+#include "io/safetensors.h"
+#include "model/model.h"
+#include "report/loss_plot.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+#include "train/checkpoint.h"
+#include "train/dataset.h"
+#include "train/train_config.h"
+#include "train/train_log.h"
+
+namespace elm {
+namespace {
+namespace fs = std::filesystem;
+
+[[maybe_unused]] std::string Repro(const std::string& name) {
+  return test::DataDir() + "/reliability/" + name;
+}
+
+// The message of the elm::Error that `fn` throws ("" and a test failure when it throws none).
+template <typename Fn>
+[[maybe_unused]] std::string ErrorOf(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no elm::Error thrown";
+  return "";
+}
+
+[[maybe_unused]] bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+[[maybe_unused]] std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+[[maybe_unused]] void WriteAll(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// A pid that is not running: a child that has exited and been reaped.
+[[maybe_unused]] pid_t DeadPid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+[[maybe_unused]] int OpenFds() {
+  int n = 0;
+  for (const auto& e : fs::directory_iterator("/proc/self/fd")) n += e.path().empty() ? 0 : 1;
+  return n;
+}
+
+template <typename T>
+[[maybe_unused]] void Put(std::vector<uint8_t>& b, T v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&v);
+  b.insert(b.end(), p, p + sizeof(T));
+}
+
+// "GGUF" v3, no tensors, one key `name` holding an array of `n` elements of `elem`, each
+// element's bytes made by `fill`.
+[[maybe_unused]] std::vector<uint8_t> GgufWithArray(const std::string& name, GgufType elem,
+                                                    uint64_t n, size_t elem_bytes, uint8_t fill) {
+  std::vector<uint8_t> b = {'G', 'G', 'U', 'F'};
+  Put<uint32_t>(b, 3);
+  Put<uint64_t>(b, 0);  // tensors
+  Put<uint64_t>(b, 1);  // metadata
+  Put<uint64_t>(b, name.size());
+  b.insert(b.end(), name.begin(), name.end());
+  Put<uint32_t>(b, static_cast<uint32_t>(GgufType::kArray));
+  Put<uint32_t>(b, static_cast<uint32_t>(elem));
+  Put<uint64_t>(b, n);
+  b.resize(b.size() + n * elem_bytes, fill);
+  return b;
+}
+
+// D2: a u8 metadata array cost ~80x its size (a GgufValue per byte). Now scalar arrays are packed:
+// the parsed value holds about the array's bytes, and the elements still read back.
+TEST(ReliabilityD2, GgufScalarArrayCostsAboutItsSize) {
+  const uint64_t n = 4u << 20;  // 4 MiB of u8 (the reproducer: 1 MB; 40 MB peaked at 3.3 GB)
+  std::vector<uint8_t> bytes = GgufWithArray("x.big", GgufType::kU8, n, 1, 0);
+  bytes[bytes.size() - 1] = 7;
+  auto f = GgufFile::FromBytes(bytes.data(), bytes.size(), "u8_array.gguf");
+  const GgufValue& v = f->GetArray("x.big", GgufType::kU8);
+  EXPECT_EQ(v.size(), n);
+  EXPECT_LE(v.HeapBytes(), n + 4096);
+  EXPECT_EQ(v.At(n - 1).AsInt(), 7);
+  EXPECT_EQ(v.At(0).AsInt(), 0);
+}
+
+TEST(ReliabilityD2, GgufStringAndFloatArraysPackedAndReadable) {
+  // 1M empty strings: 8 bytes each in the file, 8 bytes each (an end offset) in memory.
+  const uint64_t n = 1u << 20;
+  std::vector<uint8_t> bytes = GgufWithArray("tokenizer.ggml.tokens", GgufType::kString, n, 8, 0);
+  auto f = GgufFile::FromBytes(bytes.data(), bytes.size(), "strs.gguf");
+  const GgufValue& v = f->GetArray("tokenizer.ggml.tokens", GgufType::kString);
+  EXPECT_EQ(v.size(), n);
+  EXPECT_LE(v.HeapBytes(), 2 * bytes.size());
+  EXPECT_EQ(v.StrAt(n - 1), "");
+
+  // f32 values survive the packed storage bit-exactly.
+  std::vector<uint8_t> fb = GgufWithArray("s", GgufType::kF32, 3, 4, 0);
+  const float vals[3] = {-1.5f, 0.25f, 3e38f};
+  std::memcpy(fb.data() + fb.size() - sizeof vals, vals, sizeof vals);
+  auto g = GgufFile::FromBytes(fb.data(), fb.size(), "f32.gguf");
+  const GgufValue& s = g->GetArray("s", GgufType::kF32);
+  ASSERT_EQ(s.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(static_cast<float>(s.At(i).AsDouble()), vals[i]);
+}
+
+TEST(ReliabilityD2, GgufNestedArrayBombRejectedWithinBudget) {
+  // 1M empty nested arrays (12 bytes each in the file) would need a GgufValue (~120 bytes) each.
+  const uint64_t n = 1u << 20;
+  std::vector<uint8_t> b = GgufWithArray("x.nested", GgufType::kArray, n, 12, 0);
+  try {
+    GgufFile::FromBytes(b.data(), b.size(), "nested.gguf");
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested.gguf"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("x.nested"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ReliabilityD2, GgufBoolArrayValuesChecked) {
+  std::vector<uint8_t> b = GgufWithArray("flags", GgufType::kBool, 4, 1, 1);
+  b.back() = 2;
+  EXPECT_THROW(GgufFile::FromBytes(b.data(), b.size(), "bool.gguf"), Error);
+}
+
+}  // namespace
+}  // namespace elm
