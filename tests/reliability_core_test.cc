@@ -240,5 +240,16 @@ TEST(ReliabilityD4, OddHeaderSafetensorsModelMatchesAligned) {
   EXPECT_EQ(test::AllLogits(ma, tokens), test::AllLogits(mo, tokens));
 }
 
+// ---- D5: token cache size check ----
+
+TEST(ReliabilityD5, CacheCountThatWrapsIsRejected) {
+  for (const char* f : {"cache_count_overflow_oob.samples", "cache_count_bitflip.samples"}) {
+    const std::string path = Repro(f);
+    const std::string msg = ErrorOf([&] { SampleSet::FromCache(path); });
+    EXPECT_TRUE(Has(msg, path)) << msg;
+    EXPECT_TRUE(Has(msg, "sample cache")) << msg;
+  }
+}
+
 }  // namespace
 }  // namespace elm
