@@ -251,5 +251,17 @@ TEST(ReliabilityD5, CacheCountThatWrapsIsRejected) {
   }
 }
 
+// ---- D6: tokenizer.json number overflow ----
+
+TEST(ReliabilityD6, TokenizerJsonNumberOverflowNamesFileAndField) {
+  const std::string path = Repro("number_overflow_tokenizer.json");
+  const std::string msg = ErrorOf([&] { Tokenizer::FromFile(path); });
+  EXPECT_TRUE(Has(msg, path)) << msg;
+  EXPECT_TRUE(Has(msg, "version")) << msg;
+  const std::string nested =
+      ErrorOf([] { Tokenizer::FromJson(R"({"model": {"vocab": {"a": 1e999}}})", "t.json"); });
+  EXPECT_TRUE(Has(nested, "t.json: model.vocab.a")) << nested;
+}
+
 }  // namespace
 }  // namespace elm
