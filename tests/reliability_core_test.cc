@@ -263,5 +263,17 @@ TEST(ReliabilityD6, TokenizerJsonNumberOverflowNamesFileAndField) {
   EXPECT_TRUE(Has(nested, "t.json: model.vocab.a")) << nested;
 }
 
+// ---- D7: complex YAML key ----
+
+TEST(ReliabilityD7, ComplexYamlKeyNamesFileLineAndKey) {
+  const std::string path = Repro("complex_yaml_key.yaml");
+  const std::string msg = ErrorOf([&] { LoadTrainConfig(path); });
+  EXPECT_TRUE(Has(msg, path)) << msg;
+  EXPECT_TRUE(Has(msg, "line 48")) << msg;
+  EXPECT_TRUE(Has(msg, "train_data_info[0]")) << msg;
+  const std::string top = ErrorOf([] { ParseTrainConfig("? [a, b]\n: 1\n", "c.yaml", {}, false); });
+  EXPECT_TRUE(Has(top, "c.yaml: line 1")) << top;
+}
+
 }  // namespace
 }  // namespace elm
