@@ -275,5 +275,54 @@ TEST(ReliabilityD7, ComplexYamlKeyNamesFileLineAndKey) {
   EXPECT_TRUE(Has(top, "c.yaml: line 1")) << top;
 }
 
+// ---- D8: training log writes and torn lines ----
+
+TEST(ReliabilityD8, FailedLogWriteIsAnError) {
+  const std::string path = test::TempDir("rel_d8") + "/train_log.jsonl";
+  TrainLog log(path, -1);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto* prev = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 512;  // a full disk: writes past 512 bytes fail with EFBIG
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string msg;
+  try {
+    for (int step = 1; step <= 100; ++step) {
+      StepRecord r;
+      r.step = step;
+      log.Step(r);
+    }
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, prev);
+  EXPECT_TRUE(Has(msg, path)) << msg;
+  EXPECT_TRUE(Has(msg, "cannot write the training log")) << msg;
+}
+
+TEST(ReliabilityD8, TornLineSkippedWithWarning) {
+  const std::string torn = Repro("torn_train_log.jsonl");
+  testing::internal::CaptureStderr();
+  const LossSeries s = ReadLossSeries(torn);
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(Has(err, "warning: " + torn + ":23:")) << err;
+  EXPECT_GT(s.train_step.size(), 20u);
+
+  // Resume keeps the valid lines through its step and warns about the torn one.
+  const std::string path = test::TempDir("rel_d8_resume") + "/train_log.jsonl";
+  fs::copy_file(torn, path);
+  testing::internal::CaptureStderr();
+  { TrainLog log(path, 1000000); }
+  err = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(Has(err, "warning: " + path + ":23:")) << err;
+  std::ifstream in(path);
+  int lines = 0, bad = 0;
+  for (std::string l; std::getline(in, l); ++lines) bad += l.find("}{") != std::string::npos;
+  EXPECT_GT(lines, 20);
+  EXPECT_EQ(bad, 0);
+}
+
 }  // namespace
 }  // namespace elm
