@@ -324,5 +324,69 @@ TEST(ReliabilityD8, TornLineSkippedWithWarning) {
   EXPECT_EQ(bad, 0);
 }
 
+// ---- D10 and durability: stale temps, fsync, no leaked descriptors ----
+
+TEST(ReliabilityD10, StaleTempsOfDeadProcessesRemoved) {
+  const std::string dir = test::TempDir("rel_d10");
+  const std::string out = dir + "/model.gguf";
+  const pid_t dead = DeadPid();
+  const std::string stale_file = out + ".tmp." + std::to_string(dead);
+  const std::string stale_folder = dir + "/mlx.tmp." + std::to_string(dead);
+  const std::string live = out + ".tmp." + std::to_string(::getppid());
+  WriteAll(stale_file, "partial");
+  WriteAll(live, "someone else's, still running");
+  fs::create_directories(stale_folder + "/sub");
+  testing::internal::CaptureStderr();
+  GgufWriter w;
+  w.Set("general.architecture", GgufValue::String("x"));
+  w.Write(out);  // a conversion's output: removes its own stale temps first
+  EXPECT_EQ(RemoveStaleTemps(dir + "/mlx"), 1);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(fs::exists(stale_file));
+  EXPECT_FALSE(fs::exists(stale_folder));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(out));
+  EXPECT_TRUE(Has(err, stale_file)) << err;
+}
+
+TEST(ReliabilityD10, InterruptedCheckpointRemovedAtNextRun) {
+  const std::string root = test::TempDir("rel_d10_ckpt") + "/checkpoints";
+  fs::create_directories(root + "/step_00000002");
+  WriteAll(root + "/step_00000002/DONE", "step 2\n");
+  fs::create_directories(root + "/step_00000004");
+  WriteAll(root + "/step_00000004/model.safetensors.tmp.12345", "partial");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(RemoveIncompleteCheckpoints(root), 1);
+  testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(fs::exists(root + "/step_00000004"));
+  EXPECT_TRUE(fs::exists(root + "/step_00000002/DONE"));
+}
+
+TEST(ReliabilityDurability, AtomicWriteSyncsAndNeverLeaksDescriptors) {
+  const std::string dir = test::TempDir("rel_sync");
+  WriteFileAtomic(dir + "/a.txt", "abc", 3);
+  EXPECT_EQ(ReadAll(dir + "/a.txt"), "abc");
+  EXPECT_NO_THROW(SyncDirectory(dir));
+  EXPECT_NO_THROW(SyncFile(dir + "/a.txt"));
+  EXPECT_THROW(SyncDirectory(dir + "/a.txt"), Error);  // not a folder
+  // A write that fails (the file-size limit stands in for a full disk) leaves no temp, no file
+  // and no open descriptor behind.
+  const int before = OpenFds();
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto* prev = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 16;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string big(4096, 'x');
+  for (int i = 0; i < 8; ++i)
+    EXPECT_THROW(WriteFileAtomic(dir + "/b.txt", big.data(), big.size()), Error);
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, prev);
+  EXPECT_EQ(OpenFds(), before);
+  EXPECT_FALSE(fs::exists(dir + "/b.txt"));
+  EXPECT_FALSE(fs::exists(TempPathFor(dir + "/b.txt")));
+}
+
 }  // namespace
 }  // namespace elm

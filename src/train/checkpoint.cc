@@ -68,7 +68,23 @@ std::string SaveCheckpoint(const std::string& root, const TrainSlab& slab, const
   WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
                    {{"step", std::to_string(st.step)}});
   WriteState(dir, st);
+  SyncDirectory(root);  // the step folder's own entry (its files were synced as written)
   return dir.string();
+}
+
+int RemoveIncompleteCheckpoints(const std::string& root) {
+  if (!fs::is_directory(root)) return 0;
+  int removed = 0;
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (!e.is_directory() || StepOf(e.path()) < 0 || Complete(e.path())) continue;
+    std::error_code ec;
+    fs::remove_all(e.path(), ec);
+    if (ec) continue;
+    std::fprintf(stderr, "note: removed %s, a checkpoint interrupted while being written\n",
+                 e.path().c_str());
+    ++removed;
+  }
+  return removed;
 }
 
 namespace {
