@@ -388,5 +388,46 @@ TEST(ReliabilityDurability, AtomicWriteSyncsAndNeverLeaksDescriptors) {
   EXPECT_FALSE(fs::exists(TempPathFor(dir + "/b.txt")));
 }
 
+// ---- D9: foreign checkpoint folders, --context, -n 0 ----
+
+TEST(ReliabilityD9, ForeignStepFolderIgnored) {
+  const std::string root = test::TempDir("rel_d9") + "/checkpoints";
+  fs::create_directories(root + "/step_99999999999999999999");
+  WriteAll(root + "/step_99999999999999999999/DONE", "x");
+  fs::create_directories(root + "/step_00000004");
+  WriteAll(root + "/step_00000004/DONE", "step 4\n");
+  testing::internal::CaptureStderr();
+  const auto list = ListCheckpoints(root);
+  PruneCheckpoints(root, 1);
+  const std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(fs::path(list[0]).filename(), "step_00000004");
+  EXPECT_TRUE(Has(err, "not an elm checkpoint")) << err;
+  EXPECT_TRUE(fs::exists(root + "/step_99999999999999999999"));  // not ours: left alone
+}
+
+TEST(ReliabilityD9, ContextFlagsAreCheckedAndRatesNeverNegative) {
+  const std::string tiny = test::DataDir() + "/conformance/a_tiny_qknorm_tied";
+  for (const char* ctx : {"-5", "0"}) {
+    std::string out, err;
+    EXPECT_NE(
+        test::RunElm("generate --model " + tiny + " --ids 1,5 -n 2 --context " + ctx, &out, &err),
+        0);
+    EXPECT_TRUE(Has(err, "--context")) << err;
+  }
+  std::string out, err;
+  EXPECT_NE(
+      test::RunElm("generate --model " + tiny + " --ids 1,5 -n 2 --context 2147483647", &out, &err),
+      0);
+  EXPECT_TRUE(Has(err, "KV cache")) << err;
+  EXPECT_FALSE(Has(err, "bad_alloc")) << err;
+  EXPECT_EQ(test::RunElm("generate --model " + tiny + " --ids 1,5 -n 0", &out, &err), 0) << err;
+  EXPECT_FALSE(Has(err, "tokens, -")) << err;  // no negative tokens/s
+  GenerateStats st;
+  st.generated_tokens = 0;
+  st.decode_seconds = 0.5;
+  EXPECT_EQ(st.generated_tokens_per_s(), 0);
+}
+
 }  // namespace
 }  // namespace elm

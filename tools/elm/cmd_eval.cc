@@ -30,7 +30,8 @@ void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--context", o.context,
                   "lm-eval's max_length: longer inputs are truncated on the left (default: the "
-                  "model's max_context_length)");
+                  "model's max_context_length)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-bos", o.no_bos,
                 "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
 }

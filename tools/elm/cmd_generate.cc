@@ -39,7 +39,8 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate")
       ->capture_default_str();
-  cmd->add_option("--context", o.context, "Context size in tokens (default: max_context_length)");
+  cmd->add_option("--context", o.context, "Context size in tokens (default: max_context_length)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--kv-type", o.kv_type, "KV cache storage: f32, bf16 or f16 (half the memory)")
       ->capture_default_str();
   cmd->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
