@@ -1,6 +1,7 @@
 // elm eval / elm perplexity: the paper's zero-shot tasks with lm-evaluation-harness semantics,
 // and rolling-window perplexity of a text file (docs/evaluation.md).
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "base/error.h"
@@ -31,7 +32,7 @@ void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
   cmd->add_option("--context", o.context,
                   "lm-eval's max_length: longer inputs are truncated on the left (default: the "
                   "model's max_context_length)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   cmd->add_flag("--no-bos", o.no_bos,
                 "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
 }
