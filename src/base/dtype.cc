@@ -54,6 +54,19 @@ void DequantizeBlocks(const void* src, float* dst, size_t n, Fn deq) {
   }
 }
 
+// Quantizes into blocks of type B through `quant`, directly when `dst` is aligned for B, else one
+// block at a time through an aligned copy.
+template <typename B, typename Fn>
+void QuantizeBlocks(const float* src, void* dst, size_t n, Fn quant) {
+  if (IsAligned<B>(dst)) return quant(src, static_cast<B*>(dst), n);
+  constexpr auto kElems = static_cast<size_t>(kQBlock);
+  for (size_t b = 0; b < n / kElems; ++b) {
+    B block;
+    quant(src + b * kElems, &block, kElems);
+    std::memcpy(static_cast<uint8_t*>(dst) + b * sizeof(B), &block, sizeof(B));
+  }
+}
+
 }  // namespace
 
 size_t DTypeSize(DType t) {
@@ -167,10 +180,10 @@ void FromF32(DType t, const float* src, void* dst, size_t n) {
       }
       return;
     case DType::kQ8_0:
-      QuantizeQ8_0(src, static_cast<BlockQ8_0*>(dst), n);
+      QuantizeBlocks<BlockQ8_0>(src, dst, n, QuantizeQ8_0);
       return;
     case DType::kQ4_0:
-      QuantizeQ4_0(src, static_cast<BlockQ4_0*>(dst), n);
+      QuantizeBlocks<BlockQ4_0>(src, dst, n, QuantizeQ4_0);
       return;
   }
 }
