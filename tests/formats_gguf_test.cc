@@ -78,17 +78,17 @@ std::string ErrorOf(const std::vector<uint8_t>& bytes) {
 TEST(GgufFormat, WriteReadEveryValueType) {
   const std::string dir = test::TempDir("gguf_rw");
   GgufWriter w(64);
-  w.Set("u8", GgufValue{GgufType::kU8, 200, {}, GgufType::kU8, {}});
-  w.Set("i8", GgufValue{GgufType::kI8, 0xFF, {}, GgufType::kU8, {}});
-  w.Set("u16", GgufValue{GgufType::kU16, 65535, {}, GgufType::kU8, {}});
-  w.Set("i16", GgufValue{GgufType::kI16, 0x8000, {}, GgufType::kU8, {}});
+  w.Set("u8", GgufValue{GgufType::kU8, 200, {}, GgufType::kU8, {}, {}});
+  w.Set("i8", GgufValue{GgufType::kI8, 0xFF, {}, GgufType::kU8, {}, {}});
+  w.Set("u16", GgufValue{GgufType::kU16, 65535, {}, GgufType::kU8, {}, {}});
+  w.Set("i16", GgufValue{GgufType::kI16, 0x8000, {}, GgufType::kU8, {}, {}});
   w.Set("u32", GgufValue::U32(4000000000u));
   w.Set("i32", GgufValue::I32(-7));
   w.Set("f32", GgufValue::F32(0.1f));
   w.Set("bool", GgufValue::Bool(true));
   w.Set("str", GgufValue::String("héllo"));
   w.Set("u64", GgufValue::U64(1ull << 60));
-  w.Set("i64", GgufValue{GgufType::kI64, static_cast<uint64_t>(-5ll), {}, GgufType::kU8, {}});
+  w.Set("i64", GgufValue::I64(-5));
   w.Set("f64", GgufValue::F64(1e-300));
   w.Set("arr", GgufValue::I32Array({1, -2, 3}));
   w.Set("strs", GgufValue::StringArray({"a", "", "c"}));
@@ -121,8 +121,10 @@ TEST(GgufFormat, WriteReadEveryValueType) {
   EXPECT_EQ(f.GetFloat("f64"), 1e-300);
   EXPECT_EQ(f.GetIntPerLayer("arr", 3), (std::vector<int64_t>{1, -2, 3}));
   EXPECT_EQ(f.GetIntPerLayer("u8", 2), (std::vector<int64_t>{200, 200}));
-  EXPECT_EQ(f.GetArray("strs", GgufType::kString).items[2].str, "c");
-  EXPECT_EQ(f.Get("nested").items[1].items[1].AsInt(), 3);
+  EXPECT_EQ(f.GetArray("strs", GgufType::kString).StrAt(2), "c");
+  EXPECT_EQ(f.GetArray("strs", GgufType::kString).StrAt(1), "");
+  EXPECT_EQ(f.Get("nested").items[1].At(1).AsInt(), 3);
+  EXPECT_EQ(f.Get("arr").At(1).AsInt(), -2);
   EXPECT_EQ(f.metadata()[0].first, "general.alignment");
   const GgufTensorInfo& t = f.GetTensor("m");
   EXPECT_EQ(t.torch_shape(), (std::vector<int64_t>{2, 3}));

@@ -3,6 +3,8 @@
 #include "base/quant.h"
 
 #include <cctype>
+#include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <string>
 
@@ -24,6 +26,45 @@ static_assert(std::size(kDTypes) == static_cast<size_t>(DType::kQ4_0) + 1);
 
 const DTypeInfo& Info(DType t) {
   return kDTypes[static_cast<size_t>(t)];
+}
+
+// Element `i` of an array of T that may sit at any address (a mapped file puts tensors at the
+// offsets the file says, odd ones included): a fixed-size memcpy, which compiles to a plain load.
+template <typename T>
+T LoadAt(const void* base, size_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const uint8_t*>(base) + i * sizeof(T), sizeof(T));
+  return v;
+}
+
+template <typename T>
+bool IsAligned(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % alignof(T) == 0;
+}
+
+// Dequantizes blocks of type B through `deq`, directly when `src` is aligned for B, else one
+// block at a time through an aligned copy.
+template <typename B, typename Fn>
+void DequantizeBlocks(const void* src, float* dst, size_t n, Fn deq) {
+  if (IsAligned<B>(src)) return deq(static_cast<const B*>(src), dst, n);
+  constexpr auto kElems = static_cast<size_t>(kQBlock);
+  for (size_t b = 0; b < n / kElems; ++b) {
+    const B block = LoadAt<B>(src, b);
+    deq(&block, dst + b * kElems, kElems);
+  }
+}
+
+// Quantizes into blocks of type B through `quant`, directly when `dst` is aligned for B, else one
+// block at a time through an aligned copy.
+template <typename B, typename Fn>
+void QuantizeBlocks(const float* src, void* dst, size_t n, Fn quant) {
+  if (IsAligned<B>(dst)) return quant(src, static_cast<B*>(dst), n);
+  constexpr auto kElems = static_cast<size_t>(kQBlock);
+  for (size_t b = 0; b < n / kElems; ++b) {
+    B block;
+    quant(src + b * kElems, &block, kElems);
+    std::memcpy(static_cast<uint8_t*>(dst) + b * sizeof(B), &block, sizeof(B));
+  }
 }
 
 }  // namespace
@@ -106,21 +147,17 @@ void ToF32(DType t, const void* src, float* dst, size_t n) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);
       return;
-    case DType::kF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = F16ToF32(s[i]);
+    case DType::kF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = F16ToF32(LoadAt<uint16_t>(src, i));
       return;
-    }
-    case DType::kBF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < n; ++i) dst[i] = BF16ToF32(s[i]);
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = BF16ToF32(LoadAt<uint16_t>(src, i));
       return;
-    }
     case DType::kQ8_0:
-      DequantizeQ8_0(static_cast<const BlockQ8_0*>(src), dst, n);
+      DequantizeBlocks<BlockQ8_0>(src, dst, n, DequantizeQ8_0);
       return;
     case DType::kQ4_0:
-      DequantizeQ4_0(static_cast<const BlockQ4_0*>(src), dst, n);
+      DequantizeBlocks<BlockQ4_0>(src, dst, n, DequantizeQ4_0);
       return;
   }
 }
@@ -130,21 +167,23 @@ void FromF32(DType t, const float* src, void* dst, size_t n) {
     case DType::kF32:
       std::memcpy(dst, src, n * 4);
       return;
-    case DType::kF16: {
-      auto* d = static_cast<uint16_t*>(dst);
-      for (size_t i = 0; i < n; ++i) d[i] = F32ToF16(src[i]);
+    case DType::kF16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = F32ToF16(src[i]);
+        std::memcpy(static_cast<uint8_t*>(dst) + 2 * i, &h, 2);
+      }
       return;
-    }
-    case DType::kBF16: {
-      auto* d = static_cast<uint16_t*>(dst);
-      for (size_t i = 0; i < n; ++i) d[i] = F32ToBF16(src[i]);
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = F32ToBF16(src[i]);
+        std::memcpy(static_cast<uint8_t*>(dst) + 2 * i, &h, 2);
+      }
       return;
-    }
     case DType::kQ8_0:
-      QuantizeQ8_0(src, static_cast<BlockQ8_0*>(dst), n);
+      QuantizeBlocks<BlockQ8_0>(src, dst, n, QuantizeQ8_0);
       return;
     case DType::kQ4_0:
-      QuantizeQ4_0(src, static_cast<BlockQ4_0*>(dst), n);
+      QuantizeBlocks<BlockQ4_0>(src, dst, n, QuantizeQ4_0);
       return;
   }
 }

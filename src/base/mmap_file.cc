@@ -1,6 +1,7 @@
 #include "base/mmap_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -118,8 +120,61 @@ std::string ReadTextFile(const std::string& path) {
   return ss.str();
 }
 
+std::string TempPathFor(const std::string& path) {
+  return path + ".tmp." + std::to_string(::getpid());
+}
+
+void SyncFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Fail(path, ": cannot open to sync: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) Fail(path, ": flush failed: ", std::strerror(err));
+}
+
+void SyncDirectory(const std::string& dir) {
+  const std::string d = dir.empty() ? "." : dir;
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) Fail(d, ": cannot open the folder to sync it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0 && err != EINVAL && err != EROFS)
+    Fail(d, ": cannot sync the folder: ", std::strerror(err));
+}
+
+int RemoveStaleTemps(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  const std::string prefix = p.filename().string() + ".tmp.";
+  std::error_code ec;
+  if (prefix.size() == 5 || !fs::is_directory(dir, ec)) return 0;
+  int removed = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (rm) continue;
+    std::fprintf(stderr, "note: removed %s, left by an interrupted elm (pid %d)\n",
+                 it->path().c_str(), static_cast<int>(pid));
+    ++removed;
+  }
+  return removed;
+}
+
 void WriteFileAtomic(const std::string& path, const void* data, size_t size) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  RemoveStaleTemps(path);
+  const std::string tmp = TempPathFor(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) Fail(tmp, ": cannot create: ", std::strerror(errno));
   const auto* p = static_cast<const uint8_t*>(data);
@@ -136,16 +191,21 @@ void WriteFileAtomic(const std::string& path, const void* data, size_t size) {
     p += n;
     left -= static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
+  // The descriptor is closed whether or not fsync succeeds (no leak on a failing disk).
+  const int sync_rc = ::fsync(fd);
+  const int sync_err = errno;
+  const int close_rc = ::close(fd);
+  const int close_err = errno;
+  if (sync_rc != 0 || close_rc != 0) {
     ::unlink(tmp.c_str());
-    Fail(tmp, ": flush failed: ", std::strerror(err));
+    Fail(tmp, ": flush failed: ", std::strerror(sync_rc != 0 ? sync_err : close_err));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
     Fail(path, ": cannot rename temp file into place: ", std::strerror(err));
   }
+  SyncDirectory(std::filesystem::path(path).parent_path().string());
 }
 
 }  // namespace elm

@@ -40,8 +40,25 @@ std::shared_ptr<uint8_t> AllocateHugePages(size_t n);
 // Reads a whole (small) file into a string; throws elm::Error naming the path on failure.
 std::string ReadTextFile(const std::string& path);
 
-// Writes `data` to `path` atomically: a temp file in the same folder, fsync, then rename.
-// On failure nothing is left at `path` (an existing file there is untouched).
+// Writes `data` to `path` atomically: a temp file `<path>.tmp.<pid>` in the same folder, fsync,
+// rename, then fsync of the folder (the new name survives a power loss once this returns). On
+// failure nothing is left at `path` (an existing file there is untouched). Stale temps of dead
+// processes beside `path` are removed first (RemoveStaleTemps).
 void WriteFileAtomic(const std::string& path, const void* data, size_t size);
+
+// The temp name elm writes `path` under before renaming it into place: `<path>.tmp.<pid>`.
+std::string TempPathFor(const std::string& path);
+
+// fsync of a written file (its data reaches the disk). Throws elm::Error naming it on failure.
+void SyncFile(const std::string& path);
+
+// fsync of a folder, so that renames and creations in it are durable. Throws elm::Error naming
+// the folder on an I/O error; file systems that cannot sync folders (EINVAL) are accepted.
+void SyncDirectory(const std::string& dir);
+
+// Removes `<path>.tmp.<pid>` files and folders left by processes that are no longer running
+// (killed mid-write: kill -9, power loss); temps of live processes, this one included, are kept.
+// Each removal is reported on stderr. Returns how many were removed.
+int RemoveStaleTemps(const std::string& path);
 
 }  // namespace elm

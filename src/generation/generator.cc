@@ -22,7 +22,8 @@ double GenerateStats::prompt_tokens_per_s() const {
 }
 double GenerateStats::generated_tokens_per_s() const {
   // The first token comes from the prefill logits; decode time covers the rest.
-  return decode_seconds > 0 ? (generated_tokens - 1) / decode_seconds : 0;
+  // None or one token generated: no decode step was timed (-n 0 must not print a negative rate).
+  return decode_seconds > 0 && generated_tokens > 1 ? (generated_tokens - 1) / decode_seconds : 0;
 }
 
 void Feed(Session& session, std::span<const int> ids) {

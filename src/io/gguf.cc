@@ -77,6 +77,13 @@ class Cursor {
     pos_ += static_cast<size_t>(len);
     return s;
   }
+  // The next `n` bytes (checked), and moves past them.
+  const uint8_t* Take(size_t n, const std::string& what) {
+    Need(n, what);
+    const uint8_t* q = p_ + pos_;
+    pos_ += n;
+    return q;
+  }
   void Need(size_t n, const std::string& what) const {
     if (n > left())
       Fail(origin_, ": ", what, ": truncated (need ", n, " bytes at offset ", pos_, ", file has ",
@@ -90,13 +97,45 @@ class Cursor {
   const std::string& origin_;
 };
 
+// The memory the parsed metadata may take: a small multiple of the file, so that a hostile file
+// cannot make the reader allocate far more than its own size (elements of nested arrays are the
+// only ones that cost more than their bytes in the file).
+class MemoryBudget {
+ public:
+  MemoryBudget(size_t file_size, const std::string& origin)
+      : left_(file_size > (std::numeric_limits<size_t>::max() - kSlack) / 4
+                  ? std::numeric_limits<size_t>::max()
+                  : 4 * file_size + kSlack),
+        limit_(left_),
+        origin_(origin) {}
+  void Take(size_t n, const std::string& what) {
+    if (n > left_)
+      Fail(origin_, ": ", what, ": the metadata would need more than ", limit_,
+           " bytes of memory (4x the file); nested arrays this large are not supported");
+    left_ -= n;
+  }
+
+ private:
+  static constexpr size_t kSlack = size_t{1} << 20;
+  size_t left_;
+  size_t limit_;
+  const std::string& origin_;
+};
+
+uint64_t LoadLE(const uint8_t* p, size_t n) {
+  uint64_t bits = 0;
+  for (size_t i = 0; i < n; ++i) bits |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return bits;
+}
+
 GgufValue ReadValue(Cursor& c, GgufType type, const std::string& what, const std::string& origin,
-                    int depth) {
+                    int depth, MemoryBudget& budget) {
   GgufValue v;
   v.type = type;
   switch (type) {
     case GgufType::kString:
       v.str = c.ReadString(what);
+      budget.Take(v.str.size(), what);
       return v;
     case GgufType::kArray: {
       if (depth >= kMaxArrayDepth) Fail(origin, ": ", what, ": arrays nested too deeply");
@@ -108,20 +147,43 @@ GgufValue ReadValue(Cursor& c, GgufType type, const std::string& what, const std
       if (n > c.left() / min)
         Fail(origin, ": ", what, ": array count ", n, " does not fit in the ", c.left(),
              " bytes left in the file");
-      v.items.reserve(static_cast<size_t>(n));
-      for (uint64_t i = 0; i < n; ++i)
-        v.items.push_back(ReadValue(c, v.elem, what, origin, depth + 1));
+      const auto count = static_cast<size_t>(n);
+      if (v.elem == GgufType::kArray) {
+        budget.Take(count * sizeof(GgufValue), what);
+        v.items.reserve(count);
+        for (size_t i = 0; i < count; ++i)
+          v.items.push_back(ReadValue(c, v.elem, what, origin, depth + 1, budget));
+      } else if (v.elem == GgufType::kString) {
+        budget.Take(count * sizeof(uint64_t), what);
+        v.ends.reserve(count);
+        for (size_t i = 0; i < count; ++i) {
+          const uint64_t len = c.Read<uint64_t>(what);
+          if (len > c.left())
+            Fail(origin, ": ", what, ": string ", i, " length ", len,
+                 " runs past the end of the file (", c.left(), " bytes left)");
+          const auto* p = c.Take(static_cast<size_t>(len), what);
+          budget.Take(2 * static_cast<size_t>(len), what);  // the blob grows by doubling
+          v.str.append(reinterpret_cast<const char*>(p), static_cast<size_t>(len));
+          v.ends.push_back(v.str.size());
+        }
+      } else {
+        const size_t bytes = count * min;  // count <= left / min: no overflow
+        budget.Take(bytes, what);
+        const uint8_t* p = c.Take(bytes, what);
+        if (v.elem == GgufType::kBool)
+          for (size_t i = 0; i < count; ++i)
+            if (p[i] > 1)
+              Fail(origin, ": ", what, ": bool element ", i, " is ", int{p[i]},
+                   ", neither 0 nor 1");
+        v.str.assign(reinterpret_cast<const char*>(p), bytes);
+      }
       return v;
     }
     default: {
       const size_t sz = ScalarSize(type);
-      c.Need(sz, what);
-      uint64_t bits = 0;
-      for (size_t i = 0; i < sz; ++i)
-        bits |= static_cast<uint64_t>(c.Read<uint8_t>(what)) << (8 * i);
-      v.bits = bits;
-      if (type == GgufType::kBool && bits > 1)
-        Fail(origin, ": ", what, ": bool value ", bits, " is neither 0 nor 1");
+      v.bits = LoadLE(c.Take(sz, what), sz);
+      if (type == GgufType::kBool && v.bits > 1)
+        Fail(origin, ": ", what, ": bool value ", v.bits, " is neither 0 nor 1");
       return v;
     }
   }
@@ -238,29 +300,80 @@ GgufValue GgufValue::String(std::string v) {
   g.str = std::move(v);
   return g;
 }
-GgufValue GgufValue::Array(GgufType elem, std::vector<GgufValue> items) {
+GgufValue GgufValue::I64(int64_t v) {
+  GgufValue g;
+  g.type = GgufType::kI64;
+  g.bits = static_cast<uint64_t>(v);
+  return g;
+}
+GgufValue GgufValue::Array(GgufType elem, const std::vector<GgufValue>& items) {
   GgufValue g;
   g.type = GgufType::kArray;
   g.elem = elem;
-  for (const auto& it : items) ELM_CHECK(it.type == elem);
-  g.items = std::move(items);
+  for (const auto& it : items) {
+    ELM_CHECK(it.type == elem);
+    if (elem == GgufType::kArray) {
+      g.items.push_back(it);
+    } else if (elem == GgufType::kString) {
+      g.str += it.str;
+      g.ends.push_back(g.str.size());
+    } else {
+      const size_t sz = ScalarSize(elem);
+      for (size_t i = 0; i < sz; ++i) g.str.push_back(static_cast<char>(it.bits >> (8 * i)));
+    }
+  }
   return g;
 }
 GgufValue GgufValue::I32Array(const std::vector<int>& v) {
   std::vector<GgufValue> items;
   for (int x : v) items.push_back(I32(x));
-  return Array(GgufType::kI32, std::move(items));
+  return Array(GgufType::kI32, items);
 }
 GgufValue GgufValue::F32Array(const std::vector<float>& v) {
   std::vector<GgufValue> items;
   for (float x : v) items.push_back(F32(x));
-  return Array(GgufType::kF32, std::move(items));
+  return Array(GgufType::kF32, items);
 }
-GgufValue GgufValue::StringArray(std::vector<std::string> v) {
-  std::vector<GgufValue> items;
-  items.reserve(v.size());
-  for (auto& s : v) items.push_back(String(std::move(s)));
-  return Array(GgufType::kString, std::move(items));
+GgufValue GgufValue::StringArray(const std::vector<std::string>& v) {
+  GgufValue g;
+  g.type = GgufType::kArray;
+  g.elem = GgufType::kString;
+  for (const auto& s : v) {
+    g.str += s;
+    g.ends.push_back(g.str.size());
+  }
+  return g;
+}
+
+size_t GgufValue::size() const {
+  if (type != GgufType::kArray) return 0;
+  if (elem == GgufType::kArray) return items.size();
+  if (elem == GgufType::kString) return ends.size();
+  return str.size() / ScalarSize(elem);
+}
+
+GgufValue GgufValue::At(size_t i) const {
+  ELM_CHECK(type == GgufType::kArray && i < size());
+  if (elem == GgufType::kArray) return items[i];
+  if (elem == GgufType::kString) return String(std::string(StrAt(i)));
+  GgufValue g;
+  g.type = elem;
+  const size_t sz = ScalarSize(elem);
+  g.bits = LoadLE(reinterpret_cast<const uint8_t*>(str.data()) + i * sz, sz);
+  return g;
+}
+
+std::string_view GgufValue::StrAt(size_t i) const {
+  ELM_CHECK(type == GgufType::kArray && elem == GgufType::kString && i < ends.size());
+  const size_t begin = i == 0 ? 0 : static_cast<size_t>(ends[i - 1]);
+  return std::string_view(str).substr(begin, static_cast<size_t>(ends[i]) - begin);
+}
+
+size_t GgufValue::HeapBytes() const {
+  size_t n =
+      str.capacity() + ends.capacity() * sizeof(uint64_t) + items.capacity() * sizeof(GgufValue);
+  for (const auto& it : items) n += it.HeapBytes();
+  return n;
 }
 
 bool GgufValue::is_integer() const {
@@ -331,10 +444,11 @@ std::string GgufValue::ToString(size_t max_items) const {
     case GgufType::kU64:
       return std::to_string(bits);
     case GgufType::kArray: {
-      std::string s = "[" + std::to_string(items.size()) + " x " + GgufTypeName(elem) + ":";
-      for (size_t i = 0; i < items.size() && i < max_items; ++i)
-        s += (i ? ", " : " ") + items[i].ToString(max_items);
-      if (items.size() > max_items) s += ", ...";
+      const size_t n = size();
+      std::string s = "[" + std::to_string(n) + " x " + GgufTypeName(elem) + ":";
+      for (size_t i = 0; i < n && i < max_items; ++i)
+        s += (i ? ", " : " ") + At(i).ToString(max_items);
+      if (n > max_items) s += ", ...";
       return s + "]";
     }
     default:
@@ -442,6 +556,7 @@ void GgufFile::Parse() {
   if (n_tensors > c.left() / 25)
     Fail(o, ": header tensor count ", n_tensors, " does not fit in a ", size_, "-byte file");
 
+  MemoryBudget budget(size_, o);
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = c.ReadString("metadata entry " + std::to_string(i) + " key");
     if (key.empty()) Fail(o, ": metadata entry ", i, " has an empty key");
@@ -449,7 +564,7 @@ void GgufFile::Parse() {
     if (kv_index_.count(key)) Fail(o, ": ", what, " appears twice");
     const uint32_t t = c.Read<uint32_t>(what);
     if (!KnownType(t)) Fail(o, ": ", what, ": unknown value type ", t);
-    GgufValue v = ReadValue(c, static_cast<GgufType>(t), what, o, 0);
+    GgufValue v = ReadValue(c, static_cast<GgufType>(t), what, o, 0, budget);
     kv_index_[key] = kv_.size();
     kv_.emplace_back(std::move(key), std::move(v));
   }
@@ -586,11 +701,10 @@ std::vector<int64_t> GgufFile::GetIntPerLayer(const std::string& key, size_t n) 
     Fail(origin_, ": key '", key, "' must be an integer or an array of integers, got ",
          v.type == GgufType::kArray ? std::string("an array of ") + GgufTypeName(v.elem)
                                     : std::string(GgufTypeName(v.type)));
-  if (v.items.size() != n)
-    Fail(origin_, ": key '", key, "' has ", v.items.size(), " entries, expected one per layer (", n,
-         ")");
+  if (v.size() != n)
+    Fail(origin_, ": key '", key, "' has ", v.size(), " entries, expected one per layer (", n, ")");
   std::vector<int64_t> out;
-  for (const auto& it : v.items) out.push_back(it.AsInt());
+  for (size_t i = 0; i < n; ++i) out.push_back(v.At(i).AsInt());
   return out;
 }
 

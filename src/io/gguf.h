@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/dtype.h"
@@ -46,25 +47,30 @@ enum class GgufType : uint32_t {
 const char* GgufTypeName(GgufType t);  // "u32", "string", "array", ...
 
 // One metadata value with its exact stored type. Arrays hold elements of one type (nested arrays
-// are legal GGUF and are read, though OpenELM files use none).
+// are legal GGUF and are read, though OpenELM files use none). Arrays of scalars and of strings
+// are stored packed (the element bytes, or the strings' bytes and their end offsets), so that an
+// array costs about what it takes in the file rather than a GgufValue per element; only nested
+// arrays keep one GgufValue per element in `items`. Read elements with size()/At()/StrAt().
 struct GgufValue {
   GgufType type = GgufType::kU8;
   uint64_t bits = 0;              // numeric and bool scalars: the stored bytes, zero-extended
-  std::string str;                // kString
+  std::string str;                // kString; kArray of scalars or strings: the packed bytes
   GgufType elem = GgufType::kU8;  // kArray: the element type
-  std::vector<GgufValue> items;   // kArray: the elements
+  std::vector<GgufValue> items;   // kArray of arrays: the elements
+  std::vector<uint64_t> ends;     // kArray of strings: where each string ends in `str`
 
   static GgufValue U32(uint32_t v);
   static GgufValue I32(int32_t v);
+  static GgufValue I64(int64_t v);
   static GgufValue U64(uint64_t v);
   static GgufValue F32(float v);
   static GgufValue F64(double v);
   static GgufValue Bool(bool v);
   static GgufValue String(std::string v);
-  static GgufValue Array(GgufType elem, std::vector<GgufValue> items);
+  static GgufValue Array(GgufType elem, const std::vector<GgufValue>& items);
   static GgufValue I32Array(const std::vector<int>& v);
   static GgufValue F32Array(const std::vector<float>& v);
-  static GgufValue StringArray(std::vector<std::string> v);
+  static GgufValue StringArray(const std::vector<std::string>& v);
 
   bool is_integer() const;  // u8..i64 (not bool)
   bool is_float() const { return type == GgufType::kF32 || type == GgufType::kF64; }
@@ -72,6 +78,13 @@ struct GgufValue {
   int64_t AsInt() const;    // integer types; u64 above INT64_MAX saturates
   double AsDouble() const;  // integer and float types
   bool AsBool() const { return bits != 0; }
+  // kArray: the element count, element `i` as a value, and a string element's bytes (elem
+  // kString only). `i` must be below size().
+  size_t size() const;
+  GgufValue At(size_t i) const;
+  std::string_view StrAt(size_t i) const;
+  // Bytes of memory the value holds beyond sizeof(GgufValue) (the reader bounds it).
+  size_t HeapBytes() const;
   // Short human-readable rendering ("32000 strings: '<unk>', '<s>', ...").
   std::string ToString(size_t max_items = 8) const;
 };

@@ -110,17 +110,17 @@ std::optional<GgufVocab> VocabFromGguf(const GgufFile& f) {
          "'; elm reads SentencePiece ('llama') vocabularies");
   GgufVocab v;
   const GgufValue& tokens = f.GetArray("tokenizer.ggml.tokens", GgufType::kString);
-  const size_t n = tokens.items.size();
+  const size_t n = tokens.size();
   if (n == 0) Fail(f.origin(), ": key 'tokenizer.ggml.tokens' is empty");
   v.tokens.reserve(n);
-  for (const auto& t : tokens.items) v.tokens.push_back(t.str);
+  for (size_t i = 0; i < n; ++i) v.tokens.emplace_back(tokens.StrAt(i));
   if (f.Find("tokenizer.ggml.token_type")) {
     const GgufValue& types = f.GetArray("tokenizer.ggml.token_type", GgufType::kI32);
-    if (types.items.size() != n)
-      Fail(f.origin(), ": key 'tokenizer.ggml.token_type' has ", types.items.size(),
-           " entries for ", n, " tokens");
-    for (const auto& t : types.items) {
-      const int64_t type = t.AsInt();
+    if (types.size() != n)
+      Fail(f.origin(), ": key 'tokenizer.ggml.token_type' has ", types.size(), " entries for ", n,
+           " tokens");
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t type = types.At(i).AsInt();
       if (type < 0 || type > kTokenByte)
         Fail(f.origin(), ": key 'tokenizer.ggml.token_type' holds unknown type ", type);
       v.types.push_back(static_cast<int32_t>(type));
@@ -130,10 +130,10 @@ std::optional<GgufVocab> VocabFromGguf(const GgufFile& f) {
   }
   if (f.Find("tokenizer.ggml.scores")) {
     const GgufValue& scores = f.GetArray("tokenizer.ggml.scores", GgufType::kF32);
-    if (scores.items.size() != n)
-      Fail(f.origin(), ": key 'tokenizer.ggml.scores' has ", scores.items.size(), " entries for ",
-           n, " tokens");
-    for (const auto& s : scores.items) v.scores.push_back(static_cast<float>(s.AsDouble()));
+    if (scores.size() != n)
+      Fail(f.origin(), ": key 'tokenizer.ggml.scores' has ", scores.size(), " entries for ", n,
+           " tokens");
+    for (size_t i = 0; i < n; ++i) v.scores.push_back(static_cast<float>(scores.At(i).AsDouble()));
   } else {
     v.scores.assign(n, 0.0f);
   }

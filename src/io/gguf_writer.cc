@@ -6,9 +6,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <set>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
 
 namespace elm {
 namespace {
@@ -16,8 +18,8 @@ namespace {
 // A temp file beside the destination that becomes `path` on Commit(); removed if never committed.
 class AtomicOutput {
  public:
-  explicit AtomicOutput(const std::string& path)
-      : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
+  explicit AtomicOutput(const std::string& path) : path_(path), tmp_(TempPathFor(path)) {
+    RemoveStaleTemps(path);  // left by a killed earlier run
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) Fail(tmp_, ": cannot create: ", std::strerror(errno));
   }
@@ -51,6 +53,7 @@ class AtomicOutput {
     if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
       Fail(path_, ": cannot rename temp file into place: ", std::strerror(errno));
     committed_ = true;
+    SyncDirectory(std::filesystem::path(path_).parent_path().string());
   }
 
  private:
@@ -78,8 +81,14 @@ class Buffer {
         return;
       case GgufType::kArray:
         Put<uint32_t>(static_cast<uint32_t>(v.elem));
-        Put<uint64_t>(v.items.size());
-        for (const auto& it : v.items) PutValue(it);
+        Put<uint64_t>(v.size());
+        if (v.elem == GgufType::kArray) {
+          for (const auto& it : v.items) PutValue(it);
+        } else if (v.elem == GgufType::kString) {
+          for (size_t i = 0; i < v.size(); ++i) PutString(std::string(v.StrAt(i)));
+        } else {
+          bytes.insert(bytes.end(), v.str.begin(), v.str.end());  // packed little-endian
+        }
         return;
       case GgufType::kU8:
       case GgufType::kI8:

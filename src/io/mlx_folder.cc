@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
 #include "io/model_source.h"
 #include "io/safetensors.h"
 
@@ -252,13 +253,20 @@ void WriteModelFolder(const ModelSource& src, const std::string& dir, const Fold
 
   fs::path parent = out.parent_path();
   if (!parent.empty()) fs::create_directories(parent);
-  TempFolder tmp(fs::path(out.string() + ".tmp." + std::to_string(::getpid())));
+  RemoveStaleTemps(out.string());  // a folder left by a killed earlier conversion
+  TempFolder tmp(fs::path(TempPathFor(out.string())));
   WriteFile(tmp.path() / "config.json", ConfigJson(src, opt, mixed ? std::nullopt : uniform));
   WriteSafetensorsStreaming(tmp.path() / "model.safetensors", entries, opt.mlx ? "mlx" : "pt");
   WriteTokenizerFiles(src, tmp.path(), opt.mlx);
+  // Every file and the folder reach the disk before the rename makes the folder visible, and
+  // the rename itself before this returns (docs/reliability.md).
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    if (e.is_regular_file()) SyncFile(e.path().string());
+  SyncDirectory(tmp.path().string());
   if (fs::exists(out, ec)) fs::remove(out);
   fs::rename(tmp.path(), out);
   tmp.Keep();
+  SyncDirectory(out.parent_path().string());
   if (verbose) std::fprintf(stderr, "wrote %s\n", dir.c_str());
 }
 

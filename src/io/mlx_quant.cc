@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -106,7 +107,9 @@ void MlxDequantizeRow(const uint32_t* packed, const void* scales, const void* bi
   for (int64_t g = 0; g < cols / q.group_size; ++g) {
     const float s = LoadScalar(scale_type, scales, g), b = LoadScalar(scale_type, biases, g);
     for (int64_t j = g * q.group_size; j < (g + 1) * q.group_size; ++j) {
-      const uint32_t v = (packed[j / per_word] >> ((j % per_word) * q.bits)) & mask;
+      uint32_t word;  // memcpy: the packed words may sit at any offset in a mapped file
+      std::memcpy(&word, packed + j / per_word, sizeof word);
+      const uint32_t v = (word >> ((j % per_word) * q.bits)) & mask;
       out[j] = s * static_cast<float>(v) + b;
     }
   }

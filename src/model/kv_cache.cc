@@ -1,5 +1,9 @@
 #include "model/kv_cache.h"
 
+#include <unistd.h>
+
+#include <new>
+
 #include "base/error.h"
 
 namespace elm {
@@ -9,12 +13,28 @@ KVCache::KVCache(const ModelConfig& cfg, int capacity, DType type)
   if (capacity <= 0) Fail("KV cache capacity must be positive, got ", capacity);
   if (type != DType::kF32 && type != DType::kBF16 && type != DType::kF16)
     Fail("KV cache type ", DTypeName(type), " is not supported (f32, bf16 or f16)");
+  // The size first, in double (no overflow), against the machine's memory: a huge context
+  // (--context 2147483647) is an error saying so, not std::bad_alloc.
+  double total = 0;
+  for (int l = 0; l < cfg.n_layers; ++l)
+    total += 2.0 * cfg.layers[l].n_kv_heads * capacity * cfg.head_dim * static_cast<double>(elem_);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  const double memory = pages > 0 && page > 0 ? static_cast<double>(pages) * page : 0;
+  constexpr double kGiB = 1024.0 * 1024 * 1024;
+  if (memory > 0 && total > memory)
+    Fail("a KV cache for a context of ", capacity, " tokens needs ", total / kGiB,
+         " GiB, more than this machine's ", memory / kGiB, " GiB of memory; lower --context");
   k_.resize(cfg.n_layers);
   v_.resize(cfg.n_layers);
-  for (int l = 0; l < cfg.n_layers; ++l) {
-    const size_t n = static_cast<size_t>(cfg.layers[l].n_kv_heads) * capacity * cfg.head_dim;
-    k_[l].assign(n * elem_, 0);
-    v_[l].assign(n * elem_, 0);
+  try {
+    for (int l = 0; l < cfg.n_layers; ++l) {
+      const size_t n = static_cast<size_t>(cfg.layers[l].n_kv_heads) * capacity * cfg.head_dim;
+      k_[l].assign(n * elem_, 0);
+      v_[l].assign(n * elem_, 0);
+    }
+  } catch (const std::bad_alloc&) {
+    Fail("cannot allocate a KV cache of ", total / kGiB, " GiB for a context of ", capacity,
+         " tokens; lower --context");
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,15 @@ namespace elm {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Whether a stored matrix's data can be used in place by the kernels, which read its elements
+// (f32, 16-bit floats, the f16 scales of quantized blocks) with plain loads: a mapped file may
+// put a tensor at an odd offset (a legal safetensors header of odd length does), and such a
+// matrix is copied into an aligned buffer instead.
+bool NaturallyAligned(const MatRef& m) {
+  const size_t align = DTypeBlock(m.dtype) == 1 ? DTypeSize(m.dtype) : alignof(uint16_t);
+  return reinterpret_cast<uintptr_t>(m.data) % align == 0;
+}
 
 // Part `part` of a fetched matrix: the whole matrix, or one of its two row halves.
 MatRef ToMat(const SourceTensor& t, size_t part = 0) {
@@ -137,7 +147,8 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
       from = MatRef{DType::kF32, merged.data(), from.rows, from.cols};
     }
     const DType to = opt.weights.value_or(stored.dtype);
-    if (merged.empty() && to == from.dtype && KeepMapped(opt, to)) return from;
+    if (merged.empty() && to == from.dtype && KeepMapped(opt, to) && NaturallyAligned(from))
+      return from;
     converted = true;
     const bool pack = ShouldPack(opt) && split % kPackRows == 0;
     return ConvertMatrix(from, to, m->owned_, path, name, pack);

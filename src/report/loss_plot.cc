@@ -15,11 +15,14 @@ LossSeries ReadLossSeries(const std::string& log_path) {
   if (!in) Fail(log_path, ": cannot open the training log");
   LossSeries s;
   std::string line;
-  while (std::getline(in, line)) {
+  for (int64_t number = 1; std::getline(in, line); ++number) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception&) {
+      // A line cut short by an interrupted or failed write (kill -9, a full disk).
+      std::fprintf(stderr, "warning: %s:%lld: skipped a line that is not valid JSON (cut short?)\n",
+                   log_path.c_str(), static_cast<long long>(number));
       continue;
     }
     if (!j.is_object() || !j.contains("step") || !j["step"].is_number()) continue;

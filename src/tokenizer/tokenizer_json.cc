@@ -59,11 +59,42 @@ struct Source {
   }
 };
 
+// Parses `text`; a syntax error, or a number the parser cannot hold (1e400), is an elm::Error
+// naming the file and, for the latter, the field being read ("version", "model.vocab").
 json ParseJson(std::string_view text, std::string_view origin) {
+  std::vector<std::string> path;  // one entry per open object or array: its current key or ""
+  auto track = [&path](int, json::parse_event_t event, json&) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        path.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!path.empty()) path.pop_back();
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
+  auto field = [&path] {
+    std::string f;
+    for (const auto& k : path)
+      if (!k.empty()) f += (f.empty() ? "" : ".") + k;
+    return f.empty() ? std::string("(top level)") : f;
+  };
   try {
-    return json::parse(text.begin(), text.end());
+    return json::parse(text.begin(), text.end(),
+                       [&](int depth, json::parse_event_t event, json& parsed) {
+                         if (event == json::parse_event_t::key && !path.empty())
+                           path.back() = parsed.get<std::string>();
+                         return track(depth, event, parsed);
+                       });
   } catch (const json::parse_error& e) {
     Fail(origin, ": not valid JSON: ", e.what());
+  } catch (const json::exception& e) {
+    Fail(origin, ": ", field(), ": ", e.what());
   }
 }
 

@@ -1,9 +1,11 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -16,12 +18,23 @@ using nlohmann::json;
 namespace {
 constexpr int kFormatVersion = 1;
 
+// The step of a checkpoint folder's name ("step_00000100" → 100), or -1 for any other name. A
+// folder that looks like one but whose number does not fit (step_<20 digits>) is not elm's: it
+// is ignored, with a warning once per path.
 int64_t StepOf(const fs::path& p) {
   const std::string n = p.filename().string();
   if (n.rfind("step_", 0) != 0 || n.size() <= 5) return -1;
   for (size_t i = 5; i < n.size(); ++i)
     if (n[i] < '0' || n[i] > '9') return -1;
-  return std::stoll(n.substr(5));
+  int64_t step = -1;
+  const char* end = n.data() + n.size();
+  const auto [ptr, ec] = std::from_chars(n.data() + 5, end, step);
+  if (ec == std::errc() && ptr == end) return step;
+  static std::set<std::string> warned;
+  if (warned.insert(p.string()).second)
+    std::fprintf(stderr, "warning: ignoring %s: not an elm checkpoint (step number out of range)\n",
+                 p.c_str());
+  return -1;
 }
 
 bool Complete(const fs::path& p) {
@@ -68,7 +81,23 @@ std::string SaveCheckpoint(const std::string& root, const TrainSlab& slab, const
   WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
                    {{"step", std::to_string(st.step)}});
   WriteState(dir, st);
+  SyncDirectory(root);  // the step folder's own entry (its files were synced as written)
   return dir.string();
+}
+
+int RemoveIncompleteCheckpoints(const std::string& root) {
+  if (!fs::is_directory(root)) return 0;
+  int removed = 0;
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (!e.is_directory() || StepOf(e.path()) < 0 || Complete(e.path())) continue;
+    std::error_code ec;
+    fs::remove_all(e.path(), ec);
+    if (ec) continue;
+    std::fprintf(stderr, "note: removed %s, a checkpoint interrupted while being written\n",
+                 e.path().c_str());
+    ++removed;
+  }
+  return removed;
 }
 
 namespace {

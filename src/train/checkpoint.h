@@ -53,6 +53,11 @@ std::vector<std::string> ListCheckpoints(const std::string& root);
 std::string FindLatestCheckpoint(const std::string& path);
 // Deletes all but the newest `keep_last` complete checkpoints (0 keeps all) and any incomplete
 // folder older than the newest complete one.
+// Removes the step folders under `root` without DONE (a checkpoint killed while being written;
+// its temp files died with it), each reported on stderr. The trainer calls it when a run starts,
+// before anything else is written there. Returns how many were removed.
+int RemoveIncompleteCheckpoints(const std::string& root);
+
 void PruneCheckpoints(const std::string& root, int keep_last);
 
 }  // namespace elm

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "base/error.h"
 #include "text/nfc.h"
@@ -177,8 +178,18 @@ std::shared_ptr<SampleSet> SampleSet::FromCache(const std::string& path) {
   uint64_t head[4];
   std::memcpy(&w, f.data() + 8, 4);
   std::memcpy(head, f.data() + 16, sizeof head);
-  if (w == 0 || f.size() != kCacheHeader + head[0] * w * 4)
-    Fail(path, ": truncated sample cache (delete it to rebuild)");
+  // Division, not head[0] * w * 4: a corrupt count must not wrap the product into a size that
+  // matches the file.
+  const uint64_t row_bytes = uint64_t{w} * 4;
+  const uint64_t body = f.size() - kCacheHeader;
+  if (w == 0 || w > static_cast<uint32_t>(std::numeric_limits<int>::max()) ||
+      body % row_bytes != 0 || body / row_bytes != head[0])
+    Fail(path, ": corrupt or truncated sample cache: header says ", head[0], " samples of ", w,
+         " tokens, the file holds ", body, " bytes of tokens (delete it to rebuild)");
+  if (head[1] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      head[2] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      head[3] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    Fail(path, ": corrupt sample cache: statistics out of range (delete it to rebuild)");
   s->width_ = static_cast<int>(w);
   s->n_ = static_cast<int64_t>(head[0]);
   s->stats.documents = static_cast<int64_t>(head[1]);
@@ -204,6 +215,16 @@ std::shared_ptr<SampleSet> BuildSamples(const std::vector<SourceFile>& sources,
     cache_path = (fs::path(opt.cache_dir) / (CacheKey(sources, tok, opt) + ".samples")).string();
     if (fs::exists(cache_path)) {
       auto s = SampleSet::FromCache(cache_path);
+      if (s->width() != opt.seq_len + 1)
+        Fail(cache_path, ": corrupt sample cache: samples of ", s->width(), " tokens, expected ",
+             opt.seq_len + 1, " (delete it to rebuild)");
+      const int64_t vocab = tok.vocab_size();
+      const int32_t* d = s->size() > 0 ? s->sample(0) : nullptr;
+      const int64_t count = s->size() * s->width();
+      for (int64_t i = 0; i < count && vocab > 0; ++i)
+        if (d[i] < kPadToken || d[i] >= vocab)
+          Fail(cache_path, ": corrupt sample cache: token ", d[i], " at position ", i,
+               " is outside the tokenizer's vocabulary (delete it to rebuild)");
       if (opt.verbose)
         std::fprintf(stderr, "data: %lld samples from the token cache %s\n",
                      static_cast<long long>(s->size()), cache_path.c_str());

@@ -141,7 +141,8 @@ DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
   if (dst.empty()) Fail("merge-lora: the output folder name is empty");
   if (fs::exists(dst) && !(fs::is_directory(dst) && fs::is_empty(dst)))
     Fail(out, ": already exists; give a new folder for the merged model");
-  const fs::path tmp = dst.string() + ".partial-" + std::to_string(::getpid());
+  RemoveStaleTemps(dst.string());  // left by a killed earlier merge
+  const fs::path tmp = TempPathFor(dst.string());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   WriteModelFolder(tmp.string(), ps, *dtype);
@@ -149,7 +150,9 @@ DType MergeLoraCheckpoint(const std::string& base, const std::string& adapter,
     WriteFileAtomic((tmp / "tokenizer.json").string(), src.tokenizer_json.data(),
                     src.tokenizer_json.size());
   if (fs::exists(dst)) fs::remove(dst);  // an empty folder
+  SyncDirectory(tmp.string());
   fs::rename(tmp, dst);
+  SyncDirectory(dst.parent_path().string());
   return *dtype;
 }
 

@@ -28,7 +28,20 @@ namespace {
 // Leaves of the YAML tree by dotted path. Sequences are leaves (lists of numbers, data info).
 using Flat = std::map<std::string, YAML::Node>;
 
-void Flatten(const YAML::Node& node, const std::string& prefix, Flat& out) {
+// A map key as a string. YAML allows a list or a map as a key (`? [a, b]: 1`); no training
+// config has one, and yaml-cpp's own error would name neither the file nor the key.
+std::string KeyOf(const YAML::Node& key, const std::string& origin, const std::string& parent) {
+  if (!key.IsScalar()) {
+    const YAML::Mark m = key.Mark();
+    Fail(origin, ": line ", m.line + 1, ", column ", m.column + 1, ": a key under '",
+         parent.empty() ? "(top level)" : parent, "' is ", key.IsSequence() ? "a list" : "a map",
+         " (a complex YAML key); keys must be plain names");
+  }
+  return key.Scalar();
+}
+
+void Flatten(const YAML::Node& node, const std::string& prefix, Flat& out,
+             const std::string& origin) {
   if (node.IsMap() && !prefix.empty() && node.size() == 0) {
     out.erase(prefix);
     out.emplace(prefix, node);
@@ -42,8 +55,8 @@ void Flatten(const YAML::Node& node, const std::string& prefix, Flat& out) {
     return;
   }
   for (const auto& kv : node) {
-    const std::string key = kv.first.as<std::string>();
-    Flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+    const std::string key = KeyOf(kv.first, origin, prefix);
+    Flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, origin);
   }
 }
 
@@ -111,7 +124,7 @@ class Reader {
       if (!e.IsMap()) Bad(at, e, "a map with file_name");
       DataSourceInfo d;
       for (const auto& kv : e) {
-        const std::string k = kv.first.as<std::string>();
+        const std::string k = KeyOf(kv.first, origin_, at);
         const std::string sub = at + "." + k;
         if (k == "file_name") {
           d.file_name = Scalar<std::string>(sub, kv.second, "a string");
@@ -174,7 +187,7 @@ void ApplyOverride(Flat& flat, const std::string& text) {
   for (auto it = flat.lower_bound(key + ".");
        it != flat.end() && it->first.rfind(key + ".", 0) == 0;)
     it = flat.erase(it);
-  Flatten(value, key, flat);
+  Flatten(value, key, flat, "--set '" + text + "'");
 }
 
 const char* const kIgnored[] = {
@@ -292,7 +305,7 @@ void ReadLoraParams(Reader& r, TrainConfig& c, const std::string& sub, const YAM
   if (!params.IsMap()) r.Bad(sub, params, "a map");
   LoraSettings& p = e.p;
   for (const auto& pv : params) {
-    const std::string pk = pv.first.as<std::string>(), psub = sub + "." + pk;
+    const std::string pk = KeyOf(pv.first, c.origin, sub), psub = sub + "." + pk;
     const YAML::Node& v = pv.second;
     auto flag = [&](bool& out) { out = r.Scalar<bool>(psub, v, "true or false"); };
     auto number = [&](double& out) { out = r.Scalar<double>(psub, v, "a number"); };
@@ -316,7 +329,7 @@ LoraEntry ReadLoraEntry(Reader& r, TrainConfig& c, const std::string& at, const 
   LoraEntry e;
   e.p.alpha = 8;  // PEFT's defaults: r 8, lora_alpha 8, dropout 0
   for (const auto& kv : node) {
-    const std::string k = kv.first.as<std::string>(), sub = at + "." + k;
+    const std::string k = KeyOf(kv.first, c.origin, at), sub = at + "." + k;
     if (k == "regex" || k == "module_type")
       (k == "regex" ? e.regex : e.module_type) = r.Scalar<std::string>(sub, kv.second, "a string");
     else if (k == "params")
@@ -600,7 +613,7 @@ TrainConfig ParseTrainConfig(const std::string& yaml_text, const std::string& or
   }
   if (!root.IsNull() && !root.IsMap()) Fail(origin, ": the top level must be a map of sections");
   Flat flat;
-  if (root.IsMap()) Flatten(root, "", flat);
+  if (root.IsMap()) Flatten(root, "", flat, origin);
   for (const auto& o : overrides) ApplyOverride(flat, o);
   // Anchor holders (`_anchor_vocab_size: &_anchor_vocab_size 32128`) and the task label.
   for (auto it = flat.begin(); it != flat.end();)

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -17,12 +19,16 @@ TrainLog::TrainLog(const std::string& path, int64_t keep_through_step) : path_(p
   if (keep_through_step >= 0) {
     std::ifstream in(path);
     std::string line;
-    while (std::getline(in, line)) {
+    for (int64_t number = 1; std::getline(in, line); ++number) {
       try {
         const auto j = nlohmann::json::parse(line);
-        if (j.value("step", int64_t{-1}) <= keep_through_step) kept += line + "\n";
+        if (j.is_object() && j.value("step", int64_t{-1}) <= keep_through_step) kept += line + "\n";
       } catch (const nlohmann::json::exception&) {
-        // a line cut short by the kill that interrupted the run
+        // A line cut short by the kill or the failed write that interrupted the run: dropped.
+        std::fprintf(stderr,
+                     "warning: %s:%lld: dropped a line that is not valid JSON (cut short by an "
+                     "interrupted write?)\n",
+                     path.c_str(), static_cast<long long>(number));
       }
     }
   }
@@ -35,9 +41,20 @@ TrainLog::~TrainLog() {
   if (f_ != nullptr) std::fclose(f_);
 }
 
+// A failed write (a full disk) stops the run with an error rather than leaving a silent gap in
+// the log: the checkpoints up to here are intact and --resume continues (docs/reliability.md).
 void TrainLog::Line(const std::string& json) {
-  std::fprintf(f_, "%s\n", json.c_str());
-  std::fflush(f_);
+  const std::string line = json + "\n";
+  errno = 0;
+  const bool ok =
+      std::fwrite(line.data(), 1, line.size(), f_) == line.size() && std::fflush(f_) == 0;
+  if (!ok) {
+    const int err = errno;
+    std::clearerr(f_);
+    Fail(path_, ": cannot write the training log",
+         err != 0 ? std::string(": ") + std::strerror(err) : std::string(),
+         "; the run stops here (resume from the last checkpoint with --resume)");
+  }
 }
 
 void TrainLog::Step(const StepRecord& r) {

@@ -365,6 +365,9 @@ void Trainer::CheckRanksAgree() const {
 // Rank 0: the checkpoint to resume (--resume, or the newest under the run folder with
 // auto_resume), then the weights a run starts from.
 void Trainer::Restore() {
+  // A checkpoint killed mid-write (no DONE) is never resumed from: remove it now rather than
+  // after the next checkpoint completes (docs/reliability.md).
+  if (root_) RemoveIncompleteCheckpoints(ckpt_root_);
   std::string resume = opt_.resume;
   if (resume.empty() && cfg_.auto_resume) {
     resume = FindLatestCheckpoint(ckpt_root_);

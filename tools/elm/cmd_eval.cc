@@ -1,6 +1,7 @@
 // elm eval / elm perplexity: the paper's zero-shot tasks with lm-evaluation-harness semantics,
 // and rolling-window perplexity of a text file (docs/evaluation.md).
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "base/error.h"
@@ -30,7 +31,8 @@ void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--context", o.context,
                   "lm-eval's max_length: longer inputs are truncated on the left (default: the "
-                  "model's max_context_length)");
+                  "model's max_context_length)")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   cmd->add_flag("--no-bos", o.no_bos,
                 "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
 }

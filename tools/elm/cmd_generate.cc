@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <limits>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -39,7 +40,8 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
   cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate")
       ->capture_default_str();
-  cmd->add_option("--context", o.context, "Context size in tokens (default: max_context_length)");
+  cmd->add_option("--context", o.context, "Context size in tokens (default: max_context_length)")
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   cmd->add_option("--kv-type", o.kv_type, "KV cache storage: f32, bf16 or f16 (half the memory)")
       ->capture_default_str();
   cmd->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <thread>
 
 #include "base/error.h"
@@ -64,7 +65,7 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::Range(0, 4096));
   cmd->add_option("--context", s.context,
                   "Context size per slot in tokens (default: max_context_length)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   cmd->add_option("--kv-type", o->kv_type,
                   "KV cache storage of every slot: f32, bf16 or f16 (half the memory)")
       ->capture_default_str();
