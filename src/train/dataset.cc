@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <limits>
 
@@ -93,12 +94,21 @@ class SampleBuilder {
     std::vector<std::vector<int32_t>> encoded(pieces.size());
     std::vector<char> keep(pieces.size(), 0);
     const auto n = static_cast<int64_t>(pieces.size());
+    // An exception must not leave an OpenMP region (std::terminate): the first error of the
+    // pieces (e.g. invalid UTF-8) is kept and rethrown after the loop.
+    std::exception_ptr error;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t i = 0; i < n; ++i) {
-      if (FilterLength(pieces[i]) < o_.min_characters_per_text) continue;
-      encoded[i] = Encode(pieces[i]);
-      keep[i] = static_cast<int>(encoded[i].size()) >= o_.min_tokens_per_text;
+      try {
+        if (FilterLength(pieces[i]) < o_.min_characters_per_text) continue;
+        encoded[i] = Encode(pieces[i]);
+        keep[i] = static_cast<int>(encoded[i].size()) >= o_.min_tokens_per_text;
+      } catch (...) {
+#pragma omp critical(elm_dataset_error)
+        if (!error) error = std::current_exception();
+      }
     }
+    if (error) std::rethrow_exception(error);
     const int width = o_.seq_len + 1;
     for (int64_t i = 0; i < n; ++i) {
       ++stats_.documents;
@@ -241,7 +251,15 @@ std::shared_ptr<SampleSet> BuildSamples(const std::vector<SourceFile>& sources,
           Fail(src.path, ": token ", t, " is outside the tokenizer's vocabulary");
       b.AddTokens(tokens);
     } else {
-      ForEachDocument(src, [&](std::string&& doc) { b.AddDocument(std::move(doc)); });
+      int64_t n = 0;
+      ForEachDocument(src, [&](std::string&& doc) {
+        ++n;
+        try {
+          b.AddDocument(std::move(doc));
+        } catch (const Error& e) {  // e.g. invalid UTF-8: say where
+          Fail(src.path, ": document ", n, ": ", e.what());
+        }
+      });
     }
   }
   std::vector<int32_t> data = b.Finish();

@@ -40,8 +40,14 @@ std::string KeyOf(const YAML::Node& key, const std::string& origin, const std::s
   return key.Scalar();
 }
 
+// Configs nest a few levels; a YAML alias inside its own anchor (`a: &b {c: *b}`) nests forever.
+constexpr int kMaxDepth = 32;
+
 void Flatten(const YAML::Node& node, const std::string& prefix, Flat& out,
-             const std::string& origin) {
+             const std::string& origin, int depth = 0) {
+  if (depth > kMaxDepth)
+    Fail(origin, ": keys nest deeper than ", kMaxDepth, " levels at '", prefix.substr(0, 200),
+         "...' (a YAML alias that refers to itself?)");
   if (node.IsMap() && !prefix.empty() && node.size() == 0) {
     out.erase(prefix);
     out.emplace(prefix, node);
@@ -56,7 +62,7 @@ void Flatten(const YAML::Node& node, const std::string& prefix, Flat& out,
   }
   for (const auto& kv : node) {
     const std::string key = KeyOf(kv.first, origin, prefix);
-    Flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, origin);
+    Flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out, origin, depth + 1);
   }
 }
 
