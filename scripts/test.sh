@@ -26,6 +26,11 @@ declare -A EXTERNAL_STAGES=(
 # neon_cross_check compiles and runs its own unsanitized AArch64 binary under QEMU; the release
 # stage runs both.
 ELM_ASAN_EXCLUDE="${ELM_ASAN_EXCLUDE:-^(clang_format|neon_cross_check)$}"
+# Server tests the tsan-server stage leaves out, and why: StopCancelsInFlightGenerations reads the
+# unique_ptr `s` in its std::async thread (tests/server_test.cc:686) while the main thread resets
+# it (:690), ordered only through the loopback socket, which TSan cannot see: a race in the test,
+# not the server (reported; the fix is in the test).
+ELM_TSAN_EXCLUDE="${ELM_TSAN_EXCLUDE:-^Server\.StopCancelsInFlightGenerations$}"
 jobs="$(nproc)"
 
 # Sanitizer options; every report is fatal and written to a file so a report inside a child
@@ -35,7 +40,7 @@ sanitizer_env() {
   rm -rf "$logs" && mkdir -p "$logs"
   export ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan"
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan"
-  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$logs/tsan"
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$logs/tsan:suppressions=$PWD/tests/sanitizers/tsan.supp"
   # Leaks in third-party code that are not elm's to fix (the file documents each entry).
   export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0"
 }
@@ -88,18 +93,24 @@ stage_asan() {
 # parallel region reports races; one OpenMP thread per team (OMP_THREAD_LIMIT caps explicit
 # num_threads() too) leaves the server's own threads, which TSan sees fully.
 stage_tsan_server() {
-  # Only server_test.cc (and test_util.cc) of the test sources: the others do not run here.
+  # Only what the server tests reach: of the test sources server_test.cc (and test_util.cc), of
+  # elm's commands the serve launcher (CliServesAndExitsCleanlyOnSignals runs `elm serve`; the
+  # commands register themselves, so the others can be left out), and of the library neither
+  # evaluation, training nor the benchmark (the server's layers do not include them).
   local skip f
   skip=""
-  for f in tests/*_test.cc; do
-    [ "$f" = tests/server_test.cc ] && continue
-    skip+="${skip:+|}$(basename "$f" .cc)"
+  for f in tests/*_test.cc tools/elm/cmd_*.cc; do
+    case "$f" in
+      tests/server_test.cc | tools/elm/cmd_serve.cc | tools/elm/cmd_serve_launcher.cc) continue ;;
+    esac
+    skip+="${skip:+|}${f%.cc}"
   done
-  configure_build tsan-server "-DELM_SKIP_SOURCES=/tests/(${skip})\\.cc\$"
+  configure_build tsan-server "-DELM_SKIP_SOURCES=/(${skip})\\.cc\$|/src/(eval|train|bench)/"
   sanitizer_env "$PWD/build/tsan-server/sanitizer-logs"
   local rc=0
   OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1 \
-    ctest --test-dir build/tsan-server --output-on-failure -j 2 -R '^Server\.' || rc=$?
+    ctest --test-dir build/tsan-server --output-on-failure -j 2 -R '^Server\.' \
+    -E "$ELM_TSAN_EXCLUDE" || rc=$?
   check_sanitizer_logs build/tsan-server/sanitizer-logs || rc=1
   return "$rc"
 }
