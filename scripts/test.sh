@@ -157,6 +157,8 @@ for stage in "$@"; do
   took=$((SECONDS - start))
   if [ "$rc" -eq 0 ]; then
     summary+=("$stage: ok (${took}s)")
+  elif [ "$rc" -eq 77 ]; then
+    summary+=("$stage: skipped (${took}s)")  # a stage's own "cannot run here" (e.g. no clang)
   else
     summary+=("$stage: FAILED rc=$rc (${took}s)")
     failed=1
