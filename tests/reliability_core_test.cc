@@ -1,6 +1,7 @@
 // Regression tests for the defects that hostile inputs and fault injection found (issue 19,
 // docs/reliability.md): each test is built from the defect's reproducer.
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@
 #include "tokenizer/tokenizer.h"
 #include "train/checkpoint.h"
 #include "train/dataset.h"
+#include "train/text_sources.h"
 #include "train/train_config.h"
 #include "train/train_log.h"
 
@@ -427,6 +429,41 @@ TEST(ReliabilityD9, ContextFlagsAreCheckedAndRatesNeverNegative) {
   st.generated_tokens = 0;
   st.decode_seconds = 0.5;
   EXPECT_EQ(st.generated_tokens_per_s(), 0);
+}
+
+// ---- What the fuzz targets found beyond D1-D10 (docs/reliability.md, "Fuzzing") ----
+
+// N1: documents mode tokenizes a document's pieces in an OpenMP loop; invalid UTF-8 in a piece
+// threw inside the parallel region (std::terminate). It must be an elm::Error naming the file.
+TEST(ReliabilityFuzzN1, InvalidUtf8InDocumentsModeIsAnError) {
+  const std::string path = test::TempDir("rel_n1") + "/doc.txt";
+  std::string text;
+  for (int i = 0; i < 64; ++i) text += "word" + std::to_string(i) + " ";
+  text += "bad\xf8\x03 tail";
+  std::ofstream(path, std::ios::binary) << text;
+  SourceFile src;
+  src.path = path;
+  src.kind = SourceKind::kText;
+  DatasetOptions opt;
+  opt.seq_len = 8;
+  opt.packed = false;
+  opt.document_split_size = 8;
+  opt.verbose = false;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);  // the error is thrown on a worker thread too
+  const std::string msg = ErrorOf([&] { BuildSamples({src}, Tokenizer::Default(), opt); });
+  omp_set_num_threads(threads);
+  EXPECT_NE(msg.find("UTF-8"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+}
+
+// N2: an alias inside its own anchor (`a: &b\n  c: *b`) nests forever; flattening it overflowed
+// the stack. It must be an error naming the file.
+TEST(ReliabilityFuzzN2, SelfReferentialYamlAliasIsAnError) {
+  const std::string path = Repro("recursive_alias.yaml");
+  const std::string msg = ErrorOf([&] { LoadTrainConfig(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("nest deeper"), std::string::npos) << msg;
 }
 
 }  // namespace
