@@ -10,18 +10,15 @@ S=${1:-3600}
 JOBS=${2:-2}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
+# shellcheck source=tests/fuzz/dict.sh
+source "$ROOT/tests/fuzz/dict.sh"
 TARGETS=${FUZZ_TARGETS:-$(ls "$ROOT/tests/fuzz/corpus")}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for t in $TARGETS; do
   [ -x "$BUILD/$t" ] || { echo "$BUILD/$t is not built (run tests/fuzz/smoke.sh once)"; exit 2; }
   w=$BUILD/long/$t
   mkdir -p "$w/corpus" "$w/crashes"
-  dict=()
-  case $t in
-    safetensors_fuzz | tokenizer_json_fuzz | hf_config_fuzz | mlx_meta_fuzz | openai_request_fuzz)
-      dict=(-dict="$ROOT/tests/fuzz/dict/json.dict") ;;
-    train_yaml_fuzz) dict=(-dict="$ROOT/tests/fuzz/dict/yaml.dict") ;;
-  esac
+  fuzz_dict "$t"
   "$BUILD/$t" "$w/corpus" "$ROOT/tests/fuzz/corpus/$t" -max_total_time="$S" -fork="$JOBS" \
     -ignore_crashes=1 -timeout=30 -rss_limit_mb=2048 -close_fd_mask=3 \
     -artifact_prefix="$w/crashes/" "${dict[@]}" >"$w/log" 2>&1

@@ -10,6 +10,8 @@ set -u
 SECONDS_PER_TARGET=${1:-30}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
+# shellcheck source=tests/fuzz/dict.sh
+source "$ROOT/tests/fuzz/dict.sh"
 CXX_BIN=${CXX:-clang++}
 ALL_TARGETS="safetensors_fuzz gguf_fuzz tokenizer_json_fuzz hf_config_fuzz mlx_meta_fuzz
   train_yaml_fuzz dataset_fuzz openai_request_fuzz chat_template_fuzz"
@@ -57,12 +59,7 @@ for t in $TARGETS; do
   work=$BUILD/smoke/$t
   rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts"
   cp "$ROOT/tests/fuzz/corpus/$t/"* "$work/corpus/" 2>/dev/null
-  dict=()
-  case $t in
-    safetensors_fuzz | tokenizer_json_fuzz | hf_config_fuzz | mlx_meta_fuzz | openai_request_fuzz)
-      dict=(-dict="$ROOT/tests/fuzz/dict/json.dict") ;;
-    train_yaml_fuzz) dict=(-dict="$ROOT/tests/fuzz/dict/yaml.dict") ;;
-  esac
+  fuzz_dict "$t"
   # -timeout: one input running 30 s counts as a hang; stdout/stderr of the target are closed
   # (libFuzzer and the sanitizers keep reporting on a duplicate of stderr).
   "$BUILD/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 \
