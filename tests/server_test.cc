@@ -66,8 +66,12 @@ class TestServer {
   }
   Reply Post(const std::string& path, const std::string& body, const std::string& key = {}) const {
     auto c = Client(key);
-    auto r = c.Post(path, body, "application/json");
-    return ToReply(r);
+    return Post(c, path, body);
+  }
+  // Through a client made beforehand: a thread that holds only the client does not touch the
+  // TestServer, which another thread may destroy meanwhile.
+  static Reply Post(httplib::Client& c, const std::string& path, const std::string& body) {
+    return ToReply(c.Post(path, body, "application/json"));
   }
   Reply Post(const std::string& path, const json& body, const std::string& key = {}) const {
     return Post(path, body.dump(), key);
@@ -682,8 +686,11 @@ TEST(Server, StopCancelsInFlightGenerations) {
   auto s = std::make_unique<TestServer>(OneSlotLongContext(4));
   LongStream a(*s);
   ASSERT_TRUE(a.WaitStarted());
-  auto queued = std::async(std::launch::async, [&] {
-    return s->Post("/v1/completions", json{{"prompt", "queued"}, {"max_tokens", 3}});
+  // The queued request's thread holds its own client, not `s`, which the main thread resets.
+  httplib::Client client = s->Client();
+  auto queued = std::async(std::launch::async, [&client] {
+    return TestServer::Post(client, "/v1/completions",
+                            json{{"prompt", "queued"}, {"max_tokens", 3}}.dump());
   });
   ASSERT_TRUE(WaitFor([&] { return s->Health()["queue"]["waiting"] == 1; }));
   const auto t0 = Clock::now();
