@@ -47,6 +47,19 @@ TEST(ChatCli, ShippedModelKeepsGoingForFiveTurns) {
   EXPECT_EQ(err.find("\033["), std::string::npos) << "no colour when piped";
 }
 
+// A reply asked to be longer than the room left stops at the context, and says so (not
+// "length").
+TEST(ChatCli, ReplyCutByTheContextSaysSo) {
+  const std::string in = WriteInput("chatcut", "Hello\n");
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("chat --model " + kShipped + " -n 1000 --ignore-eos --verbose < " + in,
+                         &out, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("[reply cut at the context limit]"), std::string::npos) << err;
+  EXPECT_NE(err.find("stop: context"), std::string::npos) << err;
+}
+
 // /help, /reset, /exit and unknown commands never reach the model.
 TEST(ChatCli, CommandsAreHandledLocally) {
   const std::string in =

@@ -271,7 +271,7 @@ if (!failed && !existsSync(`${shippedDir}/config.json`)) {
     check((await page.$$(".msg.note")).length === 1, "the note after a reload");
     check(pageErrors.length === 0, `no page errors: ${pageErrors.join("; ")}`);
     // A picture of the whole conversation: a tall window, Settings still folded.
-    await page.setViewportSize({ width: 720, height: 3000 });
+    await page.setViewportSize({ width: 720, height: 3800 });
     mkdirSync(dirname(screenshot5), { recursive: true });
     await page.screenshot({ path: screenshot5 });
     console.log(`screenshot: ${screenshot5}`);

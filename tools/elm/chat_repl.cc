@@ -71,13 +71,15 @@ const char* ChatHelpText() {
 struct ChatTerminal::Editor {
   EditLine* el = nullptr;
   History* hist = nullptr;
+  FILE* out = stdout;  // where the line is drawn: stdout, or stderr when stdout is piped
   static bool colour;
   static const char* Prompt(EditLine*) {
     // \1 marks the escape sequences libedit must not count as printed characters.
     return colour ? "\1\033[1;32m\1> \1\033[0m\1" : "> ";
   }
   Editor() {
-    el = el_init("elm", stdin, stdout, stderr);
+    if (!::isatty(STDOUT_FILENO)) out = stderr;
+    el = el_init("elm", stdin, out, stderr);
     hist = history_init();
     HistEvent ev;
     history(hist, &ev, H_SETSIZE, 1000);
@@ -106,7 +108,7 @@ ChatTerminal::ChatTerminal() {
   sa.sa_flags = 0;  // no SA_RESTART: a read at the prompt returns on Ctrl-C
   sigaction(SIGINT, &sa, &g_previous);
 #ifdef ELM_HAVE_LIBEDIT
-  if (interactive_) {
+  if (interactive_ && (::isatty(STDOUT_FILENO) || ::isatty(STDERR_FILENO))) {
     Editor::colour = colour_;
     editor_ = std::make_unique<Editor>();
   }
@@ -139,11 +141,11 @@ ChatTerminal::Read ChatTerminal::ReadMessage(std::string* line) {
     const char* got = el_gets(editor_->el, &count);
     if (!got) {
       if (count < 0 && (errno == EINTR || interrupted())) {
-        std::fputs("^C\n", stdout);
-        std::fflush(stdout);
+        std::fputs("^C\n", editor_->out);
+        std::fflush(editor_->out);
         return Read::kInterrupted;
       }
-      std::fputc('\n', stdout);  // Ctrl-D: leave the cursor on a fresh line
+      std::fputc('\n', editor_->out);  // Ctrl-D: leave the cursor on a fresh line
       return Read::kEnd;
     }
     *line = got;

@@ -276,12 +276,18 @@ void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler
   st.messages.push_back({"assistant", r.text});
   std::printf("\n");
   std::fflush(stdout);
+  // A reply that ran into a length shortened to the room left was stopped by the context.
+  const bool cut = r.reason == StopReason::kContextFull ||
+                   (r.reason == StopReason::kMaxTokens && fit.reply_tokens < o.max_new_tokens);
   if (r.reason == StopReason::kCancelled)
     std::fprintf(stderr, "%s\n", term.Paint("2", "[reply stopped]").c_str());
-  else if (r.reason == StopReason::kContextFull ||
-           (r.reason == StopReason::kMaxTokens && fit.reply_tokens < o.max_new_tokens))
+  else if (cut)
     std::fprintf(stderr, "%s\n", term.Paint("2", "[reply cut at the context limit]").c_str());
-  if (o.verbose || o.verbose_prompt) PrintStats(r);
+  if (o.verbose || o.verbose_prompt) {
+    GenerateResult shown = r;
+    if (cut) shown.reason = StopReason::kContextFull;
+    PrintStats(shown);
+  }
 }
 
 // --raw: each line continues the text in the KV cache.
