@@ -1,4 +1,5 @@
 // elm generate / elm chat: streaming text generation and an interactive Instruct chat.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <limits>
@@ -259,8 +260,8 @@ void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler
   // The session already holds the longest common prefix; feed the rest (at least one token,
   // whose logits start the reply).
   size_t common = 0;
-  while (common < st.cached.size() && common + 1 < fit.prompt.size() &&
-         st.cached[common] == fit.prompt[common])
+  const size_t held = std::min(st.cached.size(), static_cast<size_t>(session.position()));
+  while (common < held && common + 1 < fit.prompt.size() && st.cached[common] == fit.prompt[common])
     ++common;
   session.Rewind(static_cast<int>(common));
   const std::vector<int> turn(fit.prompt.begin() + static_cast<long>(common), fit.prompt.end());
@@ -269,9 +270,11 @@ void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler
   go.cancelled = [&term] { return term.interrupted(); };
   term.ClearInterrupt();
   const auto r = GenerateText(session, turn, go, sampler, tok);
-  // The session now holds the prompt and every reply token but the last.
+  // The session now holds the prompt and every reply token but the last (less when Ctrl-C came
+  // during the prompt's prefill).
   st.cached = fit.prompt;
   if (!r.ids.empty()) st.cached.insert(st.cached.end(), r.ids.begin(), r.ids.end() - 1);
+  st.cached.resize(std::min(st.cached.size(), static_cast<size_t>(session.position())));
   st.messages = std::move(fit.kept);
   st.messages.push_back({"assistant", r.text});
   std::printf("\n");
