@@ -883,6 +883,7 @@ TEST(Server, RequestDefaultsAreTheOneTable) {
   EXPECT_EQ(d["repeat_last_n"], p.repetition_window);
   EXPECT_EQ(d["max_tokens"], DefaultReplyTokens(128));
   EXPECT_EQ(d["max_tokens"], 64);
+  EXPECT_EQ(d["temperature"].dump(), "0.8") << "written as in the table, for the page to show";
 
   const json req = {{"prompt", "Once upon a time"}, {"seed", 11}, {"ignore_eos", true}};
   const Reply r = s.Post("/v1/completions", req);

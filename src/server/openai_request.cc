@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -319,15 +320,21 @@ class FailedFieldFinder : public nlohmann::json_sax<json> {
 
 json RequestDefaultsJson(int context) {
   const SamplingParams d = DefaultSamplingParams();
+  // The float as it is written in the table (0.8, not 0.800000011920929 from widening it).
+  auto shortest = [](float f) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.7g", static_cast<double>(f));
+    return std::strtod(buf, nullptr);
+  };
   return {{"max_tokens", DefaultReplyTokens(context)},
-          {"temperature", d.temperature},
-          {"top_p", d.top_p},
+          {"temperature", shortest(d.temperature)},
+          {"top_p", shortest(d.top_p)},
           {"top_k", d.top_k},
-          {"min_p", d.min_p},
-          {"repetition_penalty", d.repetition_penalty},
+          {"min_p", shortest(d.min_p)},
+          {"repetition_penalty", shortest(d.repetition_penalty)},
           {"repeat_last_n", d.repetition_window},
-          {"presence_penalty", d.presence_penalty},
-          {"frequency_penalty", d.frequency_penalty}};
+          {"presence_penalty", shortest(d.presence_penalty)},
+          {"frequency_penalty", shortest(d.frequency_penalty)}};
 }
 
 json ParseJsonBody(const std::string& body) {
