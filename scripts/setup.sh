@@ -10,7 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-openmp-dev libbz2-dev
   libopenmpi-dev openmpi-bin libedit-dev
   g++-aarch64-linux-gnu qemu-user clang-format
-  chromium nodejs
+  chromium nodejs tmux
 )
 
 missing=()
