@@ -8,9 +8,9 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev libopenblas-openmp-dev libbz2-dev
-  libopenmpi-dev openmpi-bin
+  libopenmpi-dev openmpi-bin libedit-dev
   g++-aarch64-linux-gnu qemu-user clang-format
-  chromium nodejs
+  chromium nodejs tmux
 )
 
 missing=()

@@ -19,9 +19,11 @@
 #include <thread>
 
 #include "base/error.h"
+#include "generation/chat_history.h"
 #include "generation/chat_template.h"
 #include "generation/generator.h"
 #include "model/session.h"
+#include "sampling/defaults.h"
 #include "server/http_server.h"
 #include "tokenizer/tokenizer.h"
 
@@ -212,16 +214,16 @@ TEST(Server, CompletionRunsTheLibraryGenerator) {
     EXPECT_EQ(c["finish_reason"], "length");
     EXPECT_TRUE(c["logprobs"].is_null());
 
-    // The same request through the library's own generator.
+    // The same request through the library's own generator: the fields left out take the one
+    // table's defaults (sampling/defaults.h), as `elm generate` does.
     const auto prompt = tok.Encode("The capital of France is", tok.add_bos());
     Session session(TinyModel());
     GenerateOptions go;
     go.max_new_tokens = 12;
     go.stop_at_eos = false;
+    go.sampling = DefaultSamplingParams();
     go.sampling.temperature = temperature;
     go.sampling.top_k = 40;
-    go.sampling.top_p = 1.0f;
-    go.sampling.min_p = 0.0f;
     go.sampling.seed = 7;
     Sampler sampler(go.sampling);
     const auto g = Generate(session, prompt, go, sampler);
@@ -829,6 +831,178 @@ TEST(Server, CliServesAndExitsCleanlyOnSignals) {
     EXPECT_EQ(WEXITSTATUS(status), 0) << err;
     EXPECT_NE(err.find("stopped"), std::string::npos) << err;
   }
+}
+
+// ---- Issue 18: unsupported options, one set of defaults, long chats, true stop reasons -----
+
+// response_format (other than text) and tools ask for behaviour elm does not have: a 400 that
+// says so, never a 200 with plain text a client would take for JSON mode or a tool call.
+TEST(Server, UnsupportedResponseFormatAndToolsAre400) {
+  TestServer s;
+  const json chat = {
+      {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}, {"temperature", 0}};
+  auto with = [&](const char* key, json value) {
+    json r = chat;
+    r[key] = std::move(value);
+    return r;
+  };
+  for (const auto& [key, value] : std::vector<std::pair<const char*, json>>{
+           {"response_format", {{"type", "json_object"}}},
+           {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}}}}},
+           {"response_format", "json"},
+           {"tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}})},
+           {"tool_choice", "auto"},
+           {"tool_choice", {{"type", "function"}, {"function", {{"name", "f"}}}}},
+           {"functions", json::array({{{"name", "f"}}})},
+           {"function_call", "auto"}}) {
+    SCOPED_TRACE(std::string(key) + " = " + value.dump());
+    const Reply r = s.Post("/v1/chat/completions", with(key, value));
+    ExpectError(r, 400, "invalid_request_error", key, "unsupported_parameter");
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find("not supported"),
+              std::string::npos)
+        << r.raw;
+  }
+  // The completions endpoint too.
+  json comp = {{"prompt", "Hi"}, {"max_tokens", 2}, {"response_format", {{"type", "json_object"}}}};
+  ExpectError(s.Post("/v1/completions", comp), 400, "invalid_request_error", "response_format",
+              "unsupported_parameter");
+  // What asks for nothing is accepted: text format, no tools, tool_choice none, nulls.
+  EXPECT_EQ(s.Post("/v1/chat/completions", with("response_format", {{"type", "text"}})).status,
+            200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", with("tools", json::array())).status, 200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", with("tool_choice", "none")).status, 200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", with("tools", nullptr)).status, 200);
+}
+
+// One table of defaults: /v1/models reports it, and a request that leaves every field out samples
+// exactly as the library does with DefaultSamplingParams() (the CLI's flag defaults).
+TEST(Server, RequestDefaultsAreTheOneTable) {
+  TestServer s;
+  const Reply models = s.Get("/v1/models");
+  ASSERT_EQ(models.status, 200) << models.raw;
+  const json& d = models.body["data"][0]["meta"]["defaults"];
+  const SamplingParams p = DefaultSamplingParams();
+  EXPECT_FLOAT_EQ(d["temperature"].get<float>(), p.temperature);
+  EXPECT_EQ(d["top_k"], p.top_k);
+  EXPECT_FLOAT_EQ(d["top_p"].get<float>(), p.top_p);
+  EXPECT_FLOAT_EQ(d["min_p"].get<float>(), p.min_p);
+  EXPECT_FLOAT_EQ(d["repetition_penalty"].get<float>(), p.repetition_penalty);
+  EXPECT_EQ(d["repeat_last_n"], p.repetition_window);
+  EXPECT_EQ(d["max_tokens"], DefaultReplyTokens(128));
+  EXPECT_EQ(d["max_tokens"], 64);
+  EXPECT_EQ(d["temperature"].dump(), "0.8") << "written as in the table, for the page to show";
+
+  const json req = {{"prompt", "Once upon a time"}, {"seed", 11}, {"ignore_eos", true}};
+  const Reply r = s.Post("/v1/completions", req);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const Tokenizer tok = Tokenizer::Default();
+  const auto prompt = tok.Encode("Once upon a time", tok.add_bos());
+  Session session(TinyModel());
+  GenerateOptions go;
+  go.max_new_tokens = DefaultReplyTokens(128);
+  go.stop_at_eos = false;
+  go.sampling = DefaultSamplingParams();
+  go.sampling.seed = 11;
+  Sampler sampler(go.sampling);
+  const auto g = Generate(session, prompt, go, sampler);
+  EXPECT_EQ(r.body["choices"][0]["text"], StreamText(g.ids));
+  EXPECT_EQ(r.body["usage"]["completion_tokens"], DefaultReplyTokens(128));
+  // Without a seed, two identical requests sample different text.
+  const json noseed = {{"prompt", "Once upon a time"},
+                       {"max_tokens", 24},
+                       {"ignore_eos", true},
+                       {"temperature", 1.5}};
+  const Reply a = s.Post("/v1/completions", noseed), b = s.Post("/v1/completions", noseed);
+  ASSERT_EQ(a.status, 200);
+  EXPECT_NE(a.body["choices"][0]["text"], b.body["choices"][0]["text"]);
+}
+
+// The stop reason is reported truly: finish_reason stays OpenAI's ("length" for both), and
+// stop_detail tells max_tokens ("length") from a full context ("context").
+TEST(Server, StopDetailTellsMaxTokensFromAFullContext) {
+  TestServer s;
+  const json base = {{"prompt", "Hello"}, {"temperature", 0}, {"ignore_eos", true}};
+  json few = base;
+  few["max_tokens"] = 5;
+  const Reply a = s.Post("/v1/completions", few);
+  ASSERT_EQ(a.status, 200) << a.raw;
+  EXPECT_EQ(a.body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(a.body["choices"][0]["stop_detail"], "length");
+  json many = base;
+  many["max_tokens"] = 1000;
+  const Reply b = s.Post("/v1/completions", many);
+  ASSERT_EQ(b.status, 200) << b.raw;
+  EXPECT_EQ(b.body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(b.body["choices"][0]["stop_detail"], "context");
+  // Streaming: the last chunk carries it too.
+  many["stream"] = true;
+  const Reply c = s.Post("/v1/completions", many);
+  ASSERT_EQ(c.status, 200);
+  std::string detail;
+  for (const auto& e : SseEvents(c.raw)) {
+    if (e == "[DONE]") continue;
+    const json j = json::parse(e);
+    if (j.contains("choices") && !j["choices"].empty() && j["choices"][0].contains("stop_detail"))
+      detail = j["choices"][0]["stop_detail"];
+  }
+  EXPECT_EQ(detail, "context") << c.raw;
+}
+
+// A chat longer than the context keeps going (issue 18: the second message failed with "maximum
+// context length is 256 tokens, but the prompt has 282"): the oldest turns are left out, the
+// response says how many, and the prompt plus the reply fit.
+TEST(Server, LongChatIsTrimmedToFitTheContext) {
+  TestServer s;  // 128 positions
+  json messages = json::array({{{"role", "system"}, {"content", "You are terse."}}});
+  std::vector<ChatMessage> msgs = {{"system", "You are terse."}};
+  for (int t = 0; t < 6; ++t) {
+    const std::string q = "Tell me fact number " + std::to_string(t) + " about the moon.";
+    const std::string a = "Fact " + std::to_string(t) + ": the moon is far away and made of rock.";
+    messages.push_back({{"role", "user"}, {"content", q}});
+    messages.push_back({{"role", "assistant"}, {"content", a}});
+    msgs.push_back({"user", q});
+    msgs.push_back({"assistant", a});
+  }
+  messages.push_back({{"role", "user"}, {"content", "And the last one?"}});
+  msgs.push_back({"user", "And the last one?"});
+  const Tokenizer tok = Tokenizer::Default();
+  ASSERT_GT(ApplyChatTemplate(tok, msgs).size(), 128u) << "the test needs a chat over the context";
+
+  const json req = {{"messages", messages}, {"temperature", 0}, {"ignore_eos", true}};
+  const Reply r = s.Post("/v1/chat/completions", req);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const ChatFit fit = FitChatToContext(tok, msgs, 128, DefaultReplyTokens(128));
+  ASSERT_GT(fit.dropped, 0u);
+  EXPECT_EQ(r.body["dropped_messages"], fit.dropped);
+  EXPECT_EQ(r.body["usage"]["prompt_tokens"], fit.prompt.size());
+  EXPECT_EQ(r.body["usage"]["completion_tokens"], DefaultReplyTokens(128));
+  EXPECT_LE(r.body["usage"]["total_tokens"].get<int>(), 128);
+  EXPECT_EQ(r.body["choices"][0]["stop_detail"], "length");
+
+  // Streaming reports the trim in its last chunk.
+  json sreq = req;
+  sreq["stream"] = true;
+  const Reply st = s.Post("/v1/chat/completions", sreq);
+  ASSERT_EQ(st.status, 200);
+  size_t dropped = 0;
+  for (const auto& e : SseEvents(st.raw))
+    if (e != "[DONE]" && json::parse(e).contains("dropped_messages"))
+      dropped = json::parse(e)["dropped_messages"];
+  EXPECT_EQ(dropped, fit.dropped) << st.raw;
+
+  // A reply longer than the room left is cut by the context, and says so.
+  json big = req;
+  big["max_tokens"] = 1000;
+  const Reply b = s.Post("/v1/chat/completions", big);
+  ASSERT_EQ(b.status, 200) << b.raw;
+  EXPECT_EQ(b.body["usage"]["total_tokens"], 128);
+  EXPECT_EQ(b.body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(b.body["choices"][0]["stop_detail"], "context");
+
+  // One message longer than the whole context is still a 400.
+  const json huge = {{"messages", {{{"role", "user"}, {"content", std::string(2000, 'x')}}}}};
+  ExpectError(s.Post("/v1/chat/completions", huge), 400, "invalid_request_error", "messages",
+              "context_length_exceeded");
 }
 
 }  // namespace

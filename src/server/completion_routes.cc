@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "generation/chat_history.h"
+#include "sampling/defaults.h"
 #include "server/api_error.h"
 #include "server/completion_runner.h"
 #include "server/connection_watch.h"
@@ -83,6 +85,13 @@ CompletionResult RunOnSlot(const ServerState& st, Session& session, std::span<co
   return RunCompletion(session, st.tok, prompt, gen, cancelled, on_delta);
 }
 
+// elm's extensions to a response object or last chunk: the choice's "stop_detail" (why the reply
+// ended: eos, stop, length or context) and, when the chat was trimmed to fit, "dropped_messages".
+void AddStopDetail(json& obj, const CompletionResult& r, size_t dropped_messages) {
+  obj["choices"][0]["stop_detail"] = r.stop_detail;
+  if (dropped_messages > 0) obj["dropped_messages"] = dropped_messages;
+}
+
 void PickSeed(ServerState& st, GenerationParams& gen) {
   if (!gen.has_seed) gen.sampling.seed = st.Random();
 }
@@ -108,6 +117,7 @@ struct StreamJob {
   bool include_usage = false;
   std::string echo_text;  // completions with echo: sent as the first chunk
   size_t text_offset = 0;
+  size_t dropped_messages = 0;  // chat: the oldest messages left out to fit the context
 
   bool Run(httplib::DataSink& sink) {
     bool write_ok = true;
@@ -157,10 +167,10 @@ struct StreamJob {
       return true;
     }
     const char* finish = r.finish_reason.c_str();
-    if (chat)
-      send(Dump(ChatChunk(meta, json::object(), nullptr, finish)));
-    else
-      send(Dump(CompletionChunk(meta, "", nullptr, finish)));
+    json last = chat ? ChatChunk(meta, json::object(), nullptr, finish)
+                     : CompletionChunk(meta, "", nullptr, finish);
+    AddStopDetail(last, r, dropped_messages);
+    send(Dump(last));
     if (include_usage)
       send(Dump(UsageChunk(meta, chat ? "chat.completion.chunk" : "text_completion",
                            static_cast<int>(prompt.size()), static_cast<int>(r.ids.size()))));
@@ -242,6 +252,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
           r.prompt_logprobs, r.logprobs, creq.gen.echo ? 0 : ptext.size());
     choices.push_back(CompletionChoice(static_cast<int>(i), creq.gen.echo ? ptext + r.text : r.text,
                                        std::move(lp), r.finish_reason.c_str()));
+    choices.back()["stop_detail"] = r.stop_detail;
   }
   lease.reset();
   ++st.completed;
@@ -253,13 +264,20 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
 void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json body = ParseJsonBody(req.body);
   ChatRequest creq = ParseChatRequest(body, st.model->config().vocab_size);
-  std::vector<int> prompt;
+  // The oldest turns go when the conversation and the reply do not fit the context
+  // (generation/chat_history.h); the system prompt and the last message always stay.
+  const int context = st.scheduler.stats().context;
+  const int want = creq.gen.max_tokens < 0 ? DefaultReplyTokens(context) : creq.gen.max_tokens;
+  ChatFit fit;
   try {
-    prompt = ApplyChatTemplate(st.tok, creq.messages, /*add_generation_prompt=*/true);
+    fit = FitChatToContext(st.tok, creq.messages, context, want);
   } catch (const Error& e) {
-    BadParam("messages", std::string("cannot tokenize the messages: ") + e.what());
+    throw ApiError(400,
+                   std::string(e.what()) +
+                       ". Shorten the message, or start the server with a larger --context.",
+                   "invalid_request_error", "messages", "context_length_exceeded");
   }
-  CheckFits(st, prompt.size(), "messages");
+  std::vector<int> prompt = std::move(fit.prompt);
   PickSeed(st, creq.gen);
   const ResponseMeta meta{st.NewId("chatcmpl-"), st.model_id, std::time(nullptr)};
   auto watch = WatchClient(req);
@@ -279,6 +297,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
     job->meta = meta;
     job->chat = true;
     job->include_usage = creq.include_usage;
+    job->dropped_messages = fit.dropped;
     StartStream(res, std::move(job));
     return;
   }
@@ -294,10 +313,10 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
   if (creq.gen.logprobs >= 0)
     lp = ChatLogprobsJson(st.tok,
                           WithoutEos(r.logprobs, st.model->config().eos_id, creq.gen.ignore_eos));
-  res.set_content(
-      Dump(ChatObject(meta, r.text, std::move(lp), r.finish_reason.c_str(),
-                      UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size())))),
-      "application/json");
+  json obj = ChatObject(meta, r.text, std::move(lp), r.finish_reason.c_str(),
+                        UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size())));
+  AddStopDetail(obj, r, fit.dropped);
+  res.set_content(Dump(obj), "application/json");
 }
 
 }  // namespace elm::server

@@ -4,16 +4,22 @@
 #include <cstdio>
 #include <utility>
 
+#include "sampling/defaults.h"
 #include "sampling/sampler.h"
 
 namespace elm::server {
 
 namespace {
 
+// The reply length a request asks for: its max_tokens, or the default for this context.
+int RequestedTokens(const GenerationParams& params, int context) {
+  return params.max_tokens < 0 ? DefaultReplyTokens(context) : params.max_tokens;
+}
+
 GenerateOptions OptionsFor(const GenerationParams& params, int prompt_tokens, int context) {
   const int room = std::max(0, context - prompt_tokens);
   GenerateOptions go;
-  go.max_new_tokens = params.max_tokens < 0 ? room : std::min(params.max_tokens, room);
+  go.max_new_tokens = std::min(RequestedTokens(params, context), room);
   go.stop_at_eos = !params.ignore_eos;
   go.sampling = params.sampling;
   go.stop = params.stop;
@@ -65,6 +71,12 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
   res.text = std::move(g.text);
   const bool stopped = g.reason == StopReason::kEos || g.reason == StopReason::kStopString;
   res.finish_reason = stopped ? "stop" : "length";
+  res.stop_detail = g.reason == StopReason::kEos          ? "eos"
+                    : g.reason == StopReason::kStopString ? "stop"
+                    : g.reason == StopReason::kContextFull ||
+                            go.max_new_tokens < RequestedTokens(params, session.context())
+                        ? "context"
+                        : "length";
   res.cancelled = g.reason == StopReason::kCancelled;
   return res;
 }

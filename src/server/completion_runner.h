@@ -21,7 +21,10 @@ struct CompletionResult {
   std::vector<int> ids;                       // generated ids (a final EOS included)
   std::vector<TokenLogprob> logprobs;         // one per generated id when logprobs >= 0
   std::string text;                           // generated text after stop-string handling
-  std::string finish_reason = "length";       // "stop" or "length"
+  std::string finish_reason = "length";       // "stop" or "length" (OpenAI's two)
+  // Why it ended, more precisely (elm's extension, sent as the choice's "stop_detail"): "eos",
+  // "stop" (a stop string), "length" (max_tokens) or "context" (the context was full first).
+  std::string stop_detail = "length";
   bool cancelled = false;
 };
 
@@ -30,8 +33,9 @@ struct CompletionResult {
 using DeltaCallback = TextCallback;
 
 // `prompt` must be non-empty and fit the session's context (the caller checks, to answer 400).
-// The session is reset first: slots do not share state between requests. max_tokens (-1: to the
-// context) is clamped to the room left in the context.
+// The session is reset first: slots do not share state between requests. max_tokens (-1: the
+// default reply length, sampling/defaults.h) is clamped to the room left in the context; a reply
+// cut by that clamp reports stop_detail "context".
 CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span<const int> prompt,
                                const GenerationParams& params,
                                const std::function<bool()>& cancelled,

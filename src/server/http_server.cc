@@ -99,7 +99,8 @@ json ModelJson(const ServerState& st) {
            {{"context", st.scheduler.stats().context},
             {"vocab_size", c.vocab_size},
             {"n_layers", c.n_layers},
-            {"dim", c.dim}}}};
+            {"dim", c.dim},
+            {"defaults", RequestDefaultsJson(st.scheduler.stats().context)}}}};
 }
 
 void HandleModels(ServerState& st, const httplib::Request&, httplib::Response& res) {

@@ -2,10 +2,12 @@
 
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "sampling/defaults.h"
 #include "server/api_error.h"
 
 namespace elm::server {
@@ -135,29 +137,62 @@ std::vector<std::pair<int, float>> ParseLogitBias(const json& body, int vocab_si
   return out;
 }
 
-// Fields common to both endpoints. OpenAI's defaults: temperature 1 and top_p 1 (plain
-// sampling); the llama.cpp-style extensions top_k and min_p default to off so that a client
-// that sends only OpenAI fields gets OpenAI's behaviour.
+// A field OpenAI defines that elm does not implement yet: a 400 saying so, never silently ignored
+// (a client that asked for JSON mode or tools must not take plain text for them).
+[[noreturn]] void Unsupported(const std::string& param, const std::string& what) {
+  throw ApiError(400,
+                 "'" + param + "' is not supported by this server (" + what +
+                     "); leave it out to get plain text",
+                 "invalid_request_error", param, "unsupported_parameter");
+}
+
+void RejectUnsupported(const json& body) {
+  if (const json* rf = Field(body, "response_format")) {
+    const bool text = rf->is_object() && rf->contains("type") && (*rf)["type"] == "text";
+    if (!text)
+      Unsupported("response_format",
+                  "only {\"type\": \"text\"} is; JSON mode and "
+                  "JSON schemas are not");
+  }
+  // An empty list of tools (some clients always send one) asks for nothing.
+  if (const json* tools = Field(body, "tools"); tools && !(tools->is_array() && tools->empty()))
+    Unsupported("tools", "tool and function calling is not implemented");
+  if (const json* choice = Field(body, "tool_choice"); choice && *choice != "none")
+    Unsupported("tool_choice", "tool and function calling is not implemented");
+  if (const json* f = Field(body, "functions"); f && !(f->is_array() && f->empty()))
+    Unsupported("functions", "function calling is not implemented");
+  if (const json* fc = Field(body, "function_call"); fc && *fc != "none")
+    Unsupported("function_call", "function calling is not implemented");
+}
+
+// Fields common to both endpoints. A field left out takes the value of elm's one table of
+// defaults (sampling/defaults.h, docs/sampling.md), the same as `elm generate`, `elm chat` and the
+// chat page.
 void ParseCommon(const json& body, int vocab_size, GenerationParams& g, bool* stream,
                  bool* include_usage, std::string* model) {
+  RejectUnsupported(body);
   if (const json* m = Field(body, "model")) {
     if (!m->is_string()) BadParam("model", "'model' must be a string");
     *model = m->get<std::string>();
   }
   if (GetInteger(body, "n", 1, 1, 1) != 1) BadParam("n", "only n = 1 is supported");
+  const SamplingParams d = DefaultSamplingParams();
   SamplingParams& s = g.sampling;
-  s.temperature = static_cast<float>(GetNumber(body, "temperature", 1.0, 0.0, 100.0));
-  s.top_p = static_cast<float>(GetNumber(body, "top_p", 1.0, 0.0, 1.0));
+  s.temperature = static_cast<float>(GetNumber(body, "temperature", d.temperature, 0.0, 100.0));
+  s.top_p = static_cast<float>(GetNumber(body, "top_p", d.top_p, 0.0, 1.0));
   if (s.top_p <= 0.0f) BadParam("top_p", "'top_p' must be greater than 0");
-  s.top_k = static_cast<int>(GetInteger(body, "top_k", 0, 0, INT_MAX, /*clamp_high=*/true));
-  s.min_p = static_cast<float>(GetNumber(body, "min_p", 0.0, 0.0, 1.0));
+  s.top_k = static_cast<int>(GetInteger(body, "top_k", d.top_k, 0, INT_MAX, /*clamp_high=*/true));
+  s.min_p = static_cast<float>(GetNumber(body, "min_p", d.min_p, 0.0, 1.0));
   const char* rep_key = Field(body, "repeat_penalty") ? "repeat_penalty" : "repetition_penalty";
-  s.repetition_penalty = static_cast<float>(GetNumber(body, rep_key, 1.0, 0.0, 100.0));
+  s.repetition_penalty =
+      static_cast<float>(GetNumber(body, rep_key, d.repetition_penalty, 0.0, 100.0));
   if (s.repetition_penalty <= 0.0f) BadParam(rep_key, std::string("'") + rep_key + "' must be > 0");
-  s.repetition_window =
-      static_cast<int>(GetInteger(body, "repeat_last_n", 64, -1, INT_MAX, /*clamp_high=*/true));
-  s.presence_penalty = static_cast<float>(GetNumber(body, "presence_penalty", 0.0, -2.0, 2.0));
-  s.frequency_penalty = static_cast<float>(GetNumber(body, "frequency_penalty", 0.0, -2.0, 2.0));
+  s.repetition_window = static_cast<int>(
+      GetInteger(body, "repeat_last_n", d.repetition_window, -1, INT_MAX, /*clamp_high=*/true));
+  s.presence_penalty =
+      static_cast<float>(GetNumber(body, "presence_penalty", d.presence_penalty, -2.0, 2.0));
+  s.frequency_penalty =
+      static_cast<float>(GetNumber(body, "frequency_penalty", d.frequency_penalty, -2.0, 2.0));
   if (const json* seed = Field(body, "seed")) {
     if (!seed->is_number_integer()) BadParam("seed", "'seed' must be an integer");
     s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>()
@@ -283,6 +318,25 @@ class FailedFieldFinder : public nlohmann::json_sax<json> {
 
 }  // namespace
 
+json RequestDefaultsJson(int context) {
+  const SamplingParams d = DefaultSamplingParams();
+  // The float as it is written in the table (0.8, not 0.800000011920929 from widening it).
+  auto shortest = [](float f) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.7g", static_cast<double>(f));
+    return std::strtod(buf, nullptr);
+  };
+  return {{"max_tokens", DefaultReplyTokens(context)},
+          {"temperature", shortest(d.temperature)},
+          {"top_p", shortest(d.top_p)},
+          {"top_k", d.top_k},
+          {"min_p", shortest(d.min_p)},
+          {"repetition_penalty", shortest(d.repetition_penalty)},
+          {"repeat_last_n", d.repetition_window},
+          {"presence_penalty", shortest(d.presence_penalty)},
+          {"frequency_penalty", shortest(d.frequency_penalty)}};
+}
+
 json ParseJsonBody(const std::string& body) {
   json j;
   try {
@@ -308,7 +362,7 @@ CompletionRequest ParseCompletionRequest(const json& body, int vocab_size) {
   r.prompts = ParsePrompt(body, vocab_size);
   ParseCommon(body, vocab_size, r.gen, &r.stream, &r.include_usage, &r.model);
   r.gen.max_tokens =
-      static_cast<int>(GetInteger(body, "max_tokens", 16, 0, INT_MAX, /*clamp_high=*/true));
+      static_cast<int>(GetInteger(body, "max_tokens", -1, 0, INT_MAX, /*clamp_high=*/true));
   r.gen.echo = GetBool(body, "echo", false);
   r.gen.logprobs = static_cast<int>(GetInteger(body, "logprobs", -1, 0, kMaxTopLogprobs));
   if (GetInteger(body, "best_of", 1, 1, 1) != 1)

@@ -2,7 +2,8 @@
 // llama.cpp-style /tokenize and /detokenize bodies. Everything a client can get wrong is reported
 // as an ApiError(400) naming the field, before any slot is taken or any token generated. Unknown
 // fields are ignored, as OpenAI-compatible servers usually do, so clients that send extra options
-// keep working.
+// keep working; but the fields that ask for behaviour elm does not have (response_format other
+// than text, tools, tool_choice, functions) are a 400 with code "unsupported_parameter".
 #pragma once
 
 #include <optional>
@@ -26,7 +27,8 @@ inline constexpr int kMaxLogitBias = 1024;
 
 // Options shared by /v1/completions and /v1/chat/completions.
 struct GenerationParams {
-  int max_tokens = -1;  // -1: as many as fit the context; larger values are clamped to it
+  int max_tokens = -1;  // -1: not given, the default reply length (DefaultReplyTokens(context),
+                        // sampling/defaults.h); any length is clamped to the room in the context
   SamplingParams sampling;
   bool has_seed = false;  // without a seed every request draws a fresh one
   std::vector<std::string> stop;
@@ -64,6 +66,12 @@ struct TokenizeRequest {
   bool add_special = false;  // prepend BOS as the model's tokenizer would
   bool with_pieces = false;  // [{"id", "piece"}] instead of bare ids
 };
+
+// The value each request field takes when left out (elm's one table, sampling/defaults.h), keyed
+// by the field's name, for a server whose slots hold `context` positions. GET /v1/models reports
+// it as meta.defaults and the chat page starts its settings from it. The seed is not listed: left
+// out, every request draws a fresh one.
+nlohmann::json RequestDefaultsJson(int context);
 
 // Parses a request body; malformed JSON (including invalid UTF-8) and non-object bodies are 400.
 nlohmann::json ParseJsonBody(const std::string& body);

@@ -63,6 +63,8 @@ button:disabled { opacity: .5; cursor: default; }
   border-bottom-right-radius: 4px; }
 .msg.assistant { align-self: flex-start; background: var(--bot); border: 1px solid var(--line);
   border-bottom-left-radius: 4px; }
+.msg.note { align-self: center; max-width: 100%; padding: 4px 12px; font-size: 13px;
+  color: var(--muted); background: transparent; border: 1px dashed var(--line); box-shadow: none; }
 .msg.error { align-self: stretch; background: transparent; color: var(--err);
   border: 1px solid var(--err); box-shadow: none; }
 .msg .meta { display: block; margin-top: 6px; font-size: 12px; color: var(--muted); }
@@ -75,6 +77,15 @@ aside {
   overflow-y: auto;
 }
 aside.hidden { display: none; }
+@media (max-width: 700px) {
+  /* Narrow screens: Settings start folded and, when opened, float over the chat instead of
+     squeezing it. */
+  aside { position: fixed; right: 0; top: var(--header-h, 52px); bottom: 0;
+    width: min(300px, 92vw); z-index: 5; box-shadow: -4px 0 16px rgba(0, 0, 0, .2); }
+  header { gap: 8px; padding: 10px 12px; }
+  #model { flex: 1; min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  header .spacer { display: none; }
+}
 aside h2 { font-size: 14px; margin: 0 0 12px; text-transform: uppercase; letter-spacing: .6px;
   color: var(--muted); }
 aside label { display: block; font-size: 13px; margin: 10px 0 4px; }
@@ -119,28 +130,30 @@ footer { background: var(--panel); border-top: 1px solid var(--line); padding: 1
     <textarea id="system" placeholder="(none)"></textarea>
     <div class="row">
       <div><label for="temperature">Temperature</label>
-        <input id="temperature" type="number" min="0" max="2" step="0.05" value="0.7"></div>
+        <input id="temperature" type="number" min="0" max="2" step="0.05" placeholder="default"></div>
       <div><label for="max_tokens">Max tokens</label>
-        <input id="max_tokens" type="number" min="1" step="1" value="256"></div>
+        <input id="max_tokens" type="number" min="1" step="1" placeholder="default"></div>
     </div>
     <div class="row">
       <div><label for="top_p">Top-p</label>
-        <input id="top_p" type="number" min="0.01" max="1" step="0.01" value="0.95"></div>
+        <input id="top_p" type="number" min="0.01" max="1" step="0.01" placeholder="default"></div>
       <div><label for="top_k">Top-k</label>
-        <input id="top_k" type="number" min="0" step="1" value="40"></div>
+        <input id="top_k" type="number" min="0" step="1" placeholder="default"></div>
     </div>
     <div class="row">
       <div><label for="min_p">Min-p</label>
-        <input id="min_p" type="number" min="0" max="1" step="0.01" value="0.05"></div>
+        <input id="min_p" type="number" min="0" max="1" step="0.01" placeholder="default"></div>
       <div><label for="repetition_penalty">Repeat penalty</label>
-        <input id="repetition_penalty" type="number" min="0.1" step="0.05" value="1.1"></div>
+        <input id="repetition_penalty" type="number" min="0.1" step="0.05" placeholder="default"></div>
     </div>
     <label for="seed">Seed (empty: random)</label>
     <input id="seed" type="number" step="1" placeholder="random">
     <label for="api_key">API key (if the server requires one)</label>
     <input id="api_key" type="password" autocomplete="off" placeholder="none">
-    <div class="hint">Settings are kept in this browser. Temperature 0 picks the most likely
+    <div class="hint">Settings start from the server's defaults (the same as <code>elm chat</code>'s)
+      and are kept in this browser, as is the conversation. Temperature 0 picks the most likely
       token every time.</div>
+    <button id="defaults" type="button">Reset to defaults</button>
   </aside>
 </div>
 <footer>
@@ -155,19 +168,57 @@ footer { background: var(--panel); border-top: 1px solid var(--line); padding: 1
 const $ = (id) => document.getElementById(id);
 const fields = ["system", "temperature", "max_tokens", "top_p", "top_k", "min_p",
                 "repetition_penalty", "seed", "api_key"];
-const history = [];          // {role, content} of finished turns
+// The conversation, kept in localStorage so a reload shows it again: finished turns
+// ({role, content, meta}) and whether the "oldest turns left out" note was shown.
+const chat = loadChat();
 let controller = null;       // AbortController of the reply being streamed
+let epoch = 0;               // bumped by "New chat": a reply still arriving then is not kept
+let defaults = {};           // the server's request defaults (GET /v1/models, meta.defaults)
+
+function loadChat() {
+  try {
+    const c = JSON.parse(localStorage.getItem("elm.chat") || "null");
+    if (c && Array.isArray(c.turns)) return c;
+  } catch (_) {}
+  return {turns: [], trimmed: false};
+}
+function saveChat() {
+  try { localStorage.setItem("elm.chat", JSON.stringify(chat)); } catch (_) {}
+}
 
 for (const f of fields) {
   const saved = localStorage.getItem("elm." + f);
   if (saved !== null) $(f).value = saved;
   $(f).addEventListener("change", () => localStorage.setItem("elm." + f, $(f).value));
 }
-if (localStorage.getItem("elm.settings") === "hidden") $("settings").classList.add("hidden");
+// Fields the user never set show the server's defaults.
+function applyDefaults() {
+  for (const [k, v] of Object.entries(defaults)) {
+    if ($(k) && localStorage.getItem("elm." + k) === null) $(k).value = v;
+  }
+}
+$("defaults").onclick = () => {
+  for (const f of fields) {
+    if (f === "api_key" || f === "system") continue;
+    localStorage.removeItem("elm." + f);
+    $(f).value = "";
+  }
+  applyDefaults();
+};
+// Narrow screens start with Settings folded; wide ones as the user last left them.
+const narrow = window.matchMedia("(max-width: 700px)").matches;
+if (narrow || localStorage.getItem("elm.settings") === "hidden") {
+  $("settings").classList.add("hidden");
+}
 $("toggle").onclick = () => {
   const s = $("settings");
+  // The floating panel (narrow screens) opens just below the header.
+  document.documentElement.style.setProperty(
+      "--header-h", document.querySelector("header").getBoundingClientRect().bottom + "px");
   s.classList.toggle("hidden");
-  localStorage.setItem("elm.settings", s.classList.contains("hidden") ? "hidden" : "shown");
+  if (!narrow) {
+    localStorage.setItem("elm.settings", s.classList.contains("hidden") ? "hidden" : "shown");
+  }
 };
 
 function headers() {
@@ -185,6 +236,8 @@ async function probe() {
     const m = j.data[0];
     $("model").textContent = m.id + " \u00b7 context " + m.meta.context + " tokens";
     $("status").className = "ok";
+    defaults = m.meta.defaults || {};
+    applyDefaults();
   } catch (e) {
     $("model").textContent = "not connected: " + e.message;
     $("status").className = "bad";
@@ -212,6 +265,25 @@ function setMeta(div, text) {
   div.appendChild(meta);
 }
 
+// The note shown once per conversation when its oldest turns no longer fit the context.
+function trimNote() {
+  addMessage("note", "The conversation is longer than the model's context: its oldest turns " +
+             "are left out of what the model sees (the system prompt is kept).");
+}
+
+// Why a reply ended, in words: finish_reason is OpenAI's ("stop" or "length"), stop_detail
+// elm's finer reason (eos, stop string, max tokens, or a full context).
+function stopLabel(finish, detail) {
+  if (finish === "stopped") return "stopped";
+  switch (detail) {
+    case "eos": return "end of reply";
+    case "stop": return "stop string";
+    case "length": return "hit max tokens";
+    case "context": return "context full";
+  }
+  return finish === "length" ? "hit max tokens" : finish;
+}
+
 function scrollDown() {
   const c = $("chat");
   c.scrollTop = c.scrollHeight;
@@ -230,10 +302,12 @@ function setBusy(busy) {
 }
 
 async function send(text) {
+  const mine = epoch;
   const messages = [];
   const system = $("system").value.trim();
   if (system) messages.push({role: "system", content: system});
-  messages.push(...history, {role: "user", content: text});
+  for (const t of chat.turns) messages.push({role: t.role, content: t.content});
+  messages.push({role: "user", content: text});
   addMessage("user", text);
   const div = addMessage("assistant pending", "");
   const body = div.querySelector(".body");
@@ -248,7 +322,7 @@ async function send(text) {
   controller = new AbortController();
   setBusy(true);
   const started = performance.now();
-  let reply = "", finish = "", usage = null, firstAt = 0, chunks = 0;
+  let reply = "", finish = "", detail = "", dropped = 0, usage = null, firstAt = 0, chunks = 0;
   try {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", headers: headers(), body: JSON.stringify(request), signal: controller.signal,
@@ -286,6 +360,8 @@ async function send(text) {
             scrollDown();
           }
           if (c.finish_reason) finish = c.finish_reason;
+          if (c.stop_detail) detail = c.stop_detail;
+          if (j.dropped_messages) dropped = j.dropped_messages;
         }
       }
     }
@@ -312,11 +388,19 @@ async function send(text) {
     }
   }
   parts.push(seconds.toFixed(2) + " s");
-  if (finish) parts.push(finish === "length" ? "hit max tokens" : finish);
-  setMeta(div, parts.join(" \u00b7 "));
-  history.push({role: "user", content: text}, {role: "assistant", content: reply});
+  if (finish) parts.push(stopLabel(finish, detail));
+  const meta = parts.join(" \u00b7 ");
+  setMeta(div, meta);
   controller = null;
   setBusy(false);
+  if (mine !== epoch) return;
+  chat.turns.push({role: "user", content: text}, {role: "assistant", content: reply, meta});
+  if (dropped && !chat.trimmed) {
+    chat.trimmed = true;
+    chat.turns[chat.turns.length - 1].note = true;  // shown after this reply on a reload too
+    trimNote();
+  }
+  saveChat();
 }
 
 $("form").addEventListener("submit", (e) => {
@@ -344,10 +428,19 @@ $("input").addEventListener("input", autosize);
 const emptyNote = $("empty").cloneNode(true);
 $("clear").onclick = () => {
   if (controller) controller.abort();
-  history.length = 0;
+  ++epoch;
+  chat.turns.length = 0;
+  chat.trimmed = false;
+  saveChat();
   $("log").replaceChildren(emptyNote.cloneNode(true));
   $("input").focus();
 };
+// The conversation so far, as it was before the reload.
+for (const t of chat.turns) {
+  const div = addMessage(t.role, t.content);
+  if (t.meta) setMeta(div, t.meta);
+  if (t.note) trimNote();
+}
 $("api_key").addEventListener("change", probe);
 probe();
 $("input").focus();

@@ -1,10 +1,17 @@
 // Browser test of the chat page: starts `elm serve` on a free loopback port, opens "/" in headless
 // Chromium (Debian's, driven by playwright-core), sends a message, waits for streamed text,
 // presses Stop, checks that the server cancelled the generation and that the page is usable
-// again, and saves a screenshot.
+// again, and saves a screenshot. Then (issue 18) a five-turn conversation with the shipped model
+// (models/openelm-shakespeare, a 256-token context, so the chat only keeps going because the
+// server leaves out its oldest turns) in a phone-sized window: Settings start folded and filled
+// with the server's defaults, every reply completes, the trim is noted once, a reply cut by the
+// context is labelled "context full" (not "hit max tokens"), and the conversation survives a
+// reload; a screenshot of it is saved too.
 //
 //   node tests/browser/chat_page.mjs [--elm build/release/elm] [--model models/tiny-random-32k]
-//        [--chromium /usr/bin/chromium] [--screenshot build/test-artifacts/chat_page.png]
+//        [--shipped models/openelm-shakespeare] [--chromium /usr/bin/chromium]
+//        [--screenshot build/test-artifacts/chat_page.png]
+//        [--screenshot5 build/test-artifacts/chat_5turns.png]
 //
 // Exit code 0: passed; 1: failed; 77: skipped (no Chromium or no playwright-core), which ctest
 // reports as skipped with SKIP_RETURN_CODE 77. Install playwright-core with
@@ -34,6 +41,8 @@ const elmBin = resolve(arg("--elm", `${root}/build/release/elm`));
 const modelDir = resolve(arg("--model", `${root}/models/tiny-random-32k`));
 const chromiumPath = arg("--chromium", "/usr/bin/chromium");
 const screenshot = resolve(arg("--screenshot", `${root}/build/test-artifacts/chat_page.png`));
+const shippedDir = resolve(arg("--shipped", `${root}/models/openelm-shakespeare`));
+const screenshot5 = resolve(arg("--screenshot5", `${dirname(screenshot)}/chat_5turns.png`));
 const PACE_MS = 10;
 
 function skip(why) {
@@ -55,10 +64,9 @@ if (!existsSync(elmBin)) {
 }
 
 // Starts the server on port 0 and reads the chosen port from its banner on stderr.
-function startServer() {
+function startServer(model = modelDir, extra = ["--context", "32768"]) {
   return new Promise((resolvePort, reject) => {
-    const child = spawn(elmBin, ["serve", "--model", modelDir, "--port", "0", "--context", "32768",
-                                 "--log"],
+    const child = spawn(elmBin, ["serve", "--model", model, "--port", "0", ...extra, "--log"],
                         { stdio: ["ignore", "ignore", "pipe"] });
     let err = "";
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${err}`)), 20000);
@@ -202,8 +210,78 @@ try {
   failed = true;
   console.error(`FAIL: ${e.message}\n--- server log ---\n${log()}`);
 } finally {
-  await browser.close();
   proxy.close();
   child.kill("SIGTERM");
 }
+
+// Five turns with the shipped model in a phone-sized window.
+if (!failed && !existsSync(`${shippedDir}/config.json`)) {
+  console.log(`SKIP (five-turn part): no shipped model at ${shippedDir}`);
+} else if (!failed) {
+  const shipped = await startServer(shippedDir, []);  // its own context: 256 tokens
+  try {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const pageErrors = [];
+    page.on("pageerror", (e) => pageErrors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${shipped.port}/`);
+    await page.waitForSelector("#status.ok", { timeout: 10000 });
+    check((await page.textContent("#model")).includes("context 256"), "the 256-token model");
+    check(await page.isHidden("#settings"), "Settings start folded on a narrow screen");
+    // The settings start from the server's one table of defaults (sampling/defaults.h).
+    const models = await (await fetch(`http://127.0.0.1:${shipped.port}/v1/models`)).json();
+    const d = models.data[0].meta.defaults;
+    check(d.max_tokens === 128, `default reply length min(256, context/2) (got ${d.max_tokens})`);
+    for (const k of ["temperature", "top_p", "top_k", "min_p", "max_tokens"]) {
+      check(Number(await page.inputValue(`#${k}`)) === d[k], `setting ${k} shows the default`);
+    }
+    const labels = ["end of reply", "stop string", "hit max tokens", "context full"];
+    const questions = ["Good morrow, who art thou?", "What news from the court?",
+                       "Wilt thou speak of love?", "Where is the king tonight?",
+                       "Farewell, and tell me one thing more."];
+    for (let i = 0; i < questions.length; ++i) {
+      if (i === questions.length - 1) {
+        // The last turn asks for more than the context holds: the reply is cut by the context
+        // and must be labelled so.
+        await page.click("#toggle");
+        await page.fill("#max_tokens", "1000");
+        await page.press("#max_tokens", "Tab");
+        await page.click("#toggle");
+      }
+      await page.fill("#input", questions[i]);
+      await page.press("#input", "Enter");
+      await page.waitForFunction((n) => document.querySelectorAll(".msg.assistant .meta").length === n,
+                                 i + 1, { timeout: 60000 });
+      check((await page.$$(".msg.error")).length === 0,
+            `turn ${i + 1} got no error: ${await page.textContent("#log")}`);
+      const meta = await page.$$eval(".msg.assistant .meta", (m, n) => m[n].textContent, i);
+      check(labels.some((l) => meta.endsWith(l)), `turn ${i + 1} stop labelled (meta: ${meta})`);
+      if (i === questions.length - 1) {
+        check(meta.endsWith("context full"), `a reply cut by the context says so (meta: ${meta})`);
+      } else {
+        check(!meta.endsWith("context full"), `default replies fit (meta: ${meta})`);
+      }
+    }
+    check((await page.$$(".msg.note")).length === 1, "the trim is noted once");
+    check(shipped.log().includes("200"), "the server answered");
+    // The conversation survives a reload.
+    await page.reload();
+    await page.waitForSelector("#status.ok", { timeout: 10000 });
+    check((await page.$$(".msg.user")).length === 5, "five user turns after a reload");
+    check((await page.$$(".msg.assistant .meta")).length === 5, "five replies after a reload");
+    check((await page.$$(".msg.note")).length === 1, "the note after a reload");
+    check(pageErrors.length === 0, `no page errors: ${pageErrors.join("; ")}`);
+    // A picture of the whole conversation: a tall window, Settings still folded.
+    await page.setViewportSize({ width: 720, height: 3800 });
+    mkdirSync(dirname(screenshot5), { recursive: true });
+    await page.screenshot({ path: screenshot5 });
+    console.log(`screenshot: ${screenshot5}`);
+    console.log("PASS: five turns with the shipped model (trimmed), labels, reload, narrow layout");
+  } catch (e) {
+    failed = true;
+    console.error(`FAIL: ${e.message}\n--- server log ---\n${shipped.log()}`);
+  } finally {
+    shipped.child.kill("SIGTERM");
+  }
+}
+await browser.close();
 process.exit(failed ? 1 : 0);

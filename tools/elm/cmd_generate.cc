@@ -1,18 +1,20 @@
 // elm generate / elm chat: streaming text generation and an interactive Instruct chat.
-#include <unistd.h>
-
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <limits>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "chat_repl.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "generation/chat_history.h"
 #include "generation/chat_template.h"
 #include "generation/generator.h"
 #include "io/model_tokenizer.h"
 #include "model/session.h"
+#include "sampling/defaults.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::cli {
@@ -20,7 +22,7 @@ namespace {
 
 struct CommonOpts {
   std::string model, tokenizer, weights, lora, kv_type = "f32";
-  int max_new_tokens = 256;
+  int max_new_tokens = -1;  // -1: DefaultReplyTokens(context) (sampling/defaults.h)
   int context = 0;
   bool ignore_eos = false;
   bool no_mmap = false;
@@ -65,6 +67,23 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")
       ->capture_default_str();
   cmd->add_option("--seed", s.seed, "Random seed (same seed, same output)")->capture_default_str();
+}
+
+// The common flags' defaults that come from the one table (sampling/defaults.h, docs/sampling.md)
+// rather than from a constant: the reply length depends on the context, the seed is random.
+void DescribeTableDefaults(CLI::App* cmd) {
+  cmd->get_option("--max-new-tokens")->default_str("min(256, context/2)");
+  cmd->get_option("--seed")->default_str("random");
+}
+
+// What the flags leave to run time: a random seed unless --seed was given (printed with
+// --verbose so the run can be repeated), and the reply length for this context.
+void ResolveTableDefaults(const CLI::App* cmd, CommonOpts& o, int context, bool verbose) {
+  if (cmd->get_option("--seed")->count() == 0) o.sampling.seed = RandomSeed();
+  if (o.max_new_tokens < 0) o.max_new_tokens = DefaultReplyTokens(context);
+  if (verbose)
+    std::fprintf(stderr, "seed %llu, max new tokens %d, context %d\n",
+                 static_cast<unsigned long long>(o.sampling.seed), o.max_new_tokens, context);
 }
 
 std::shared_ptr<const Model> LoadModel(const CommonOpts& o) {
@@ -121,9 +140,12 @@ void RegisterGenerate(CLI::App& app) {
   struct Opts : CommonOpts {
     std::string prompt, prompt_file, ids;
     bool echo = false, output_ids = false, no_bos = false, special = false, stop_at_eos = false;
+    bool verbose = false;
   };
   auto o = std::make_shared<Opts>();
   AddCommonFlags(cmd, *o);
+  DescribeTableDefaults(cmd);
+  cmd->add_flag("--verbose", o->verbose, "Print the seed and reply length used (to stderr)");
   auto* g = cmd->add_option_group("input", "What to condition on (one of)");
   g->add_option("--prompt,-p", o->prompt, "Prompt text");
   g->add_option("--prompt-file,-f", o->prompt_file, "Read the prompt text from a file");
@@ -137,11 +159,12 @@ void RegisterGenerate(CLI::App& app) {
                 "Finish with a line holding the JSON array of generated ids");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend the BOS token to a text prompt");
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in the prompt text");
-  cmd->callback([o] {
+  cmd->callback([cmd, o] {
     ValidateSamplingParams(o->sampling);
     const DType kv_type = ParseKvTypeFlag(o->kv_type);  // a bad flag fails before the load
     auto model = LoadModel(*o);
     Session session(model, o->context, kv_type);
+    ResolveTableDefaults(cmd, *o, session.context(), o->verbose);
     Sampler sampler(o->sampling);
     GenerateOptions go = OptionsFrom(*o);
     if (!o->ids.empty()) {
@@ -170,112 +193,206 @@ void RegisterGenerate(CLI::App& app) {
 
 struct ChatOpts : CommonOpts {
   std::string system;
-  bool raw = false, verbose_prompt = false, special = false;
+  bool raw = false, verbose_prompt = false, special = false, verbose = false;
 };
 
-// Reads one message; a trailing backslash continues it on the next line. False at the end of
-// input.
-bool ReadMessage(std::string* message) {
-  std::string line;
-  bool got = false;
-  while (std::getline(std::cin, line)) {
-    got = true;
-    if (!line.empty() && line.back() == '\\') {
-      line.pop_back();
-      *message += line + "\n";
-      continue;
-    }
-    *message += line;
-    break;
-  }
-  return got;
-}
-
-// The tokens of the next turn: the pending last reply token (if any), then the message, as typed
-// (--raw) or in the Instruct template.
-std::vector<int> TurnTokens(const ChatOpts& o, const Tokenizer& tok, bool start, int pending,
-                            const std::string& message) {
+// --raw: the tokens of the next line, continuing the text as typed after the pending last reply
+// token (if any). No template, so nothing to trim: the context simply fills up.
+std::vector<int> RawTurnTokens(const ChatOpts& o, const Tokenizer& tok, bool start, int pending,
+                               const std::string& message) {
   std::vector<int> turn;
   if (pending >= 0) turn.push_back(pending);
-  if (o.raw) {
-    const auto ids = o.special ? tok.EncodeWithSpecial(message, start && tok.add_bos())
-                               : tok.Encode(message, start && tok.add_bos());
-    turn.insert(turn.end(), ids.begin(), ids.end());
-    return turn;
-  }
-  std::vector<ChatMessage> msgs;
-  if (start && !o.system.empty()) msgs.push_back({"system", o.system});
-  msgs.push_back({"user", message});
-  // A previous reply that ended without EOS (length limit) still ends its turn.
-  if (!start && pending != tok.eos_id()) turn.push_back(tok.eos_id());
-  ChatTemplateOptions opt;
-  opt.at_start = start;
-  opt.parse_special = o.special;
-  AppendChatTokens(tok, msgs, opt, turn);
+  const auto ids = o.special ? tok.EncodeWithSpecial(message, start && tok.add_bos())
+                             : tok.Encode(message, start && tok.add_bos());
+  turn.insert(turn.end(), ids.begin(), ids.end());
   return turn;
 }
 
-void ShowTurn(const Tokenizer& tok, const std::vector<int>& turn) {
+void ShowTurn(const Tokenizer& tok, const std::vector<int>& turn, size_t reused) {
   std::fprintf(stderr, "[%zu tokens:", turn.size());
   for (int id : turn) std::fprintf(stderr, " %d:'%s'", id, tok.Piece(id).c_str());
-  std::fprintf(stderr, "]\n");
+  std::fprintf(stderr, "]");
+  if (reused > 0) std::fprintf(stderr, " (after %zu cached tokens)", reused);
+  std::fprintf(stderr, "\n");
 }
 
-void RunChat(const ChatOpts& o) {
+// The conversation of `elm chat`: its messages (the system prompt first), rendered each turn with
+// the Instruct template and trimmed to fit (generation/chat_history.h), and the tokens the
+// session's KV cache holds, so a turn feeds only what differs from the last one.
+struct ChatState {
+  std::vector<ChatMessage> messages;
+  std::vector<int> cached;  // the tokens in the session's KV cache, in order
+  bool told_trim = false;   // the "oldest turns are left out" note is shown once
+  int pending = -1;         // --raw: the last generated token, not yet fed through the model
+
+  void Reset(const ChatOpts& o, Session& session) {
+    messages.clear();
+    if (!o.system.empty()) messages.push_back({"system", o.system});
+    cached.clear();
+    told_trim = false;
+    pending = -1;
+    session.Reset();
+  }
+};
+
+// One templated turn: trim, reuse the cached prefix, generate, remember the reply.
+void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler& sampler,
+              GenerateOptions go, ChatTerminal& term, ChatState& st, const std::string& message) {
+  std::vector<ChatMessage> msgs = st.messages;
+  msgs.push_back({"user", message});
+  ChatFit fit;
+  try {
+    fit = FitChatToContext(tok, msgs, session.context(), o.max_new_tokens, o.special);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n",
+                 term.Paint("31", std::string("error: ") + e.what() + "; raise --context").c_str());
+    return;
+  }
+  if (fit.dropped > 0 && !st.told_trim) {
+    std::fprintf(stderr, "%s\n",
+                 term.Paint("33", "note: the conversation no longer fits the context of " +
+                                      std::to_string(session.context()) +
+                                      " tokens; from now on its oldest turns are left out (the "
+                                      "system prompt stays)")
+                     .c_str());
+    st.told_trim = true;
+  }
+  // The session already holds the longest common prefix; feed the rest (at least one token,
+  // whose logits start the reply).
+  size_t common = 0;
+  const size_t held = std::min(st.cached.size(), static_cast<size_t>(session.position()));
+  while (common < held && common + 1 < fit.prompt.size() && st.cached[common] == fit.prompt[common])
+    ++common;
+  session.Rewind(static_cast<int>(common));
+  const std::vector<int> turn(fit.prompt.begin() + static_cast<long>(common), fit.prompt.end());
+  if (o.verbose_prompt) ShowTurn(tok, turn, common);
+  go.max_new_tokens = fit.reply_tokens;
+  go.cancelled = [&term] { return term.interrupted(); };
+  term.ClearInterrupt();
+  const auto r = GenerateText(session, turn, go, sampler, tok);
+  // The session now holds the prompt and every reply token but the last (less when Ctrl-C came
+  // during the prompt's prefill).
+  st.cached = fit.prompt;
+  if (!r.ids.empty()) st.cached.insert(st.cached.end(), r.ids.begin(), r.ids.end() - 1);
+  st.cached.resize(std::min(st.cached.size(), static_cast<size_t>(session.position())));
+  st.messages = std::move(fit.kept);
+  st.messages.push_back({"assistant", r.text});
+  std::printf("\n");
+  std::fflush(stdout);
+  // A reply that ran into a length shortened to the room left was stopped by the context.
+  const bool cut = r.reason == StopReason::kContextFull ||
+                   (r.reason == StopReason::kMaxTokens && fit.reply_tokens < o.max_new_tokens);
+  if (r.reason == StopReason::kCancelled)
+    std::fprintf(stderr, "%s\n", term.Paint("2", "[reply stopped]").c_str());
+  else if (cut)
+    std::fprintf(stderr, "%s\n", term.Paint("2", "[reply cut at the context limit]").c_str());
+  if (o.verbose || o.verbose_prompt) {
+    GenerateResult shown = r;
+    if (cut) shown.reason = StopReason::kContextFull;
+    PrintStats(shown);
+  }
+}
+
+// --raw: each line continues the text in the KV cache.
+void RawTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler& sampler,
+             GenerateOptions go, ChatTerminal& term, ChatState& st, const std::string& message) {
+  const bool start = session.position() == 0 && st.pending < 0;
+  const std::vector<int> turn = RawTurnTokens(o, tok, start, st.pending, message);
+  if (o.verbose_prompt) ShowTurn(tok, turn, 0);
+  if (session.position() + static_cast<int>(turn.size()) >= session.context()) {
+    std::fprintf(stderr,
+                 "error: this text does not fit the remaining context (%d of %d tokens used); "
+                 "/reset to start over or raise --context\n",
+                 session.position(), session.context());
+    return;
+  }
+  go.cancelled = [&term] { return term.interrupted(); };
+  term.ClearInterrupt();
+  const auto r = GenerateText(session, turn, go, sampler, tok);
+  st.pending = r.ids.empty() ? -1 : r.ids.back();
+  std::printf("\n");
+  std::fflush(stdout);
+  if (r.reason == StopReason::kContextFull)
+    std::fprintf(stderr, "note: the context is full; /reset to start over\n");
+  if (o.verbose || o.verbose_prompt) PrintStats(r);
+}
+
+void RunChat(const CLI::App* cmd, ChatOpts& o) {
   ValidateSamplingParams(o.sampling);
   const DType kv_type = ParseKvTypeFlag(o.kv_type);  // a bad flag fails before the load
   auto model = LoadModel(o);
   const Tokenizer tok = LoadTokenizerFor(o.model, o.tokenizer);
   CheckVocab(tok, *model);
   Session session(model, o.context, kv_type);
+  ResolveTableDefaults(cmd, o, session.context(), o.verbose);
   Sampler sampler(o.sampling);
   const GenerateOptions go = OptionsFrom(o);
-  const bool tty = ::isatty(STDIN_FILENO) != 0;
-  std::fprintf(stderr, "elm chat: %s, context %d tokens. /reset starts over, /exit quits.\n",
-               o.model.c_str(), session.context());
-  int pending = -1;  // last generated token, not yet fed through the model
+  ChatTerminal term;
+  std::fprintf(
+      stderr, "%s\n",
+      term.Paint("2", "elm chat: " + o.model + ", context " + std::to_string(session.context()) +
+                          " tokens, replies up to " + std::to_string(o.max_new_tokens) +
+                          ". /help for help, Ctrl-C stops a reply, /exit or Ctrl-D quits.")
+          .c_str());
+  ChatState st;
+  st.Reset(o, session);
+  bool interrupted_at_prompt = false;
   while (true) {
-    if (tty) std::fprintf(stderr, "\n> ");
-    std::string message;
-    if (!ReadMessage(&message) || message == "/exit" || message == "/quit") break;
-    if (message == "/reset") {
-      session.Reset();
-      pending = -1;
-      std::fprintf(stderr, "(context cleared)\n");
+    std::string line;
+    const ChatTerminal::Read got = term.ReadMessage(&line);
+    if (got == ChatTerminal::Read::kEnd) break;
+    if (got == ChatTerminal::Read::kInterrupted) {
+      if (interrupted_at_prompt) break;
+      interrupted_at_prompt = true;
+      std::fprintf(stderr, "%s\n",
+                   term.Paint("2", "(Ctrl-C again, Ctrl-D or /exit to quit)").c_str());
       continue;
     }
+    interrupted_at_prompt = false;
+    switch (ParseChatCommand(line)) {
+      case ChatCommand::kExit:
+        return;
+      case ChatCommand::kHelp:
+        std::fputs(ChatHelpText(), stderr);
+        continue;
+      case ChatCommand::kReset:
+        st.Reset(o, session);
+        std::fprintf(stderr, "%s\n", term.Paint("2", "(new conversation)").c_str());
+        continue;
+      case ChatCommand::kUnknown:
+        std::fprintf(stderr, "%s\n",
+                     term.Paint("31", "unknown command " + line +
+                                          "; /help lists the commands (start a message "
+                                          "with // to send a '/')")
+                         .c_str());
+        continue;
+      case ChatCommand::kNone:
+        break;
+    }
+    const std::string message = UnescapeMessage(line);
     if (message.empty()) continue;
-    const bool start = session.position() == 0 && pending < 0;
-    const std::vector<int> turn = TurnTokens(o, tok, start, pending, message);
-    if (o.verbose_prompt) ShowTurn(tok, turn);
-    if (session.position() + static_cast<int>(turn.size()) >= session.context()) {
-      std::fprintf(stderr,
-                   "error: this message does not fit the remaining context (%d of %d tokens "
-                   "used); /reset to start over or raise --context\n",
-                   session.position(), session.context());
-      continue;
-    }
-    const auto r = GenerateText(session, turn, go, sampler, tok);
-    pending = r.ids.empty() ? -1 : r.ids.back();
-    std::printf("\n");
-    std::fflush(stdout);
-    if (r.reason == StopReason::kContextFull)
-      std::fprintf(stderr, "note: the context is full; /reset to start over\n");
-    if (o.verbose_prompt) PrintStats(r);
+    if (o.raw)
+      RawTurn(o, tok, session, sampler, go, term, st, message);
+    else
+      ChatTurn(o, tok, session, sampler, go, term, st, message);
   }
 }
 
 void RegisterChat(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "chat", "Interactive multi-turn chat with the OpenELM-Instruct template (/reset, /exit)");
+      "chat",
+      "Interactive multi-turn chat with the OpenELM-Instruct template (/help, /reset, /exit)");
   auto o = std::make_shared<ChatOpts>();
   AddCommonFlags(cmd, *o);
+  DescribeTableDefaults(cmd);
   cmd->add_option("--system", o->system, "System message");
   cmd->add_flag("--raw", o->raw, "No template: each line continues the text as typed");
   cmd->add_flag("--verbose-prompt", o->verbose_prompt,
-                "Show the tokens the model sees for each turn (to stderr)");
+                "Show the tokens the model is fed for each turn (to stderr)");
+  cmd->add_flag("--verbose", o->verbose,
+                "Print the seed and reply length used, and each reply's speed (to stderr)");
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in your messages");
-  cmd->callback([o] { RunChat(*o); });
+  cmd->callback([cmd, o] { RunChat(cmd, *o); });
 }
 
 }  // namespace
