@@ -100,6 +100,28 @@ TEST_F(RunFolder, ASecondRunIsRefusedUnlessResumedOrOverwritten) {
   EXPECT_TRUE(fs::exists(run_ + "/train_log.jsonl"));
 }
 
+// Ctrl-C: the run saves a checkpoint and the hint names that very checkpoint, which is the one
+// `--resume <run folder>` continues from.
+TEST_F(RunFolder, InterruptHintNamesTheCheckpoint) {
+  std::string out, err;
+  const std::string log = run_ + "/train_log.jsonl";
+  const std::string cmd =
+      "(" + std::string(ELM_BINARY) + " train --quiet -t 1 --config " + yaml_ +
+      " --set scheduler.max_iterations=100000 --set common.save_interval_freq=100000 & pid=$!; "
+      "for i in $(seq 600); do [ -s " +
+      log +
+      " ] && break; sleep 0.1; done; "
+      "kill -INT $pid; wait $pid)";
+  ASSERT_EQ(test::RunShell(cmd, &out, &err), 0) << err;
+  const std::string hint = "continue with --resume ";
+  const size_t at = err.find(hint);
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string named = err.substr(at + hint.size(), err.find('\n', at) - at - hint.size());
+  EXPECT_EQ(named, FindLatestCheckpoint(run_)) << err;
+  EXPECT_TRUE(fs::exists(named + "/DONE")) << named;
+  EXPECT_NE(named.find(run_ + "/checkpoints/step_"), std::string::npos) << named;
+}
+
 TEST(RunFolderContents, EmptyCheckpointsFolderCountsAsEmpty) {
   const std::string dir = test::TempDir("run_folder_contents");
   EXPECT_EQ(RunFolderContents(dir + "/absent"), "");
