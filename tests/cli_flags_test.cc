@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "base/mmap_file.h"
 #include "base/spelling.h"
 #include "test_util.h"
 
@@ -65,6 +66,23 @@ TEST(CliFlags, ShortAndAliasFormsMatchTheLongOnes) {
       0)
       << err;
   EXPECT_EQ(fs::file_size(tmp + "/l.bin"), 2u * 256 * 4);
+  fs::remove_all(tmp);
+}
+
+// -s is --seed for init's weights too.
+TEST(CliFlags, InitSeedShortForm) {
+  const std::string tmp = test::TempDir("cli_init");
+  std::ofstream(tmp + "/t.yaml") << test::TinyTrainYaml(tmp, 2, 1, 1);
+  std::string out, err;
+  ASSERT_EQ(
+      test::RunElm("init --config " + tmp + "/t.yaml --seed 5 --output " + tmp + "/a", &out, &err),
+      0)
+      << err;
+  ASSERT_EQ(
+      test::RunElm("init --config " + tmp + "/t.yaml -s 5 --output " + tmp + "/b", &out, &err), 0)
+      << err;
+  EXPECT_TRUE(ReadTextFile(tmp + "/a/model.safetensors") ==
+              ReadTextFile(tmp + "/b/model.safetensors"));
   fs::remove_all(tmp);
 }
 
