@@ -20,27 +20,29 @@ const std::string kTiny = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k
 TEST(EvalCli, EvalWritesTableResultsAndRequests) {
   const std::string tmp = test::TempDir("eval_cli");
   std::string out, err;
-  ASSERT_EQ(
-      test::RunElm("eval --model " + kTiny +
-                       " --tasks arc_easy,winogrande,lambada_openai,sciq --limit 3 --output " +
-                       tmp + "/r.json --output-requests " + tmp + "/q.jsonl",
-                   &out, &err),
-      0)
+  ASSERT_EQ(test::RunElm("eval --model " + kTiny +
+                             " --tasks arc_easy,winogrande,lambada_openai --limit 3 --output " +
+                             tmp + "/r.json --output-requests " + tmp + "/q.jsonl",
+                         &out, &err),
+            0)
       << err;
   EXPECT_NE(out.find("| arc_easy"), std::string::npos) << out;
   EXPECT_NE(out.find("acc_norm"), std::string::npos) << out;
   EXPECT_NE(out.find("perplexity"), std::string::npos) << out;
-  EXPECT_NE(err.find("sciq: skipped"), std::string::npos) << err;
 
   const json r = json::parse(ReadTextFile(tmp + "/r.json"));
   const json& res = r["results"];
   EXPECT_EQ(res["arc_easy"]["n_docs"], 3);
-  EXPECT_TRUE(res["arc_easy"].contains("acc_norm"));
-  EXPECT_TRUE(res["winogrande"].contains("acc"));
-  EXPECT_FALSE(res["winogrande"].contains("acc_norm"));
-  EXPECT_GT(res["lambada_openai"]["perplexity"].get<double>(), 1.0);
-  EXPECT_FALSE(res.contains("sciq"));
-  EXPECT_EQ(r["skipped"].size(), 1u);
+  // lm-evaluation-harness's keys: "<metric>,<filter>", "<metric>_stderr,<filter>", "alias".
+  EXPECT_EQ(res["arc_easy"]["alias"], "arc_easy");
+  EXPECT_TRUE(res["arc_easy"]["acc_norm,none"].is_number());
+  EXPECT_TRUE(res["arc_easy"]["acc_norm_stderr,none"].is_number());
+  EXPECT_TRUE(res["winogrande"]["acc,none"].is_number());
+  EXPECT_TRUE(res["winogrande"].contains("acc_stderr,none"));
+  EXPECT_FALSE(res["winogrande"].contains("acc_norm,none"));
+  EXPECT_FALSE(res["winogrande"].contains("acc"));
+  EXPECT_GT(res["lambada_openai"]["perplexity,none"].get<double>(), 1.0);
+  EXPECT_TRUE(r["skipped"].empty());
   EXPECT_EQ(r["samples"]["arc_easy"].size(), 3u);
   EXPECT_EQ(r["config"]["max_length"], 128);
   EXPECT_EQ(r["config"]["add_bos_token"], true);
@@ -67,7 +69,31 @@ TEST(EvalCli, SciqFromAFile) {
       << err;
   const json r = json::parse(ReadTextFile(tmp + "/r.json"));
   EXPECT_EQ(r["results"]["sciq"]["n_docs"], 2);
-  EXPECT_TRUE(r["results"]["sciq"]["acc_stderr"].is_number());
+  EXPECT_TRUE(r["results"]["sciq"]["acc_stderr,none"].is_number());
+  fs::remove_all(tmp);
+}
+
+// A task named without its data is an error that names the files looked for and where to get
+// them, before the model loads (it used to exit 0 with an empty table); "all" skips SciQ, which
+// elm does not ship, with a note.
+TEST(EvalCli, NamedTaskWithoutDataIsAnError) {
+  const std::string tmp = test::TempDir("eval_cli_nodata");
+  std::string out, err;
+  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --tasks sciq --data-dir " + tmp, &out, &err),
+            0);
+  EXPECT_NE(err.find("task sciq: no data"), std::string::npos) << err;
+  EXPECT_NE(err.find(tmp + "/sciq_test.json"), std::string::npos) << err;
+  EXPECT_NE(err.find("--sciq FILE"), std::string::npos) << err;
+  EXPECT_EQ(out.find("| task"), std::string::npos) << out;  // no empty table
+
+  ASSERT_EQ(test::RunElm("eval --model " + kTiny + " --tasks all --limit 1 -o " + tmp + "/r.json",
+                         &out, &err),
+            0)
+      << err;
+  EXPECT_NE(err.find("sciq: skipped"), std::string::npos) << err;
+  const json r = json::parse(ReadTextFile(tmp + "/r.json"));
+  EXPECT_EQ(r["skipped"].size(), 1u);
+  EXPECT_FALSE(r["results"].contains("sciq"));
   fs::remove_all(tmp);
 }
 

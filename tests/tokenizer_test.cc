@@ -632,7 +632,8 @@ TEST(TokenizerCliTest, TokenizeAndDetokenize) {
                        &status),
             "\"Hello world!\"\n\"hi\"\n\"\"\n");
   EXPECT_EQ(status, 0);
-  dir.Write("bad.jsonl", "\"fine\"\n42\n");
+  // A line that starts with a double quote must be one JSON string (other lines are plain text).
+  dir.Write("bad.jsonl", "\"fine\"\n\"unterminated\n");
   const std::string err = RunCommand(std::string(ELM_BINARY) + " tokenize --input " +
                                          (dir.path() / "bad.jsonl").string() + " 2>&1",
                                      &status);

@@ -60,10 +60,12 @@ std::string ResultsTable(const EvalReport& report) {
 json ResultsJson(const EvalReport& report, const json& config) {
   json results = json::object(), samples = json::object();
   for (const auto& t : report.tasks) {
+    // lm-evaluation-harness 0.4's keys: "<metric>,<filter>" with the filter "none".
     json r = json::object();
+    r["alias"] = t.task->name;
     for (const auto& m : t.metrics) {
-      r[m.name] = Num(m.value);
-      r[m.name + "_stderr"] = Num(m.std_err);
+      r[m.name + ",none"] = Num(m.value);
+      r[m.name + "_stderr,none"] = Num(m.std_err);
     }
     r["split"] = t.task->split;
     r["n_docs"] = t.docs.size();

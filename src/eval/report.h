@@ -14,7 +14,8 @@ namespace elm::eval {
 
 // A markdown table like lm-eval's: task, split, docs, metric, value, stderr.
 std::string ResultsTable(const EvalReport& report);
-// {"results": {task: {metric: v, metric_stderr: e, ...}}, "samples": {task: [per doc]},
+// {"results": {task: {"alias": task, "<metric>,none": v, "<metric>_stderr,none": e, ...}} (the
+//  keys lm-evaluation-harness 0.4 writes), "samples": {task: [per doc]},
 //  "skipped": [...], "config": config, "timing": {...}}.
 nlohmann::json ResultsJson(const EvalReport& report, const nlohmann::json& config);
 nlohmann::json RequestJson(const RequestRecord& r);

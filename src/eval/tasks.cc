@@ -219,6 +219,16 @@ std::string TaskDataPath(const TaskInfo& task, const DataLocations& where) {
   return p.string();
 }
 
+std::string MissingDataError(const TaskInfo& task, const DataLocations& where) {
+  std::string looked;
+  for (const char* n : kSciqNames)
+    looked += (looked.empty() ? "" : ", ") + (fs::path(where.data_dir) / n).string();
+  return std::string("task ") + task.name + ": no data (none of " + looked +
+         " exists). elm does not ship SciQ: download allenai/sciq's test.json (Hugging Face " +
+         "dataset allenai/sciq) and pass --sciq FILE, or put it in " + where.data_dir +
+         " under one of those names; --tasks all skips it when it is missing";
+}
+
 std::string MissingDataMessage(const TaskInfo& task, const DataLocations& where) {
   std::string names;
   for (const char* n : kSciqNames) names += (names.empty() ? "" : ", ") + std::string(n);

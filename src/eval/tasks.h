@@ -59,6 +59,8 @@ std::string ResolveDataDir(const std::string& explicit_dir);
 std::string TaskDataPath(const TaskInfo& task, const DataLocations& where);
 // What to tell the user when TaskDataPath returned "".
 std::string MissingDataMessage(const TaskInfo& task, const DataLocations& where);
+// The error when a task the user named has no data: the files looked for and how to get them.
+std::string MissingDataError(const TaskInfo& task, const DataLocations& where);
 
 // Reads every doc of `task` from `path`. Throws elm::Error naming the file and line of a
 // malformed row.

@@ -60,6 +60,10 @@ void Sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, 
   LoadSgemm()(order, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+const char* BlasDescription() {
+  return "OpenBLAS (" ELM_OPENBLAS_LIBRARY ", loaded on first use)";
+}
+
 const char* OpenBlasCoreTypeOverride(const char* picked) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return nullptr;
 #if defined(__x86_64__)

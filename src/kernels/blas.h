@@ -14,6 +14,9 @@ void Sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, 
            float alpha, const float* A, int lda, const float* B, int ldb, float beta, float* C,
            int ldc);
 
+// "OpenBLAS (<the library path>, loaded on first use)" for `elm --version`; loads nothing.
+const char* BlasDescription();
+
 // The OPENBLAS_CORETYPE elm reloads OpenBLAS with, given the kernels it picked itself
 // (openblas_get_corename), or nullptr to keep its choice (always nullptr when the user set
 // OPENBLAS_CORETYPE). Where OpenBLAS 0.3.21 (Debian 12) does not recognise an AVX-512 CPU it falls

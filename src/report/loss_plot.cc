@@ -9,6 +9,21 @@
 #include "base/error.h"
 
 namespace elm {
+namespace {
+
+// A record at a step at or before the last one starts over from there (a resumed run whose log
+// kept the later steps, or a resume from an earlier checkpoint): it replaces those later records,
+// so a log always draws as one run.
+void Append(std::vector<double>& steps, std::vector<double>& values, double step, double value) {
+  while (!steps.empty() && steps.back() >= step) {
+    steps.pop_back();
+    values.pop_back();
+  }
+  steps.push_back(step);
+  values.push_back(value);
+}
+
+}  // namespace
 
 LossSeries ReadLossSeries(const std::string& log_path) {
   std::ifstream in(log_path);
@@ -27,14 +42,10 @@ LossSeries ReadLossSeries(const std::string& log_path) {
     }
     if (!j.is_object() || !j.contains("step") || !j["step"].is_number()) continue;
     const double step = j["step"].get<double>();
-    if (j.contains("loss") && j["loss"].is_number()) {
-      s.train_step.push_back(step);
-      s.train_loss.push_back(j["loss"].get<double>());
-    }
-    if (j.contains("val_loss") && j["val_loss"].is_number()) {
-      s.val_step.push_back(step);
-      s.val_loss.push_back(j["val_loss"].get<double>());
-    }
+    if (j.contains("loss") && j["loss"].is_number())
+      Append(s.train_step, s.train_loss, step, j["loss"].get<double>());
+    if (j.contains("val_loss") && j["val_loss"].is_number())
+      Append(s.val_step, s.val_loss, step, j["val_loss"].get<double>());
   }
   if (s.train_step.empty() && s.val_step.empty())
     Fail(log_path, ": no loss records (lines with \"step\" and \"loss\" or \"val_loss\")");
@@ -103,12 +114,20 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
   y0 -= pad, y1 += pad;
   auto X = [&](double v) { return L + (v - x0) / (x1 - x0) * pw; };
   auto Y = [&](double v) { return T + (y1 - v) / (y1 - y0) * ph; };
-  auto path = [&](const std::vector<double>& xs, const std::vector<double>& ys) {
+  // The training loss is logged every step: where steps are missing (a log cut short and resumed
+  // by hand, lines lost) the line stops rather than bridge the gap.
+  auto path = [&](const std::vector<double>& xs, const std::vector<double>& ys, bool break_gaps) {
     std::string d;
     char b[64];
+    std::vector<double> gaps;
+    for (size_t i = 1; i < xs.size(); ++i) gaps.push_back(xs[i] - xs[i - 1]);
+    std::sort(gaps.begin(), gaps.end());
+    const double usual = gaps.empty() ? 1 : std::max(1.0, gaps[gaps.size() / 2]);
     for (size_t i = 0; i < xs.size(); ++i) {
       if (!std::isfinite(ys[i])) continue;
-      std::snprintf(b, sizeof b, "%s%.1f,%.1f", d.empty() ? "M" : " L", X(xs[i]), Y(ys[i]));
+      const bool gap = break_gaps && i > 0 && xs[i] - xs[i - 1] > 2 * usual;
+      std::snprintf(b, sizeof b, "%s%.1f,%.1f", d.empty() || gap ? (d.empty() ? "M" : " M") : " L",
+                    X(xs[i]), Y(ys[i]));
       d += b;
     }
     return d;
@@ -157,13 +176,13 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
         m = beta * m + (1 - beta) * s.train_loss[i], w = beta * w + (1 - beta);
       ema[i] = w > 0 ? m / w : s.train_loss[i];
     }
-    o += "<path d=\"" + path(s.train_step, s.train_loss) +
+    o += "<path d=\"" + path(s.train_step, s.train_loss, true) +
          "\" fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\"/>\n";
-    o += "<path d=\"" + path(s.train_step, ema) +
+    o += "<path d=\"" + path(s.train_step, ema, true) +
          "\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n";
   }
   if (!s.val_step.empty()) {
-    o += "<path d=\"" + path(s.val_step, s.val_loss) +
+    o += "<path d=\"" + path(s.val_step, s.val_loss, false) +
          "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\"/>\n";
     for (size_t i = 0; i < s.val_step.size(); ++i) {
       if (!std::isfinite(s.val_loss[i])) continue;

@@ -14,7 +14,9 @@ struct LossSeries {
   std::vector<double> val_step, val_loss;
 };
 
-// Reads the step and val lines of a training log (other lines are skipped).
+// Reads the step and val lines of a training log (other lines are skipped). A record whose step is
+// not after the previous one's replaces the records from that step on (a resume rewound the run),
+// so the series are strictly increasing in step: one run.
 LossSeries ReadLossSeries(const std::string& log_path);
 // The SVG document; `title` goes above the plot.
 std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width = 800,

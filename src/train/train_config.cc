@@ -19,6 +19,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "base/spelling.h"
 
 namespace elm {
 namespace fs = std::filesystem;
@@ -73,6 +74,7 @@ class Reader {
   Reader(Flat flat, std::string origin) : flat_(std::move(flat)), origin_(std::move(origin)) {}
 
   const YAML::Node* Take(const std::string& key) {
+    asked_.push_back(key);
     auto it = flat_.find(key);
     if (it == flat_.end()) return nullptr;
     taken_.emplace(key, it->second);
@@ -170,13 +172,43 @@ class Reader {
   }
   const std::vector<std::string>& ignored() const { return ignored_; }
   const std::string& origin() const { return origin_; }
+  // Every key elm looked for (read or not), for "did you mean".
+  const std::vector<std::string>& asked() const { return asked_; }
 
  private:
   Flat flat_;
   std::map<std::string, YAML::Node> taken_;
   std::string origin_;
-  std::vector<std::string> unknown_, ignored_;
+  std::vector<std::string> unknown_, ignored_, asked_;
 };
+
+// An unknown key of elm's own block is a typo of one of elm's keys (it is not a CoreNet key elm
+// merely does not use): an error, naming the closest key elm reads. Other unknown keys are kept
+// for the warning, with the closest known key where one is near (docs/training.md).
+std::string NearestKey(const std::string& key, const std::vector<std::string>& known) {
+  const size_t dot = key.rfind('.');
+  const std::string parent = dot == std::string::npos ? "" : key.substr(0, dot + 1);
+  std::vector<std::string> leaves;  // the known keys of the same section, by their last name
+  for (const std::string& k : known)
+    if (k.size() > parent.size() && k.rfind(parent, 0) == 0 &&
+        k.find('.', parent.size()) == std::string::npos &&
+        std::find(leaves.begin(), leaves.end(), k.substr(parent.size())) == leaves.end())
+      leaves.push_back(k.substr(parent.size()));
+  const std::string leaf = ClosestName(key.substr(parent.size()), leaves);
+  return leaf.empty() ? "" : parent + leaf;
+}
+
+void CheckUnknownKeys(const Reader& r, TrainConfig& c, const std::vector<std::string>& unknown) {
+  for (const std::string& k : unknown) {
+    const std::string near = NearestKey(k, r.asked());
+    if (k.rfind("elm.", 0) == 0)
+      Fail(c.origin, ": unknown key '", k, "' in elm's own block",
+           near.empty() ? std::string() : "; did you mean '" + near + "'?",
+           " (docs/training.md lists elm's keys)");
+    c.unknown_keys.push_back(k);
+    c.unknown_key_hints.push_back(near);
+  }
+}
 
 void ApplyOverride(Flat& flat, const std::string& text) {
   const size_t eq = text.find('=');
@@ -325,6 +357,7 @@ void ReadLoraParams(Reader& r, TrainConfig& c, const std::string& sub, const YAM
       (void)r.Scalar<std::string>(psub, v, "a string");
     } else {
       c.unknown_keys.push_back(psub);
+      c.unknown_key_hints.emplace_back();
     }
   }
 }
@@ -341,7 +374,7 @@ LoraEntry ReadLoraEntry(Reader& r, TrainConfig& c, const std::string& at, const 
     else if (k == "params")
       ReadLoraParams(r, c, sub, kv.second, e);
     else
-      c.unknown_keys.push_back(sub);
+      c.unknown_keys.push_back(sub), c.unknown_key_hints.emplace_back();
   }
   if (e.regex.empty()) Fail(c.origin, ": ", at, " has no regex");
   if (e.dora) Fail(c.origin, ": ", at, ".params.use_dora: elm implements LoRA, not DoRA");
@@ -638,7 +671,7 @@ TrainConfig ParseTrainConfig(const std::string& yaml_text, const std::string& or
   ReadLora(r, c);
   for (const char* k : kIgnored) r.Ignore(k);
   for (const auto& k : r.ignored()) c.ignored_keys.push_back(k);
-  for (const auto& k : r.Remaining()) c.unknown_keys.push_back(k);
+  CheckUnknownKeys(r, c, r.Remaining());
   Validate(c, require_data);
   return c;
 }

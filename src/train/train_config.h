@@ -2,7 +2,8 @@
 // projects/openelm/pretraining_configs, docs/openelm.md §6.1–6.2): nested keys, YAML anchors,
 // `--set a.b.c=v` overrides by dotted path. elm reads the CoreNet keys it implements, accepts (and
 // lists) the ones that have no effect in elm (ddp, fsdp, workers, ...), warns about keys it does
-// not know, and rejects wrong types with an error naming the key. elm's own settings live under a
+// not know (an unknown key in elm's own `elm:` block is an error with "did you mean"), and
+// rejects wrong types with an error naming the key. elm's own settings live under a
 // top-level `elm:` block; small models may spell out their shape under
 // model.language_modeling.general_gpt (docs/training.md lists every key).
 #pragma once
@@ -84,9 +85,10 @@ struct TrainConfig {
   double peak_gflops = 0;        // elm.peak_gflops for MFU (0 = estimate for this machine)
   bool mixed_precision = false;  // common.mixed_precision (dtype bfloat16): bf16 matrix products
 
-  std::vector<std::string> overrides;     // the --set strings applied, in order
-  std::vector<std::string> ignored_keys;  // accepted, no effect in elm
-  std::vector<std::string> unknown_keys;  // warned about
+  std::vector<std::string> overrides;          // the --set strings applied, in order
+  std::vector<std::string> ignored_keys;       // accepted, no effect in elm
+  std::vector<std::string> unknown_keys;       // warned about (elm.* ones are errors)
+  std::vector<std::string> unknown_key_hints;  // per unknown key: the closest known key, or ""
 
   std::string run_dir() const;  // results_loc/run_label
   int64_t tokens_per_step() const {

@@ -17,6 +17,7 @@
 #include "train/distributed.h"
 #include "train/init.h"
 #include "train/optimizer.h"
+#include "train/run_folder.h"
 #include "train/slab_sync.h"
 
 namespace elm {
@@ -141,7 +142,7 @@ TrainResult Trainer::Run() {
     if (sums.stop) {
       if (!saved_last_) Save();
       Message("interrupted: stopped after step " + std::to_string(st_.step) +
-              "; continue with --resume " + ckpt_root_);
+              "; continue with --resume " + res_.checkpoint);
       break;
     }
   }
@@ -263,6 +264,35 @@ void Trainer::Message(const std::string& s) const {
 
 // ---- setting up ----
 
+namespace {
+
+// "common.{a, b}, ddp.{enable, rank}": dotted keys grouped by their first section, in order.
+std::string GroupKeys(const std::vector<std::string>& keys) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+  for (const std::string& k : keys) {
+    const size_t dot = k.find('.');
+    const std::string section = dot == std::string::npos ? k : k.substr(0, dot);
+    const std::string rest = dot == std::string::npos ? "" : k.substr(dot + 1);
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == section; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {section, {}});
+    if (!rest.empty()) it->second.push_back(rest);
+  }
+  std::string out;
+  for (const auto& [section, rest] : groups) {
+    out += (out.empty() ? "" : ", ") + section;
+    if (rest.size() == 1) out += "." + rest[0];
+    if (rest.size() > 1) {
+      out += ".{";
+      for (size_t i = 0; i < rest.size(); ++i) out += (i ? ", " : "") + rest[i];
+      out += "}";
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
     : cfg_(cfg),
       opt_(opt),
@@ -274,7 +304,15 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
       ckpt_root_((fs::path(run_dir_) / "checkpoints").string()),
       model_(cfg.model) {
   WarnAboutKeys();
-  if (root_) fs::create_directories(ckpt_root_);
+  if (root_) {
+    // Before anything is written: a fresh run never mixes with another run's files.
+    const bool resuming =
+        !opt_.resume.empty() || (cfg_.auto_resume && !FindLatestCheckpoint(ckpt_root_).empty());
+    if (resuming && opt_.overwrite && !opt_.resume.empty())
+      Fail("--resume and --overwrite contradict each other: continue the run, or start over");
+    PrepareRunFolder(run_dir_, resuming && !opt_.overwrite, opt_.overwrite);
+    fs::create_directories(ckpt_root_);
+  }
   LoadData();
   model_.set_mixed_precision(cfg_.mixed_precision);
   // LoRA (docs/openelm.md §6.10): the base weights are frozen, only the adapter has gradients and
@@ -302,19 +340,24 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
 
 Trainer::~Trainer() = default;
 
+// Unknown keys may be typos that change the run: warned about even with --quiet (rank 0). The
+// CoreNet keys elm accepts without effect are one note line, by section, and --quiet hides it
+// (docs/training.md, "Config keys").
 void Trainer::WarnAboutKeys() const {
-  if (!verbose_) return;
+  if (!root_) return;
   if (!cfg_.unknown_keys.empty()) {
     std::string list;
-    for (const auto& k : cfg_.unknown_keys) list += "\n  " + k;
+    for (size_t i = 0; i < cfg_.unknown_keys.size(); ++i) {
+      list += "\n  " + cfg_.unknown_keys[i];
+      if (i < cfg_.unknown_key_hints.size() && !cfg_.unknown_key_hints[i].empty())
+        list += " (did you mean " + cfg_.unknown_key_hints[i] + "?)";
+    }
     std::fprintf(stderr, "warning: %s: %zu unknown key(s), ignored:%s\n", cfg_.origin.c_str(),
                  cfg_.unknown_keys.size(), list.c_str());
   }
-  if (!cfg_.ignored_keys.empty()) {
-    std::string list;
-    for (const auto& k : cfg_.ignored_keys) list += (list.empty() ? "" : ", ") + k;
-    std::fprintf(stderr, "note: accepted without effect in elm: %s\n", list.c_str());
-  }
+  if (verbose_ && !cfg_.ignored_keys.empty())
+    std::fprintf(stderr, "note: %zu CoreNet key(s) have no effect in elm: %s\n",
+                 cfg_.ignored_keys.size(), GroupKeys(cfg_.ignored_keys).c_str());
 }
 
 void Trainer::LoadData() {
@@ -395,6 +438,14 @@ void Trainer::ResumeFrom(const std::string& dir) {
   st_ = saved;
   resumed_ = true;
   Say("resumed from " + dir + " at step " + std::to_string(st_.step));
+  // Rewound: this run's later checkpoints belong to the steps it replaces (its log drops their
+  // lines too, train_log.h), and a later --resume of the run folder must not pick them.
+  for (const std::string& later : ListCheckpoints(ckpt_root_)) {
+    if (fs::path(later).filename().string() <= CheckpointName(st_.step)) continue;
+    fs::remove(fs::path(later) / "DONE");
+    fs::remove_all(later);
+    Say("removed " + later + ": a later step of the run this resume replaces");
+  }
 }
 
 // A LoRA run loads its frozen base from init_from on every start, resumed or not; a full run

@@ -22,6 +22,9 @@ namespace elm {
 struct TrainOptions {
   std::string resume;   // a checkpoint folder or a run folder ("" = common.auto_resume decides)
   bool verbose = true;  // progress and messages on stderr
+  // Start over in a run folder that holds another run (train/run_folder.h); without it, and not
+  // resuming, such a folder is an error.
+  bool overwrite = false;
 };
 
 struct TrainResult {

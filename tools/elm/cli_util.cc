@@ -1,9 +1,18 @@
 #include "cli_util.h"
 
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <iostream>
+#include <iterator>
+#include <limits>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
 
 namespace elm::cli {
 
@@ -51,6 +60,43 @@ std::string IdsToJson(const std::vector<int>& ids) {
   }
   s.push_back(']');
   return s;
+}
+
+CLI::Option* AddModelOption(CLI::App* cmd, std::string& model, const std::string& help) {
+  return cmd->add_option("--model,-m", model, help);
+}
+
+CLI::Option* AddThreadsOption(CLI::App* cmd, int& threads) {
+  return cmd
+      ->add_option("--threads,-t", threads,
+                   "Threads to compute with (default: all cores, or OMP_NUM_THREADS)")
+      ->check(CLI::Range(1, 4096));
+}
+
+CLI::Option* AddContextOption(CLI::App* cmd, int& context, const std::string& help) {
+  return cmd->add_option("--context,--ctx-size,-c", context, help)
+      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+}
+
+void SetThreads(int n) {
+  if (n > 0) omp_set_num_threads(n);
+}
+
+std::string ReadInputText(const std::string& path) {
+  if (path != "-") return ReadTextFile(path);
+  std::string text{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+  if (std::cin.bad()) Fail("error reading standard input (-)");
+  return text;
+}
+
+void WarnIfBeyondTrainedContext(int context, int max_context_length) {
+  static std::atomic<bool> warned{false};
+  if (context <= max_context_length || max_context_length <= 0 || warned.exchange(true)) return;
+  std::fprintf(stderr,
+               "warning: --context %d is beyond the %d tokens this model was trained on "
+               "(max_context_length): positions past %d use RoPE angles it never saw, and the "
+               "output degrades there\n",
+               context, max_context_length, max_context_length);
 }
 
 }  // namespace elm::cli

@@ -7,6 +7,11 @@
 
 #include "base/dtype.h"
 
+namespace CLI {
+class App;
+class Option;
+}  // namespace CLI
+
 namespace elm::cli {
 
 // Parses "1,5,9" (spaces allowed) into ids; throws elm::Error naming `flag` on bad input.
@@ -25,5 +30,27 @@ inline constexpr const char* kServeHelp =
 DType ParseKvTypeFlag(const std::string& text);
 // "[1,5,9]"
 std::string IdsToJson(const std::vector<int>& ids);
+
+// ---- Flags shared by the subcommands, with the short names llama.cpp and mlx-lm users type
+// (README.md, "Flags"). Each returns the option for further settings (->required(), checks).
+
+// --model,-m: a model folder or file.
+CLI::Option* AddModelOption(CLI::App* cmd, std::string& model,
+                            const std::string& help =
+                                "Model folder (HF or MLX layout) or GGUF "
+                                "file");
+// --threads,-t: OpenMP threads for this command (0 = the default: all cores, or OMP_NUM_THREADS).
+CLI::Option* AddThreadsOption(CLI::App* cmd, int& threads);
+// --context,--ctx-size,-c: context length in tokens.
+CLI::Option* AddContextOption(CLI::App* cmd, int& context, const std::string& help);
+// Sets the number of OpenMP threads elm's kernels (and OpenBLAS's OpenMP build) use from here on
+// in this thread; n ≤ 0 keeps the default. Used by every command with --threads.
+void SetThreads(int n);
+// The text of `path`, or of standard input when path is "-" (-f -).
+std::string ReadInputText(const std::string& path);
+// A --context above the context the model was trained with (max_context_length) runs RoPE at
+// positions it never saw in training: the output degrades. Warns on stderr (README.md, "Flags"),
+// once per process; `context` ≤ 0 means the model's own and says nothing.
+void WarnIfBeyondTrainedContext(int context, int max_context_length);
 
 }  // namespace elm::cli

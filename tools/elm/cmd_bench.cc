@@ -1,6 +1,4 @@
 // elm bench: llama-bench-like prompt-processing and generation speed.
-#include <omp.h>
-
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -24,7 +22,7 @@ void RegisterBenchCommand(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* src = cmd->add_option_group("model", "What to run (one of)");
-  src->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file");
+  AddModelOption(src, o->model);
   src->add_option("--preset", o->preset,
                   "Random weights in memory with a released shape, e.g. OpenELM-270M");
   src->require_option(1);
@@ -32,7 +30,7 @@ void RegisterBenchCommand(CLI::App& app) {
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
   cmd->add_option("--preset-dtype", o->stored, "Stored type of --preset weights")
       ->capture_default_str();
-  cmd->add_option("--threads,-t", o->threads, "Threads (default: all cores)");
+  AddThreadsOption(cmd, o->threads);
   cmd->add_option("--prompt-tokens,-p", o->bench.prompt_tokens, "pp: prompt length; 0 skips")
       ->capture_default_str();
   cmd->add_option("--gen-tokens,-n", o->bench.gen_tokens, "tg: tokens generated; 0 skips")
@@ -46,7 +44,7 @@ void RegisterBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
   cmd->callback([o] {
-    if (o->threads > 0) omp_set_num_threads(o->threads);
+    SetThreads(o->threads);
     o->bench.kv_type = ParseKvTypeFlag(o->kv_type);
     const std::optional<DType> weights = ParseWeightsFlag(o->weights);
     std::shared_ptr<const Model> model;

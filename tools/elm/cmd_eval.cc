@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "eval/evaluator.h"
 #include "eval/perplexity.h"
@@ -21,20 +22,28 @@ using nlohmann::json;
 
 struct ModelOpts {
   std::string model, tokenizer;
-  int context = 0;
+  int context = 0, threads = 0;
   bool no_bos = false;
 };
 
 void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
-  cmd->add_option("--model", o.model, "Model folder (HF or MLX layout) or GGUF file")->required();
+  AddModelOption(cmd, o.model)->required();
+  AddThreadsOption(cmd, o.threads);
   cmd->add_option("--tokenizer", o.tokenizer,
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
-  cmd->add_option("--context", o.context,
-                  "lm-eval's max_length: longer inputs are truncated on the left (default: the "
-                  "model's max_context_length)")
-      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  AddContextOption(cmd, o.context,
+                   "lm-eval's max_length: longer inputs are truncated on the left (default: the "
+                   "model's max_context_length)");
   cmd->add_flag("--no-bos", o.no_bos,
                 "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
+}
+
+// Threads, then the model, then the check of --context against its trained length.
+std::shared_ptr<const Model> LoadModel(const ModelOpts& o) {
+  SetThreads(o.threads);
+  auto model = Model::Load(o.model);
+  WarnIfBeyondTrainedContext(o.context, model->config().max_context);
+  return model;
 }
 
 Tokenizer LoadCheckedTokenizer(const ModelOpts& o, const Model& model) {
@@ -92,7 +101,12 @@ void RegisterEval(CLI::App& app) {
     opt.add_bos = !o->no_bos;
     opt.data.data_dir = eval::ResolveDataDir(o->data_dir);
     opt.data.sciq_file = o->sciq;
-    auto model = Model::Load(o->model);
+    // A task named on the command line without its data is an error before the model loads;
+    // "all" skips the tasks whose data is not shipped (SciQ) with a note (docs/evaluation.md).
+    if (o->tasks != "all")
+      for (const eval::TaskInfo* t : tasks)
+        if (eval::TaskDataPath(*t, opt.data).empty()) Fail(eval::MissingDataError(*t, opt.data));
+    auto model = LoadModel(*o);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
     scorer.set_prefix_reuse(!o->no_prefix_cache);
@@ -139,7 +153,9 @@ void RegisterPerplexity(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   AddModelFlags(cmd, *o);
-  cmd->add_option("--file,-f", o->file, "Text file, scored as one document")->required();
+  cmd->add_option("--file,-f", o->file,
+                  "Text file, scored as one document (- reads standard input)")
+      ->required();
   cmd->add_option("--stride", o->stride,
                   "New tokens predicted per window after the first (default: the context, i.e. "
                   "lm-eval's disjoint windows; smaller gives each prediction more context)")
@@ -147,8 +163,8 @@ void RegisterPerplexity(CLI::App& app) {
   cmd->add_option("--output,-o", o->output, "Write the metrics as JSON");
   cmd->add_flag("--windows", o->windows, "With --output: include every window's input and nll");
   cmd->callback([o] {
-    const std::string text = ReadTextFile(o->file);
-    auto model = Model::Load(o->model);
+    const std::string text = ReadInputText(o->file);
+    auto model = LoadModel(*o);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
     eval::PerplexityOptions opt;

@@ -24,6 +24,7 @@ struct CommonOpts {
   std::string model, tokenizer, weights, lora, kv_type = "f32";
   int max_new_tokens = -1;  // -1: DefaultReplyTokens(context) (sampling/defaults.h)
   int context = 0;
+  int threads = 0;
   bool ignore_eos = false;
   bool no_mmap = false;
   std::vector<std::string> stop;
@@ -31,7 +32,8 @@ struct CommonOpts {
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
-  cmd->add_option("--model", o.model, "Model folder (HF layout)")->required();
+  AddModelOption(cmd, o.model)->required();
+  AddThreadsOption(cmd, o.threads);
   cmd->add_option("--weights", o.weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
   cmd->add_flag("--no-mmap", o.no_mmap, kNoMmapHelp);
@@ -40,10 +42,9 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
                   "into the weights at load");
   cmd->add_option("--tokenizer", o.tokenizer,
                   "tokenizer.json to use (default: the model folder's, else the built-in Llama-2)");
-  cmd->add_option("--max-new-tokens,-n", o.max_new_tokens, "Most tokens to generate")
+  cmd->add_option("--max-new-tokens,--max-tokens,-n", o.max_new_tokens, "Most tokens to generate")
       ->capture_default_str();
-  cmd->add_option("--context", o.context, "Context size in tokens (default: max_context_length)")
-      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  AddContextOption(cmd, o.context, "Context size in tokens (default: max_context_length)");
   cmd->add_option("--kv-type", o.kv_type, "KV cache storage: f32, bf16 or f16 (half the memory)")
       ->capture_default_str();
   cmd->add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
@@ -66,7 +67,8 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
       ->capture_default_str();
   cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")
       ->capture_default_str();
-  cmd->add_option("--seed", s.seed, "Random seed (same seed, same output)")->capture_default_str();
+  cmd->add_option("--seed,-s", s.seed, "Random seed (same seed, same output)")
+      ->capture_default_str();
 }
 
 // The common flags' defaults that come from the one table (sampling/defaults.h, docs/sampling.md)
@@ -91,7 +93,10 @@ std::shared_ptr<const Model> LoadModel(const CommonOpts& o) {
   lo.weights = ParseWeightsFlag(o.weights);
   lo.lora = o.lora;
   lo.mmap = !o.no_mmap;
-  return Model::Load(o.model, lo);
+  SetThreads(o.threads);
+  auto model = Model::Load(o.model, lo);
+  WarnIfBeyondTrainedContext(o.context, model->config().max_context);
+  return model;
 }
 
 void CheckVocab(const Tokenizer& tok, const Model& model) {
@@ -148,7 +153,8 @@ void RegisterGenerate(CLI::App& app) {
   cmd->add_flag("--verbose", o->verbose, "Print the seed and reply length used (to stderr)");
   auto* g = cmd->add_option_group("input", "What to condition on (one of)");
   g->add_option("--prompt,-p", o->prompt, "Prompt text");
-  g->add_option("--prompt-file,-f", o->prompt_file, "Read the prompt text from a file");
+  g->add_option("--prompt-file,-f", o->prompt_file,
+                "Read the prompt text from a file (- reads standard input)");
   g->add_option("--ids", o->ids,
                 "Comma-separated prompt token ids, used as given (nothing prepended); the "
                 "output is the generated ids, and EOS does not stop unless --stop-at-eos");
@@ -177,7 +183,7 @@ void RegisterGenerate(CLI::App& app) {
     }
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     CheckVocab(tok, *model);
-    const std::string text = o->prompt_file.empty() ? o->prompt : ReadTextFile(o->prompt_file);
+    const std::string text = o->prompt_file.empty() ? o->prompt : ReadInputText(o->prompt_file);
     const bool bos = tok.add_bos() && !o->no_bos;
     const auto prompt = o->special ? tok.EncodeWithSpecial(text, bos) : tok.Encode(text, bos);
     if (o->echo) WriteText(text);

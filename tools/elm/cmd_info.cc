@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "model/model.h"
 
@@ -10,8 +11,7 @@ namespace elm::cli {
 void RegisterInfoCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show a model's per-layer shapes and parameter counts");
   auto model_path = std::make_shared<std::string>();
-  cmd->add_option("--model", *model_path, "Model folder (HF or MLX layout) or GGUF file")
-      ->required();
+  AddModelOption(cmd, *model_path)->required();
   cmd->callback([model_path] {
     auto model = Model::Load(*model_path);
     const ModelConfig& c = model->config();

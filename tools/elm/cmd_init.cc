@@ -26,7 +26,7 @@ void RegisterInitCommand(CLI::App& app) {
   auto* config = cmd->add_option("--config", o->config, "Take the model from this training YAML");
   preset->excludes(config);
   cmd->add_option("--set", o->set, "Override a key of the --config YAML (dotted path)");
-  cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  cmd->add_option("--seed,-s", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "Stored dtype: f32, bf16 or f16")->capture_default_str();
   cmd->add_option("--output", o->output, "Folder to write (config.json + model.safetensors)")
       ->required();

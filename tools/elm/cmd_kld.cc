@@ -17,24 +17,28 @@ void RegisterKldCommand(CLI::App& app) {
       "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
   struct Opts {
     std::string model, weights, file, tokenizer;
-    int context = 128, max_tokens = 1024;
+    int context = 128, max_tokens = 1024, threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
+  AddModelOption(cmd, o->model)->required();
+  AddThreadsOption(cmd, o->threads);
   cmd->add_option("--weights", o->weights, "Type to compare: bf16, f16, q8_0, q4_0")->required();
-  cmd->add_option("--file", o->file, "Text to score (tokenized with the model's tokenizer)")
+  cmd->add_option("--file,-f", o->file,
+                  "Text to score (tokenized with the model's tokenizer; - reads standard input)")
       ->required();
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json (default: built-in Llama-2)");
-  cmd->add_option("--context", o->context, "Window length in tokens")->capture_default_str();
+  AddContextOption(cmd, o->context, "Window length in tokens")->capture_default_str();
   cmd->add_option("--max-tokens", o->max_tokens, "Score at most this many tokens")
       ->capture_default_str();
   cmd->callback([o] {
+    SetThreads(o->threads);
     auto base = Model::Load(o->model);
+    WarnIfBeyondTrainedContext(o->context, base->config().max_context);
     LoadOptions lo;
     lo.weights = ParseWeightsFlag(o->weights);
     auto conv = Model::Load(o->model, lo);
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
-    auto ids = tok.Encode(ReadTextFile(o->file), tok.add_bos());
+    auto ids = tok.Encode(ReadInputText(o->file), tok.add_bos());
     if (static_cast<int>(ids.size()) > o->max_tokens)
       ids.resize(static_cast<size_t>(o->max_tokens));
     for (int& id : ids)

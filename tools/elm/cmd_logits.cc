@@ -13,16 +13,19 @@ void RegisterLogitsCommand(CLI::App& app) {
       "logits", "Write row-major float32 [T, V] logits of one no-cache forward over the ids");
   struct Opts {
     std::string model, ids, output, weights;
+    int threads = 0;
     bool reference = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
+  AddModelOption(cmd, o->model)->required();
+  AddThreadsOption(cmd, o->threads);
   cmd->add_option("--ids", o->ids, "Comma-separated token ids (nothing is prepended)")->required();
   cmd->add_option("--output", o->output, "Output file (raw float32, little-endian)")->required();
   cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
   cmd->add_flag("--reference", o->reference, "Use the scalar reference kernels");
   cmd->callback([o] {
     const auto ids = ParseIdList(o->ids, "--ids");
+    SetThreads(o->threads);
     LoadOptions lo;
     lo.weights = ParseWeightsFlag(o->weights);
     auto model = Model::Load(o->model, lo);

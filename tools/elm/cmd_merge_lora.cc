@@ -4,6 +4,7 @@
 
 #include "base/dtype.h"
 #include "base/error.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "train/lora.h"
 
@@ -16,7 +17,7 @@ void RegisterMergeLoraCommand(CLI::App& app) {
     std::string model, lora, output, dtype;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--model", o->model, "Base model folder (HF layout)")->required();
+  AddModelOption(cmd, o->model, "Base model folder (HF layout)")->required();
   cmd->add_option("--lora", o->lora,
                   "LoRA adapter folder (adapter_config.json + "
                   "adapter_model.safetensors)")

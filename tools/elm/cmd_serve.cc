@@ -43,7 +43,7 @@ void RegisterServe(CLI::App& app) {
   auto* cmd = app.add_subcommand("serve", kServeHelp);
   auto o = std::make_shared<ServeOpts>();
   auto& s = o->server;
-  cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
+  AddModelOption(cmd, o->model)->required();
   cmd->add_option("--weights", o->weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
@@ -63,9 +63,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--queue", s.queue, "Requests that may wait for a slot; beyond that, 503")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
-  cmd->add_option("--context", s.context,
-                  "Context size per slot in tokens (default: max_context_length)")
-      ->check(CLI::Range(1, std::numeric_limits<int>::max()));
+  AddContextOption(cmd, s.context, "Context size per slot in tokens (default: max_context_length)");
   cmd->add_option("--kv-type", o->kv_type,
                   "KV cache storage of every slot: f32, bf16 or f16 (half the memory)")
       ->capture_default_str();
@@ -94,7 +92,7 @@ void RegisterServe(CLI::App& app) {
                   "request or an idle keep-alive); more are closed")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
-  cmd->add_option("--threads", s.threads,
+  cmd->add_option("--threads,-t", s.threads,
                   "OpenMP threads per generating request (default: cores / --parallel, at least 1)")
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--threads-http", s.http_threads,
@@ -120,6 +118,7 @@ void RegisterServe(CLI::App& app) {
     lo.mmap = !o->no_mmap;
     lo.lora = o->lora;
     auto model = Model::Load(o->model, lo);
+    WarnIfBeyondTrainedContext(o->server.context, model->config().max_context);
     Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     server::Server srv(model, std::move(tok), o->server);
     const int port = srv.Bind();

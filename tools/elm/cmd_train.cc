@@ -1,8 +1,11 @@
-// elm train --config FILE.yaml [--set key=value ...] [--resume DIR]: pretrain an OpenELM from a
-// CoreNet-style config (docs/training.md); under `mpirun -np N` it trains data-parallel.
+// elm train --config FILE.yaml [--set key=value ...] [--resume DIR | --overwrite]: pretrain an
+// OpenELM from a CoreNet-style config (docs/training.md); under `mpirun -np N` it trains
+// data-parallel. A run folder that holds a run is never written over silently
+// (train/run_folder.h).
 #include <cstdio>
 #include <exception>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "train/distributed.h"
 #include "train/train_config.h"
@@ -17,15 +20,21 @@ void RegisterTrainCommand(CLI::App& app) {
   struct Opts {
     std::string config, resume;
     std::vector<std::string> set;
-    bool quiet = false;
+    bool quiet = false, overwrite = false;
+    int threads = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config", o->config, "Training config (CoreNet YAML)")->required();
   cmd->add_option("--set", o->set,
                   "Override a config key by its dotted path, e.g. --set optim.weight_decay=0.05 "
                   "(repeatable)");
-  cmd->add_option("--resume", o->resume,
-                  "Continue from a checkpoint folder, or the newest complete one in a run folder");
+  auto* resume = cmd->add_option(
+      "--resume", o->resume,
+      "Continue from a checkpoint folder, or the newest complete one in a run folder");
+  cmd->add_flag("--overwrite", o->overwrite,
+                "Delete the run folder's previous run (checkpoints, log) and start over")
+      ->excludes(resume);
+  AddThreadsOption(cmd, o->threads);
   cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
   cmd->callback([o] {
     // The config is read first: a mistake in it ends every process before MPI starts.
@@ -37,6 +46,8 @@ void RegisterTrainCommand(CLI::App& app) {
       TrainOptions opt;
       opt.resume = o->resume;
       opt.verbose = !o->quiet;
+      opt.overwrite = o->overwrite;
+      SetThreads(o->threads);
       const TrainResult r = RunTraining(cfg, opt);
       if (!Distributed::is_root()) return;  // only rank 0 reports
       std::printf("trained steps %lld..%lld: loss %.4f -> %.4f",

@@ -5,9 +5,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <string>
 
 #include "base/error.h"
 #include "commands.h"
+#include "unknown_option.h"
+#include "version.h"
 
 namespace {
 
@@ -48,7 +52,8 @@ int main(int argc, char** argv) {
   ApplyRuntimeSettings(argv);
   CLI::App app{"elm: Apple's OpenELM language models, natively"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "elm 0.1.0");
+  app.set_version_flag("--version", std::function<std::string()>(elm::cli::VersionText),
+                       "Print the version, commit, kernel ISA and BLAS, and exit");
   auto entries = elm::cli::CommandRegistry::entries();
   std::stable_sort(entries.begin(), entries.end(),
                    [](const auto& a, const auto& b) { return a.order < b.order; });
@@ -56,7 +61,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // A mistyped flag or command is named first, with the closest known name; the errors it
+    // caused (a required option "missing", a value "not expected") would only mislead.
+    const bool help = e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success);
+    const std::string unknown = help ? "" : elm::cli::UnknownOptionMessage(app, argc, argv);
+    if (unknown.empty()) return app.exit(e);
+    std::fprintf(stderr, "error: %s\n", unknown.c_str());
+    return static_cast<int>(CLI::ExitCodes::ExtrasError);
   } catch (const elm::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());
