@@ -1,0 +1,191 @@
+// AVX2 decode kernels for the K-quant types (kernels/kquant_kernels.h): 4-, 5- and 6-bit quants
+// (unsigned) times Q8_K activations through vpmaddubsw, IQ4_XS's signed levels through a vpshufb
+// table lookup and the sign trick. Each super-block's integer sum is reduced exactly and then
+// scaled as the scalar twin does. Internal linkage inside the target region, as in
+// kernels_avx2.cc.
+#include "kernels/kquant_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+namespace elm {
+namespace {
+
+inline int32_t HSumI32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float Half(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+inline __m256i Load(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// Two int16 scales: lanes 0..7 (the low 128 bits) get `lo`, lanes 8..15 `hi`.
+inline __m256i Scales2(int lo, int hi) {
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)),
+                          _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+template <bool kFive, typename B>
+void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr, int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const B& wb = w[r * nb + b];
+        const BlockQ8K& xb = x[t * nb + b];
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; ++j) ScaleMinK4(j, wb.scales, &sc[j], &mn[j]);
+        __m256i sum = _mm256_setzero_si256();
+        __m256i qh = _mm256_setzero_si256();
+        if constexpr (kFive) qh = Load(wb.qh);
+        for (int g = 0; g < 4; ++g) {
+          const __m256i q = Load(wb.qs + 32 * g);
+          __m256i lo = _mm256_and_si256(q, m4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+          if constexpr (kFive) {
+            lo = _mm256_or_si256(
+                lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+            hi = _mm256_or_si256(
+                hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+          }
+          const __m256i p0 = _mm256_maddubs_epi16(lo, Load(xb.qs + 64 * g));
+          const __m256i p1 = _mm256_maddubs_epi16(hi, Load(xb.qs + 64 * g + 32));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * g])));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * g + 1])));
+        }
+        int32_t summ = 0;
+        for (int j = 0; j < 8; ++j) summ += mn[j] * (xb.bsums[2 * j] + xb.bsums[2 * j + 1]);
+        const int32_t sumi = HSumI32(sum);
+        const float dd = Half(wb.d) * xb.d, dm = Half(wb.dmin) * xb.d;
+        acc += dd * static_cast<float>(sumi) - dm * static_cast<float>(summ);
+      }
+      y[t * ldy + r] = acc;
+    }
+}
+
+void GemmQ4K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ4K* w, int64_t nr,
+             int64_t K) {
+  GemmK<false>(y, ldy, x, T, w, nr, K);
+}
+
+void GemmQ5K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K* w, int64_t nr,
+             int64_t K) {
+  GemmK<true>(y, ldy, x, T, w, nr, K);
+}
+
+void GemmQ6K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K* w, int64_t nr,
+             int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ6K& wb = w[r * nb + b];
+        const BlockQ8K& xb = x[t * nb + b];
+        const int8_t* sc = wb.scales;
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+          const __m256i ql0 = Load(wb.ql + 64 * h), ql1 = Load(wb.ql + 64 * h + 32);
+          const __m256i qh = Load(wb.qh + 32 * h);
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                              _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+              _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+          };
+          for (int k = 0; k < 4; ++k) {
+            const int j = 8 * h + 2 * k;  // sub-blocks j, j + 1: elements 16j .. 16j + 31
+            const __m256i p = _mm256_maddubs_epi16(q[k], Load(xb.qs + 16 * j));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, Scales2(sc[j], sc[j + 1])));
+          }
+        }
+        int32_t corr = 0;
+        for (int j = 0; j < 16; ++j) corr += sc[j] * xb.bsums[j];
+        const int32_t sumi = HSumI32(sum) - 32 * corr;
+        acc += Half(wb.d) * xb.d * static_cast<float>(sumi);
+      }
+      y[t * ldy + r] = acc;
+    }
+}
+
+void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockIq4Xs* w, int64_t nr,
+               int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m128i tab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  const __m256i table = _mm256_set_m128i(tab, tab);
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      float acc = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        const BlockIq4Xs& wb = w[r * nb + b];
+        const BlockQ8K& xb = x[t * nb + b];
+        __m256i sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; ++k) {  // sub-blocks 2k (low 128 bits) and 2k + 1 (high)
+          const __m256i q = Load(wb.qs + 32 * k);
+          const __m256i vlo = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
+          const __m256i vhi =
+              _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+          const int8_t* xs = xb.qs + 64 * k;
+          const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(xs + 32),
+                                                  reinterpret_cast<const __m128i*>(xs));
+          const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(xs + 48),
+                                                  reinterpret_cast<const __m128i*>(xs + 16));
+          const __m256i plo =
+              _mm256_maddubs_epi16(_mm256_sign_epi8(vlo, vlo), _mm256_sign_epi8(xlo, vlo));
+          const __m256i phi =
+              _mm256_maddubs_epi16(_mm256_sign_epi8(vhi, vhi), _mm256_sign_epi8(xhi, vhi));
+          const int j0 = 2 * k, j1 = 2 * k + 1;
+          const int ls0 =
+              ((wb.scales_l[j0 / 2] >> 4 * (j0 % 2)) & 0xF) | (((wb.scales_h >> 2 * j0) & 3) << 4);
+          const int ls1 =
+              ((wb.scales_l[j1 / 2] >> 4 * (j1 % 2)) & 0xF) | (((wb.scales_h >> 2 * j1) & 3) << 4);
+          const __m256i s = Scales2(ls0 - 32, ls1 - 32);
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(plo, s));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(phi, s));
+        }
+        acc += Half(wb.d) * xb.d * static_cast<float>(HSumI32(sum));
+      }
+      y[t * ldy + r] = acc;
+    }
+}
+
+}  // namespace
+
+const KquantKernels* Avx2KquantKernels() {
+  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs};
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("f16c");
+  return ok ? &k : nullptr;
+}
+
+}  // namespace elm
+
+#pragma GCC pop_options
+
+#else
+
+namespace elm {
+const KquantKernels* Avx2KquantKernels() {
+  return nullptr;
+}
+}  // namespace elm
+
+#endif
