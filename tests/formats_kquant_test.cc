@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <span>
 
 #include "base/dtype.h"
 #include "base/error.h"
@@ -22,6 +23,7 @@
 #include "io/gguf_tokenizer.h"
 #include "io/model_source.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "test_util.h"
 
 namespace elm {
@@ -507,6 +509,31 @@ TEST(KquantGguf, EveryFileLoadsWithLlamaCppLogitsAndPerplexity) {
       EXPECT_LE(file.kld, 3e-4) << "vs llama.cpp on the file";
       std::printf("%-12s vs f32 copy: max %.2e | vs file: max %.4f rms %.4f kld %.2e\n",
                   name.c_str(), copy.max_abs, file.max_abs, file.rms, file.kld);
+      // Decoding one token at a time (the decode kernels, Q8_K activations for the K-quants as
+      // in llama.cpp): the rows of the first sequence, against llama.cpp on the file.
+      {
+        const std::string seq = rows[0]["sequence"];
+        const std::vector<int> ids = Tokens(ref, seq);
+        Session s(m, static_cast<int>(ids.size()));
+        std::vector<float> step;
+        std::vector<std::vector<float>> dec;
+        size_t n_rows = 0;
+        for (size_t t = 0; t < ids.size(); ++t) {
+          s.Forward(std::span<const int>(&ids[t], 1), step);
+          if (n_rows < rows.size() && rows[n_rows]["sequence"] == seq &&
+              rows[n_rows]["position"].get<size_t>() == t) {
+            dec.push_back(step);
+            ++n_rows;
+          }
+        }
+        const Diff d =
+            Compare(dec, test::ReadFloats(bin, lg["file"]["rows_offset_bytes"], n_rows * V), V);
+        EXPECT_LE(d.max_abs, 0.15) << "decoding, vs llama.cpp on the file";
+        EXPECT_LE(d.rms, 0.03) << "decoding, vs llama.cpp on the file";
+        EXPECT_LE(d.kld, 3e-4) << "decoding, vs llama.cpp on the file";
+        std::printf("%-12s decoding vs file: max %.4f rms %.4f kld %.2e\n", name.c_str(), d.max_abs,
+                    d.rms, d.kld);
+      }
       if (entry.contains("perplexity")) {
         const json& p = entry["perplexity"];
         const double ppl = Perplexity(m, ppl_tokens, ppl_text["n_ctx"], ppl_text["n_chunk"], 1);
