@@ -17,6 +17,7 @@
 
 #include "base/dtype.h"
 #include "base/error.h"
+#include "base/kquant.h"
 #include "base/mmap_file.h"
 #include "io/gguf.h"
 #include "io/gguf_convert.h"
@@ -168,6 +169,32 @@ TEST(KquantBlocks, DequantizeBitForBitLikeGgml) {
     ++types;
   }
   EXPECT_EQ(types, 10);
+}
+
+// Random weights in llama.cpp's types (what `elm bench --preset-dtype q4_k` runs): finite scales,
+// finite logits.
+TEST(KquantBlocks, RandomModelsInEveryType) {
+  ModelConfig c = OpenModelSource(test::DataDir() + "/conformance/a_tiny_qknorm_tied").config;
+  for (DType t : {DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL}) {
+    const auto m = Model::Random(c, t, 1);
+    EXPECT_EQ(m->weights_dtype(), DTypeName(t));
+    EXPECT_EQ(FirstNonFiniteScale(t, m->embeddings().data,
+                                  static_cast<size_t>(m->embeddings().rows * c.dim / 32)),
+              -1);
+    for (const int n : {1, 5}) {  // decode and prefill
+      const std::vector<float> l = test::AllLogits(m, std::vector<int>(n, 3));
+      EXPECT_TRUE(std::all_of(l.begin(), l.end(), [](float v) { return std::isfinite(v); }))
+          << DTypeName(t);
+    }
+  }
+  // The 256-element types need rows of 256: the tiny model's 64 columns are refused clearly.
+  try {
+    (void)Model::Random(c, DType::kQ4_K, 1);
+    ADD_FAILURE() << "64 columns accepted for Q4_K";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a multiple of the Q4_K block"), std::string::npos)
+        << e.what();
+  }
 }
 
 // ---- Malformed blocks (hand-made files; no shared data needed) ----

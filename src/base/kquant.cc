@@ -203,14 +203,17 @@ void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
   }
 }
 
-int64_t FirstNonFiniteScale(DType t, const void* data, size_t n_blocks) {
-  // Byte offset of each block's f16 scale, and of its f16 minimum (or -1).
+namespace {
+
+// Byte offsets of a block type's f16 scale and f16 minimum (-1: none); both -1 for plain types.
+void ScaleFields(DType t, int* scale, int* min) {
   int d = 0, m = -1;
   switch (t) {
     case DType::kF32:
     case DType::kF16:
     case DType::kBF16:
-      return -1;
+      d = -1;
+      break;
     case DType::kQ4_1:
     case DType::kQ5_1:
     case DType::kQ4_K:
@@ -229,6 +232,16 @@ int64_t FirstNonFiniteScale(DType t, const void* data, size_t n_blocks) {
     default:  // Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS: the scale first, no minimum
       break;
   }
+  *scale = d;
+  *min = m;
+}
+
+}  // namespace
+
+int64_t FirstNonFiniteScale(DType t, const void* data, size_t n_blocks) {
+  int d, m;
+  ScaleFields(t, &d, &m);
+  if (d < 0) return -1;
   const size_t bytes = DTypeSize(t);
   const auto* p = static_cast<const uint8_t*>(data);
   auto bad = [&](size_t b, int off) {
@@ -239,6 +252,25 @@ int64_t FirstNonFiniteScale(DType t, const void* data, size_t n_blocks) {
   for (size_t b = 0; b < n_blocks; ++b)
     if (bad(b, d) || (m >= 0 && bad(b, m))) return static_cast<int64_t>(b);
   return -1;
+}
+
+void RandomBlocks(DType t, uint64_t seed, uint8_t* dst, size_t n_blocks) {
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + 1;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(state >> 32);
+  };
+  const size_t bytes = n_blocks * DTypeSize(t);
+  for (size_t i = 0; i < bytes; ++i) dst[i] = static_cast<uint8_t>(next());
+  int d, m;
+  ScaleFields(t, &d, &m);
+  for (size_t b = 0; b < n_blocks; ++b)
+    for (int off : {d, m}) {
+      if (off < 0) continue;
+      const uint32_t r = next();
+      const auto h = static_cast<uint16_t>((r & 0x83ffu) | ((1 + (r >> 16) % 8) << 10));
+      std::memcpy(dst + b * DTypeSize(t) + static_cast<size_t>(off), &h, 2);
+    }
 }
 
 void QuantizeQ8K(const float* x, BlockQ8K* out, size_t n) {

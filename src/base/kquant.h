@@ -139,6 +139,10 @@ void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n);
 // whose f16 scale or minimum is inf or NaN, or -1 when all are finite. `data` may be unaligned.
 int64_t FirstNonFiniteScale(DType t, const void* data, size_t n_blocks);
 
+// n_blocks random blocks of block type `t` (benchmarks, tests): random quants, and f16 scales
+// and minimums of random sign with magnitudes between 2^-14 and 2^-7; reproducible from `seed`.
+void RandomBlocks(DType t, uint64_t seed, uint8_t* dst, size_t n_blocks);
+
 // ggml's quantize_row_q8_K (n a multiple of 256): per block the value of largest magnitude maps
 // to -127 (scale -max/127), values rounded to nearest even, clamped to 127.
 void QuantizeQ8K(const float* x, BlockQ8K* out, size_t n);

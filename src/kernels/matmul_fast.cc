@@ -91,7 +91,9 @@ void MatMulDequantized(const CpuKernels& k, float* y, const float* x, int64_t T,
     thread_local std::vector<BlockQ8K> xq8k;
     BlockQ8K* xq = Scratch(xq8k, static_cast<size_t>(T * nb));
     for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x + t * K, xq + t * nb, static_cast<size_t>(K));
-    ForPanels(N, std::min<int64_t>(decode_panel, 256), [&](int64_t r0, int64_t nr) {
+    // One even share of the rows per thread (a multiple of 4).
+    const int64_t share = std::max<int64_t>(4, (N + 4 * threads - 1) / (4 * threads) * 4);
+    ForPanels(N, share, [&](int64_t r0, int64_t nr) {
       const uint8_t* wr = w.row(r0);
       switch (w.dtype) {
         case DType::kQ4_K:

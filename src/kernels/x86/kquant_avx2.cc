@@ -35,6 +35,23 @@ inline __m256i Scales2(int lo, int hi) {
                           _mm_set1_epi16(static_cast<int16_t>(lo)));
 }
 
+// The 8 six-bit scales and 8 six-bit minimums of a Q4_K/Q5_K block (ScaleMinK4 for j = 0..7)
+// into out[0..7] and out[8..15], four at a time in 32-bit words: words 0 and 1 of the 12 bytes hold
+// scales 0-3 and minimums 0-3 in their low 6 bits and the top 2 bits of scales/minimums 4-7 in
+// their high 2 bits; word 2 holds the low 4 bits of scales 4-7 (low nibbles) and minimums 4-7.
+inline void UnpackScalesMins(const uint8_t* packed, uint8_t* out) {
+  uint32_t w[3];
+  __builtin_memcpy(w, packed, 12);
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  const uint32_t o[4] = {
+      w[0] & kLow6,                                         // scales 0-3
+      (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4),        // scales 4-7
+      w[1] & kLow6,                                         // minimums 0-3
+      ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4)  // minimums 4-7
+  };
+  __builtin_memcpy(out, o, 16);
+}
+
 template <bool kFive, typename B>
 void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr, int64_t K) {
   const int64_t nb = K / kQK;
@@ -45,8 +62,9 @@ void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int6
       for (int64_t b = 0; b < nb; ++b) {
         const B& wb = w[r * nb + b];
         const BlockQ8K& xb = x[t * nb + b];
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; ++j) ScaleMinK4(j, wb.scales, &sc[j], &mn[j]);
+        uint8_t sc[16];  // 8 scales, then 8 minimums
+        UnpackScalesMins(wb.scales, sc);
+        const uint8_t* mn = sc + 8;
         __m256i sum = _mm256_setzero_si256();
         __m256i qh = _mm256_setzero_si256();
         if constexpr (kFive) qh = Load(wb.qh);
@@ -65,8 +83,16 @@ void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int6
           sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * g])));
           sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * g + 1])));
         }
-        int32_t summ = 0;
-        for (int j = 0; j < 8; ++j) summ += mn[j] * (xb.bsums[2 * j] + xb.bsums[2 * j + 1]);
+        // Σ_j m_j·(bsum_2j + bsum_2j+1): pairwise sums of the 16 bsums against the 8 minimums.
+        const __m256i bs = Load(xb.bsums);
+        const __m128i pairs =
+            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i mins =
+            _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
+        __m128i pm = _mm_madd_epi16(mins, pairs);
+        pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
+        pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0xb1));
+        const int32_t summ = _mm_cvtsi128_si32(pm);
         const int32_t sumi = HSumI32(sum);
         const float dd = Half(wb.d) * xb.d, dm = Half(wb.dmin) * xb.d;
         acc += dd * static_cast<float>(sumi) - dm * static_cast<float>(summ);
