@@ -183,8 +183,8 @@ TEST(Kernels, LlamaCppTypesMatchReference) {
   }
 }
 
-// The K-quant decode kernels: each SIMD table computes exactly the scalar twin's integer sums and
-// scales them in the same order (bit-identical), and the twin equals f32 math on the dequantized
+// The K-quant decode kernels: each SIMD table computes exactly the scalar twin's integer sums
+// (the f32 scaling sums in another order), and the twin equals f32 math on the dequantized
 // weights and activations up to rounding.
 TEST(Kernels, KquantDecodeKernelsMatchScalarTwin) {
   std::mt19937 rng(5);
@@ -224,7 +224,7 @@ TEST(Kernels, KquantDecodeKernelsMatchScalarTwin) {
         twin = y;
         EXPECT_LE(ScaledError(y, ref, xd, m, T), 1e-6f) << DTypeName(type);
       } else {
-        EXPECT_EQ(y, twin) << k->name << " " << DTypeName(type);
+        EXPECT_LE(ScaledError(y, twin, xd, m, T), 1e-6f) << k->name << " " << DTypeName(type);
       }
     }
   }

@@ -5,8 +5,9 @@
 //   Q6_K        Σ_j sc_j·(q_j·x − 32·bsum_j) · d·dx                    (16 sub-blocks of 16)
 //   IQ4_XS      Σ_j (s_j − 32)·(v(q_j)·x) · d·dx                        (8 sub-blocks of 32)
 // One table per instruction set, chosen like cpu_kernels.h's; every SIMD kernel computes the
-// same integer sums as its scalar twin (tests/kernels_test.cc compares them). Prefill dequantizes
-// weight panels into the f32 kernels instead (matmul_fast.cc).
+// same integer sums per super-block as its scalar twin and differs only in the order of the f32
+// sums (tests/kernels_test.cc compares them). Prefill dequantizes weight panels into the f32
+// kernels instead (matmul_fast.cc).
 #pragma once
 
 #include <cstdint>

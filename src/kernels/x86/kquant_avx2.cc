@@ -1,8 +1,8 @@
 // AVX2 decode kernels for the K-quant types (kernels/kquant_kernels.h): 4-, 5- and 6-bit quants
 // (unsigned) times Q8_K activations through vpmaddubsw, IQ4_XS's signed levels through a vpshufb
-// table lookup and the sign trick. Each super-block's integer sum is reduced exactly and then
-// scaled as the scalar twin does. Internal linkage inside the target region, as in
-// kernels_avx2.cc.
+// table lookup and the sign trick. Integer sums per super-block are exact; Q4_K/Q5_K scale them
+// into f32 lanes summed once per row, Q6_K/IQ4_XS reduce each block's sum as the scalar twin.
+// Internal linkage inside the target region, as in kernels_avx2.cc.
 #include "kernels/kquant_kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -52,19 +52,41 @@ inline void UnpackScalesMins(const uint8_t* packed, uint8_t* out) {
   __builtin_memcpy(out, o, 16);
 }
 
+inline float HSumF(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// pshufb controls that spread int16 word j of each 128-bit lane over the whole lane.
+struct WordSpread {
+  __m256i m[8];
+  WordSpread() {
+    for (int j = 0; j < 8; ++j)
+      m[j] = _mm256_set1_epi16(static_cast<int16_t>((2 * j + 1) << 8 | 2 * j));
+  }
+};
+
 template <bool kFive, typename B>
 void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr, int64_t K) {
   const int64_t nb = K / kQK;
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  static const WordSpread spread;
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t t = 0; t < T; ++t) {
-      float acc = 0;
+      // Per block: Σ sc_j·dot_j in 8 int32 lanes, scaled into 8 f32 lanes; the minimums' term
+      // in 4 f32 lanes. Summed across lanes once per row.
+      __m256 acc = _mm256_setzero_ps();
+      __m128 accm = _mm_setzero_ps();
       for (int64_t b = 0; b < nb; ++b) {
         const B& wb = w[r * nb + b];
         const BlockQ8K& xb = x[t * nb + b];
-        uint8_t sc[16];  // 8 scales, then 8 minimums
+        alignas(16) uint8_t sc[16];  // 8 scales, then 8 minimums
         UnpackScalesMins(wb.scales, sc);
-        const uint8_t* mn = sc + 8;
+        const __m256i s16 =
+            _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+        const __m256i scales = _mm256_permute2x128_si256(s16, s16, 0x00);  // sc0..7 in both lanes
         __m256i sum = _mm256_setzero_si256();
         __m256i qh = _mm256_setzero_si256();
         if constexpr (kFive) qh = Load(wb.qh);
@@ -80,24 +102,23 @@ void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int6
           }
           const __m256i p0 = _mm256_maddubs_epi16(lo, Load(xb.qs + 64 * g));
           const __m256i p1 = _mm256_maddubs_epi16(hi, Load(xb.qs + 64 * g + 32));
-          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * g])));
-          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * g + 1])));
+          sum = _mm256_add_epi32(
+              sum, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scales, spread.m[2 * g])));
+          sum = _mm256_add_epi32(
+              sum, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scales, spread.m[2 * g + 1])));
         }
         // Σ_j m_j·(bsum_2j + bsum_2j+1): pairwise sums of the 16 bsums against the 8 minimums.
         const __m256i bs = Load(xb.bsums);
         const __m128i pairs =
             _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        const __m128i mins =
-            _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
-        __m128i pm = _mm_madd_epi16(mins, pairs);
-        pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
-        pm = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0xb1));
-        const int32_t summ = _mm_cvtsi128_si32(pm);
-        const int32_t sumi = HSumI32(sum);
+        const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), pairs);
         const float dd = Half(wb.d) * xb.d, dm = Half(wb.dmin) * xb.d;
-        acc += dd * static_cast<float>(sumi) - dm * static_cast<float>(summ);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(sum), acc);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(pm), accm);
       }
-      y[t * ldy + r] = acc;
+      __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+      m = _mm_add_ss(m, _mm_movehdup_ps(m));
+      y[t * ldy + r] = HSumF(acc) - _mm_cvtss_f32(m);
     }
 }
 
