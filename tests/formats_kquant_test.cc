@@ -576,5 +576,26 @@ TEST(KquantGguf, EveryFileLoadsWithLlamaCppLogitsAndPerplexity) {
   EXPECT_GT(files, 0);
 }
 
+// Weights read into memory (--no-mmap) and converted at load (--weights f32, bf16, q8_0) from a
+// K-quant file: the copy computes the same logits; the conversions start from the exact
+// dequantization.
+TEST(KquantGguf, NoMmapAndConversionsAtLoad) {
+  REQUIRE_FOLDERS(folders);
+  const fs::path path = folders[0].unpacked / "k_dim256_vocab32k.llamacpp-Q4_K_M.gguf";
+  if (!fs::exists(path)) GTEST_SKIP() << path << " not in the folder";
+  const std::vector<int> ids = Tokens(folders[0].ref, "seq2");
+  const auto mapped = Model::Load(path.string());
+  const std::vector<float> ref = test::AllLogits(mapped, ids);
+  LoadOptions lo;
+  lo.mmap = false;
+  EXPECT_EQ(test::AllLogits(Model::Load(path.string(), lo), ids), ref);
+  lo.weights = DType::kF32;
+  const auto f32 = Model::Load(path.string(), lo);
+  EXPECT_EQ(f32->weights_dtype(), "F32");
+  EXPECT_LE(test::MaxAbsDiff(test::AllLogits(f32, ids).data(), ref.data(), ref.size()), 1e-5f);
+  lo.weights = DType::kQ8_0;
+  EXPECT_EQ(Model::Load(path.string(), lo)->weights_dtype(), "Q8_0");
+}
+
 }  // namespace
 }  // namespace elm

@@ -246,7 +246,7 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
 
 bool Model::KeepMapped(const LoadOptions& opt, DType stored) {
   // Q8_0/Q4_0 matrices that PackForKernels packs are copied there, whatever `mmap` says.
-  return opt.mmap || (DTypeBlock(stored) > 1 && ShouldPack(opt));
+  return opt.mmap || ((stored == DType::kQ8_0 || stored == DType::kQ4_0) && ShouldPack(opt));
 }
 
 bool Model::ShouldPack(const LoadOptions& opt) {
