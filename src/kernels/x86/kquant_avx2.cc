@@ -1,7 +1,7 @@
 // AVX2 decode kernels for the K-quant types (kernels/kquant_kernels.h): 4-, 5- and 6-bit quants
 // (unsigned) times Q8_K activations through vpmaddubsw, IQ4_XS's signed levels through a vpshufb
-// table lookup and the sign trick. Integer sums per super-block are exact; Q4_K/Q5_K scale them
-// into f32 lanes summed once per row, Q6_K/IQ4_XS reduce each block's sum as the scalar twin.
+// table lookup and the sign trick. Integer sums per super-block are exact, scaled into f32 lanes
+// that are summed once per row.
 // Internal linkage inside the target region, as in kernels_avx2.cc.
 #include "kernels/kquant_kernels.h"
 
@@ -13,13 +13,6 @@
 
 namespace elm {
 namespace {
-
-inline int32_t HSumI32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-  return _mm_cvtsi128_si32(s);
-}
 
 inline float Half(uint16_t h) {
   return _cvtsh_ss(h);
@@ -132,17 +125,35 @@ void GemmQ5K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K
   GemmK<true>(y, ldy, x, T, w, nr, K);
 }
 
+// pshufb controls for Q6_K: word 2k of each lane over the low lane, word 2k + 1 over the high one.
+struct PairSpread {
+  __m256i m[4];
+  PairSpread() {
+    for (int k = 0; k < 4; ++k) {
+      const auto lo = static_cast<int16_t>((4 * k + 1) << 8 | 4 * k);
+      const auto hi = static_cast<int16_t>((4 * k + 3) << 8 | (4 * k + 2));
+      m[k] = _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo));
+    }
+  }
+};
+
 void GemmQ6K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K* w, int64_t nr,
              int64_t K) {
   const int64_t nb = K / kQK;
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  static const PairSpread spread;
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t t = 0; t < T; ++t) {
-      float acc = 0;
+      __m256 acc = _mm256_setzero_ps();  // f32 lanes, summed once per row
       for (int64_t b = 0; b < nb; ++b) {
         const BlockQ6K& wb = w[r * nb + b];
         const BlockQ8K& xb = x[t * nb + b];
-        const int8_t* sc = wb.scales;
+        // The 16 scales as int16: Σ_j sc_j·bsum_j per lane pair, and each half's 8 scales in
+        // both 128-bit lanes.
+        const __m256i s16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+        const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
+                                   _mm256_permute2x128_si256(s16, s16, 0x11)};
         __m256i sum = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
           const __m256i ql0 = Load(wb.ql + 64 * h), ql1 = Load(wb.ql + 64 * h + 32);
@@ -158,17 +169,17 @@ void GemmQ6K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K
                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
           };
           for (int k = 0; k < 4; ++k) {
-            const int j = 8 * h + 2 * k;  // sub-blocks j, j + 1: elements 16j .. 16j + 31
-            const __m256i p = _mm256_maddubs_epi16(q[k], Load(xb.qs + 16 * j));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, Scales2(sc[j], sc[j + 1])));
+            // Sub-blocks j = 8h + 2k and j + 1: elements 16j .. 16j + 31.
+            const __m256i p = _mm256_maddubs_epi16(q[k], Load(xb.qs + 128 * h + 32 * k));
+            sum = _mm256_add_epi32(
+                sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(halves[h], spread.m[k])));
           }
         }
-        int32_t corr = 0;
-        for (int j = 0; j < 16; ++j) corr += sc[j] * xb.bsums[j];
-        const int32_t sumi = HSumI32(sum) - 32 * corr;
-        acc += Half(wb.d) * xb.d * static_cast<float>(sumi);
+        const __m256i corr = _mm256_madd_epi16(s16, Load(xb.bsums));  // Σ sc_j·bsum_j, in pairs
+        sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(Half(wb.d) * xb.d), _mm256_cvtepi32_ps(sum), acc);
       }
-      y[t * ldy + r] = acc;
+      y[t * ldy + r] = HSumF(acc);
     }
 }
 
@@ -180,7 +191,7 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
   const __m256i table = _mm256_set_m128i(tab, tab);
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t t = 0; t < T; ++t) {
-      float acc = 0;
+      __m256 acc = _mm256_setzero_ps();  // f32 lanes, summed once per row
       for (int64_t b = 0; b < nb; ++b) {
         const BlockIq4Xs& wb = w[r * nb + b];
         const BlockQ8K& xb = x[t * nb + b];
@@ -208,9 +219,9 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
           sum = _mm256_add_epi32(sum, _mm256_madd_epi16(plo, s));
           sum = _mm256_add_epi32(sum, _mm256_madd_epi16(phi, s));
         }
-        acc += Half(wb.d) * xb.d * static_cast<float>(HSumI32(sum));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(Half(wb.d) * xb.d), _mm256_cvtepi32_ps(sum), acc);
       }
-      y[t * ldy + r] = acc;
+      y[t * ldy + r] = HSumF(acc);
     }
 }
 
