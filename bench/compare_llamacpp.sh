@@ -11,7 +11,9 @@
 # call per token). Neither: elm alone.
 # Output: one JSON line per run in WORKDIR/results.jsonl and a summary on stdout.
 # NO_MMAP=1 runs both engines with their weights read into memory (--no-mmap) instead of mmapped;
-# TYPES="bf16 f16" limits the weight types (default: bf16 f16 q8_0 q4_0).
+# TYPES="bf16 f16" limits the weight types (default: bf16 f16 q8_0 q4_0). llama.cpp's types
+# (q4_k_m q5_k_m q6_k iq4_xs, or any llama-quantize preset in lower case) need LLAMA_QUANTIZE (the
+# llama-quantize binary), which makes their GGUF from the F16 one; without it they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-build/compare}"
@@ -30,6 +32,18 @@ out="$work/results.jsonl"
 : >"$out"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
+  case "$t" in
+  f16 | bf16 | q8_0 | q4_0) ;;
+  *)
+    if [ ! -f "$work/m270-$t.gguf" ]; then
+      if [ -z "${LLAMA_QUANTIZE:-}" ]; then
+        echo "skipping $t: set LLAMA_QUANTIZE to make its GGUF (elm reads it but does not write it)"
+        continue
+      fi
+      "$LLAMA_QUANTIZE" "$work/m270-f16.gguf" "$work/m270-$t.gguf" "${t^^}" >/dev/null 2>&1
+    fi
+    ;;
+  esac
   model="$work/m270-$t.gguf"
   [ "$t" = bf16 ] && model="$work/m270"  # BF16 straight from the safetensors (mmapped)
   j=$("$elm" bench --model "$model" "${mmap_flag[@]}" -t "$threads" -p 512 -n 128 -d 0 -d 512 \

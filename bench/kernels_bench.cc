@@ -1,10 +1,12 @@
 // Microbenchmarks of the inference kernels on OpenELM-270M shapes: every weight type, decode
-// (T = 1) and prefill (T = 128), reference and fast paths. Counters: FLOP/s and weight bytes/s.
+// (T = 1) and prefill (T = 128), reference and fast paths; llama.cpp's K-quant types as random
+// blocks. Counters: FLOP/s and weight bytes/s.
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <vector>
 
+#include "base/kquant.h"
 #include "config/model_config.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
@@ -31,7 +33,10 @@ Case Make(DType type, int64_t T, int64_t N, int64_t K) {
   std::vector<float> wf(static_cast<size_t>(N * K));
   for (auto& v : wf) v = d(rng) * 0.02f;
   c.w.resize(DTypeBytes(type, wf.size()));
-  FromF32(type, wf.data(), c.w.data(), wf.size());
+  if (DTypeWritable(type))
+    FromF32(type, wf.data(), c.w.data(), wf.size());
+  else  // llama.cpp's types: random blocks (speed does not depend on values)
+    RandomBlocks(type, 1, c.w.data(), wf.size() / DTypeBlock(type));
   c.m = MatRef{type, c.w.data(), N, K};
   if (Packable(c.m)) {  // as Model::Load lays out Q8_0/Q4_0 for the kernels
     std::vector<uint8_t> packed(c.w.size());
@@ -44,7 +49,9 @@ Case Make(DType type, int64_t T, int64_t N, int64_t K) {
 
 // Args: dtype index, T, N, K, fast (1) or reference (0).
 void BM_MatMul(benchmark::State& state) {
-  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+  const DType types[] = {DType::kF32,    DType::kF16,  DType::kBF16, DType::kQ8_0,
+                         DType::kQ4_0,   DType::kQ4_K, DType::kQ5_K, DType::kQ6_K,
+                         DType::kIQ4_XS, DType::kQ2_K, DType::kQ3_K, DType::kQ5_0};
   const DType type = types[state.range(0)];
   const int64_t T = state.range(1), N = state.range(2), K = state.range(3);
   const bool fast = state.range(4) != 0;
@@ -73,6 +80,8 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
     b->Args({t, 128, 5120, 1280, 1});
     b->Args({t, 128, 1280, 5120, 1});
   }
+  for (int t = 5; t < 12; ++t) b->Args({t, 1, 5120, 1280, 1});   // llama.cpp's types: decode
+  for (int t = 5; t < 9; ++t) b->Args({t, 128, 1536, 1280, 1});  // and prefill
   b->Args({2, 1, 5120, 1280, 0});
   b->Args({2, 128, 1536, 1280, 0});
 }

@@ -4,14 +4,18 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "base/dtype.h"
+#include "base/kquant.h"
 #include "base/quant.h"
 #include "config/model_config.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/kquant_kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
 #include "kernels/rmsnorm.h"
@@ -57,6 +61,8 @@ float Tolerance(DType t, int64_t T) {
     case DType::kQ8_0:
     case DType::kQ4_0:
       return T < 4 ? 1e-2f : 4e-3f;
+    default:  // llama.cpp's types: Q8_K activations when decoding, else f32 on dequantized rows
+      return T < 4 ? 1e-2f : 1e-6f;
   }
   return 0;
 }
@@ -105,6 +111,149 @@ TEST(Kernels, EveryTableMatchesReferenceOnRaggedShapes) {
       }
     }
   }
+}
+
+// llama.cpp's block types (base/kquant.h), which elm reads but cannot write: random blocks with
+// finite scales of a realistic size.
+MatRef RandomBlocks(DType type, int64_t N, int64_t K, std::mt19937& rng,
+                    std::vector<uint8_t>& bytes) {
+  bytes.resize(DTypeBytes(type, static_cast<size_t>(N * K)));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  const size_t block = DTypeSize(type), n = bytes.size() / block;
+  // The f16 scale fields (those FirstNonFiniteScale checks) get exponents 2^-14 .. 2^-7.
+  auto tame = [&](size_t off) {
+    for (size_t b = 0; b < n; ++b) {
+      uint16_t h;
+      std::memcpy(&h, bytes.data() + b * block + off, 2);
+      h = static_cast<uint16_t>((h & 0x83ffu) | (static_cast<uint16_t>(1 + byte(rng) % 8) << 10));
+      std::memcpy(bytes.data() + b * block + off, &h, 2);
+    }
+  };
+  switch (type) {
+    case DType::kQ2_K:
+      tame(offsetof(BlockQ2K, d));
+      tame(offsetof(BlockQ2K, dmin));
+      break;
+    case DType::kQ3_K:
+      tame(offsetof(BlockQ3K, d));
+      break;
+    case DType::kQ6_K:
+      tame(offsetof(BlockQ6K, d));
+      break;
+    case DType::kQ4_1:
+    case DType::kQ5_1:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      tame(0);
+      tame(2);
+      break;
+    default:
+      tame(0);
+      break;
+  }
+  return MatRef{type, bytes.data(), N, K};
+}
+
+constexpr DType kLlamaCppTypes[] = {DType::kQ4_1, DType::kQ5_0,  DType::kQ5_1, DType::kIQ4_NL,
+                                    DType::kQ2_K, DType::kQ3_K,  DType::kQ4_K, DType::kQ5_K,
+                                    DType::kQ6_K, DType::kIQ4_XS};
+
+TEST(Kernels, LlamaCppTypesMatchReference) {
+  std::mt19937 rng(11);
+  const int64_t shapes[][3] = {{1, 1, 256}, {1, 7, 512},  {2, 5, 768},   {3, 9, 256},
+                               {4, 4, 256}, {5, 13, 512}, {1, 70, 1280}, {67, 20, 256}};
+  for (DType type : kLlamaCppTypes) {
+    for (const auto& s : shapes) {
+      const int64_t T = s[0], N = s[1], K = s[2];
+      const auto x = Random(static_cast<size_t>(T * K), rng);
+      std::vector<uint8_t> bytes;
+      const MatRef m = RandomBlocks(type, N, K, rng, bytes);
+      std::vector<float> ref(static_cast<size_t>(T * N)), scalar(ref.size()), got(ref.size());
+      MatMul(ref.data(), x.data(), T, m);
+      MatMulWith(ScalarKernels(), scalar.data(), x.data(), T, m);
+      EXPECT_LE(ScaledError(scalar, ref, x, m, T), Tolerance(type, T))
+          << "scalar " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+      for (const CpuKernels* k : Tables()) {
+        MatMulWith(*k, got.data(), x.data(), T, m);
+        EXPECT_LE(ScaledError(got, scalar, x, m, T), 1e-5f)
+            << k->name << " " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+      }
+    }
+  }
+}
+
+// The K-quant decode kernels: each SIMD table computes exactly the scalar twin's integer sums
+// (the f32 scaling sums in another order), and the twin equals f32 math on the dequantized
+// weights and activations up to rounding.
+TEST(Kernels, KquantDecodeKernelsMatchScalarTwin) {
+  std::mt19937 rng(5);
+  std::vector<const KquantKernels*> tables = {&ScalarKquantKernels()};
+  if (Avx2KquantKernels()) tables.push_back(Avx2KquantKernels());
+  for (DType type : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS}) {
+    const int64_t T = 3, N = 11, K = 768, nb = K / kQK;
+    std::vector<uint8_t> bytes;
+    const MatRef m = RandomBlocks(type, N, K, rng, bytes);
+    const auto x = Random(static_cast<size_t>(T * K), rng);
+    std::vector<BlockQ8K> xq(static_cast<size_t>(T * nb));
+    for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x.data() + t * K, xq.data() + t * nb, K);
+    std::vector<float> xd(x.size());  // the quantized activations, back in f32
+    for (size_t b = 0; b < xq.size(); ++b)
+      for (int i = 0; i < kQK; ++i) xd[b * kQK + i] = xq[b].d * xq[b].qs[i];
+    std::vector<float> ref(static_cast<size_t>(T * N));
+    MatMul(ref.data(), xd.data(), T, m);
+    std::vector<float> twin;
+    for (const KquantKernels* k : tables) {
+      std::vector<float> y(ref.size());
+      auto run = [&](auto gemm, auto* w) { gemm(y.data(), N, xq.data(), T, w, N, K); };
+      switch (type) {
+        case DType::kQ4_K:
+          run(k->gemm_q4_k, reinterpret_cast<const BlockQ4K*>(bytes.data()));
+          break;
+        case DType::kQ5_K:
+          run(k->gemm_q5_k, reinterpret_cast<const BlockQ5K*>(bytes.data()));
+          break;
+        case DType::kQ6_K:
+          run(k->gemm_q6_k, reinterpret_cast<const BlockQ6K*>(bytes.data()));
+          break;
+        default:
+          run(k->gemm_iq4_xs, reinterpret_cast<const BlockIq4Xs*>(bytes.data()));
+          break;
+      }
+      if (twin.empty()) {
+        twin = y;
+        EXPECT_LE(ScaledError(y, ref, xd, m, T), 1e-6f) << DTypeName(type);
+      } else {
+        EXPECT_LE(ScaledError(y, twin, xd, m, T), 1e-6f) << k->name << " " << DTypeName(type);
+      }
+    }
+  }
+}
+
+// Q8_K activations as ggml makes them: the largest magnitude maps to ∓127, the rest round to
+// nearest (even), the 16-element sums match.
+TEST(Kernels, QuantizeQ8KMatchesGgmlRule) {
+  std::mt19937 rng(3);
+  auto x = Random(512, rng);
+  x[7] = 9.0f;     // block 0's largest magnitude, positive: q = -127, d < 0
+  x[300] = -9.0f;  // block 1's, negative: q = -127, d > 0
+  std::vector<BlockQ8K> q(2);
+  QuantizeQ8K(x.data(), q.data(), x.size());
+  EXPECT_EQ(q[0].qs[7], -127);
+  EXPECT_EQ(q[1].qs[300 - 256], -127);
+  EXPECT_FLOAT_EQ(q[0].d, -9.0f / 127.0f);
+  EXPECT_FLOAT_EQ(q[1].d, 9.0f / 127.0f);
+  for (int b = 0; b < 2; ++b)
+    for (int j = 0; j < 16; ++j) {
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += q[b].qs[16 * j + i];
+      EXPECT_EQ(q[b].bsums[j], s);
+      for (int i = 0; i < 16; ++i) {
+        const float v =
+            x[static_cast<size_t>(256 * b + 16 * j + i)] * (-127.0f / (b ? -9.0f : 9.0f));
+        EXPECT_EQ(q[b].qs[16 * j + i], static_cast<int>(std::nearbyint(v)));
+      }
+    }
 }
 
 // The row-interleaved Q8_0/Q4_0 layouts: same rows back out, and every table's packed product

@@ -1,5 +1,7 @@
 #include "base/dtype.h"
 
+#include "base/error.h"
+#include "base/kquant.h"
 #include "base/quant.h"
 
 #include <cctype>
@@ -18,11 +20,14 @@ struct DTypeInfo {
   size_t block_bytes;
   size_t block_elems;
 };
-// Q8_0: an f16 scale + 32 int8; Q4_0: an f16 scale + 16 bytes of nibbles.
+// Block layouts: base/quant.h (Q8_0, Q4_0) and base/kquant.h (the rest).
 constexpr DTypeInfo kDTypes[] = {
-    {"F32", 4, 1}, {"F16", 2, 1}, {"BF16", 2, 1}, {"Q8_0", 34, 32}, {"Q4_0", 18, 32},
+    {"F32", 4, 1},      {"F16", 2, 1},      {"BF16", 2, 1},       {"Q8_0", 34, 32},
+    {"Q4_0", 18, 32},   {"Q4_1", 20, 32},   {"Q5_0", 22, 32},     {"Q5_1", 24, 32},
+    {"IQ4_NL", 18, 32}, {"Q2_K", 84, 256},  {"Q3_K", 110, 256},   {"Q4_K", 144, 256},
+    {"Q5_K", 176, 256}, {"Q6_K", 210, 256}, {"IQ4_XS", 136, 256},
 };
-static_assert(std::size(kDTypes) == static_cast<size_t>(DType::kQ4_0) + 1);
+static_assert(std::size(kDTypes) == static_cast<size_t>(DType::kIQ4_XS) + 1);
 
 const DTypeInfo& Info(DType t) {
   return kDTypes[static_cast<size_t>(t)];
@@ -44,10 +49,9 @@ bool IsAligned(const void* p) {
 
 // Dequantizes blocks of type B through `deq`, directly when `src` is aligned for B, else one
 // block at a time through an aligned copy.
-template <typename B, typename Fn>
+template <typename B, size_t kElems = kQBlock, typename Fn>
 void DequantizeBlocks(const void* src, float* dst, size_t n, Fn deq) {
   if (IsAligned<B>(src)) return deq(static_cast<const B*>(src), dst, n);
-  constexpr auto kElems = static_cast<size_t>(kQBlock);
   for (size_t b = 0; b < n / kElems; ++b) {
     const B block = LoadAt<B>(src, b);
     deq(&block, dst + b * kElems, kElems);
@@ -88,7 +92,7 @@ std::optional<DType> ParseDType(std::string_view name) {
   if (up == "FLOAT16") return DType::kF16;
   if (up == "BFLOAT16") return DType::kBF16;
   for (size_t i = 0; i < std::size(kDTypes); ++i)
-    if (up == kDTypes[i].name) return static_cast<DType>(i);
+    if (up == kDTypes[i].name && DTypeWritable(static_cast<DType>(i))) return static_cast<DType>(i);
   return std::nullopt;
 }
 
@@ -159,6 +163,36 @@ void ToF32(DType t, const void* src, float* dst, size_t n) {
     case DType::kQ4_0:
       DequantizeBlocks<BlockQ4_0>(src, dst, n, DequantizeQ4_0);
       return;
+    case DType::kQ4_1:
+      DequantizeBlocks<BlockQ4_1>(src, dst, n, DequantizeQ4_1);
+      return;
+    case DType::kQ5_0:
+      DequantizeBlocks<BlockQ5_0>(src, dst, n, DequantizeQ5_0);
+      return;
+    case DType::kQ5_1:
+      DequantizeBlocks<BlockQ5_1>(src, dst, n, DequantizeQ5_1);
+      return;
+    case DType::kIQ4_NL:
+      DequantizeBlocks<BlockIq4Nl>(src, dst, n, DequantizeIq4Nl);
+      return;
+    case DType::kQ2_K:
+      DequantizeBlocks<BlockQ2K, kQK>(src, dst, n, DequantizeQ2K);
+      return;
+    case DType::kQ3_K:
+      DequantizeBlocks<BlockQ3K, kQK>(src, dst, n, DequantizeQ3K);
+      return;
+    case DType::kQ4_K:
+      DequantizeBlocks<BlockQ4K, kQK>(src, dst, n, DequantizeQ4K);
+      return;
+    case DType::kQ5_K:
+      DequantizeBlocks<BlockQ5K, kQK>(src, dst, n, DequantizeQ5K);
+      return;
+    case DType::kQ6_K:
+      DequantizeBlocks<BlockQ6K, kQK>(src, dst, n, DequantizeQ6K);
+      return;
+    case DType::kIQ4_XS:
+      DequantizeBlocks<BlockIq4Xs, kQK>(src, dst, n, DequantizeIq4Xs);
+      return;
   }
 }
 
@@ -185,6 +219,9 @@ void FromF32(DType t, const float* src, void* dst, size_t n) {
     case DType::kQ4_0:
       QuantizeBlocks<BlockQ4_0>(src, dst, n, QuantizeQ4_0);
       return;
+    default:
+      Fail("elm cannot write ", DTypeName(t),
+           " (it reads it from llama.cpp GGUFs); write F32, F16, ", "BF16, Q8_0 or Q4_0");
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <utility>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -464,37 +465,26 @@ const GgmlTypeInfo* FindGgmlType(uint32_t id) {
   return nullptr;
 }
 
+namespace {
+// DType ↔ GGML type id, for every type elm computes with.
+constexpr std::pair<DType, uint32_t> kDTypeIds[] = {
+    {DType::kF32, 0},     {DType::kF16, 1},     {DType::kQ4_0, 2},  {DType::kQ4_1, 3},
+    {DType::kQ5_0, 6},    {DType::kQ5_1, 7},    {DType::kQ8_0, 8},  {DType::kQ2_K, 10},
+    {DType::kQ3_K, 11},   {DType::kQ4_K, 12},   {DType::kQ5_K, 13}, {DType::kQ6_K, 14},
+    {DType::kIQ4_NL, 20}, {DType::kIQ4_XS, 23}, {DType::kBF16, 30},
+};
+}  // namespace
+
 uint32_t GgmlTypeOf(DType t) {
-  switch (t) {
-    case DType::kF32:
-      return 0;
-    case DType::kF16:
-      return 1;
-    case DType::kQ4_0:
-      return 2;
-    case DType::kQ8_0:
-      return 8;
-    case DType::kBF16:
-      return 30;
-  }
+  for (const auto& [d, id] : kDTypeIds)
+    if (d == t) return id;
   return 0;
 }
 
 std::optional<DType> DTypeOfGgml(uint32_t id) {
-  switch (id) {
-    case 0:
-      return DType::kF32;
-    case 1:
-      return DType::kF16;
-    case 2:
-      return DType::kQ4_0;
-    case 8:
-      return DType::kQ8_0;
-    case 30:
-      return DType::kBF16;
-    default:
-      return std::nullopt;
-  }
+  for (const auto& [d, i] : kDTypeIds)
+    if (i == id) return d;
+  return std::nullopt;
 }
 
 int64_t GgufTensorInfo::numel() const {

@@ -90,8 +90,8 @@ struct GgufValue {
 };
 
 // GGML tensor types that can appear in a GGUF file: id, name and block geometry. elm computes
-// with F32, F16, BF16, Q8_0 and Q4_0 (ids 0, 1, 30, 8, 2); the others are listed so that any
-// llama.cpp file can be validated and inspected.
+// with F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K … Q6_K and IQ4_XS (the DTypes);
+// the others are listed so that any llama.cpp file can be validated and inspected.
 struct GgmlTypeInfo {
   uint32_t id;
   const char* name;

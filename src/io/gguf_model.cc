@@ -244,8 +244,9 @@ uint32_t GgufFileTypeFor(DType t) {
       return kFileMostlyQ8_0;
     case DType::kQ4_0:
       return kFileMostlyQ4_0;
+    default:  // elm writes no other type
+      return kFileAllF32;
   }
-  return kFileAllF32;
 }
 
 std::optional<DType> DTypeOfGgufFileType(uint32_t ft) {
@@ -412,7 +413,8 @@ std::vector<GgufTensorFor> MapGgufTensors(const GgufFile& f, const ModelConfig& 
       }
       if (!info.dtype)
         Fail(o, ": tensor '", np.gguf, "' has type ", info.type_name(),
-             "; elm reads F32, F16, BF16, Q8_0 and Q4_0");
+             "; elm reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, ",
+             "Q5_K, Q6_K and IQ4_XS");
       if (info.ne.size() == 1 && DTypeBlock(*info.dtype) != 1)
         Fail(o, ": tensor '", np.gguf, "' is a vector stored as ", info.type_name(),
              "; norm weights must be F32, F16 or BF16");

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/kquant.h"
 #include "base/mmap_file.h"
 #include "config/hf_config.h"
 #include "io/gguf.h"
@@ -44,6 +45,17 @@ const uint8_t* SourceTensor::row(int64_t r) const {
 
 SourceTensor ModelSource::Fetch(size_t i) const {
   SourceTensor t = tensors.at(i);
+  // GGUF blocks: an inf or NaN scale would poison every product it enters; refuse it here.
+  for (const GgufTensorInfo* g : backing_.at(i).gguf) {
+    if (!g->dtype || DTypeBlock(*g->dtype) == 1) continue;
+    const size_t blocks = g->nbytes / DTypeSize(*g->dtype);
+    const int64_t b = FirstNonFiniteScale(*g->dtype, g->data, blocks);
+    if (b >= 0) {
+      const int64_t per_row = g->ne[0] / static_cast<int64_t>(DTypeBlock(*g->dtype));
+      Fail(origin, ": tensor '", g->name, "' (", g->type_name(), "): block ", b, " of row ",
+           b / per_row, " has an infinite or NaN scale");
+    }
+  }
   if (!t.parts.empty()) return t;
   // An MLX-quantized matrix: dequantized now, its shape checked like a stored tensor's.
   const TensorView* v = mlx_ ? mlx_->Find(t.spec.name) : nullptr;

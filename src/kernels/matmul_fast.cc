@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string_view>
 #include <vector>
+
+#include "kernels/kquant_kernels.h"
 
 namespace elm {
 namespace {
@@ -67,6 +70,54 @@ void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, cons
     else
       k.gemm_q4_0x16(y + r0, N, xq, xs, T, static_cast<const BlockQ4_0x16*>(w.data) + g0 * nb, nr,
                      K);
+  });
+}
+
+// The GGUF types read from llama.cpp's files (base/kquant.h) without a kernel of their own: each
+// panel of weight rows is dequantized to f32 exactly as ggml does, then the f32 kernel runs on it
+// (so the products are those of the dequantized weights, docs/numerics.md).
+// Decode of Q4_K, Q5_K, Q6_K and IQ4_XS runs on their own kernels (kquant_kernels.h) with Q8_K
+// activations, as llama.cpp's does.
+void MatMulDequantized(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+  const int64_t N = w.rows, K = w.cols;
+  const int threads = omp_get_max_threads();
+  const int64_t decode_panel = std::max<int64_t>(4, ((N + threads * 4 - 1) / (threads * 4)) * 4);
+  const bool kquant_kernel = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K ||
+                             w.dtype == DType::kQ6_K || w.dtype == DType::kIQ4_XS;
+  if (T < kPrefillRows && kquant_kernel && K % kQK == 0) {
+    const KquantKernels& kk =
+        std::string_view(k.name) == "scalar" ? ScalarKquantKernels() : BestKquantKernels();
+    const int64_t nb = K / kQK;
+    thread_local std::vector<BlockQ8K> xq8k;
+    BlockQ8K* xq = Scratch(xq8k, static_cast<size_t>(T * nb));
+    for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x + t * K, xq + t * nb, static_cast<size_t>(K));
+    // One even share of the rows per thread (a multiple of 4).
+    const int64_t share = std::max<int64_t>(4, (N + 4 * threads - 1) / (4 * threads) * 4);
+    ForPanels(N, share, [&](int64_t r0, int64_t nr) {
+      const uint8_t* wr = w.row(r0);
+      switch (w.dtype) {
+        case DType::kQ4_K:
+          kk.gemm_q4_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ4K*>(wr), nr, K);
+          break;
+        case DType::kQ5_K:
+          kk.gemm_q5_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ5K*>(wr), nr, K);
+          break;
+        case DType::kQ6_K:
+          kk.gemm_q6_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ6K*>(wr), nr, K);
+          break;
+        default:
+          kk.gemm_iq4_xs(y + r0, N, xq, T, reinterpret_cast<const BlockIq4Xs*>(wr), nr, K);
+          break;
+      }
+    });
+    return;
+  }
+  const int64_t panel = T < kPrefillRows ? std::min<int64_t>(decode_panel, 64) : kPanel;
+  ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+    thread_local std::vector<float> wf;
+    float* f = AlignedScratch(wf, static_cast<size_t>(nr * K));
+    ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
+    k.gemm_f32(y + r0, N, x, T, f, nr, K);
   });
 }
 
@@ -154,6 +205,9 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
       });
       return;
     }
+    default:
+      MatMulDequantized(k, y, x, T, w);
+      return;
   }
 }
 

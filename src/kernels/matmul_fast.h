@@ -6,6 +6,10 @@
 //   BF16 weights  activations rounded to bf16, vdpbf16ps (f32 accumulation)
 //   Q8_0 / Q4_0   decode (T < 4): activations quantized to Q8_0, int8 dot products (VNNI);
 //                 prefill: weight panels dequantized to bf16, then the bf16 GEMM
+//   llama.cpp's other GGUF types (base/kquant.h)
+//                 decode of Q4_K/Q5_K/Q6_K/IQ4_XS: activations quantized to Q8_K, integer dots
+//                 (kquant_kernels.h); otherwise weight panels dequantized to f32 exactly as ggml
+//                 does, then the f32 kernel
 // Tolerances against MatMul are in docs/numerics.md.
 #pragma once
 

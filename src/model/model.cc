@@ -10,6 +10,7 @@
 #include <set>
 
 #include "base/error.h"
+#include "base/kquant.h"
 #include "base/mmap_file.h"
 #include "base/quant.h"
 #include "kernels/cpu_kernels.h"
@@ -202,6 +203,11 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
       for (int64_t i = 0; i < rows; ++i) {
         // A cheap counter-based generator: reproducible, independent of thread count.
         uint64_t state = (seed * 0x9E3779B97F4A7C15ull) ^ (salt << 32) ^ static_cast<uint64_t>(i);
+        if (!DTypeWritable(type)) {  // llama.cpp's types, which elm cannot write (base/kquant.h)
+          RandomBlocks(type, state, const_cast<uint8_t*>(r.row(i)),
+                       static_cast<size_t>(cols) / DTypeBlock(type));
+          continue;
+        }
         for (auto& v : row) {
           state = state * 6364136223846793005ull + 1442695040888963407ull;
           const double u1 = static_cast<double>((state >> 11) + 1) / 9007199254740993.0;
@@ -240,7 +246,7 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
 
 bool Model::KeepMapped(const LoadOptions& opt, DType stored) {
   // Q8_0/Q4_0 matrices that PackForKernels packs are copied there, whatever `mmap` says.
-  return opt.mmap || (DTypeBlock(stored) > 1 && ShouldPack(opt));
+  return opt.mmap || ((stored == DType::kQ8_0 || stored == DType::kQ4_0) && ShouldPack(opt));
 }
 
 bool Model::ShouldPack(const LoadOptions& opt) {

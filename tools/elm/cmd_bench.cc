@@ -1,6 +1,8 @@
 // elm bench: llama-bench-like prompt-processing and generation speed.
+#include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "base/error.h"
 #include "bench/speed_bench.h"
@@ -28,7 +30,9 @@ void RegisterBenchCommand(CLI::App& app) {
   src->require_option(1);
   cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
-  cmd->add_option("--preset-dtype", o->stored, "Stored type of --preset weights")
+  cmd->add_option("--preset-dtype", o->stored,
+                  "Stored type of --preset weights (f32, f16, bf16, q8_0, q4_0, or llama.cpp's "
+                  "q4_k, q5_k, q6_k, iq4_xs, ... as random blocks)")
       ->capture_default_str();
   AddThreadsOption(cmd, o->threads);
   cmd->add_option("--prompt-tokens,-p", o->bench.prompt_tokens, "pp: prompt length; 0 skips")
@@ -49,7 +53,13 @@ void RegisterBenchCommand(CLI::App& app) {
     const std::optional<DType> weights = ParseWeightsFlag(o->weights);
     std::shared_ptr<const Model> model;
     if (!o->preset.empty()) {
-      const auto stored = ParseDType(o->stored);
+      // Any type elm computes with, llama.cpp's read-only ones included (random blocks).
+      std::optional<DType> stored = ParseDType(o->stored);
+      for (int i = 0; !stored && i <= static_cast<int>(DType::kIQ4_XS); ++i) {
+        std::string name = DTypeName(static_cast<DType>(i));
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (name == o->stored) stored = static_cast<DType>(i);
+      }
       if (!stored) Fail("--preset-dtype: unknown type '", o->stored, "'");
       model = Model::Random(PresetConfig(o->preset), weights.value_or(*stored), o->seed);
     } else {

@@ -1,0 +1,37 @@
+// Decode (matrix-vector) kernels for the K-quant GGUF types read from llama.cpp's files
+// (base/kquant.h): the activations are quantized to Q8_K, as ggml does for these types, and each
+// 256-element super-block's dot product is summed in integers, then scaled:
+//   Q4_K, Q5_K  Σ_j sc_j·(q_j·x) · d·dx  −  Σ_j m_j·bsum_j · dmin·dx   (8 sub-blocks of 32)
+//   Q6_K        Σ_j sc_j·(q_j·x − 32·bsum_j) · d·dx                    (16 sub-blocks of 16)
+//   IQ4_XS      Σ_j (s_j − 32)·(v(q_j)·x) · d·dx                        (8 sub-blocks of 32)
+// One table per instruction set, chosen like cpu_kernels.h's; every SIMD kernel computes the
+// same integer sums per super-block as its scalar twin and differs only in the order of the f32
+// sums (tests/kernels_test.cc compares them). Prefill dequantizes weight panels into the f32
+// kernels instead (matmul_fast.cc).
+#pragma once
+
+#include <cstdint>
+
+#include "base/kquant.h"
+
+namespace elm {
+
+// y[t * ldy + r] = row r of w (nr rows of K / 256 blocks) · activation row t (x: [T, K / 256]).
+template <typename B>
+using KquantGemm = void (*)(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w,
+                            int64_t nr, int64_t K);
+
+struct KquantKernels {
+  const char* name;  // "avx2", "scalar"
+  KquantGemm<BlockQ4K> gemm_q4_k;
+  KquantGemm<BlockQ5K> gemm_q5_k;
+  KquantGemm<BlockQ6K> gemm_q6_k;
+  KquantGemm<BlockIq4Xs> gemm_iq4_xs;
+};
+
+const KquantKernels& ScalarKquantKernels();
+const KquantKernels* Avx2KquantKernels();  // nullptr without AVX2
+// The best table here; ELM_ISA=scalar selects the scalar one (any other value the best).
+const KquantKernels& BestKquantKernels();
+
+}  // namespace elm

@@ -1,0 +1,249 @@
+// AVX2 decode kernels for the K-quant types (kernels/kquant_kernels.h): 4-, 5- and 6-bit quants
+// (unsigned) times Q8_K activations through vpmaddubsw, IQ4_XS's signed levels through a vpshufb
+// table lookup and the sign trick. Integer sums per super-block are exact, scaled into f32 lanes
+// that are summed once per row.
+// Internal linkage inside the target region, as in kernels_avx2.cc.
+#include "kernels/kquant_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+namespace elm {
+namespace {
+
+inline float Half(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+inline __m256i Load(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// Two int16 scales: lanes 0..7 (the low 128 bits) get `lo`, lanes 8..15 `hi`.
+inline __m256i Scales2(int lo, int hi) {
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)),
+                          _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+// The 8 six-bit scales and 8 six-bit minimums of a Q4_K/Q5_K block (ScaleMinK4 for j = 0..7)
+// into out[0..7] and out[8..15], four at a time in 32-bit words: words 0 and 1 of the 12 bytes hold
+// scales 0-3 and minimums 0-3 in their low 6 bits and the top 2 bits of scales/minimums 4-7 in
+// their high 2 bits; word 2 holds the low 4 bits of scales 4-7 (low nibbles) and minimums 4-7.
+inline void UnpackScalesMins(const uint8_t* packed, uint8_t* out) {
+  uint32_t w[3];
+  __builtin_memcpy(w, packed, 12);
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  const uint32_t o[4] = {
+      w[0] & kLow6,                                         // scales 0-3
+      (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4),        // scales 4-7
+      w[1] & kLow6,                                         // minimums 0-3
+      ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4)  // minimums 4-7
+  };
+  __builtin_memcpy(out, o, 16);
+}
+
+inline float HSumF(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// pshufb controls that spread int16 word j of each 128-bit lane over the whole lane.
+struct WordSpread {
+  __m256i m[8];
+  WordSpread() {
+    for (int j = 0; j < 8; ++j)
+      m[j] = _mm256_set1_epi16(static_cast<int16_t>((2 * j + 1) << 8 | 2 * j));
+  }
+};
+
+template <bool kFive, typename B>
+void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr, int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+  static const WordSpread spread;
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      // Per block: Σ sc_j·dot_j in 8 int32 lanes, scaled into 8 f32 lanes; the minimums' term
+      // in 4 f32 lanes. Summed across lanes once per row.
+      __m256 acc = _mm256_setzero_ps();
+      __m128 accm = _mm_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) {
+        const B& wb = w[r * nb + b];
+        const BlockQ8K& xb = x[t * nb + b];
+        alignas(16) uint8_t sc[16];  // 8 scales, then 8 minimums
+        UnpackScalesMins(wb.scales, sc);
+        const __m256i s16 =
+            _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+        const __m256i scales = _mm256_permute2x128_si256(s16, s16, 0x00);  // sc0..7 in both lanes
+        __m256i sum = _mm256_setzero_si256();
+        __m256i qh = _mm256_setzero_si256();
+        if constexpr (kFive) qh = Load(wb.qh);
+        for (int g = 0; g < 4; ++g) {
+          const __m256i q = Load(wb.qs + 32 * g);
+          __m256i lo = _mm256_and_si256(q, m4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+          if constexpr (kFive) {
+            lo = _mm256_or_si256(
+                lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), one), 4));
+            hi = _mm256_or_si256(
+                hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * g + 1), one), 4));
+          }
+          const __m256i p0 = _mm256_maddubs_epi16(lo, Load(xb.qs + 64 * g));
+          const __m256i p1 = _mm256_maddubs_epi16(hi, Load(xb.qs + 64 * g + 32));
+          sum = _mm256_add_epi32(
+              sum, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scales, spread.m[2 * g])));
+          sum = _mm256_add_epi32(
+              sum, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scales, spread.m[2 * g + 1])));
+        }
+        // Σ_j m_j·(bsum_2j + bsum_2j+1): pairwise sums of the 16 bsums against the 8 minimums.
+        const __m256i bs = Load(xb.bsums);
+        const __m128i pairs =
+            _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i pm = _mm_madd_epi16(_mm256_extracti128_si256(s16, 1), pairs);
+        const float dd = Half(wb.d) * xb.d, dm = Half(wb.dmin) * xb.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dd), _mm256_cvtepi32_ps(sum), acc);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dm), _mm_cvtepi32_ps(pm), accm);
+      }
+      __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+      m = _mm_add_ss(m, _mm_movehdup_ps(m));
+      y[t * ldy + r] = HSumF(acc) - _mm_cvtss_f32(m);
+    }
+}
+
+void GemmQ4K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ4K* w, int64_t nr,
+             int64_t K) {
+  GemmK<false>(y, ldy, x, T, w, nr, K);
+}
+
+void GemmQ5K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K* w, int64_t nr,
+             int64_t K) {
+  GemmK<true>(y, ldy, x, T, w, nr, K);
+}
+
+// pshufb controls for Q6_K: word 2k of each lane over the low lane, word 2k + 1 over the high one.
+struct PairSpread {
+  __m256i m[4];
+  PairSpread() {
+    for (int k = 0; k < 4; ++k) {
+      const auto lo = static_cast<int16_t>((4 * k + 1) << 8 | 4 * k);
+      const auto hi = static_cast<int16_t>((4 * k + 3) << 8 | (4 * k + 2));
+      m[k] = _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo));
+    }
+  }
+};
+
+void GemmQ6K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K* w, int64_t nr,
+             int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+  static const PairSpread spread;
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      __m256 acc = _mm256_setzero_ps();  // f32 lanes, summed once per row
+      for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ6K& wb = w[r * nb + b];
+        const BlockQ8K& xb = x[t * nb + b];
+        // The 16 scales as int16: Σ_j sc_j·bsum_j per lane pair, and each half's 8 scales in
+        // both 128-bit lanes.
+        const __m256i s16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales)));
+        const __m256i halves[2] = {_mm256_permute2x128_si256(s16, s16, 0x00),
+                                   _mm256_permute2x128_si256(s16, s16, 0x11)};
+        __m256i sum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+          const __m256i ql0 = Load(wb.ql + 64 * h), ql1 = Load(wb.ql + 64 * h + 32);
+          const __m256i qh = Load(wb.qh + 32 * h);
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                              _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+              _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+          };
+          for (int k = 0; k < 4; ++k) {
+            // Sub-blocks j = 8h + 2k and j + 1: elements 16j .. 16j + 31.
+            const __m256i p = _mm256_maddubs_epi16(q[k], Load(xb.qs + 128 * h + 32 * k));
+            sum = _mm256_add_epi32(
+                sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(halves[h], spread.m[k])));
+          }
+        }
+        const __m256i corr = _mm256_madd_epi16(s16, Load(xb.bsums));  // Σ sc_j·bsum_j, in pairs
+        sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(Half(wb.d) * xb.d), _mm256_cvtepi32_ps(sum), acc);
+      }
+      y[t * ldy + r] = HSumF(acc);
+    }
+}
+
+void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockIq4Xs* w, int64_t nr,
+               int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m128i tab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  const __m256i table = _mm256_set_m128i(tab, tab);
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      __m256 acc = _mm256_setzero_ps();  // f32 lanes, summed once per row
+      for (int64_t b = 0; b < nb; ++b) {
+        const BlockIq4Xs& wb = w[r * nb + b];
+        const BlockQ8K& xb = x[t * nb + b];
+        __m256i sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; ++k) {  // sub-blocks 2k (low 128 bits) and 2k + 1 (high)
+          const __m256i q = Load(wb.qs + 32 * k);
+          const __m256i vlo = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
+          const __m256i vhi =
+              _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+          const int8_t* xs = xb.qs + 64 * k;
+          const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(xs + 32),
+                                                  reinterpret_cast<const __m128i*>(xs));
+          const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(xs + 48),
+                                                  reinterpret_cast<const __m128i*>(xs + 16));
+          const __m256i plo =
+              _mm256_maddubs_epi16(_mm256_sign_epi8(vlo, vlo), _mm256_sign_epi8(xlo, vlo));
+          const __m256i phi =
+              _mm256_maddubs_epi16(_mm256_sign_epi8(vhi, vhi), _mm256_sign_epi8(xhi, vhi));
+          const int j0 = 2 * k, j1 = 2 * k + 1;
+          const int ls0 =
+              ((wb.scales_l[j0 / 2] >> 4 * (j0 % 2)) & 0xF) | (((wb.scales_h >> 2 * j0) & 3) << 4);
+          const int ls1 =
+              ((wb.scales_l[j1 / 2] >> 4 * (j1 % 2)) & 0xF) | (((wb.scales_h >> 2 * j1) & 3) << 4);
+          const __m256i s = Scales2(ls0 - 32, ls1 - 32);
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(plo, s));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(phi, s));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(Half(wb.d) * xb.d), _mm256_cvtepi32_ps(sum), acc);
+      }
+      y[t * ldy + r] = HSumF(acc);
+    }
+}
+
+}  // namespace
+
+const KquantKernels* Avx2KquantKernels() {
+  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs};
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("f16c");
+  return ok ? &k : nullptr;
+}
+
+}  // namespace elm
+
+#pragma GCC pop_options
+
+#else
+
+namespace elm {
+const KquantKernels* Avx2KquantKernels() {
+  return nullptr;
+}
+}  // namespace elm
+
+#endif
