@@ -9,7 +9,7 @@
 namespace elm {
 namespace {
 
-constexpr int64_t kPrefillRows = 4;  // from this many activation rows on, quantized weights go bf16
+constexpr int64_t kPrefillRows = 4;  // from this many activation rows on, prefill kernels
 constexpr int64_t kPanel = 16;       // weight rows per work item (a multiple of the 4-row tile)
 constexpr int64_t kBf16Panel = 24;   // the same for bf16 prefill (a multiple of the 6-row tile)
 
@@ -70,9 +70,43 @@ void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, cons
   });
 }
 
+// Rows [r0, r0 + n) of `w` widened exactly to f32 into `out` (n · K floats).
+void WidenRows(const CpuKernels& k, const MatRef& w, int64_t r0, int64_t n, float* out) {
+  const int64_t K = w.cols;
+  if (w.dtype == DType::kF16) {
+    k.f16_to_f32(reinterpret_cast<const uint16_t*>(w.row(r0)), out, n * K);
+  } else if (w.packed) {
+    for (int64_t r = 0; r < n; ++r) w.RowToF32(r0 + r, out + r * K);
+  } else {
+    ToF32(w.dtype, w.row(r0), out, static_cast<size_t>(n * K));
+  }
+}
+
+// --exact for BF16 and quantized weights (docs/numerics.md): each panel of weight rows is widened
+// to f32 once (decoding: a few rows at a time, so they stay in L1) and multiplied by the f32
+// activations with the f32 kernels.
+void MatMulWidened(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w,
+                   int64_t panel) {
+  const int64_t N = w.rows, K = w.cols;
+  // Decoding widens 4 rows at a time (they stay in L1); prefill a whole panel, reused by every
+  // activation row.
+  const int64_t step = T < kPrefillRows ? 4 : kPanel;
+  ForPanels(N, std::max(panel, step), [&](int64_t r0, int64_t nr) {
+    thread_local std::vector<float> wf;
+    const int64_t rows = std::min(step, nr);
+    float* f = AlignedScratch(wf, static_cast<size_t>(rows * K));
+    for (int64_t r = r0; r < r0 + nr; r += step) {
+      const int64_t n = std::min(step, r0 + nr - r);
+      WidenRows(k, w, r, n, f);
+      k.gemm_f32(y + r, N, x, T, f, n, K);
+    }
+  });
+}
+
 }  // namespace
 
-void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w,
+                bool exact) {
   const int64_t N = w.rows, K = w.cols;
   // Decode: one panel per thread keeps the work even; prefill: small panels for cache reuse.
   const int threads = omp_get_max_threads();
@@ -87,25 +121,16 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
       });
       return;
     case DType::kF16: {
-      if (T < kPrefillRows) {
-        ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
-          k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
-        });
-        return;
-      }
-      // Prefill: each weight panel is rounded to bf16 once and reused for every activation row,
-      // so the bf16 dot-product units do the work (docs/numerics.md).
-      uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
-      k.f32_to_bf16(x, xb, T * K);
-      ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
-        thread_local std::vector<uint16_t> wb;
-        uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
-        k.f16_to_bf16(reinterpret_cast<const uint16_t*>(w.row(r0)), b, nr * K);
-        k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
+      // F16 keeps its 11 bits on every path: widened exactly in registers, f32 FMA with the f32
+      // activations, so the fast path is already exact (docs/numerics.md; measured against
+      // bf16-rounded or hi/lo-split bf16 panels in docs/performance.md).
+      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+        k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
       });
       return;
     }
     case DType::kBF16: {
+      if (exact) return MatMulWidened(k, y, x, T, w, panel);
       uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
       k.f32_to_bf16(x, xb, T * K);
       ForPanels(N, T < kPrefillRows ? panel : kBf16Panel, [&](int64_t r0, int64_t nr) {
@@ -124,6 +149,7 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
     }
     case DType::kQ8_0:
     case DType::kQ4_0: {
+      if (exact) return MatMulWidened(k, y, x, T, w, panel);
       if (w.packed) {
         MatMulPacked(k.gemm_q8_0x16 ? k : ScalarKernels(), y, x, T, w);
         return;
@@ -157,12 +183,12 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
   }
 }
 
-void MatMulFast(float* y, const float* x, int64_t T, const MatRef& w) {
+void MatMulFast(float* y, const float* x, int64_t T, const MatRef& w, bool exact) {
   if (DTypeBlock(w.dtype) != 1 && w.cols % kQBlock != 0) {
     MatMul(y, x, T, w);  // quantized rows must hold whole blocks; never the case for OpenELM
     return;
   }
-  MatMulWith(BestKernels(), y, x, T, w);
+  MatMulWith(BestKernels(), y, x, T, w, exact);
 }
 
 }  // namespace elm

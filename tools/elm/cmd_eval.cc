@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "eval/evaluator.h"
 #include "eval/perplexity.h"
@@ -23,6 +24,7 @@ struct ModelOpts {
   std::string model, tokenizer;
   int context = 0;
   bool no_bos = false;
+  bool exact = false;
 };
 
 void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
@@ -35,6 +37,13 @@ void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
       ->check(CLI::Range(1, std::numeric_limits<int>::max()));
   cmd->add_flag("--no-bos", o.no_bos,
                 "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
+  cmd->add_flag("--exact", o.exact, kExactHelp);
+}
+
+std::shared_ptr<const Model> LoadModel(const ModelOpts& o) {
+  LoadOptions lo;
+  lo.exact = o.exact;
+  return Model::Load(o.model, lo);
 }
 
 Tokenizer LoadCheckedTokenizer(const ModelOpts& o, const Model& model) {
@@ -51,6 +60,7 @@ json ConfigJson(const ModelOpts& o, const eval::LoglikelihoodScorer& scorer) {
           {"weights_dtype", scorer.model().weights_dtype()},
           {"max_length", scorer.max_length()},
           {"add_bos_token", !o.no_bos},
+          {"exact", o.exact},
           {"harness", "lm-evaluation-harness dc90fec semantics (HFLM, zero-shot)"}};
 }
 
@@ -92,7 +102,7 @@ void RegisterEval(CLI::App& app) {
     opt.add_bos = !o->no_bos;
     opt.data.data_dir = eval::ResolveDataDir(o->data_dir);
     opt.data.sciq_file = o->sciq;
-    auto model = Model::Load(o->model);
+    auto model = LoadModel(*o);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
     scorer.set_prefix_reuse(!o->no_prefix_cache);
@@ -148,7 +158,7 @@ void RegisterPerplexity(CLI::App& app) {
   cmd->add_flag("--windows", o->windows, "With --output: include every window's input and nll");
   cmd->callback([o] {
     const std::string text = ReadTextFile(o->file);
-    auto model = Model::Load(o->model);
+    auto model = LoadModel(*o);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
     eval::PerplexityOptions opt;
