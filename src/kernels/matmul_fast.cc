@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
+
+#include "kernels/simd_clones.h"
 
 namespace elm {
 namespace {
@@ -70,13 +73,52 @@ void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, cons
   });
 }
 
-// Rows [r0, r0 + n) of `w` widened exactly to f32 into `out` (n · K floats).
+// 16-row group g of a packed Q8_0/Q4_0 matrix widened to f32 rows (out: 16 · cols floats), reading
+// the group's blocks in order (a row alone would read every block of its group: 16× the traffic).
+ELM_CLONES void WidenPackedGroup(const MatRef& w, int64_t g, float* out) {
+  const int64_t K = w.cols, nb = K / kQBlock;
+  float d[kPackRows];
+  for (int64_t b = 0; b < nb; ++b) {
+    float* o = out + b * kQBlock;
+    if (w.dtype == DType::kQ8_0) {
+      const BlockQ8_0x16& blk = static_cast<const BlockQ8_0x16*>(w.data)[g * nb + b];
+      for (int j = 0; j < kPackRows; ++j) d[j] = F16ToF32(blk.d[j]);
+      for (int s = 0; s < kQBlock / 4; ++s)
+        for (int j = 0; j < kPackRows; ++j)
+          for (int i = 0; i < 4; ++i)
+            o[j * K + 4 * s + i] = d[j] * static_cast<float>(blk.q[s][j][i] - 128);
+    } else {
+      const BlockQ4_0x16& blk = static_cast<const BlockQ4_0x16*>(w.data)[g * nb + b];
+      for (int j = 0; j < kPackRows; ++j) d[j] = F16ToF32(blk.d[j]);
+      for (int s = 0; s < kQBlock / 8; ++s)
+        for (int j = 0; j < kPackRows; ++j)
+          for (int i = 0; i < 4; ++i) {
+            const int v = blk.nib[s][j][i];
+            o[j * K + 4 * s + i] = d[j] * static_cast<float>((v & 15) - 8);
+            o[j * K + 16 + 4 * s + i] = d[j] * static_cast<float>((v >> 4) - 8);
+          }
+    }
+  }
+}
+
+ELM_CLONES void WidenBf16(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(y + i, &bits, 4);
+  }
+}
+
+// Rows [r0, r0 + n) of `w` widened exactly to f32 into `out` (n · K floats; for a packed matrix
+// r0 and n are multiples of 16).
 void WidenRows(const CpuKernels& k, const MatRef& w, int64_t r0, int64_t n, float* out) {
   const int64_t K = w.cols;
   if (w.dtype == DType::kF16) {
     k.f16_to_f32(reinterpret_cast<const uint16_t*>(w.row(r0)), out, n * K);
+  } else if (w.dtype == DType::kBF16) {
+    WidenBf16(reinterpret_cast<const uint16_t*>(w.row(r0)), out, n * K);
   } else if (w.packed) {
-    for (int64_t r = 0; r < n; ++r) w.RowToF32(r0 + r, out + r * K);
+    for (int64_t g = 0; g < n / kPackRows; ++g)
+      WidenPackedGroup(w, r0 / kPackRows + g, out + g * kPackRows * K);
   } else {
     ToF32(w.dtype, w.row(r0), out, static_cast<size_t>(n * K));
   }
@@ -89,9 +131,11 @@ void MatMulWidened(const CpuKernels& k, float* y, const float* x, int64_t T, con
                    int64_t panel) {
   const int64_t N = w.rows, K = w.cols;
   // Decoding widens 4 rows at a time (they stay in L1); prefill a whole panel, reused by every
-  // activation row.
-  const int64_t step = T < kPrefillRows ? 4 : kPanel;
-  ForPanels(N, std::max(panel, step), [&](int64_t r0, int64_t nr) {
+  // activation row. A packed matrix is widened a whole 16-row group at a time: a row alone would
+  // read every block of its group (16× the memory traffic).
+  const int64_t step = w.packed ? kPackRows : T < kPrefillRows ? 4 : kPanel;
+  const int64_t per = (std::max(panel, step) + step - 1) / step * step;
+  ForPanels(N, per, [&](int64_t r0, int64_t nr) {
     thread_local std::vector<float> wf;
     const int64_t rows = std::min(step, nr);
     float* f = AlignedScratch(wf, static_cast<size_t>(rows * K));

@@ -54,7 +54,7 @@ void RegisterKldCommand(CLI::App& app) {
                 base->weights_dtype().c_str(), q.tokens, o->file.c_str());
     std::printf("max |logit difference| %.3g (largest |logit| %.3g)\n", q.max_abs_diff,
                 q.max_abs_logit);
-    std::printf("mean KL %.6f nats/token (max %.6f), top-1 agreement %.2f%%\n", q.mean_kl, q.max_kl,
+    std::printf("mean KL %.3g nats/token (max %.3g), top-1 agreement %.2f%%\n", q.mean_kl, q.max_kl,
                 100 * q.top1_agreement);
     std::printf("perplexity %.4f → %.4f (%+.3f%%)\n", q.base_ppl, q.converted_ppl,
                 100 * (q.converted_ppl / q.base_ppl - 1));
