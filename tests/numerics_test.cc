@@ -184,7 +184,8 @@ TEST_F(Numerics, ExactQuantizedWeightsAndSessionSwitch) {
   }
 }
 
-// The CLI: --exact reaches the model (logits; bench reports it), and elm kld measures the kernels'
+// The CLI: --exact reaches the model (logits; bench and perplexity report it; generate takes it),
+// and elm kld measures the kernels'
 // error alone with --base-weights f32 on a half-precision file.
 TEST_F(Numerics, CommandLine) {
   const std::string src = test::DataDir() + "/conformance/a_tiny_qknorm_tied";
@@ -210,6 +211,23 @@ TEST_F(Numerics, CommandLine) {
             0)
       << err;
   EXPECT_TRUE(json::parse(out)["exact"].get<bool>()) << out;
+  ASSERT_EQ(test::RunElm("generate --model " + bf16 + " --ids " + ids +
+                             " --exact --temperature 0 -n 4 --output-ids",
+                         &out, &err),
+            0)
+      << err;
+  const std::string tiny = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
+  const std::string words = "The quick brown fox jumps over the lazy dog while the cat sleeps. ";
+  std::string all;
+  for (int i = 0; i < 8; ++i) all += words;
+  const std::string text = dir_ + "/text.txt";
+  WriteFileAtomic(text, all.data(), all.size());
+  ASSERT_EQ(test::RunElm("perplexity --model " + tiny + " --file " + text + " --exact --output " +
+                             dir_ + "/ppl.json",
+                         &out, &err),
+            0)
+      << err;
+  EXPECT_TRUE(json::parse(ReadTextFile(dir_ + "/ppl.json"))["config"]["exact"].get<bool>());
 
   const std::string shared = test::SharedConformanceDir();
   if (shared.empty()) {
@@ -217,11 +235,6 @@ TEST_F(Numerics, CommandLine) {
     return;
   }
   const std::string p16 = Rounded(shared + "/p_small_vocab32k", DType::kF16);
-  const std::string text = dir_ + "/text.txt";
-  const std::string words = "The quick brown fox jumps over the lazy dog while the cat sleeps. ";
-  std::string all;
-  for (int i = 0; i < 8; ++i) all += words;
-  WriteFileAtomic(text, all.data(), all.size());
   for (const char* mode : {"", "--exact"}) {
     ASSERT_EQ(test::RunElm("kld --model " + p16 + " --base-weights f32 --weights f16 " + mode +
                                " --file " + text + " --context 64",
