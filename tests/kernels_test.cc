@@ -49,13 +49,13 @@ MatRef Store(DType type, const std::vector<float>& w, int64_t N, int64_t K,
 
 // Error bound of each weight type's fast path against f32 math on the same stored weights, as a
 // fraction of Σ_k |x_k·w_k| (the natural scale of a dot product's rounding error;
-// docs/numerics.md): activations are rounded to bf16, or quantized to Q8_0 when decoding.
+// docs/numerics.md): activations are rounded to bf16, or quantized to Q8_0 when decoding. F16
+// weights keep their 11 bits and f32 activations, decoding and prefill alike.
 float Tolerance(DType t, int64_t T) {
   switch (t) {
     case DType::kF32:
-      return 1e-6f;
     case DType::kF16:
-      return T < 4 ? 1e-6f : 8e-3f;  // prefill rounds x and w to bf16
+      return 1e-6f;
     case DType::kBF16:
       return 4e-3f;
     case DType::kQ8_0:
@@ -179,6 +179,39 @@ TEST(Kernels, LlamaCppTypesMatchReference) {
         EXPECT_LE(ScaledError(got, scalar, x, m, T), 1e-5f)
             << k->name << " " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
       }
+    }
+  }
+}
+
+// --exact: every weight type, packed Q8_0/Q4_0 included, gives f32 math on the widened weights
+// (no bf16 or Q8_0 rounding of the activations) with every table, decoding and prefill.
+TEST(Kernels, ExactModeIsF32MathOnWidenedWeights) {
+  std::mt19937 rng(17);
+  const int64_t shapes[][3] = {{1, 1, 32},    {1, 7, 64},   {2, 5, 96},   {3, 16, 160},
+                               {4, 4, 32},    {5, 13, 224}, {7, 32, 64},  {9, 33, 320},
+                               {1, 70, 1280}, {67, 20, 96}, {130, 48, 64}};
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    for (const auto& s : shapes) {
+      const int64_t T = s[0], N = s[1], K = s[2];
+      const auto x = Random(static_cast<size_t>(T * K), rng);
+      const auto w = Random(static_cast<size_t>(N * K), rng, 0.1f);
+      std::vector<uint8_t> bytes, packed_bytes;
+      const MatRef m = Store(type, w, N, K, bytes);
+      std::vector<float> ref(static_cast<size_t>(T * N)), got(ref.size());
+      MatMul(ref.data(), x.data(), T, m);
+      std::vector<MatRef> layouts = {m};
+      if (Packable(m)) {
+        packed_bytes.resize(bytes.size());
+        layouts.push_back(PackMatrix(m, packed_bytes.data()));
+      }
+      for (const MatRef& l : layouts)
+        for (const CpuKernels* k : Tables()) {
+          std::fill(got.begin(), got.end(), 0.0f);
+          MatMulWith(*k, got.data(), x.data(), T, l, /*exact=*/true);
+          EXPECT_LE(ScaledError(got, ref, x, m, T), 1e-6f)
+              << k->name << " exact " << DTypeName(type) << (l.packed ? " packed" : "")
+              << " T=" << T << " N=" << N << " K=" << K;
+        }
     }
   }
 }

@@ -51,6 +51,10 @@ QuantQuality CompareModels(const std::shared_ptr<const Model>& base,
       nll_conv -= pb[static_cast<size_t>(next)];
       const auto* ra = la.data() + t * V;
       const auto* rb = lb.data() + t * V;
+      for (int i = 0; i < V; ++i) {
+        q.max_abs_diff = std::max(q.max_abs_diff, static_cast<double>(std::fabs(ra[i] - rb[i])));
+        q.max_abs_logit = std::max(q.max_abs_logit, static_cast<double>(std::fabs(ra[i])));
+      }
       agree += (std::max_element(ra, ra + V) - ra) == (std::max_element(rb, rb + V) - rb);
       ++q.tokens;
     }

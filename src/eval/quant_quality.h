@@ -16,6 +16,8 @@ struct QuantQuality {
   double max_kl = 0;
   double top1_agreement = 0;  // fraction of positions with the same argmax
   double base_ppl = 0, converted_ppl = 0;
+  double max_abs_diff = 0;   // largest |logit difference| over every scored position and token
+  double max_abs_logit = 0;  // largest |base logit|, for scale
 };
 
 // Scores `tokens` in consecutive windows of `context` positions with both models.

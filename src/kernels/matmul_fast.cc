@@ -4,15 +4,17 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
 #include "kernels/kquant_kernels.h"
+#include "kernels/simd_clones.h"
 
 namespace elm {
 namespace {
 
-constexpr int64_t kPrefillRows = 4;  // from this many activation rows on, quantized weights go bf16
+constexpr int64_t kPrefillRows = 4;  // from this many activation rows on, prefill kernels
 constexpr int64_t kPanel = 16;       // weight rows per work item (a multiple of the 4-row tile)
 constexpr int64_t kBf16Panel = 24;   // the same for bf16 prefill (a multiple of the 6-row tile)
 
@@ -73,57 +75,124 @@ void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, cons
   });
 }
 
-// The GGUF types read from llama.cpp's files (base/kquant.h) without a kernel of their own: each
-// panel of weight rows is dequantized to f32 exactly as ggml does, then the f32 kernel runs on it
-// (so the products are those of the dequantized weights, docs/numerics.md).
-// Decode of Q4_K, Q5_K, Q6_K and IQ4_XS runs on their own kernels (kquant_kernels.h) with Q8_K
-// activations, as llama.cpp's does.
-void MatMulDequantized(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+// Decode of Q4_K, Q5_K, Q6_K and IQ4_XS (llama.cpp's GGUF types, base/kquant.h) on their own
+// kernels (kquant_kernels.h) with Q8_K activations, as llama.cpp's does. The other types of
+// base/kquant.h, and prefill, go through MatMulWidened: each panel of weight rows dequantized to
+// f32 exactly as ggml does, then the f32 kernel (docs/numerics.md).
+bool HasKquantKernel(const MatRef& w) {
+  const bool type = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K ||
+                    w.dtype == DType::kQ6_K || w.dtype == DType::kIQ4_XS;
+  return type && w.cols % kQK == 0;
+}
+
+void MatMulKquant(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
   const int64_t N = w.rows, K = w.cols;
   const int threads = omp_get_max_threads();
-  const int64_t decode_panel = std::max<int64_t>(4, ((N + threads * 4 - 1) / (threads * 4)) * 4);
-  const bool kquant_kernel = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K ||
-                             w.dtype == DType::kQ6_K || w.dtype == DType::kIQ4_XS;
-  if (T < kPrefillRows && kquant_kernel && K % kQK == 0) {
-    const KquantKernels& kk =
-        std::string_view(k.name) == "scalar" ? ScalarKquantKernels() : BestKquantKernels();
-    const int64_t nb = K / kQK;
-    thread_local std::vector<BlockQ8K> xq8k;
-    BlockQ8K* xq = Scratch(xq8k, static_cast<size_t>(T * nb));
-    for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x + t * K, xq + t * nb, static_cast<size_t>(K));
-    // One even share of the rows per thread (a multiple of 4).
-    const int64_t share = std::max<int64_t>(4, (N + 4 * threads - 1) / (4 * threads) * 4);
-    ForPanels(N, share, [&](int64_t r0, int64_t nr) {
-      const uint8_t* wr = w.row(r0);
-      switch (w.dtype) {
-        case DType::kQ4_K:
-          kk.gemm_q4_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ4K*>(wr), nr, K);
-          break;
-        case DType::kQ5_K:
-          kk.gemm_q5_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ5K*>(wr), nr, K);
-          break;
-        case DType::kQ6_K:
-          kk.gemm_q6_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ6K*>(wr), nr, K);
-          break;
-        default:
-          kk.gemm_iq4_xs(y + r0, N, xq, T, reinterpret_cast<const BlockIq4Xs*>(wr), nr, K);
-          break;
-      }
-    });
-    return;
+  const KquantKernels& kk =
+      std::string_view(k.name) == "scalar" ? ScalarKquantKernels() : BestKquantKernels();
+  const int64_t nb = K / kQK;
+  thread_local std::vector<BlockQ8K> xq8k;
+  BlockQ8K* xq = Scratch(xq8k, static_cast<size_t>(T * nb));
+  for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x + t * K, xq + t * nb, static_cast<size_t>(K));
+  // One even share of the rows per thread (a multiple of 4).
+  const int64_t share = std::max<int64_t>(4, (N + 4 * threads - 1) / (4 * threads) * 4);
+  ForPanels(N, share, [&](int64_t r0, int64_t nr) {
+    const uint8_t* wr = w.row(r0);
+    switch (w.dtype) {
+      case DType::kQ4_K:
+        kk.gemm_q4_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ4K*>(wr), nr, K);
+        break;
+      case DType::kQ5_K:
+        kk.gemm_q5_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ5K*>(wr), nr, K);
+        break;
+      case DType::kQ6_K:
+        kk.gemm_q6_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ6K*>(wr), nr, K);
+        break;
+      default:
+        kk.gemm_iq4_xs(y + r0, N, xq, T, reinterpret_cast<const BlockIq4Xs*>(wr), nr, K);
+        break;
+    }
+  });
+}
+
+// 16-row group g of a packed Q8_0/Q4_0 matrix widened to f32 rows (out: 16 · cols floats), reading
+// the group's blocks in order (a row alone would read every block of its group: 16× the traffic).
+ELM_CLONES void WidenPackedGroup(const MatRef& w, int64_t g, float* out) {
+  const int64_t K = w.cols, nb = K / kQBlock;
+  float d[kPackRows];
+  for (int64_t b = 0; b < nb; ++b) {
+    float* o = out + b * kQBlock;
+    if (w.dtype == DType::kQ8_0) {
+      const BlockQ8_0x16& blk = static_cast<const BlockQ8_0x16*>(w.data)[g * nb + b];
+      for (int j = 0; j < kPackRows; ++j) d[j] = F16ToF32(blk.d[j]);
+      for (int s = 0; s < kQBlock / 4; ++s)
+        for (int j = 0; j < kPackRows; ++j)
+          for (int i = 0; i < 4; ++i)
+            o[j * K + 4 * s + i] = d[j] * static_cast<float>(blk.q[s][j][i] - 128);
+    } else {
+      const BlockQ4_0x16& blk = static_cast<const BlockQ4_0x16*>(w.data)[g * nb + b];
+      for (int j = 0; j < kPackRows; ++j) d[j] = F16ToF32(blk.d[j]);
+      for (int s = 0; s < kQBlock / 8; ++s)
+        for (int j = 0; j < kPackRows; ++j)
+          for (int i = 0; i < 4; ++i) {
+            const int v = blk.nib[s][j][i];
+            o[j * K + 4 * s + i] = d[j] * static_cast<float>((v & 15) - 8);
+            o[j * K + 16 + 4 * s + i] = d[j] * static_cast<float>((v >> 4) - 8);
+          }
+    }
   }
-  const int64_t panel = T < kPrefillRows ? std::min<int64_t>(decode_panel, 64) : kPanel;
-  ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+}
+
+ELM_CLONES void WidenBf16(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(y + i, &bits, 4);
+  }
+}
+
+// Rows [r0, r0 + n) of `w` widened exactly to f32 into `out` (n · K floats; for a packed matrix
+// r0 and n are multiples of 16).
+void WidenRows(const CpuKernels& k, const MatRef& w, int64_t r0, int64_t n, float* out) {
+  const int64_t K = w.cols;
+  if (w.dtype == DType::kF16) {
+    k.f16_to_f32(reinterpret_cast<const uint16_t*>(w.row(r0)), out, n * K);
+  } else if (w.dtype == DType::kBF16) {
+    WidenBf16(reinterpret_cast<const uint16_t*>(w.row(r0)), out, n * K);
+  } else if (w.packed) {
+    for (int64_t g = 0; g < n / kPackRows; ++g)
+      WidenPackedGroup(w, r0 / kPackRows + g, out + g * kPackRows * K);
+  } else {
+    ToF32(w.dtype, w.row(r0), out, static_cast<size_t>(n * K));
+  }
+}
+
+// --exact for BF16 and quantized weights (docs/numerics.md): each panel of weight rows is widened
+// to f32 once (decoding: a few rows at a time, so they stay in L1) and multiplied by the f32
+// activations with the f32 kernels.
+void MatMulWidened(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w,
+                   int64_t panel) {
+  const int64_t N = w.rows, K = w.cols;
+  // Decoding widens 4 rows at a time (they stay in L1); prefill a whole panel, reused by every
+  // activation row. A packed matrix is widened a whole 16-row group at a time: a row alone would
+  // read every block of its group (16× the memory traffic).
+  const int64_t step = w.packed ? kPackRows : T < kPrefillRows ? 4 : kPanel;
+  const int64_t per = (std::max(panel, step) + step - 1) / step * step;
+  ForPanels(N, per, [&](int64_t r0, int64_t nr) {
     thread_local std::vector<float> wf;
-    float* f = AlignedScratch(wf, static_cast<size_t>(nr * K));
-    ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
-    k.gemm_f32(y + r0, N, x, T, f, nr, K);
+    const int64_t rows = std::min(step, nr);
+    float* f = AlignedScratch(wf, static_cast<size_t>(rows * K));
+    for (int64_t r = r0; r < r0 + nr; r += step) {
+      const int64_t n = std::min(step, r0 + nr - r);
+      WidenRows(k, w, r, n, f);
+      k.gemm_f32(y + r, N, x, T, f, n, K);
+    }
   });
 }
 
 }  // namespace
 
-void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w,
+                bool exact) {
   const int64_t N = w.rows, K = w.cols;
   // Decode: one panel per thread keeps the work even; prefill: small panels for cache reuse.
   const int threads = omp_get_max_threads();
@@ -138,25 +207,16 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
       });
       return;
     case DType::kF16: {
-      if (T < kPrefillRows) {
-        ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
-          k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
-        });
-        return;
-      }
-      // Prefill: each weight panel is rounded to bf16 once and reused for every activation row,
-      // so the bf16 dot-product units do the work (docs/numerics.md).
-      uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
-      k.f32_to_bf16(x, xb, T * K);
-      ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
-        thread_local std::vector<uint16_t> wb;
-        uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
-        k.f16_to_bf16(reinterpret_cast<const uint16_t*>(w.row(r0)), b, nr * K);
-        k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
+      // F16 keeps its 11 bits on every path: widened exactly in registers, f32 FMA with the f32
+      // activations, so the fast path is already exact (docs/numerics.md; measured against
+      // bf16-rounded or hi/lo-split bf16 panels in docs/performance.md).
+      ForPanels(N, panel, [&](int64_t r0, int64_t nr) {
+        k.gemm_f16(y + r0, N, x, T, reinterpret_cast<const uint16_t*>(w.row(r0)), nr, K);
       });
       return;
     }
     case DType::kBF16: {
+      if (exact) return MatMulWidened(k, y, x, T, w, panel);
       uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
       k.f32_to_bf16(x, xb, T * K);
       ForPanels(N, T < kPrefillRows ? panel : kBf16Panel, [&](int64_t r0, int64_t nr) {
@@ -175,6 +235,7 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
     }
     case DType::kQ8_0:
     case DType::kQ4_0: {
+      if (exact) return MatMulWidened(k, y, x, T, w, panel);
       if (w.packed) {
         MatMulPacked(k.gemm_q8_0x16 ? k : ScalarKernels(), y, x, T, w);
         return;
@@ -205,18 +266,18 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
       });
       return;
     }
-    default:
-      MatMulDequantized(k, y, x, T, w);
-      return;
+    default:  // llama.cpp's other types (base/kquant.h)
+      if (!exact && T < kPrefillRows && HasKquantKernel(w)) return MatMulKquant(k, y, x, T, w);
+      return MatMulWidened(k, y, x, T, w, panel);
   }
 }
 
-void MatMulFast(float* y, const float* x, int64_t T, const MatRef& w) {
+void MatMulFast(float* y, const float* x, int64_t T, const MatRef& w, bool exact) {
   if (DTypeBlock(w.dtype) != 1 && w.cols % kQBlock != 0) {
     MatMul(y, x, T, w);  // quantized rows must hold whole blocks; never the case for OpenELM
     return;
   }
-  MatMulWith(BestKernels(), y, x, T, w);
+  MatMulWith(BestKernels(), y, x, T, w, exact);
 }
 
 }  // namespace elm

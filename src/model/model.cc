@@ -122,6 +122,7 @@ std::shared_ptr<const Model> Model::Load(const std::string& path, const LoadOpti
          "merge-lora, then convert)");
   auto m = std::shared_ptr<Model>(new Model());
   m->path_ = path;
+  m->exact_ = opt.exact;
   m->config_ = src->config;
   m->source_ = src;
   const ModelConfig& c = m->config_;
@@ -189,6 +190,7 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
   auto m = std::shared_ptr<Model>(new Model());
   m->config_ = c;
   m->path_ = "(random " + c.name + ")";
+  m->exact_ = opt.exact;
   auto mat = [&](int64_t rows, int64_t cols, uint64_t salt) -> MatRef {
     if (cols % static_cast<int64_t>(DTypeBlock(type)) != 0)
       Fail("random model: ", cols, " columns are not a multiple of the ", DTypeName(type),

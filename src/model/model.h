@@ -48,6 +48,9 @@ struct LoadOptions {
   // stored type when unset). HF and MLX folders only. A tied output head keeps the base
   // embedding.
   std::string lora;
+  // Sessions on this model compute every matrix product in f32 on weights widened exactly, with
+  // the SIMD kernels (--exact; MatMulFast's `exact`, docs/numerics.md). Off: the fast path.
+  bool exact = false;
 };
 
 // `src` converted to `to` (rows in parallel) into a new huge-page buffer appended to `owned`;
@@ -69,6 +72,8 @@ class Model {
                                              const LoadOptions& opt = {});
 
   const ModelConfig& config() const { return config_; }
+  // LoadOptions::exact: what sessions on this model compute with by default.
+  bool exact() const { return exact_; }
   const std::string& path() const { return path_; }
   const MatRef& embeddings() const { return embeddings_; }  // [V, D]
   const MatRef& lm_head() const { return lm_head_; }        // [V, D] (= embeddings when tied)
@@ -86,6 +91,7 @@ class Model {
  private:
   ModelConfig config_;
   std::string path_;
+  bool exact_ = false;
   std::shared_ptr<const ModelSource> source_;  // what the matrices kept mapped point into
   MatRef embeddings_, lm_head_;
   std::vector<float> final_norm_;

@@ -22,6 +22,7 @@ T* Grow(std::vector<T>& v, size_t n) {
 
 Session::Session(std::shared_ptr<const Model> model, int context, DType kv_type)
     : model_(std::move(model)),
+      exact_(model_->exact()),
       cache_(model_->config(), context > 0 ? context : model_->config().max_context, kv_type),
       rope_(model_->config().head_dim, model_->config().rope_base, cache_.capacity()) {}
 
@@ -34,7 +35,7 @@ void Session::Mul(float* y, const float* x, int64_t T, const MatRef& w) const {
   if (reference_)
     MatMul(y, x, T, w);
   else
-    MatMulFast(y, x, T, w);
+    MatMulFast(y, x, T, w, exact_);
 }
 
 void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,

@@ -32,6 +32,10 @@ class Session {
   int context() const { return cache_.capacity(); }
   // Use the scalar reference kernels instead of the SIMD ones (the test oracle; slow).
   void set_reference(bool on) { reference_ = on; }
+  // Every matrix product in f32 on widened weights, with the SIMD kernels (--exact); starts as
+  // the model's LoadOptions::exact. The reference kernels are exact anyway.
+  void set_exact(bool on) { exact_ = on; }
+  bool exact() const { return exact_; }
   void Reset() { cache_.Clear(); }
   void Rewind(int n) { cache_.Truncate(n); }
 
@@ -62,6 +66,7 @@ class Session {
 
   std::shared_ptr<const Model> model_;
   bool reference_ = false;
+  bool exact_ = false;
   KVCache cache_;
   RopeTable rope_;
   // Scratch (Reserve): the residual stream [T, D]; the normed input [T, D], which also takes

@@ -22,6 +22,10 @@ std::optional<DType> ParseWeightsFlag(const std::string& text);
 inline constexpr const char* kNoMmapHelp =
     "Copy unquantized weights into memory instead of reading them from the mmapped file (faster "
     "decoding on some machines; docs/performance.md)";
+// Help text of --exact (LoadOptions::exact), shared by the commands that run a model.
+inline constexpr const char* kExactHelp =
+    "Compute every matrix product in f32 on the weights widened exactly (no bf16 or int8 "
+    "rounding of activations; slower for bf16 and quantized weights; docs/numerics.md)";
 // What `elm serve` does, in `elm --help` (the launcher in elm) and in elm-serve's own help.
 inline constexpr const char* kServeHelp =
     "OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) with a web chat page "

@@ -19,6 +19,7 @@ void RegisterBenchCommand(CLI::App& app) {
     int threads = 0;
     bool json = false;
     bool no_mmap = false;
+    bool exact = false;
     uint64_t seed = 0;
     SpeedBenchOptions bench;
   };
@@ -30,6 +31,7 @@ void RegisterBenchCommand(CLI::App& app) {
   src->require_option(1);
   cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
+  cmd->add_flag("--exact", o->exact, kExactHelp);
   cmd->add_option("--preset-dtype", o->stored,
                   "Stored type of --preset weights (f32, f16, bf16, q8_0, q4_0, or llama.cpp's "
                   "q4_k, q5_k, q6_k, iq4_xs, ... as random blocks)")
@@ -61,11 +63,14 @@ void RegisterBenchCommand(CLI::App& app) {
         if (name == o->stored) stored = static_cast<DType>(i);
       }
       if (!stored) Fail("--preset-dtype: unknown type '", o->stored, "'");
-      model = Model::Random(PresetConfig(o->preset), weights.value_or(*stored), o->seed);
+      LoadOptions lo;
+      lo.exact = o->exact;
+      model = Model::Random(PresetConfig(o->preset), weights.value_or(*stored), o->seed, lo);
     } else {
       LoadOptions lo;
       lo.weights = weights;
       lo.mmap = !o->no_mmap;
+      lo.exact = o->exact;
       model = Model::Load(o->model, lo);
     }
     const auto r = RunSpeedBench(model, o->bench);
@@ -73,6 +78,7 @@ void RegisterBenchCommand(CLI::App& app) {
       nlohmann::json j;
       j["model"] = r.model;
       j["weights"] = r.weights;
+      j["exact"] = model->exact();
       j["isa"] = r.isa;
       j["threads"] = r.threads;
       j["weights_bytes"] = r.weights_bytes;
@@ -101,9 +107,10 @@ void RegisterBenchCommand(CLI::App& app) {
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
-    std::printf("model %s | weights %s (%.1f MB) | kernels %s | threads %d | bandwidth %.1f GB/s\n",
-                r.model.c_str(), r.weights.c_str(), r.weights_bytes / 1e6, r.isa.c_str(), r.threads,
-                r.bandwidth_gbs);
+    std::printf(
+        "model %s | weights %s%s (%.1f MB) | kernels %s | threads %d | bandwidth %.1f GB/s\n",
+        r.model.c_str(), r.weights.c_str(), model->exact() ? ", exact" : "", r.weights_bytes / 1e6,
+        r.isa.c_str(), r.threads, r.bandwidth_gbs);
     std::printf("%-14s %18s %10s %10s\n", "test", "tokens/s", "GB/s", "roofline");
     if (o->bench.prompt_tokens > 0)
       std::printf("%-14s %10.1f ± %5.1f %10s %7.1f GFLOP/s\n",

@@ -24,6 +24,7 @@ struct ModelOpts {
   std::string model, tokenizer;
   int context = 0, threads = 0;
   bool no_bos = false;
+  bool exact = false;
 };
 
 void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
@@ -36,12 +37,15 @@ void AddModelFlags(CLI::App* cmd, ModelOpts& o) {
                    "model's max_context_length)");
   cmd->add_flag("--no-bos", o.no_bos,
                 "Do not prepend BOS (lm-eval add_bos_token=False; the OpenELM recipe uses True)");
+  cmd->add_flag("--exact", o.exact, kExactHelp);
 }
 
 // Threads, then the model, then the check of --context against its trained length.
 std::shared_ptr<const Model> LoadModel(const ModelOpts& o) {
   SetThreads(o.threads);
-  auto model = Model::Load(o.model);
+  LoadOptions lo;
+  lo.exact = o.exact;
+  auto model = Model::Load(o.model, lo);
   WarnIfBeyondTrainedContext(o.context, model->config().max_context);
   return model;
 }
@@ -60,6 +64,7 @@ json ConfigJson(const ModelOpts& o, const eval::LoglikelihoodScorer& scorer) {
           {"weights_dtype", scorer.model().weights_dtype()},
           {"max_length", scorer.max_length()},
           {"add_bos_token", !o.no_bos},
+          {"exact", o.exact},
           {"harness", "lm-evaluation-harness dc90fec semantics (HFLM, zero-shot)"}};
 }
 

@@ -27,6 +27,7 @@ struct CommonOpts {
   int threads = 0;
   bool ignore_eos = false;
   bool no_mmap = false;
+  bool exact = false;
   std::vector<std::string> stop;
   SamplingParams sampling;
 };
@@ -37,6 +38,7 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
   cmd->add_option("--weights", o.weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
   cmd->add_flag("--no-mmap", o.no_mmap, kNoMmapHelp);
+  cmd->add_flag("--exact", o.exact, kExactHelp);
   cmd->add_option("--lora", o.lora,
                   "LoRA adapter folder (PEFT layout, e.g. an elm train LoRA checkpoint), merged "
                   "into the weights at load");
@@ -93,6 +95,7 @@ std::shared_ptr<const Model> LoadModel(const CommonOpts& o) {
   lo.weights = ParseWeightsFlag(o.weights);
   lo.lora = o.lora;
   lo.mmap = !o.no_mmap;
+  lo.exact = o.exact;
   SetThreads(o.threads);
   auto model = Model::Load(o.model, lo);
   WarnIfBeyondTrainedContext(o.context, model->config().max_context);

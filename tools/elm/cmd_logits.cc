@@ -14,7 +14,7 @@ void RegisterLogitsCommand(CLI::App& app) {
   struct Opts {
     std::string model, ids, output, weights;
     int threads = 0;
-    bool reference = false;
+    bool reference = false, exact = false;
   };
   auto o = std::make_shared<Opts>();
   AddModelOption(cmd, o->model)->required();
@@ -23,11 +23,13 @@ void RegisterLogitsCommand(CLI::App& app) {
   cmd->add_option("--output", o->output, "Output file (raw float32, little-endian)")->required();
   cmd->add_option("--weights", o->weights, "Convert weights at load: f32, f16, bf16, q8_0, q4_0");
   cmd->add_flag("--reference", o->reference, "Use the scalar reference kernels");
+  cmd->add_flag("--exact", o->exact, kExactHelp);
   cmd->callback([o] {
     const auto ids = ParseIdList(o->ids, "--ids");
     SetThreads(o->threads);
     LoadOptions lo;
     lo.weights = ParseWeightsFlag(o->weights);
+    lo.exact = o->exact;
     auto model = Model::Load(o->model, lo);
     Session session(model);  // context = max_context_length; longer inputs are an error
     session.set_reference(o->reference);

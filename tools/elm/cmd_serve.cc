@@ -36,6 +36,7 @@ void OnSignal(int sig) {
 struct ServeOpts {
   std::string model, tokenizer, weights, lora, kv_type = "f32";
   bool no_mmap = false;
+  bool exact = false;
   server::ServerOptions server;
 };
 
@@ -47,6 +48,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--weights", o->weights,
                   "Convert weights at load: f32, f16, bf16, q8_0 or q4_0 (default: as stored)");
   cmd->add_flag("--no-mmap", o->no_mmap, kNoMmapHelp);
+  cmd->add_flag("--exact", o->exact, kExactHelp);
   cmd->add_option("--lora", o->lora,
                   "LoRA adapter folder (PEFT layout), merged into the weights at load");
   cmd->add_option("--tokenizer", o->tokenizer,
@@ -117,6 +119,7 @@ void RegisterServe(CLI::App& app) {
     lo.weights = ParseWeightsFlag(o->weights);
     lo.mmap = !o->no_mmap;
     lo.lora = o->lora;
+    lo.exact = o->exact;
     auto model = Model::Load(o->model, lo);
     WarnIfBeyondTrainedContext(o->server.context, model->config().max_context);
     Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
