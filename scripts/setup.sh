@@ -9,16 +9,17 @@ set -euo pipefail
 group="${1:-all}"
 
 # Building and running the programs: the compiler and build tools, the header-only libraries,
-# cpp-httplib (elm-serve), libcurl and OpenSSL (elm pull; docs/architecture.md).
+# cpp-httplib (elm-serve), libcurl and OpenSSL (elm pull; docs/architecture.md), OpenBLAS (the
+# CBLAS header at build time; `elm train` loads the library on first use).
 RUNTIME_PKGS=(
   build-essential cmake ninja-build pkg-config
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
-  libcurl4-openssl-dev libssl-dev
+  libcurl4-openssl-dev libssl-dev libopenblas-openmp-dev
 )
-# Tests, benchmarks and their tools; OpenBLAS (loaded by `elm train`) and MPI (data-parallel
-# training, loaded under mpirun) are needed by training and its tests.
+# Tests, benchmarks and their tools; MPI (data-parallel training, loaded under mpirun) for the
+# training tests.
 TEST_PKGS=(
-  git libgtest-dev libgmock-dev libbenchmark-dev libopenblas-openmp-dev libbz2-dev
+  git libgtest-dev libgmock-dev libbenchmark-dev libbz2-dev
   libopenmpi-dev openmpi-bin
   g++-aarch64-linux-gnu qemu-user clang-format
   chromium nodejs
