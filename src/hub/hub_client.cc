@@ -459,7 +459,8 @@ PullResult PullModel(const PullRequest& req, const HubOptions& opt,
         FetchBlob(hub, opt, req.repo, out.commit, f, repo_dir / "blobs", progress);
     const fs::path link = snapshot / file;
     fs::path up;
-    for (auto it = fs::path(file).begin(); it != fs::path(file).end(); ++it) up /= "..";
+    const fs::path rel(file);
+    for (auto it = rel.begin(); it != rel.end(); ++it) up /= "..";
     // From snapshots/<commit>/<file>: up to the snapshot, then ../../blobs/<etag>.
     PlaceLink(link, (up.parent_path() / ".." / ".." / "blobs" / f.etag).lexically_normal());
   }
