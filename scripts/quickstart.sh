@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The README's first command: install packages, build, and generate text with the shipped model
-# (models/openelm-shakespeare, trained by elm itself; see its README.md).
+# The README's first command: install the packages running elm needs, build the programs (elm,
+# elm-serve; not the tests or benchmarks, which scripts/test.sh builds), and generate text with
+# the shipped model (models/openelm-shakespeare, trained by elm itself; see its README.md).
+# `cmake --install build/release --prefix PREFIX` then installs them (README, "Installing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-scripts/build.sh release
+scripts/setup.sh runtime
+cmake --preset release -DELM_BUILD_TESTS=OFF -DELM_BUILD_BENCH=OFF >/dev/null
+cmake --build build/release -j "$(nproc)" --target elm elm-serve
 model="${ELM_MODEL:-models/openelm-shakespeare}"
 prompt="${1:-ROMEO:}"
 build/release/elm info --model "$model" | head -3

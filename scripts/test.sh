@@ -132,7 +132,13 @@ run_stage() {
   esac
 }
 
-scripts/setup.sh
+scripts/setup.sh all
+# The chat template test renders with @huggingface/jinja from npm (tests/jinja); without npm it
+# is skipped with a message.
+if command -v npm >/dev/null && [ ! -d tests/jinja/node_modules/@huggingface/jinja ]; then
+  npm ci --prefix tests/jinja --no-audit --no-fund --loglevel=error ||
+    echo "test: npm ci failed; the Jinja template test will be skipped"
+fi
 # The chat page's browser test drives Chromium with playwright-core from npm (tests/browser);
 # without npm it is skipped with a message.
 if command -v npm >/dev/null && [ ! -d tests/browser/node_modules/playwright-core ]; then

@@ -358,7 +358,7 @@ std::vector<uint8_t> SmallModelGguf() {
   v.unk = 0;
   src.vocab = v;
   const std::string dir = test::TempDir("gguf_small");
-  WriteGgufModel(src, dir + "/m.gguf", DType::kQ8_0, "tiny", false);
+  WriteGgufModel(src, dir + "/m.gguf", DType::kQ8_0, "tiny", "", false);
   const MmapFile f(dir + "/m.gguf");
   std::vector<uint8_t> bytes(f.data(), f.data() + f.size());
   fs::remove_all(dir);

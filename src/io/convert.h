@@ -9,8 +9,10 @@
 #include <string>
 
 #include "base/dtype.h"
+#include "io/hf_chat_template.h"
 #include "io/mlx_quant.h"
 #include "io/model_source.h"
+#include "io/write_progress.h"
 
 namespace elm {
 
@@ -22,7 +24,16 @@ struct ConvertOptions {
   std::optional<DType> type;
   std::optional<MlxQuantization> mlx_quant;  // MLX only: affine group quantization
   std::string name;  // GGUF general.name (default: the source folder or file name)
+  // The chat template written where the source carries none: GGUF tokenizer.chat_template, MLX
+  // and HF tokenizer_config.json "chat_template" (io/hf_chat_template.h); "" writes none.
+  std::string chat_template = kOpenElmChatTemplateJinja;
+  WriteProgressFn progress;  // optional: bytes of tensor data written so far, of the total
 };
+
+// The output path when none is given: beside the input (in the current folder for a hub
+// snapshot), named after the model and the target, e.g. OpenELM-270M-q8_0.gguf,
+// OpenELM-270M-mlx-4bit, OpenELM-270M-hf-bf16. Throws when that is the input itself or exists.
+std::string DefaultConvertOutput(const ModelSource& source, const ConvertOptions& opt);
 
 // Converts `source` (opened for conversion, the default of OpenModelSource) as `opt` says.
 // Prints one line per written file to stderr when `verbose`.

@@ -8,6 +8,7 @@
 #include "io/gguf.h"
 #include "io/gguf_model.h"
 #include "io/gguf_writer.h"
+#include "io/hf_cache.h"
 #include "io/tensor_names.h"
 
 namespace elm {
@@ -15,6 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string DefaultName(const std::string& origin) {
+  if (std::string repo = HfRepoNameOf(origin); !repo.empty()) return repo;
   fs::path p = fs::path(origin);
   if (p.filename().empty()) p = p.parent_path();
   return p.extension() == ".gguf" ? p.stem().string() : p.filename().string();
@@ -23,7 +25,8 @@ std::string DefaultName(const std::string& origin) {
 }  // namespace
 
 void WriteGgufModel(const ModelSource& src, const std::string& path, std::optional<DType> type,
-                    const std::string& name, bool verbose) {
+                    const std::string& name, const std::string& chat_template, bool verbose,
+                    const WriteProgressFn& progress) {
   const ModelConfig& c = src.config;
   // llama.cpp's converter writes tensors in the order of the sorted HF names.
   std::vector<const SourceTensor*> order;
@@ -66,7 +69,9 @@ void WriteGgufModel(const ModelSource& src, const std::string& path, std::option
   GgufWriter w;
   AddOpenElmMetadata(w, c, name.empty() ? DefaultName(src.origin) : name, n_params, file_type);
   if (src.vocab) {
-    AddVocabToGguf(w, *src.vocab);
+    GgufVocab vocab = *src.vocab;
+    if (vocab.chat_template.empty()) vocab.chat_template = chat_template;
+    AddVocabToGguf(w, vocab);
   } else {
     std::fprintf(stderr,
                  "warning: %s: no tokenizer matches the model's %d-token vocabulary; the GGUF "
@@ -92,7 +97,7 @@ void WriteGgufModel(const ModelSource& src, const std::string& path, std::option
       });
     }
   }
-  w.Write(path);
+  w.Write(path, progress);
   if (verbose) std::fprintf(stderr, "wrote %s\n", path.c_str());
 }
 

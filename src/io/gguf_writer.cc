@@ -152,7 +152,7 @@ void GgufWriter::AddTensor(const std::string& name, std::vector<int64_t> ne, uin
             [data, nbytes](uint8_t* dst) { std::memcpy(dst, data, nbytes); });
 }
 
-void GgufWriter::Write(const std::string& path) const {
+void GgufWriter::Write(const std::string& path, const WriteProgressFn& progress) const {
   Buffer h;
   h.bytes.insert(h.bytes.end(), {'G', 'G', 'U', 'F'});
   h.Put<uint32_t>(3);
@@ -182,6 +182,8 @@ void GgufWriter::Write(const std::string& path) const {
     buf.assign(AlignUp(t.nbytes, alignment_), 0);
     t.fill(buf.data());
     out.Write(buf.data(), buf.size());
+    if (progress)
+      progress(static_cast<int64_t>(out.written() - data_start), static_cast<int64_t>(offset));
   }
   ELM_CHECK(out.written() - data_start == offset);
   out.Commit();

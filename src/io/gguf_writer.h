@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/gguf.h"
+#include "io/write_progress.h"
 
 namespace elm {
 
@@ -29,7 +30,8 @@ class GgufWriter {
   void AddTensor(const std::string& name, std::vector<int64_t> ne, uint32_t ggml_type,
                  const void* data);
 
-  void Write(const std::string& path) const;
+  // `progress` (optional) is called after each tensor with the data bytes written.
+  void Write(const std::string& path, const WriteProgressFn& progress = {}) const;
 
  private:
   struct Tensor {

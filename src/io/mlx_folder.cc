@@ -55,7 +55,7 @@ void WriteFile(const fs::path& p, const std::string& text) {
 // Streams a safetensors file: u64 header length, JSON header (padded so the data is 64-byte
 // aligned), then each tensor's bytes in order. The folder around it provides the atomicity.
 void WriteSafetensorsStreaming(const fs::path& p, const std::vector<StEntry>& entries,
-                               const std::string& format) {
+                               const std::string& format, const WriteProgressFn& progress) {
   ojson h;
   h["__metadata__"] = {{"format", format}};
   size_t offset = 0;
@@ -74,10 +74,13 @@ void WriteSafetensorsStreaming(const fs::path& p, const std::vector<StEntry>& en
   out.write(reinterpret_cast<const char*>(&n), 8);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
   std::vector<uint8_t> buf;
+  size_t done = 0;
   for (const auto& e : entries) {
     buf.resize(e.nbytes);
     e.fill(buf.data());
     out.write(reinterpret_cast<const char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
+    done += e.nbytes;
+    if (progress) progress(static_cast<int64_t>(done), static_cast<int64_t>(offset));
   }
   if (!out.flush()) Fail(p.string(), ": write failed");
 }
@@ -141,7 +144,25 @@ std::string ConfigJson(const ModelSource& src, const FolderOptions& opt,
   return j.dump(2) + "\n";
 }
 
-void WriteTokenizerFiles(const ModelSource& src, const fs::path& dir, bool mlx) {
+// Adds "chat_template" to a tokenizer_config.json that has none (text unchanged otherwise).
+std::string WithChatTemplate(const std::string& cfg, const std::string& chat_template,
+                             const fs::path& dir) {
+  if (chat_template.empty()) return cfg;
+  ojson j = ojson::parse(cfg, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    std::fprintf(stderr,
+                 "warning: %s: the source's tokenizer_config.json is not a JSON object; "
+                 "no chat template added\n",
+                 dir.string().c_str());
+    return cfg;
+  }
+  if (j.contains("chat_template")) return cfg;
+  j["chat_template"] = chat_template;
+  return j.dump(2) + "\n";
+}
+
+void WriteTokenizerFiles(const ModelSource& src, const fs::path& dir, bool mlx,
+                         const std::string& chat_template) {
   std::string tok = src.tokenizer_json, cfg = src.tokenizer_config_json,
               special = src.special_tokens_map_json;
   // An HF folder without tokenizer files (Apple's checkpoints) stays that way; MLX folders and
@@ -158,7 +179,12 @@ void WriteTokenizerFiles(const ModelSource& src, const fs::path& dir, bool mlx) 
   }
   WriteFile(dir / "tokenizer.json", tok);
   if (cfg.empty() && src.vocab) cfg = TokenizerConfigJsonFromVocab(*src.vocab);
-  if (!cfg.empty()) WriteFile(dir / "tokenizer_config.json", cfg);
+  if (!cfg.empty()) {
+    // A GGUF source's own template (tokenizer.chat_template) goes first.
+    const std::string own = src.vocab ? src.vocab->chat_template : "";
+    WriteFile(dir / "tokenizer_config.json",
+              WithChatTemplate(cfg, own.empty() ? chat_template : own, dir));
+  }
   if (special.empty() && src.vocab) {
     ojson m;
     auto put = [&](const char* key, int id) {
@@ -256,8 +282,9 @@ void WriteModelFolder(const ModelSource& src, const std::string& dir, const Fold
   RemoveStaleTemps(out.string());  // a folder left by a killed earlier conversion
   TempFolder tmp(fs::path(TempPathFor(out.string())));
   WriteFile(tmp.path() / "config.json", ConfigJson(src, opt, mixed ? std::nullopt : uniform));
-  WriteSafetensorsStreaming(tmp.path() / "model.safetensors", entries, opt.mlx ? "mlx" : "pt");
-  WriteTokenizerFiles(src, tmp.path(), opt.mlx);
+  WriteSafetensorsStreaming(tmp.path() / "model.safetensors", entries, opt.mlx ? "mlx" : "pt",
+                            opt.progress);
+  WriteTokenizerFiles(src, tmp.path(), opt.mlx, opt.chat_template);
   // Every file and the folder reach the disk before the rename makes the folder visible, and
   // the rename itself before this returns (docs/reliability.md).
   for (const auto& e : fs::directory_iterator(tmp.path()))

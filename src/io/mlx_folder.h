@@ -9,6 +9,7 @@
 
 #include "base/dtype.h"
 #include "io/mlx_quant.h"
+#include "io/write_progress.h"
 
 namespace elm {
 
@@ -20,6 +21,9 @@ struct FolderOptions {
   // sources.
   std::optional<DType> type;
   std::optional<MlxQuantization> quant;  // MLX only
+  // tokenizer_config.json's "chat_template" when the source's has none ("" adds none).
+  std::string chat_template;
+  WriteProgressFn progress;  // optional: bytes of model.safetensors written
 };
 
 // Writes config.json, model.safetensors and the tokenizer files into `dir`, which must not exist

@@ -12,6 +12,7 @@
 #include "config/hf_config.h"
 #include "io/gguf.h"
 #include "io/gguf_model.h"
+#include "io/hf_cache.h"
 #include "io/mlx_quant.h"
 #include "io/safetensors.h"
 
@@ -166,9 +167,9 @@ ModelSource ModelSource::OpenFolder(const std::string& path, const SourceOptions
   return s;
 }
 
-ModelSource OpenModelSource(const std::string& path, const SourceOptions& opt) {
+ModelSource OpenModelSource(const std::string& name, const SourceOptions& opt) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) Fail(path, ": no such model folder or file");
+  const std::string path = ResolveModelPath(name);  // a path, or a hub id in the local cache
   if (fs::is_directory(path, ec)) return ModelSource::OpenFolder(path, opt);
   if (fs::path(path).extension() == ".gguf" || IsGgufFile(path))
     return ModelSource::OpenGguf(path, opt);

@@ -94,8 +94,10 @@ class ModelSource {
 };
 
 // Opens a model folder (HF or mlx-lm layout, detected by config.json's "quantization") or a GGUF
-// file (a .gguf name or the GGUF magic). Shapes are checked against the config; tensors outside
-// the layout are reported on stderr and ignored. Errors name the path and the tensor or key.
+// file (a .gguf name or the GGUF magic); a hub id `owner/name` that is not a local path opens its
+// snapshot in the Hugging Face cache (io/hf_cache.h, ResolveModelPath). Shapes are checked against
+// the config; tensors outside the layout are reported on stderr and ignored. Errors name the path
+// and the tensor or key.
 ModelSource OpenModelSource(const std::string& path, const SourceOptions& opt = {});
 
 // Rows [r0, r0 + n) of `t` (fetched) converted to type `to` into `dst`, rows in parallel.

@@ -1,14 +1,15 @@
 #include "train/distributed.h"
 
-#include <algorithm>
+#include <dlfcn.h>
+
 #include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <vector>
 
+#include "base/data_dir.h"
 #include "base/error.h"
-
-#ifdef ELM_HAVE_MPI
-#include <mpi.h>
-#endif
+#include "train/mpi_plugin.h"
 
 namespace elm {
 
@@ -16,6 +17,8 @@ namespace {
 
 int g_rank = 0;
 int g_size = 1;
+bool g_we_initialized = false;     // Init() called MPI_Init (and Finalize() owes MPI_Finalize)
+const ElmMpiApi* g_api = nullptr;  // the MPI plugin, loaded by Init() under a launcher
 
 // The world size in `var`, or 0 when the variable is unset or not a positive number.
 int EnvSize(const char* var) {
@@ -26,31 +29,56 @@ int EnvSize(const char* var) {
   return *end == '\0' && n > 0 && n < (1L << 30) ? static_cast<int>(n) : 0;
 }
 
-#ifdef ELM_HAVE_MPI
-bool g_we_initialized = false;  // Init() called MPI_Init (and Finalize() owes MPI_Finalize)
+constexpr const char* kPluginName = "libelm_mpi.so";
 
-// MPI counts are ints: large buffers go in chunks of at most this many elements (a 3B-parameter
-// gradient is three calls).
-constexpr size_t kChunk = size_t{1} << 30;
-
-void Check(int rc, const char* what) {
-  if (rc == MPI_SUCCESS) return;
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  Fail(what, " failed: ", std::string(msg, static_cast<size_t>(std::max(len, 0))));
-}
-
-// In-place MPI_SUM all-reduce of n elements of `type`, in chunks of kChunk.
-template <typename T>
-void AllReduceSumChunks(T* buf, size_t n, MPI_Datatype type) {
-  for (size_t i = 0; i < n; i += kChunk) {
-    const int count = static_cast<int>(std::min(kChunk, n - i));
-    Check(MPI_Allreduce(MPI_IN_PLACE, buf + i, count, type, MPI_SUM, MPI_COMM_WORLD),
-          "MPI_Allreduce");
+// Where the MPI plugin may be: $ELM_MPI_PLUGIN, beside the executable (a build tree), then
+// <prefix>/lib/elm (an installed elm).
+std::vector<std::string> PluginCandidates() {
+  std::vector<std::string> out;
+  if (const char* env = std::getenv("ELM_MPI_PLUGIN"); env != nullptr && *env != '\0') {
+    out.emplace_back(env);
+    return out;
   }
+  const std::string exe = ExecutableDir();
+  if (!exe.empty()) {
+    const std::filesystem::path dir(exe);
+    out.push_back((dir / kPluginName).string());
+    out.push_back((dir.parent_path() / "lib" / "elm" / kPluginName).string());
+  }
+  return out;
 }
-#endif
+
+// Loads the MPI plugin (and with it the MPI library) once; throws when none can be loaded.
+const ElmMpiApi* LoadPlugin() {
+  std::string tried;
+  for (const std::string& path : PluginCandidates()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
+      tried += (tried.empty() ? "" : ", ") + path;
+      continue;
+    }
+    // RTLD_GLOBAL: Open MPI's own components, loaded later by libmpi, resolve symbols of libmpi.
+    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (lib == nullptr) Fail("cannot load elm's MPI plugin ", path, ": ", dlerror());
+    auto fn = reinterpret_cast<ElmMpiPluginFn>(dlsym(lib, "elm_mpi_plugin"));
+    const ElmMpiApi* api = fn != nullptr ? fn() : nullptr;
+    if (api == nullptr || api->version != ELM_MPI_PLUGIN_VERSION)
+      Fail(path, ": not an MPI plugin of this elm (version ", api != nullptr ? api->version : -1,
+           ", expected ", ELM_MPI_PLUGIN_VERSION, ")");
+    return api;
+  }
+  Fail("elm was started by an MPI launcher, but its MPI plugin (", kPluginName,
+       ") was not found (looked for ", tried,
+       "); build elm with MPI (Debian: libopenmpi-dev) and keep the plugin beside elm, or set "
+       "ELM_MPI_PLUGIN");
+}
+
+constexpr size_t kErrLen = 512;
+
+// Throws the plugin's message when `rc` is non-zero.
+void Check(int rc, const char* err) {
+  if (rc != 0) Fail("MPI: ", err);
+}
 
 }  // namespace
 
@@ -71,45 +99,34 @@ bool Distributed::compiled_with_mpi() {
 
 void Distributed::Init() {
   const bool launched = EnvSize("OMPI_COMM_WORLD_SIZE") > 0 || EnvSize("PMI_SIZE") > 0;
-  if (!launched) return;  // a plain process: MPI is never initialized
-#ifdef ELM_HAVE_MPI
-  int initialized = 0;
-  Check(MPI_Initialized(&initialized), "MPI_Initialized");
-  if (!initialized) {
-    // Only the main thread calls MPI; OpenMP and OpenBLAS threads never do.
-    int provided = 0;
-    Check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
-    g_we_initialized = true;
+  if (!launched) return;  // a plain process: MPI is never loaded or initialized
+  if (!compiled_with_mpi()) {
+    const int n = LauncherSize();
+    if (n > 1)
+      Fail("elm was started as one of ", n,
+           " MPI ranks, but this build has no MPI support (CMake option ELM_MPI=OFF, or no MPI "
+           "found when it was configured); rebuild with MPI (Debian: libopenmpi-dev) or run "
+           "elm train without mpirun");
+    return;
   }
-  Check(MPI_Comm_rank(MPI_COMM_WORLD, &g_rank), "MPI_Comm_rank");
-  Check(MPI_Comm_size(MPI_COMM_WORLD, &g_size), "MPI_Comm_size");
-#else
-  const int n = LauncherSize();
-  if (n > 1)
-    Fail("elm was started as one of ", n,
-         " MPI ranks, but this build has no MPI support (CMake option ELM_MPI=OFF, or no MPI "
-         "found when it was configured); rebuild with MPI (Debian: libopenmpi-dev) or run "
-         "elm train without mpirun");
-#endif
+  if (g_api == nullptr) g_api = LoadPlugin();
+  char err[kErrLen] = "";
+  int we = 0;
+  Check(g_api->init(&g_rank, &g_size, &we, err, sizeof err), err);
+  if (we != 0) g_we_initialized = true;
 }
 
 void Distributed::Finalize() {
-#ifdef ELM_HAVE_MPI
   if (!g_we_initialized) return;
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  g_api->finalize();
   g_we_initialized = false;
   g_rank = 0;
   g_size = 1;
-#endif
 }
 
 void Distributed::Abort(int code) {
-#ifdef ELM_HAVE_MPI
-  if (g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  if (g_api != nullptr && g_size > 1) g_api->abort(code);
   Finalize();
-#endif
   std::exit(code);
 }
 
@@ -123,61 +140,36 @@ int Distributed::size() {
 
 void Distributed::AllReduceMean(float* buf, size_t n) {
   if (g_size == 1) return;
-#ifdef ELM_HAVE_MPI
-  AllReduceSumChunks(buf, n, MPI_FLOAT);
+  char err[kErrLen] = "";
+  Check(g_api->allreduce_sum_f32(buf, n, err, sizeof err), err);
   const float w = static_cast<float>(g_size);
   for (size_t i = 0; i < n; ++i) buf[i] /= w;
-#else
-  (void)buf;
-  (void)n;
-#endif
 }
 
 void Distributed::AllReduceSum(double* buf, size_t n) {
   if (g_size == 1) return;
-#ifdef ELM_HAVE_MPI
-  AllReduceSumChunks(buf, n, MPI_DOUBLE);
-#else
-  (void)buf;
-  (void)n;
-#endif
+  char err[kErrLen] = "";
+  Check(g_api->allreduce_sum_f64(buf, n, err, sizeof err), err);
 }
 
 void Distributed::Broadcast(void* buf, size_t bytes, int root) {
   if (g_size == 1) return;
-#ifdef ELM_HAVE_MPI
-  auto* p = static_cast<char*>(buf);
-  for (size_t i = 0; i < bytes; i += kChunk) {
-    const int count = static_cast<int>(std::min(kChunk, bytes - i));
-    Check(MPI_Bcast(p + i, count, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
-  }
-#else
-  (void)buf;
-  (void)bytes;
-  (void)root;
-#endif
+  char err[kErrLen] = "";
+  Check(g_api->broadcast(buf, bytes, root, err, sizeof err), err);
 }
 
 bool Distributed::AllEqual(uint64_t v) {
   if (g_size == 1) return true;
-#ifdef ELM_HAVE_MPI
   uint64_t lo = v, hi = v;
-  Check(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD),
-        "MPI_Allreduce");
-  Check(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD),
-        "MPI_Allreduce");
+  char err[kErrLen] = "";
+  Check(g_api->allreduce_min_max_u64(&lo, &hi, err, sizeof err), err);
   return lo == hi;
-#else
-  (void)v;
-  return true;
-#endif
 }
 
 void Distributed::Barrier() {
   if (g_size == 1) return;
-#ifdef ELM_HAVE_MPI
-  Check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
-#endif
+  char err[kErrLen] = "";
+  Check(g_api->barrier(err, sizeof err), err);
 }
 
 }  // namespace elm

@@ -1,9 +1,11 @@
 // Data parallelism over MPI, behind a small interface so that the trainer never sees MPI itself.
 //
 // A plain `elm train` runs alone: nothing here touches MPI. Under an MPI launcher (`mpirun -np N
-// elm train …`, recognized by OMPI_COMM_WORLD_SIZE or PMI_SIZE in the environment) Init() calls
-// MPI_Init and every process becomes one rank of N. elm built without MPI (CMake option ELM_MPI
-// off, or MPI not found) refuses N > 1 with an error instead of training N independent copies.
+// elm train …`, recognized by OMPI_COMM_WORLD_SIZE or PMI_SIZE in the environment) Init() loads
+// elm's MPI plugin (libelm_mpi.so beside elm or in <prefix>/lib/elm, mpi_plugin.h) with dlopen,
+// calls MPI_Init through it, and every process becomes one rank of N; elm itself never links MPI.
+// elm built without MPI (CMake option ELM_MPI off, or MPI not found) refuses N > 1 with an error
+// instead of training N independent copies.
 //
 // The reductions are deterministic for a given world size: every rank receives the same bytes,
 // so weights updated from them stay bit-identical across ranks.

@@ -1,10 +1,14 @@
-// elm convert --model DIR_OR_GGUF --to gguf|mlx|hf --output PATH [--type T] [--q-bits N]
-// elm quantize --model DIR_OR_GGUF --type q8_0 --output FILE.gguf
+// elm convert --model DIR_OR_GGUF --to gguf|mlx|hf [--output PATH] [--type T] [--q-bits N]
+// elm quantize --model DIR_OR_GGUF --type q8_0 [--output FILE.gguf]
 // Thin wrappers over io/convert.h; docs/formats.md describes the layouts.
+#include <unistd.h>
+
 #include <cstdio>
+#include <memory>
 
 #include "base/error.h"
 #include "commands.h"
+#include "eval/progress.h"
 #include "io/convert.h"
 
 namespace elm::cli {
@@ -17,6 +21,39 @@ std::optional<DType> ParseTypeFlag(const std::string& text) {
   return t;
 }
 
+// Options both commands share: the output name, progress and the chat template.
+struct CommonOpts {
+  std::string output;
+  bool verbose = false, no_chat_template = false;
+};
+
+void AddCommonFlags(CLI::App* cmd, CommonOpts& c, const char* output_help) {
+  cmd->add_option("--output", c.output, output_help);
+  cmd->add_flag("--verbose", c.verbose, "Show progress also when stderr is not a terminal");
+  cmd->add_flag("--no-chat-template", c.no_chat_template,
+                "Do not write the OpenELM-Instruct chat template (GGUF tokenizer.chat_template, "
+                "tokenizer_config.json chat_template) when the source has none");
+}
+
+void Run(const std::string& model, ConvertOptions opt, const CommonOpts& c) {
+  const ModelSource src = OpenModelSource(model);
+  if (c.no_chat_template) opt.chat_template.clear();
+  opt.output = c.output.empty() ? DefaultConvertOutput(src, opt) : c.output;
+  if (c.output.empty())
+    std::fprintf(stderr, "writing %s (no --output given)\n", opt.output.c_str());
+  auto bar = std::make_shared<eval::ProgressBar>(c.verbose || ::isatty(STDERR_FILENO) == 1);
+  bool started = false;
+  opt.progress = [bar, started](int64_t done, int64_t total) mutable {
+    constexpr int64_t kMiB = 1024 * 1024;
+    if (!started) bar->Start("converting", total / kMiB, "MiB/s");
+    started = true;
+    bar->Update(done / kMiB, done / kMiB);
+  };
+  ConvertModel(src, opt);
+  bar->Finish();
+  std::fprintf(stderr, "wrote %s\n", opt.output.c_str());
+}
+
 }  // namespace
 
 void RegisterConvertCommands(CLI::App& app) {
@@ -24,8 +61,9 @@ void RegisterConvertCommands(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "convert", "Convert a model between HF, MLX (mlx-lm) and GGUF (llama.cpp) layouts");
     struct Opts {
-      std::string model, to, output, type, name;
+      std::string model, to, type, name;
       int q_bits = 0, q_group_size = 64;
+      CommonOpts common;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")
@@ -33,7 +71,9 @@ void RegisterConvertCommands(CLI::App& app) {
     cmd->add_option("--to", o->to, "Output layout: gguf, mlx or hf")
         ->required()
         ->check(CLI::IsMember({"gguf", "mlx", "hf"}));
-    cmd->add_option("--output", o->output, "Output file (gguf) or folder (mlx, hf)")->required();
+    AddCommonFlags(cmd, o->common,
+                   "Output file (gguf) or folder (mlx, hf); default: beside the input, named "
+                   "after it and the type, e.g. OpenELM-270M-q8_0.gguf");
     cmd->add_option("--type", o->type,
                     "Weight type: f32, f16, bf16 (all layouts), q8_0, q4_0 (gguf); default: as "
                     "stored");
@@ -45,33 +85,31 @@ void RegisterConvertCommands(CLI::App& app) {
     cmd->callback([o] {
       ConvertOptions opt;
       opt.to = o->to;
-      opt.output = o->output;
       opt.type = ParseTypeFlag(o->type);
       opt.name = o->name;
       if (o->q_bits != 0) opt.mlx_quant = MlxQuantization{o->q_bits, o->q_group_size};
-      const ModelSource src = OpenModelSource(o->model);
-      ConvertModel(src, opt, /*verbose=*/true);
+      Run(o->model, opt, o->common);
     });
   }
   {
     auto* cmd = app.add_subcommand("quantize", "Write a model as a quantized GGUF file");
     struct Opts {
-      std::string model, type, output, name;
+      std::string model, type, name;
+      CommonOpts common;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")
         ->required();
     cmd->add_option("--type", o->type, "q8_0 or q4_0 (also f32, f16, bf16)")->required();
-    cmd->add_option("--output", o->output, "Output GGUF file")->required();
+    AddCommonFlags(cmd, o->common,
+                   "Output GGUF file; default: beside the input, e.g. OpenELM-270M-q8_0.gguf");
     cmd->add_option("--name", o->name, "GGUF general.name (default: the source's name)");
     cmd->callback([o] {
       ConvertOptions opt;
       opt.to = "gguf";
-      opt.output = o->output;
       opt.type = ParseTypeFlag(o->type);
       opt.name = o->name;
-      const ModelSource src = OpenModelSource(o->model);
-      ConvertModel(src, opt, /*verbose=*/true);
+      Run(o->model, opt, o->common);
     });
   }
 }
