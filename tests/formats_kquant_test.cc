@@ -210,7 +210,7 @@ std::vector<uint8_t> TinyQ4_0Gguf() {
   v.scores.assign(v.tokens.size(), 0.0f);
   src.vocab = v;
   const std::string dir = test::TempDir("kquant_tiny");
-  WriteGgufModel(src, dir + "/m.gguf", DType::kQ4_0, "tiny", false);
+  WriteGgufModel(src, dir + "/m.gguf", DType::kQ4_0, "tiny", "", false);
   const MmapFile f(dir + "/m.gguf");
   std::vector<uint8_t> bytes(f.data(), f.data() + f.size());
   fs::remove_all(dir);
