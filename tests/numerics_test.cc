@@ -26,18 +26,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// Every conformance folder, any further one included (tests/test_util.h).
 std::vector<std::string> ModelDirs() {
-  std::vector<std::string> dirs;
-  for (const char* n : {"a_tiny_qknorm_tied", "b_tiny_noqknorm_untied", "c_tiny_uniform_llamalike"})
-    dirs.push_back(test::DataDir() + "/conformance/" + n);
-  const std::string shared = test::SharedConformanceDir();
-  if (shared.empty()) {
-    std::printf("[numerics] ../shared/conformance not found: vocab-32k folders skipped\n");
-  } else {
-    for (const char* n : {"p_small_vocab32k", "k_dim256_vocab32k"})
-      if (fs::exists(shared + "/" + n + "/vectors.json")) dirs.push_back(shared + "/" + n);
-  }
-  return dirs;
+  return test::ConformanceFolders("numerics");
 }
 
 // The longest test sequence of a conformance folder.

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +26,34 @@ std::string DataDir() {
 std::string SharedConformanceDir() {
   const fs::path p = fs::path(ELM_SOURCE_DIR).parent_path() / "shared" / "conformance";
   return fs::exists(p) ? p.string() : std::string();
+}
+
+std::vector<std::string> ConformanceFolders(const std::string& tag) {
+  std::vector<std::string> roots;
+  if (!RootsFromEnv("ELM_CONFORMANCE_DIR", &roots)) {
+    roots.push_back(DataDir() + "/conformance");
+    const std::string shared = SharedConformanceDir();
+    if (shared.empty())
+      std::printf("[%s] ../shared/conformance not found: larger folders skipped\n", tag.c_str());
+    else
+      roots.push_back(shared);
+  }
+  std::vector<std::string> out, seen_names;
+  for (const auto& root : roots) {
+    if (!fs::is_directory(root)) continue;
+    std::vector<fs::path> dirs;
+    if (fs::exists(fs::path(root) / "vectors.json")) dirs.push_back(root);
+    for (const auto& e : fs::directory_iterator(root))
+      if (e.is_directory() && fs::exists(e.path() / "vectors.json")) dirs.push_back(e.path());
+    std::sort(dirs.begin(), dirs.end());
+    for (const auto& d : dirs) {
+      const std::string name = d.filename().string();
+      if (std::find(seen_names.begin(), seen_names.end(), name) != seen_names.end()) continue;
+      seen_names.push_back(name);
+      out.push_back(d.string());
+    }
+  }
+  return out;
 }
 
 std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count) {

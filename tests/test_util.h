@@ -17,6 +17,11 @@ namespace elm::test {
 std::string DataDir();
 // ../shared/conformance beside the repository, or "" when absent.
 std::string SharedConformanceDir();
+// Every conformance folder (one holding vectors.json): the roots in $ELM_CONFORMANCE_DIR, else
+// tests/data/conformance and ../shared/conformance (when present; `tag` prints a note when not),
+// each root itself or its subfolders, sorted, each folder name once (the in-repo copies and
+// ../shared hold the same small folders). Any further folder in the same format is picked up.
+std::vector<std::string> ConformanceFolders(const std::string& tag);
 // Reads `count` float32 values at byte `offset` of a little-endian binary file.
 std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count);
 // A fresh empty temporary folder (removed by the OS eventually; tests clean up when they can).
