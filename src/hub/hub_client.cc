@@ -1,7 +1,6 @@
 #include "hub/hub_client.h"
 
 #include <curl/curl.h>
-#include <fnmatch.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -13,7 +12,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "base/error.h"
@@ -42,20 +40,6 @@ std::string Trim(std::string s) {
   size_t i = 0;
   while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
   return s.substr(i);
-}
-
-// An ETag without quotes and the weak marker (W/"abc" → abc).
-std::string NormalizeEtag(std::string e) {
-  e = Trim(e);
-  if (e.rfind("W/", 0) == 0) e = e.substr(2);
-  if (e.size() >= 2 && e.front() == '"' && e.back() == '"') e = e.substr(1, e.size() - 2);
-  return e;
-}
-
-bool IsHex(const std::string& s, size_t n) {
-  if (s.size() != n) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 // Percent-encodes each part of a repo-relative path (the '/' between parts stay).
@@ -283,12 +267,9 @@ RemoteFile Describe(const Hub& hub, const std::string& repo, const std::string& 
       continue;
     }
     if (f.etag.empty()) Fail(what, ": the hub sent no ETag for ", url);
-    if (f.etag.find('/') != std::string::npos || f.etag.find("..") != std::string::npos)
-      Fail(what, ": unusable ETag '", f.etag, "'");
-    char* end = nullptr;
-    if (!size.empty()) f.size = std::strtoll(size.c_str(), &end, 10);
-    if (size.empty() || *end != '\0' || f.size < 0)
-      Fail(what, ": the hub sent no file size for ", url);
+    CheckEtag(f.etag, what);
+    f.size = ParseSizeHeader(size);
+    if (f.size < 0) Fail(what, ": the hub sent no file size for ", url);
     return f;
   }
   Fail(what, ": too many redirects from ", url);
@@ -374,7 +355,7 @@ int64_t FetchBlob(const Hub& hub, const HubOptions& opt, const std::string& repo
     Fail(what, ": downloaded ", got, " bytes but the hub announced ", f.size);
   }
   // The ETag names the content: sha256 for LFS files, the git blob sha1 for the others.
-  const bool lfs = IsHex(f.etag, 64), git = IsHex(f.etag, 40);
+  const bool lfs = IsLowerHex(f.etag, 64), git = IsLowerHex(f.etag, 40);
   if (lfs || git) {
     const std::string digest = FileDigest(part.string(), git);
     if (digest != f.etag) {
@@ -394,17 +375,6 @@ int64_t FetchBlob(const Hub& hub, const HubOptions& opt, const std::string& repo
 
 }  // namespace
 
-bool PullFileWanted(const std::string& file, const std::vector<std::string>& include) {
-  for (const auto& pattern : include)
-    if (fnmatch(pattern.c_str(), file.c_str(), 0) == 0) return true;
-  if (file.find('/') != std::string::npos) return false;  // elm reads the top folder only
-  static const char* kNames[] = {"config.json", "model.safetensors.index.json", "tokenizer.json",
-                                 "tokenizer_config.json", "special_tokens_map.json"};
-  for (const char* name : kNames)
-    if (file == name) return true;
-  return file.size() > 12 && file.compare(file.size() - 12, 12, ".safetensors") == 0;
-}
-
 PullResult PullModel(const PullRequest& req, const HubOptions& opt,
                      const PullProgressFn& progress) {
   if (!IsHfRepoId(req.repo))
@@ -423,23 +393,11 @@ PullResult PullModel(const PullRequest& req, const HubOptions& opt,
     Fail(req.repo, ": cannot reach ", hub.endpoint(), " (", r.error,
          "); set HF_ENDPOINT for a mirror");
   if (r.status != 200) hub.FailStatus(req.repo, api, r);
-  nlohmann::json info = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  if (!info.is_object() || !info.contains("sha") || !info["sha"].is_string() ||
-      !info.contains("siblings") || !info["siblings"].is_array())
-    Fail(req.repo, ": ", api, " did not answer a model description (fields sha, siblings)");
+  const HubModelInfo info = ParseHubModelInfo(r.body, req.repo + ": " + api, req.include);
   PullResult out;
-  out.commit = info["sha"].get<std::string>();
-  if (!IsHex(out.commit, 40)) Fail(req.repo, ": ", api, ": field sha is not a commit hash");
-  std::vector<std::string> ggufs;
-  for (const auto& s : info["siblings"]) {
-    if (!s.is_object() || !s.contains("rfilename") || !s["rfilename"].is_string())
-      Fail(req.repo, ": ", api, ": a sibling without rfilename");
-    const std::string name = s["rfilename"].get<std::string>();
-    if (name.empty() || name[0] == '/' || name.find("..") != std::string::npos)
-      Fail(req.repo, ": unsafe file name '", name, "'");
-    if (PullFileWanted(name, req.include)) out.files.push_back(name);
-    if (fs::path(name).extension() == ".gguf") ggufs.push_back(name);
-  }
+  out.commit = info.commit;
+  out.files = info.files;
+  const std::vector<std::string>& ggufs = info.ggufs;
   const bool has_config =
       std::find(out.files.begin(), out.files.end(), "config.json") != out.files.end();
   if (out.files.empty() || (!has_config && req.include.empty())) {

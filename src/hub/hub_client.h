@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "hub/hub_api.h"
+
 namespace elm {
 
 struct HubOptions {
@@ -47,10 +49,6 @@ struct PullResult {
 
 // (file, bytes of it present, its size): called as bytes arrive and once when a file is done.
 using PullProgressFn = std::function<void(const std::string& file, int64_t done, int64_t total)>;
-
-// Whether elm needs `file` of a repository: config.json, the safetensors weights and their
-// index, the tokenizer files, and anything matching one of `include`.
-bool PullFileWanted(const std::string& file, const std::vector<std::string>& include);
 
 // Downloads `req` into the cache. Errors (elm::Error) name the repository, the file and the HTTP
 // status, and say what to do (HF_TOKEN for 401/403, the name for 404).

@@ -279,6 +279,16 @@ ddp:
     put("chat_template_fuzz", "special", b"\x0f\x01</s><|user|>\n<unk>\0\x03bad role")
     put("chat_template_fuzz", "empty", b"\x02")
 
+    # hub answers: byte 0 even = a model description (GET /api/models/{repo}/revision/{rev}), with
+    # --include '*.gguf' when byte 0 is 2 mod 4; odd = header values (ETag, size), one per line
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    put("hub_api_fuzz", "model_info", "\x00" + json.dumps({"id": "apple/OpenELM-270M", "sha": sha, "siblings": [
+        {"rfilename": ".gitattributes"}, {"rfilename": "config.json"}, {"rfilename": "model.safetensors"},
+        {"rfilename": "generation_config.json"}, {"rfilename": "sub/tokenizer.json"}]}))
+    put("hub_api_fuzz", "gguf_repo", "\x02" + json.dumps({"sha": sha, "siblings": [
+        {"rfilename": "m-Q4_K_M.gguf"}, {"rfilename": "README.md"}]}))
+    put("hub_api_fuzz", "headers", "\x01W/\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n4096\n")
+
 
 if __name__ == "__main__":
     sys.exit(main())
