@@ -80,8 +80,8 @@ void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, cons
 // base/kquant.h, and prefill, go through MatMulWidened: each panel of weight rows dequantized to
 // f32 exactly as ggml does, then the f32 kernel (docs/numerics.md).
 bool HasKquantKernel(const MatRef& w) {
-  const bool type = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K ||
-                    w.dtype == DType::kQ6_K || w.dtype == DType::kIQ4_XS;
+  const bool type = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K ||
+                    w.dtype == DType::kIQ4_XS;
   return type && w.cols % kQK == 0;
 }
 
