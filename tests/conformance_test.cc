@@ -56,7 +56,7 @@ float Tolerance(const Model& m, const json& seq_or_null) {
 // conformance README says of reduced-precision paths.
 bool DefaultPathIsExact(const Model& m) {
   const std::string t = m.weights_dtype();
-  return t == "f32" || t == "f16";
+  return t == DTypeName(DType::kF32) || t == DTypeName(DType::kF16);
 }
 
 std::shared_ptr<const Model> LoadForTolerance(const std::string& path) {
@@ -367,8 +367,11 @@ TEST(Conformance, HalfPrecisionKvCacheTracksF32) {
       const auto got = run(kv, false);
       const float tol = (kv == DType::kBF16 ? 2e-2f : 2e-3f) * scale;
       EXPECT_LE(test::MaxAbsDiff(got.data(), f32.data(), f32.size()), tol) << DTypeName(kv);
+      // Fast and reference attention on the same rounded cache; the keys and values written to
+      // it come from matmuls whose summation orders differ by ~1e-6, which can flip a value's
+      // rounding, so the two are held to the cache's own tolerance.
       const auto ref = run(kv, true);
-      EXPECT_LE(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), 1e-4f * scale)
+      EXPECT_LE(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), tol)
           << DTypeName(kv) << " fast vs reference";
     }
   }
