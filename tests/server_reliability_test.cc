@@ -559,8 +559,13 @@ TEST(ServerSoak, SlowClientsDisconnectsAndBursts) {
   EXPECT_GT(probes.load(), 10);
   EXPECT_EQ(failures.load(), 0) << probes.load() << " probes, worst " << worst_ms.load() << " ms";
   EXPECT_GT(rss_before, 0);
+#ifndef __SANITIZE_ADDRESS__
   EXPECT_LE(rss_after, rss_before + 4096 + rss_before / 10)
       << "RSS " << rss_before << " -> " << rss_after << " KiB over " << rounds << " rounds";
+#else
+  // Under ASan freed memory sits in its quarantine (256 MB by default), so RSS grows by design:
+  // flat memory is the release build's check; here LeakSanitizer checks elm-serve at exit.
+#endif
   std::printf("soak: %d rounds in %.0f s, %d health probes (worst %ld ms), RSS %ld -> %ld KiB\n",
               rounds, seconds, probes.load(), worst_ms.load(), rss_before, rss_after);
   EXPECT_TRUE(serve.Stop(10.0));
