@@ -56,8 +56,9 @@ echo "fuzz smoke: build $(($(date +%s) - build_start)) s; $SECONDS_PER_TARGET s 
 # libFuzzer runs one input at a time on one thread: the targets run FUZZ_PARALLEL at a time (default:
 # the number of cores), each with one OpenMP thread so runs stay comparable on shared CI cores, and
 # with a fixed seed (FUZZ_SEED) so a run's mutations do not depend on the clock.
+# (getconf, not nproc: nproc counts OMP_NUM_THREADS, which is 1 here.)
+parallel=${FUZZ_PARALLEL:-$(getconf _NPROCESSORS_ONLN)}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-parallel=${FUZZ_PARALLEL:-$(nproc)}
 seed=${FUZZ_SEED:-1}
 
 # Runs one target; its result line and any failure excerpt go to $BUILD/smoke/$t/result.
