@@ -39,17 +39,6 @@ std::string Name(const std::string& dir) {
   return fs::path(dir).filename().string();
 }
 
-// The longest test sequence of a conformance folder.
-std::vector<int> Tokens(const std::string& dir) {
-  const json v = json::parse(ReadTextFile(dir + "/vectors.json"));
-  std::vector<int> best;
-  for (const auto& s : v["sequences"]) {
-    auto t = s["tokens"].get<std::vector<int>>();
-    if (t.size() > best.size()) best = t;
-  }
-  return best;
-}
-
 float MaxAbs(const std::vector<float>& v) {
   float m = 0;
   for (float x : v) m = std::max(m, std::fabs(x));
@@ -127,7 +116,7 @@ TEST_F(FormatsConvert, HfGgufHfRoundTripIsBitExact) {
 TEST_F(FormatsConvert, GgufGivesTheSameLogitsAsSafetensors) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     const auto ref = test::AllLogits(Model::Load(src), tokens);
     for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
       const std::string gguf = dir_ + "/" + Name(src) + DTypeName(t) + ".gguf";
@@ -154,7 +143,7 @@ TEST_F(FormatsConvert, GgufGivesTheSameLogitsAsSafetensors) {
 TEST_F(FormatsConvert, QuantizedGgufLogitsWithinTolerance) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     const auto ref = test::AllLogits(Model::Load(src), tokens);
     const float scale = std::max(1.0f, MaxAbs(ref));
     for (auto [t, tol, rel_tol] :
@@ -195,7 +184,7 @@ TEST_F(FormatsConvert, QuantizedGgufLogitsWithinTolerance) {
 TEST_F(FormatsConvert, NoMmapGivesIdenticalLogits) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     LoadOptions copy;
     copy.mmap = false;
     const auto mapped = test::AllLogits(Model::Load(src), tokens);
@@ -218,7 +207,7 @@ TEST_F(FormatsConvert, LoadOptionsConvertGgufWeights) {
   Convert(src, "gguf", gguf, DType::kF32);
   LoadOptions lo;
   lo.weights = DType::kQ8_0;
-  const auto tokens = Tokens(src);
+  const auto tokens = test::LongestSequenceTokens(src);
   auto a = test::AllLogits(Model::Load(gguf, lo), tokens);
   auto b = test::AllLogits(Model::Load(src, lo), tokens);
   EXPECT_EQ(test::MaxAbsDiff(a.data(), b.data(), a.size()), 0.0f);
@@ -236,7 +225,7 @@ TEST_F(FormatsConvert, MlxFolderLoadsWithTheSameLogits) {
     EXPECT_EQ(cfg["num_query_heads"].size(), static_cast<size_t>(c.n_layers));
     EXPECT_EQ(cfg["ffn_multipliers"].size(), static_cast<size_t>(c.n_layers));
     EXPECT_EQ(SafetensorsFile(mlx + "/model.safetensors").metadata().at("format"), "mlx");
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     const auto ref = test::AllLogits(Model::Load(src), tokens);
     const auto got = test::AllLogits(Model::Load(mlx), tokens);
     EXPECT_EQ(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), 0.0f);
@@ -274,7 +263,7 @@ TEST_F(FormatsConvert, EveryLayoutLoadsThroughOneSource) {
     Convert(src, "gguf", gguf);
     Convert(src, "mlx", mlx);
 
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     const ModelSource ref_src = OpenModelSource(src);
     const auto ref = test::AllLogits(Model::Load(src), tokens);
     LoadOptions copy;
@@ -323,7 +312,7 @@ TEST_F(FormatsConvert, EveryLayoutLoadsThroughOneSource) {
 TEST_F(FormatsConvert, MlxQuantizedFolders) {
   for (const auto& src : ModelDirs()) {
     SCOPED_TRACE(Name(src));
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     const auto ref = test::AllLogits(Model::Load(src), tokens);
     const float scale = std::max(1.0f, MaxAbs(ref));
     for (auto [bits, tol, rel_tol] : {std::tuple{8, 0.1f, 0.06f}, std::tuple{4, 1.2f, 0.8f}}) {

@@ -31,17 +31,6 @@ std::vector<std::string> ModelDirs() {
   return test::ConformanceFolders("numerics");
 }
 
-// The longest test sequence of a conformance folder.
-std::vector<int> Tokens(const std::string& dir) {
-  const json v = json::parse(ReadTextFile(dir + "/vectors.json"));
-  std::vector<int> best;
-  for (const auto& s : v["sequences"]) {
-    auto t = s["tokens"].get<std::vector<int>>();
-    if (t.size() > best.size()) best = t;
-  }
-  return best;
-}
-
 // Logits of a prefill over `tokens` (all rows) followed by `steps` single-token decoding steps
 // through the KV cache (feeding tokens[0..steps) again), concatenated.
 std::vector<float> RunLogits(const std::shared_ptr<const Model>& m, const std::vector<int>& tokens,
@@ -114,7 +103,7 @@ class Numerics : public ::testing::Test {
 // rounded to bf16). BF16 on the default path rounds activations to bf16: judged by KL and top-1.
 TEST_F(Numerics, HalfPrecisionCheckpointsExact) {
   for (const auto& src : ModelDirs()) {
-    const auto tokens = Tokens(src);
+    const auto tokens = test::LongestSequenceTokens(src);
     for (DType type : {DType::kBF16, DType::kF16}) {
       const std::string name = fs::path(src).filename().string() + " " + DTypeName(type);
       SCOPED_TRACE(name);
@@ -152,7 +141,7 @@ TEST_F(Numerics, HalfPrecisionCheckpointsExact) {
 // kernels) is float32 math on the dequantized weights.
 TEST_F(Numerics, ExactQuantizedWeightsAndSessionSwitch) {
   const std::string src = test::DataDir() + "/conformance/a_tiny_qknorm_tied";
-  const auto tokens = Tokens(src);
+  const auto tokens = test::LongestSequenceTokens(src);
   for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
     SCOPED_TRACE(DTypeName(type));
     LoadOptions lo;

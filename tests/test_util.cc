@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -54,6 +55,16 @@ std::vector<std::string> ConformanceFolders(const std::string& tag) {
     }
   }
   return out;
+}
+
+std::vector<int> LongestSequenceTokens(const std::string& dir) {
+  const nlohmann::json v = nlohmann::json::parse(ReadTextFile(dir + "/vectors.json"));
+  std::vector<int> best;
+  for (const auto& s : v["sequences"]) {
+    auto t = s["tokens"].get<std::vector<int>>();
+    if (t.size() > best.size()) best = t;
+  }
+  return best;
 }
 
 std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count) {

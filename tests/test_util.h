@@ -22,6 +22,8 @@ std::string SharedConformanceDir();
 // each root itself or its subfolders, sorted, each folder name once (the in-repo copies and
 // ../shared hold the same small folders). Any further folder in the same format is picked up.
 std::vector<std::string> ConformanceFolders(const std::string& tag);
+// The tokens of the longest test sequence in a conformance folder's vectors.json.
+std::vector<int> LongestSequenceTokens(const std::string& dir);
 // Reads `count` float32 values at byte `offset` of a little-endian binary file.
 std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count);
 // A fresh empty temporary folder (removed by the OS eventually; tests clean up when they can).
