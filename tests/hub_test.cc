@@ -240,6 +240,16 @@ TEST(HfCache, RepoIdsAndCacheFolder) {
                          "/config.json"),
             "OpenELM-270M");
   EXPECT_EQ(HfRepoNameOf("/data/OpenELM-270M"), "");
+  const auto plain = ParseHfModelRef("apple/OpenELM-270M");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->repo, "apple/OpenELM-270M");
+  EXPECT_EQ(plain->revision, "main");
+  const auto tagged = ParseHfModelRef("apple/OpenELM-270M@refs/pr/1");
+  ASSERT_TRUE(tagged);
+  EXPECT_EQ(tagged->repo, "apple/OpenELM-270M");
+  EXPECT_EQ(tagged->revision, "refs/pr/1");
+  for (const char* bad : {"apple/x@", "apple/x@..", "apple/x@a/../b", "apple/x@/a", "apple@v1"})
+    EXPECT_FALSE(ParseHfModelRef(bad)) << bad;
 }
 
 TEST(HfCache, MissingHubNameSaysHowToGetIt) {
@@ -381,6 +391,23 @@ TEST_F(HubTest, CliPullThenModelByName) {
   ASSERT_EQ(test::RunShell(env + ELM_BINARY " info --model owner/tiny", &out, &err), 0) << err;
   EXPECT_EQ(test::RunShell(env + ELM_BINARY " info --model owner/missing", &out, &err), 1);
   EXPECT_NE(err.find("elm pull owner/missing"), std::string::npos) << err;
+}
+
+TEST_F(HubTest, CliPullOfARevisionOpensAsNameAtRevision) {
+  std::string out, err;
+  const std::string env = "HF_ENDPOINT=" + hub_.endpoint() + " HF_HUB_CACHE=" + cache_ + " ";
+  ASSERT_EQ(test::RunShell(env + ELM_BINARY " pull owner/tiny --revision v1.0", &out, &err), 0)
+      << err;
+  EXPECT_NE(out.find("--model owner/tiny@v1.0"), std::string::npos) << out;
+  // Only refs/v1.0 exists: the plain name (revision main) says which revision the cache holds.
+  EXPECT_EQ(test::RunShell(env + ELM_BINARY " info --model owner/tiny", &out, &err), 1);
+  EXPECT_NE(err.find("owner/tiny@v1.0"), std::string::npos) << err;
+  EXPECT_NE(err.find("elm pull owner/tiny)"), std::string::npos) << err;
+  ASSERT_EQ(test::RunShell(env + ELM_BINARY " info --model owner/tiny@v1.0", &out, &err), 0) << err;
+  ASSERT_EQ(test::RunShell(env + ELM_BINARY " info --model owner/tiny@" + kCommit, &out, &err), 0)
+      << err;
+  EXPECT_EQ(test::RunShell(env + ELM_BINARY " info --model owner/tiny@v2", &out, &err), 1);
+  EXPECT_NE(err.find("elm pull owner/tiny --revision v2"), std::string::npos) << err;
 }
 
 }  // namespace

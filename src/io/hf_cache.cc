@@ -1,5 +1,6 @@
 #include "io/hf_cache.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,20 @@ bool IsRepoPart(const std::string& s) {
     if (!ok) return false;
   }
   return s.find("..") == std::string::npos;
+}
+
+// A branch or tag name as refs/ can hold it: no empty, "." or ".." component, no backslash.
+bool IsRevisionName(const std::string& s) {
+  if (s.size() > 200 || s.front() == '/' || s.back() == '/') return false;
+  for (char c : s)
+    if (c == '\\' || static_cast<unsigned char>(c) < 0x20) return false;
+  for (size_t b = 0; b <= s.size();) {
+    const size_t e = std::min(s.find('/', b), s.size());
+    const std::string part = s.substr(b, e - b);
+    if (part.empty() || part == "." || part == "..") return false;
+    b = e + 1;
+  }
+  return true;
 }
 
 bool IsCommitHash(const std::string& s) {
@@ -76,15 +91,45 @@ std::optional<std::string> FindHfSnapshot(const std::string& cache, const std::s
   return snap.string();
 }
 
+std::optional<HfModelRef> ParseHfModelRef(const std::string& text) {
+  const size_t at = text.find('@');
+  HfModelRef ref{text.substr(0, at), at == std::string::npos ? "main" : text.substr(at + 1)};
+  if (!IsHfRepoId(ref.repo) || ref.revision.empty() || !IsRevisionName(ref.revision))
+    return std::nullopt;
+  return ref;
+}
+
+std::vector<std::string> HfCachedRevisions(const std::string& cache, const std::string& repo) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  const fs::path refs = fs::path(HfRepoCacheDir(cache, repo)) / "refs";
+  for (const auto& e : fs::recursive_directory_iterator(refs, ec))
+    if (e.is_regular_file(ec)) names.push_back(e.path().lexically_relative(refs).string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 std::string ResolveModelPath(const std::string& path) {
   std::error_code ec;
   if (fs::exists(path, ec)) return path;
-  if (!IsHfRepoId(path)) Fail(path, ": no such model folder or file");
+  const auto ref = ParseHfModelRef(path);
+  if (!ref) Fail(path, ": no such model folder or file");
   const std::string cache = HfHubCacheDir();
-  const auto snap = FindHfSnapshot(cache, path);
-  if (!snap)
-    Fail(path, ": no such model folder or file, and no Hugging Face hub snapshot of '", path,
-         "' in ", HfRepoCacheDir(cache, path), " (download it with: elm pull ", path, ")");
+  const auto snap = FindHfSnapshot(cache, ref->repo, ref->revision);
+  if (!snap) {
+    // Name the revisions the cache does hold (a pull with --revision writes refs/<R> only).
+    std::string held;
+    for (const std::string& r : HfCachedRevisions(cache, ref->repo))
+      held += (held.empty() ? "" : ", ") + ref->repo + "@" + r;
+    const std::string pull =
+        ref->repo + (ref->revision == "main" ? "" : " --revision " + ref->revision);
+    if (!held.empty())
+      Fail(path, ": the Hugging Face hub cache holds no '", ref->revision, "' revision of '",
+           ref->repo, "' in ", HfRepoCacheDir(cache, ref->repo), "; it holds ", held,
+           " (pass one of those to --model, or download it with: elm pull ", pull, ")");
+    Fail(path, ": no such model folder or file, and no Hugging Face hub snapshot of '", ref->repo,
+         "' in ", HfRepoCacheDir(cache, ref->repo), " (download it with: elm pull ", pull, ")");
+  }
   if (fs::exists(fs::path(*snap) / "config.json", ec)) return *snap;
   std::vector<std::string> ggufs;
   for (const auto& e : fs::directory_iterator(*snap, ec))

@@ -13,6 +13,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace elm {
 
@@ -31,9 +32,20 @@ std::string HfRepoCacheDir(const std::string& cache, const std::string& repo);
 std::optional<std::string> FindHfSnapshot(const std::string& cache, const std::string& repo,
                                           const std::string& revision = "main");
 
-// `path` when it exists; else, for a hub id (IsHfRepoId) held in the cache, its snapshot folder
-// (or the one .gguf file of a snapshot that has no config.json). Throws elm::Error naming the path
-// otherwise, saying how to get a hub model (`elm pull owner/name`).
+// A model named on the command line as `owner/name` (revision "main") or `owner/name@revision`
+// (a branch, tag or commit, as `elm pull --revision` fetched it).
+struct HfModelRef {
+  std::string repo;
+  std::string revision;
+};
+std::optional<HfModelRef> ParseHfModelRef(const std::string& text);
+
+// The revisions (names under refs/) the cache holds for `repo`, sorted.
+std::vector<std::string> HfCachedRevisions(const std::string& cache, const std::string& repo);
+
+// `path` when it exists; else, for a hub name (ParseHfModelRef) held in the cache, its snapshot
+// folder (or the one .gguf file of a snapshot that has no config.json). Throws elm::Error naming
+// the path otherwise, saying how to get a hub model (`elm pull owner/name`).
 std::string ResolveModelPath(const std::string& path);
 
 // The repository name ("OpenELM-270M") when `path` lies inside a snapshot of the cache layout

@@ -48,7 +48,9 @@ void RegisterPullCommands(CLI::App& app) {
     std::printf("%s: %zu files at commit %s (%.1f MiB downloaded)\n%s\n", o->req.repo.c_str(),
                 r.files.size(), r.commit.c_str(),
                 static_cast<double>(r.downloaded_bytes) / (1024.0 * 1024.0), r.snapshot.c_str());
-    std::printf("use it with: elm generate --model %s --prompt \"...\"\n", o->req.repo.c_str());
+    // A revision other than main is named in the model argument (owner/name@revision).
+    const std::string name = o->req.repo + (o->req.revision == "main" ? "" : "@" + o->req.revision);
+    std::printf("use it with: elm generate --model %s --prompt \"...\"\n", name.c_str());
   });
 }
 
