@@ -2,6 +2,7 @@
 // and rolling-window perplexity of a text file (docs/evaluation.md).
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <string>
 
 #include "base/error.h"
@@ -65,7 +66,7 @@ json ConfigJson(const ModelOpts& o, const eval::LoglikelihoodScorer& scorer) {
           {"max_length", scorer.max_length()},
           {"add_bos_token", !o.no_bos},
           {"exact", o.exact},
-          {"harness", "lm-evaluation-harness dc90fec semantics (HFLM, zero-shot)"}};
+          {"harness", "lm-evaluation-harness dc90fec semantics (HFLM)"}};
 }
 
 void WriteJson(const std::string& path, const json& j) {
@@ -73,12 +74,29 @@ void WriteJson(const std::string& path, const json& j) {
   WriteFileAtomic(path, text.data(), text.size());
 }
 
+// "TASK=FILE" values of --data / --fewshot-data, checked against the known tasks.
+std::map<std::string, std::string> TaskFiles(const std::vector<std::string>& values,
+                                             const char* flag) {
+  std::map<std::string, std::string> out;
+  for (const auto& v : values) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+      Fail(flag, " ", v, ": expected TASK=FILE");
+    const std::string task = v.substr(0, eq);
+    eval::FindTask(task);
+    if (!out.emplace(task, v.substr(eq + 1)).second) Fail(flag, ": task ", task, " given twice");
+  }
+  return out;
+}
+
 void RegisterEval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "eval", "Zero-shot accuracy on the OpenELM paper's tasks (lm-evaluation-harness semantics)");
+      "eval",
+      "Zero- and few-shot accuracy on the OpenELM paper's tasks (lm-evaluation-harness semantics)");
   struct Opts : ModelOpts {
     std::string tasks, output, output_requests, data_dir, sciq;
-    int limit = 0;
+    std::vector<std::string> data_files, fewshot_files;
+    int limit = 0, num_fewshot = 0;
     bool no_prefix_cache = false;
   };
   auto o = std::make_shared<Opts>();
@@ -96,6 +114,13 @@ void RegisterEval(CLI::App& app) {
   cmd->add_option("--sciq", o->sciq,
                   "SciQ test set: allenai/sciq's test.json or JSON lines with support, question, "
                   "distractor1-3, correct_answer");
+  cmd->add_option("--num-fewshot", o->num_fewshot,
+                  "Few-shot examples per prompt, drawn as lm-eval does (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--data", o->data_files,
+                  "TASK=FILE: read TASK's scored split from FILE (repeatable)");
+  cmd->add_option("--fewshot-data", o->fewshot_files,
+                  "TASK=FILE: read TASK's few-shot split from FILE (repeatable)");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache,
                 "Score every request with its own full forward, like lm-eval's HFLM (slower; "
                 "for comparison)");
@@ -106,11 +131,15 @@ void RegisterEval(CLI::App& app) {
     opt.add_bos = !o->no_bos;
     opt.data.data_dir = eval::ResolveDataDir(o->data_dir);
     opt.data.sciq_file = o->sciq;
+    opt.num_fewshot = o->num_fewshot;
+    opt.data.files = TaskFiles(o->data_files, "--data");
+    opt.data.fewshot_files = TaskFiles(o->fewshot_files, "--fewshot-data");
     // A task named on the command line without its data is an error before the model loads;
     // "all" skips the tasks whose data is not shipped (SciQ) with a note (docs/evaluation.md).
     if (o->tasks != "all")
       for (const eval::TaskInfo* t : tasks)
         if (eval::TaskDataPath(*t, opt.data).empty()) Fail(eval::MissingDataError(*t, opt.data));
+    eval::CheckFewshotData(tasks, opt);
     auto model = LoadModel(*o);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
@@ -125,6 +154,7 @@ void RegisterEval(CLI::App& app) {
       if (done == total) bar.Finish();
     };
     cb.skipped = [](const std::string& msg) { std::fprintf(stderr, "%s\n", msg.c_str()); };
+    cb.note = cb.skipped;
     if (!o->output_requests.empty())
       cb.on_request = [&](const eval::RequestRecord& r) {
         requests += eval::RequestJson(r).dump() + "\n";
@@ -139,7 +169,7 @@ void RegisterEval(CLI::App& app) {
     json config = ConfigJson(*o, scorer);
     config["tasks"] = o->tasks;
     config["limit"] = o->limit;
-    config["num_fewshot"] = 0;
+    config["num_fewshot"] = o->num_fewshot;
     config["data_dir"] = opt.data.data_dir;
     config["prefix_cache"] = !o->no_prefix_cache;
     if (!o->output.empty()) WriteJson(o->output, eval::ResultsJson(report, config));

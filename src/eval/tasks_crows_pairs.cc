@@ -1,0 +1,35 @@
+// CrowS-Pairs (English) as lm-eval's crows_pairs/crows_pairs_english.yaml at dc90fec: an empty
+// context (plus any few-shot examples), the two sentences scored whole with no target delimiter,
+// likelihood_diff = |ll(sent_more) - ll(sent_less)| and pct_stereotype = ll(sent_more) >
+// ll(sent_less) (docs/evaluation.md "CrowS-Pairs").
+#include "base/error.h"
+#include "eval/task_rows.h"
+#include "eval/tasks.h"
+
+namespace elm::eval {
+using nlohmann::json;
+using namespace rows;  // NOLINT: the shared row helpers (task_rows.h)
+
+Doc CrowsPairsDoc(const json& row, int index, const std::string& where) {
+  const std::string more = Str(row, "sent_more", where), less = Str(row, "sent_less", where);
+  if (more.empty() || less.empty()) Fail(where, ": empty sentence");
+  Doc d;
+  d.index = index;
+  d.requests = {{"", more}, {"", less}};  // target_delimiter ""
+  d.choices = {more, less};
+  d.gold = 0;        // doc_to_target 0: the example shows sent_more
+  d.example = more;  // doc_to_text "" + "" + sent_more
+  return d;
+}
+
+std::vector<Doc> LoadCrowsPairs(const std::string& path) {
+  std::vector<std::string> where;
+  const auto rows = ReadRows(path, &where);
+  std::vector<Doc> docs;
+  docs.reserve(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i)
+    docs.push_back(CrowsPairsDoc(rows[i], static_cast<int>(i), where[i]));
+  return docs;
+}
+
+}  // namespace elm::eval

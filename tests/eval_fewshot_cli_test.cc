@@ -1,0 +1,87 @@
+// `elm eval --num-fewshot` and the tasks beyond the zero-shot seven, end to end on the bundled
+// tiny model and the made-up rows of tests/data/eval/fewshot: the MMLU breakdown, the JSON in
+// lm-eval's results/groups/versions/n-shot/configs layout, and the errors before the model loads.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "base/mmap_file.h"
+#include "test_util.h"
+
+namespace elm {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kTiny = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
+
+std::string Fixtures() {
+  return test::DataDir() + "/eval/fewshot";
+}
+
+TEST(EvalFewshotCli, MmluFiveShotWithBreakdown) {
+  const std::string tmp = test::TempDir("eval_fewshot_cli");
+  std::string out, err;
+  ASSERT_EQ(
+      test::RunElm("eval --model " + kTiny +
+                       " --tasks mmlu,truthfulqa_mc2,crows_pairs_english"
+                       " --num-fewshot 5 --limit 2 --data-dir " +
+                       Fixtures() + " -o " + tmp + "/r.json --output-requests " + tmp + "/q.jsonl",
+                   &out, &err),
+      0)
+      << err;
+  EXPECT_NE(out.find("| mmlu"), std::string::npos) << out;
+  EXPECT_NE(out.find(" - stem"), std::string::npos) << out;
+  EXPECT_NE(out.find("  - abstract_algebra"), std::string::npos) << out;
+  EXPECT_NE(out.find("pct_stereotype"), std::string::npos) << out;
+  EXPECT_NE(err.find("truthfulqa_mc2: its lm-eval config fixes num_fewshot to 0"),
+            std::string::npos)
+      << err;
+  const json r = json::parse(ReadTextFile(tmp + "/r.json"));
+  EXPECT_TRUE(r["results"]["mmlu"]["acc,none"].is_number());
+  EXPECT_TRUE(r["results"]["mmlu_stem"]["acc,none"].is_number());
+  EXPECT_TRUE(r["results"]["mmlu_humanities"]["acc,none"].is_number());
+  EXPECT_EQ(r["results"]["mmlu_abstract_algebra"]["n_docs"], 2);
+  EXPECT_TRUE(r["groups"].contains("mmlu"));
+  EXPECT_TRUE(r["groups"].contains("mmlu_stem"));
+  EXPECT_EQ(r["n-shot"]["mmlu"], 5);
+  EXPECT_EQ(r["n-shot"]["truthfulqa_mc2"], 0);
+  EXPECT_EQ(r["n-shot"]["crows_pairs_english"], 5);
+  EXPECT_EQ(r["versions"]["truthfulqa_mc2"], "2.0");
+  EXPECT_EQ(r["configs"]["mmlu"]["fewshot_split"], "dev");
+  EXPECT_EQ(r["configs"]["mmlu"]["fewshot_config"]["sampler"], "first_n");
+  const double mc2 = r["results"]["truthfulqa_mc2"]["acc,none"].get<double>();
+  EXPECT_GT(mc2, 0.0);
+  EXPECT_LT(mc2, 1.0);
+  EXPECT_TRUE(r["results"]["crows_pairs_english"]["likelihood_diff,none"].is_number());
+  // The first MMLU request carries the subject's description and 5 dev examples.
+  const std::string first = ReadTextFile(tmp + "/q.jsonl");
+  const json q = json::parse(first.substr(0, first.find('\n')));
+  const std::string ctx = q["context"].get<std::string>();
+  EXPECT_EQ(ctx.rfind("The following are multiple choice questions (with answers) about abstract "
+                      "algebra.\n\n",
+                      0),
+            0u)
+      << ctx;
+  fs::remove_all(tmp);
+}
+
+TEST(EvalFewshotCli, MissingFewshotSplitFailsBeforeLoading) {
+  std::string out, err;
+  EXPECT_NE(test::RunElm("eval --model /nonexistent --tasks arc_easy --num-fewshot 25", &out, &err),
+            0);
+  EXPECT_NE(err.find("arc_easy_train.jsonl"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --tasks arc_easy --data bogus", &out, &err),
+            0);
+  EXPECT_NE(err.find("expected TASK=FILE"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --tasks race --data-dir " +
+                             test::TempDir("eval_fewshot_none"),
+                         &out, &err),
+            0);
+  EXPECT_NE(err.find("task race: no data"), std::string::npos) << err;
+  EXPECT_NE(err.find("EleutherAI/race"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace elm
