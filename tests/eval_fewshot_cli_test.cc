@@ -85,3 +85,44 @@ TEST(EvalFewshotCli, MissingFewshotSplitFailsBeforeLoading) {
 
 }  // namespace
 }  // namespace elm
+
+namespace elm {
+namespace {
+
+// The paper's headline suite end to end on the made-up rows: every task at its card shots, the
+// card's table and the "suite" object of the JSON.
+TEST(EvalFewshotCli, OpenllmSuite) {
+  const std::string tmp = test::TempDir("eval_suite_cli");
+  const std::string f = Fixtures();
+  std::string out, err;
+  ASSERT_EQ(
+      test::RunElm("eval --model " + kTiny + "/ --suite openllm --limit 2 --data-dir " + f +
+                       " --data arc_challenge=" + f + "/arc_challenge_hf.jsonl" +
+                       " --data hellaswag=" + f + "/hellaswag_validation.jsonl" +
+                       " --data winogrande=" + f + "/winogrande_hf.jsonl -o " + tmp + "/r.json",
+                   &out, &err),
+      0)
+      << err;
+  EXPECT_NE(out.find("| Model           | ARC-c (25)"), std::string::npos) << out;
+  EXPECT_NE(out.find("| tiny-random-32k |"), std::string::npos) << out;
+  EXPECT_NE(out.find("WinoGrande (5)"), std::string::npos) << out;
+  const json r = json::parse(ReadTextFile(tmp + "/r.json"));
+  EXPECT_EQ(r["suite"]["name"], "openllm");
+  EXPECT_EQ(r["suite"]["columns"].size(), 5u);
+  EXPECT_TRUE(r["suite"]["average"].is_number());
+  EXPECT_EQ(r["n-shot"]["arc_challenge"], 25);
+  EXPECT_EQ(r["n-shot"]["hellaswag"], 10);
+  EXPECT_EQ(r["n-shot"]["mmlu"], 5);
+  EXPECT_EQ(r["n-shot"]["winogrande"], 5);
+  EXPECT_EQ(r["config"]["suite"], "openllm");
+
+  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --suite openllm --num-fewshot 3", &out, &err),
+            0);
+  EXPECT_NE(err.find("does not combine"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --suite nope", &out, &err), 0);
+  EXPECT_NE(err.find("unknown suite \"nope\""), std::string::npos) << err;
+  fs::remove_all(tmp);
+}
+
+}  // namespace
+}  // namespace elm
