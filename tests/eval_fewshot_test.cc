@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "eval/csv.h"
 #include "eval/evaluator.h"
 #include "eval/fewshot.h"
 #include "eval/py_literal.h"
@@ -271,6 +272,37 @@ TEST(EvalTasksExtra, MalformedRowsNameFileAndLine) {
   expect_error("winogrande",
                "{\"sentence\":\"no blank\",\"option1\":\"a\",\"option2\":\"b\",\"answer\":\"1\"}\n",
                "no \"_\" blank");
+}
+
+// The original releases' CSV: MMLU's data/test folder and CrowS-Pairs' crows_pairs_anonymized.csv.
+TEST(EvalTasksExtra, OriginalReleaseCsv) {
+  const auto mmlu = LoadDocs(FindTask("mmlu"), Dir() + "/mmlu_csv/test");
+  ASSERT_EQ(mmlu.size(), 2u);
+  EXPECT_EQ(mmlu[0].subset, "abstract_algebra");
+  EXPECT_EQ(mmlu[0].gold, 1);
+  EXPECT_EQ(mmlu[0].requests[0].context,
+            "What is 2+2?\nA. 3\nB. 4\nC. 5, or more\nD. a \"quoted\" one\nAnswer:");
+  EXPECT_EQ(mmlu[1].requests[0].context.rfind("Which line\nbreaks?\nA. x", 0), 0u);
+  EXPECT_EQ(mmlu[1].gold, 3);
+  const auto crows =
+      LoadDocs(FindTask("crows_pairs_english"), Dir() + "/crows_pairs_anonymized.csv");
+  ASSERT_EQ(crows.size(), 2u);
+  EXPECT_EQ(crows[0].choices, (std::vector<std::string>{"He, the man, cried.", "She cried."}));
+  EXPECT_EQ(crows[1].requests[1].continuation, "Ann ran.");
+
+  const auto recs = ParseCsv("a,\"b\"\"c\",\r\n\n\"x\ny\",z\n", "f.csv");
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].fields, (std::vector<std::string>{"a", "b\"c", ""}));
+  EXPECT_EQ(recs[1].line, 3);
+  EXPECT_EQ(recs[1].fields, (std::vector<std::string>{"x\ny", "z"}));
+  for (const char* bad : {"\"abc", "\"a\"b,c", "a\"b"}) {
+    try {
+      ParseCsv(bad, "f.csv");
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("f.csv:1:"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(EvalTasksExtra, PyCapitalize) {

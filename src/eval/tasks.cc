@@ -127,13 +127,15 @@ const std::vector<TaskInfo>& AllTasks() {
        .kind = K::kMultipleChoice,
        .acc_norm = false,
        .split = "test",
-       .file = "mmlu_test.jsonl",
+       .file = "mmlu_test.jsonl|mmlu/test",
        .shipped = false,
        .fewshot_split = "dev",
-       .fewshot_file = "mmlu_dev.jsonl",
+       .fewshot_file = "mmlu_dev.jsonl|mmlu/dev",
        .sampling = FewshotSampling::kFirstN,
-       .obtain = "Hugging Face cais/mmlu, config all, splits test and dev, as JSON lines "
-                 "mmlu_test.jsonl and mmlu_dev.jsonl"},
+       .obtain =
+           "Hugging Face cais/mmlu, config all, splits test and dev, as JSON lines "
+           "mmlu_test.jsonl and mmlu_dev.jsonl, or the original release's data/test and data/dev "
+           "CSV folders as mmlu/test and mmlu/dev"},
       {.name = "truthfulqa_mc2",
        .kind = K::kMc2,
        .acc_norm = false,
@@ -157,11 +159,12 @@ const std::vector<TaskInfo>& AllTasks() {
        .kind = K::kPairBias,
        .acc_norm = false,
        .split = "test",
-       .file = "crows_pairs_english.jsonl",
+       .file = "crows_pairs_english.jsonl|crows_pairs_anonymized.csv",
        .shipped = false,
        .fewshot_split = "",
        .obtain = "Hugging Face BigScienceBiasEval/crows_pairs_multilingual, config english, "
-                 "split test, as JSON lines crows_pairs_english.jsonl"},
+                 "split test, as JSON lines crows_pairs_english.jsonl (or the original release's "
+                 "crows_pairs_anonymized.csv, a different revision of the pairs)"},
       {.name = "siqa",
        .kind = K::kMultipleChoice,
        .acc_norm = false,

@@ -124,7 +124,8 @@ Doc HellaswagJsonDoc(const nlohmann::json& row, int index, const std::string& wh
 std::string PyCapitalize(std::string_view s);
 // The task families beyond the paper's zero-shot seven (one file each: tasks_mmlu.cc,
 // tasks_truthfulqa.cc, tasks_race.cc, tasks_crows_pairs.cc, tasks_qa.cc).
-// MMLU: a JSON-lines file of cais/mmlu rows (question, subject, choices, answer).
+// MMLU: a JSON-lines file of cais/mmlu rows (question, subject, choices, answer), or a folder of
+// the original release's CSV files (<subject>_test.csv / <subject>_dev.csv, no header).
 std::vector<Doc> LoadMmlu(const std::string& path);
 Doc MmluDoc(const nlohmann::json& row, int index, const std::string& where);
 // The 57 subjects with their lm-eval group (stem, other, social_sciences, humanities).
@@ -133,7 +134,7 @@ Doc TruthfulqaMc2Doc(const nlohmann::json& row, int index, const std::string& wh
 // lm-eval's fixed 6-shot QA primer of truthfulqa_mc1/mc2.
 const std::string& TruthfulqaPrimer();
 Doc RaceDoc(const nlohmann::json& row, int index, const std::string& where);
-// CrowS-Pairs: JSON lines (sent_more, sent_less, ...).
+// CrowS-Pairs: JSON lines (sent_more, sent_less, ...), or the original release's CSV (.csv).
 std::vector<Doc> LoadCrowsPairs(const std::string& path);
 Doc CrowsPairsDoc(const nlohmann::json& row, int index, const std::string& where);
 Doc SiqaDoc(const nlohmann::json& row, int index, const std::string& where);

@@ -1,13 +1,18 @@
 // MMLU as lm-eval's mmlu/default at dc90fec (_default_template_yaml, one task per subject,
 // grouped into stem / other / social_sciences / humanities; docs/evaluation.md "MMLU").
+#include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
+#include "eval/csv.h"
 #include "eval/task_rows.h"
 #include "eval/tasks.h"
 #include "text/py_text.h"
 
 namespace elm::eval {
+namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace rows;  // NOLINT: the shared row helpers (task_rows.h)
 
@@ -108,7 +113,42 @@ Doc MmluDoc(const json& row, int index, const std::string& where) {
   return d;
 }
 
+namespace {
+
+// The original release: a folder of <subject>_<split>.csv files (question, A, B, C, D, answer
+// letter; no header), subjects in file-name order.
+std::vector<Doc> LoadMmluCsvFolder(const std::string& dir) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".csv") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  if (files.empty())
+    Fail(dir, ": no MMLU .csv files (the original release's data/test or data/dev)");
+  std::vector<Doc> docs;
+  for (const auto& f : files) {
+    std::string subject = f.stem().string();
+    const size_t us = subject.rfind('_');
+    if (us != std::string::npos) subject.resize(us);  // drop "_test" / "_dev" / "_val"
+    const std::string path = f.string();
+    for (const auto& rec : ParseCsv(ReadTextFile(path), path)) {
+      const std::string where = path + ":" + std::to_string(rec.line);
+      if (rec.fields.size() != 6)
+        Fail(where, ": an MMLU row has 6 fields (question, A, B, C, D, answer), got ",
+             rec.fields.size());
+      const json row = {{"question", rec.fields[0]},
+                        {"subject", subject},
+                        {"choices", {rec.fields[1], rec.fields[2], rec.fields[3], rec.fields[4]}},
+                        {"answer", rec.fields[5]}};
+      docs.push_back(MmluDoc(row, static_cast<int>(docs.size()), where));
+    }
+  }
+  return docs;
+}
+
+}  // namespace
+
 std::vector<Doc> LoadMmlu(const std::string& path) {
+  if (fs::is_directory(path)) return LoadMmluCsvFolder(path);
   std::vector<std::string> where;
   const auto rows = ReadRows(path, &where);
   std::vector<Doc> docs;
