@@ -101,7 +101,7 @@ void CheckFewshotData(std::span<const TaskInfo* const> tasks, const EvalOptions&
   for (const TaskInfo* t : tasks) {
     if (ShotsFor(*t, opt) <= 0) continue;
     const std::string path = TaskDataPath(*t, opt.data);
-    if (!path.empty()) FewshotDataPath(*t, opt.data, path);
+    if (!path.empty()) FewshotDataPath(*t, opt.data);
   }
 }
 
@@ -166,7 +166,7 @@ std::vector<Doc> PrepareDocs(const TaskInfo& task, const std::string& path, cons
             ": its lm-eval config fixes num_fewshot to 0; the few-shot setting is ignored");
   std::vector<Doc> pool;
   if (r->num_fewshot > 0) {
-    r->fewshot_file = FewshotDataPath(task, opt.data, path);
+    r->fewshot_file = FewshotDataPath(task, opt.data);
     pool = r->fewshot_file.empty() ? docs : LoadDocs(task, r->fewshot_file);
   }
   if (opt.limit > 0) {  // lm-eval's --limit, per subtask

@@ -300,15 +300,13 @@ std::string MissingDataMessage(const TaskInfo& task, const DataLocations& where)
          ", or put one of " + names + " in " + where.data_dir + ")";
 }
 
-std::string FewshotDataPath(const TaskInfo& task, const DataLocations& where,
-                            const std::string& eval_path) {
-  if (*task.fewshot_split == '\0') return "";
-  (void)eval_path;
+std::string FewshotDataPath(const TaskInfo& task, const DataLocations& where) {
   if (const auto it = where.fewshot_files.find(task.name); it != where.fewshot_files.end()) {
     if (!fs::exists(it->second))
       Fail("task ", task.name, ": few-shot file ", it->second, " not found");
     return it->second;
   }
+  if (*task.fewshot_split == '\0') return "";
   const std::string found = FirstExisting(task.fewshot_file, where.data_dir);
   if (!found.empty()) return found;
   Fail("task ", task.name, ": few-shot examples come from its ", task.fewshot_split,

@@ -102,10 +102,10 @@ std::string MissingDataMessage(const TaskInfo& task, const DataLocations& where)
 // The error when a task the user named has no data: the files looked for and how to get them.
 std::string MissingDataError(const TaskInfo& task, const DataLocations& where);
 
-// The file of `task`'s few-shot split: "" when it is the scored file itself (fewshot_split "").
+// The file of `task`'s few-shot split: --fewshot-data's when given, else "" when it is the
+// scored file itself (fewshot_split ""), else the first of fewshot_file in the data folder.
 // Throws elm::Error naming the files looked for and how to get them when it is missing.
-std::string FewshotDataPath(const TaskInfo& task, const DataLocations& where,
-                            const std::string& eval_path);
+std::string FewshotDataPath(const TaskInfo& task, const DataLocations& where);
 
 // Reads every doc of `task` from `path`. Throws elm::Error naming the file and line of a
 // malformed row.
