@@ -3,6 +3,7 @@
 // lm-eval's results/groups/versions/n-shot/configs layout, and the errors before the model loads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -121,6 +122,49 @@ TEST(EvalFewshotCli, OpenllmSuite) {
   EXPECT_NE(err.find("does not combine"), std::string::npos) << err;
   EXPECT_NE(test::RunElm("eval --model " + kTiny + " --suite nope", &out, &err), 0);
   EXPECT_NE(err.find("unknown suite \"nope\""), std::string::npos) << err;
+  fs::remove_all(tmp);
+}
+
+}  // namespace
+}  // namespace elm
+
+namespace elm {
+namespace {
+
+// Few-shot prompts longer than the tiny model's 128-token context are cut on the left as lm-eval
+// does, and the prefix cache (shared across a subject's questions) gives what one full forward
+// per request gives.
+TEST(EvalFewshotCli, LongPromptsTruncateAndMatchPlainForwards) {
+  const std::string tmp = test::TempDir("eval_fewshot_trunc");
+  std::string out, err;
+  const std::string base = "eval --model " + kTiny + " --tasks mmlu,arc_challenge --limit 2 " +
+                           "--num-fewshot 5 --data-dir " + Fixtures() +
+                           " --data arc_challenge=" + Fixtures() + "/arc_challenge_hf.jsonl";
+  ASSERT_EQ(test::RunElm(base + " -o " + tmp + "/a.json --output-requests " + tmp + "/a.jsonl",
+                         &out, &err),
+            0)
+      << err;
+  ASSERT_EQ(test::RunElm(base + " --no-prefix-cache -o " + tmp + "/b.json", &out, &err), 0) << err;
+  const json a = json::parse(ReadTextFile(tmp + "/a.json"));
+  const json b = json::parse(ReadTextFile(tmp + "/b.json"));
+  for (const char* task : {"mmlu", "arc_challenge"}) {
+    const auto& da = a["samples"][task];
+    const auto& db = b["samples"][task];
+    ASSERT_EQ(da.size(), db.size());
+    for (size_t i = 0; i < da.size(); ++i)
+      for (size_t k = 0; k < da[i]["lls"].size(); ++k)
+        EXPECT_NEAR(da[i]["lls"][k].get<double>(), db[i]["lls"][k].get<double>(), 1e-3);
+  }
+  EXPECT_GT(a["results"]["mmlu"]["tokens_reused_from_cache"].get<int>(), 0);
+  size_t longest = 0;
+  const std::string lines = ReadTextFile(tmp + "/a.jsonl");
+  for (size_t at = 0; at < lines.size();) {
+    const size_t nl = lines.find('\n', at);
+    const json q = json::parse(lines.substr(at, nl - at));
+    longest = std::max(longest, q["context_ids"].size() + q["continuation_ids"].size());
+    at = nl + 1;
+  }
+  EXPECT_GT(longest, 129u);  // longer than max_length + 1: the scorer truncated it
   fs::remove_all(tmp);
 }
 
