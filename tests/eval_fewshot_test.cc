@@ -305,6 +305,10 @@ TEST(EvalTasksExtra, OriginalReleaseCsv) {
   }
 }
 
+TEST(EvalTasksExtra, LmEvalTaskNameIsAnAlias) {
+  EXPECT_EQ(&FindTask("social_iqa"), &FindTask("siqa"));
+}
+
 TEST(EvalTasksExtra, PyCapitalize) {
   EXPECT_EQ(PyCapitalize("then The Man"), "Then the man");
   EXPECT_EQ(PyCapitalize(""), "");

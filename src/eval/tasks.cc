@@ -192,7 +192,7 @@ const std::vector<TaskInfo>& AllTasks() {
 const TaskInfo& FindTask(const std::string& name) {
   std::string known;
   for (const auto& t : AllTasks()) {
-    if (name == t.name) return t;
+    if (name == t.name || (t.lm_eval_name && name == t.lm_eval_name)) return t;
     known += (known.empty() ? "" : ", ") + std::string(t.name);
   }
   Fail("unknown task \"", name, "\" (known: ", known, ")");
