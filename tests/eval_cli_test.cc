@@ -91,16 +91,20 @@ TEST(EvalCli, NamedTaskWithoutDataIsAnError) {
             0)
       << err;
   EXPECT_NE(err.find("sciq: skipped"), std::string::npos) << err;
+  EXPECT_NE(err.find("mmlu: skipped"), std::string::npos) << err;
   const json r = json::parse(ReadTextFile(tmp + "/r.json"));
-  EXPECT_EQ(r["skipped"].size(), 1u);
+  // Every task elm does not ship: sciq, mmlu, truthfulqa_mc2, race, crows_pairs_english, siqa,
+  // openbookqa.
+  EXPECT_EQ(r["skipped"].size(), 7u);
   EXPECT_FALSE(r["results"].contains("sciq"));
+  EXPECT_TRUE(r["results"].contains("arc_easy"));
   fs::remove_all(tmp);
 }
 
 TEST(EvalCli, EvalErrors) {
   std::string out, err;
-  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --tasks arc_easy,mmlu", &out, &err), 0);
-  EXPECT_NE(err.find("unknown task \"mmlu\""), std::string::npos) << err;
+  EXPECT_NE(test::RunElm("eval --model " + kTiny + " --tasks arc_easy,mmlu_pro", &out, &err), 0);
+  EXPECT_NE(err.find("unknown task \"mmlu_pro\""), std::string::npos) << err;
   EXPECT_NE(
       test::RunElm("eval --model " + kTiny + " --tasks sciq --sciq /nonexistent.json", &out, &err),
       0);

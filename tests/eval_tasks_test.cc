@@ -172,10 +172,11 @@ TEST(EvalTasks, TaskListParsing) {
   EXPECT_STREQ(list[2]->name, "lambada_openai");
   EXPECT_EQ(ParseTaskList("all").size(), AllTasks().size());
   try {
-    ParseTaskList("arc_easy,mmlu");
+    ParseTaskList("arc_easy,mmlu_pro");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown task \"mmlu\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown task \"mmlu_pro\""), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(ParseTaskList("boolq,boolq"), Error);
   EXPECT_THROW(ParseTaskList(" , "), Error);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct DocResult {
   std::vector<int> continuation_tokens;
   std::vector<double> choice_chars;  // multiple choice: len(choice) in characters
   ChoiceOutcome outcome;             // multiple choice only
+  std::string subset;                // the doc's subtask (MMLU subject), "" for single tasks
+  double mc2 = 0;                    // TruthfulQA-mc2: probability mass of the true answers
+  double likelihood_diff = 0;        // CrowS-Pairs: |ll(sent_more) - ll(sent_less)|
+  double pct_stereotype = 0;         // CrowS-Pairs: 1 when ll(sent_more) > ll(sent_less)
 };
 
 // One scored request, for --output-requests (the conformance requests.jsonl format).
@@ -43,8 +48,25 @@ DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const Task
 // lm-eval's mean_stderr; LAMBADA: acc (= mean is_greedy) and perplexity.
 std::vector<Metric> TaskMetrics(const TaskInfo& task, std::span<const DocResult> docs);
 
+// One row of a group breakdown (MMLU: a subject or a category), with lm-eval's group
+// aggregation: the mean weighted by docs and the pooled standard error
+// (lm_eval/api/metrics.py aggregate_subtask_metrics, pooled_sample_stderr at dc90fec).
+struct SubsetResult {
+  std::string name;   // "abstract_algebra", or a category "stem"
+  std::string group;  // the subject's category; "" for a category row
+  int n_docs = 0;
+  std::vector<Metric> metrics;
+};
+
+// Group metrics of subtasks `parts` (each with the same metric names, n_docs > 0).
+std::vector<Metric> PooledMetrics(std::span<const SubsetResult> parts);
+
 struct TaskResult {
   const TaskInfo* task = nullptr;
+  int num_fewshot = 0;
+  std::string fewshot_file;  // where the examples came from ("" = zero-shot or the scored file)
+  // MMLU: the categories in lm-eval's order, then the subjects (each naming its category).
+  std::vector<SubsetResult> subsets;
   std::string data_file;
   std::vector<DocResult> docs;
   std::vector<Metric> metrics;
@@ -54,10 +76,18 @@ struct TaskResult {
 };
 
 struct EvalOptions {
-  int limit = 0;        // first N docs of each task (lm-eval --limit); 0 = all
+  int limit = 0;        // first N docs of each task (per subtask: MMLU subject); 0 = all
   bool add_bos = true;  // lm-eval add_bos_token (the OpenELM recipe)
   DataLocations data;
+  int num_fewshot = 0;                      // --num-fewshot, for every task
+  std::map<std::string, int> task_fewshot;  // per-task shots (a suite), over num_fewshot
 };
+
+// The shots `task` runs with under `opt` (0 for a task whose YAML fixes num_fewshot: 0).
+int ShotsFor(const TaskInfo& task, const EvalOptions& opt);
+// Checks, before the model loads, that every task with shots > 0 finds its few-shot split;
+// throws elm::Error saying which file is missing and how to get it.
+void CheckFewshotData(std::span<const TaskInfo* const> tasks, const EvalOptions& opt);
 
 struct EvalReport {
   std::vector<TaskResult> tasks;
@@ -72,8 +102,16 @@ struct EvalCallbacks {
       progress;
   // Called when a task is skipped for lack of data (the message says why and what to do).
   std::function<void(const std::string&)> skipped;
+  // Notes for the user (a few-shot request a task ignores, as lm-eval warns).
+  std::function<void(const std::string&)> note;
   RequestSink on_request;
 };
+
+// Loads `task`'s docs from `path` and builds their prompts as lm-eval does: --limit per subtask,
+// then the description and the few-shot examples (fewshot.h). Sets r->num_fewshot and
+// r->fewshot_file; notes go to cb.note.
+std::vector<Doc> PrepareDocs(const TaskInfo& task, const std::string& path, const EvalOptions& opt,
+                             TaskResult* r, const EvalCallbacks& cb = {});
 
 EvalReport RunEval(LoglikelihoodScorer& scorer, const Tokenizer& tok,
                    std::span<const TaskInfo* const> tasks, const EvalOptions& opt,

@@ -24,18 +24,27 @@ std::string Fmt(const char* f, double v) {
 }  // namespace
 
 std::string ResultsTable(const EvalReport& report) {
-  const std::vector<std::string> head = {"task", "split", "docs", "metric", "value", "stderr"};
+  const std::vector<std::string> head = {"task",   "split", "docs",  "shots",
+                                         "metric", "value", "stderr"};
   std::vector<std::vector<std::string>> rows;
-  for (const auto& t : report.tasks) {
+  auto add = [&](const std::string& name, const std::string& split, size_t docs, int shots,
+                 const std::vector<Metric>& metrics) {
     bool first = true;
-    for (const auto& m : t.metrics) {
+    for (const auto& m : metrics) {
       const bool ppl = m.name == "perplexity";
       rows.push_back(
-          {first ? t.task->name : "", first ? t.task->split : "",
-           first ? std::to_string(t.docs.size()) : "", m.name, Fmt(ppl ? "%.4g" : "%.4f", m.value),
+          {first ? name : "", first ? split : "", first ? std::to_string(docs) : "",
+           first ? std::to_string(shots) : "", m.name, Fmt(ppl ? "%.4g" : "%.4f", m.value),
            std::isfinite(m.std_err) ? Fmt(ppl ? "± %.4g" : "± %.4f", m.std_err) : "n/a"});
       first = false;
     }
+  };
+  for (const auto& t : report.tasks) {
+    add(t.task->name, t.task->split, t.docs.size(), t.num_fewshot, t.metrics);
+    // Groups then subjects, as lm-eval lists them (" - stem", "  - abstract_algebra").
+    for (const auto& s : t.subsets)
+      add((s.group.empty() ? " - " : "  - ") + s.name, "", static_cast<size_t>(s.n_docs),
+          t.num_fewshot, s.metrics);
   }
   // Widths in characters ("±" is two bytes but one column).
   std::vector<size_t> w(head.size());
@@ -57,15 +66,69 @@ std::string ResultsTable(const EvalReport& report) {
   return out;
 }
 
+namespace {
+
+const char* LmEvalVersion(const TaskInfo& task) {
+  // metadata.version of each task's YAML at dc90fec.
+  const std::string_view n = task.name;
+  if (n == "boolq" || n == "truthfulqa_mc2" || n == "race") return "2.0";
+  if (n == "mmlu" || n == "siqa") return "0.0";
+  return "1.0";
+}
+
+json TaskConfigJson(const TaskResult& t) {
+  const TaskInfo& k = *t.task;
+  json c = {{"task", k.lm_eval_name ? k.lm_eval_name : k.name},
+            {"test_split", k.split},
+            {"num_fewshot", t.num_fewshot},
+            {"fewshot_delimiter", "\n\n"},
+            {"target_delimiter", k.kind == TaskKind::kPairBias ? "" : " "},
+            {"output_type", k.kind == TaskKind::kLastWord ? "loglikelihood" : "multiple_choice"},
+            {"data_file", t.data_file}};
+  if (t.num_fewshot > 0) {
+    c["fewshot_split"] = *k.fewshot_split ? k.fewshot_split : k.split;
+    c["fewshot_config"] = {
+        {"sampler", k.sampling == FewshotSampling::kFirstN ? "first_n" : "default"}};
+    c["fewshot_file"] = t.fewshot_file.empty() ? t.data_file : t.fewshot_file;
+  }
+  return c;
+}
+
+}  // namespace
+
 json ResultsJson(const EvalReport& report, const json& config) {
-  json results = json::object(), samples = json::object();
+  json results = json::object(), samples = json::object(), groups = json::object(),
+       versions = json::object(), n_shot = json::object(), configs = json::object();
+  auto metric_keys = [](json& r, const std::vector<Metric>& metrics) {
+    for (const auto& m : metrics) {
+      r[m.name + ",none"] = Num(m.value);
+      r[m.name + "_stderr,none"] = Num(m.std_err);
+    }
+  };
   for (const auto& t : report.tasks) {
     // lm-evaluation-harness 0.4's keys: "<metric>,<filter>" with the filter "none".
     json r = json::object();
     r["alias"] = t.task->name;
-    for (const auto& m : t.metrics) {
-      r[m.name + ",none"] = Num(m.value);
-      r[m.name + "_stderr,none"] = Num(m.std_err);
+    metric_keys(r, t.metrics);
+    versions[t.task->name] = LmEvalVersion(*t.task);
+    n_shot[t.task->name] = t.num_fewshot;
+    configs[t.task->name] = TaskConfigJson(t);
+    // MMLU: each category and subject under lm-eval's names (mmlu_stem, mmlu_anatomy), the
+    // group rows also in "groups".
+    for (const auto& s : t.subsets) {
+      json sr = {{"alias", (s.group.empty() ? " - " : "  - ") + s.name}};
+      metric_keys(sr, s.metrics);
+      sr["n_docs"] = s.n_docs;
+      const std::string key = std::string(t.task->name) + "_" + s.name;
+      results[key] = sr;
+      if (s.group.empty()) groups[key] = sr;
+      versions[key] = LmEvalVersion(*t.task);
+      n_shot[key] = t.num_fewshot;
+    }
+    if (!t.subsets.empty()) {
+      json g = {{"alias", t.task->name}};
+      metric_keys(g, t.metrics);
+      groups[t.task->name] = g;
     }
     r["split"] = t.task->split;
     r["n_docs"] = t.docs.size();
@@ -79,7 +142,13 @@ json ResultsJson(const EvalReport& report, const json& config) {
     json docs = json::array();
     for (const auto& d : t.docs) {
       json j = {{"doc_index", d.doc_index}, {"lls", d.lls}};
-      if (t.task->kind == TaskKind::kMultipleChoice) {
+      if (!d.subset.empty()) j["subset"] = d.subset;
+      if (t.task->kind == TaskKind::kMc2) {
+        j["acc"] = d.mc2;
+      } else if (t.task->kind == TaskKind::kPairBias) {
+        j["likelihood_diff"] = d.likelihood_diff;
+        j["pct_stereotype"] = d.pct_stereotype;
+      } else if (t.task->kind == TaskKind::kMultipleChoice) {
         j["gold"] = d.gold;
         j["pred"] = d.outcome.pred;
         j["acc"] = d.outcome.acc;
@@ -98,6 +167,10 @@ json ResultsJson(const EvalReport& report, const json& config) {
     samples[t.task->name] = std::move(docs);
   }
   return {{"results", results},
+          {"groups", groups},
+          {"versions", versions},
+          {"n-shot", n_shot},
+          {"configs", configs},
           {"skipped", report.skipped},
           {"config", config},
           {"timing",

@@ -289,6 +289,24 @@ ddp:
         {"rfilename": "m-Q4_K_M.gguf"}, {"rfilename": "README.md"}]}))
     put("hub_api_fuzz", "headers", "\x01W/\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\"\n4096\n")
 
+    # eval data: byte 0 = task index in AllTasks order (255: a bare Python literal), byte 1 = shots
+    # (mod 4); the rest is the task's data file
+    arc = json.dumps({"question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
+                      "answerKey": "B"})
+    put("eval_data_fuzz", "arc_hf", b"\x00\x01" + (arc + "\n" + arc.replace("Q?", "R?") + "\n").encode())
+    put("eval_data_fuzz", "winogrande_hf", b"\x06\x01" + (json.dumps(
+        {"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "1"}) + "\n").encode() * 3)
+    put("eval_data_fuzz", "mmlu", b"\x08\x02" + (json.dumps(
+        {"question": " q ", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 2}) + "\n").encode() * 3)
+    put("eval_data_fuzz", "race", b"\x0a\x00" + (json.dumps({"article": "A.", "problems": repr(
+        [{"answer": "A", "options": ["o1", "o2", "o3", "o4"], "question": "q  _  ."},
+         {"answer": "C", "options": ["p1", "p2", "p3", "p4"], "question": "Why?"}])}) + "\n").encode())
+    put("eval_data_fuzz", "truthfulqa", b"\x09\x00" + (json.dumps({"question": "q", "mc2_targets": {
+        "choices": ["t", "f"], "labels": [1, 0]}}) + "\n").encode())
+    put("eval_data_fuzz", "mmlu_csv", b"\x08\x05" + b'q,a,b,"c, d","e ""f""",B\r\n"multi\nline",1,2,3,4,A\n')
+    put("eval_data_fuzz", "crows_csv", b"\x0b\x04" + b',sent_more,sent_less\n0,"A, b.",C d.\n1,x,y\n')
+    put("eval_data_fuzz", "py_literal", b"\xff\x00" + "[{'a': \"it's\\n\\x41\\u00e9\", 'b': (1, -2.5e3, True, None)}]".encode())
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,9 @@
 // elm eval / elm perplexity: the paper's zero-shot tasks with lm-evaluation-harness semantics,
 // and rolling-window perplexity of a text file (docs/evaluation.md).
 #include <cstdio>
+#include <filesystem>
 #include <limits>
+#include <map>
 #include <string>
 
 #include "base/error.h"
@@ -12,6 +14,7 @@
 #include "eval/perplexity.h"
 #include "eval/progress.h"
 #include "eval/report.h"
+#include "eval/suites.h"
 #include "io/model_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,6 +22,7 @@ namespace elm::cli {
 namespace {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 
 struct ModelOpts {
   std::string model, tokenizer;
@@ -65,7 +69,7 @@ json ConfigJson(const ModelOpts& o, const eval::LoglikelihoodScorer& scorer) {
           {"max_length", scorer.max_length()},
           {"add_bos_token", !o.no_bos},
           {"exact", o.exact},
-          {"harness", "lm-evaluation-harness dc90fec semantics (HFLM, zero-shot)"}};
+          {"harness", "lm-evaluation-harness dc90fec semantics (HFLM)"}};
 }
 
 void WriteJson(const std::string& path, const json& j) {
@@ -73,19 +77,52 @@ void WriteJson(const std::string& path, const json& j) {
   WriteFileAtomic(path, text.data(), text.size());
 }
 
+// The model's folder (or hub) name, for the suite table's Model column.
+std::string ModelName(std::string model) {
+  while (model.size() > 1 && model.back() == '/') model.pop_back();
+  return fs::path(model).filename().string();
+}
+
+// "TASK=FILE" values of --data / --fewshot-data, checked against the known tasks.
+std::map<std::string, std::string> TaskFiles(const std::vector<std::string>& values,
+                                             const char* flag) {
+  std::map<std::string, std::string> out;
+  for (const auto& v : values) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+      Fail(flag, " ", v, ": expected TASK=FILE");
+    const std::string task = v.substr(0, eq);
+    eval::FindTask(task);
+    if (!out.emplace(task, v.substr(eq + 1)).second) Fail(flag, ": task ", task, " given twice");
+  }
+  return out;
+}
+
 void RegisterEval(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "eval", "Zero-shot accuracy on the OpenELM paper's tasks (lm-evaluation-harness semantics)");
+      "eval",
+      "Zero- and few-shot accuracy on the OpenELM paper's tasks (lm-evaluation-harness semantics)");
   struct Opts : ModelOpts {
-    std::string tasks, output, output_requests, data_dir, sciq;
-    int limit = 0;
+    std::string tasks, suite, output, output_requests, data_dir, sciq;
+    std::vector<std::string> data_files, fewshot_files;
+    int limit = 0, num_fewshot = 0;
     bool no_prefix_cache = false;
   };
   auto o = std::make_shared<Opts>();
   AddModelFlags(cmd, *o);
   std::string names;
   for (const auto& t : eval::AllTasks()) names += (names.empty() ? "" : ",") + std::string(t.name);
-  cmd->add_option("--tasks", o->tasks, "Comma-separated tasks, or \"all\": " + names)->required();
+  std::string suites;
+  for (const auto& s : eval::AllSuites())
+    suites += (suites.empty() ? "" : ", ") + std::string(s.name);
+  auto* tasks_opt =
+      cmd->add_option("--tasks", o->tasks, "Comma-separated tasks, or \"all\": " + names);
+  auto* suite_opt = cmd->add_option(
+      "--suite", o->suite,
+      "A table of the model card with its tasks and shots, printed in the card's layout: " +
+          suites);
+  tasks_opt->excludes(suite_opt);
+  suite_opt->excludes(tasks_opt);
   cmd->add_option("--limit", o->limit, "Score only the first N docs of each task (0 = all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--output,-o", o->output, "Write the results (metrics and per-doc) as JSON");
@@ -96,21 +133,37 @@ void RegisterEval(CLI::App& app) {
   cmd->add_option("--sciq", o->sciq,
                   "SciQ test set: allenai/sciq's test.json or JSON lines with support, question, "
                   "distractor1-3, correct_answer");
+  cmd->add_option("--num-fewshot", o->num_fewshot,
+                  "Few-shot examples per prompt, drawn as lm-eval does (default 0)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--data", o->data_files,
+                  "TASK=FILE: read TASK's scored split from FILE (repeatable)");
+  cmd->add_option("--fewshot-data", o->fewshot_files,
+                  "TASK=FILE: read TASK's few-shot split from FILE (repeatable)");
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache,
                 "Score every request with its own full forward, like lm-eval's HFLM (slower; "
                 "for comparison)");
-  cmd->callback([o] {
-    const auto tasks = eval::ParseTaskList(o->tasks);
+  cmd->callback([o, num_fewshot_opt = cmd->get_option("--num-fewshot")] {
+    if (o->tasks.empty() && o->suite.empty()) Fail("eval: give --tasks or --suite");
+    const eval::Suite* suite = o->suite.empty() ? nullptr : &eval::FindSuite(o->suite);
+    if (suite && num_fewshot_opt->count() > 0)
+      Fail("--num-fewshot does not combine with --suite (the suite sets each task's shots)");
+    const auto tasks = suite ? eval::SuiteTasks(*suite) : eval::ParseTaskList(o->tasks);
     eval::EvalOptions opt;
+    if (suite) opt.task_fewshot = eval::SuiteShots(*suite);
     opt.limit = o->limit;
     opt.add_bos = !o->no_bos;
     opt.data.data_dir = eval::ResolveDataDir(o->data_dir);
     opt.data.sciq_file = o->sciq;
+    opt.num_fewshot = o->num_fewshot;
+    opt.data.files = TaskFiles(o->data_files, "--data");
+    opt.data.fewshot_files = TaskFiles(o->fewshot_files, "--fewshot-data");
     // A task named on the command line without its data is an error before the model loads;
     // "all" skips the tasks whose data is not shipped (SciQ) with a note (docs/evaluation.md).
-    if (o->tasks != "all")
+    if (suite || o->tasks != "all")
       for (const eval::TaskInfo* t : tasks)
         if (eval::TaskDataPath(*t, opt.data).empty()) Fail(eval::MissingDataError(*t, opt.data));
+    eval::CheckFewshotData(tasks, opt);
     auto model = LoadModel(*o);
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
@@ -125,6 +178,7 @@ void RegisterEval(CLI::App& app) {
       if (done == total) bar.Finish();
     };
     cb.skipped = [](const std::string& msg) { std::fprintf(stderr, "%s\n", msg.c_str()); };
+    cb.note = cb.skipped;
     if (!o->output_requests.empty())
       cb.on_request = [&](const eval::RequestRecord& r) {
         requests += eval::RequestJson(r).dump() + "\n";
@@ -132,17 +186,23 @@ void RegisterEval(CLI::App& app) {
     const eval::EvalReport report = eval::RunEval(scorer, tok, tasks, opt, cb);
 
     std::printf("%s", eval::ResultsTable(report).c_str());
+    if (suite) std::printf("\n%s", eval::SuiteTable(*suite, report, ModelName(o->model)).c_str());
     std::fprintf(stderr, "%lld requests in %.1f s (%.2f requests/s), max_length %d\n",
                  static_cast<long long>(report.n_requests), report.seconds,
                  report.seconds > 0 ? static_cast<double>(report.n_requests) / report.seconds : 0.0,
                  scorer.max_length());
     json config = ConfigJson(*o, scorer);
-    config["tasks"] = o->tasks;
+    config["tasks"] = suite ? "" : o->tasks;
+    if (suite) config["suite"] = o->suite;
     config["limit"] = o->limit;
-    config["num_fewshot"] = 0;
+    config["num_fewshot"] = o->num_fewshot;
     config["data_dir"] = opt.data.data_dir;
     config["prefix_cache"] = !o->no_prefix_cache;
-    if (!o->output.empty()) WriteJson(o->output, eval::ResultsJson(report, config));
+    if (!o->output.empty()) {
+      json j = eval::ResultsJson(report, config);
+      if (suite) j["suite"] = eval::SuiteJson(*suite, report);
+      WriteJson(o->output, j);
+    }
     if (!o->output_requests.empty())
       WriteFileAtomic(o->output_requests, requests.data(), requests.size());
   });
