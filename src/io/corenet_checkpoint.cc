@@ -1,5 +1,9 @@
 #include "io/corenet_checkpoint.h"
 
+#include <algorithm>
+#include <cstring>
+#include <map>
+
 #include "base/error.h"
 
 namespace elm {
@@ -80,6 +84,79 @@ std::optional<CoreNetTrainingState> ReadCoreNetTrainingState(const PyTorchCheckp
   s.has_ema = p.Get(root, "ema_state_dict") != nullptr;
   s.has_gradient_scaler = p.Get(root, "gradient_scaler_state_dict") != nullptr;
   return s;
+}
+
+CoreNetAdamW ReadCoreNetAdamW(const PyTorchCheckpoint& ckpt) {
+  const Pickle& p = ckpt.pickle();
+  const std::string& o = ckpt.origin();
+  const PyValue* optim = p.Get(ckpt.root(), "optim_state_dict");
+  if (optim == nullptr) Fail(o, ": no optim_state_dict (not a CoreNet training checkpoint)");
+  const PyValue* state = p.Get(*optim, "state");
+  const PyValue* groups = p.Get(*optim, "param_groups");
+  if (state == nullptr || state->kind != PyValue::Kind::kDict || groups == nullptr ||
+      groups->kind != PyValue::Kind::kList)
+    Fail(o, ": optim_state_dict is not an optimizer state (no 'state' and 'param_groups')");
+  std::map<int64_t, std::string> names;  // parameter index -> CoreNet name
+  for (size_t g : groups->items) {
+    const PyValue* ids = p.Get(p.at(g), "params");
+    const PyValue* pn = p.Get(p.at(g), "param_names");
+    if (pn == nullptr)
+      Fail(o,
+           ": optim_state_dict's param groups have no 'param_names' (CoreNet writes them), "
+           "so its moments cannot be matched to parameters");
+    if (ids == nullptr || ids->kind != PyValue::Kind::kList || pn->kind != PyValue::Kind::kList ||
+        ids->items.size() != pn->items.size())
+      Fail(o, ": optim_state_dict has a param group whose 'params' and 'param_names' differ");
+    for (size_t k = 0; k < ids->items.size(); ++k) {
+      const PyValue& id = p.at(ids->items[k]);
+      const PyValue& name = p.at(pn->items[k]);
+      if (id.kind != PyValue::Kind::kInt || name.kind != PyValue::Kind::kStr)
+        Fail(o, ": optim_state_dict has a param group entry that is not an index and a name");
+      names[id.i] = name.str.rfind("module.", 0) == 0 ? name.str.substr(7) : name.str;
+    }
+  }
+  CoreNetAdamW out;
+  for (const auto& [k, v] : state->dict) {
+    const PyValue& key = p.at(k);
+    if (key.kind != PyValue::Kind::kInt) Fail(o, ": optim_state_dict's state has a non-index key");
+    auto it = names.find(key.i);
+    if (it == names.end())
+      Fail(o, ": optim_state_dict has a state for parameter ", key.i, ", which no group names");
+    CoreNetAdamWParam prm;
+    prm.name = it->second;
+    const PyValue& st = p.at(v);
+    prm.exp_avg = p.Get(st, "exp_avg");
+    prm.exp_avg_sq = p.Get(st, "exp_avg_sq");
+    const PyValue* step = p.Get(st, "step");
+    if (prm.exp_avg == nullptr || prm.exp_avg_sq == nullptr || step == nullptr ||
+        prm.exp_avg->kind != PyValue::Kind::kTensor ||
+        prm.exp_avg_sq->kind != PyValue::Kind::kTensor)
+      Fail(o, ": the AdamW state of '", prm.name, "' lacks step, exp_avg or exp_avg_sq tensors");
+    // The step: a number (PyTorch < 1.12) or a scalar tensor (float32, or int64).
+    int64_t n = 0;
+    if (step->kind == PyValue::Kind::kInt) n = step->i;
+    if (step->kind == PyValue::Kind::kFloat) n = static_cast<int64_t>(step->f);
+    if (step->kind == PyValue::Kind::kTensor) {
+      const TensorView sv = ckpt.View(*step, prm.name + " step");
+      if (sv.numel() != 1) Fail(o, ": the AdamW step of '", prm.name, "' is not a scalar");
+      if (sv.dtype_name == "F32") {
+        float f;
+        std::memcpy(&f, sv.data, 4);
+        n = static_cast<int64_t>(f);
+      } else if (sv.dtype_name == "F64") {
+        double d;
+        std::memcpy(&d, sv.data, 8);
+        n = static_cast<int64_t>(d);
+      } else if (sv.dtype_name == "I64") {
+        std::memcpy(&n, sv.data, 8);
+      } else {
+        Fail(o, ": the AdamW step of '", prm.name, "' is stored as ", sv.dtype_name);
+      }
+    }
+    out.step = std::max(out.step, n);
+    out.params.push_back(prm);
+  }
+  return out;
 }
 
 }  // namespace elm

@@ -47,4 +47,21 @@ struct CoreNetTrainingState {
 };
 std::optional<CoreNetTrainingState> ReadCoreNetTrainingState(const PyTorchCheckpoint& ckpt);
 
+// torch.optim.AdamW's state in a training checkpoint's optim_state_dict, per parameter: "state"
+// maps a parameter index to {step, exp_avg, exp_avg_sq}; "param_groups" list the indices with the
+// names CoreNet gives each group ("param_names", corenet/modeling/misc/common.py
+// parameter_list), which is how an index finds its parameter.
+struct CoreNetAdamWParam {
+  std::string name;  // CoreNet name
+  const PyValue* exp_avg = nullptr;
+  const PyValue* exp_avg_sq = nullptr;
+};
+struct CoreNetAdamW {
+  std::vector<CoreNetAdamWParam> params;  // those with a state (a step was taken)
+  int64_t step = 0;                       // AdamW's step count (the largest of the parameters')
+};
+// Errors name the file and what is missing (no optim_state_dict, groups without param_names, a
+// state without its moments).
+CoreNetAdamW ReadCoreNetAdamW(const PyTorchCheckpoint& ckpt);
+
 }  // namespace elm

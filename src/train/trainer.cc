@@ -454,11 +454,23 @@ void Trainer::InitWeights() {
   const bool lora = cfg_.lora.enabled();
   ParamSet& ps = model_.params();
   if (lora || (!resumed_ && !cfg_.init_from.empty())) {
-    const ModelSource init = OpenModelSource(cfg_.init_from);  // HF, MLX or GGUF
+    // HF, MLX, GGUF, or a CoreNet .pt checkpoint (shaped by this config).
+    SourceOptions so;
+    so.for_conversion = false;
+    so.config = cfg_.model;
+    const ModelSource init = OpenModelSource(cfg_.init_from, so);
     if (ConfigToHfJson(init.config).dump() != ConfigToHfJson(cfg_.model).dump())
       Fail("elm.init_from ", cfg_.init_from, ": its config.json does not match the model of ",
            cfg_.origin);
     LoadParams(ps, init);
+    // A CoreNet training checkpoint continues Apple's run: its AdamW moments and step.
+    if (!lora && init.format == "pytorch") {
+      st_.step = LoadCoreNetAdamW(ps, cfg_.init_from);
+      continued_ = st_.step > 0;
+      if (continued_)
+        Say("continuing the CoreNet run of " + cfg_.init_from + " at step " +
+            std::to_string(st_.step) + " with its AdamW moments");
+    }
     if (lora && cfg_.lora_base_weights) FakeQuantizeBase(ps, *cfg_.lora_base_weights);
     if (lora && !resumed_) model_.lora()->Init(cfg_.seed);
     Say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg_.init_from);
@@ -470,18 +482,23 @@ void Trainer::InitWeights() {
 // Rank 0's step counters, data position and weights (the frozen base too) to every rank.
 void Trainer::ShareState() {
   if (world_ == 1) return;
-  int64_t head[6] = {resumed_ ? 1 : 0, st_.step,        st_.data.epoch,
-                     st_.data.index,   st_.tokens_seen, 0};
+  int64_t head[6] = {resumed_ ? 1 : (continued_ ? 2 : 0),
+                     st_.step,
+                     st_.data.epoch,
+                     st_.data.index,
+                     st_.tokens_seen,
+                     0};
   std::memcpy(&head[5], &st_.loss, sizeof st_.loss);
   Distributed::Broadcast(head, sizeof head);
-  resumed_ = head[0] != 0;
+  resumed_ = head[0] == 1;
+  continued_ = head[0] == 2;
   st_.step = head[1];
   st_.data = {head[2], head[3]};
   st_.tokens_seen = head[4];
   std::memcpy(&st_.loss, &head[5], sizeof st_.loss);
   TrainSlab& slab = model_.trainable();
   if (&slab != &model_.params()) BroadcastSlab(model_.params(), false);
-  BroadcastSlab(slab, resumed_);
+  BroadcastSlab(slab, resumed_ || continued_);
 }
 
 void Trainer::Describe() const {

@@ -90,6 +90,7 @@ class Trainer {
   TrainModel model_;
   TrainerState st_;
   bool resumed_ = false;
+  bool continued_ = false;       // started from a CoreNet training checkpoint's moments and step
   int64_t tokens_per_step_ = 0;  // the global batch: every rank's micro-batches of a step
   LossOptions lo_;
   double peak_ = 0, flops_per_token_ = 0;
