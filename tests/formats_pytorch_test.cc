@@ -3,6 +3,7 @@
 // python3-torch (tests/tools/make_pytorch_fixtures.py) from the conformance checkpoints.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -188,6 +189,18 @@ TEST_F(PyTorchConvert, ConvertedWeightsAndLogitsEqualTheConformanceCheckpoint) {
     const auto ref = test::AllLogits(Model::Load(Conformance(c.folder)), tokens);
     const auto got = test::AllLogits(Model::Load(opt.output), tokens);
     EXPECT_EQ(test::MaxAbsDiff(got.data(), ref.data(), ref.size()), 0.0f);
+    // And Apple's reference logits of that sequence (conformance logits.bin), within the f32
+    // tolerance of docs/numerics.md.
+    const nlohmann::json vec =
+        nlohmann::json::parse(ReadTextFile(Conformance(c.folder) + "/vectors.json"));
+    for (const auto& seq : vec["sequences"]) {
+      if (seq["tokens"].get<std::vector<int>>() != tokens) continue;
+      const auto apple = test::ReadFloats(Conformance(c.folder) + "/logits.bin",
+                                          seq["logits_offset_bytes"].get<uint64_t>(), got.size());
+      float abs_max = 1.0f;
+      for (float x : apple) abs_max = std::max(abs_max, std::fabs(x));
+      EXPECT_LE(test::MaxAbsDiff(got.data(), apple.data(), apple.size()), 1e-4f * abs_max);
+    }
   }
 }
 
