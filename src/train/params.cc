@@ -119,10 +119,10 @@ void LoadParams(ParamSet& ps, const ModelSource& src) {
   }
 }
 
-int64_t LoadCoreNetAdamW(ParamSet& ps, const std::string& pt_path) {
+CoreNetSteps LoadCoreNetAdamW(ParamSet& ps, const std::string& pt_path) {
   const PyTorchCheckpoint ckpt(pt_path);
   const auto state = ReadCoreNetTrainingState(ckpt);
-  if (!state || !state->has_optimizer) return 0;
+  if (!state || !state->has_optimizer) return {};
   const CoreNetAdamW adam = ReadCoreNetAdamW(ckpt);
   std::map<std::string, const CoreNetAdamWParam*> by_name;
   for (const CoreNetAdamWParam& p : adam.params) by_name[HfNameOfCoreNet(p.name)] = &p;
@@ -147,7 +147,7 @@ int64_t LoadCoreNetAdamW(ParamSet& ps, const std::string& pt_path) {
       ToF32(*v.dtype, v.data, dst, t.numel);
     }
   }
-  return adam.step;
+  return {adam.step, state->iterations};
 }
 
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype) {

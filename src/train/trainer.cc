@@ -56,19 +56,6 @@ class StopSignals {
   void (*usr1_)(int) = SIG_DFL;
 };
 
-// What a checkpoint must agree on to be resumed by this config.
-std::string Fingerprint(const TrainConfig& c) {
-  std::string f = ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
-                  "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
-  if (c.lora.enabled()) {
-    if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
-    f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
-         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
-    for (const std::string& t : c.lora.target_names()) f += " " + t;
-  }
-  return f;
-}
-
 std::string Sci(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
@@ -111,6 +98,18 @@ ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches,
 }
 
 }  // namespace
+
+std::string CheckpointFingerprint(const TrainConfig& c) {
+  std::string f = ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
+                  "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
+  if (c.lora.enabled()) {
+    if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
+    f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
+         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
+    for (const std::string& t : c.lora.target_names()) f += " " + t;
+  }
+  return f;
+}
 
 double NominalPeakFlops() {
   return omp_get_max_threads() * 3.0e9 * 32.0;
@@ -325,7 +324,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
     model_.params().AllocateTrainingState();
   }
   st_.seed = cfg_.seed;
-  st_.fingerprint = Fingerprint(cfg_);
+  st_.fingerprint = CheckpointFingerprint(cfg_);
   st_.world_size = world_;
   // Rank 0 finds and reads the checkpoint (or the init) and sends the state to the other ranks,
   // which never read the run folder: it only needs to exist on rank 0's machine.
@@ -395,10 +394,10 @@ void Trainer::LoadData() {
 // gradients would mix different problems.
 void Trainer::CheckRanksAgree() const {
   if (world_ == 1) return;
-  const std::string what = Fingerprint(cfg_) + "|n=" + std::to_string(data_.train->size()) +
-                           "|val=" + std::to_string(val_ ? data_.val->size() : 0) +
-                           "|seed=" + std::to_string(cfg_.seed) +
-                           "|steps=" + std::to_string(cfg_.max_steps);
+  const std::string what =
+      CheckpointFingerprint(cfg_) + "|n=" + std::to_string(data_.train->size()) +
+      "|val=" + std::to_string(val_ ? data_.val->size() : 0) +
+      "|seed=" + std::to_string(cfg_.seed) + "|steps=" + std::to_string(cfg_.max_steps);
   if (!Distributed::AllEqual(HashString(what)))
     Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
          "seed, steps or data (here ", data_.train->size(),
@@ -465,8 +464,21 @@ void Trainer::InitWeights() {
     LoadParams(ps, init);
     // A CoreNet training checkpoint continues Apple's run: its AdamW moments and step.
     if (!lora && init.format == "pytorch") {
-      st_.step = LoadCoreNetAdamW(ps, cfg_.init_from);
+      const CoreNetSteps steps = LoadCoreNetAdamW(ps, cfg_.init_from);
+      st_.step = steps.adamw_step;
       continued_ = st_.step > 0;
+      // Normally equal; when not (CoreNet's gradient scaler skipped steps, or another loop wrote
+      // the file), the step that continues is AdamW's: elm's one counter drives both the bias
+      // corrections and the schedule (docs/training.md, "Continuing a CoreNet run").
+      if (continued_ && steps.iterations != steps.adamw_step)
+        std::fprintf(stderr,
+                     "warning: %s: its 'iterations' is %lld but AdamW's step is %lld; elm "
+                     "continues at AdamW's step %lld (learning-rate schedule and bias "
+                     "corrections) and ignores 'iterations' (docs/training.md, \"Continuing a "
+                     "CoreNet run\")\n",
+                     cfg_.init_from.c_str(), static_cast<long long>(steps.iterations),
+                     static_cast<long long>(steps.adamw_step),
+                     static_cast<long long>(steps.adamw_step));
       if (continued_)
         Say("continuing the CoreNet run of " + cfg_.init_from + " at step " +
             std::to_string(st_.step) + " with its AdamW moments");

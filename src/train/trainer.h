@@ -103,6 +103,10 @@ class Trainer {
   bool saved_last_ = false;
 };
 
+// What a checkpoint (its trainer_state.json "fingerprint") must agree on to be resumed by this
+// config: the model's shape, sequence length, batch size, accumulation and the LoRA settings.
+std::string CheckpointFingerprint(const TrainConfig& c);
+
 // Trainer(cfg, opt).Run().
 TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt);
 
