@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "base/error.h"
@@ -14,6 +15,7 @@
 #include "io/gguf_model.h"
 #include "io/hf_cache.h"
 #include "io/mlx_quant.h"
+#include "io/pytorch_checkpoint.h"
 #include "io/safetensors.h"
 
 namespace elm {
@@ -68,7 +70,8 @@ SourceTensor ModelSource::Fetch(size_t i) const {
 
 void ModelSource::Release(size_t i) const {
   const Backing& b = backing_.at(i);
-  if (b.view != nullptr) store_->Evict(*b.view);
+  if (b.view != nullptr && store_) store_->Evict(*b.view);
+  if (b.view != nullptr && pt_) pt_->Evict(*b.view);
   if (mlx_) mlx_->Release(tensors.at(i).spec.name);
   for (const GgufTensorInfo* g : b.gguf) gguf_->Evict(*g);
 }
@@ -105,6 +108,65 @@ ModelSource ModelSource::OpenGguf(const std::string& path, const SourceOptions& 
     if (s.vocab && !s.vocab->hf_json.empty()) s.tokenizer_json = s.vocab->hf_json;
   } else {
     file->DropMetadata();  // the tensors are all a model needs from here on
+  }
+  return s;
+}
+
+ModelSource ModelSource::OpenPyTorch(const std::string& path, const SourceOptions& opt) {
+  if (!opt.config)
+    Fail(path,
+         ": a PyTorch checkpoint carries no model config; give one (elm convert --config "
+         "CONFIG: a CoreNet YAML naming a preset or spelling out the shape, or an HF config.json)");
+  auto ckpt = std::make_shared<PyTorchCheckpoint>(path);
+  ModelSource s;
+  s.origin = path;
+  s.format = "pytorch";
+  s.pt_ = ckpt;
+  s.config = *opt.config;
+  s.config_json = opt.config_json.empty() ? ConfigToHfJson(s.config).dump(2) : opt.config_json;
+  const CoreNetStateDict sd = FindCoreNetStateDict(*ckpt, opt.pt_weights);
+  std::map<std::string, const PyValue*> by_name;
+  for (const auto& [name, v] : sd.tensors)
+    if (!by_name.emplace(HfNameOfCoreNet(name), v).second)
+      Fail(path, ": ", sd.where, " holds '", name, "' twice (with and without 'module.')");
+  const std::vector<TensorSpec> specs = ExpectedTensors(s.config);
+  s.pt_views_ = std::make_shared<std::vector<TensorView>>();
+  s.pt_views_->reserve(specs.size());  // backing_ points into it: no reallocation
+  std::set<std::string> expected;
+  for (const TensorSpec& spec : specs) {
+    expected.insert(spec.name);
+    auto it = by_name.find(spec.name);
+    if (it == by_name.end())
+      Fail(path, ": ", sd.where, " has no tensor '", CoreNetNameOfHf(spec.name), "' (HF '",
+           spec.name, "'", LayerNote(spec), ") that the config implies");
+    TensorView v = ckpt->View(*it->second, spec.name);
+    // CoreNet trains with 32128 embedding rows (docs/openelm.md §6.2); a config with fewer (HF's
+    // 32000) takes the first rows, as Apple's HF checkpoints do.
+    const bool embedding =
+        spec.name == "transformer.token_embeddings.weight" || spec.name == "lm_head.weight";
+    if (embedding && v.shape.size() == 2 && spec.shape.size() == 2 && v.shape[0] > spec.shape[0] &&
+        v.shape[1] == spec.shape[1]) {
+      std::fprintf(stderr, "note: %s: using the first %lld of the %lld rows of '%s'\n",
+                   path.c_str(), static_cast<long long>(spec.shape[0]),
+                   static_cast<long long>(v.shape[0]), CoreNetNameOfHf(spec.name).c_str());
+      v.nbytes = v.nbytes / static_cast<size_t>(v.shape[0]) * static_cast<size_t>(spec.shape[0]);
+      v.shape[0] = spec.shape[0];
+    }
+    s.pt_views_->push_back(std::move(v));
+    const TensorView& kept = s.pt_views_->back();
+    CheckWidenable(kept, path, CoreNetNameOfHf(spec.name), spec.shape, LayerNote(spec));
+    s.tensors.push_back({spec, *kept.dtype, {kept.data}});
+    s.backing_.push_back({&kept, {}});
+  }
+  for (const auto& [name, v] : by_name) {
+    if (expected.count(name)) continue;
+    if (name == "lm_head.weight" && s.config.tied_embeddings) continue;
+    std::fprintf(stderr, "warning: %s: ignoring unexpected tensor '%s'\n", path.c_str(),
+                 CoreNetNameOfHf(name).c_str());
+  }
+  if (opt.for_conversion) {
+    const Tokenizer tok = Tokenizer::Default();
+    if (tok.vocab_size() == s.config.vocab_size) s.vocab = VocabFromTokenizer(tok);
   }
   return s;
 }
@@ -173,7 +235,10 @@ ModelSource OpenModelSource(const std::string& name, const SourceOptions& opt) {
   if (fs::is_directory(path, ec)) return ModelSource::OpenFolder(path, opt);
   if (fs::path(path).extension() == ".gguf" || IsGgufFile(path))
     return ModelSource::OpenGguf(path, opt);
-  Fail(path, ": expected a model folder (config.json + model.safetensors) or a GGUF file");
+  if (IsPyTorchFile(path)) return ModelSource::OpenPyTorch(path, opt);
+  Fail(path,
+       ": expected a model folder (config.json + model.safetensors), a GGUF file or a PyTorch "
+       ".pt checkpoint");
 }
 
 void ConvertRows(const SourceTensor& t, int64_t r0, int64_t n, DType to, uint8_t* dst) {

@@ -1,8 +1,9 @@
 // One way to open a checkpoint: an HF folder (model.safetensors or a sharded index), an mlx-lm
-// folder (optionally MLX-quantized) or a GGUF file (llama.cpp's OpenELM layout, or one elm
-// wrote), described alike: the config plus each tensor of ExpectedTensors(config) under its HF
-// name, in its stored type, viewed in place in the mapped files. Model::Load builds the model
-// from it and io/convert.h writes it in any layout.
+// folder (optionally MLX-quantized), a GGUF file (llama.cpp's OpenELM layout, or one elm
+// wrote) or a PyTorch .pt file of Apple's CoreNet (with the config given apart), described alike:
+// the config plus each tensor of ExpectedTensors(config) under its HF name, in its stored type,
+// viewed in place in the mapped files. Model::Load builds the model from it and io/convert.h writes
+// it in any layout.
 #pragma once
 
 #include <cstdint>
@@ -14,7 +15,9 @@
 #include "base/dtype.h"
 #include "config/model_config.h"
 #include "config/tensor_layout.h"
+#include "io/corenet_checkpoint.h"
 #include "io/gguf_tokenizer.h"
+#include "io/safetensors.h"
 
 namespace elm {
 
@@ -22,7 +25,6 @@ class GgufFile;
 class MlxDequantizedStore;
 class TensorStore;
 struct GgufTensorInfo;
-struct TensorView;
 
 struct SourceTensor {
   TensorSpec spec;  // HF name and PyTorch shape
@@ -47,12 +49,19 @@ struct SourceOptions {
   // carries no config.json (llama.cpp's), OpenELM multipliers that derive its per-layer counts
   // (config.json needs them). Loading a model for inference needs neither.
   bool for_conversion = true;
+  // A PyTorch .pt checkpoint (CoreNet's, io/corenet_checkpoint.h) carries no config: the
+  // model's shape is given here (elm convert --config), with its config.json text for the
+  // folders a conversion writes ("" = ConfigToHfJson(*config)). Ignored for other formats.
+  std::optional<ModelConfig> config;
+  std::string config_json;
+  CoreNetWeights pt_weights = CoreNetWeights::kModel;  // which weights of a training checkpoint
 };
 
 class ModelSource {
  public:
   std::string origin;  // the path
-  // "hf" (an unquantized mlx-lm folder too: the same tensors), "mlx" (MLX-quantized) or "gguf".
+  // "hf" (an unquantized mlx-lm folder too: the same tensors), "mlx" (MLX-quantized), "gguf" or
+  // "pytorch" (a CoreNet .pt file).
   std::string format;
   ModelConfig config;
   // config.json as the source had it (rebuilt for llama.cpp GGUFs when opened for conversion,
@@ -81,6 +90,7 @@ class ModelSource {
   friend ModelSource OpenModelSource(const std::string& path, const SourceOptions& opt);
   static ModelSource OpenFolder(const std::string& path, const SourceOptions& opt);
   static ModelSource OpenGguf(const std::string& path, const SourceOptions& opt);
+  static ModelSource OpenPyTorch(const std::string& path, const SourceOptions& opt);
 
   // What each tensor is read from: a view of the folder's store, or the GGUF tensor(s).
   struct Backing {
@@ -91,10 +101,13 @@ class ModelSource {
   std::shared_ptr<TensorStore> store_;
   std::shared_ptr<MlxDequantizedStore> mlx_;
   std::shared_ptr<GgufFile> gguf_;
+  std::shared_ptr<PyTorchCheckpoint> pt_;
+  std::shared_ptr<std::vector<TensorView>> pt_views_;  // what backing_ views for a .pt source
 };
 
-// Opens a model folder (HF or mlx-lm layout, detected by config.json's "quantization") or a GGUF
-// file (a .gguf name or the GGUF magic); a hub id `owner/name` that is not a local path opens its
+// Opens a model folder (HF or mlx-lm layout, detected by config.json's "quantization"), a GGUF
+// file (a .gguf name or the GGUF magic) or a PyTorch .pt file (the zip magic; needs
+// SourceOptions::config); a hub id `owner/name` that is not a local path opens its
 // snapshot in the Hugging Face cache (io/hf_cache.h, ResolveModelPath). Shapes are checked against
 // the config; tensors outside the layout are reported on stderr and ignored. Errors name the path
 // and the tensor or key.

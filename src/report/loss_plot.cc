@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "report/corenet_log.h"
 
 namespace elm {
 namespace {
@@ -26,6 +27,7 @@ void Append(std::vector<double>& steps, std::vector<double>& values, double step
 }  // namespace
 
 LossSeries ReadLossSeries(const std::string& log_path) {
+  if (LooksLikeCoreNetLog(log_path)) return ReadCoreNetLog(log_path);
   std::ifstream in(log_path);
   if (!in) Fail(log_path, ": cannot open the training log");
   LossSeries s;
@@ -95,6 +97,11 @@ std::string Escape(const std::string& s) {
 }  // namespace
 
 std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width, int height) {
+  return LossPlotSvg(std::vector<NamedLossSeries>{{"", s}}, title, width, height);
+}
+
+std::string LossPlotSvg(const std::vector<NamedLossSeries>& runs, const std::string& title,
+                        int width, int height) {
   const double L = 70, R = 20, T = 40, Bm = 50;  // margins
   const double pw = width - L - R, ph = height - T - Bm;
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
@@ -105,8 +112,10 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
       y0 = std::min(y0, ys[i]), y1 = std::max(y1, ys[i]);
     }
   };
-  extend(s.train_step, s.train_loss);
-  extend(s.val_step, s.val_loss);
+  for (const NamedLossSeries& r : runs) {
+    extend(r.series.train_step, r.series.train_loss);
+    extend(r.series.val_step, r.series.val_loss);
+  }
   if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   if (x1 - x0 < 1) x1 = x0 + 1;
   if (y1 - y0 < 1e-6) y0 -= 0.5, y1 += 0.5;
@@ -166,48 +175,71 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
       "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
       L, T, pw, ph, L + pw / 2, height - 10, T + ph / 2);
   o += b;
-  if (!s.train_step.empty()) {
-    // Exponential moving average (debiased), the curve to read; the raw loss stays faint.
-    std::vector<double> ema(s.train_loss.size());
-    double m = 0, w = 0;
-    const double beta = s.train_loss.size() > 50 ? 0.9 : 0.6;
-    for (size_t i = 0; i < ema.size(); ++i) {
-      if (std::isfinite(s.train_loss[i]))
-        m = beta * m + (1 - beta) * s.train_loss[i], w = beta * w + (1 - beta);
-      ema[i] = w > 0 ? m / w : s.train_loss[i];
+  // One colour family per run: raw and smoothed training loss, validation loss.
+  struct Colors {
+    const char *raw, *smooth, *val;
+  };
+  static const Colors kColors[] = {{"#9ecae1", "#1f77b4", "#d62728"},
+                                   {"#fdd0a2", "#ff7f0e", "#9467bd"},
+                                   {"#a1d99b", "#2ca02c", "#8c564b"},
+                                   {"#d9d9d9", "#636363", "#e377c2"}};
+  struct Entry {
+    const char* color;
+    double width;
+    std::string text;
+  };
+  std::vector<Entry> legend;
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const LossSeries& s = runs[r].series;
+    const Colors& c = kColors[r % (sizeof kColors / sizeof kColors[0])];
+    const std::string who = runs.size() == 1 ? "" : runs[r].label + ": ";
+    if (!s.train_step.empty()) {
+      // Exponential moving average (debiased), the curve to read; the raw loss stays faint.
+      std::vector<double> ema(s.train_loss.size());
+      double m = 0, w = 0;
+      const double beta = s.train_loss.size() > 50 ? 0.9 : 0.6;
+      for (size_t i = 0; i < ema.size(); ++i) {
+        if (std::isfinite(s.train_loss[i]))
+          m = beta * m + (1 - beta) * s.train_loss[i], w = beta * w + (1 - beta);
+        ema[i] = w > 0 ? m / w : s.train_loss[i];
+      }
+      o += "<path d=\"" + path(s.train_step, s.train_loss, true) + "\" fill=\"none\" stroke=\"" +
+           c.raw + "\" stroke-width=\"1\"/>\n";
+      o += "<path d=\"" + path(s.train_step, ema, true) + "\" fill=\"none\" stroke=\"" + c.smooth +
+           "\" stroke-width=\"2\"/>\n";
+      if (runs.size() == 1) legend.push_back({c.raw, 1, "train loss"});
+      legend.push_back({c.smooth, 2, who + "train loss (smoothed)"});
     }
-    o += "<path d=\"" + path(s.train_step, s.train_loss, true) +
-         "\" fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\"/>\n";
-    o += "<path d=\"" + path(s.train_step, ema, true) +
-         "\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\"/>\n";
-  }
-  if (!s.val_step.empty()) {
-    o += "<path d=\"" + path(s.val_step, s.val_loss, false) +
-         "\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\"/>\n";
-    for (size_t i = 0; i < s.val_step.size(); ++i) {
-      if (!std::isfinite(s.val_loss[i])) continue;
-      std::snprintf(b, sizeof b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#d62728\"/>\n",
-                    X(s.val_step[i]), Y(s.val_loss[i]));
-      o += b;
+    if (!s.val_step.empty()) {
+      o += "<path d=\"" + path(s.val_step, s.val_loss, false) + "\" fill=\"none\" stroke=\"" +
+           c.val + "\" stroke-width=\"2\"/>\n";
+      for (size_t i = 0; i < s.val_step.size(); ++i) {
+        if (!std::isfinite(s.val_loss[i])) continue;
+        std::snprintf(b, sizeof b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+                      X(s.val_step[i]), Y(s.val_loss[i]), c.val);
+        o += b;
+      }
+      legend.push_back({c.val, 2, who + "validation loss"});
     }
   }
   // Legend.
-  const double lx = L + pw - 170, ly = T + 12;
+  size_t longest = 0;
+  for (const Entry& e : legend) longest = std::max(longest, e.text.size());
+  const double box = std::max(160.0, 40.0 + 6.5 * static_cast<double>(longest));
+  const double lx = L + pw - box - 10, ly = T + 12;
   std::snprintf(b, sizeof b,
-                "<rect x=\"%.1f\" y=\"%.1f\" width=\"160\" height=\"%d\" fill=\"white\" "
+                "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.0f\" height=\"%d\" fill=\"white\" "
                 "stroke=\"#ccc\"/>\n",
-                lx - 8, ly - 10, s.val_step.empty() ? 40 : 58);
+                lx - 8, ly - 10, box, 4 + 18 * static_cast<int>(legend.size()));
   o += b;
-  auto entry = [&](double y, const char* color, double wdt, const char* text) {
+  for (size_t i = 0; i < legend.size(); ++i) {
+    const double y = ly + 18 * static_cast<double>(i);
     std::snprintf(b, sizeof b,
                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                  "stroke-width=\"%.0f\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                  lx, y, lx + 24, y, color, wdt, lx + 30, y + 4, text);
-    o += b;
-  };
-  entry(ly, "#9ecae1", 1, "train loss");
-  entry(ly + 18, "#1f77b4", 2, "train loss (smoothed)");
-  if (!s.val_step.empty()) entry(ly + 36, "#d62728", 2, "validation loss");
+                  "stroke-width=\"%.0f\"/><text x=\"%.1f\" y=\"%.1f\">",
+                  lx, y, lx + 24, y, legend[i].color, legend[i].width, lx + 30, y + 4);
+    o += b + Escape(legend[i].text) + "</text>\n";
+  }
   o += "</svg>\n";
   return o;
 }

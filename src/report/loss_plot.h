@@ -14,12 +14,20 @@ struct LossSeries {
   std::vector<double> val_step, val_loss;
 };
 
-// Reads the step and val lines of a training log (other lines are skipped). A record whose step is
-// not after the previous one's replaces the records from that step on (a resume rewound the run),
-// so the series are strictly increasing in step: one run.
+// Reads the step and val lines of a training log (other lines are skipped): elm's
+// train_log.jsonl, or CoreNet's text log (report/corenet_log.h, detected from its lines). A record
+// whose step is not after the previous one's replaces the records from that step on (a resume
+// rewound the run), so the series are strictly increasing in step: one run.
 LossSeries ReadLossSeries(const std::string& log_path);
+// Several runs on one chart (elm plot --log A --log B): each its own colours and legend entries.
+struct NamedLossSeries {
+  std::string label;
+  LossSeries series;
+};
 // The SVG document; `title` goes above the plot.
 std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width = 800,
                         int height = 480);
+std::string LossPlotSvg(const std::vector<NamedLossSeries>& runs, const std::string& title,
+                        int width = 800, int height = 480);
 
 }  // namespace elm

@@ -8,6 +8,8 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "config/hf_config.h"
+#include "io/corenet_checkpoint.h"
+#include "io/pytorch_checkpoint.h"
 
 namespace elm {
 namespace fs = std::filesystem;
@@ -115,6 +117,37 @@ void LoadParams(ParamSet& ps, const ModelSource& src) {
     const std::vector<uint8_t> f32 = ConvertTensor(st, DType::kF32);
     std::memcpy(ps.params.data() + t.offset, f32.data(), f32.size());
   }
+}
+
+CoreNetSteps LoadCoreNetAdamW(ParamSet& ps, const std::string& pt_path) {
+  const PyTorchCheckpoint ckpt(pt_path);
+  const auto state = ReadCoreNetTrainingState(ckpt);
+  if (!state || !state->has_optimizer) return {};
+  const CoreNetAdamW adam = ReadCoreNetAdamW(ckpt);
+  std::map<std::string, const CoreNetAdamWParam*> by_name;
+  for (const CoreNetAdamWParam& p : adam.params) by_name[HfNameOfCoreNet(p.name)] = &p;
+  for (const auto& t : ps.tensors()) {
+    auto it = by_name.find(t.spec.name);
+    if (it == by_name.end())
+      Fail(pt_path, ": optim_state_dict has no AdamW state for '", CoreNetNameOfHf(t.spec.name),
+           "'");
+    for (int k = 0; k < 2; ++k) {
+      const PyValue* value = k == 0 ? it->second->exp_avg : it->second->exp_avg_sq;
+      const TensorView v =
+          ckpt.View(*value, it->second->name + (k == 0 ? " exp_avg" : " exp_avg_sq"));
+      // The first rows of a padded embedding are its first elements (row-major).
+      if (!v.dtype || static_cast<size_t>(v.numel()) < t.numel || v.shape.empty() ||
+          v.shape[0] < t.spec.shape[0] ||
+          static_cast<size_t>(v.numel() / v.shape[0]) * static_cast<size_t>(t.spec.shape[0]) !=
+              t.numel)
+        Fail(pt_path, ": the AdamW ", k == 0 ? "exp_avg" : "exp_avg_sq", " of '", it->second->name,
+             "' has shape ", ShapeString(v.shape), " (", v.dtype_name, "); this config needs ",
+             ShapeString(t.spec.shape));
+      float* dst = (k == 0 ? ps.m.data() : ps.v.data()) + t.offset;
+      ToF32(*v.dtype, v.data, dst, t.numel);
+    }
+  }
+  return {adam.step, state->iterations};
 }
 
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype) {

@@ -59,6 +59,17 @@ class ParamSet : public TrainSlab {
 void LoadParams(ParamSet& ps, const TensorStore& store);
 // The same from a model source (any layout io/model_source.h opens, quantized GGUFs included).
 void LoadParams(ParamSet& ps, const ModelSource& src);
+// A CoreNet training checkpoint's AdamW moments (io/corenet_checkpoint.h) into `ps.m` and `ps.v`
+// (allocated), each parameter found by its CoreNet name; an embedding with CoreNet's padding rows
+// keeps the first rows. Returns AdamW's step count, the step the run continues from, and the
+// checkpoint's own "iterations" (which the caller reports when the two differ; docs/training.md,
+// "Continuing a CoreNet run"); both 0 (moments untouched) for a model file, which has no optimizer
+// state. Errors name the file and tensor.
+struct CoreNetSteps {
+  int64_t adamw_step = 0;  // torch.optim.AdamW's "step": the run continues from it
+  int64_t iterations = 0;  // the training checkpoint's "iterations"
+};
+CoreNetSteps LoadCoreNetAdamW(ParamSet& ps, const std::string& pt_path);
 // Writes an HF model folder that every inference command loads: config.json (+ the weights as
 // model.safetensors in `dtype`). The folder must exist.
 void WriteModelFolder(const std::string& dir, const ParamSet& ps, DType dtype);

@@ -56,19 +56,6 @@ class StopSignals {
   void (*usr1_)(int) = SIG_DFL;
 };
 
-// What a checkpoint must agree on to be resumed by this config.
-std::string Fingerprint(const TrainConfig& c) {
-  std::string f = ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
-                  "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
-  if (c.lora.enabled()) {
-    if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
-    f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
-         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
-    for (const std::string& t : c.lora.target_names()) f += " " + t;
-  }
-  return f;
-}
-
 std::string Sci(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
@@ -111,6 +98,18 @@ ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches,
 }
 
 }  // namespace
+
+std::string CheckpointFingerprint(const TrainConfig& c) {
+  std::string f = ConfigToHfJson(c.model).dump() + "|T=" + std::to_string(c.seq_len) +
+                  "|B=" + std::to_string(c.batch_size) + "|accum=" + std::to_string(c.accum_freq);
+  if (c.lora.enabled()) {
+    if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
+    f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
+         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
+    for (const std::string& t : c.lora.target_names()) f += " " + t;
+  }
+  return f;
+}
 
 double NominalPeakFlops() {
   return omp_get_max_threads() * 3.0e9 * 32.0;
@@ -325,7 +324,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
     model_.params().AllocateTrainingState();
   }
   st_.seed = cfg_.seed;
-  st_.fingerprint = Fingerprint(cfg_);
+  st_.fingerprint = CheckpointFingerprint(cfg_);
   st_.world_size = world_;
   // Rank 0 finds and reads the checkpoint (or the init) and sends the state to the other ranks,
   // which never read the run folder: it only needs to exist on rank 0's machine.
@@ -395,10 +394,10 @@ void Trainer::LoadData() {
 // gradients would mix different problems.
 void Trainer::CheckRanksAgree() const {
   if (world_ == 1) return;
-  const std::string what = Fingerprint(cfg_) + "|n=" + std::to_string(data_.train->size()) +
-                           "|val=" + std::to_string(val_ ? data_.val->size() : 0) +
-                           "|seed=" + std::to_string(cfg_.seed) +
-                           "|steps=" + std::to_string(cfg_.max_steps);
+  const std::string what =
+      CheckpointFingerprint(cfg_) + "|n=" + std::to_string(data_.train->size()) +
+      "|val=" + std::to_string(val_ ? data_.val->size() : 0) +
+      "|seed=" + std::to_string(cfg_.seed) + "|steps=" + std::to_string(cfg_.max_steps);
   if (!Distributed::AllEqual(HashString(what)))
     Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
          "seed, steps or data (here ", data_.train->size(),
@@ -454,11 +453,36 @@ void Trainer::InitWeights() {
   const bool lora = cfg_.lora.enabled();
   ParamSet& ps = model_.params();
   if (lora || (!resumed_ && !cfg_.init_from.empty())) {
-    const ModelSource init = OpenModelSource(cfg_.init_from);  // HF, MLX or GGUF
+    // HF, MLX, GGUF, or a CoreNet .pt checkpoint (shaped by this config).
+    SourceOptions so;
+    so.for_conversion = false;
+    so.config = cfg_.model;
+    const ModelSource init = OpenModelSource(cfg_.init_from, so);
     if (ConfigToHfJson(init.config).dump() != ConfigToHfJson(cfg_.model).dump())
       Fail("elm.init_from ", cfg_.init_from, ": its config.json does not match the model of ",
            cfg_.origin);
     LoadParams(ps, init);
+    // A CoreNet training checkpoint continues Apple's run: its AdamW moments and step.
+    if (!lora && init.format == "pytorch") {
+      const CoreNetSteps steps = LoadCoreNetAdamW(ps, cfg_.init_from);
+      st_.step = steps.adamw_step;
+      continued_ = st_.step > 0;
+      // Normally equal; when not (CoreNet's gradient scaler skipped steps, or another loop wrote
+      // the file), the step that continues is AdamW's: elm's one counter drives both the bias
+      // corrections and the schedule (docs/training.md, "Continuing a CoreNet run").
+      if (continued_ && steps.iterations != steps.adamw_step)
+        std::fprintf(stderr,
+                     "warning: %s: its 'iterations' is %lld but AdamW's step is %lld; elm "
+                     "continues at AdamW's step %lld (learning-rate schedule and bias "
+                     "corrections) and ignores 'iterations' (docs/training.md, \"Continuing a "
+                     "CoreNet run\")\n",
+                     cfg_.init_from.c_str(), static_cast<long long>(steps.iterations),
+                     static_cast<long long>(steps.adamw_step),
+                     static_cast<long long>(steps.adamw_step));
+      if (continued_)
+        Say("continuing the CoreNet run of " + cfg_.init_from + " at step " +
+            std::to_string(st_.step) + " with its AdamW moments");
+    }
     if (lora && cfg_.lora_base_weights) FakeQuantizeBase(ps, *cfg_.lora_base_weights);
     if (lora && !resumed_) model_.lora()->Init(cfg_.seed);
     Say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg_.init_from);
@@ -470,18 +494,23 @@ void Trainer::InitWeights() {
 // Rank 0's step counters, data position and weights (the frozen base too) to every rank.
 void Trainer::ShareState() {
   if (world_ == 1) return;
-  int64_t head[6] = {resumed_ ? 1 : 0, st_.step,        st_.data.epoch,
-                     st_.data.index,   st_.tokens_seen, 0};
+  int64_t head[6] = {resumed_ ? 1 : (continued_ ? 2 : 0),
+                     st_.step,
+                     st_.data.epoch,
+                     st_.data.index,
+                     st_.tokens_seen,
+                     0};
   std::memcpy(&head[5], &st_.loss, sizeof st_.loss);
   Distributed::Broadcast(head, sizeof head);
-  resumed_ = head[0] != 0;
+  resumed_ = head[0] == 1;
+  continued_ = head[0] == 2;
   st_.step = head[1];
   st_.data = {head[2], head[3]};
   st_.tokens_seen = head[4];
   std::memcpy(&st_.loss, &head[5], sizeof st_.loss);
   TrainSlab& slab = model_.trainable();
   if (&slab != &model_.params()) BroadcastSlab(model_.params(), false);
-  BroadcastSlab(slab, resumed_);
+  BroadcastSlab(slab, resumed_ || continued_);
 }
 
 void Trainer::Describe() const {

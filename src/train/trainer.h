@@ -90,6 +90,7 @@ class Trainer {
   TrainModel model_;
   TrainerState st_;
   bool resumed_ = false;
+  bool continued_ = false;       // started from a CoreNet training checkpoint's moments and step
   int64_t tokens_per_step_ = 0;  // the global batch: every rank's micro-batches of a step
   LossOptions lo_;
   double peak_ = 0, flops_per_token_ = 0;
@@ -101,6 +102,10 @@ class Trainer {
   double step_seconds_ = 0;
   bool saved_last_ = false;
 };
+
+// What a checkpoint (its trainer_state.json "fingerprint") must agree on to be resumed by this
+// config: the model's shape, sequence length, batch size, accumulation and the LoRA settings.
+std::string CheckpointFingerprint(const TrainConfig& c);
 
 // Trainer(cfg, opt).Run().
 TrainResult RunTraining(const TrainConfig& cfg, const TrainOptions& opt);

@@ -1,4 +1,5 @@
-// elm convert --model DIR_OR_GGUF --to gguf|mlx|hf [--output PATH] [--type T] [--q-bits N]
+// elm convert --model DIR_OR_GGUF_OR_PT --to gguf|mlx|hf [--output PATH] [--type T] [--q-bits N]
+//             [--config CONFIG [--weights model|ema]]   (a CoreNet .pt checkpoint)
 // elm quantize --model DIR_OR_GGUF --type q8_0 [--output FILE.gguf]
 // Thin wrappers over io/convert.h; docs/formats.md describes the layouts.
 #include <unistd.h>
@@ -7,9 +8,12 @@
 #include <memory>
 
 #include "base/error.h"
+#include "base/mmap_file.h"
 #include "commands.h"
+#include "config/hf_config.h"
 #include "eval/progress.h"
 #include "io/convert.h"
+#include "train/train_config.h"
 
 namespace elm::cli {
 namespace {
@@ -24,19 +28,47 @@ std::optional<DType> ParseTypeFlag(const std::string& text) {
 // Options both commands share: the output name, progress and the chat template.
 struct CommonOpts {
   std::string output;
+  std::string config, weights = "model";  // a .pt source's config and which of its weights
   bool verbose = false, no_chat_template = false;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonOpts& c, const char* output_help) {
   cmd->add_option("--output", c.output, output_help);
   cmd->add_flag("--verbose", c.verbose, "Show progress also when stderr is not a terminal");
+  cmd->add_option("--config", c.config,
+                  "For a PyTorch .pt checkpoint (CoreNet's): its shape, as a CoreNet YAML "
+                  "(naming a preset such as OpenELM-270M) or an HF config.json");
+  cmd->add_option("--weights", c.weights,
+                  "For a CoreNet training checkpoint: model (model_state_dict, default) or ema "
+                  "(ema_state_dict)");
   cmd->add_flag("--no-chat-template", c.no_chat_template,
                 "Do not write the OpenELM-Instruct chat template (GGUF tokenizer.chat_template, "
                 "tokenizer_config.json chat_template) when the source has none");
 }
 
+// The shape of a .pt checkpoint: an HF config.json, or a CoreNet YAML (a preset named by
+// model.language_modeling.general_gpt.model_name, or the shape spelled out; docs/formats.md).
+SourceOptions PyTorchSourceOptions(const CommonOpts& c) {
+  SourceOptions opt;
+  if (c.weights != "model" && c.weights != "ema")
+    Fail("--weights: expected model or ema, not '", c.weights, "'");
+  opt.pt_weights = c.weights == "ema" ? CoreNetWeights::kEma : CoreNetWeights::kModel;
+  if (c.config.empty()) return opt;
+  const std::string ext = c.config.size() >= 5 ? c.config.substr(c.config.size() - 5) : "";
+  if (ext == ".json") {
+    opt.config = LoadHfConfig(c.config);
+    opt.config_json = ReadTextFile(c.config);
+  } else {
+    opt.config = LoadTrainConfig(c.config, {}, /*require_data=*/false).model;
+  }
+  return opt;
+}
+
 void Run(const std::string& model, ConvertOptions opt, const CommonOpts& c) {
-  const ModelSource src = OpenModelSource(model);
+  const ModelSource src = OpenModelSource(model, PyTorchSourceOptions(c));
+  if (src.format != "pytorch" && (!c.config.empty() || c.weights != "model"))
+    Fail(model, ": --config and --weights apply to PyTorch .pt checkpoints only (this ", src.format,
+         " source carries its own config)");
   if (c.no_chat_template) opt.chat_template.clear();
   opt.output = c.output.empty() ? DefaultConvertOutput(src, opt) : c.output;
   if (c.output.empty())
@@ -66,7 +98,9 @@ void RegisterConvertCommands(CLI::App& app) {
       CommonOpts common;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")
+    cmd->add_option("--model", o->model,
+                    "Model folder (HF or MLX layout), GGUF file or PyTorch .pt checkpoint (with "
+                    "--config)")
         ->required();
     cmd->add_option("--to", o->to, "Output layout: gguf, mlx or hf")
         ->required()

@@ -1,4 +1,5 @@
-// elm train --config FILE.yaml [--set key=value ...] [--resume DIR | --overwrite]: pretrain an
+// elm train --config FILE.yaml [--set key=value ...] [--init-from MODEL_OR_PT]
+//           [--resume DIR | --overwrite]: pretrain an
 // OpenELM from a CoreNet-style config (docs/training.md); under `mpirun -np N` it trains
 // data-parallel. A run folder that holds a run is never written over silently
 // (train/run_folder.h).
@@ -18,7 +19,7 @@ void RegisterTrainCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "train", "Pretrain an OpenELM from a CoreNet-style YAML config (logs, checkpoints, resume)");
   struct Opts {
-    std::string config, resume;
+    std::string config, resume, init_from;
     std::vector<std::string> set;
     bool quiet = false, overwrite = false;
     int threads = 0;
@@ -34,11 +35,16 @@ void RegisterTrainCommand(CLI::App& app) {
   cmd->add_flag("--overwrite", o->overwrite,
                 "Delete the run folder's previous run (checkpoints, log) and start over")
       ->excludes(resume);
+  cmd->add_option("--init-from", o->init_from,
+                  "Start from this model (as --set elm.init_from=PATH); a CoreNet training "
+                  "checkpoint (.pt) also continues its run: AdamW moments and step");
   AddThreadsOption(cmd, o->threads);
   cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
   cmd->callback([o] {
     // The config is read first: a mistake in it ends every process before MPI starts.
-    const TrainConfig cfg = LoadTrainConfig(o->config, o->set);
+    std::vector<std::string> set = o->set;
+    if (!o->init_from.empty()) set.push_back("elm.init_from=" + o->init_from);
+    const TrainConfig cfg = LoadTrainConfig(o->config, set);
     // Started by mpirun, this process is one rank of a data-parallel job (docs/training.md); a
     // plain `elm train` never touches MPI.
     const DistributedScope mpi;
