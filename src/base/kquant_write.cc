@@ -679,6 +679,26 @@ void LegacyWeights(const float* xb, const float* qw, float sigma2, float* weight
   for (int j = 0; j < kQ; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
 }
 
+// ggml's quantize_row_q4_0_ref (base/quant.cc's QuantizeQ4_0 computes the same, but this file's
+// build rules out a fused multiply-add in x·id + 8.5).
+void QuantizeBlockQ4_0Ref(const float* x, BlockQ4_0* y) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < kQ; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  const float d = max / -8;
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  y->d = F32ToF16(d);
+  for (int j = 0; j < kQ / 2; ++j) {
+    const int q0 = std::min(15, static_cast<int>(x[j] * id + 8.5f));
+    const int q1 = std::min(15, static_cast<int>(x[kQ / 2 + j] * id + 8.5f));
+    y->nib[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+  }
+}
+
 void QuantizeBlockQ4_0Weighted(const float* xb, const float* weight, BlockQ4_0* y) {
   int8_t L[kQ];
   y->d = F32ToF16(MakeQxQuants(kQ, 8, xb, L, 1, weight));
@@ -1044,7 +1064,7 @@ void QuantizeRowsLikeGgml(DType t, const float* src, void* dst_v, int64_t rows, 
         break;
       case DType::kQ4_0:
         ForEachBlock<BlockQ4_0, kQ>(x, out, n, [&](const float* xb, int64_t off, BlockQ4_0* y) {
-          if (!qw) return QuantizeQ4_0(xb, y, kQ);
+          if (!qw) return QuantizeBlockQ4_0Ref(xb, y);
           LegacyWeights(xb, qw + off, sigma2, weight);
           QuantizeBlockQ4_0Weighted(xb, weight, y);
         });
