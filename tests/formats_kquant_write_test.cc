@@ -351,6 +351,20 @@ TEST(KquantWriteCli, ShippedModelEveryPresetLoadsWithFallbacks) {
               0)
         << t << ": " << se;
   }
+  // elm kld --converted compares the quantized file with the model it came from.
+  std::ofstream(dir + "/text.txt") << "ROMEO:\nBut soft, what light through yonder window "
+                                      "breaks?\nIt is the east, and Juliet is the sun.\n";
+  {
+    std::string so, se;
+    ASSERT_EQ(test::RunElm("kld --model '" + model + "' --converted '" + dir +
+                               "/q4_k_m.gguf' --file '" + dir + "/text.txt'",
+                           &so, &se),
+              0)
+        << se;
+    EXPECT_NE(so.find("mean KL"), std::string::npos) << so;
+    EXPECT_NE(test::RunElm("kld --model '" + model + "' --file '" + dir + "/text.txt'", &so, &se),
+              0);
+  }
   // An importance matrix changes the weights and is recorded; one of another width is an error.
   std::string b;
   PutI32(b, 1);
