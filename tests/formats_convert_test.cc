@@ -454,7 +454,7 @@ TEST_F(FormatsConvert, CommandLine) {
                          &out, &err),
             0)
       << err;
-  EXPECT_NE(test::RunElm("convert --model " + src + " --to gguf --type q5_k --output " + gguf, &out,
+  EXPECT_NE(test::RunElm("convert --model " + src + " --to gguf --type q7_k --output " + gguf, &out,
                          &err),
             0);
   EXPECT_NE(err.find("--type"), std::string::npos) << err;

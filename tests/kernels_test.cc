@@ -113,7 +113,7 @@ TEST(Kernels, EveryTableMatchesReferenceOnRaggedShapes) {
   }
 }
 
-// llama.cpp's block types (base/kquant.h), which elm reads but cannot write: random blocks with
+// llama.cpp's block types (base/kquant.h), as random blocks with
 // finite scales of a realistic size.
 MatRef RandomBlocks(DType type, int64_t N, int64_t K, std::mt19937& rng,
                     std::vector<uint8_t>& bytes) {

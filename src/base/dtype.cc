@@ -2,6 +2,7 @@
 
 #include "base/error.h"
 #include "base/kquant.h"
+#include "base/kquant_write.h"
 #include "base/quant.h"
 
 #include <cctype>
@@ -219,9 +220,9 @@ void FromF32(DType t, const float* src, void* dst, size_t n) {
     case DType::kQ4_0:
       QuantizeBlocks<BlockQ4_0>(src, dst, n, QuantizeQ4_0);
       return;
-    default:
-      Fail("elm cannot write ", DTypeName(t),
-           " (it reads it from llama.cpp GGUFs); write F32, F16, ", "BF16, Q8_0 or Q4_0");
+    default:  // llama.cpp's other block types
+      QuantizeRowsLikeGgml(t, src, dst, 1, static_cast<int64_t>(n), nullptr);
+      return;
   }
 }
 

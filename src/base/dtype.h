@@ -19,7 +19,8 @@ enum class DType {
   kBF16,
   kQ8_0,
   kQ4_0,
-  // Read-only block types (from llama.cpp GGUFs): computed with, never written.
+  // llama.cpp's other block types: read from its GGUFs, written only through llama-quantize's
+  // presets (`elm quantize --type q4_k_m`, io/quant_mix.h, base/kquant_write.h).
   kQ4_1,
   kQ5_0,
   kQ5_1,
@@ -32,7 +33,8 @@ enum class DType {
   kIQ4_XS,
 };
 
-// Whether elm can write (quantize to) the type: F32, F16, BF16, Q8_0, Q4_0.
+// Whether the type is one of elm's own conversion types (`--type`, `--weights`, random models):
+// F32, F16, BF16, Q8_0, Q4_0. The others are written only in llama-quantize's mixes.
 inline bool DTypeWritable(DType t) {
   return static_cast<int>(t) <= static_cast<int>(DType::kQ4_0);
 }
@@ -68,7 +70,8 @@ uint16_t F32ToF16(float f);  // round to nearest even, overflow → inf
 
 // Converts n elements of type `t` at `src` to float32 (n a multiple of the block size).
 void ToF32(DType t, const void* src, float* dst, size_t n);
-// Converts n float32 values to type `t` (quantizing for the block types); `t` must be writable.
+// Converts n float32 values to type `t` (quantizing for the block types: one row of n values
+// with ggml's reference quantizer for llama.cpp's types, base/kquant_write.h).
 void FromF32(DType t, const float* src, void* dst, size_t n);
 
 }  // namespace elm

@@ -15,6 +15,11 @@ namespace {
 
 // The type most of the matrices will have in the output.
 std::string OutputTypeName(const ModelSource& src, const ConvertOptions& opt) {
+  if (opt.llama_preset) {
+    std::string name = opt.llama_preset->name;
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return name;
+  }
   std::optional<DType> t = opt.type;
   if (!t && src.natural_type) t = src.natural_type;
   if (!t) {
@@ -60,9 +65,19 @@ void ConvertModel(const ModelSource& source, const ConvertOptions& opt, bool ver
     Fail(source.origin, ": opened for loading only; conversions need it opened for conversion");
   if (opt.mlx_quant && opt.to != "mlx")
     Fail("convert: MLX group quantization applies to --to mlx only");
+  if ((opt.pure || !opt.imatrix.empty()) && !opt.llama_preset)
+    Fail("convert: --pure and --imatrix apply to llama-quantize's types (", QuantPresetList(), ")");
+  if (opt.llama_preset && opt.to != "gguf")
+    Fail("convert: ", opt.llama_preset->name, " is a GGUF type; use --to gguf");
+  if (opt.llama_preset && opt.type) Fail("convert: give one type");
   if (opt.to == "gguf") {
-    WriteGgufModel(source, opt.output, opt.type, opt.name, opt.chat_template, verbose,
-                   opt.progress);
+    std::optional<ImportanceMatrix> imatrix;
+    if (!opt.imatrix.empty()) imatrix = ReadImportanceMatrix(opt.imatrix);
+    std::optional<GgufQuantMix> mix;
+    if (opt.llama_preset)
+      mix = GgufQuantMix{*opt.llama_preset, opt.pure, imatrix ? &*imatrix : nullptr};
+    WriteGgufModel(source, opt.output, opt.type, opt.name, opt.chat_template, verbose, opt.progress,
+                   mix ? &*mix : nullptr);
     return;
   }
   if (opt.to != "mlx" && opt.to != "hf")

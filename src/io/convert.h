@@ -12,6 +12,7 @@
 #include "io/hf_chat_template.h"
 #include "io/mlx_quant.h"
 #include "io/model_source.h"
+#include "io/quant_mix.h"
 #include "io/write_progress.h"
 
 namespace elm {
@@ -23,7 +24,12 @@ struct ConvertOptions {
   // MLX and HF: F32, F16 or BF16 (all tensors). Unset: as stored, or the source's natural_type.
   std::optional<DType> type;
   std::optional<MlxQuantization> mlx_quant;  // MLX only: affine group quantization
-  std::string name;  // GGUF general.name (default: the source folder or file name)
+  // GGUF only, instead of `type`: one of llama-quantize's presets (Q4_K_M, IQ4_XS, ...), written
+  // with its per-tensor types, quantizers, tensor order and metadata (io/gguf_convert.h).
+  std::optional<QuantPreset> llama_preset;
+  bool pure = false;    // with llama_preset: every matrix in the preset's base type (--pure)
+  std::string imatrix;  // with llama_preset: llama.cpp importance matrix file (io/imatrix.h)
+  std::string name;     // GGUF general.name (default: the source folder or file name)
   // The chat template written where the source carries none: GGUF tokenizer.chat_template, MLX
   // and HF tokenizer_config.json "chat_template" (io/hf_chat_template.h); "" writes none.
   std::string chat_template = kOpenElmChatTemplateJinja;

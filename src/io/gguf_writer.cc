@@ -138,6 +138,10 @@ void GgufWriter::Set(const std::string& key, GgufValue value) {
   kv_.emplace_back(key, std::move(value));
 }
 
+void GgufWriter::Remove(const std::string& key) {
+  std::erase_if(kv_, [&](const auto& kv) { return kv.first == key; });
+}
+
 void GgufWriter::AddTensor(const std::string& name, std::vector<int64_t> ne, uint32_t ggml_type,
                            FillFn fill) {
   for (const auto& t : tensors_) ELM_CHECK(t.name != name);

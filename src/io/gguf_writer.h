@@ -24,6 +24,9 @@ class GgufWriter {
   // Adds a metadata entry (keys must be unique; general.alignment is written from the
   // constructor argument when it differs from the default).
   void Set(const std::string& key, GgufValue value);
+  // Removes a metadata entry when present (llama-quantize moves the keys it sets to the end:
+  // Remove, then Set).
+  void Remove(const std::string& key);
   // Adds a tensor. `ne` is in GGML order (ne[0] innermost = PyTorch's last dimension).
   void AddTensor(const std::string& name, std::vector<int64_t> ne, uint32_t ggml_type, FillFn fill);
   // Convenience: a tensor whose bytes already exist (copied at write time).

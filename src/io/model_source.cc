@@ -98,6 +98,8 @@ ModelSource ModelSource::OpenGguf(const std::string& path, const SourceOptions& 
     s.tensors.push_back(std::move(st));
     s.backing_.push_back(std::move(b));
   }
+  if (const GgufValue* n = file->Find("general.name"); n && n->type == GgufType::kString)
+    s.gguf_name = n->str;
   if (file->Find("general.file_type")) {
     s.gguf_file_type = static_cast<uint32_t>(file->GetInt("general.file_type"));
     const auto ft = DTypeOfGgufFileType(*s.gguf_file_type);

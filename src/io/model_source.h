@@ -73,6 +73,7 @@ class ModelSource {
   std::optional<GgufVocab> vocab;  // nullopt when no tokenizer fits the model's vocabulary
   std::string tokenizer_json, tokenizer_config_json, special_tokens_map_json;  // "" if none
   std::optional<uint32_t> gguf_file_type;  // general.file_type of a GGUF source
+  std::string gguf_name;                   // general.name of a GGUF source ("" if none)
   // The float type conversions default to where the stored types do not say: a GGUF's file type
   // (F32 for quantized files); the scales' type of an MLX-quantized folder. Unset otherwise.
   std::optional<DType> natural_type;

@@ -205,7 +205,7 @@ std::shared_ptr<const Model> Model::Random(const ModelConfig& c, DType type, uin
       for (int64_t i = 0; i < rows; ++i) {
         // A cheap counter-based generator: reproducible, independent of thread count.
         uint64_t state = (seed * 0x9E3779B97F4A7C15ull) ^ (salt << 32) ^ static_cast<uint64_t>(i);
-        if (!DTypeWritable(type)) {  // llama.cpp's types, which elm cannot write (base/kquant.h)
+        if (!DTypeWritable(type)) {  // llama.cpp's types: random blocks (base/kquant.h)
           RandomBlocks(type, state, const_cast<uint8_t*>(r.row(i)),
                        static_cast<size_t>(cols) / DTypeBlock(type));
           continue;

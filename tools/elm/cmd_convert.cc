@@ -1,6 +1,7 @@
 // elm convert --model DIR_OR_GGUF_OR_PT --to gguf|mlx|hf [--output PATH] [--type T] [--q-bits N]
 //             [--config CONFIG [--weights model|ema]]   (a CoreNet .pt checkpoint)
-// elm quantize --model DIR_OR_GGUF --type q8_0 [--output FILE.gguf]
+// elm quantize --model DIR_OR_GGUF_OR_PT --type q8_0|q4_k_m|... [--output FILE.gguf] [--pure]
+//              [--imatrix FILE]
 // Thin wrappers over io/convert.h; docs/formats.md describes the layouts.
 #include <unistd.h>
 
@@ -18,22 +19,36 @@
 namespace elm::cli {
 namespace {
 
-std::optional<DType> ParseTypeFlag(const std::string& text) {
-  if (text.empty()) return std::nullopt;
+// --type: elm's own types (f32, f16, bf16, q8_0, q4_0) or one of llama-quantize's presets.
+void ParseTypeFlag(const std::string& text, ConvertOptions& opt) {
+  if (text.empty()) return;
+  if (const auto p = FindQuantPreset(text)) {
+    opt.llama_preset = p;
+    return;
+  }
   const auto t = ParseDType(text);
-  if (!t) Fail("--type: unknown type '", text, "' (expected f32, f16, bf16, q8_0 or q4_0)");
-  return t;
+  if (!t)
+    Fail("--type: unknown type '", text, "' (expected f32, f16, bf16, q8_0, q4_0 or one of ",
+         QuantPresetList(), ")");
+  opt.type = t;
 }
 
-// Options both commands share: the output name, progress and the chat template.
+// Options both commands share: the output name, progress, the chat template and the
+// llama-quantize options.
 struct CommonOpts {
-  std::string output;
+  std::string output, imatrix;
   std::string config, weights = "model";  // a .pt source's config and which of its weights
-  bool verbose = false, no_chat_template = false;
+  bool verbose = false, no_chat_template = false, pure = false;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonOpts& c, const char* output_help) {
   cmd->add_option("--output", c.output, output_help);
+  cmd->add_flag("--pure", c.pure,
+                "With a llama-quantize type (q4_k_m, ...): every matrix in its base type, as "
+                "llama-quantize --pure");
+  cmd->add_option("--imatrix", c.imatrix,
+                  "With a llama-quantize type: llama.cpp importance matrix (.dat or .gguf from "
+                  "llama-imatrix) weighting the quantization search");
   cmd->add_flag("--verbose", c.verbose, "Show progress also when stderr is not a terminal");
   cmd->add_option("--config", c.config,
                   "For a PyTorch .pt checkpoint (CoreNet's): its shape, as a CoreNet YAML "
@@ -70,6 +85,8 @@ void Run(const std::string& model, ConvertOptions opt, const CommonOpts& c) {
     Fail(model, ": --config and --weights apply to PyTorch .pt checkpoints only (this ", src.format,
          " source carries its own config)");
   if (c.no_chat_template) opt.chat_template.clear();
+  opt.pure = c.pure;
+  opt.imatrix = c.imatrix;
   opt.output = c.output.empty() ? DefaultConvertOutput(src, opt) : c.output;
   if (c.output.empty())
     std::fprintf(stderr, "writing %s (no --output given)\n", opt.output.c_str());
@@ -109,8 +126,9 @@ void RegisterConvertCommands(CLI::App& app) {
                    "Output file (gguf) or folder (mlx, hf); default: beside the input, named "
                    "after it and the type, e.g. OpenELM-270M-q8_0.gguf");
     cmd->add_option("--type", o->type,
-                    "Weight type: f32, f16, bf16 (all layouts), q8_0, q4_0 (gguf); default: as "
-                    "stored");
+                    "Weight type: f32, f16, bf16 (all layouts), q8_0, q4_0 or one of "
+                    "llama-quantize's types q2_k ... q6_k, q4_k_m, iq4_xs, q5_1 (gguf); default: "
+                    "as stored");
     cmd->add_option("--q-bits", o->q_bits, "MLX only: affine group quantization, 4 or 8 bits")
         ->check(CLI::IsMember({2, 4, 8}));
     cmd->add_option("--q-group-size", o->q_group_size, "MLX only: quantization group size")
@@ -119,7 +137,7 @@ void RegisterConvertCommands(CLI::App& app) {
     cmd->callback([o] {
       ConvertOptions opt;
       opt.to = o->to;
-      opt.type = ParseTypeFlag(o->type);
+      ParseTypeFlag(o->type, opt);
       opt.name = o->name;
       if (o->q_bits != 0) opt.mlx_quant = MlxQuantization{o->q_bits, o->q_group_size};
       Run(o->model, opt, o->common);
@@ -134,14 +152,18 @@ void RegisterConvertCommands(CLI::App& app) {
     auto o = std::make_shared<Opts>();
     cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")
         ->required();
-    cmd->add_option("--type", o->type, "q8_0 or q4_0 (also f32, f16, bf16)")->required();
+    cmd->add_option("--type", o->type,
+                    "q8_0, q4_0, or llama-quantize's types: q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, "
+                    "q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs, q4_1, q5_0, q5_1 (also f32, "
+                    "f16, bf16)")
+        ->required();
     AddCommonFlags(cmd, o->common,
                    "Output GGUF file; default: beside the input, e.g. OpenELM-270M-q8_0.gguf");
     cmd->add_option("--name", o->name, "GGUF general.name (default: the source's name)");
     cmd->callback([o] {
       ConvertOptions opt;
       opt.to = "gguf";
-      opt.type = ParseTypeFlag(o->type);
+      ParseTypeFlag(o->type, opt);
       opt.name = o->name;
       Run(o->model, opt, o->common);
     });

@@ -16,14 +16,17 @@ void RegisterKldCommand(CLI::App& app) {
       "kld",
       "KL divergence, top-1 agreement and perplexity of converted weights vs the stored ones");
   struct Opts {
-    std::string model, weights, base_weights, file, tokenizer;
+    std::string model, weights, base_weights, file, tokenizer, converted;
     bool exact = false;
     int context = 128, max_tokens = 1024, threads = 0;
   };
   auto o = std::make_shared<Opts>();
   AddModelOption(cmd, o->model)->required();
   AddThreadsOption(cmd, o->threads);
-  cmd->add_option("--weights", o->weights, "Type to compare: bf16, f16, q8_0, q4_0")->required();
+  cmd->add_option("--weights", o->weights, "Type to compare: bf16, f16, q8_0, q4_0");
+  cmd->add_option("--converted", o->converted,
+                  "Instead of --weights: a converted copy of the model to compare, e.g. the GGUF "
+                  "`elm quantize --type q4_k_m` wrote");
   cmd->add_option("--base-weights", o->base_weights,
                   "Type of the base model (default: as stored); f32 on a half-precision or "
                   "quantized file measures the kernels' error alone (docs/numerics.md)");
@@ -41,10 +44,15 @@ void RegisterKldCommand(CLI::App& app) {
     base_lo.weights = ParseWeightsFlag(o->base_weights);
     auto base = Model::Load(o->model, base_lo);
     WarnIfBeyondTrainedContext(o->context, base->config().max_context);
+    if (o->weights.empty() == o->converted.empty())
+      Fail("kld: give --weights TYPE or --converted MODEL (one of them)");
     LoadOptions lo;
     lo.weights = ParseWeightsFlag(o->weights);
     lo.exact = o->exact;
-    auto conv = Model::Load(o->model, lo);
+    auto conv = Model::Load(o->converted.empty() ? o->model : o->converted, lo);
+    if (conv->config().vocab_size != base->config().vocab_size ||
+        conv->config().n_layers != base->config().n_layers)
+      Fail(o->converted, ": not a copy of ", o->model, " (other vocabulary or depth)");
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     auto ids = tok.Encode(ReadInputText(o->file), tok.add_bos());
     if (static_cast<int>(ids.size()) > o->max_tokens)
