@@ -43,6 +43,13 @@ class TrainModel {
   const float* logits() const { return logits_.data(); }
   // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into trainable().grads.
   void Backward(float loss_scale = 1.0f);
+  // Per-position log-probability of the target under the last Forward, [B·T] (0 where the target
+  // is ignored): the terms of a sequence log-prob (DPO's π). Call before Backward.
+  void TargetLogProbs(float* out) const;
+  // Backward of a loss of those log-probs: accumulates ∂L/∂params where
+  // ∂L/∂logp[n] = −token_scale[n] (token_scale[n] weighs position n's cross-entropy), instead of
+  // the mean cross-entropy Backward uses. Preference losses (train/preference_loss.h) use it.
+  void BackwardRows(const float* token_scale);
   void ZeroGrad() { trainable().ZeroGrad(); }
   // What the optimizer updates: the LoRA adapter when enabled, else every parameter.
   TrainSlab& trainable() { return lora_ ? static_cast<TrainSlab&>(*lora_) : params_; }
@@ -55,6 +62,10 @@ class TrainModel {
   // be allocated). The adapter starts at zero (the caller runs lora()->Init or loads one).
   void EnableLora(const LoraSettings& s);
   LoraParams* lora() { return lora_.get(); }
+  // Switches the adapter off (the base model alone, for a LoRA run's preference reference) or
+  // back on for the following Forward calls. A Backward after a Forward with the adapter off
+  // leaves the adapter's gradients untouched.
+  void set_lora_enabled(bool on) { lora_enabled_ = on; }
   const LoraParams* lora() const { return lora_.get(); }
   // Dropout of the LoRA branch for the following Forward calls: on with the mask of `key`
   // (LoraDropoutKey), or off (evaluation). Off by default.
@@ -81,6 +92,12 @@ class TrainModel {
     std::vector<float> g;        // [N, F] silu(gate)·up
   };
   void Allocate(int B, int T);
+  // The backward pass from ∂L/∂logits (already in logits_) down to the embeddings.
+  void BackwardFromLogits();
+  // Where the backward pass writes: the gradient slab, or for LoRA null base weights and a sink
+  // for the frozen norms.
+  ModelSlots GradSlots();
+  bool lora_on() const { return lora_ && lora_enabled_; }
   void LayerForward(int l, const LayerSlots& w, const float* x_in, float* x_out);
   void LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx);
   // y[N, out] += the LoRA branch of (layer l, target t) for input x[N, in]; saves what
@@ -111,6 +128,8 @@ class TrainModel {
     std::array<std::vector<float>, 4> xd, ts;
   };
   std::unique_ptr<LoraParams> lora_;
+  bool lora_enabled_ = true;
+  bool lora_ran_ = false;  // the last Forward applied the adapter
   bool lora_dropout_on_ = false;
   uint64_t lora_dropout_key_ = 0;
   float lora_p_ = 0;  // the dropout probability the last Forward applied
