@@ -25,10 +25,12 @@ void Append(std::vector<double>& steps, std::vector<double>& values, double step
 
 }  // namespace
 
-LossSeries ReadLossSeries(const std::string& log_path) {
+LossSeries ReadLossSeries(const std::string& log_path, const std::string& metric) {
   std::ifstream in(log_path);
   if (!in) Fail(log_path, ": cannot open the training log");
   LossSeries s;
+  s.metric = metric;
+  const std::string val_key = "val_" + metric;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
     nlohmann::json j;
@@ -42,13 +44,14 @@ LossSeries ReadLossSeries(const std::string& log_path) {
     }
     if (!j.is_object() || !j.contains("step") || !j["step"].is_number()) continue;
     const double step = j["step"].get<double>();
-    if (j.contains("loss") && j["loss"].is_number())
-      Append(s.train_step, s.train_loss, step, j["loss"].get<double>());
-    if (j.contains("val_loss") && j["val_loss"].is_number())
-      Append(s.val_step, s.val_loss, step, j["val_loss"].get<double>());
+    if (j.contains(metric) && j[metric].is_number())
+      Append(s.train_step, s.train_loss, step, j[metric].get<double>());
+    if (j.contains(val_key) && j[val_key].is_number())
+      Append(s.val_step, s.val_loss, step, j[val_key].get<double>());
   }
   if (s.train_step.empty() && s.val_step.empty())
-    Fail(log_path, ": no loss records (lines with \"step\" and \"loss\" or \"val_loss\")");
+    Fail(log_path, ": no ", metric, " records (lines with \"step\" and \"", metric, "\" or \"",
+         val_key, "\")");
   return s;
 }
 
@@ -163,8 +166,8 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
       b, sizeof b,
       "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
       "stroke=\"#333\"/>\n<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">step</text>\n"
-      "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
-      L, T, pw, ph, L + pw / 2, height - 10, T + ph / 2);
+      "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
+      L, T, pw, ph, L + pw / 2, height - 10, T + ph / 2, Escape(s.metric).c_str());
   o += b;
   if (!s.train_step.empty()) {
     // Exponential moving average (debiased), the curve to read; the raw loss stays faint.
@@ -192,11 +195,13 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
     }
   }
   // Legend.
-  const double lx = L + pw - 170, ly = T + 12;
+  // Wide enough for the longest entry (~6.5 px a character at the plot's font size).
+  const double lw = std::max(160.0, 40.0 + 6.5 * static_cast<double>(s.metric.size() + 17));
+  const double lx = L + pw - lw - 10, ly = T + 12;
   std::snprintf(b, sizeof b,
-                "<rect x=\"%.1f\" y=\"%.1f\" width=\"160\" height=\"%d\" fill=\"white\" "
+                "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.0f\" height=\"%d\" fill=\"white\" "
                 "stroke=\"#ccc\"/>\n",
-                lx - 8, ly - 10, s.val_step.empty() ? 40 : 58);
+                lx - 8, ly - 10, lw, s.val_step.empty() ? 40 : 58);
   o += b;
   auto entry = [&](double y, const char* color, double wdt, const char* text) {
     std::snprintf(b, sizeof b,
@@ -205,9 +210,10 @@ std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width
                   lx, y, lx + 24, y, color, wdt, lx + 30, y + 4, text);
     o += b;
   };
-  entry(ly, "#9ecae1", 1, "train loss");
-  entry(ly + 18, "#1f77b4", 2, "train loss (smoothed)");
-  if (!s.val_step.empty()) entry(ly + 36, "#d62728", 2, "validation loss");
+  const std::string name = Escape(s.metric);
+  entry(ly, "#9ecae1", 1, ("train " + name).c_str());
+  entry(ly + 18, "#1f77b4", 2, ("train " + name + " (smoothed)").c_str());
+  if (!s.val_step.empty()) entry(ly + 36, "#d62728", 2, ("validation " + name).c_str());
   o += "</svg>\n";
   return o;
 }

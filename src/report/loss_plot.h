@@ -12,12 +12,15 @@ namespace elm {
 struct LossSeries {
   std::vector<double> train_step, train_loss;
   std::vector<double> val_step, val_loss;
+  std::string metric = "loss";  // the key drawn: "loss", or any number a step line holds
 };
 
 // Reads the step and val lines of a training log (other lines are skipped). A record whose step is
 // not after the previous one's replaces the records from that step on (a resume rewound the run),
 // so the series are strictly increasing in step: one run.
-LossSeries ReadLossSeries(const std::string& log_path);
+// `metric` picks another key of the step lines (e.g. "rewards/accuracies", logged by elm dpo),
+// with "val_" + metric from the validation lines.
+LossSeries ReadLossSeries(const std::string& log_path, const std::string& metric = "loss");
 // The SVG document; `title` goes above the plot.
 std::string LossPlotSvg(const LossSeries& s, const std::string& title, int width = 800,
                         int height = 480);
