@@ -13,6 +13,7 @@
 #include "base/mmap_file.h"
 #include "test_util.h"
 #include "train/posttrain_config.h"
+#include "train/train_config.h"
 
 namespace elm {
 namespace {
@@ -111,6 +112,39 @@ TEST(PosttrainCli, SftFullAndDpoHingeWithAFrozenCopy) {
   EXPECT_NE(out.find("rewards/accuracies"), std::string::npos);
 }
 
+// DoRA through `elm dpo` (use_dora): the magnitudes start at ‖W‖, so step 1 is the base model
+// (loss log 2); the checkpoint is a PEFT DoRA adapter that --lora and merge-lora apply alike.
+TEST(PosttrainCli, DoraAdapterTrainsAppliesAndMerges) {
+  const std::string dir = test::TempDir("posttrain_dora");
+  const std::string cfg = Recipe(dir,
+                                 "beta: 0.1\nmax_steps: 3\nuse_peft: true\nuse_dora: true\n"
+                                 "lora_r: 4\nlora_alpha: 8\nlora_dropout: 0.0\nelm:\n"
+                                 "  train_file: prefs.jsonl\n");
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("dpo --config " + cfg, &out, &err), 0) << out << err;
+  const auto lines = LogLines(dir + "/run/train_log.jsonl");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NEAR(lines[0]["loss"].get<double>(), std::log(2.0), 1e-5);
+  const std::string ckpt = dir + "/run/checkpoints/step_00000003";
+  const auto ac = nlohmann::json::parse(ReadTextFile(ckpt + "/adapter_config.json"));
+  EXPECT_TRUE(ac["use_dora"].get<bool>());
+  EXPECT_NE(ReadTextFile(ckpt + "/adapter_model.safetensors").find("lora_magnitude_vector"),
+            std::string::npos);
+  const std::string model = ELM_SOURCE_DIR "/models/tiny-random-32k";
+  const std::string gen = " --prompt hi -n 6 --temp 0";
+  std::string with_lora, merged;
+  ASSERT_EQ(test::RunElm("generate --model " + model + " --lora " + ckpt + gen, &with_lora, &err),
+            0)
+      << err;
+  ASSERT_EQ(test::RunElm(
+                "merge-lora --model " + model + " --lora " + ckpt + " --output " + dir + "/merged",
+                &out, &err),
+            0)
+      << err;
+  ASSERT_EQ(test::RunElm("generate --model " + dir + "/merged" + gen, &merged, &err), 0) << err;
+  EXPECT_EQ(with_lora, merged);
+}
+
 std::string ConfigError(const std::string& yaml, PosttrainTask task = PosttrainTask::kDpo) {
   try {
     ParsePosttrainConfig(yaml, "r.yaml", task);
@@ -198,6 +232,40 @@ TEST(PosttrainConfig, ShippedInstructRecipes) {
     EXPECT_TRUE(c.bf16);
     EXPECT_TRUE(c.gradient_checkpointing);
     EXPECT_TRUE(c.unknown_keys.empty());
+  }
+}
+}  // namespace
+}  // namespace elm
+
+namespace elm {
+namespace {
+// CoreNet's PEFT keys with use_dora (README-peft.md: "set use_dora to True"): DoRA on the linear
+// entries; an embedding entry with use_dora is refused as CoreNet's lora.Embedding refuses it.
+TEST(PosttrainConfig, CoreNetUseDora) {
+  const std::string dir = test::TempDir("dora_cfg");
+  const std::string yaml = test::TinyTrainYaml(dir, 2, 2, 2);
+  const std::string from = "elm.init_from=" + dir + "/base";
+  auto lora = [](const char* emb_dora, const char* lin_dora) {
+    return std::string("model.lora={use_lora: true, config: [") +
+           "{regex: '.*token_embedding.*', module_type: embedding, params: {r: 4, use_dora: " +
+           emb_dora +
+           "}}, {regex: '.*proj.*', module_type: linear, params: {r: 4, use_dora: " + lin_dora +
+           "}}]}";
+  };
+  const TrainConfig c = ParseTrainConfig(yaml, "t.yaml", {lora("false", "true"), from});
+  EXPECT_TRUE(c.lora.dora);
+  EXPECT_TRUE(c.lora.has(LoraTarget::kEmbeddings));
+  const LoraLayout layout(c.model, c.lora);
+  EXPECT_EQ(layout.Magnitude(-1, LoraTarget::kEmbeddings), nullptr);  // plain LoRA
+  ASSERT_NE(layout.Magnitude(0, LoraTarget::kQkv), nullptr);
+  EXPECT_EQ(layout.Magnitude(0, LoraTarget::kQkv)->shape, std::vector<int64_t>{c.model.qkv_out(0)});
+  try {
+    ParseTrainConfig(yaml, "t.yaml", {lora("true", "true"), from});
+    ADD_FAILURE() << "use_dora on the embedding entry was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("DoRA is not supported for Embedding layers"),
+              std::string::npos)
+        << e.what();
   }
 }
 }  // namespace

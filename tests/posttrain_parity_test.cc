@@ -17,6 +17,7 @@
 #include "data/chat_dataset.h"
 #include "io/safetensors.h"
 #include "model/lora_adapter.h"
+#include "model/model.h"
 #include "test_util.h"
 #include "train/optimizer.h"
 #include "train/preference_loss.h"
@@ -187,7 +188,7 @@ TEST(PosttrainParity, LoraLogitsLossAndGradients) {
   const auto folders = Discover();
   if (folders.empty()) GTEST_SKIP() << "no post-training vectors";
   for (const Folder& f : folders) {
-    for (const char* kind : {"lora"}) {
+    for (const char* kind : {"lora", "dora"}) {
       if (!f.v.contains(kind)) continue;
       SCOPED_TRACE(f.name + " " + kind);
       const json& lv = f.v[kind];
@@ -217,9 +218,30 @@ TEST(PosttrainParity, LoraLogitsLossAndGradients) {
       EXPECT_LE(loss_err, 1e-5);
       m->Backward();
       const double g = GradError(*m->lora(), dir + "/grads.safetensors");
+      double worst_norm = 0;
+      if (fs::exists(dir + "/dora_weight_norm.safetensors")) {
+        // PEFT's dora_init value ‖W + s·B·A‖ (the detached norm of the forward).
+        std::vector<float> mag(m->lora()->params);
+        m->InitDoraMagnitudes();
+        const TensorStore norms(dir + "/dora_weight_norm.safetensors");
+        for (const LoraTensor& t : m->lora()->layout().tensors()) {
+          if (!t.is_magnitude) continue;
+          std::string name = t.name;
+          name.replace(name.rfind("lora_magnitude_vector"), 21, "dora_weight_norm");
+          const TensorView* v = norms.Find(name);
+          ASSERT_NE(v, nullptr) << name;
+          std::vector<float> want(t.numel);
+          ToF32(*v->dtype, v->data, want.data(), t.numel);
+          for (size_t i = 0; i < t.numel; ++i)
+            worst_norm = std::max(worst_norm, RelErr(m->lora()->params[t.offset + i], want[i]));
+        }
+        EXPECT_LE(worst_norm, 1e-5);
+        m->lora()->params = mag;
+      }
       std::printf(
-          "[posttrain parity] %s %s: logits max err %.2g, loss rel err %.2g, worst grad err %.2g\n",
-          f.name.c_str(), kind, worst_logit, loss_err, g);
+          "[posttrain parity] %s %s: logits max err %.2g, loss rel err %.2g, worst grad err %.2g, "
+          "norm rel err %.2g\n",
+          f.name.c_str(), kind, worst_logit, loss_err, g, worst_norm);
     }
   }
 }
@@ -368,6 +390,38 @@ TEST(PosttrainParity, PreferenceTrajectory) {
         "[posttrain parity] %s trajectory (%zu steps): loss/grad-norm rel err %.2g, params after "
         "step 5 max err %.2g (%zu beyond 1e-5)\n",
         f.name.c_str(), tr["steps"].size(), worst, maxd, beyond);
+  }
+}
+
+// The adapters applied at load (`--lora`, LoadOptions::lora: W merged, DoRA's rows rescaled to
+// m/‖W + s·B·A‖) give the reference logits in the inference session, and `elm merge-lora` writes
+// the same weights.
+TEST(PosttrainParity, AdaptersAppliedAtLoadMatchTheReferenceLogits) {
+  const auto folders = Discover();
+  if (folders.empty()) GTEST_SKIP() << "no post-training vectors";
+  for (const Folder& f : folders) {
+    for (const char* kind : {"lora", "dora"}) {
+      if (!f.v.contains(kind)) continue;
+      SCOPED_TRACE(f.name + " " + kind);
+      const std::string dir = f.path + "/" + kind;
+      LoadOptions lo;
+      lo.lora = dir;
+      const auto model = Model::Load(f.checkpoint, lo);
+      const int64_t V = model->config().vocab_size;
+      float worst = 0;
+      for (const auto& s : f.v[kind]["sequences"]) {
+        const std::vector<int> tok = Ids(s["tokens"]);
+        const std::vector<float> got = test::AllLogits(model, tok);
+        const std::vector<float> want =
+            test::ReadFloats(dir + "/logits.bin", s["logits_offset_bytes"].get<uint64_t>(),
+                             tok.size() * static_cast<uint64_t>(V));
+        ASSERT_EQ(got.size(), want.size());
+        worst = std::max(worst, test::MaxAbsDiff(got.data(), want.data(), want.size()));
+      }
+      EXPECT_LE(worst, 1e-4f);
+      std::printf("[posttrain parity] %s %s applied at load: logits max err %.2g\n", f.name.c_str(),
+                  kind, worst);
+    }
   }
 }
 

@@ -106,6 +106,7 @@ class Runner {
     if (cfg_.lora.enabled()) {
       policy_->EnableLora(cfg_.lora);
       policy_->lora()->Init(cfg_.seed);
+      if (cfg_.lora.dora) policy_->InitDoraMagnitudes();
     } else {
       policy_->params().AllocateTrainingState();
     }

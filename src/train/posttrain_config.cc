@@ -209,7 +209,11 @@ PosttrainConfig ParsePosttrainConfig(const std::string& yaml_text, const std::st
              "' is not an OpenELM module (token_embeddings, qkv_proj, out_proj, proj_1, proj_2)");
     }
     c.lora.base_model = c.model_name_or_path;
-    if (c.use_dora) Fail(origin, ": use_dora: DoRA is not implemented yet; use plain LoRA");
+    c.lora.dora = c.use_dora;
+    if (c.use_dora && c.lora.has(LoraTarget::kEmbeddings))
+      Fail(origin,
+           ": use_dora: DoRA is not supported for token_embeddings (PEFT 0.9); leave it "
+           "out of lora_target_modules");
   }
 
   for (const char* k : kIgnored)

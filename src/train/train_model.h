@@ -66,6 +66,9 @@ class TrainModel {
   // back on for the following Forward calls. A Backward after a Forward with the adapter off
   // leaves the adapter's gradients untouched.
   void set_lora_enabled(bool on) { lora_enabled_ = on; }
+  // DoRA: sets every magnitude vector to ‖W + s·B·A‖ per output row (PEFT's dora_init; with B = 0
+  // that is ‖W‖), so training starts at the base model. Call after the base and A, B are set.
+  void InitDoraMagnitudes();
   const LoraParams* lora() const { return lora_.get(); }
   // Dropout of the LoRA branch for the following Forward calls: on with the mask of `key`
   // (LoraDropoutKey), or off (evaluation). Off by default.
@@ -102,10 +105,15 @@ class TrainModel {
   void LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx);
   // y[N, out] += the LoRA branch of (layer l, target t) for input x[N, in]; saves what
   // LoraBackward needs. No-op when (l, t) is not targeted.
-  void LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in, int64_t out);
-  // dx[N, in] += its input gradient for output gradient dy; accumulates the A and B gradients.
+  // W [out, in] is the frozen base matrix (DoRA needs it; y holds x·Wᵀ on entry).
+  void LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in, int64_t out,
+                   const float* W);
+  // dx[N, in] += its input gradient for output gradient dy; accumulates the A and B gradients
+  // (and DoRA's magnitude gradient).
   void LoraBackward(int l, LoraTarget t, const float* dy, const float* x, float* dx, int64_t in,
-                    int64_t out);
+                    int64_t out, const float* W);
+  // DoRA's n = ‖W + s·B·A‖ per output row of (layer l, target t) into n[out].
+  void DoraNorm(int l, LoraTarget t, const float* W, int64_t in, int64_t out, float* n) const;
 
   ParamSet params_;
   RopeTable rope_;
@@ -124,8 +132,9 @@ class TrainModel {
 
   // LoRA state: per layer and linear target (qkv, out, proj_1, proj_2) the dropped input (only
   // with dropout) and s·drop(x)·Aᵀ [N, r]; the embedding branch's s·A[:, id] rows.
+  // DoRA adds per target the detached norm n [out] and z = x'·Wᵀ + s·(x'·Aᵀ)·Bᵀ [N, out].
   struct LoraActs {
-    std::array<std::vector<float>, 4> xd, ts;
+    std::array<std::vector<float>, 4> xd, ts, n, z;
   };
   std::unique_ptr<LoraParams> lora_;
   bool lora_enabled_ = true;
@@ -134,7 +143,7 @@ class TrainModel {
   uint64_t lora_dropout_key_ = 0;
   float lora_p_ = 0;  // the dropout probability the last Forward applied
   std::vector<LoraActs> lora_acts_;
-  std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_;
+  std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_, dora_dyl_, dora_dcorr_;
   std::vector<float> norm_sink_;  // receives the (discarded) gradients of the frozen norms
 };
 
