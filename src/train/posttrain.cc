@@ -166,7 +166,7 @@ class Runner {
       policy_->ZeroGrad();
       double loss = 0;
       PreferenceMetrics m;
-      int64_t rows = 0;
+      int64_t rows = 0, tokens = 0;
       for (int a = 0; a < cfg_.accum; ++a) {
         const std::vector<size_t> idx = NextBatch(n);
         rows += static_cast<int64_t>(idx.size());
@@ -182,6 +182,7 @@ class Runner {
             ref = RefLogProbs(b);
             res_.ref_seconds += Seconds(tr);
           }
+          for (int len : b.lengths) tokens += len;
           const PreferenceLoss L = PreferenceForwardBackward(
               *policy_, b.inputs.data(), b.targets.data(), b.B, b.T, ref, cfg_.loss, scale);
           loss += L.loss * scale;
@@ -190,6 +191,7 @@ class Runner {
           std::vector<SftExample> rows_v;
           for (size_t i : idx) rows_v.push_back(sft_[i]);
           const TokenBatch b = MakeSftBatch(rows_v, pad_);
+          for (int len : b.lengths) tokens += len;
           const LossValue L = policy_->Forward(b.inputs.data(), b.targets.data(), b.B, b.T, {});
           policy_->Backward(scale);
           loss += L.loss * scale;
@@ -212,6 +214,7 @@ class Runner {
       j["grad_norm"] = norm;
       if (dpo) PutMetrics(j, m, "");
       j[dpo ? "pairs_per_s" : "sequences_per_s"] = static_cast<double>(rows) / dt;
+      j["tokens_per_s"] = static_cast<double>(tokens) / dt;  // the policy's real (unpadded) tokens
       j["elapsed_s"] = Seconds(t_run);
       log_->Line(j);
       if (step == 0) {

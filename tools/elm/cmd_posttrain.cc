@@ -44,6 +44,7 @@ void Register(CLI::App& app, PosttrainTask task) {
       std::printf(", rewards/accuracies %.3f -> %.3f", r.first_metrics.rewards_accuracies,
                   r.final_metrics.rewards_accuracies);
     std::printf(", %.2f %s/s\n", r.rows_per_s, dpo ? "pairs" : "sequences");
+    if (dpo) std::printf("reference log-probs: %.1f s\n", r.ref_seconds);
     if (r.has_eval) {
       std::printf("eval: loss %.4f", r.eval_loss);
       if (dpo)
