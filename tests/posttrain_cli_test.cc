@@ -233,6 +233,11 @@ TEST(PosttrainConfig, ShippedInstructRecipes) {
     EXPECT_TRUE(c.gradient_checkpointing);
     EXPECT_TRUE(c.unknown_keys.empty());
   }
+  // The worked example's recipe (docs/training.md) parses with no unknown key.
+  const PosttrainConfig ex = LoadPosttrainConfig(
+      ELM_SOURCE_DIR "/configs/openelm_shakespeare_dpo.yaml", PosttrainTask::kDpo);
+  EXPECT_TRUE(ex.unknown_keys.empty());
+  EXPECT_EQ(ex.loss.type, PreferenceLossType::kHinge);
 }
 }  // namespace
 }  // namespace elm
