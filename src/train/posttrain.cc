@@ -58,7 +58,7 @@ void AddScaled(PreferenceMetrics& a, const PreferenceMetrics& b, double s) {
 
 class Log {
  public:
-  Log(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "w")) {
+  explicit Log(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "w")) {
     if (f_ == nullptr) Fail(path, ": cannot write the training log");
   }
   ~Log() {
