@@ -583,3 +583,47 @@ TEST(LoraCli, FineTuneGenerateAndMerge) {
 
 }  // namespace
 }  // namespace elm
+
+namespace elm {
+namespace {
+// `elm train` with CoreNet's use_dora on the linear entry (README-peft.md): a PEFT DoRA adapter
+// whose first step is the base model (m starts at ‖W‖), applied by --lora as merge-lora merges it.
+TEST(LoraCli, CoreNetDoraTrainsAndApplies) {
+  const std::string dir = test::TempDir("dora_cli");
+  const std::string corpus =
+      ReadTextFile(std::string(ELM_SOURCE_DIR) + "/data/corpus/tinyshakespeare.txt");
+  std::ofstream(dir + "/corpus.txt") << corpus.substr(0, 4000);
+  const std::string model = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
+  std::ofstream(dir + "/dora.yaml")
+      << "common: {results_loc: \"" << dir << "/results\", run_label: dora, seed: 1}\n"
+      << "dataset:\n  train_batch_size0: 4\n  language_modeling:\n    sequence_length: 32\n"
+      << "    general_lm: {train_data_info: [{file_name: \"" << dir << "/corpus.txt\"}]}\n"
+      << "optim: {weight_decay: 0}\n"
+      << "scheduler: {name: fixed, max_iterations: 6, fixed: {lr: 0.01}}\n"
+      << "model:\n  language_modeling:\n    general_gpt: {num_transformer_layers: 2, "
+      << "model_dim: 128, head_dim: 32, num_gqa_groups: 2, ffn_dim_divisor: 32, "
+      << "max_context_length: 128}\n"
+      << "  lora:\n    use_lora: true\n    config:\n"
+      << "      - {regex: '.*(qkv_proj|out_proj|proj_\\d).*', module_type: linear,\n"
+      << "         params: {r: 4, lora_alpha: 8, lora_dropout: 0.1, use_dora: true}}\n"
+      << "elm: {init_from: \"" << model << "\"}\n";
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("train --config " + dir + "/dora.yaml", &out, &err), 0) << out << err;
+  const std::string adapter = dir + "/results/dora/checkpoints/step_00000006";
+  EXPECT_NE(ReadTextFile(adapter + "/adapter_config.json").find("\"use_dora\": true"),
+            std::string::npos);
+  const std::string gen = " --prompt 'ROMEO:' -n 8 --temperature 0 --output-ids";
+  std::string lora_ids, merged_ids;
+  ASSERT_EQ(test::RunElm("generate --model " + model + " --lora " + adapter + gen, &lora_ids, &err),
+            0)
+      << err;
+  ASSERT_EQ(test::RunElm("merge-lora --model " + model + " --lora " + adapter + " --output " + dir +
+                             "/merged",
+                         &out, &err),
+            0)
+      << out << err;
+  ASSERT_EQ(test::RunElm("generate --model " + dir + "/merged" + gen, &merged_ids), 0);
+  EXPECT_EQ(lora_ids, merged_ids);
+}
+}  // namespace
+}  // namespace elm
