@@ -132,6 +132,67 @@ TEST(Lora, GradientsMatchCentralDifferences) {
   }
 }
 
+// DoRA with dropout (PEFT 0.9: the correction term uses the dropped-out input): the magnitude
+// gradients against central differences (n does not depend on m, so the numeric derivative is
+// the detached one), and m = ‖W + s·B·A‖ makes the adapted forward equal plain LoRA's. The A and
+// B gradients (n held constant) are checked against PyTorch by PosttrainParity.*.
+TEST(Lora, DoraMagnitudeGradientsWithDropout) {
+  LoraSettings s = AllTargets(3, 6, 0.25);
+  s.dora = true;
+  auto m = LoraModel(Base(), s);
+  LoraParams& lp = *m->lora();
+  RandomAdapter(lp, 11, 0.3f);
+  const int B = 2, T = 7, V = m->config().vocab_size;
+  std::vector<int> ids(B * T), tg(B * T);
+  for (int i = 0; i < B * T; ++i) ids[i] = (i * 37 + 11) % V, tg[i] = (i * 53 + 5) % V;
+  m->set_lora_dropout(true, /*key=*/77);
+  auto loss = [&] { return m->Forward(ids.data(), tg.data(), B, T, {}).loss; };
+  // m = ‖W + s·B·A‖: DoRA computes exactly what LoRA computes, dropout included only through
+  // the LoRA branch and the correction term, so compare with the dropout off.
+  m->set_lora_dropout(false);
+  m->InitDoraMagnitudes();
+  const double dora_at_norm = loss();
+  LoraSettings plain = s;
+  plain.dora = false;
+  auto ref = LoraModel(Base(), plain);
+  for (const LoraTensor& t : ref->lora()->layout().tensors()) {
+    const LoraTensor* src = lp.layout().Get(t.layer, t.target, t.is_a);
+    std::copy(lp.params.begin() + static_cast<std::ptrdiff_t>(src->offset),
+              lp.params.begin() + static_cast<std::ptrdiff_t>(src->offset + src->numel),
+              ref->lora()->params.begin() + static_cast<std::ptrdiff_t>(t.offset));
+  }
+  EXPECT_NEAR(dora_at_norm, ref->Forward(ids.data(), tg.data(), B, T, {}).loss, 1e-5);
+  // Magnitudes away from the norm, dropout on.
+  Rng rng(5);
+  for (const LoraTensor& t : lp.layout().tensors())
+    if (t.is_magnitude)
+      for (size_t i = 0; i < t.numel; ++i)
+        lp.params[t.offset + i] *= static_cast<float>(0.8 + 0.4 * rng.NextDouble());
+  m->set_lora_dropout(true, 77);
+  m->ZeroGrad();
+  loss();
+  m->Backward();
+  const std::vector<float> g = lp.grads;
+  int checked = 0;
+  for (const LoraTensor& t : lp.layout().tensors()) {
+    if (!t.is_magnitude) continue;
+    for (size_t i : {size_t{0}, t.numel / 2, t.numel - 1}) {
+      const float saved = lp.params[t.offset + i];
+      const double eps = 1e-2;
+      lp.params[t.offset + i] = static_cast<float>(saved + eps);
+      const double up = loss();
+      lp.params[t.offset + i] = static_cast<float>(saved - eps);
+      const double down = loss();
+      lp.params[t.offset + i] = saved;
+      EXPECT_NEAR((up - down) / (2 * eps), g[t.offset + i],
+                  2e-4 + 2e-3 * std::fabs(g[t.offset + i]))
+          << t.name << "[" << i << "]";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 TEST(Lora, MergedModelMatchesTheAdaptedTrainingForward) {
   for (const std::string& folder : {Base(), Untied()}) {
     SCOPED_TRACE(folder);
@@ -520,5 +581,49 @@ TEST(LoraCli, FineTuneGenerateAndMerge) {
   fs::remove_all(dir);
 }
 
+}  // namespace
+}  // namespace elm
+
+namespace elm {
+namespace {
+// `elm train` with CoreNet's use_dora on the linear entry (README-peft.md): a PEFT DoRA adapter
+// whose first step is the base model (m starts at ‖W‖), applied by --lora as merge-lora merges it.
+TEST(LoraCli, CoreNetDoraTrainsAndApplies) {
+  const std::string dir = test::TempDir("dora_cli");
+  const std::string corpus =
+      ReadTextFile(std::string(ELM_SOURCE_DIR) + "/data/corpus/tinyshakespeare.txt");
+  std::ofstream(dir + "/corpus.txt") << corpus.substr(0, 4000);
+  const std::string model = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
+  std::ofstream(dir + "/dora.yaml")
+      << "common: {results_loc: \"" << dir << "/results\", run_label: dora, seed: 1}\n"
+      << "dataset:\n  train_batch_size0: 4\n  language_modeling:\n    sequence_length: 32\n"
+      << "    general_lm: {train_data_info: [{file_name: \"" << dir << "/corpus.txt\"}]}\n"
+      << "optim: {weight_decay: 0}\n"
+      << "scheduler: {name: fixed, max_iterations: 6, fixed: {lr: 0.01}}\n"
+      << "model:\n  language_modeling:\n    general_gpt: {num_transformer_layers: 2, "
+      << "model_dim: 128, head_dim: 32, num_gqa_groups: 2, ffn_dim_divisor: 32, "
+      << "max_context_length: 128}\n"
+      << "  lora:\n    use_lora: true\n    config:\n"
+      << "      - {regex: '.*(qkv_proj|out_proj|proj_\\d).*', module_type: linear,\n"
+      << "         params: {r: 4, lora_alpha: 8, lora_dropout: 0.1, use_dora: true}}\n"
+      << "elm: {init_from: \"" << model << "\"}\n";
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("train --config " + dir + "/dora.yaml", &out, &err), 0) << out << err;
+  const std::string adapter = dir + "/results/dora/checkpoints/step_00000006";
+  EXPECT_NE(ReadTextFile(adapter + "/adapter_config.json").find("\"use_dora\": true"),
+            std::string::npos);
+  const std::string gen = " --prompt 'ROMEO:' -n 8 --temperature 0 --output-ids";
+  std::string lora_ids, merged_ids;
+  ASSERT_EQ(test::RunElm("generate --model " + model + " --lora " + adapter + gen, &lora_ids, &err),
+            0)
+      << err;
+  ASSERT_EQ(test::RunElm("merge-lora --model " + model + " --lora " + adapter + " --output " + dir +
+                             "/merged",
+                         &out, &err),
+            0)
+      << out << err;
+  ASSERT_EQ(test::RunElm("generate --model " + dir + "/merged" + gen, &merged_ids), 0);
+  EXPECT_EQ(lora_ids, merged_ids);
+}
 }  // namespace
 }  // namespace elm

@@ -84,4 +84,26 @@ void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse,
   }
 }
 
+void TargetLogProbs(float* logp, const float* logits, const float* lse, const int* targets,
+                    int64_t N, int64_t V, int ignore_index) {
+  for (int64_t i = 0; i < N; ++i)
+    logp[i] = targets[i] == ignore_index ? 0.0f : logits[i * V + targets[i]] - lse[i];
+}
+
+void CrossEntropyBackwardRows(float* dlogits, const float* logits, const float* lse,
+                              const int* targets, const float* scale, int64_t N, int64_t V,
+                              int ignore_index) {
+#pragma omp parallel for schedule(static) if (N * V >= (1 << 16))
+  for (int64_t i = 0; i < N; ++i) {
+    const float* row = logits + i * V;
+    float* drow = dlogits + i * V;
+    if (targets[i] == ignore_index || scale[i] == 0.0f) {
+      std::fill(drow, drow + V, 0.0f);
+      continue;
+    }
+    ScaledSoftmax(drow, row, V, lse[i], scale[i]);
+    drow[targets[i]] -= scale[i];
+  }
+}
+
 }  // namespace elm

@@ -29,4 +29,15 @@ CrossEntropyStats CrossEntropyForward(float* lse, const float* logits, const int
 void CrossEntropyBackward(float* dlogits, const float* logits, const float* lse, const int* targets,
                           int64_t N, int64_t V, int ignore_index, float ce_scale, float z_scale);
 
+// Per-token log-probabilities of the last CrossEntropyForward: logp[i] = logits[i, target] − lse[i]
+// (−ce of the row), 0 for ignored rows. Sequence log-probs (DPO's π) are sums of these.
+void TargetLogProbs(float* logp, const float* logits, const float* lse, const int* targets,
+                    int64_t N, int64_t V, int ignore_index);
+// Writes ∂L/∂logits for L = Σ over non-ignored rows of scale[i]·ce_i (a per-row weight instead of
+// CrossEntropyBackward's one ce_scale; no z-loss): dlogits = scale[i]·(softmax − onehot). With
+// scale[i] = −∂L/∂logp_i this is the backward of any loss of the TargetLogProbs. May alias logits.
+void CrossEntropyBackwardRows(float* dlogits, const float* logits, const float* lse,
+                              const int* targets, const float* scale, int64_t N, int64_t V,
+                              int ignore_index);
+
 }  // namespace elm

@@ -78,6 +78,7 @@ float LoraSettings::scaling() const {
 
 LoraLayout::LoraLayout(const ModelConfig& cfg, const LoraSettings& s) : n_layers_(cfg.n_layers) {
   index_.assign(static_cast<size_t>(n_layers_ + 1) * kLoraTargetCount * 2, -1);
+  mag_index_.assign(static_cast<size_t>(n_layers_ + 1) * kLoraTargetCount, -1);
   const int64_t r = s.rank;
   auto add = [&](int layer, LoraTarget t) {
     if (!s.has(t)) return;
@@ -101,6 +102,21 @@ LoraLayout::LoraLayout(const ModelConfig& cfg, const LoraSettings& s) : n_layers
              (a ? 0 : 1)] = static_cast<int>(tensors_.size());
       tensors_.push_back(std::move(x));
     }
+    if (s.dora && !emb) {
+      LoraTensor x;
+      x.name = m + ".lora_magnitude_vector";
+      x.shape = {out};
+      x.numel = static_cast<size_t>(out);
+      x.offset = size_;
+      x.layer = layer;
+      x.target = t;
+      x.is_a = false;
+      x.is_magnitude = true;
+      size_ += x.numel;
+      mag_index_[static_cast<size_t>(layer + 1) * kLoraTargetCount + static_cast<size_t>(t)] =
+          static_cast<int>(tensors_.size());
+      tensors_.push_back(std::move(x));
+    }
   };
   add(-1, LoraTarget::kEmbeddings);
   for (int l = 0; l < cfg.n_layers; ++l)
@@ -114,6 +130,13 @@ const LoraTensor* LoraLayout::Get(int layer, LoraTarget t, bool a) const {
   const int k =
       index_[(static_cast<size_t>(layer + 1) * kLoraTargetCount + static_cast<size_t>(t)) * 2 +
              (a ? 0 : 1)];
+  return k < 0 ? nullptr : &tensors_[static_cast<size_t>(k)];
+}
+
+const LoraTensor* LoraLayout::Magnitude(int layer, LoraTarget t) const {
+  if (layer < -1 || layer >= n_layers_ || mag_index_.empty()) return nullptr;
+  const int k =
+      mag_index_[static_cast<size_t>(layer + 1) * kLoraTargetCount + static_cast<size_t>(t)];
   return k < 0 ? nullptr : &tensors_[static_cast<size_t>(k)];
 }
 
@@ -188,10 +211,8 @@ LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg) {
   field("use_rslora", s.rslora, false);
   field("base_model_name_or_path", s.base_model, false);
   if (s.rank <= 0) Fail(cfg_path, ": field 'r' must be positive, got ", s.rank);
+  field("use_dora", s.dora, false);
   bool flag = false;
-  field("use_dora", flag, false);
-  if (flag) Fail(cfg_path, ": use_dora is true; elm implements plain LoRA, not DoRA");
-  flag = false;
   field("fan_in_fan_out", flag, false);
   if (flag) Fail(cfg_path, ": fan_in_fan_out is true; OpenELM's linears are [out, in]");
   for (const char* k : {"rank_pattern", "alpha_pattern"})
@@ -206,12 +227,15 @@ LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg) {
       Fail(st_path, ": tensor '", name, "' is not a LoRA tensor of an OpenELM model (expected ",
            kPrefix, "transformer....lora_A.weight / lora_B.weight)");
     std::string module = name.substr(std::string(kPrefix).size());
-    for (const char* suffix :
-         {".lora_A.weight", ".lora_B.weight", ".lora_embedding_A", ".lora_embedding_B"}) {
+    for (const char* suffix : {".lora_A.weight", ".lora_B.weight", ".lora_embedding_A",
+                               ".lora_embedding_B", ".lora_magnitude_vector"}) {
       const std::string sx(suffix);
       if (module.size() > sx.size() &&
           module.compare(module.size() - sx.size(), sx.size(), sx) == 0) {
         module = module.substr(0, module.size() - sx.size());
+        if (sx == ".lora_magnitude_vector" && !s.dora)
+          Fail(st_path, ": tensor '", name, "' is a DoRA magnitude but ", cfg_path,
+               " does not set use_dora");
         int layer = 0;
         LoraTarget t;
         if (!LoraTargetOf(module + ".weight", &layer, &t) || layer >= cfg.n_layers)
@@ -224,7 +248,7 @@ LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg) {
       }
     }
     if (!module.empty())
-      Fail(st_path, ": tensor '", name, "' is not a LoRA A/B tensor (bias, DoRA magnitude and ",
+      Fail(st_path, ": tensor '", name, "' is not a LoRA A/B tensor or DoRA magnitude (bias and ",
            "modules_to_save are not supported)");
   }
   if (!s.enabled()) Fail(st_path, ": no LoRA tensors in this file");
@@ -234,7 +258,7 @@ LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg) {
     const TensorView* v = store.Find(t.name);
     if (v == nullptr)
       Fail(st_path, ": missing tensor '", t.name, "' (the file adapts ", LoraTargetName(t.target),
-           " in some layers; elm needs every layer's A and B)");
+           " in some layers; elm needs every layer's A and B", s.dora ? " and magnitude" : "", ")");
     if (!v->dtype)
       Fail(st_path, ": tensor '", t.name, "' has dtype ", v->dtype_name,
            "; elm reads F32, F16 and BF16");
@@ -266,7 +290,7 @@ void SaveLoraAdapter(const std::string& dir, const LoraSettings& s, const LoraLa
   j["lora_alpha"] = s.alpha;
   j["lora_dropout"] = s.dropout;
   j["use_rslora"] = s.rslora;
-  j["use_dora"] = false;
+  j["use_dora"] = s.dora;
   j["bias"] = "none";
   j["fan_in_fan_out"] = false;
   j["init_lora_weights"] = true;
@@ -304,6 +328,13 @@ bool MergeLora(const LoraAdapter& ad, const std::string& base_tensor, float* w, 
         acc += emb ? static_cast<double>(A[k * rows + o]) * B[i * r + k]
                    : static_cast<double>(B[o * r + k]) * A[k * cols + i];
       row[i] += static_cast<float>(s * acc);
+    }
+    if (const LoraTensor* tm = ad.layout.Magnitude(layer, t); tm != nullptr) {
+      double n2 = 0;  // ‖W + s·B·A‖ of this row, then the row scaled to magnitude m
+      for (int64_t i = 0; i < cols; ++i) n2 += static_cast<double>(row[i]) * row[i];
+      const float scale =
+          static_cast<float>(ad.weights[tm->offset + static_cast<size_t>(o)] / std::sqrt(n2));
+      for (int64_t i = 0; i < cols; ++i) row[i] *= scale;
     }
   }
   return true;

@@ -34,6 +34,11 @@ struct LoraSettings {
   double alpha = 8;
   double dropout = 0;  // on the LoRA branch's input of the linear targets (not the embeddings)
   bool rslora = false;
+  // DoRA (PEFT use_dora): each adapted linear also has a magnitude vector m [out] and computes
+  // y = (m/n) ⊙ (x·(W + s·B·A)ᵀ), n = ‖W + s·B·A‖ per output row, treated as a constant in
+  // backward (docs/training.md, "DoRA"). The linears only: an adapted embedding stays plain
+  // LoRA (CoreNet sets use_dora on the linear entries; PEFT 0.9 has no DoRA embedding).
+  bool dora = false;
   std::array<bool, kLoraTargetCount> targets{};  // indexed by LoraTarget
   std::string base_model;                        // base_model_name_or_path (informational)
 
@@ -52,6 +57,7 @@ struct LoraTensor {
   int layer = -1;  // -1 for the embeddings
   LoraTarget target = LoraTarget::kQkv;
   bool is_a = true;
+  bool is_magnitude = false;  // DoRA's m [out] (is_a false)
 };
 
 // The adapter tensors of `s` for model `cfg` in a fixed order (embeddings first, then per layer
@@ -64,10 +70,13 @@ class LoraLayout {
   size_t size() const { return size_; }
   // The A or B tensor of (layer, target), layer -1 for the embeddings; null when not targeted.
   const LoraTensor* Get(int layer, LoraTarget t, bool a) const;
+  // DoRA's magnitude vector of (layer, target); null without DoRA or when not targeted.
+  const LoraTensor* Magnitude(int layer, LoraTarget t) const;
 
  private:
   std::vector<LoraTensor> tensors_;
   std::vector<int> index_;  // [(layer + 1) · kLoraTargetCount + target] · 2 + !a → tensor, -1
+  std::vector<int> mag_index_;  // [(layer + 1) · kLoraTargetCount + target] → tensor, -1
   int n_layers_ = 0;
   size_t size_ = 0;
 };
@@ -84,8 +93,8 @@ struct LoraAdapter {
 };
 
 // Reads an adapter folder and checks it against `cfg`: every tensor of each targeted module must
-// be present with the shape the model and rank imply. Throws elm::Error naming the file and
-// tensor otherwise.
+// be present with the shape the model and rank imply (with use_dora, the magnitude vectors too).
+// Throws elm::Error naming the file and tensor otherwise.
 LoraAdapter LoadLoraAdapter(const std::string& dir, const ModelConfig& cfg);
 // The tensors of `layout` over `slab` (F32, PEFT names with `prefix` in front), for writing.
 std::vector<TensorToWrite> LoraTensorsToWrite(const LoraLayout& layout, const float* slab,
@@ -96,7 +105,8 @@ void SaveLoraAdapter(const std::string& dir, const LoraSettings& s, const LoraLa
                      const float* weights);
 
 // Adds the adapter's update to base tensor `base_tensor` held as f32 [rows, cols] in `w`
-// (W += s·B·A, or E += s·(B·A)ᵀ for the embeddings). Returns false (w untouched) when the adapter
+// (W += s·B·A, or E += s·(B·A)ᵀ for the embeddings; with DoRA, PEFT's merge
+// W' = (m/‖W + s·B·A‖)[:, None] · (W + s·B·A)). Returns false (w untouched) when the adapter
 // does not target that tensor. The sum over the rank runs in double, rounded once.
 bool MergeLora(const LoraAdapter& adapter, const std::string& base_tensor, float* w, int64_t rows,
                int64_t cols);

@@ -26,11 +26,17 @@ void Append(std::vector<double>& steps, std::vector<double>& values, double step
 
 }  // namespace
 
-LossSeries ReadLossSeries(const std::string& log_path) {
-  if (LooksLikeCoreNetLog(log_path)) return ReadCoreNetLog(log_path);
+LossSeries ReadLossSeries(const std::string& log_path, const std::string& metric) {
+  if (LooksLikeCoreNetLog(log_path)) {
+    if (metric != "loss")
+      Fail(log_path, ": a CoreNet training log holds the loss only, not '", metric, "'");
+    return ReadCoreNetLog(log_path);
+  }
   std::ifstream in(log_path);
   if (!in) Fail(log_path, ": cannot open the training log");
   LossSeries s;
+  s.metric = metric;
+  const std::string val_key = "val_" + metric;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
     nlohmann::json j;
@@ -44,13 +50,14 @@ LossSeries ReadLossSeries(const std::string& log_path) {
     }
     if (!j.is_object() || !j.contains("step") || !j["step"].is_number()) continue;
     const double step = j["step"].get<double>();
-    if (j.contains("loss") && j["loss"].is_number())
-      Append(s.train_step, s.train_loss, step, j["loss"].get<double>());
-    if (j.contains("val_loss") && j["val_loss"].is_number())
-      Append(s.val_step, s.val_loss, step, j["val_loss"].get<double>());
+    if (j.contains(metric) && j[metric].is_number())
+      Append(s.train_step, s.train_loss, step, j[metric].get<double>());
+    if (j.contains(val_key) && j[val_key].is_number())
+      Append(s.val_step, s.val_loss, step, j[val_key].get<double>());
   }
   if (s.train_step.empty() && s.val_step.empty())
-    Fail(log_path, ": no loss records (lines with \"step\" and \"loss\" or \"val_loss\")");
+    Fail(log_path, ": no ", metric, " records (lines with \"step\" and \"", metric, "\" or \"",
+         val_key, "\")");
   return s;
 }
 
@@ -141,6 +148,8 @@ std::string LossPlotSvg(const std::vector<NamedLossSeries>& runs, const std::str
     }
     return d;
   };
+  // The key drawn (elm plot --metric): the first run's; every run was read with the same one.
+  const std::string metric = runs.empty() ? std::string("loss") : runs.front().series.metric;
   std::string o;
   char b[512];
   std::snprintf(b, sizeof b,
@@ -172,8 +181,8 @@ std::string LossPlotSvg(const std::vector<NamedLossSeries>& runs, const std::str
       b, sizeof b,
       "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
       "stroke=\"#333\"/>\n<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">step</text>\n"
-      "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
-      L, T, pw, ph, L + pw / 2, height - 10, T + ph / 2);
+      "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
+      L, T, pw, ph, L + pw / 2, height - 10, T + ph / 2, Escape(metric).c_str());
   o += b;
   // One colour family per run: raw and smoothed training loss, validation loss.
   struct Colors {
@@ -207,8 +216,8 @@ std::string LossPlotSvg(const std::vector<NamedLossSeries>& runs, const std::str
            c.raw + "\" stroke-width=\"1\"/>\n";
       o += "<path d=\"" + path(s.train_step, ema, true) + "\" fill=\"none\" stroke=\"" + c.smooth +
            "\" stroke-width=\"2\"/>\n";
-      if (runs.size() == 1) legend.push_back({c.raw, 1, "train loss"});
-      legend.push_back({c.smooth, 2, who + "train loss (smoothed)"});
+      if (runs.size() == 1) legend.push_back({c.raw, 1, "train " + metric});
+      legend.push_back({c.smooth, 2, who + "train " + metric + " (smoothed)"});
     }
     if (!s.val_step.empty()) {
       o += "<path d=\"" + path(s.val_step, s.val_loss, false) + "\" fill=\"none\" stroke=\"" +
@@ -219,7 +228,7 @@ std::string LossPlotSvg(const std::vector<NamedLossSeries>& runs, const std::str
                       X(s.val_step[i]), Y(s.val_loss[i]), c.val);
         o += b;
       }
-      legend.push_back({c.val, 2, who + "validation loss"});
+      legend.push_back({c.val, 2, who + "validation " + metric});
     }
   }
   // Legend.

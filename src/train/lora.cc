@@ -50,7 +50,9 @@ void LoraParams::Init(uint64_t seed) {
     const bool emb = t.target == LoraTarget::kEmbeddings;
     uint64_t mix = seed ^ (0xA24BAED4963EE407ull * static_cast<uint64_t>(k + 1));
     Rng rng(SplitMix64(mix));
-    if (emb == t.is_a) {  // linear B, embedding A: zero
+    if (t.is_magnitude) {  // DoRA: ‖W + s·B·A‖ = ‖W‖, set by TrainModel::InitDoraMagnitudes
+      std::fill(p, p + t.numel, 1.0f);
+    } else if (emb == t.is_a) {  // linear B, embedding A: zero
       std::fill(p, p + t.numel, 0.0f);
     } else if (!emb) {  // linear A [r, in]: U(−1/√in, 1/√in)
       const double bound = 1.0 / std::sqrt(static_cast<double>(t.shape[1]));

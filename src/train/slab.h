@@ -9,11 +9,12 @@
 // (WriteWeights/ReadWeights). Everything else (train/optimizer.h, train/checkpoint.h,
 // train/slab_sync.h) takes a TrainSlab and never asks which family it is.
 //
-// Later work extends it without a new family:
-// - DoRA: the adapter table gains one magnitude vector per adapted matrix (decay as configured);
+// Extensions that need no new family:
+// - DoRA: the adapter table holds one magnitude vector per adapted linear (model/lora_adapter.h);
 //   the optimizer, clipping, broadcast and checkpoint walk it with the rest.
-// - Preference tuning (DPO): the frozen reference model is a second ParamSet whose training state
-//   is never allocated; only the policy's slab is passed to the optimizer.
+// - Preference tuning (train/posttrain.h): the frozen reference model is a second TrainModel
+//   whose training state is never allocated (or, for LoRA, the policy with its adapter off); only
+//   the policy's slab is passed to the optimizer.
 // - ZeRO sharding: a rank owns a range [begin, end) of the slab (cut at tensor boundaries from the
 //   table); gradients are reduce-scattered to the owner, AdamW runs over the owned range (the
 //   update is element-wise) and the parameters are all-gathered back; m and v need only be

@@ -377,7 +377,9 @@ LoraEntry ReadLoraEntry(Reader& r, TrainConfig& c, const std::string& at, const 
       c.unknown_keys.push_back(sub), c.unknown_key_hints.emplace_back();
   }
   if (e.regex.empty()) Fail(c.origin, ": ", at, " has no regex");
-  if (e.dora) Fail(c.origin, ": ", at, ".params.use_dora: elm implements LoRA, not DoRA");
+  if (e.dora && e.module_type == "embedding")
+    Fail(c.origin, ": ", at, ".params.use_dora: DoRA is not supported for Embedding layers (as in ",
+         "CoreNet and PEFT 0.9); set use_dora on the linear entries only");
   if (!e.init_weights)
     Fail(c.origin, ": ", at, ".params.init_lora_weights: elm implements true (PEFT's init)");
   if (e.p.rank <= 0) Fail(c.origin, ": key '", at, ".params.r' must be positive, got ", e.p.rank);
@@ -453,10 +455,17 @@ void ReadLora(Reader& r, TrainConfig& c) {
     Fail(c.origin, ": model.lora.use_lora is true but '", key,
          "' is not a list of {regex, module_type, params} entries");
   LoraSettings& s = c.lora;
+  bool linear_seen = false;
   for (size_t i = 0; i < list->size(); ++i) {
     const std::string at = key + "[" + std::to_string(i) + "]";
     const LoraEntry e = ReadLoraEntry(r, c, at, (*list)[i]);
     const LoraSettings& p = e.p;
+    if (e.module_type == "linear") {
+      if (!linear_seen) s.dora = e.dora;
+      if (e.dora != s.dora)
+        Fail(c.origin, ": ", at, ".params.use_dora: every linear entry must agree on use_dora");
+      linear_seen = true;
+    }
     if (i == 0) {
       s.rank = p.rank, s.alpha = p.alpha, s.dropout = p.dropout, s.rslora = p.rslora;
     } else if (p.rank != s.rank || p.alpha != s.alpha || p.dropout != s.dropout ||

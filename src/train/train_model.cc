@@ -1,6 +1,7 @@
 #include "train/train_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "base/error.h"
@@ -71,8 +72,9 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
   float* x0 = acts_.empty() ? x_final_.data() : acts_[0].x.data();
   for (int64_t i = 0; i < N; ++i)
     std::memcpy(x0 + i * D, w.embeddings + static_cast<int64_t>(inputs[i]) * D, sizeof(float) * D);
-  lora_p_ = lora_ && lora_dropout_on_ ? static_cast<float>(lora_->settings().dropout) : 0.0f;
-  if (lora_) {
+  lora_p_ = lora_on() && lora_dropout_on_ ? static_cast<float>(lora_->settings().dropout) : 0.0f;
+  lora_ran_ = lora_on();
+  if (lora_ran_) {
     if (lora_acts_.size() != static_cast<size_t>(c.n_layers)) lora_acts_.assign(c.n_layers, {});
     const float* A = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, true);
     const float* Bm = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, false);
@@ -117,7 +119,7 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
   RmsNorm(a.h1.data(), x, w.attn_norm, N, D, c.norm_eps);
   float* qkv_proj = c.qk_norm ? a.qkv_raw.data() : a.qkv.data();
   gemm_.Forward(qkv_proj, a.h1.data(), w.qkv, N, D, C3);
-  if (lora_) LoraForward(l, LoraTarget::kQkv, a.h1.data(), qkv_proj, D, C3);
+  if (lora_ran_) LoraForward(l, LoraTarget::kQkv, a.h1.data(), qkv_proj, D, C3, w.qkv);
 #pragma omp parallel for schedule(static) if (N * C3 >= (1 << 16))
   for (int64_t n = 0; n < N; ++n) {
     float* q = a.qkv.data() + n * C3;  // heads [0, H) queries, then Hkv keys, then values
@@ -134,13 +136,13 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
   }
   AttentionForward(a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H, Hkv, static_cast<int>(Dh));
   gemm_.Forward(a.xmid.data(), a.att.data(), w.out, N, H * Dh, D);
-  if (lora_) LoraForward(l, LoraTarget::kOut, a.att.data(), a.xmid.data(), H * Dh, D);
+  if (lora_ran_) LoraForward(l, LoraTarget::kOut, a.att.data(), a.xmid.data(), H * Dh, D, w.out);
   for (int64_t i = 0; i < N * D; ++i) a.xmid[i] += x[i];
 
   // --- FFN block (pre-norm) ---
   RmsNorm(a.h2.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
   gemm_.Forward(a.u.data(), a.h2.data(), w.proj1, N, D, P1);
-  if (lora_) LoraForward(l, LoraTarget::kProj1, a.h2.data(), a.u.data(), D, P1);
+  if (lora_ran_) LoraForward(l, LoraTarget::kProj1, a.h2.data(), a.u.data(), D, P1, w.proj1);
   if (c.ffn_with_glu) {
     for (int64_t n = 0; n < N; ++n) {
       const float* u = a.u.data() + n * P1;  // first half gate, second half up
@@ -151,30 +153,14 @@ void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float*
     SiluInPlace(a.g.data(), N * F);
   }
   gemm_.Forward(x_out, a.g.data(), w.proj2, N, F, D);
-  if (lora_) LoraForward(l, LoraTarget::kProj2, a.g.data(), x_out, F, D);
+  if (lora_ran_) LoraForward(l, LoraTarget::kProj2, a.g.data(), x_out, F, D, w.proj2);
   for (int64_t i = 0; i < N * D; ++i) x_out[i] += a.xmid[i];
 }
 
 void TrainModel::Backward(float loss_scale) {
   const ModelConfig& c = config();
   ELM_CHECK(B_ > 0 && (lora_ || !params_.grads.empty()));
-  const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, V = c.vocab_size;
-  const ModelSlots w = params_.Slots(params_.params.data());
-  ModelSlots g;
-  if (lora_) {
-    // Frozen base: no weight gradients (null: TrainGemm skips the product); the norms' go to a
-    // scratch buffer that is never read.
-    norm_sink_.resize(static_cast<size_t>(std::max(D, static_cast<int64_t>(c.head_dim))));
-    float* sink = norm_sink_.data();
-    g.norm = sink;
-    g.layers.resize(c.n_layers);
-    for (LayerSlots& ls : g.layers) {
-      ls.attn_norm = ls.ffn_norm = sink;
-      if (c.qk_norm) ls.q_norm = ls.k_norm = sink;
-    }
-  } else {
-    g = params_.Slots(params_.grads.data());
-  }
+  const int64_t N = static_cast<int64_t>(B_) * T_, V = c.vocab_size;
   if (last_.n_valid == 0) return;  // every target ignored: the loss is a constant
 
   const auto n_valid = static_cast<float>(last_.n_valid);
@@ -182,6 +168,49 @@ void TrainModel::Backward(float loss_scale) {
   CrossEntropyBackward(dlogits, logits_.data(), lse_ce_.data(), targets_.data(), N, V,
                        loss_opt_.ignore_index, loss_scale / n_valid,
                        loss_scale * loss_opt_.z_loss_coef / n_valid);
+  BackwardFromLogits();
+}
+
+void TrainModel::TargetLogProbs(float* out) const {
+  ELM_CHECK(B_ > 0);
+  const int64_t N = static_cast<int64_t>(B_) * T_;
+  elm::TargetLogProbs(out, logits_.data(), lse_ce_.data(), targets_.data(), N, config().vocab_size,
+                      loss_opt_.ignore_index);
+}
+
+ModelSlots TrainModel::GradSlots() {
+  const ModelConfig& c = config();
+  if (!lora_) return params_.Slots(params_.grads.data());
+  // Frozen base: no weight gradients (null: TrainGemm skips the product); the norms' go to a
+  // scratch buffer that is never read.
+  ModelSlots g;
+  norm_sink_.resize(static_cast<size_t>(std::max<int64_t>(c.dim, c.head_dim)));
+  float* sink = norm_sink_.data();
+  g.norm = sink;
+  g.layers.resize(c.n_layers);
+  for (LayerSlots& ls : g.layers) {
+    ls.attn_norm = ls.ffn_norm = sink;
+    if (c.qk_norm) ls.q_norm = ls.k_norm = sink;
+  }
+  return g;
+}
+
+void TrainModel::BackwardRows(const float* token_scale) {
+  const ModelConfig& c = config();
+  ELM_CHECK(B_ > 0 && (lora_ || !params_.grads.empty()));
+  const int64_t N = static_cast<int64_t>(B_) * T_, V = c.vocab_size;
+  if (last_.n_valid == 0) return;
+  CrossEntropyBackwardRows(logits_.data(), logits_.data(), lse_ce_.data(), targets_.data(),
+                           token_scale, N, V, loss_opt_.ignore_index);
+  BackwardFromLogits();
+}
+
+void TrainModel::BackwardFromLogits() {
+  const ModelConfig& c = config();
+  const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, V = c.vocab_size;
+  const ModelSlots w = params_.Slots(params_.params.data());
+  const ModelSlots g = GradSlots();
+  float* dlogits = logits_.data();
   Fill0(dh_, N * D);
   gemm_.Backward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
   Fill0(dx_, N * D);  // ∂L/∂(residual stream), carried down through the layers
@@ -194,7 +223,7 @@ void TrainModel::Backward(float loss_scale) {
       const float* d = dx_.data() + i * D;
       for (int64_t j = 0; j < D; ++j) row[j] += d[j];
     }
-  if (lora_) {
+  if (lora_ran_) {
     const float* Bm = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, false);
     if (Bm != nullptr) {
       float* dA = lora_->Slot(lora_->grads.data(), -1, LoraTarget::kEmbeddings, true);
@@ -218,8 +247,48 @@ void TrainModel::EnableLora(const LoraSettings& s) {
   lora_acts_.assign(config().n_layers, {});
 }
 
-void TrainModel::LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in,
-                             int64_t out) {
+void TrainModel::DoraNorm(int l, LoraTarget t, const float* W, int64_t in, int64_t out,
+                          float* n) const {
+  const float* A = lora_->Slot(lora_->params.data(), l, t, true);
+  const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
+  const int64_t r = lora_->settings().rank;
+  const float s = lora_->settings().scaling();
+#pragma omp parallel for schedule(static) if (out * in * r >= (1 << 18))
+  for (int64_t o = 0; o < out; ++o) {
+    double sum = 0;
+    for (int64_t i = 0; i < in; ++i) {
+      float ba = 0;
+      for (int64_t k = 0; k < r; ++k) ba += Bm[o * r + k] * A[k * in + i];
+      const float v = W[o * in + i] + s * ba;
+      sum += static_cast<double>(v) * v;
+    }
+    n[o] = static_cast<float>(std::sqrt(sum));
+  }
+}
+
+void TrainModel::InitDoraMagnitudes() {
+  ELM_CHECK(lora_ != nullptr);
+  const ModelConfig& c = config();
+  const ModelSlots w = params_.Slots(params_.params.data());
+  for (int l = 0; l < c.n_layers; ++l) {
+    const int64_t D = c.dim, HD = static_cast<int64_t>(c.layers[l].n_heads) * c.head_dim;
+    const struct {
+      LoraTarget t;
+      const float* W;
+      int64_t in, out;
+    } mats[] = {{LoraTarget::kQkv, w.layers[l].qkv, D, c.qkv_out(l)},
+                {LoraTarget::kOut, w.layers[l].out, HD, D},
+                {LoraTarget::kProj1, w.layers[l].proj1, D, c.proj1_out(l)},
+                {LoraTarget::kProj2, w.layers[l].proj2, c.layers[l].ffn_dim, D}};
+    for (const auto& m : mats) {
+      const LoraTensor* tm = lora_->layout().Magnitude(l, m.t);
+      if (tm != nullptr) DoraNorm(l, m.t, m.W, m.in, m.out, lora_->params.data() + tm->offset);
+    }
+  }
+}
+
+void TrainModel::LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in, int64_t out,
+                             const float* W) {
   const float* A = lora_->Slot(lora_->params.data(), l, t, true);
   if (A == nullptr) return;
   const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
@@ -241,11 +310,34 @@ void TrainModel::LoraForward(int l, LoraTarget t, const float* x, float* y, int6
   for (float& v : ts) v *= s;
   Grow(lora_tmp_, static_cast<size_t>(N * out));
   gemm_.Forward(lora_tmp_.data(), ts.data(), Bm, N, r, out);
-  for (int64_t i = 0; i < N * out; ++i) y[i] += lora_tmp_[i];
+  const LoraTensor* tm = lora_->layout().Magnitude(l, t);
+  if (tm == nullptr) {
+    for (int64_t i = 0; i < N * out; ++i) y[i] += lora_tmp_[i];
+    return;
+  }
+  // DoRA (PEFT 0.9 Linear.forward + _apply_dora): y = x·Wᵀ + (m/n − 1)⊙(x'·Wᵀ) + (m/n)⊙lora,
+  // with n = ‖W + s·B·A‖ detached; z = x'·Wᵀ + lora is kept for the magnitude's gradient.
+  const float* m = lora_->params.data() + tm->offset;
+  std::vector<float>& n = la.n[k];
+  n.resize(static_cast<size_t>(out));
+  DoraNorm(l, t, W, in, out, n.data());
+  std::vector<float>& z = la.z[k];
+  z.resize(static_cast<size_t>(N * out));
+  if (lora_p_ > 0)
+    gemm_.Forward(z.data(), xin, W, N, in, out);  // x'·Wᵀ with the dropped-out input
+  else
+    std::copy(y, y + N * out, z.begin());  // y holds x·Wᵀ
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t o = 0; o < out; ++o) {
+      const float g = m[o] / n[o];
+      const int64_t j = i * out + o;
+      y[j] += (g - 1.0f) * z[j] + g * lora_tmp_[j];
+      z[j] += lora_tmp_[j];
+    }
 }
 
 void TrainModel::LoraBackward(int l, LoraTarget t, const float* dy, const float* x, float* dx,
-                              int64_t in, int64_t out) {
+                              int64_t in, int64_t out, const float* W) {
   const float* A = lora_->Slot(lora_->params.data(), l, t, true);
   if (A == nullptr) return;
   const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
@@ -255,18 +347,45 @@ void TrainModel::LoraBackward(int l, LoraTarget t, const float* dy, const float*
   const float s = lora_->settings().scaling();
   const LoraActs& la = lora_acts_[l];
   const auto k = static_cast<size_t>(t) - 1;
+  const LoraTensor* tm = lora_->layout().Magnitude(l, t);
+  const float* dyl = dy;  // the LoRA branch's output gradient
+  if (tm != nullptr) {
+    // DoRA with n constant: ∂L/∂m_o = Σ dy_o·z_o/n_o; the LoRA branch sees dy⊙(m/n); the
+    // correction term (m/n − 1)⊙(x'·Wᵀ) sends dy⊙(m/n − 1)·W to x'.
+    const float* m = lora_->params.data() + tm->offset;
+    float* dm = lora_->grads.data() + tm->offset;
+    const float* n = la.n[k].data();
+    const float* z = la.z[k].data();
+    Grow(dora_dyl_, static_cast<size_t>(N * out));
+    Grow(dora_dcorr_, static_cast<size_t>(N * out));
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = 0;
+      for (int64_t i = 0; i < N; ++i) acc += static_cast<double>(dy[i * out + o]) * z[i * out + o];
+      dm[o] += static_cast<float>(acc / n[o]);
+    }
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t o = 0; o < out; ++o) {
+        const float g = m[o] / n[o];
+        dora_dyl_[i * out + o] = g * dy[i * out + o];
+        dora_dcorr_[i * out + o] = (g - 1.0f) * dy[i * out + o];
+      }
+    dyl = dora_dyl_.data();
+  }
   // y += ts·Bᵀ with ts = s·xd·Aᵀ: dB += dyᵀ·ts, dts = dy·B, dA += s·dtsᵀ·xd, dxd = s·dts·A.
   Fill0(lora_dt_, static_cast<size_t>(N * r));
-  gemm_.Backward(lora_dt_.data(), dB, dy, la.ts[k].data(), Bm, N, r, out);
+  gemm_.Backward(lora_dt_.data(), dB, dyl, la.ts[k].data(), Bm, N, r, out);
   for (int64_t i = 0; i < N * r; ++i) lora_dt_[i] *= s;
   if (lora_p_ > 0) {
     Fill0(lora_dx_, static_cast<size_t>(N * in));
     gemm_.Backward(lora_dx_.data(), dA, lora_dt_.data(), la.xd[k].data(), A, N, in, r);
+    if (tm != nullptr)
+      gemm_.Backward(lora_dx_.data(), nullptr, dora_dcorr_.data(), la.xd[k].data(), W, N, in, out);
     for (int64_t i = 0; i < N * in; ++i)
       dx[i] += lora_dx_[i] *
                LoraDropoutScale(lora_dropout_key_, l, t, static_cast<uint64_t>(i), lora_p_);
   } else {
     gemm_.Backward(dx, dA, lora_dt_.data(), x, A, N, in, r);
+    if (tm != nullptr) gemm_.Backward(dx, nullptr, dora_dcorr_.data(), x, W, N, in, out);
   }
 }
 
@@ -280,7 +399,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   // --- FFN block: x_out = xmid + proj_2(act(proj_1(ffn_norm(xmid)))) ---
   Fill0(dg_, N * F);
   gemm_.Backward(dg_.data(), g.proj2, dx, a.g.data(), w.proj2, N, F, D);
-  if (lora_) LoraBackward(l, LoraTarget::kProj2, dx, a.g.data(), dg_.data(), F, D);
+  if (lora_ran_) LoraBackward(l, LoraTarget::kProj2, dx, a.g.data(), dg_.data(), F, D, w.proj2);
   Fill0(du_, N * P1);
   if (c.ffn_with_glu) {
     for (int64_t n = 0; n < N; ++n) {
@@ -293,13 +412,15 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   }
   Fill0(dh_, N * D);
   gemm_.Backward(dh_.data(), g.proj1, du_.data(), a.h2.data(), w.proj1, N, D, P1);
-  if (lora_) LoraBackward(l, LoraTarget::kProj1, du_.data(), a.h2.data(), dh_.data(), D, P1);
+  if (lora_ran_)
+    LoraBackward(l, LoraTarget::kProj1, du_.data(), a.h2.data(), dh_.data(), D, P1, w.proj1);
   RmsNormBackward(dx, g.ffn_norm, dh_.data(), a.xmid.data(), w.ffn_norm, N, D, c.norm_eps);
 
   // --- attention block: xmid = x + out_proj(attention(rope(qk_norm(qkv_proj(attn_norm(x)))))) ---
   Fill0(datt_, N * H * Dh);
   gemm_.Backward(datt_.data(), g.out, dx, a.att.data(), w.out, N, H * Dh, D);
-  if (lora_) LoraBackward(l, LoraTarget::kOut, dx, a.att.data(), datt_.data(), H * Dh, D);
+  if (lora_ran_)
+    LoraBackward(l, LoraTarget::kOut, dx, a.att.data(), datt_.data(), H * Dh, D, w.out);
   Fill0(dqkv_, N * C3);
   AttentionBackward(dqkv_.data(), datt_.data(), a.att.data(), a.lse.data(), a.qkv.data(), B_, T_, H,
                     Hkv, static_cast<int>(Dh));
@@ -323,7 +444,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   }
   Fill0(dh_, N * D);
   gemm_.Backward(dh_.data(), g.qkv, dproj, a.h1.data(), w.qkv, N, D, C3);
-  if (lora_) LoraBackward(l, LoraTarget::kQkv, dproj, a.h1.data(), dh_.data(), D, C3);
+  if (lora_ran_) LoraBackward(l, LoraTarget::kQkv, dproj, a.h1.data(), dh_.data(), D, C3, w.qkv);
   RmsNormBackward(dx, g.attn_norm, dh_.data(), a.x.data(), w.attn_norm, N, D, c.norm_eps);
 }
 

@@ -43,6 +43,13 @@ class TrainModel {
   const float* logits() const { return logits_.data(); }
   // Accumulates ∂(loss_scale · loss)/∂params of the last Forward into trainable().grads.
   void Backward(float loss_scale = 1.0f);
+  // Per-position log-probability of the target under the last Forward, [B·T] (0 where the target
+  // is ignored): the terms of a sequence log-prob (DPO's π). Call before Backward.
+  void TargetLogProbs(float* out) const;
+  // Backward of a loss of those log-probs: accumulates ∂L/∂params where
+  // ∂L/∂logp[n] = −token_scale[n] (token_scale[n] weighs position n's cross-entropy), instead of
+  // the mean cross-entropy Backward uses. Preference losses (train/preference_loss.h) use it.
+  void BackwardRows(const float* token_scale);
   void ZeroGrad() { trainable().ZeroGrad(); }
   // What the optimizer updates: the LoRA adapter when enabled, else every parameter.
   TrainSlab& trainable() { return lora_ ? static_cast<TrainSlab&>(*lora_) : params_; }
@@ -55,6 +62,13 @@ class TrainModel {
   // be allocated). The adapter starts at zero (the caller runs lora()->Init or loads one).
   void EnableLora(const LoraSettings& s);
   LoraParams* lora() { return lora_.get(); }
+  // Switches the adapter off (the base model alone, for a LoRA run's preference reference) or
+  // back on for the following Forward calls. A Backward after a Forward with the adapter off
+  // leaves the adapter's gradients untouched.
+  void set_lora_enabled(bool on) { lora_enabled_ = on; }
+  // DoRA: sets every magnitude vector to ‖W + s·B·A‖ per output row (PEFT's dora_init; with B = 0
+  // that is ‖W‖), so training starts at the base model. Call after the base and A, B are set.
+  void InitDoraMagnitudes();
   const LoraParams* lora() const { return lora_.get(); }
   // Dropout of the LoRA branch for the following Forward calls: on with the mask of `key`
   // (LoraDropoutKey), or off (evaluation). Off by default.
@@ -81,14 +95,25 @@ class TrainModel {
     std::vector<float> g;        // [N, F] silu(gate)·up
   };
   void Allocate(int B, int T);
+  // The backward pass from ∂L/∂logits (already in logits_) down to the embeddings.
+  void BackwardFromLogits();
+  // Where the backward pass writes: the gradient slab, or for LoRA null base weights and a sink
+  // for the frozen norms.
+  ModelSlots GradSlots();
+  bool lora_on() const { return lora_ && lora_enabled_; }
   void LayerForward(int l, const LayerSlots& w, const float* x_in, float* x_out);
   void LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx);
   // y[N, out] += the LoRA branch of (layer l, target t) for input x[N, in]; saves what
   // LoraBackward needs. No-op when (l, t) is not targeted.
-  void LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in, int64_t out);
-  // dx[N, in] += its input gradient for output gradient dy; accumulates the A and B gradients.
+  // W [out, in] is the frozen base matrix (DoRA needs it; y holds x·Wᵀ on entry).
+  void LoraForward(int l, LoraTarget t, const float* x, float* y, int64_t in, int64_t out,
+                   const float* W);
+  // dx[N, in] += its input gradient for output gradient dy; accumulates the A and B gradients
+  // (and DoRA's magnitude gradient).
   void LoraBackward(int l, LoraTarget t, const float* dy, const float* x, float* dx, int64_t in,
-                    int64_t out);
+                    int64_t out, const float* W);
+  // DoRA's n = ‖W + s·B·A‖ per output row of (layer l, target t) into n[out].
+  void DoraNorm(int l, LoraTarget t, const float* W, int64_t in, int64_t out, float* n) const;
 
   ParamSet params_;
   RopeTable rope_;
@@ -107,15 +132,18 @@ class TrainModel {
 
   // LoRA state: per layer and linear target (qkv, out, proj_1, proj_2) the dropped input (only
   // with dropout) and s·drop(x)·Aᵀ [N, r]; the embedding branch's s·A[:, id] rows.
+  // DoRA adds per target the detached norm n [out] and z = x'·Wᵀ + s·(x'·Aᵀ)·Bᵀ [N, out].
   struct LoraActs {
-    std::array<std::vector<float>, 4> xd, ts;
+    std::array<std::vector<float>, 4> xd, ts, n, z;
   };
   std::unique_ptr<LoraParams> lora_;
+  bool lora_enabled_ = true;
+  bool lora_ran_ = false;  // the last Forward applied the adapter
   bool lora_dropout_on_ = false;
   uint64_t lora_dropout_key_ = 0;
   float lora_p_ = 0;  // the dropout probability the last Forward applied
   std::vector<LoraActs> lora_acts_;
-  std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_;
+  std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_, dora_dyl_, dora_dcorr_;
   std::vector<float> norm_sink_;  // receives the (discarded) gradients of the frozen norms
 };
 

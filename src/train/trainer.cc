@@ -105,7 +105,8 @@ std::string CheckpointFingerprint(const TrainConfig& c) {
   if (c.lora.enabled()) {
     if (c.lora_base_weights) f += std::string("|base ") + DTypeName(*c.lora_base_weights);
     f += "|lora r=" + std::to_string(c.lora.rank) + " alpha=" + std::to_string(c.lora.alpha) +
-         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") + " on";
+         " dropout=" + std::to_string(c.lora.dropout) + (c.lora.rslora ? " rslora" : "") +
+         (c.lora.dora ? " dora" : "") + " on";
     for (const std::string& t : c.lora.target_names()) f += " " + t;
   }
   return f;
@@ -484,7 +485,10 @@ void Trainer::InitWeights() {
             std::to_string(st_.step) + " with its AdamW moments");
     }
     if (lora && cfg_.lora_base_weights) FakeQuantizeBase(ps, *cfg_.lora_base_weights);
-    if (lora && !resumed_) model_.lora()->Init(cfg_.seed);
+    if (lora && !resumed_) {
+      model_.lora()->Init(cfg_.seed);
+      if (cfg_.lora.dora) model_.InitDoraMagnitudes();
+    }
     Say((lora ? "LoRA on the frozen base " : "initialized from ") + cfg_.init_from);
   } else if (!resumed_) {
     InitParams(ps, cfg_.seed);

@@ -279,6 +279,17 @@ ddp:
     put("chat_template_fuzz", "special", b"\x0f\x01</s><|user|>\n<unk>\0\x03bad role")
     put("chat_template_fuzz", "empty", b"\x02")
 
+    # post-training rows: byte 0 = options (bit 0 preference rows; chat_dataset.h)
+    put("posttrain_data_fuzz", "chat", b"\x0e" + json.dumps({"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"}]}).encode() + b"\n\n" + b'{"messages": []}\n')
+    put("posttrain_data_fuzz", "preference_ultrafeedback", b"\x1f" + json.dumps({
+        "prompt": "2+2?", "chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]}).encode() + b"\n")
+    put("posttrain_data_fuzz", "preference_strings", b"\x23" + json.dumps({
+        "prompt": "a long prompt that needs truncating from the left", "chosen": "yes </s>",
+        "rejected": "no"}).encode() + b"\n")
+
     # hub answers: byte 0 even = a model description (GET /api/models/{repo}/revision/{rev}), with
     # --include '*.gguf' when byte 0 is 2 mod 4; odd = header values (ETag, size), one per line
     sha = "0123456789abcdef0123456789abcdef01234567"

@@ -14,7 +14,7 @@ void RegisterPlotCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("plot", "Draw training and validation loss from a training log");
   struct Opts {
     std::vector<std::string> logs, labels;
-    std::string output = "loss.svg", title;
+    std::string output = "loss.svg", title, metric = "loss";
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--log", o->logs,
@@ -25,6 +25,9 @@ void RegisterPlotCommand(CLI::App& app) {
                   "Legend name of each --log, in order (default: its folder or file name)");
   cmd->add_option("--output", o->output, "SVG file to write")->capture_default_str();
   cmd->add_option("--title", o->title, "Plot title (default: the run folder's name)");
+  cmd->add_option("--metric", o->metric,
+                  "Key of the log to draw, e.g. rewards/accuracies or rewards/margins (elm dpo)")
+      ->capture_default_str();
   cmd->callback([o] {
     namespace fs = std::filesystem;
     if (!o->labels.empty() && o->labels.size() != o->logs.size())
@@ -38,7 +41,7 @@ void RegisterPlotCommand(CLI::App& app) {
       if (label.empty())
         label =
             p.extension() == ".jsonl" ? p.parent_path().filename().string() : p.filename().string();
-      runs.push_back({label, ReadLossSeries(o->logs[i])});
+      runs.push_back({label, ReadLossSeries(o->logs[i], o->metric)});
       train_points += runs.back().series.train_step.size();
       val_points += runs.back().series.val_step.size();
     }
@@ -46,7 +49,7 @@ void RegisterPlotCommand(CLI::App& app) {
     if (title.empty())
       title = (runs.size() == 1 ? fs::absolute(o->logs[0]).parent_path().filename().string()
                                 : std::string("training")) +
-              " loss";
+              " " + o->metric;
     const std::string svg = LossPlotSvg(runs, title);
     WriteFileAtomic(o->output, svg.data(), svg.size());
     std::printf("wrote %s (%zu training points, %zu validation points)\n", o->output.c_str(),
