@@ -8,7 +8,8 @@ if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/
   exit 0
 fi
 out=$(mktemp -d)
-srcs="src/base/dtype.cc src/base/quant.cc src/base/kquant.cc src/kernels/cpu_kernels_scalar.cc
+srcs="src/base/dtype.cc src/base/quant.cc src/base/kquant.cc src/base/kquant_write.cc
+      src/kernels/cpu_kernels_scalar.cc
       src/kernels/kquant_kernels_scalar.cc src/kernels/arm/kernels_neon.cc
       src/kernels/x86/kernels_avx2.cc src/kernels/x86/kernels_avx512.cc
       src/kernels/x86/kquant_avx2.cc tests/cross/neon_check.cc"
