@@ -13,7 +13,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace chat_cli_test {
 
 const std::string kShipped = std::string(ELM_SOURCE_DIR) + "/models/openelm-shakespeare";
 const std::string kTinyRandom = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
@@ -217,5 +217,5 @@ TEST(ChatCli, TerminalNoColorAndCtrlD) {
   ASSERT_TRUE(t.WaitFor("EXIT=0")) << t.Screen();
 }
 
-}  // namespace
+}  // namespace chat_cli_test
 }  // namespace elm

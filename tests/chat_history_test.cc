@@ -12,7 +12,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace chat_history_test {
 
 const Tokenizer& Tok() {
   static const Tokenizer tok = Tokenizer::Default();
@@ -114,5 +114,5 @@ TEST(ChatHistory, DefaultReplyLengthKeepsALongChatGoingInA256Context) {
   }
 }
 
-}  // namespace
+}  // namespace chat_history_test
 }  // namespace elm

@@ -12,7 +12,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace cli_flags_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -190,5 +190,5 @@ TEST(CliFlags, TokenizePlainText) {
   fs::remove_all(tmp);
 }
 
-}  // namespace
+}  // namespace cli_flags_test
 }  // namespace elm

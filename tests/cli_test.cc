@@ -10,7 +10,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace cli_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -152,5 +152,5 @@ TEST(Cli, ChatTurnsKeepTheContext) {
   std::filesystem::remove_all(tmp);
 }
 
-}  // namespace
+}  // namespace cli_test
 }  // namespace elm

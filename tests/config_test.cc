@@ -11,7 +11,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace config_test {
 using nlohmann::json;
 
 TEST(Config, MakeDivisibleMatchesCoreNet) {
@@ -125,11 +125,11 @@ TEST(Config, ScalarAndPerLayerMultipliers) {
   EXPECT_EQ(c.layers[1].ffn_dim, 128);
 }
 
-}  // namespace
+}  // namespace config_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace config_test {
 
 // Random edits of a valid config.json: ConfigFromHfJson/LoadHfConfig either accept the result or
 // throw elm::Error — never another exception, a crash, or an absurd allocation.
@@ -166,5 +166,5 @@ TEST(Config, MutationFuzzOnlyThrowsElmError) {
   EXPECT_THROW(LoadHfConfig(dir + "/config.json"), Error);
 }
 
-}  // namespace
+}  // namespace config_test
 }  // namespace elm

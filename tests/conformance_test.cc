@@ -17,7 +17,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace conformance_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -377,5 +377,5 @@ TEST(Conformance, HalfPrecisionKvCacheTracksF32) {
   }
 }
 
-}  // namespace
+}  // namespace conformance_test
 }  // namespace elm

@@ -11,7 +11,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace eval_cli_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -139,5 +139,5 @@ TEST(EvalCli, Perplexity) {
   fs::remove_all(tmp);
 }
 
-}  // namespace
+}  // namespace eval_cli_test
 }  // namespace elm

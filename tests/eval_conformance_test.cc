@@ -25,7 +25,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm::eval {
-namespace {
+namespace eval_conformance_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -323,5 +323,5 @@ TEST(EvalConformance, RollingPerplexity) {
   }
 }
 
-}  // namespace
+}  // namespace eval_conformance_test
 }  // namespace elm::eval

@@ -11,7 +11,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace eval_fewshot_cli_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -84,11 +84,11 @@ TEST(EvalFewshotCli, MissingFewshotSplitFailsBeforeLoading) {
   EXPECT_NE(err.find("EleutherAI/race"), std::string::npos) << err;
 }
 
-}  // namespace
+}  // namespace eval_fewshot_cli_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace eval_fewshot_cli_test {
 
 // The paper's headline suite end to end on the made-up rows: every task at its card shots, the
 // card's table and the "suite" object of the JSON.
@@ -125,11 +125,11 @@ TEST(EvalFewshotCli, OpenllmSuite) {
   fs::remove_all(tmp);
 }
 
-}  // namespace
+}  // namespace eval_fewshot_cli_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace eval_fewshot_cli_test {
 
 // Few-shot prompts longer than the tiny model's 128-token context are cut on the left as lm-eval
 // does, and the prefix cache (shared across a subject's questions) gives what one full forward
@@ -168,5 +168,5 @@ TEST(EvalFewshotCli, LongPromptsTruncateAndMatchPlainForwards) {
   fs::remove_all(tmp);
 }
 
-}  // namespace
+}  // namespace eval_fewshot_cli_test
 }  // namespace elm

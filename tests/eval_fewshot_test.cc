@@ -17,7 +17,7 @@
 #include "test_util.h"
 
 namespace elm::eval {
-namespace {
+namespace eval_fewshot_test {
 using nlohmann::json;
 
 std::string Dir() {
@@ -314,5 +314,5 @@ TEST(EvalTasksExtra, PyCapitalize) {
   EXPECT_EQ(PyCapitalize(""), "");
 }
 
-}  // namespace
+}  // namespace eval_fewshot_test
 }  // namespace elm::eval

@@ -11,7 +11,7 @@
 #include "model/session.h"
 
 namespace elm::eval {
-namespace {
+namespace eval_scoring_test {
 
 const std::string kTinyModel = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
 
@@ -243,5 +243,5 @@ TEST(EvalPerplexity, EveryTokenScoredOnceWhateverTheStride) {
   }
 }
 
-}  // namespace
+}  // namespace eval_scoring_test
 }  // namespace elm::eval

@@ -12,7 +12,7 @@
 #include "text/py_text.h"
 
 namespace elm::eval {
-namespace {
+namespace eval_tasks_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -230,5 +230,5 @@ TEST(EvalPyText, LmEvalWordCount) {
   EXPECT_EQ(text::LmEvalWordCount("one"), 1u);
 }
 
-}  // namespace
+}  // namespace eval_tasks_test
 }  // namespace elm::eval

@@ -16,7 +16,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace formats_chat_template_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -118,5 +118,5 @@ TEST_F(ConvertCliTest, MlxFolderCarriesTheTemplate) {
   EXPECT_EQ(cfg.value("chat_template", ""), kOpenElmChatTemplateJinja);
 }
 
-}  // namespace
+}  // namespace formats_chat_template_test
 }  // namespace elm

@@ -22,7 +22,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace formats_convert_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -462,5 +462,5 @@ TEST_F(FormatsConvert, CommandLine) {
   EXPECT_NE(err.find("not a GGUF file"), std::string::npos) << err;
 }
 
-}  // namespace
+}  // namespace formats_convert_test
 }  // namespace elm

@@ -21,7 +21,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace formats_gguf_test {
 namespace fs = std::filesystem;
 
 // Hand-assembled GGUF bytes, for files the writer would never produce.
@@ -452,5 +452,5 @@ TEST(GgufFormat, MutatedModelsFailCleanlyOnLoad) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace formats_gguf_test
 }  // namespace elm

@@ -28,7 +28,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace formats_kquant_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -597,5 +597,5 @@ TEST(KquantGguf, NoMmapAndConversionsAtLoad) {
   EXPECT_EQ(Model::Load(path.string(), lo)->weights_dtype(), "Q8_0");
 }
 
-}  // namespace
+}  // namespace formats_kquant_test
 }  // namespace elm

@@ -27,7 +27,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace formats_kquant_write_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -533,5 +533,5 @@ TEST(KquantWriteGguf, EveryPresetEqualsLlamaQuantizeFileForFile) {
   fs::remove_all(tmp);
 }
 
-}  // namespace
+}  // namespace formats_kquant_write_test
 }  // namespace elm

@@ -21,7 +21,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace formats_llamacpp_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -275,5 +275,5 @@ TEST(LlamaCppGguf, ConvertsToHfAndMlx) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace formats_llamacpp_test
 }  // namespace elm

@@ -26,7 +26,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace formats_pytorch_test {
 namespace fs = std::filesystem;
 
 std::string Pt(const std::string& name) {
@@ -366,5 +366,5 @@ TEST(ZipArchive, Crc32MatchesTheZipChecksum) {
   EXPECT_EQ(Crc32("123456789", 9), 0xCBF43926u);  // the standard check value
 }
 
-}  // namespace
+}  // namespace formats_pytorch_test
 }  // namespace elm

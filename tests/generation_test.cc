@@ -20,7 +20,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace generation_test {
 
 std::shared_ptr<const Model> TinyModel() {
   static const auto model = Model::Load(std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k");
@@ -311,5 +311,5 @@ TEST(GenerationGenerate, PromptScoringMatchesTheFullSequenceLogits) {
   EXPECT_EQ(GenerateWithText(go, prompt).result.ids, run.result.ids);
 }
 
-}  // namespace
+}  // namespace generation_test
 }  // namespace elm

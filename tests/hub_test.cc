@@ -25,7 +25,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace hub_test {
 namespace fs = std::filesystem;
 
 const char* kCommit = "0123456789abcdef0123456789abcdef01234567";
@@ -410,5 +410,5 @@ TEST_F(HubTest, CliPullOfARevisionOpensAsNameAtRevision) {
   EXPECT_NE(err.find("elm pull owner/tiny --revision v2"), std::string::npos) << err;
 }
 
-}  // namespace
+}  // namespace hub_test
 }  // namespace elm

@@ -22,7 +22,7 @@
 #include "model/kv_cache.h"
 
 namespace elm {
-namespace {
+namespace kernels_test {
 
 std::vector<const CpuKernels*> Tables() {
   std::vector<const CpuKernels*> t = {&ScalarKernels()};
@@ -532,5 +532,5 @@ TEST(Kernels, FastAttentionMatchesReference) {
   }
 }
 
-}  // namespace
+}  // namespace kernels_test
 }  // namespace elm

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace layering_test {
 
 namespace fs = std::filesystem;
 using Graph = std::map<std::string, std::set<std::string>>;
@@ -149,4 +149,30 @@ TEST(Layering, IncludesFollowTheDeclaredModuleOrder) {
   }();
 }
 
-}  // namespace
+// The sanitizer stages build the tests as a unity build (docs/architecture.md, "Unity builds"),
+// which compiles several test files as one: a helper in an anonymous namespace (kTiny, ErrorOf)
+// would then clash with another file's. Each test file keeps its helpers in a namespace named
+// after the file instead.
+TEST(Layering, TestFilesKeepHelpersInAFileNamedNamespace) {
+  static const std::regex kAnonymous(R"re(^\s*namespace\s*\{)re");
+  std::vector<std::string> problems;
+  for (const auto& e : fs::directory_iterator(kRoot / "tests")) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name.size() < 8 || name.substr(name.size() - 8) != "_test.cc")
+      continue;
+    std::ifstream in(e.path());
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n)
+      if (std::regex_search(line, kAnonymous))
+        problems.push_back("tests/" + name + ":" + std::to_string(n) +
+                           ": an anonymous namespace; name it after the file (namespace " +
+                           name.substr(0, name.size() - 3) + " {)");
+  }
+  EXPECT_TRUE(problems.empty()) << [&] {
+    std::string s;
+    for (const std::string& p : problems) s += "\n  " + p;
+    return s;
+  }();
+}
+
+}  // namespace layering_test

@@ -29,7 +29,7 @@
 #include "train/trainer.h"
 
 namespace elm {
-namespace {
+namespace lora_test {
 namespace fs = std::filesystem;
 
 std::string Base() {
@@ -581,11 +581,11 @@ TEST(LoraCli, FineTuneGenerateAndMerge) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace lora_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace lora_test {
 // `elm train` with CoreNet's use_dora on the linear entry (README-peft.md): a PEFT DoRA adapter
 // whose first step is the base model (m starts at ‖W‖), applied by --lora as merge-lora merges it.
 TEST(LoraCli, CoreNetDoraTrainsAndApplies) {
@@ -625,5 +625,5 @@ TEST(LoraCli, CoreNetDoraTrainsAndApplies) {
   ASSERT_EQ(test::RunElm("generate --model " + dir + "/merged" + gen, &merged_ids), 0);
   EXPECT_EQ(lora_ids, merged_ids);
 }
-}  // namespace
+}  // namespace lora_test
 }  // namespace elm

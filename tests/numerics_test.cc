@@ -22,7 +22,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace numerics_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -226,5 +226,5 @@ TEST_F(Numerics, CommandLine) {
   }
 }
 
-}  // namespace
+}  // namespace numerics_test
 }  // namespace elm

@@ -16,7 +16,7 @@
 #include "train/train_config.h"
 
 namespace elm {
-namespace {
+namespace posttrain_cli_test {
 namespace fs = std::filesystem;
 
 const char kPrefs[] =
@@ -198,11 +198,11 @@ TEST(PosttrainConfig, HfSchedules) {
   EXPECT_DOUBLE_EQ(HfLearningRate("constant", 1.0, 0, 10, 2), 1.0);
 }
 
-}  // namespace
+}  // namespace posttrain_cli_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace posttrain_cli_test {
 // configs/openelm_instruct_*.yaml transcribe apple/corenet's recipe and README-instruct.md.
 TEST(PosttrainConfig, ShippedInstructRecipes) {
   struct Size {
@@ -239,11 +239,11 @@ TEST(PosttrainConfig, ShippedInstructRecipes) {
   EXPECT_TRUE(ex.unknown_keys.empty());
   EXPECT_EQ(ex.loss.type, PreferenceLossType::kHinge);
 }
-}  // namespace
+}  // namespace posttrain_cli_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace posttrain_cli_test {
 // CoreNet's PEFT keys with use_dora (README-peft.md: "set use_dora to True"): DoRA on the linear
 // entries; an embedding entry with use_dora is refused as CoreNet's lora.Embedding refuses it.
 TEST(PosttrainConfig, CoreNetUseDora) {
@@ -273,5 +273,5 @@ TEST(PosttrainConfig, CoreNetUseDora) {
         << e.what();
   }
 }
-}  // namespace
+}  // namespace posttrain_cli_test
 }  // namespace elm

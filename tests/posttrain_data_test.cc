@@ -10,7 +10,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace posttrain_data_test {
 
 const Tokenizer& Tok() {
   static const Tokenizer tok = Tokenizer::Default();
@@ -208,5 +208,5 @@ TEST(PosttrainData, BatchesShiftAndMask) {
   EXPECT_EQ(p.lengths, (std::vector<int>{4, 5}));
 }
 
-}  // namespace
+}  // namespace posttrain_data_test
 }  // namespace elm

@@ -24,7 +24,7 @@
 #include "train/train_model.h"
 
 namespace elm {
-namespace {
+namespace posttrain_parity_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -450,5 +450,5 @@ TEST(PosttrainParity, LoraReferenceIsTheBaseWithTheAdapterOff) {
   }
 }
 
-}  // namespace
+}  // namespace posttrain_parity_test
 }  // namespace elm

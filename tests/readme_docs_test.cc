@@ -6,7 +6,7 @@
 #include "base/mmap_file.h"
 
 namespace elm {
-namespace {
+namespace readme_docs_test {
 namespace fs = std::filesystem;
 
 TEST(Readme, DocumentationListNamesEveryDoc) {
@@ -24,5 +24,5 @@ TEST(Readme, DocumentationListNamesEveryDoc) {
   EXPECT_GT(docs, 0);
 }
 
-}  // namespace
+}  // namespace readme_docs_test
 }  // namespace elm

@@ -35,7 +35,7 @@
 #include "train/train_log.h"
 
 namespace elm {
-namespace {
+namespace reliability_core_test {
 namespace fs = std::filesystem;
 
 [[maybe_unused]] std::string Repro(const std::string& name) {
@@ -466,5 +466,5 @@ TEST(ReliabilityFuzzN2, SelfReferentialYamlAliasIsAnError) {
   EXPECT_NE(msg.find("nest deeper"), std::string::npos) << msg;
 }
 
-}  // namespace
+}  // namespace reliability_core_test
 }  // namespace elm

@@ -11,7 +11,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace report_corenet_log_test {
 namespace fs = std::filesystem;
 
 // Lines as corenet-train prints them: the logger's timestamp and coloured tag, the iteration
@@ -79,5 +79,5 @@ TEST(CoreNetLog, PlotDrawsCoreNetAndElmRunsOnOneChart) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace report_corenet_log_test
 }  // namespace elm

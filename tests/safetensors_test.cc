@@ -14,7 +14,7 @@
 #include "test_util.h"
 
 namespace elm {
-namespace {
+namespace safetensors_test {
 namespace fs = std::filesystem;
 
 void WriteRaw(const std::string& path, const std::string& header, size_t data_bytes) {
@@ -204,11 +204,11 @@ TEST(ModelLoad, ShardedCheckpointAndBf16) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace safetensors_test
 }  // namespace elm
 
 namespace elm {
-namespace {
+namespace safetensors_test {
 
 // Mutation fuzzing of the reader: random byte flips in the header and random truncations of a
 // valid file must end in success or elm::Error — never a crash, hang or other exception.
@@ -257,5 +257,5 @@ TEST(Safetensors, MutationFuzzOnlyThrowsElmError) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace safetensors_test
 }  // namespace elm

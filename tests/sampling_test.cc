@@ -15,7 +15,7 @@
 #include "base/rng.h"
 
 namespace elm {
-namespace {
+namespace sampling_test {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -690,5 +690,5 @@ TEST(SamplingParamsValidation, AcceptsBoundaryValues) {
   EXPECT_NO_THROW(ValidateSamplingParams(p));
 }
 
-}  // namespace
+}  // namespace sampling_test
 }  // namespace elm

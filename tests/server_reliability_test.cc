@@ -31,7 +31,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace server_reliability_test {
 
 using nlohmann::json;
 using server::Server;
@@ -571,5 +571,5 @@ TEST(ServerSoak, SlowClientsDisconnectsAndBursts) {
   EXPECT_TRUE(serve.Stop(10.0));
 }
 
-}  // namespace
+}  // namespace server_reliability_test
 }  // namespace elm

@@ -28,7 +28,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace server_test {
 
 using nlohmann::json;
 using server::Server;
@@ -1005,5 +1005,5 @@ TEST(Server, LongChatIsTrimmedToFitTheContext) {
               "context_length_exceeded");
 }
 
-}  // namespace
+}  // namespace server_test
 }  // namespace elm

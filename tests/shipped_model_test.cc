@@ -24,7 +24,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace shipped_model_test {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -112,5 +112,5 @@ TEST_F(ShippedModel, GreedyGenerationMatches) {
       << "\": " << tok.Decode(r.ids);
 }
 
-}  // namespace
+}  // namespace shipped_model_test
 }  // namespace elm

@@ -18,7 +18,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
-namespace {
+namespace tokenizer_test {
 
 using nlohmann::json;
 
@@ -642,5 +642,5 @@ TEST(TokenizerCliTest, TokenizeAndDetokenize) {
 }
 #endif
 
-}  // namespace
+}  // namespace tokenizer_test
 }  // namespace elm

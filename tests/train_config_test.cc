@@ -12,7 +12,7 @@
 #include "train/train_config.h"
 
 namespace elm {
-namespace {
+namespace train_config_test {
 
 std::string Configs() {
   return std::string(ELM_SOURCE_DIR) + "/configs/";
@@ -228,5 +228,5 @@ TEST(TrainInit, CoreNetStandardDeviations) {
   EXPECT_NE(ps.params, other.params);
 }
 
-}  // namespace
+}  // namespace train_config_test
 }  // namespace elm

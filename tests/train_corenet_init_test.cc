@@ -22,7 +22,7 @@
 #include "train/trainer.h"
 
 namespace elm {
-namespace {
+namespace train_corenet_init_test {
 namespace fs = std::filesystem;
 
 std::string TrainPt() {
@@ -176,5 +176,5 @@ TEST(CoreNetInit, ContinuingIsResumingTheSameStateInElmsOwnCheckpoint) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace train_corenet_init_test
 }  // namespace elm

@@ -15,7 +15,7 @@
 #include "train/text_sources.h"
 
 namespace elm {
-namespace {
+namespace train_data_test {
 namespace fs = std::filesystem;
 
 void WriteFile(const std::string& path, const std::string& text) {
@@ -156,5 +156,5 @@ TEST(TrainData, TokenShardsAndPatterns) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace train_data_test
 }  // namespace elm

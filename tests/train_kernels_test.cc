@@ -20,7 +20,7 @@
 #include "kernels/rope.h"
 
 namespace elm {
-namespace {
+namespace train_kernels_test {
 
 using Vec = std::vector<double>;
 
@@ -283,5 +283,5 @@ TEST(TrainKernels, CrossEntropyWithZLossAndIgnore) {
   EXPECT_ANY_THROW(CrossEntropyForward(lse.data(), d.data(), bad.data(), N, V, ignore));
 }
 
-}  // namespace
+}  // namespace train_kernels_test
 }  // namespace elm

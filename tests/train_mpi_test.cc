@@ -29,7 +29,7 @@
 #endif
 
 namespace elm {
-namespace {
+namespace train_mpi_test {
 namespace fs = std::filesystem;
 
 // The mpirun CMake found, else the one on PATH; "" when there is none.
@@ -296,5 +296,5 @@ TEST_F(TrainMpiRun, LoraTwoRanksMatchOneProcess) {
   }
 }
 
-}  // namespace
+}  // namespace train_mpi_test
 }  // namespace elm

@@ -22,7 +22,7 @@
 #include "train/train_model.h"
 
 namespace elm {
-namespace {
+namespace train_parity_test {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -248,5 +248,5 @@ TEST(TrainParity, TrainForwardMatchesSession) {
   }
 }
 
-}  // namespace
+}  // namespace train_parity_test
 }  // namespace elm

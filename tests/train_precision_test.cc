@@ -15,7 +15,7 @@
 #include "train/trainer.h"
 
 namespace elm {
-namespace {
+namespace train_precision_test {
 namespace fs = std::filesystem;
 
 std::vector<float> Random(size_t n, std::mt19937& rng) {
@@ -116,5 +116,5 @@ TEST(TrainPrecision, Bf16RunTracksF32) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace train_precision_test
 }  // namespace elm

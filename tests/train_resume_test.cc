@@ -17,7 +17,7 @@
 #include "train/trainer.h"
 
 namespace elm {
-namespace {
+namespace train_resume_test {
 namespace fs = std::filesystem;
 
 std::string Bytes(const std::string& path) {
@@ -146,5 +146,5 @@ TEST_F(TrainRun, CommandLine) {
   EXPECT_NE(test::RunElm("init --preset OpenELM-9B --output " + dir_ + "/x", &out, &err), 0);
 }
 
-}  // namespace
+}  // namespace train_resume_test
 }  // namespace elm

@@ -19,7 +19,7 @@
 #include "train/train_config.h"
 
 namespace elm {
-namespace {
+namespace train_run_folder_test {
 namespace fs = std::filesystem;
 
 size_t Count(const std::string& s, const std::string& what) {
@@ -216,5 +216,5 @@ TEST(LossPlot, RewoundLogIsOneRunAndGapsBreakTheLine) {
   fs::remove_all(dir);
 }
 
-}  // namespace
+}  // namespace train_run_folder_test
 }  // namespace elm

@@ -35,13 +35,13 @@ void ParseTypeFlag(const std::string& text, ConvertOptions& opt) {
 
 // Options both commands share: the output name, progress, the chat template and the
 // llama-quantize options.
-struct CommonOpts {
+struct ConvertCommonOpts {
   std::string output, imatrix;
   std::string config, weights = "model";  // a .pt source's config and which of its weights
   bool verbose = false, no_chat_template = false, pure = false;
 };
 
-void AddCommonFlags(CLI::App* cmd, CommonOpts& c, const char* output_help) {
+void AddCommonFlags(CLI::App* cmd, ConvertCommonOpts& c, const char* output_help) {
   cmd->add_option("--output", c.output, output_help);
   cmd->add_flag("--pure", c.pure,
                 "With a llama-quantize type (q4_k_m, ...): every matrix in its base type, as "
@@ -63,7 +63,7 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& c, const char* output_help) {
 
 // The shape of a .pt checkpoint: an HF config.json, or a CoreNet YAML (a preset named by
 // model.language_modeling.general_gpt.model_name, or the shape spelled out; docs/formats.md).
-SourceOptions PyTorchSourceOptions(const CommonOpts& c) {
+SourceOptions PyTorchSourceOptions(const ConvertCommonOpts& c) {
   SourceOptions opt;
   if (c.weights != "model" && c.weights != "ema")
     Fail("--weights: expected model or ema, not '", c.weights, "'");
@@ -79,7 +79,7 @@ SourceOptions PyTorchSourceOptions(const CommonOpts& c) {
   return opt;
 }
 
-void Run(const std::string& model, ConvertOptions opt, const CommonOpts& c) {
+void Run(const std::string& model, ConvertOptions opt, const ConvertCommonOpts& c) {
   const ModelSource src = OpenModelSource(model, PyTorchSourceOptions(c));
   if (src.format != "pytorch" && (!c.config.empty() || c.weights != "model"))
     Fail(model, ": --config and --weights apply to PyTorch .pt checkpoints only (this ", src.format,
@@ -112,7 +112,7 @@ void RegisterConvertCommands(CLI::App& app) {
     struct Opts {
       std::string model, to, type, name;
       int q_bits = 0, q_group_size = 64;
-      CommonOpts common;
+      ConvertCommonOpts common;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("--model", o->model,
@@ -147,7 +147,7 @@ void RegisterConvertCommands(CLI::App& app) {
     auto* cmd = app.add_subcommand("quantize", "Write a model as a quantized GGUF file");
     struct Opts {
       std::string model, type, name;
-      CommonOpts common;
+      ConvertCommonOpts common;
     };
     auto o = std::make_shared<Opts>();
     cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")
