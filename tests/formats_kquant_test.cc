@@ -308,28 +308,6 @@ struct Folder {
   json ref;
 };
 
-// Unpacks `archive` into `dest` once: into a temporary folder beside it, renamed into place, so
-// test processes running at the same time never see half a folder.
-bool Unpack(const fs::path& archive, const fs::path& dest, std::string* why) {
-  if (fs::exists(dest / ".complete")) return true;
-  fs::create_directories(dest.parent_path());
-  const fs::path tmp = dest.string() + ".tmp." + std::to_string(getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  std::string out, err;
-  if (test::RunShell("tar -xJf '" + archive.string() + "' -C '" + tmp.string() + "'", &out, &err) !=
-      0) {
-    *why = "cannot unpack " + archive.string() + " (tar with xz needed): " + err;
-    fs::remove_all(tmp);
-    return false;
-  }
-  std::ofstream(tmp / ".complete") << "ok\n";
-  std::error_code ec;
-  fs::rename(tmp, dest, ec);
-  if (ec) fs::remove_all(tmp);  // another process won the race
-  return fs::exists(dest / ".complete");
-}
-
 // Every folder of ../shared/conformance with a reference.json in this format and its archive of
 // GGUFs, unpacked (gguf_kquant, and any further one).
 const std::vector<Folder>& Folders(std::string* skip) {
@@ -355,7 +333,7 @@ const std::vector<Folder>& Folders(std::string* skip) {
       json ref = json::parse(in);
       if (!ref.contains("files") || !ref.contains("samples")) continue;
       Folder f{d, build / d.filename(), std::move(ref)};
-      if (!Unpack(archive, f.unpacked, &why)) continue;
+      if (!test::UnpackOnce(archive.string(), f.unpacked.string(), &why)) continue;
       folders.push_back(std::move(f));
     }
     if (folders.empty() && why.empty())

@@ -412,28 +412,6 @@ struct Folder {
   json ref;
 };
 
-// The GGUF archive unpacked once into the build tree (the K-quant loading tests use the same
-// place): into a temporary folder renamed into place, so concurrent tests never see half of it.
-bool Unpack(const fs::path& archive, const fs::path& dest, std::string* why) {
-  if (fs::exists(dest / ".complete")) return true;
-  fs::create_directories(dest.parent_path());
-  const fs::path tmp = dest.string() + ".tmp." + std::to_string(getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  std::string out, err;
-  if (test::RunShell("tar -xJf '" + archive.string() + "' -C '" + tmp.string() + "'", &out, &err) !=
-      0) {
-    *why = "cannot unpack " + archive.string() + " (tar with xz needed): " + err;
-    fs::remove_all(tmp);
-    return false;
-  }
-  std::ofstream(tmp / ".complete") << "ok\n";
-  std::error_code ec;
-  fs::rename(tmp, dest, ec);
-  if (ec) fs::remove_all(tmp);
-  return fs::exists(dest / ".complete");
-}
-
 std::vector<Folder> Folders(std::string* why) {
   std::vector<Folder> folders;
   const std::string shared = test::SharedConformanceDir();
@@ -456,7 +434,7 @@ std::vector<Folder> Folders(std::string* why) {
     Folder f{d, (d / ref["checkpoint"].get<std::string>()).lexically_normal(),
              fs::path(ELM_BINARY).parent_path() / "fixtures" / d.filename(), std::move(ref)};
     if (!fs::exists(f.checkpoint / "config.json")) continue;
-    if (!Unpack(archive, f.unpacked, why)) continue;
+    if (!test::UnpackOnce(archive.string(), f.unpacked.string(), why)) continue;
     folders.push_back(std::move(f));
   }
   if (folders.empty() && why->empty())

@@ -33,64 +33,21 @@ struct Folder {
   json v;
 };
 
-std::vector<std::string> Roots() {
-  std::vector<std::string> roots;
-  if (test::RootsFromEnv("ELM_POSTTRAIN_CONFORMANCE_DIR", &roots)) return roots;
-  roots.push_back(test::DataDir() + "/posttrain");
-  const fs::path shared = fs::path(ELM_SOURCE_DIR "/../shared/conformance/posttrain");
-  if (fs::is_directory(shared))
-    roots.push_back(shared.lexically_normal().string());
-  else
-    std::printf("[posttrain parity] %s not found: its folders are skipped\n", shared.c_str());
-  return roots;
-}
-
-// The starting checkpoint: "initial_weights" names it relative to the folder
-// ("../../a_tiny_qknorm_tied/model.safetensors (+ …)"); in-repo copies live in
-// tests/data/conformance, so also look there and in ../shared/conformance by folder name.
-std::string FindCheckpoint(const fs::path& folder, const json& v) {
-  std::string rel = v.value("initial_weights", "");
-  rel = rel.substr(0, rel.find(' '));
-  const fs::path relp(rel);
-  const fs::path dir = relp.has_extension() ? relp.parent_path() : relp;
-  const std::string name =
-      dir.filename().empty() ? v.value("config_name", "") : dir.filename().string();
-  std::vector<fs::path> candidates;
-  if (!rel.empty()) candidates.push_back(folder / dir);
-  candidates.push_back(fs::path(test::DataDir()) / "conformance" / name);
-  if (const std::string s = test::SharedConformanceDir(); !s.empty())
-    candidates.push_back(fs::path(s) / name);
-  for (const auto& c : candidates)
-    if (fs::exists(c / "config.json") && fs::exists(c / "model.safetensors"))
-      return c.lexically_normal().string();
-  return "";
-}
-
 std::vector<Folder> Discover() {
   std::vector<Folder> out;
-  std::vector<std::string> seen;
-  for (const auto& root : Roots()) {
-    if (!fs::is_directory(root)) continue;
-    std::vector<fs::path> dirs;
-    if (fs::exists(fs::path(root) / "posttrain_vectors.json")) dirs.push_back(root);
-    for (const auto& e : fs::directory_iterator(root))
-      if (e.is_directory() && fs::exists(e.path() / "posttrain_vectors.json"))
-        dirs.push_back(e.path());
-    std::sort(dirs.begin(), dirs.end());
-    for (const auto& d : dirs) {
-      const std::string name = d.filename().string();
-      if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;  // same vectors
-      seen.push_back(name);
-      Folder f{d.string(), name, "",
-               json::parse(ReadTextFile((d / "posttrain_vectors.json").string()))};
-      f.checkpoint = FindCheckpoint(d, f.v);
-      if (f.checkpoint.empty()) {
-        std::printf("[posttrain parity] %s: its initial checkpoint is not found: skipped\n",
-                    name.c_str());
-        continue;
-      }
-      out.push_back(std::move(f));
+  for (const std::string& d :
+       test::VectorFolders("ELM_POSTTRAIN_CONFORMANCE_DIR", "posttrain", "posttrain",
+                           "posttrain_vectors.json", "posttrain parity")) {
+    Folder f{d, fs::path(d).filename().string(), "",
+             json::parse(ReadTextFile(d + "/posttrain_vectors.json"))};
+    f.checkpoint = test::FindInitialCheckpoint(d, f.v.value("initial_weights", ""),
+                                               f.v.value("config_name", ""));
+    if (f.checkpoint.empty()) {
+      std::printf("[posttrain parity] %s: its initial checkpoint is not found: skipped\n",
+                  f.name.c_str());
+      continue;
     }
+    out.push_back(std::move(f));
   }
   return out;
 }

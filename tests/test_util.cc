@@ -29,13 +29,18 @@ std::string SharedConformanceDir() {
   return fs::exists(p) ? p.string() : std::string();
 }
 
-std::vector<std::string> ConformanceFolders(const std::string& tag) {
+std::vector<std::string> VectorFolders(const char* env, const std::string& in_repo,
+                                       const std::string& shared_sub,
+                                       const std::string& vectors_file, const std::string& tag) {
   std::vector<std::string> roots;
-  if (!RootsFromEnv("ELM_CONFORMANCE_DIR", &roots)) {
-    roots.push_back(DataDir() + "/conformance");
-    const std::string shared = SharedConformanceDir();
-    if (shared.empty())
-      std::printf("[%s] ../shared/conformance not found: larger folders skipped\n", tag.c_str());
+  if (!RootsFromEnv(env, &roots)) {
+    roots.push_back(DataDir() + "/" + in_repo);
+    const std::string conformance = SharedConformanceDir();
+    const std::string shared =
+        conformance.empty() || shared_sub.empty() ? conformance : conformance + "/" + shared_sub;
+    if (shared.empty() || !fs::is_directory(shared))
+      std::printf("[%s] ../shared/conformance/%s not found: its folders are skipped\n", tag.c_str(),
+                  shared_sub.c_str());
     else
       roots.push_back(shared);
   }
@@ -43,9 +48,9 @@ std::vector<std::string> ConformanceFolders(const std::string& tag) {
   for (const auto& root : roots) {
     if (!fs::is_directory(root)) continue;
     std::vector<fs::path> dirs;
-    if (fs::exists(fs::path(root) / "vectors.json")) dirs.push_back(root);
+    if (fs::exists(fs::path(root) / vectors_file)) dirs.push_back(root);
     for (const auto& e : fs::directory_iterator(root))
-      if (e.is_directory() && fs::exists(e.path() / "vectors.json")) dirs.push_back(e.path());
+      if (e.is_directory() && fs::exists(e.path() / vectors_file)) dirs.push_back(e.path());
     std::sort(dirs.begin(), dirs.end());
     for (const auto& d : dirs) {
       const std::string name = d.filename().string();
@@ -55,6 +60,50 @@ std::vector<std::string> ConformanceFolders(const std::string& tag) {
     }
   }
   return out;
+}
+
+std::vector<std::string> ConformanceFolders(const std::string& tag) {
+  return VectorFolders("ELM_CONFORMANCE_DIR", "conformance", "", "vectors.json", tag);
+}
+
+std::string FindInitialCheckpoint(const std::string& folder, const std::string& initial_weights,
+                                  const std::string& config_name) {
+  const std::string rel = initial_weights.substr(0, initial_weights.find(' '));
+  const fs::path relp(rel);
+  const fs::path dir = relp.has_extension() ? relp.parent_path() : relp;
+  const std::string name = dir.filename().empty() ? config_name : dir.filename().string();
+  std::vector<fs::path> candidates;
+  if (!rel.empty()) {
+    candidates.push_back(fs::path(folder) / dir);
+    candidates.push_back(fs::path(folder).parent_path() / name);
+  }
+  candidates.push_back(fs::path(DataDir()) / "conformance" / name);
+  if (const std::string s = SharedConformanceDir(); !s.empty())
+    candidates.push_back(fs::path(s) / name);
+  for (const auto& c : candidates)
+    if (fs::exists(c / "config.json") && fs::exists(c / "model.safetensors"))
+      return c.lexically_normal().string();
+  return "";
+}
+
+bool UnpackOnce(const std::string& archive, const std::string& dest_folder, std::string* why) {
+  const fs::path dest(dest_folder);
+  if (fs::exists(dest / ".complete")) return true;
+  fs::create_directories(dest.parent_path());
+  const fs::path tmp = dest.string() + ".tmp." + std::to_string(getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  std::string out, err;
+  if (RunShell("tar -xJf '" + archive + "' -C '" + tmp.string() + "'", &out, &err) != 0) {
+    *why = "cannot unpack " + archive + " (tar with xz needed): " + err;
+    fs::remove_all(tmp);
+    return false;
+  }
+  std::ofstream(tmp / ".complete") << "ok\n";
+  std::error_code ec;
+  fs::rename(tmp, dest, ec);
+  if (ec) fs::remove_all(tmp);  // another process won the race
+  return fs::exists(dest / ".complete");
 }
 
 std::vector<int> LongestSequenceTokens(const std::string& dir) {

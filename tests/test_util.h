@@ -22,8 +22,23 @@ std::string SharedConformanceDir();
 // each root itself or its subfolders, sorted, each folder name once (the in-repo copies and
 // ../shared hold the same small folders). Any further folder in the same format is picked up.
 std::vector<std::string> ConformanceFolders(const std::string& tag);
+// The same for another set of vectors: the folders holding `vectors_file` under the roots in
+// $`env`, else tests/data/`in_repo` and ../shared/conformance/`shared_sub` (train, posttrain).
+std::vector<std::string> VectorFolders(const char* env, const std::string& in_repo,
+                                       const std::string& shared_sub,
+                                       const std::string& vectors_file, const std::string& tag);
+// The starting checkpoint (a folder with config.json and model.safetensors) that a vectors file
+// names by "initial_weights", relative to `folder` ("../../a_tiny_qknorm_tied/model.safetensors
+// (+ ...)"), or by `config_name`: looked for there, beside `folder`, in tests/data/conformance
+// and in ../shared/conformance under the same folder name; "" when none holds it.
+std::string FindInitialCheckpoint(const std::string& folder, const std::string& initial_weights,
+                                  const std::string& config_name);
 // The tokens of the longest test sequence in a conformance folder's vectors.json.
 std::vector<int> LongestSequenceTokens(const std::string& dir);
+// Unpacks the tar.xz `archive` into folder `dest` once (dest/.complete marks it done): into a
+// temporary folder beside it, renamed into place, so tests running at the same time never see half
+// a folder. False, with the reason in *why, when tar fails.
+bool UnpackOnce(const std::string& archive, const std::string& dest, std::string* why);
 // Reads `count` float32 values at byte `offset` of a little-endian binary file.
 std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t count);
 // A fresh empty temporary folder (removed by the OS eventually; tests clean up when they can).

@@ -15,6 +15,7 @@
 
 #include "base/error.h"
 #include "io/model_tokenizer.h"
+#include "text/utf8.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
@@ -76,21 +77,7 @@ long FirstInvalidUtf8(std::string_view s) {
 
 std::string ToUtf8(char32_t cp) {
   std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += static_cast<char>(0xE0 | (cp >> 12));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    s += static_cast<char>(0xF0 | (cp >> 18));
-    s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  utf8::Append(s, static_cast<uint32_t>(cp));
   return s;
 }
 

@@ -31,61 +31,15 @@ struct Folder {
   json vectors;
 };
 
-std::vector<std::string> Roots() {
-  std::vector<std::string> roots;
-  if (test::RootsFromEnv("ELM_TRAIN_CONFORMANCE_DIR", &roots)) return roots;
-  roots.push_back(test::DataDir() + "/train");
-  const fs::path shared = fs::path(ELM_SOURCE_DIR "/../shared/conformance/train");
-  if (fs::is_directory(shared))
-    roots.push_back(shared.lexically_normal().string());
-  else
-    std::printf("[train parity] %s not found: its folders are skipped\n", shared.c_str());
-  return roots;
-}
-
-// The starting checkpoint. train_vectors.json names it relative to the folder
-// ("../../a_tiny_qknorm_tied/model.safetensors"); in-repo copies live elsewhere, so also look in
-// tests/data/conformance and ../shared/conformance under the same folder name.
-std::string FindCheckpoint(const fs::path& folder, const json& v) {
-  std::vector<fs::path> candidates;
-  std::string rel = v.value("initial_weights", "");
-  rel = rel.substr(0, rel.find(' '));
-  const fs::path relp(rel);
-  const fs::path dir = relp.has_extension() ? relp.parent_path() : relp;
-  const std::string name =
-      dir.filename().empty() ? v.value("config_name", "") : dir.filename().string();
-  if (!rel.empty()) {
-    candidates.push_back(folder / dir);
-    candidates.push_back(folder.parent_path() / name);
-  }
-  candidates.push_back(fs::path(test::DataDir()) / "conformance" / name);
-  if (const std::string s = test::SharedConformanceDir(); !s.empty())
-    candidates.push_back(fs::path(s) / name);
-  for (const auto& c : candidates)
-    if (fs::exists(c / "config.json") && fs::exists(c / "model.safetensors"))
-      return c.lexically_normal().string();
-  return "";
-}
-
 std::vector<Folder> Discover() {
   std::vector<Folder> out;
-  std::vector<std::string> seen;
-  for (const auto& root : Roots()) {
-    if (!fs::is_directory(root)) continue;
-    std::vector<fs::path> dirs;
-    if (fs::exists(fs::path(root) / "train_vectors.json")) dirs.push_back(root);
-    for (const auto& e : fs::directory_iterator(root))
-      if (e.is_directory() && fs::exists(e.path() / "train_vectors.json")) dirs.push_back(e.path());
-    std::sort(dirs.begin(), dirs.end());
-    for (const auto& d : dirs) {
-      const std::string name = d.filename().string();
-      if (std::find(seen.begin(), seen.end(), name) != seen.end()) continue;  // same vectors
-      seen.push_back(name);
-      Folder f{d.string(), name, "",
-               json::parse(ReadTextFile((d / "train_vectors.json").string()))};
-      f.checkpoint = FindCheckpoint(d, f.vectors);
-      out.push_back(std::move(f));
-    }
+  for (const std::string& d : test::VectorFolders("ELM_TRAIN_CONFORMANCE_DIR", "train", "train",
+                                                  "train_vectors.json", "train parity")) {
+    Folder f{d, fs::path(d).filename().string(), "",
+             json::parse(ReadTextFile(d + "/train_vectors.json"))};
+    f.checkpoint = test::FindInitialCheckpoint(d, f.vectors.value("initial_weights", ""),
+                                               f.vectors.value("config_name", ""));
+    out.push_back(std::move(f));
   }
   return out;
 }

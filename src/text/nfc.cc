@@ -5,6 +5,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "text/utf8.h"
+
 namespace elm {
 
 namespace {
@@ -95,24 +97,6 @@ bool DecodeUtf8(std::string_view s, std::vector<uint32_t>& out) {
   return true;
 }
 
-void EncodeUtf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 }  // namespace
 
 std::string NfcNormalize(std::string_view text) {
@@ -160,7 +144,7 @@ std::string NfcNormalize(std::string_view text) {
   }
   std::string r;
   r.reserve(text.size());
-  for (uint32_t cp : d) EncodeUtf8(cp, r);
+  for (uint32_t cp : d) utf8::Append(r, cp);
   return r;
 }
 

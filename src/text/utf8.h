@@ -41,6 +41,25 @@ inline bool SecondByteOk(uint8_t lead, uint8_t b) {
   }
 }
 
+// Appends code point `cp` (at most U+10FFFF, not a surrogate: the caller checks) as UTF-8.
+inline void Append(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
 enum class Prefix { kComplete, kIncomplete, kInvalid };
 
 // Classifies the bytes at the start of `s` (s non-empty): one complete character (its length in
