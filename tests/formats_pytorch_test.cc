@@ -1,6 +1,7 @@
 // PyTorch .pt checkpoints and CoreNet's layouts (docs/formats.md, "PyTorch .pt checkpoints" and
 // "CoreNet checkpoints"): the fixtures in tests/data/pytorch were written by Debian's
-// python3-torch (tests/tools/make_pytorch_fixtures.py) from the conformance checkpoints.
+// python3-torch (tests/tools/make_pytorch_fixtures.py) from the conformance checkpoints, and
+// d_mid_* from a random model of a mid-sized, layer-wise scaled shape.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -277,6 +278,72 @@ TEST_F(PyTorchConvert, CliConvertsWithAYamlOrAConfigJson) {
                          &out, &err),
             0);
   EXPECT_NE(err.find("a_tiny_corenet_f32.pt"), std::string::npos) << err;
+}
+
+// Every tensor of `folder` (converted from the .pt at `pt` with `weights`) is the stored tensor
+// bit for bit, in its stored type; the embedding keeps the first rows of CoreNet's padded ones.
+void ExpectConvertedAsStored(const std::string& pt, CoreNetWeights weights, DType stored,
+                             const std::string& folder) {
+  const PyTorchCheckpoint ckpt(pt);
+  const CoreNetStateDict sd = FindCoreNetStateDict(ckpt, weights);
+  const TensorStore got(folder);
+  const auto expected = ExpectedTensors(LoadHfConfig(folder + "/config.json"));
+  ASSERT_EQ(sd.tensors.size(), expected.size());
+  ASSERT_EQ(got.all().size(), expected.size());
+  for (const auto& [name, value] : sd.tensors) {
+    SCOPED_TRACE(name);
+    const TensorView want = ckpt.View(*value, name);
+    const TensorView& g = got.Get(HfNameOfCoreNet(name));
+    ASSERT_EQ(want.dtype, stored);
+    ASSERT_EQ(g.dtype, stored);
+    ASSERT_EQ(g.shape.size(), want.shape.size());
+    ASSERT_LE(g.shape.at(0), want.shape.at(0));
+    EXPECT_TRUE(std::equal(g.shape.begin() + 1, g.shape.end(), want.shape.begin() + 1));
+    ASSERT_LE(g.nbytes, want.nbytes);
+    EXPECT_EQ(std::memcmp(g.data, want.data, g.nbytes), 0) << "differs";
+  }
+}
+
+// The mid shape (tests/data/pytorch/d_mid_*: 4 layers whose query heads, KV heads and FFN widths
+// differ, a bf16 training checkpoint of a random model after three AdamW steps): `elm convert
+// --config` its config.json gives the saved tensors, model (bf16) or EMA (f32), as stored.
+TEST_F(PyTorchConvert, CliConvertsALayerWiseScaledTrainingCheckpointAsStored) {
+  const std::string pt = Pt("d_mid_corenet_train_bf16.pt"), config = Pt("d_mid_config.json");
+  const ModelConfig cfg = LoadHfConfig(config);
+  ASSERT_EQ(cfg.n_layers, 4);
+  std::vector<int> heads, kv_heads, ffn;
+  for (const LayerConfig& l : cfg.layers) {
+    heads.push_back(l.n_heads);
+    kv_heads.push_back(l.n_kv_heads);
+    ffn.push_back(l.ffn_dim);
+  }
+  EXPECT_EQ(heads, (std::vector<int>{2, 2, 4, 4}));
+  EXPECT_EQ(kv_heads, (std::vector<int>{1, 1, 2, 2}));
+  EXPECT_EQ(ffn, (std::vector<int>{32, 64, 96, 128}));
+  const PyTorchCheckpoint ckpt(pt);
+  const auto state = ReadCoreNetTrainingState(ckpt);
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->iterations, 15000);
+  EXPECT_EQ(state->epoch, 2);
+  EXPECT_TRUE(state->has_optimizer && state->has_ema && state->has_gradient_scaler);
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("convert --model " + pt + " --config " + config + " --to hf --output " +
+                             dir_ + "/mid_hf",
+                         &out, &err),
+            0)
+      << err;
+  ExpectConvertedAsStored(pt, CoreNetWeights::kModel, DType::kBF16, dir_ + "/mid_hf");
+  EXPECT_EQ(ReadTextFile(dir_ + "/mid_hf/config.json"), ReadTextFile(config));
+  ASSERT_EQ(test::RunElm("convert --model " + pt + " --config " + config +
+                             " --weights ema --to hf --output " + dir_ + "/mid_ema",
+                         &out, &err),
+            0)
+      << err;
+  ExpectConvertedAsStored(pt, CoreNetWeights::kEma, DType::kF32, dir_ + "/mid_ema");
+  // And the converted model runs: finite logits for a few tokens.
+  const auto logits = test::AllLogits(Model::Load(dir_ + "/mid_hf"), {1, 17, 42, 200, 3});
+  ASSERT_EQ(logits.size(), 5u * 256u);
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
 }
 
 std::string ErrorOf(const std::string& path) {

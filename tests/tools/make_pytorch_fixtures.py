@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the PyTorch .pt fixtures in tests/data/pytorch (docs/formats.md, "PyTorch .pt
 checkpoints"), with Debian's python3-torch (apt-get install python3-torch), from the in-repo
-conformance checkpoints:
+conformance checkpoints (and a random mid-sized one):
 
   python3 tests/tools/make_pytorch_fixtures.py tests/data/conformance tests/data/pytorch \
       tests/fuzz/corpus/pytorch_fuzz
@@ -68,6 +68,90 @@ def rewrite_zip(src_bytes, path, edit):
             data, method = edit(info.filename, zin.read(info.filename))
             zout.writestr(zipfile.ZipInfo(info.filename), data, compress_type=method)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+def make_divisible(v, divisor):
+    """OpenELM's make_divisible (configuration_openelm.py), min_value = divisor."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+MID_CONFIG = {
+    "activation_fn_name": "swish", "architectures": ["OpenELMForCausalLM"], "bos_token_id": 1,
+    "eos_token_id": 2, "ffn_dim_divisor": 16, "ffn_multipliers": [0.5, 2.0], "ffn_with_glu": True,
+    "head_dim": 16, "initializer_range": 0.02, "max_context_length": 128, "model_dim": 64,
+    "model_type": "openelm", "normalization_layer_name": "rms_norm",
+    "normalize_qk_projections": True, "num_gqa_groups": 2, "num_transformer_layers": 4,
+    "qkv_multipliers": [0.25, 1.0], "rope_freq_constant": 10000, "rope_max_length": 4096,
+    "share_input_output_layers": True, "torch_dtype": "bfloat16", "vocab_size": 256,
+}
+
+
+def mid_train(out):
+    """d_mid_corenet_train_bf16.pt and d_mid_config.json: a random OpenELM of MID_CONFIG's
+    shape, from its own generator so that the other fixtures do not change."""
+    c = dict(MID_CONFIG)
+    n, d, hd, g = (c["num_transformer_layers"], c["model_dim"], c["head_dim"],
+                   c["num_gqa_groups"])
+    lin = lambda lo, hi: [round(float(x), 2) for x in np.linspace(lo, hi, num=n)]
+    qkv, ffn = lin(*c["qkv_multipliers"]), lin(*c["ffn_multipliers"])
+    heads = [make_divisible(d * m, hd * g) // hd for m in qkv]
+    c["num_query_heads"], c["num_kv_heads"] = heads, [h // g for h in heads]
+    ffn_dims = [make_divisible(m * d, c["ffn_dim_divisor"]) for m in ffn]
+    gen = torch.Generator().manual_seed(25)
+
+    def rand(*shape, std=0.05):
+        return torch.randn(*shape, generator=gen) * std
+
+    def norm(k):
+        return 1.0 + rand(k, std=0.1)
+
+    # CoreNet pads the embedding rows (32000 -> 32128); here 256 -> 384.
+    model = {"token_embeddings.weight": rand(c["vocab_size"] + 128, d)}
+    for i in range(n):
+        p, q, kv, f = f"layers.{i}.", heads[i], c["num_kv_heads"][i], ffn_dims[i]
+        model[p + "attn_norm.weight"] = norm(d)
+        model[p + "attn.qkv_proj.weight"] = rand((q + 2 * kv) * hd, d)
+        model[p + "attn.q_norm.weight"] = norm(hd)
+        model[p + "attn.k_norm.weight"] = norm(hd)
+        model[p + "attn.out_proj.weight"] = rand(d, q * hd)
+        model[p + "ffn_norm.weight"] = norm(d)
+        model[p + "ffn.proj_1.weight"] = rand(2 * f, d)
+        model[p + "ffn.proj_2.weight"] = rand(d, f)
+    model["norm.weight"] = norm(d)
+    params = {k: torch.nn.Parameter(v) for k, v in model.items()}
+    decay = [k for k, p in params.items() if p.dim() > 1]
+    no_decay = [k for k, p in params.items() if p.dim() == 1]
+    opt = torch.optim.AdamW([{"params": [params[k] for k in decay], "weight_decay": 0.1,
+                              "param_names": decay},
+                             {"params": [params[k] for k in no_decay], "weight_decay": 0.0,
+                              "param_names": no_decay}],
+                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+    for _ in range(3):
+        for p in params.values():
+            p.grad = torch.randn(p.shape, generator=gen)
+        opt.step()
+    weights = {k: p.detach().clone() for k, p in params.items()}
+    train = {
+        "iterations": 15000,
+        "epoch": 2,
+        "model_state_dict": {k: v.to(torch.bfloat16) for k, v in weights.items()},
+        "optim_state_dict": opt.state_dict(),
+        "best_metric": 3.25,
+        "is_interval_ckpt": True,
+        "gradient_scaler_state_dict": {"scale": 32768.0, "growth_factor": 2.0,
+                                       "backoff_factor": 0.5, "growth_interval": 2000,
+                                       "_growth_tracker": 7},
+        # The EMA in f32 and without the padding rows, as the tiny checkpoint's.
+        "ema_state_dict": {k: (v[:c["vocab_size"]] if k == "token_embeddings.weight" else v)
+                           for k, v in weights.items()},
+    }
+    save(train, os.path.join(out, "d_mid_corenet_train_bf16.pt"))
+    with open(os.path.join(out, "d_mid_config.json"), "w") as f:
+        json.dump(c, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 class Hostile:
@@ -147,6 +231,11 @@ def main():
         "ema_state_dict": corenet_state(a),
     }
     save(train, os.path.join(out, "a_tiny_corenet_train_bf16.pt"))
+
+    # 4b. The same layout for a mid-sized random OpenELM with layer-wise scaling over 4 layers
+    #     (query heads 2, 2, 4, 4; kv heads 1, 1, 2, 2; FFN 32, 64, 96, 128), after three AdamW
+    #     steps, with its HF config.json beside it.
+    mid_train(out)
 
     # 5. Malformed files.
     small = io.BytesIO()
