@@ -18,7 +18,7 @@ namespace elm {
 namespace {
 
 constexpr float kGroupMaxEps = 1e-15f;  // below this a group counts as all zero
-constexpr int kQ = 32;                  // elements per legacy block
+constexpr int kLegacyBlock = 32;        // elements per legacy block
 
 // ---- Scale searches (docs/formats.md) ----
 
@@ -656,11 +656,11 @@ void QuantizeIq4(int super, const float* x, uint16_t* dh, uint8_t* q4, uint16_t*
 
 void PackQ5(const uint8_t* L, uint8_t* qs, uint8_t* qh_out) {
   uint32_t qh = 0;
-  for (int j = 0; j < kQ / 2; ++j) {
-    const uint8_t x0 = L[j], x1 = L[j + kQ / 2];
+  for (int j = 0; j < kLegacyBlock / 2; ++j) {
+    const uint8_t x0 = L[j], x1 = L[j + kLegacyBlock / 2];
     qs[j] = static_cast<uint8_t>((x0 & 0x0F) | ((x1 & 0x0F) << 4));
     qh |= ((x0 & 0x10u) >> 4) << j;
-    qh |= ((x1 & 0x10u) >> 4) << (j + kQ / 2);
+    qh |= ((x1 & 0x10u) >> 4) << (j + kLegacyBlock / 2);
   }
   std::memcpy(qh_out, &qh, 4);
 }
@@ -668,7 +668,7 @@ void PackQ5(const uint8_t* L, uint8_t* qs, uint8_t* qh_out) {
 void MinMax(const float* x, float* min, float* max) {
   *min = FLT_MAX;
   *max = -FLT_MAX;
-  for (int j = 0; j < kQ; ++j) {
+  for (int j = 0; j < kLegacyBlock; ++j) {
     if (x[j] < *min) *min = x[j];
     if (x[j] > *max) *max = x[j];
   }
@@ -676,14 +676,14 @@ void MinMax(const float* x, float* min, float* max) {
 
 // Weights for the legacy types under importance weights: w·sqrt(σ² + x²), σ² over the whole row.
 void LegacyWeights(const float* xb, const float* qw, float sigma2, float* weight) {
-  for (int j = 0; j < kQ; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+  for (int j = 0; j < kLegacyBlock; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
 }
 
 // ggml's quantize_row_q4_0_ref (base/quant.cc's QuantizeQ4_0 computes the same, but this file's
 // build rules out a fused multiply-add in x·id + 8.5).
 void QuantizeBlockQ4_0Ref(const float* x, BlockQ4_0* y) {
   float amax = 0, max = 0;
-  for (int j = 0; j < kQ; ++j) {
+  for (int j = 0; j < kLegacyBlock; ++j) {
     if (amax < std::fabs(x[j])) {
       amax = std::fabs(x[j]);
       max = x[j];
@@ -692,40 +692,42 @@ void QuantizeBlockQ4_0Ref(const float* x, BlockQ4_0* y) {
   const float d = max / -8;
   const float id = d != 0 ? 1.0f / d : 0.0f;
   y->d = F32ToF16(d);
-  for (int j = 0; j < kQ / 2; ++j) {
+  for (int j = 0; j < kLegacyBlock / 2; ++j) {
     const int q0 = std::min(15, static_cast<int>(x[j] * id + 8.5f));
-    const int q1 = std::min(15, static_cast<int>(x[kQ / 2 + j] * id + 8.5f));
+    const int q1 = std::min(15, static_cast<int>(x[kLegacyBlock / 2 + j] * id + 8.5f));
     y->nib[j] = static_cast<uint8_t>(q0 | (q1 << 4));
   }
 }
 
 void QuantizeBlockQ4_0Weighted(const float* xb, const float* weight, BlockQ4_0* y) {
-  int8_t L[kQ];
-  y->d = F32ToF16(MakeQxQuants(kQ, 8, xb, L, 1, weight));
+  int8_t L[kLegacyBlock];
+  y->d = F32ToF16(MakeQxQuants(kLegacyBlock, 8, xb, L, 1, weight));
   for (int j = 0; j < 16; ++j) y->nib[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
 }
 
 void QuantizeBlockQ4_1Weighted(const float* xb, const float* weight, BlockQ4_1* y) {
-  uint8_t L[kQ], Laux[kQ];
+  uint8_t L[kLegacyBlock], Laux[kLegacyBlock];
   float min;
-  const float d = MakeQkx3Quants(kQ, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
+  const float d =
+      MakeQkx3Quants(kLegacyBlock, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
   y->d = F32ToF16(d);
   y->m = F32ToF16(-min);
   for (int j = 0; j < 16; ++j) y->qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
 }
 
 void QuantizeBlockQ5_0Weighted(const float* xb, const float* weight, BlockQ5_0* y) {
-  int8_t L[kQ];
-  y->d = F32ToF16(MakeQxQuants(kQ, 16, xb, L, 1, weight));
-  uint8_t u[kQ];
-  for (int j = 0; j < kQ; ++j) u[j] = static_cast<uint8_t>(L[j]);
+  int8_t L[kLegacyBlock];
+  y->d = F32ToF16(MakeQxQuants(kLegacyBlock, 16, xb, L, 1, weight));
+  uint8_t u[kLegacyBlock];
+  for (int j = 0; j < kLegacyBlock; ++j) u[j] = static_cast<uint8_t>(L[j]);
   PackQ5(u, y->qs, y->qh);
 }
 
 void QuantizeBlockQ5_1Weighted(const float* xb, const float* weight, BlockQ5_1* y) {
-  uint8_t L[kQ], Laux[kQ];
+  uint8_t L[kLegacyBlock], Laux[kLegacyBlock];
   float min;
-  const float d = MakeQkx3Quants(kQ, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
+  const float d =
+      MakeQkx3Quants(kLegacyBlock, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
   y->d = F32ToF16(d);
   y->m = F32ToF16(-min);
   PackQ5(L, y->qs, y->qh);
@@ -856,9 +858,9 @@ void QuantizeBlockQ4_1(const float* x, BlockQ4_1* y) {
   const float id = d != 0 ? 1.0f / d : 0.0f;
   y->d = F32ToF16(d);
   y->m = F32ToF16(min);
-  for (int j = 0; j < kQ / 2; ++j) {
+  for (int j = 0; j < kLegacyBlock / 2; ++j) {
     const float x0 = (x[j] - min) * id;
-    const float x1 = (x[kQ / 2 + j] - min) * id;
+    const float x1 = (x[kLegacyBlock / 2 + j] - min) * id;
     const int q0 = std::min(15, static_cast<int>(x0 + 0.5f));
     const int q1 = std::min(15, static_cast<int>(x1 + 0.5f));
     y->qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
@@ -867,7 +869,7 @@ void QuantizeBlockQ4_1(const float* x, BlockQ4_1* y) {
 
 void QuantizeBlockQ5_0(const float* x, BlockQ5_0* y) {
   float amax = 0, max = 0;
-  for (int j = 0; j < kQ; ++j) {
+  for (int j = 0; j < kLegacyBlock; ++j) {
     if (amax < std::fabs(x[j])) {
       amax = std::fabs(x[j]);
       max = x[j];
@@ -876,8 +878,8 @@ void QuantizeBlockQ5_0(const float* x, BlockQ5_0* y) {
   const float d = max / -16;
   const float id = d != 0 ? 1.0f / d : 0.0f;
   y->d = F32ToF16(d);
-  uint8_t L[kQ];
-  for (int j = 0; j < kQ; ++j)
+  uint8_t L[kLegacyBlock];
+  for (int j = 0; j < kLegacyBlock; ++j)
     L[j] = static_cast<uint8_t>(std::min(31, static_cast<int>(x[j] * id + 16.5f)));
   PackQ5(L, y->qs, y->qh);
 }
@@ -889,16 +891,16 @@ void QuantizeBlockQ5_1(const float* x, BlockQ5_1* y) {
   const float id = d != 0 ? 1.0f / d : 0.0f;
   y->d = F32ToF16(d);
   y->m = F32ToF16(min);
-  uint8_t L[kQ];
+  uint8_t L[kLegacyBlock];
   // No clamp: ggml stores the truncation as it is (a rounding overshoot to 32 keeps its low bits).
-  for (int j = 0; j < kQ; ++j)
+  for (int j = 0; j < kLegacyBlock; ++j)
     L[j] = static_cast<uint8_t>(static_cast<int>((x[j] - min) * id + 0.5f));
   PackQ5(L, y->qs, y->qh);
 }
 
 void QuantizeBlockIq4Nl(const float* x, BlockIq4Nl* y) {
   uint16_t unused_h = 0;
-  QuantizeIq4(kQ, x, &y->d, y->qs, &unused_h, nullptr, nullptr);
+  QuantizeIq4(kLegacyBlock, x, &y->d, y->qs, &unused_h, nullptr, nullptr);
 }
 
 void QuantizeBlockIq4Xs(const float* x, BlockIq4Xs* y) {
@@ -1056,45 +1058,52 @@ void QuantizeRowsLikeGgml(DType t, const float* src, void* dst_v, int64_t rows, 
     uint8_t* out = dst + r * row_bytes;
     // Weighted legacy types use σ² of the whole row (ggml's quantize_row_q4_0_impl and kin).
     const float sigma2 = qw ? RowSigma2(x, n) : 0.f;
-    float weight[kQ];
+    float weight[kLegacyBlock];
     switch (t) {
       case DType::kQ8_0:
-        ForEachBlock<BlockQ8_0, kQ>(
-            x, out, n, [](const float* xb, int64_t, BlockQ8_0* y) { QuantizeQ8_0(xb, y, kQ); });
+        ForEachBlock<BlockQ8_0, kLegacyBlock>(
+            x, out, n,
+            [](const float* xb, int64_t, BlockQ8_0* y) { QuantizeQ8_0(xb, y, kLegacyBlock); });
         break;
       case DType::kQ4_0:
-        ForEachBlock<BlockQ4_0, kQ>(x, out, n, [&](const float* xb, int64_t off, BlockQ4_0* y) {
-          if (!qw) return QuantizeBlockQ4_0Ref(xb, y);
-          LegacyWeights(xb, qw + off, sigma2, weight);
-          QuantizeBlockQ4_0Weighted(xb, weight, y);
-        });
+        ForEachBlock<BlockQ4_0, kLegacyBlock>(x, out, n,
+                                              [&](const float* xb, int64_t off, BlockQ4_0* y) {
+                                                if (!qw) return QuantizeBlockQ4_0Ref(xb, y);
+                                                LegacyWeights(xb, qw + off, sigma2, weight);
+                                                QuantizeBlockQ4_0Weighted(xb, weight, y);
+                                              });
         break;
       case DType::kQ4_1:
-        ForEachBlock<BlockQ4_1, kQ>(x, out, n, [&](const float* xb, int64_t off, BlockQ4_1* y) {
-          if (!qw) return QuantizeBlockQ4_1(xb, y);
-          LegacyWeights(xb, qw + off, sigma2, weight);
-          QuantizeBlockQ4_1Weighted(xb, weight, y);
-        });
+        ForEachBlock<BlockQ4_1, kLegacyBlock>(x, out, n,
+                                              [&](const float* xb, int64_t off, BlockQ4_1* y) {
+                                                if (!qw) return QuantizeBlockQ4_1(xb, y);
+                                                LegacyWeights(xb, qw + off, sigma2, weight);
+                                                QuantizeBlockQ4_1Weighted(xb, weight, y);
+                                              });
         break;
       case DType::kQ5_0:
-        ForEachBlock<BlockQ5_0, kQ>(x, out, n, [&](const float* xb, int64_t off, BlockQ5_0* y) {
-          if (!qw) return QuantizeBlockQ5_0(xb, y);
-          LegacyWeights(xb, qw + off, sigma2, weight);
-          QuantizeBlockQ5_0Weighted(xb, weight, y);
-        });
+        ForEachBlock<BlockQ5_0, kLegacyBlock>(x, out, n,
+                                              [&](const float* xb, int64_t off, BlockQ5_0* y) {
+                                                if (!qw) return QuantizeBlockQ5_0(xb, y);
+                                                LegacyWeights(xb, qw + off, sigma2, weight);
+                                                QuantizeBlockQ5_0Weighted(xb, weight, y);
+                                              });
         break;
       case DType::kQ5_1:
-        ForEachBlock<BlockQ5_1, kQ>(x, out, n, [&](const float* xb, int64_t off, BlockQ5_1* y) {
-          if (!qw) return QuantizeBlockQ5_1(xb, y);
-          LegacyWeights(xb, qw + off, sigma2, weight);
-          QuantizeBlockQ5_1Weighted(xb, weight, y);
-        });
+        ForEachBlock<BlockQ5_1, kLegacyBlock>(x, out, n,
+                                              [&](const float* xb, int64_t off, BlockQ5_1* y) {
+                                                if (!qw) return QuantizeBlockQ5_1(xb, y);
+                                                LegacyWeights(xb, qw + off, sigma2, weight);
+                                                QuantizeBlockQ5_1Weighted(xb, weight, y);
+                                              });
         break;
       case DType::kIQ4_NL:
-        ForEachBlock<BlockIq4Nl, kQ>(x, out, n, [&](const float* xb, int64_t off, BlockIq4Nl* y) {
-          uint16_t unused_h = 0;
-          QuantizeIq4(kQ, xb, &y->d, y->qs, &unused_h, nullptr, qw ? qw + off : nullptr);
-        });
+        ForEachBlock<BlockIq4Nl, kLegacyBlock>(
+            x, out, n, [&](const float* xb, int64_t off, BlockIq4Nl* y) {
+              uint16_t unused_h = 0;
+              QuantizeIq4(kLegacyBlock, xb, &y->d, y->qs, &unused_h, nullptr,
+                          qw ? qw + off : nullptr);
+            });
         break;
       case DType::kIQ4_XS:
         ForEachBlock<BlockIq4Xs, kQK>(x, out, n, [&](const float* xb, int64_t off, BlockIq4Xs* y) {

@@ -18,7 +18,7 @@ const Metric* Find(const EvalReport& report, const SuiteColumn& c) {
   return nullptr;
 }
 
-std::string Fmt(const char* f, double v) {
+std::string FmtScore(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
@@ -121,14 +121,14 @@ std::string SuiteTable(const Suite& suite, const EvalReport& report,
     if (!m) {
       row.push_back("n/a");
     } else {
-      row.push_back(Fmt("%.2f", 100 * m->value) +
-                    (std::isfinite(m->std_err) ? Fmt(" ± %.2f", 100 * m->std_err) : ""));
+      row.push_back(FmtScore("%.2f", 100 * m->value) +
+                    (std::isfinite(m->std_err) ? FmtScore(" ± %.2f", 100 * m->std_err) : ""));
     }
   }
   bool complete = true;
   const double avg = Average(suite, report, &complete);
   head.push_back("Avg");
-  row.push_back(std::isfinite(avg) ? Fmt("%.2f", 100 * avg) + (complete ? "" : " (partial)")
+  row.push_back(std::isfinite(avg) ? FmtScore("%.2f", 100 * avg) + (complete ? "" : " (partial)")
                                    : "n/a");
   std::string out = std::string(suite.title) + "\n\n";
   auto line = [&](const std::vector<std::string>& cells) {

@@ -25,10 +25,6 @@ std::vector<std::string> Options(const json& problem, const std::string& where) 
   return o;
 }
 
-bool EndsWith(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
 }  // namespace
 
 // Hugging Face EleutherAI/race rows: article and problems, the repr of a list of
@@ -46,7 +42,7 @@ Doc RaceDoc(const json& row, int index, const std::string& where) {
     const std::string q = Str(problems[k], "question", w);
     const std::string answer =
         Options(problems[k], w)[static_cast<size_t>(AnswerIndex(problems[k], w))];
-    if (EndsWith(q, "  _  .")) {
+    if (std::string_view(q).ends_with("  _  .")) {
       text += q.substr(q.size() - 5) + answer + "\n";
     } else {
       text += "Question: " + q + "\n" + "Answer: " + answer + "\n";

@@ -100,7 +100,7 @@ int Tier(int k) {
 }
 
 // Hundredths k in [1, 1000] with fits(k / 100.0), best first.
-std::vector<int> Candidates(const std::function<bool(double)>& fits, double estimate) {
+std::vector<int> MultiplierCandidates(const std::function<bool(double)>& fits, double estimate) {
   std::vector<int> ks;
   for (int k = 1; k <= 1000; ++k)
     if (fits(k / 100.0)) ks.push_back(k);
@@ -140,7 +140,8 @@ bool SearchMultipliers(ModelConfig& c, const GgufDims& d, Part part, const std::
   // The best few candidates for each end bound the pair search (a hostile file cannot make it
   // quadratic in the 1000 candidates).
   auto candidates = [&](int i) {
-    auto ks = Candidates([&](double m) { return value_of(i, m) == want[i]; }, estimate(i));
+    auto ks =
+        MultiplierCandidates([&](double m) { return value_of(i, m) == want[i]; }, estimate(i));
     if (ks.size() > 40) ks.resize(40);
     return ks;
   };

@@ -14,9 +14,9 @@ namespace {
 constexpr int32_t kMaxNameLen = 4096;
 
 // A bounds-checked little-endian reader over the file's bytes.
-class Reader {
+class ImatrixReader {
  public:
-  Reader(const std::string& path, const uint8_t* p, size_t n) : path_(path), p_(p), n_(n) {}
+  ImatrixReader(const std::string& path, const uint8_t* p, size_t n) : path_(path), p_(p), n_(n) {}
   bool at_end() const { return pos_ == n_; }
   int32_t I32(const std::string& what) {
     int32_t v;
@@ -43,7 +43,7 @@ void CheckFinite(const std::string& path, const std::string& name, const std::ve
 
 ImportanceMatrix ReadLegacy(const std::string& path) {
   const MmapFile file(path);
-  Reader in(path, file.data(), file.size());
+  ImatrixReader in(path, file.data(), file.size());
   ImportanceMatrix m;
   m.file = path;
   const int32_t n_entries = in.I32("the entry count");
@@ -76,7 +76,7 @@ ImportanceMatrix ReadLegacy(const std::string& path) {
   return m;
 }
 
-bool EndsWith(const std::string& s, const std::string& suffix, std::string* stem) {
+bool StripSuffix(const std::string& s, const std::string& suffix, std::string* stem) {
   if (s.size() < suffix.size() || s.compare(s.size() - suffix.size(), suffix.size(), suffix) != 0)
     return false;
   *stem = s.substr(0, s.size() - suffix.size());
@@ -90,9 +90,9 @@ ImportanceMatrix ReadGguf(const std::string& path) {
   std::map<std::string, std::pair<const GgufTensorInfo*, const GgufTensorInfo*>> sums_counts;
   for (const GgufTensorInfo& t : f.tensors()) {
     std::string stem;
-    if (EndsWith(t.name, ".in_sum2", &stem)) {
+    if (StripSuffix(t.name, ".in_sum2", &stem)) {
       sums_counts[stem].first = &t;
-    } else if (EndsWith(t.name, ".counts", &stem)) {
+    } else if (StripSuffix(t.name, ".counts", &stem)) {
       sums_counts[stem].second = &t;
     }
   }

@@ -25,11 +25,6 @@ float StoreScalar(DType t, void* base, int64_t i, float v) {
   return back;
 }
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 std::optional<MlxQuantization> MlxQuantizationOf(const nlohmann::json& config,
@@ -119,14 +114,15 @@ MlxDequantizedStore::MlxDequantizedStore(const TensorStore& store, const MlxQuan
     : store_(store), q_(q) {}
 
 bool MlxDequantizedStore::IsCompanion(const std::string& name) {
-  return EndsWith(name, ".scales") || EndsWith(name, ".biases");
+  return std::string_view(name).ends_with(".scales") || std::string_view(name).ends_with(".biases");
 }
 
 const TensorView* MlxDequantizedStore::Find(const std::string& name) {
   if (auto it = cache_.find(name); it != cache_.end()) return &it->second.first;
   const TensorView* w = store_.Find(name);
   if (w == nullptr || w->dtype_name != "U32") return nullptr;
-  const std::string base = name.substr(0, name.size() - (EndsWith(name, ".weight") ? 7 : 0));
+  const std::string base =
+      name.substr(0, name.size() - (std::string_view(name).ends_with(".weight") ? 7 : 0));
   const std::string& o = store_.origin();
   const TensorView* s = store_.Find(base + ".scales");
   const TensorView* b = store_.Find(base + ".biases");

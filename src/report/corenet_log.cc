@@ -45,7 +45,7 @@ std::optional<double> IterationOf(const std::string& line) {
   return NumberAt(line, p);
 }
 
-void Append(std::vector<double>& xs, std::vector<double>& ys, double x, double y) {
+void AppendPoint(std::vector<double>& xs, std::vector<double>& ys, double x, double y) {
   while (!xs.empty() && xs.back() >= x) {  // a restarted run: the later records go
     xs.pop_back();
     ys.pop_back();
@@ -78,7 +78,7 @@ LossSeries ReadCoreNetLog(const std::string& path) {
       in_validation = false;
       if (const auto loss = LossAfter(line, "loss: ")) {
         last_iteration = *it;
-        Append(s.train_step, s.train_loss, *it, *loss);
+        AppendPoint(s.train_step, s.train_loss, *it, *loss);
       }
       continue;
     }
@@ -89,7 +89,7 @@ LossSeries ReadCoreNetLog(const std::string& path) {
     }
     if (in_validation) {
       if (const auto loss = LossAfter(line, "loss=")) {
-        Append(s.val_step, s.val_loss, last_iteration, *loss);
+        AppendPoint(s.val_step, s.val_loss, last_iteration, *loss);
         in_validation = false;
       }
     }

@@ -18,42 +18,42 @@ namespace {
 
 // Handbook / transformers keys that have no effect in elm (hub, logging, launcher, evaluation
 // plumbing, the Python-side data pipeline).
-const char* const kIgnored[] = {"torch_dtype",
-                                "use_flash_attention_2",
-                                "chat_template",
-                                "dataset_mixer",
-                                "dataset_splits",
-                                "dataset_configs",
-                                "preprocessing_num_workers",
-                                "do_eval",
-                                "evaluation_strategy",
-                                "eval_strategy",
-                                "gradient_checkpointing_kwargs",
-                                "hub_model_id",
-                                "hub_strategy",
-                                "hub_private_repo",
-                                "push_to_hub",
-                                "log_level",
-                                "logging_strategy",
-                                "logging_first_step",
-                                "save_strategy",
-                                "overwrite_output_dir",
-                                "report_to",
-                                "remove_unused_columns",
-                                "run_name",
-                                "tokenizer_name_or_path",
-                                "trust_remote_code",
-                                "model_revision",
-                                "truncation_mode",
-                                "auto_insert_empty_system_msg",
-                                "dataset_num_proc",
-                                "load_in_8bit",
-                                "load_in_4bit",
-                                "bnb_4bit_quant_type",
-                                "use_bnb_nested_quant",
-                                "attn_implementation"};
+const char* const kIgnoredRecipeKeys[] = {"torch_dtype",
+                                          "use_flash_attention_2",
+                                          "chat_template",
+                                          "dataset_mixer",
+                                          "dataset_splits",
+                                          "dataset_configs",
+                                          "preprocessing_num_workers",
+                                          "do_eval",
+                                          "evaluation_strategy",
+                                          "eval_strategy",
+                                          "gradient_checkpointing_kwargs",
+                                          "hub_model_id",
+                                          "hub_strategy",
+                                          "hub_private_repo",
+                                          "push_to_hub",
+                                          "log_level",
+                                          "logging_strategy",
+                                          "logging_first_step",
+                                          "save_strategy",
+                                          "overwrite_output_dir",
+                                          "report_to",
+                                          "remove_unused_columns",
+                                          "run_name",
+                                          "tokenizer_name_or_path",
+                                          "trust_remote_code",
+                                          "model_revision",
+                                          "truncation_mode",
+                                          "auto_insert_empty_system_msg",
+                                          "dataset_num_proc",
+                                          "load_in_8bit",
+                                          "load_in_4bit",
+                                          "bnb_4bit_quant_type",
+                                          "use_bnb_nested_quant",
+                                          "attn_implementation"};
 
-struct Reader {
+struct RecipeReader {
   std::string origin;
   std::map<std::string, YAML::Node> keys;  // flat: top level, and elm.* from the elm block
 
@@ -107,7 +107,7 @@ PosttrainConfig ParsePosttrainConfig(const std::string& yaml_text, const std::st
     Fail(origin, ": not valid YAML: ", e.what());
   }
   if (!root.IsMap() && !root.IsNull()) Fail(origin, ": expected a map of keys");
-  Reader r{origin, {}};
+  RecipeReader r{origin, {}};
   for (const auto& kv : root) {
     const std::string k = kv.first.as<std::string>();
     if (k == "elm") {
@@ -216,7 +216,7 @@ PosttrainConfig ParsePosttrainConfig(const std::string& yaml_text, const std::st
            "out of lora_target_modules");
   }
 
-  for (const char* k : kIgnored)
+  for (const char* k : kIgnoredRecipeKeys)
     if (r.keys.erase(k)) c.ignored_keys.push_back(k);
   std::vector<std::string> known = {"model_name_or_path",
                                     "loss_type",

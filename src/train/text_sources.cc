@@ -14,11 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Python str.format of one "{name:0Nd}" / "{name}" field with an integer.
 std::string FormatField(const std::string& pattern, int64_t id, const std::string& key) {
   const size_t open = pattern.find('{');
@@ -39,11 +34,12 @@ std::string FormatField(const std::string& pattern, int64_t id, const std::strin
 
 SourceKind KindOf(const std::string& path, const std::string& key) {
   for (const char* bad : {".parquet", ".gz", ".zst", ".arrow"})
-    if (EndsWith(path, bad))
+    if (std::string_view(path).ends_with(bad))
       Fail(key, ": '", path, "': elm reads plain text, JSONL and llm.c .bin token shards; ",
            "convert ", bad, " files to JSONL (one {\"text\": ...} object per line)");
-  if (EndsWith(path, ".jsonl") || EndsWith(path, ".json")) return SourceKind::kJsonl;
-  if (EndsWith(path, ".bin")) return SourceKind::kTokens;
+  if (std::string_view(path).ends_with(".jsonl") || std::string_view(path).ends_with(".json"))
+    return SourceKind::kJsonl;
+  if (std::string_view(path).ends_with(".bin")) return SourceKind::kTokens;
   return SourceKind::kText;
 }
 
