@@ -1,7 +1,8 @@
 // The fuzz build leaves out the SIMD kernel tables (src/kernels/x86, src/kernels/arm): parsing
 // does not need them, and their CPU-feature builtins are compiler-specific. BestKernels() then
-// picks the scalar table.
+// picks the scalar table, and BestKquantKernels() the scalar K-quant table.
 #include "kernels/cpu_kernels.h"
+#include "kernels/kquant_kernels.h"
 
 namespace elm {
 const CpuKernels* Avx512Kernels() {
@@ -11,6 +12,9 @@ const CpuKernels* Avx2Kernels() {
   return nullptr;
 }
 const CpuKernels* NeonKernels() {
+  return nullptr;
+}
+const KquantKernels* Avx2KquantKernels() {
   return nullptr;
 }
 }  // namespace elm
