@@ -45,12 +45,7 @@ std::vector<ChatMessage> ParseMessages(const json& j, const std::string& where,
 // the boundary (TRL's build_tokenized_answer rule).
 std::vector<int> MessageTokens(const Tokenizer& tok, const ChatMessage& m, bool at_start,
                                bool parse_special, size_t* header) {
-  std::vector<int> out;
-  ChatTemplateOptions o;
-  o.at_start = at_start;
-  o.add_generation_prompt = false;
-  o.parse_special = parse_special;
-  AppendChatTokens(tok, std::span<const ChatMessage>(&m, 1), o, out);
+  std::vector<int> out = MessageChatTokens(tok, m, at_start, parse_special);
   const std::vector<int> h =
       tok.Encode(std::string(at_start ? "" : "\n") + "<|" + m.role + "|>\n", false);
   const size_t off = at_start ? 1 : 0;  // BOS

@@ -7,23 +7,6 @@
 
 namespace elm {
 
-namespace {
-
-// One message's tokens, as AppendChatTokens writes it at the start of a conversation or after a
-// previous turn's "</s>".
-std::vector<int> MessageTokens(const Tokenizer& tok, const ChatMessage& m, bool at_start,
-                               bool parse_special) {
-  std::vector<int> out;
-  ChatTemplateOptions opt;
-  opt.at_start = at_start;
-  opt.add_generation_prompt = false;
-  opt.parse_special = parse_special;
-  AppendChatTokens(tok, std::span<const ChatMessage>(&m, 1), opt, out);
-  return out;
-}
-
-}  // namespace
-
 ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> messages, int context,
                          int reply_tokens, bool parse_special) {
   if (messages.empty()) Fail("chat: no messages to render");
@@ -32,7 +15,7 @@ ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> mess
   // conversation's start (BOS, no leading newline).
   std::vector<size_t> later(n);
   for (size_t i = 0; i < n; ++i)
-    later[i] = MessageTokens(tok, messages[i], false, parse_special).size();
+    later[i] = MessageChatTokens(tok, messages[i], false, parse_special).size();
   std::vector<int> gen_prompt;
   ChatTemplateOptions gp;
   gp.at_start = false;
@@ -45,7 +28,7 @@ ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> mess
   auto prompt_size = [&] {
     while (!keep[first]) ++first;
     return later_sum - later[first] +
-           MessageTokens(tok, messages[first], true, parse_special).size() + gen_prompt.size();
+           MessageChatTokens(tok, messages[first], true, parse_special).size() + gen_prompt.size();
   };
   auto drop = [&](size_t i) {
     keep[i] = false;

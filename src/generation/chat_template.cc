@@ -29,6 +29,17 @@ void AppendChatTokens(const Tokenizer& tok, std::span<const ChatMessage> message
     AppendText(tok, std::string(first ? "" : "\n") + "<|assistant|>\n", false, out);
 }
 
+std::vector<int> MessageChatTokens(const Tokenizer& tok, const ChatMessage& m, bool at_start,
+                                   bool parse_special) {
+  std::vector<int> out;
+  ChatTemplateOptions opt;
+  opt.at_start = at_start;
+  opt.add_generation_prompt = false;
+  opt.parse_special = parse_special;
+  AppendChatTokens(tok, std::span<const ChatMessage>(&m, 1), opt, out);
+  return out;
+}
+
 std::vector<int> ApplyChatTemplate(const Tokenizer& tok, std::span<const ChatMessage> messages,
                                    bool add_generation_prompt, bool parse_special) {
   std::vector<int> out;

@@ -32,6 +32,11 @@ struct ChatTemplateOptions {
 void AppendChatTokens(const Tokenizer& tok, std::span<const ChatMessage> messages,
                       const ChatTemplateOptions& opt, std::vector<int>& out);
 
+// One message's tokens, as AppendChatTokens writes it at the start of a conversation (at_start)
+// or after a previous turn's "</s>"; no generation prompt.
+std::vector<int> MessageChatTokens(const Tokenizer& tok, const ChatMessage& m, bool at_start,
+                                   bool parse_special);
+
 // The whole conversation, as HF's apply_chat_template(..., tokenize=True) with BOS.
 std::vector<int> ApplyChatTemplate(const Tokenizer& tok, std::span<const ChatMessage> messages,
                                    bool add_generation_prompt = true, bool parse_special = false);
