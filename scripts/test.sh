@@ -64,15 +64,16 @@ check_sanitizer_logs() {
   echo "test: 0 sanitizer reports"
 }
 
-# Unity builds (several sources compiled as one, CMAKE_UNITY_BUILD) for the sanitizer stages: a
-# cold ASan build of the library takes ~45% less CPU, as each header is parsed and each template
+# Unity builds (several sources compiled as one, CMAKE_UNITY_BUILD) for every CI stage: a cold
+# ASan build of the library takes ~45% less CPU, as each header is parsed and each template
 # instantiated once per batch of files instead of once per file (docs/architecture.md). The
-# release stage compiles file by file, as developers do, so each file is checked to compile on its
-# own. ELM_UNITY_BUILD=ON or OFF sets every stage.
+# presets, which developers build incrementally, compile file by file, so each file is still
+# checked to compile on its own there; the debug stage does too. ELM_UNITY_BUILD=ON or OFF sets
+# every stage.
 unity_for() { # preset
   if [ -n "${ELM_UNITY_BUILD:-}" ]; then
     echo "$ELM_UNITY_BUILD"
-  elif [ "$1" = release ] || [ "$1" = debug ]; then
+  elif [ "$1" = debug ]; then
     echo OFF
   else
     echo ON
