@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "base/mmap_file.h"
 #include "base/spelling.h"
@@ -67,6 +68,29 @@ TEST(CliFlags, ShortAndAliasFormsMatchTheLongOnes) {
       << err;
   EXPECT_EQ(fs::file_size(tmp + "/l.bin"), 2u * 256 * 4);
   fs::remove_all(tmp);
+}
+
+// Every command that takes --model takes -m too (convert and quantize once did not), read from
+// each command's --help, so a new command is checked as it lands.
+TEST(CliFlags, EveryModelFlagHasItsShortForm) {
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("--help", &out, &err), 0) << err;
+  const size_t subs = out.find("Subcommands:");
+  ASSERT_NE(subs, std::string::npos) << out;
+  std::istringstream lines(out.substr(subs));
+  std::string line;
+  int with_model = 0;
+  while (std::getline(lines, line)) {
+    if (line.size() < 3 || line[0] != ' ' || line[2] == ' ') continue;
+    const std::string name = line.substr(2, line.find(' ', 2) - 2);
+    std::string help;
+    ASSERT_EQ(test::RunElm(name + " --help", &help, &err), 0) << name << ": " << err;
+    // An option line starting with --model has no short form.
+    EXPECT_EQ(help.find("\n  --model "), std::string::npos) << "elm " << name << " --help:\n"
+                                                            << help;
+    if (help.find("-m,--model ") != std::string::npos) ++with_model;
+  }
+  EXPECT_GE(with_model, 10);
 }
 
 // -s is --seed for init's weights too.

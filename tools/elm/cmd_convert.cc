@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "cli_util.h"
 #include "commands.h"
 #include "config/hf_config.h"
 #include "eval/progress.h"
@@ -115,9 +116,9 @@ void RegisterConvertCommands(CLI::App& app) {
       ConvertCommonOpts common;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("--model", o->model,
-                    "Model folder (HF or MLX layout), GGUF file or PyTorch .pt checkpoint (with "
-                    "--config)")
+    AddModelOption(cmd, o->model,
+                   "Model folder (HF or MLX layout), GGUF file or PyTorch .pt checkpoint (with "
+                   "--config)")
         ->required();
     cmd->add_option("--to", o->to, "Output layout: gguf, mlx or hf")
         ->required()
@@ -150,8 +151,7 @@ void RegisterConvertCommands(CLI::App& app) {
       ConvertCommonOpts common;
     };
     auto o = std::make_shared<Opts>();
-    cmd->add_option("--model", o->model, "Model folder (HF or MLX layout) or GGUF file")
-        ->required();
+    AddModelOption(cmd, o->model, "Model folder (HF or MLX layout) or GGUF file")->required();
     cmd->add_option("--type", o->type,
                     "q8_0, q4_0, or llama-quantize's types: q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, "
                     "q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs, q4_1, q5_0, q5_1 (also f32, "
