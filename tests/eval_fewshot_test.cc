@@ -169,6 +169,31 @@ TEST(EvalTasksExtra, MmluDocAndSubjects) {
   EXPECT_THROW(MmluDoc(bad, 0, "x:1"), Error);
 }
 
+// The shipped OpenBookQA rows (llm-foundry's query/choices/gold) give the document the Hugging
+// Face rows do, and the shipped file is the test split's 500 questions.
+TEST(EvalTasksExtra, OpenbookqaShippedRowsEqualHuggingFaceRows) {
+  const json hf = json::parse(
+      R"({"question_stem":"Predators eat","choices":{"text":["lions","humans","bunnies","grass"],)"
+      R"("label":["A","B","C","D"]},"answerKey":"C"})");
+  const json shipped =
+      json::parse(R"({"query":"Predators eat","choices":["lions","humans","bunnies","grass"],)"
+                  R"("gold":2})");
+  const Doc a = OpenbookqaDoc(hf, 0, "x:1"), b = OpenbookqaDoc(shipped, 0, "x:1");
+  ASSERT_EQ(a.requests.size(), b.requests.size());
+  for (size_t i = 0; i < a.requests.size(); ++i) {
+    EXPECT_EQ(a.requests[i].context, b.requests[i].context);
+    EXPECT_EQ(a.requests[i].continuation, b.requests[i].continuation);
+  }
+  EXPECT_EQ(a.gold, b.gold);
+  EXPECT_EQ(a.example, b.example);
+  DataLocations where;
+  where.data_dir = std::string(ELM_SOURCE_DIR) + "/data/eval";
+  const auto docs = LoadDocs(FindTask("openbookqa"), TaskDataPath(FindTask("openbookqa"), where));
+  ASSERT_EQ(docs.size(), 500u);
+  EXPECT_EQ(docs[2].requests[2].continuation, " bunnies");
+  EXPECT_EQ(docs[2].gold, 2);
+}
+
 TEST(EvalTasksExtra, TruthfulqaMc2) {
   const auto docs = LoadDocs(FindTask("truthfulqa_mc2"), Dir() + "/truthfulqa_mc.jsonl");
   ASSERT_EQ(docs.size(), 2u);

@@ -180,11 +180,11 @@ const std::vector<TaskInfo>& AllTasks() {
        .kind = K::kMultipleChoice,
        .acc_norm = true,
        .split = "test",
-       .file = "openbookqa_test.jsonl",
-       .shipped = false,
+       .file = "openbookqa_test.jsonl|openbookqa.jsonl",
        .fewshot_file = "openbookqa_train.jsonl",
        .obtain = "Hugging Face allenai/openbookqa, config main, splits test and train, as JSON "
-                 "lines openbookqa_test.jsonl and openbookqa_train.jsonl"},
+                 "lines openbookqa_test.jsonl and openbookqa_train.jsonl (the test split ships "
+                 "as openbookqa.jsonl)"},
   };
   return tasks;
 }

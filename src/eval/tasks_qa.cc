@@ -22,7 +22,14 @@ Doc SiqaDoc(const json& row, int index, const std::string& where) {
 }
 
 // doc_to_text question_stem, choices choices.text, target choices.label.index(answerKey.lstrip()).
+// The shipped copy (llm-foundry's, data/eval/README.md) has rows {"query": question_stem,
+// "choices": choices.text, "gold": index}, which give the same document.
 Doc OpenbookqaDoc(const json& row, int index, const std::string& where) {
+  if (Has(row, "query")) {
+    auto choices = StrList(row, "choices", where);
+    const int gold = Gold(row, choices.size(), where);
+    return ChoiceDoc(Str(row, "query", where), std::move(choices), gold, index);
+  }
   const json& ch = Field(row, "choices", where);
   auto choices = StrList(ch, "text", where + " (choices)");
   const auto labels = StrList(ch, "label", where + " (choices)");
