@@ -127,6 +127,110 @@ TEST(EvalScore, CacheReuseAndTruncationMatchPlainForwards) {
   EXPECT_EQ(plain.tokens_reused(), 0);
 }
 
+// Branches of one forward (ForwardOptions::branches) give what feeding each run alone after the
+// prefix gives: bit for bit with the reference kernels (every row and query is computed on its
+// own there), within the fast kernels' summation-order tolerance otherwise; and the cache holds
+// the prefix and the last run.
+TEST(EvalScore, BranchesEqualRunsFedOneByOne) {
+  const auto model = Tiny();
+  const auto V = static_cast<size_t>(model->config().vocab_size);
+  const std::vector<int> prefix = {1, 450, 4996, 17354, 1701};
+  const std::vector<std::vector<int>> runs = {{29916, 432}, {17204}, {975, 278, 17366, 11203}};
+  for (const bool reference : {true, false}) {
+    SCOPED_TRACE(reference ? "reference kernels" : "fast kernels");
+    Session one(model, 32), many(model, 32);
+    one.set_reference(reference);
+    many.set_reference(reference);
+    std::vector<float> logits, want, got;
+    one.Forward(prefix, logits);
+    many.Forward(prefix, logits);
+    ForwardOptions all;
+    all.all_logits = true;
+    for (const auto& r : runs) {
+      one.Rewind(static_cast<int>(prefix.size()));
+      one.Forward(r, logits, all);
+      want.insert(want.end(), logits.begin(), logits.end());
+    }
+    std::vector<int> tokens, lengths;
+    for (const auto& r : runs) {
+      tokens.insert(tokens.end(), r.begin(), r.end());
+      lengths.push_back(static_cast<int>(r.size()));
+    }
+    ForwardOptions branched = all;
+    branched.branches = lengths;
+    many.Forward(tokens, got, branched);
+    ASSERT_EQ(got.size(), want.size());
+    ASSERT_EQ(got.size(), tokens.size() * V);
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (reference)
+        ASSERT_EQ(got[i], want[i]) << i;
+      else
+        ASSERT_NEAR(got[i], want[i], 1e-4f * (1 + std::fabs(want[i]))) << i;
+    }
+    // Both caches hold the prefix and the last run: the next token scores alike.
+    EXPECT_EQ(many.position(), one.position());
+    one.Forward(std::vector<int>{42}, want);
+    many.Forward(std::vector<int>{42}, got);
+    for (size_t i = 0; i < V; ++i) ASSERT_NEAR(got[i], want[i], 1e-4f * (1 + std::fabs(want[i])));
+  }
+  // Lengths that do not add up, and a run longer than the context, are errors.
+  Session s(model, 8);
+  std::vector<float> logits;
+  ForwardOptions bad;
+  const std::vector<int> wrong = {1, 1};
+  bad.branches = wrong;
+  EXPECT_THROW(s.Forward(std::vector<int>{1, 2, 3}, logits, bad), Error);
+  const std::vector<int> long_run = {9};
+  bad.branches = long_run;
+  EXPECT_THROW(s.Forward(std::vector<int>(9, 5), logits, bad), Error);
+}
+
+// ScoreAll (a document's choices as branches) gives what Score gives one request at a time:
+// choices that differ in the continuation, in the context (WinoGrande), that are truncated on
+// the left, and a group split at Session::kMaxBatch tokens, with requests longer than that alone.
+TEST(EvalScore, ScoreAllEqualsScoreOneByOne) {
+  const auto model = Tiny();
+  std::vector<int> long_ctx = {1};
+  for (int i = 0; i < 40; ++i) long_ctx.push_back(300 + i);
+  std::vector<int> long_cont(120);
+  for (size_t i = 0; i < long_cont.size(); ++i) long_cont[i] = 500 + static_cast<int>(i);
+  std::vector<int> longest_cont(300);
+  for (size_t i = 0; i < longest_cont.size(); ++i) longest_cont[i] = 900 + static_cast<int>(i);
+  const std::vector<std::vector<std::vector<int>>> docs = {
+      // contexts, then continuations
+      {{1, 450, 4996, 17354}, {1, 450, 4996, 17354}, {1, 450, 4996, 17354}},
+      {{1, 450, 4996, 3708, 12}, {1, 450, 4996, 77}},
+      {long_ctx, long_ctx, long_ctx, long_ctx, long_ctx},
+  };
+  const std::vector<std::vector<std::vector<int>>> conts = {
+      {{278, 17366}, {263}, {8, 9, 10, 11}},
+      {{300, 301}, {300, 301}},
+      {long_cont, long_cont, long_cont, {7, 8}, longest_cont},
+  };
+  for (const int L : {24, 512}) {
+    SCOPED_TRACE(L);
+    LoglikelihoodScorer batched(model, L), single(model, L);
+    single.set_branches(false);
+    for (size_t d = 0; d < docs.size(); ++d) {
+      std::vector<LoglikelihoodScorer::Ids> ids;
+      for (size_t k = 0; k < docs[d].size(); ++k) {
+        if (static_cast<int>(conts[d][k].size()) > L) continue;
+        ids.push_back({docs[d][k], conts[d][k]});
+      }
+      const auto got = batched.ScoreAll(ids);
+      const auto want = single.ScoreAll(ids);
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t k = 0; k < got.size(); ++k) {
+        EXPECT_NEAR(got[k].loglikelihood, want[k].loglikelihood,
+                    1e-4 * (1 + std::fabs(want[k].loglikelihood)))
+            << "doc " << d << " request " << k;
+        EXPECT_EQ(got[k].is_greedy, want[k].is_greedy) << "doc " << d << " request " << k;
+      }
+    }
+    EXPECT_LT(batched.tokens_forwarded(), single.tokens_forwarded() + 1);
+  }
+}
+
 TEST(EvalScore, RejectsUnscorableRequests) {
   LoglikelihoodScorer scorer(Tiny(), 8);
   EXPECT_THROW(scorer.Score(std::vector<int>{1, 2}, std::vector<int>{}), Error);

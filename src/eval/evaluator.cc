@@ -17,20 +17,28 @@ DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const Task
   d.doc_index = doc.index;
   d.gold = doc.gold;
   d.subset = doc.subset;
+  std::vector<EncodedRequest> encs(doc.requests.size());
+  std::vector<LoglikelihoodScorer::Ids> ids(doc.requests.size());
   for (size_t k = 0; k < doc.requests.size(); ++k) {
-    const Request& req = doc.requests[k];
-    EncodedRequest enc;
-    RequestScore s;
     try {
-      enc = EncodePair(tok, req.context, req.continuation, add_bos);
-      s = scorer.Score(enc.context_ids, enc.continuation_ids);
+      encs[k] = EncodePair(tok, doc.requests[k].context, doc.requests[k].continuation, add_bos);
     } catch (const Error& e) {
       Fail(task.name, " doc ", doc.index, " request ", k, ": ", e.what());
     }
+    ids[k] = {encs[k].context_ids, encs[k].continuation_ids};
+  }
+  std::vector<RequestScore> scores;
+  try {
+    scores = scorer.ScoreAll(ids);
+  } catch (const Error& e) {
+    Fail(task.name, " doc ", doc.index, ": ", e.what());
+  }
+  for (size_t k = 0; k < doc.requests.size(); ++k) {
+    const RequestScore& s = scores[k];
     d.lls.push_back(s.loglikelihood);
     d.is_greedy.push_back(s.is_greedy ? 1 : 0);
-    d.continuation_tokens.push_back(static_cast<int>(enc.continuation_ids.size()));
-    if (sink) sink({&task, doc.index, static_cast<int>(k), doc.gold, &enc, &s});
+    d.continuation_tokens.push_back(static_cast<int>(encs[k].continuation_ids.size()));
+    if (sink) sink({&task, doc.index, static_cast<int>(k), doc.gold, &encs[k], &s});
   }
   if (task.kind != TaskKind::kLastWord) {
     // len() in Python counts code points; for WinoGrande these are its options' lengths, which

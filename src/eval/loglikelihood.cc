@@ -70,8 +70,8 @@ void LoglikelihoodScorer::Feed(std::span<const int> tokens, bool all_logits) {
   tokens_forwarded_ += static_cast<int64_t>(tokens.size());
 }
 
-RequestScore LoglikelihoodScorer::Score(std::span<const int> context_ids,
-                                        std::span<const int> continuation_ids) {
+std::vector<int> LoglikelihoodScorer::Input(std::span<const int> context_ids,
+                                            std::span<const int> continuation_ids) {
   const size_t c = continuation_ids.size();
   if (c == 0) Fail("loglikelihood request with an empty continuation");
   if (c > static_cast<size_t>(max_length_))
@@ -79,17 +79,43 @@ RequestScore LoglikelihoodScorer::Score(std::span<const int> context_ids,
   const int V = session_.model().config().vocab_size;
   for (int id : continuation_ids)  // the last one is never fed, so Forward cannot check it
     if (id < 0 || id >= V) Fail("continuation token id ", id, " is out of range [0, ", V, ")");
-  const std::vector<int> inp = ModelInput(context_ids, continuation_ids, max_length_);
-  const size_t first_scored = inp.size() - c;  // position producing the first scored row
+  return ModelInput(context_ids, continuation_ids, max_length_);
+}
 
-  // Reuse the cached keys/values of the longest common prefix, but feed every position that
-  // produces a scored row.
+size_t LoglikelihoodScorer::ReusePrefix(std::span<const int> inp, size_t limit) {
   size_t lcp = 0;
-  const size_t limit = prefix_reuse_ ? std::min(cached_.size(), first_scored) : 0;
+  limit = prefix_reuse_ ? std::min({cached_.size(), limit, inp.size()}) : 0;
   while (lcp < limit && cached_[lcp] == inp[lcp]) ++lcp;
   session_.Rewind(static_cast<int>(lcp));
   cached_.resize(lcp);
   tokens_reused_ += static_cast<int64_t>(lcp);
+  return lcp;
+}
+
+RequestScore LoglikelihoodScorer::ScoreRows(const float* rows_end,
+                                            std::span<const int> continuation) const {
+  const auto V = static_cast<size_t>(session_.model().config().vocab_size);
+  const size_t c = continuation.size();
+  RequestScore r;
+  r.token_logprobs.resize(c);
+  for (size_t j = 0; j < c; ++j) {
+    const float* row = rows_end - (c - j) * V;
+    bool greedy = false;
+    r.token_logprobs[j] = TokenLogProb(std::span<const float>(row, V), continuation[j], &greedy);
+    r.loglikelihood += r.token_logprobs[j];
+    r.is_greedy = r.is_greedy && greedy;
+  }
+  return r;
+}
+
+RequestScore LoglikelihoodScorer::Score(std::span<const int> context_ids,
+                                        std::span<const int> continuation_ids) {
+  const std::vector<int> inp = Input(context_ids, continuation_ids);
+  const size_t first_scored = inp.size() - continuation_ids.size();  // first scored row
+
+  // Reuse the cached keys/values of the longest common prefix, but feed every position that
+  // produces a scored row.
+  const size_t lcp = ReusePrefix(inp, first_scored);
   // Prefill the unshared context apart from the scored tail: the context's rows need no
   // logits, and that saves the lm_head product on each of them.
   constexpr size_t kMinSplit = 8;
@@ -99,19 +125,78 @@ RequestScore LoglikelihoodScorer::Score(std::span<const int> context_ids,
     start = first_scored;
   }
   Feed(std::span<const int>(inp).subspan(start), true);
+  return ScoreRows(logits_.data() + logits_.size(), continuation_ids);
+}
 
-  const size_t rows = inp.size() - start;
-  RequestScore r;
-  r.token_logprobs.resize(c);
-  for (size_t j = 0; j < c; ++j) {
-    const float* row = logits_.data() + (rows - c + j) * static_cast<size_t>(V);
-    bool greedy = false;
-    r.token_logprobs[j] =
-        TokenLogProb(std::span<const float>(row, V), continuation_ids[j], &greedy);
-    r.loglikelihood += r.token_logprobs[j];
-    r.is_greedy = r.is_greedy && greedy;
+std::vector<RequestScore> LoglikelihoodScorer::ScoreAll(std::span<const Ids> requests) {
+  std::vector<RequestScore> out;
+  out.reserve(requests.size());
+  // The inputs, and the prefix all of them share before their first scored row.
+  std::vector<std::vector<int>> inps;
+  size_t shared = SIZE_MAX;
+  for (const Ids& r : requests) {
+    inps.push_back(Input(r.context, r.continuation));
+    const std::vector<int>& inp = inps.back();
+    shared = std::min(shared, inp.size() - r.continuation.size());
+    for (size_t i = 0; i < shared && i < inps.front().size(); ++i)
+      if (inp[i] != inps.front()[i]) shared = i;
   }
-  return r;
+  if (!branches_ || !prefix_reuse_ || requests.size() < 2 || shared == 0 || shared == SIZE_MAX) {
+    for (const Ids& r : requests) out.push_back(Score(r.context, r.continuation));
+    return out;
+  }
+  const size_t lcp = ReusePrefix(inps.front(), shared);
+  if (shared > lcp) Feed(std::span<const int>(inps.front()).subspan(lcp, shared - lcp), false);
+
+  // Branch groups of at most Session::kMaxBatch tokens; a longer request goes alone, by Score.
+  const auto V = static_cast<size_t>(session_.model().config().vocab_size);
+  out.resize(requests.size());
+  std::vector<int> tokens, lengths;
+  size_t first = 0;                   // the group's first request
+  bool first_counted = false;         // the shared prefix counted as fed once
+  auto run_group = [&](size_t end) {  // runs requests [first, end) from the shared prefix
+    if (lengths.empty()) return;
+    session_.Rewind(static_cast<int>(shared));
+    cached_.resize(shared);
+    ForwardOptions opt;
+    opt.all_logits = true;
+    opt.branches = lengths;
+    session_.Forward(tokens, logits_, opt);
+    tokens_forwarded_ += static_cast<int64_t>(tokens.size());
+    // Every branch but the first one of the document reads the shared prefix from the cache
+    // (as Score one by one would reuse it).
+    tokens_reused_ += static_cast<int64_t>(shared) *
+                      static_cast<int64_t>(lengths.size() - (first_counted ? 0 : 1));
+    first_counted = true;
+    size_t row_end = 0;
+    for (size_t i = first; i < end; ++i) {
+      row_end += inps[i].size() - shared;
+      out[i] = ScoreRows(logits_.data() + row_end * V, requests[i].continuation);
+    }
+    // The cache holds the prefix and the last branch.
+    cached_.insert(cached_.end(), inps[end - 1].begin() + static_cast<std::ptrdiff_t>(shared),
+                   inps[end - 1].end());
+    tokens.clear();
+    lengths.clear();
+  };
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const size_t n = inps[i].size() - shared;
+    if (n > static_cast<size_t>(Session::kMaxBatch)) {
+      run_group(i);
+      out[i] = Score(requests[i].context, requests[i].continuation);
+      first = i + 1;
+      continue;
+    }
+    if (tokens.size() + n > static_cast<size_t>(Session::kMaxBatch)) {
+      run_group(i);
+      first = i;
+    }
+    tokens.insert(tokens.end(), inps[i].begin() + static_cast<std::ptrdiff_t>(shared),
+                  inps[i].end());
+    lengths.push_back(static_cast<int>(n));
+  }
+  run_group(requests.size());
+  return out;
 }
 
 }  // namespace elm::eval

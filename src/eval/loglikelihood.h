@@ -53,6 +53,17 @@ class LoglikelihoodScorer {
   // Scores one request given as token ids. Throws elm::Error for an empty continuation or one
   // longer than max_length (lm-eval asserts both).
   RequestScore Score(std::span<const int> context_ids, std::span<const int> continuation_ids);
+  // Scores a document's requests together (the choices of one question): their shared prefix
+  // is fed once, then every request's remaining tokens run as branches of one forward
+  // (ForwardOptions::branches), so the weights are read once for all choices instead of once
+  // per choice. The same scores as Score() one by one, up to summation order. Falls back to
+  // Score() when the requests share nothing or with prefix reuse off.
+  struct Ids {
+    std::span<const int> context, continuation;
+  };
+  std::vector<RequestScore> ScoreAll(std::span<const Ids> requests);
+  // Off: ScoreAll scores the requests one by one (the baseline of its speed-up).
+  void set_branches(bool on) { branches_ = on; }
   // Forgets the cached prefix (e.g. between unrelated documents; never needed for correctness).
   void Reset();
   // Off: one plain forward over each request's whole input, as HFLM does (a baseline for the
@@ -64,10 +75,17 @@ class LoglikelihoodScorer {
 
  private:
   void Feed(std::span<const int> tokens, bool all_logits);
+  // Checks a request and returns lm-eval's model input for it.
+  std::vector<int> Input(std::span<const int> context_ids, std::span<const int> continuation_ids);
+  // Keeps the cached prefix shared with `inp` up to `limit` tokens; returns its length.
+  size_t ReusePrefix(std::span<const int> inp, size_t limit);
+  // Sums the log-probs of `continuation` from the last continuation.size() of `rows` logits rows.
+  RequestScore ScoreRows(const float* rows_end, std::span<const int> continuation) const;
 
   Session session_;
   int max_length_;
   bool prefix_reuse_ = true;
+  bool branches_ = true;
   std::vector<int> cached_;  // the tokens whose keys/values the session holds, in order
   std::vector<float> logits_;
   int64_t tokens_forwarded_ = 0, tokens_reused_ = 0;

@@ -48,6 +48,22 @@ void Session::Forward(std::span<const int> tokens, std::vector<float>& logits,
     if (tokens[t] < 0 || tokens[t] >= c.vocab_size)
       Fail("token id ", tokens[t], " at position ", t, " is out of range [0, ", c.vocab_size, ")");
   const int past = cache_.size();
+  if (!opt.branches.empty()) {
+    int sum = 0, longest = 0;
+    for (int n : opt.branches) {
+      if (n <= 0) Fail("forward: a branch of ", n, " tokens");
+      sum += n;
+      longest = std::max(longest, n);
+    }
+    if (sum != T) Fail("forward: branches of ", sum, " tokens for ", T, " tokens");
+    if (T > kMaxBatch || opt.hidden_states != nullptr)
+      Fail("forward: branches need at most ", kMaxBatch, " tokens and no hidden states");
+    if (past + longest > cache_.capacity())
+      Fail(longest, " tokens after ", past, " in the cache exceed the context of ",
+           cache_.capacity(), " tokens");
+    ForwardBatch(tokens, logits, opt);
+    return;
+  }
   if (past + T > cache_.capacity())
     Fail(T, " tokens after ", past, " in the cache exceed the context of ", cache_.capacity(),
          " tokens");
@@ -83,12 +99,23 @@ void Session::ForwardBatch(std::span<const int> tokens, std::vector<float>& logi
     opt.hidden_states->assign(static_cast<size_t>(c.n_layers + 1) * T * D, 0.0f);
     std::copy(x, x + T * D, opt.hidden_states->begin());
   }
+  const int* pos = nullptr;
+  if (!opt.branches.empty()) {
+    branch_pos_.resize(static_cast<size_t>(T));
+    int max_kv_heads = 0;
+    for (const auto& layer : c.layers) max_kv_heads = std::max(max_kv_heads, layer.n_kv_heads);
+    Grow(branch_kv_, static_cast<size_t>(T) * 2 * max_kv_heads * c.head_dim);
+    int t = 0;
+    for (int n : opt.branches)
+      for (int j = 0; j < n; ++j) branch_pos_[static_cast<size_t>(t++)] = past + j;
+    pos = branch_pos_.data();
+  }
   for (int l = 0; l < c.n_layers; ++l) {
-    Layer(l, x, T, past);
+    Layer(l, x, T, past, opt, pos);
     if (opt.hidden_states && l + 1 < c.n_layers)
       std::copy(x, x + T * D, opt.hidden_states->begin() + (l + 1) * T * D);
   }
-  cache_.Advance(T);
+  cache_.Advance(opt.branches.empty() ? T : opt.branches.back());
 
   // Final norm; logits for the rows asked for.
   const int first = opt.all_logits ? 0 : T - 1;
@@ -98,6 +125,23 @@ void Session::ForwardBatch(std::span<const int> tokens, std::vector<float>& logi
   if (opt.hidden_states) std::copy(xn, xn + T * D, opt.hidden_states->begin() + c.n_layers * T * D);
   logits.resize(static_cast<size_t>(rows) * V);
   Mul(logits.data(), xn + first * D, rows, model_->lm_head());
+}
+
+void Session::BranchAttention(int l, float* att, const float* q, const float* kv_rows, int past,
+                              std::span<const int> branches) {
+  const ModelConfig& c = model_->config();
+  const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
+  const int64_t Dh = c.head_dim;
+  int64_t t0 = 0;
+  for (int n : branches) {
+    for (int j = 0; j < n; ++j) {
+      const float* kt = kv_rows + (t0 + j) * 2 * Hkv * Dh;
+      for (int k = 0; k < Hkv; ++k) cache_.Store(l, k, past + j, kt + k * Dh, kt + (Hkv + k) * Dh);
+    }
+    (reference_ ? CausalAttention : CausalAttentionFast)(
+        att + t0 * H * Dh, q + t0 * H * Dh, n, past, H, Hkv, static_cast<int>(Dh), cache_.Layer(l));
+    t0 += n;
+  }
 }
 
 void Session::Reserve(int T) {
@@ -115,7 +159,7 @@ void Session::Reserve(int T) {
   Grow(work_, std::max(attention, ffn));
 }
 
-void Session::Layer(int l, float* x, int T, int past) {
+void Session::Layer(int l, float* x, int T, int past, const ForwardOptions& opt, const int* pos) {
   const ModelConfig& c = model_->config();
   const LayerWeights& w = model_->layer(l);
   const int64_t D = c.dim, Dh = c.head_dim;
@@ -138,17 +182,24 @@ void Session::Layer(int l, float* x, int T, int past) {
       RmsNorm(qt, qt, w.q_norm.data(), H, Dh, c.norm_eps);
       RmsNorm(kt, kt, w.k_norm.data(), Hkv, Dh, c.norm_eps);
     }
-    const int pos = past + t;
-    ApplyRope(qt, H, pos, rope_);
-    ApplyRope(kt, Hkv, pos, rope_);
-    for (int k = 0; k < Hkv; ++k) cache_.Store(l, k, pos, kt + k * Dh, vt + k * Dh);
+    const int p = pos ? pos[t] : past + t;
+    ApplyRope(qt, H, p, rope_);
+    ApplyRope(kt, Hkv, p, rope_);
+    if (pos) {  // branch runs: stored run by run (BranchAttention)
+      std::memcpy(branch_kv_.data() + t * 2 * Hkv * Dh, kt, sizeof(float) * 2 * Hkv * Dh);
+      continue;
+    }
+    for (int k = 0; k < Hkv; ++k) cache_.Store(l, k, p, kt + k * Dh, vt + k * Dh);
   }
   // Queries packed to [T, H, Dh] in place: row t moves down over rows already moved (in order).
   for (int t = 0; t < T; ++t)
     std::memmove(qkv + t * H * Dh, qkv + t * qkv_dim, sizeof(float) * H * Dh);
   float* att = qkv + T * qkv_dim;  // [T, H Dh]
-  (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, H, Hkv,
-                                                       static_cast<int>(Dh), cache_.Layer(l));
+  if (pos)
+    BranchAttention(l, att, qkv, branch_kv_.data(), past, opt.branches);
+  else
+    (reference_ ? CausalAttention : CausalAttentionFast)(att, qkv, T, past, H, Hkv,
+                                                         static_cast<int>(Dh), cache_.Layer(l));
   Mul(h, att, T, w.out);  // the normed input is spent: h holds the projection
   for (int64_t i = 0; i < T * D; ++i) x[i] += h[i];
 

@@ -17,6 +17,13 @@ struct ForwardOptions {
   // If set, receives [L + 1, T, D]: embeddings, the residual stream after each layer, and for
   // the last entry the final norm of the last layer's output (HF output_hidden_states).
   std::vector<float>* hidden_states = nullptr;
+  // Branches (docs/evaluation.md, "Requests and scoring"): if not empty, the tokens are
+  // consecutive runs of these lengths (summing to T), each continuing the cached prefix on its
+  // own: a run's tokens take positions past, past + 1, ... and attend to the prefix and to the
+  // earlier tokens of their own run only, as if each run were fed alone after Rewind(past). The
+  // cache then holds the prefix and the last run. One forward reads the weights once for all
+  // runs (lm-eval's choices of one question). T must be at most kMaxBatch; no hidden_states.
+  std::span<const int> branches;
 };
 
 class Session {
@@ -54,7 +61,13 @@ class Session {
  private:
   void ForwardBatch(std::span<const int> tokens, std::vector<float>& logits,
                     const ForwardOptions& opt);
-  void Layer(int l, float* x, int T, int past);
+  // pos: each row's position (branches), or nullptr for past, past + 1, ...
+  void Layer(int l, float* x, int T, int past, const ForwardOptions& opt, const int* pos);
+  // Attention of branch runs: each run's keys and values go into the cache after the prefix in
+  // turn, and its queries attend there (qkv rows hold the packed queries; kv_rows their keys
+  // and values, [T, 2 Hkv Dh]).
+  void BranchAttention(int l, float* att, const float* q, const float* kv_rows, int past,
+                       std::span<const int> branches);
   // Grows the scratch once to what T positions need in the widest layer (not layer by layer,
   // which would leave the smaller buffers freed on the way resident).
   void Reserve(int T);
@@ -73,6 +86,8 @@ class Session {
   // each block's output; and one arena for the attention block's [T, qkv] projections and [T, H·Dh]
   // outputs, then the FFN's [rows, F] intermediates, which are never live together.
   std::vector<float> x_, h_, work_;
+  std::vector<float> branch_kv_;  // [T, 2 Hkv Dh] keys and values of branch runs (Layer)
+  std::vector<int> branch_pos_;   // [T] positions of branch runs
 };
 
 }  // namespace elm

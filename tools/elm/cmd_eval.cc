@@ -107,6 +107,7 @@ void RegisterEval(CLI::App& app) {
     std::vector<std::string> data_files, fewshot_files;
     int limit = 0, num_fewshot = 0;
     bool no_prefix_cache = false;
+    bool no_batch_choices = false;
   };
   auto o = std::make_shared<Opts>();
   AddModelFlags(cmd, *o);
@@ -143,6 +144,9 @@ void RegisterEval(CLI::App& app) {
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache,
                 "Score every request with its own full forward, like lm-eval's HFLM (slower; "
                 "for comparison)");
+  cmd->add_flag("--no-batch-choices", o->no_batch_choices,
+                "Score a document's choices one forward each after their shared prefix, not as "
+                "branches of one forward (slower; for comparison)");
   cmd->callback([o, num_fewshot_opt = cmd->get_option("--num-fewshot")] {
     if (o->tasks.empty() && o->suite.empty()) Fail("eval: give --tasks or --suite");
     const eval::Suite* suite = o->suite.empty() ? nullptr : &eval::FindSuite(o->suite);
@@ -168,6 +172,7 @@ void RegisterEval(CLI::App& app) {
     const Tokenizer tok = LoadCheckedTokenizer(*o, *model);
     eval::LoglikelihoodScorer scorer(model, o->context);
     scorer.set_prefix_reuse(!o->no_prefix_cache);
+    scorer.set_branches(!o->no_batch_choices);
 
     eval::ProgressBar bar;
     std::string requests;
@@ -198,6 +203,7 @@ void RegisterEval(CLI::App& app) {
     config["num_fewshot"] = o->num_fewshot;
     config["data_dir"] = opt.data.data_dir;
     config["prefix_cache"] = !o->no_prefix_cache;
+    config["batch_choices"] = !o->no_prefix_cache && !o->no_batch_choices;
     if (!o->output.empty()) {
       json j = eval::ResultsJson(report, config);
       if (suite) j["suite"] = eval::SuiteJson(*suite, report);
