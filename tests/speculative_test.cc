@@ -318,5 +318,28 @@ TEST(SpeculativeSampled, StepWithADraftModelMatchesThePlainSampler) {
   }
 }
 
+TEST(SpeculativeCli, GenerateFlagsKeepGreedyOutputAndRejectAMismatchedDraft) {
+  const std::string tiny = std::string(ELM_SOURCE_DIR) + "/models/tiny-random-32k";
+  const std::string base = "generate --model " + tiny +
+                           " --temp 0 -n 24 --ignore-eos --output-ids -p 'The cat sat on the mat. "
+                           "The cat sat on the'";
+  std::string plain, out, err;
+  ASSERT_EQ(test::RunElm(base, &plain, &err), 0) << err;
+  for (const std::string& flags :
+       std::vector<std::string>{" --lookup-ngram 2 --draft-max 4",
+                                " --draft-model " + tiny + " --draft-weights q4_0 --draft-max 3"}) {
+    ASSERT_EQ(test::RunElm(base + flags, &out, &err), 0) << err;
+    EXPECT_EQ(out, plain) << flags;
+    EXPECT_NE(err.find("[speculative: "), std::string::npos) << err;
+  }
+  EXPECT_NE(
+      test::RunElm(base + " --draft-model " + test::DataDir() + "/conformance/a_tiny_qknorm_tied",
+                   &out, &err),
+      0);
+  EXPECT_NE(err.find("same vocabulary"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm(base + " --lookup-ngram 2 --draft-max 0", &out, &err), 0);
+  EXPECT_NE(err.find("--draft-max"), std::string::npos) << err;
+}
+
 }  // namespace speculative_test
 }  // namespace elm
