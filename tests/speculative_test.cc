@@ -152,6 +152,33 @@ TEST(SpeculativeGreedy, StopsAndLogprobsAsWithoutSpeculation) {
   EXPECT_EQ(r.position, ctx);
 }
 
+// As elm chat uses it: one decoder across turns on one session, which is rewound to a common
+// prefix and fed the new turn; and a session fed behind the decoder's back.
+TEST(SpeculativeGreedy, TurnsOnOneSessionMatchPlainDecoding) {
+  const auto turn1 = TextPrompt("Once upon a time there was");
+  const auto turn2 = TextPrompt("and then the cat said");
+  Session plain(Tiny32k()), spec_session(Tiny32k());
+  SpeculativeDecoder spec(std::make_unique<DraftModelDrafter>(Tiny32kQ4(), *Tiny32k(), 128), 4, 5);
+  const GenerateOptions go = GreedyOptions(20);
+  GenerateOptions gs = go;
+  gs.speculative = &spec;
+  Sampler s1(go.sampling), s2(go.sampling);
+  const auto a1 = Generate(plain, turn1, go, s1);
+  const auto b1 = Generate(spec_session, turn1, gs, s2);
+  ASSERT_EQ(a1.ids, b1.ids);
+  // Rewind into the first reply, then continue with the second turn.
+  const int keep = static_cast<int>(turn1.size()) + 5;
+  plain.Rewind(keep);
+  spec_session.Rewind(keep);
+  EXPECT_EQ(Generate(plain, turn2, go, s1).ids, Generate(spec_session, turn2, gs, s2).ids);
+  EXPECT_EQ(plain.position(), spec_session.position());
+  // Tokens fed without the decoder: it no longer knows the prefix and starts from the prompt.
+  Feed(plain, turn1);
+  Feed(spec_session, turn1);
+  EXPECT_EQ(Generate(plain, turn2, go, s1).ids, Generate(spec_session, turn2, gs, s2).ids);
+  EXPECT_GT(spec.stats().accepted, 0);
+}
+
 TEST(SpeculativeGreedy, DifferentVocabulariesAreAClearError) {
   try {
     DraftModelDrafter d(Conformance("a_tiny_qknorm_tied"), *Tiny32k(), 64);
