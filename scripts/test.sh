@@ -166,6 +166,12 @@ if command -v npm >/dev/null && [ ! -d tests/browser/node_modules/playwright-cor
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error ||
     echo "test: npm ci failed; the browser test will be skipped"
 fi
+# The official openai npm client against the server (tests/openai_client; Embedding.* in
+# tests/embedding_test.cc); without npm that test is skipped with a message.
+if command -v npm >/dev/null && [ ! -d tests/openai_client/node_modules/openai ]; then
+  npm ci --prefix tests/openai_client --no-audit --no-fund --loglevel=error ||
+    echo "test: npm ci failed; the openai client test will be skipped"
+fi
 
 summary=()
 failed=0

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "base/error.h"
+#include "generation/speculative.h"
 #include "generation/text_streamer.h"
 
 namespace elm {
@@ -74,7 +75,10 @@ class DecodeLoop {
       return std::move(res_);
     }
     history_.assign(prompt.begin(), prompt.end());
+    if (opt_.speculative)
+      opt_.speculative->Begin(session_.position() - static_cast<int>(prompt.size()), prompt);
     Decode();
+    if (opt_.speculative) FinishSpeculation();
     if (res_.reason != StopReason::kCancelled && res_.reason != StopReason::kStopString)
       FinishText();
     res_.stats.generated_tokens = static_cast<int>(res_.ids.size());
@@ -106,16 +110,19 @@ class DecodeLoop {
 
   // Feeds the last sampled id, for the logits of the next; false once the context is full.
   bool FeedLast() {
+    if (!queued_.empty()) return true;  // a speculative step already emitted the next token
     if (session_.position() >= session_.context()) {
       res_.reason = StopReason::kContextFull;
       return false;
     }
+    if (opt_.speculative) return Speculate();
     const int last = res_.ids.back();
     session_.Forward(std::span<const int>(&last, 1), logits_);
     return true;
   }
 
   int SampleNext() {
+    if (!queued_.empty()) return TakeQueued();
     const bool want_logprobs = opt_.logprobs >= 0;
     if (want_logprobs) raw_ = logits_;  // the model's own distribution, before the sampler's edits
     for (const auto& [id, bias] : opt_.logit_bias) logits_[id] += bias;
@@ -124,6 +131,43 @@ class DecodeLoop {
     res_.ids.push_back(id);
     if (want_logprobs) res_.logprobs.push_back(LogprobOf(raw_, id, Top()));
     return id;
+  }
+
+  // One speculative step (generation/speculative.h): its tokens wait in queued_ and are taken
+  // one at a time, so stop conditions apply to each as without speculation.
+  bool Speculate() {
+    const LogitEdit edit = [this](std::span<float> logits, std::span<const int>) {
+      for (const auto& [id, bias] : opt_.logit_bias) logits[static_cast<size_t>(id)] += bias;
+    };
+    const int left = opt_.max_new_tokens - static_cast<int>(res_.ids.size());
+    std::vector<int> out;
+    opt_.speculative->Step(session_, history_, opt_.sampling, edit, left, out,
+                           opt_.logprobs >= 0 ? &raw_ : nullptr);
+    queued_.assign(out.begin(), out.end());
+    queued_row_ = 0;
+    return true;
+  }
+
+  int TakeQueued() {
+    const int id = queued_.front();
+    queued_.erase(queued_.begin());
+    history_.push_back(id);
+    res_.ids.push_back(id);
+    if (opt_.logprobs >= 0) {
+      const size_t V = static_cast<size_t>(session_.model().config().vocab_size);
+      const std::span<const float> row(raw_.data() + queued_row_ * V, V);
+      res_.logprobs.push_back(LogprobOf(row, id, Top()));
+    }
+    ++queued_row_;
+    return id;
+  }
+
+  // Tokens a step emitted past a stop were run through the target: it keeps what plain decoding
+  // would have fed (everything but the last generated token).
+  void FinishSpeculation() {
+    session_.Rewind(session_.position() - static_cast<int>(queued_.size()));
+    queued_.clear();
+    opt_.speculative->Finish(history_);
   }
 
   // Streams the text of `id`; false (with the reason set) once a stop string completed or the
@@ -167,6 +211,8 @@ class DecodeLoop {
   GenerateResult res_;
   std::vector<int> history_;
   std::vector<float> logits_, raw_;
+  std::vector<int> queued_;  // speculative tokens not yet taken, raw_ rows from queued_row_
+  size_t queued_row_ = 0;
   size_t sent_logprobs_ = 0;  // res_.logprobs[0, sent_logprobs_) went out with earlier text
 };
 

@@ -19,6 +19,8 @@
 
 namespace elm {
 
+class SpeculativeDecoder;  // generation/speculative.h
+
 enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled };
 const char* StopReasonName(StopReason r);
 
@@ -31,6 +33,10 @@ struct GenerateOptions {
   int logprobs = -1;          // >= 0: record each generated token's logprob and this many others
   bool score_prompt = false;  // also record the logprobs of prompt tokens 1..n-1 (logprobs >= 0)
   CancelPredicate cancelled;  // polled between forward passes; true stops (kCancelled)
+  // Set: decode speculatively (generation/speculative.h). The output is the same as without it
+  // (greedy) or distributed the same (sampling); it is kept by the caller across calls on the
+  // same session. Sampled tokens then come from its random stream after the first.
+  SpeculativeDecoder* speculative = nullptr;
 };
 
 struct GenerateStats {

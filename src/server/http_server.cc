@@ -17,6 +17,7 @@
 
 #include "server/api_error.h"
 #include "server/completion_routes.h"
+#include "server/embedding_route.h"
 #include "server/guarded_http_server.h"
 #include "server/openai_request.h"
 #include "server/server_state.h"
@@ -300,6 +301,7 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
     http.Get(p + "/models/(.+)", Guard(st, HandleModel));
     http.Post(p + "/completions", Guard(st, HandleCompletions));
     http.Post(p + "/chat/completions", Guard(st, HandleChatCompletions));
+    http.Post(p + "/embeddings", Guard(st, HandleEmbeddings));
   }
   http.Post("/tokenize", Guard(st, HandleTokenize));
   http.Post("/detokenize", Guard(st, HandleDetokenize));

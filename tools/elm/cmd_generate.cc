@@ -15,6 +15,7 @@
 #include "io/model_tokenizer.h"
 #include "model/session.h"
 #include "sampling/defaults.h"
+#include "speculative_flags.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::cli {
@@ -30,6 +31,7 @@ struct CommonOpts {
   bool exact = false;
   std::vector<std::string> stop;
   SamplingParams sampling;
+  SpeculativeFlags speculative;
 };
 
 void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
@@ -71,6 +73,7 @@ void AddCommonFlags(CLI::App* cmd, CommonOpts& o) {
       ->capture_default_str();
   cmd->add_option("--seed,-s", s.seed, "Random seed (same seed, same output)")
       ->capture_default_str();
+  AddSpeculativeFlags(cmd, o.speculative);
 }
 
 // The common flags' defaults that come from the one table (sampling/defaults.h, docs/sampling.md)
@@ -179,13 +182,20 @@ void RegisterGenerate(CLI::App& app) {
     if (!o->ids.empty()) {
       const auto prompt = ParseIdList(o->ids, "--ids");
       go.stop_at_eos = o->stop_at_eos && !o->ignore_eos;
+      const auto spec = MakeSpeculativeDecoder(o->speculative, *model, nullptr, session.context(),
+                                               kv_type, o->sampling.seed);
+      go.speculative = spec.get();
       const auto r = Generate(session, prompt, go, sampler);
       PrintStats(r);
+      if (spec) PrintSpeculativeStats(*spec);
       std::printf("%s\n", IdsToJson(r.ids).c_str());
       return;
     }
     const Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
     CheckVocab(tok, *model);
+    const auto spec = MakeSpeculativeDecoder(o->speculative, *model, &tok, session.context(),
+                                             kv_type, o->sampling.seed);
+    go.speculative = spec.get();
     const std::string text = o->prompt_file.empty() ? o->prompt : ReadInputText(o->prompt_file);
     const bool bos = tok.add_bos() && !o->no_bos;
     const auto prompt = o->special ? tok.EncodeWithSpecial(text, bos) : tok.Encode(text, bos);
@@ -196,6 +206,7 @@ void RegisterGenerate(CLI::App& app) {
                    session.context());
     std::printf("\n");
     PrintStats(r);
+    if (spec) PrintSpeculativeStats(*spec);
     if (o->output_ids) std::printf("%s\n", IdsToJson(r.ids).c_str());
   });
 }
@@ -299,6 +310,7 @@ void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler
     GenerateResult shown = r;
     if (cut) shown.reason = StopReason::kContextFull;
     PrintStats(shown);
+    if (go.speculative) PrintSpeculativeStats(*go.speculative);
   }
 }
 
@@ -335,7 +347,10 @@ void RunChat(const CLI::App* cmd, ChatOpts& o) {
   Session session(model, o.context, kv_type);
   ResolveTableDefaults(cmd, o, session.context(), o.verbose);
   Sampler sampler(o.sampling);
-  const GenerateOptions go = OptionsFrom(o);
+  const auto spec = MakeSpeculativeDecoder(o.speculative, *model, &tok, session.context(), kv_type,
+                                           o.sampling.seed);
+  GenerateOptions go = OptionsFrom(o);
+  go.speculative = spec.get();
   ChatTerminal term;
   std::fprintf(
       stderr, "%s\n",
