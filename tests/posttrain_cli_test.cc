@@ -62,8 +62,9 @@ TEST(PosttrainCli, DpoWithLoraLogsTrlMetricsAndPlotsThem) {
   EXPECT_NE(err.find("no effect in elm: dataset_mixer"), std::string::npos) << err;
   const auto lines = LogLines(dir + "/run/train_log.jsonl");
   ASSERT_EQ(lines.size(), 7u);  // 6 steps and the evaluation
-  for (const char* k : {"loss", "lr", "grad_norm", "rewards/chosen", "rewards/rejected",
-                        "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"})
+  for (const char* k :
+       {"loss", "lr", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
+        "rewards/margins", "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected"})
     EXPECT_TRUE(lines[0].contains(k)) << k;
   // Step 1: the policy is the reference (adapter B = 0): every reward is 0, the loss log 2.
   EXPECT_NEAR(lines[0]["loss"].get<double>(), std::log(2.0), 1e-6);

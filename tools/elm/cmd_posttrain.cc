@@ -1,4 +1,5 @@
-// elm sft / elm dpo --config RECIPE.yaml [--set key=value ...] [--overwrite]: instruct tuning from
+// elm sft / elm dpo --config RECIPE.yaml [--set key=value ...] [--overwrite | --resume PATH]:
+// instruct tuning from
 // an alignment-handbook-style recipe (docs/training.md, "Instruct tuning"): supervised
 // fine-tuning on chat JSONL with the prompts masked, or preference tuning (TRL's sigmoid / hinge /
 // ipo losses) on preference JSONL, full or LoRA. Two commands as the handbook has two scripts
@@ -22,6 +23,7 @@ void Register(CLI::App& app, PosttrainTask task) {
   struct Opts {
     std::string config;
     std::vector<std::string> set;
+    std::string resume;
     bool quiet = false, overwrite = false;
     int threads = 0;
   };
@@ -29,6 +31,8 @@ void Register(CLI::App& app, PosttrainTask task) {
   cmd->add_option("--config", o->config, "Recipe (YAML with alignment-handbook keys)")->required();
   cmd->add_option("--set", o->set, "Override a key, e.g. --set beta=0.05 (repeatable)");
   cmd->add_flag("--overwrite", o->overwrite, "Start over in an output_dir that holds a run");
+  cmd->add_option("--resume", o->resume,
+                  "Continue from a checkpoint folder, or the newest one of a run folder");
   AddThreadsOption(cmd, o->threads);
   cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
   cmd->callback([o, task, dpo] {
@@ -37,6 +41,7 @@ void Register(CLI::App& app, PosttrainTask task) {
     PosttrainOptions opt;
     opt.verbose = !o->quiet;
     opt.overwrite = o->overwrite;
+    opt.resume = o->resume;
     const PosttrainResult r = RunPosttrain(cfg, opt);
     std::printf("trained %lld steps: loss %.4f -> %.4f", static_cast<long long>(r.steps),
                 r.first_loss, r.final_loss);
