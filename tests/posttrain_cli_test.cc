@@ -276,3 +276,99 @@ TEST(PosttrainConfig, CoreNetUseDora) {
 }
 }  // namespace posttrain_cli_test
 }  // namespace elm
+
+namespace elm {
+namespace posttrain_cli_test {
+
+// The values of a log line that a bit-identical continuation reproduces (not the timings).
+std::string StepValues(const nlohmann::json& j) {
+  nlohmann::json v;
+  for (const auto& [k, x] : j.items())
+    if (k.find("_per_s") == std::string::npos && k != "elapsed_s") v[k] = x;
+  return v.dump();
+}
+
+// Runs `cmd` for 6 steps with a checkpoint every 3, then resumes from step 3 into the same run
+// folder: the rewound run drops step 6's checkpoint and log lines, and continues to a step-6
+// checkpoint and log lines equal, bit for bit, to the uninterrupted run's.
+void ExpectBitIdenticalResume(const std::string& dir, const std::string& cmd,
+                              const std::vector<std::string>& files) {
+  std::string out, err;
+  ASSERT_EQ(test::RunElm(cmd, &out, &err), 0) << out << err;
+  const std::string run = dir + "/run", step6 = run + "/checkpoints/step_00000006";
+  const auto full = LogLines(run + "/train_log.jsonl");
+  std::vector<std::string> full_files;
+  for (const auto& f : files) full_files.push_back(ReadTextFile(step6 + "/" + f));
+  // A run folder holding a run is refused without --resume or --overwrite, and the two together.
+  EXPECT_NE(test::RunElm(cmd, &out, &err), 0);
+  EXPECT_NE(err.find("already holds a run"), std::string::npos) << err;
+  EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm(cmd + " --resume " + run + " --overwrite", &out, &err), 0);
+  EXPECT_NE(err.find("contradict"), std::string::npos) << err;
+
+  // Verbose, to see that it continued (a fresh start would end at the same values too).
+  std::string verbose = cmd;
+  verbose.erase(verbose.find(" --quiet"), 8);
+  ASSERT_EQ(test::RunElm(verbose + " --resume " + run + "/checkpoints/step_00000003", &out, &err),
+            0)
+      << out << err;
+  EXPECT_NE(err.find("at step 3"), std::string::npos) << err;
+  EXPECT_NE(err.find("removed"), std::string::npos) << err;  // step 6, which it replaces
+  EXPECT_EQ(err.find("step 1/6"), std::string::npos) << err;
+  const auto resumed = LogLines(run + "/train_log.jsonl");
+  ASSERT_EQ(resumed.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i)
+    EXPECT_EQ(StepValues(resumed[i]), StepValues(full[i])) << "log line " << i;
+  for (size_t i = 0; i < files.size(); ++i)
+    EXPECT_TRUE(ReadTextFile(step6 + "/" + files[i]) == full_files[i]) << files[i];
+  // --resume of the run folder picks its newest checkpoint: step 6 of 6 leaves nothing to do.
+  EXPECT_NE(test::RunElm(cmd + " --resume " + run, &out, &err), 0);
+  EXPECT_NE(err.find("nothing is left to train"), std::string::npos) << err;
+}
+
+TEST(PosttrainCli, DpoQloraResumeIsBitIdentical) {
+  const std::string dir = test::TempDir("posttrain_resume_dpo");
+  // LoRA dropout on (the masks are drawn per step), the base in NF4 with double quantization, and
+  // 3 pairs in batches of 2 (steps cross epochs, so the shuffled order's position is restored).
+  const std::string cfg = Recipe(dir,
+                                 "beta: 0.1\nmax_steps: 6\nsave_steps: 3\nuse_peft: true\n"
+                                 "lora_r: 4\nlora_alpha: 8\nlora_dropout: 0.1\nload_in_4bit: true\n"
+                                 "use_bnb_nested_quant: true\nelm:\n  train_file: prefs.jsonl\n"
+                                 "  eval_file: prefs.jsonl\n");
+  ExpectBitIdenticalResume(dir, "dpo --quiet --config " + cfg,
+                           {"adapter_model.safetensors", "optimizer.safetensors"});
+  const auto lines = LogLines(dir + "/run/train_log.jsonl");
+  EXPECT_NEAR(lines[0]["loss"].get<double>(), std::log(2.0), 1e-6);  // the quantized base both
+  EXPECT_TRUE(lines[0].contains("logits/chosen"));
+}
+
+TEST(PosttrainCli, SftFullResumeIsBitIdentical) {
+  const std::string dir = test::TempDir("posttrain_resume_sft");
+  const std::string cfg =
+      Recipe(dir,
+             "max_steps: 6\nsave_steps: 3\ngradient_accumulation_steps: 2\n"
+             "per_device_train_batch_size: 1\nelm:\n  train_file: chats.jsonl\n");
+  ExpectBitIdenticalResume(dir, "sft --quiet --config " + cfg,
+                           {"model.safetensors", "optimizer.safetensors"});
+}
+
+// A checkpoint written with other settings is refused, naming both.
+TEST(PosttrainCli, ResumeWithAnotherRecipeIsRefused) {
+  const std::string dir = test::TempDir("posttrain_resume_bad");
+  const std::string cfg = Recipe(dir,
+                                 "max_steps: 2\nsave_steps: 1\nuse_peft: true\nlora_r: 4\n"
+                                 "elm:\n  train_file: chats.jsonl\n");
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("sft --quiet --config " + cfg, &out, &err), 0) << out << err;
+  const std::string ck = dir + "/run/checkpoints/step_00000001";
+  EXPECT_NE(test::RunElm("sft --quiet --config " + cfg +
+                             " --set per_device_train_batch_size=1 --resume " + ck,
+                         &out, &err),
+            0);
+  EXPECT_NE(err.find("other settings"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm("sft --quiet --config " + cfg + " --resume " + dir, &out, &err), 0);
+  EXPECT_NE(err.find("no complete checkpoint"), std::string::npos) << err;
+}
+
+}  // namespace posttrain_cli_test
+}  // namespace elm
