@@ -4,6 +4,9 @@
 // transformers' learning-rate schedules.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +15,7 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "test_util.h"
+#include "train/distributed.h"
 #include "train/posttrain_config.h"
 #include "train/train_config.h"
 
@@ -368,6 +372,50 @@ TEST(PosttrainCli, ResumeWithAnotherRecipeIsRefused) {
   EXPECT_NE(err.find("other settings"), std::string::npos) << err;
   EXPECT_NE(test::RunElm("sft --quiet --config " + cfg + " --resume " + dir, &out, &err), 0);
   EXPECT_NE(err.find("no complete checkpoint"), std::string::npos) << err;
+}
+
+}  // namespace posttrain_cli_test
+}  // namespace elm
+
+namespace elm {
+namespace posttrain_cli_test {
+
+// `mpirun -np 2 elm dpo` (batch 1, accumulation 1) against one process with accumulation 2: the
+// same global batches, dropout masks and steps, so the same log up to the order of the gradient
+// sums; only rank 0 writes.
+TEST(PosttrainCli, DpoTwoRanksMatchOneProcessWithAccumulation) {
+  if (!Distributed::compiled_with_mpi()) GTEST_SKIP() << "elm was built without MPI";
+  std::string out, err;
+  if (test::RunShell("command -v mpirun", &out, &err) != 0) GTEST_SKIP() << "mpirun not found";
+  const std::string dir = test::TempDir("posttrain_mpi");
+  const std::string cfg = Recipe(dir,
+                                 "beta: 0.1\nmax_steps: 3\nper_device_train_batch_size: 1\n"
+                                 "use_peft: true\nlora_r: 4\nlora_alpha: 8\nlora_dropout: 0.1\n"
+                                 "elm:\n  train_file: prefs.jsonl\n");
+  const std::string env = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ";
+  const std::string elm = std::string(ELM_BINARY) + " dpo --quiet --config " + cfg;
+  ASSERT_EQ(test::RunShell(
+                env + elm + " --set gradient_accumulation_steps=2 --set output_dir=" + dir + "/one",
+                &out, &err),
+            0)
+      << out << err;
+  std::string mpi = env + "mpirun -np 2 --oversubscribe --bind-to none";
+  if (::geteuid() == 0) mpi += " --allow-run-as-root";
+  mpi += " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS ";
+  ASSERT_EQ(test::RunShell(mpi + elm + " --set output_dir=" + dir + "/two", &out, &err), 0)
+      << out << err;
+  // Rank 0's report only.
+  EXPECT_EQ(out.find("trained 3 steps"), out.rfind("trained 3 steps")) << out;
+  EXPECT_NE(out.find("trained 3 steps"), std::string::npos) << out;
+  const auto one = LogLines(dir + "/one/train_log.jsonl"),
+             two = LogLines(dir + "/two/train_log.jsonl");
+  ASSERT_EQ(one.size(), two.size());
+  for (size_t i = 0; i < one.size(); ++i)
+    for (const char* k : {"loss", "grad_norm", "rewards/margins", "logits/chosen"}) {
+      const double a = one[i][k].get<double>(), b = two[i][k].get<double>();
+      EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::fabs(a))) << "line " << i << " " << k;
+    }
+  EXPECT_TRUE(fs::exists(dir + "/two/checkpoints/step_00000003/DONE"));
 }
 
 }  // namespace posttrain_cli_test

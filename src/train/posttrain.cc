@@ -18,9 +18,11 @@
 #include "io/model_tokenizer.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/optimizer.h"
 #include "train/qlora_base.h"
 #include "train/run_folder.h"
+#include "train/slab_sync.h"
 #include "train/train_model.h"
 
 namespace elm {
@@ -157,7 +159,9 @@ class Runner {
     // = max(that // accum, 1), total = ceil(epochs · per epoch) unless max_steps > 0.
     const int64_t micro_per_epoch =
         static_cast<int64_t>((n + cfg_.batch_size - 1) / cfg_.batch_size);
-    const int64_t per_epoch = std::max<int64_t>(micro_per_epoch / cfg_.accum, 1);
+    // Under mpirun each rank runs every world-th micro-batch: the steps are those of one process
+    // with world × the accumulation.
+    const int64_t per_epoch = std::max<int64_t>(micro_per_epoch / (cfg_.accum * world_), 1);
     total_ = cfg_.max_steps > 0 ? cfg_.max_steps
                                 : static_cast<int64_t>(std::ceil(cfg_.num_train_epochs *
                                                                  static_cast<double>(per_epoch)));
@@ -165,9 +169,9 @@ class Runner {
         cfg_.warmup_steps > 0
             ? cfg_.warmup_steps
             : static_cast<int64_t>(std::ceil(cfg_.warmup_ratio * static_cast<double>(total_)));
-    Say("%s: %zu %s, %lld steps (batch %d x %d accumulation), %s%s", dpo ? "dpo" : "sft", n,
-        dpo ? "pairs" : "conversations", static_cast<long long>(total_), cfg_.batch_size,
-        cfg_.accum, cfg_.lora.enabled() ? "LoRA" : "full fine-tuning",
+    Say("%s: %zu %s, %lld steps (batch %d x %d accumulation x %d rank(s)), %s%s",
+        dpo ? "dpo" : "sft", n, dpo ? "pairs" : "conversations", static_cast<long long>(total_),
+        cfg_.batch_size, cfg_.accum, world_, cfg_.lora.enabled() ? "LoRA" : "full fine-tuning",
         dpo ? (std::string(", loss ") + PreferenceLossName(cfg_.loss.type)).c_str() : "");
     if (!cfg_.ignored_keys.empty() && opt_.verbose) {
       std::string s;
@@ -196,8 +200,9 @@ class Runner {
 
     int64_t first_step = 0;
     if (!resume_dir_.empty()) first_step = ResumeFrom(resume_dir_);
-    log_ = std::make_unique<Log>((fs::path(cfg_.output_dir) / "train_log.jsonl").string(),
-                                 resume_dir_.empty() ? -1 : first_step);
+    if (root_)
+      log_ = std::make_unique<Log>((fs::path(cfg_.output_dir) / "train_log.jsonl").string(),
+                                   resume_dir_.empty() ? -1 : first_step);
     res_.log_path = (fs::path(cfg_.output_dir) / "train_log.jsonl").string();
     res_.setup_peak_rss_bytes = PeakResidentBytes();
     ResetPeakResident();  // from here, the training phase's peak
@@ -210,8 +215,12 @@ class Runner {
       double loss = 0;
       PreferenceMetrics m;
       int64_t rows = 0, tokens = 0;
-      for (int a = 0; a < cfg_.accum; ++a) {
+      for (int g = 0; g < cfg_.accum * world_; ++g) {
+        // Global micro-batch g = a · world + rank: every rank draws them all (one data
+        // position), and runs its own.
         const std::vector<size_t> idx = NextBatch(n);
+        if (g % world_ != rank_) continue;
+        const int a = g;  // the dropout mask's index: the global micro-batch
         rows += static_cast<int64_t>(idx.size());
         const float scale = 1.0f / static_cast<float>(cfg_.accum);
         // PEFT's lora_dropout on the policy's training passes; the mask is a function of the
@@ -246,6 +255,27 @@ class Runner {
       }
       policy_->set_lora_dropout(false);
       TrainSlab& slab = policy_->trainable();
+      if (world_ > 1) {  // DDP: the mean gradient, and the step's loss and metrics over the ranks
+        AllReduceGradients(slab);
+        double v[10] = {loss,
+                        m.rewards_chosen,
+                        m.rewards_rejected,
+                        m.rewards_accuracies,
+                        m.rewards_margins,
+                        m.logps_chosen,
+                        m.logps_rejected,
+                        m.logits_chosen,
+                        m.logits_rejected,
+                        0.0};
+        Distributed::AllReduceSum(v, 9);
+        const double w = world_;
+        loss = v[0] / w;
+        m = {v[1] / w, v[2] / w, v[3] / w, v[4] / w, v[5] / w, v[6] / w, v[7] / w, v[8] / w};
+        double c[2] = {static_cast<double>(rows), static_cast<double>(tokens)};
+        Distributed::AllReduceSum(c, 2);
+        rows = static_cast<int64_t>(c[0]);
+        tokens = static_cast<int64_t>(c[1]);
+      }
       const double norm = GlobalGradNorm(slab);
       if (cfg_.max_grad_norm > 0) ClipGradients(slab, norm, cfg_.max_grad_norm);
       const double lr =
@@ -264,7 +294,7 @@ class Runner {
       j[dpo ? "pairs_per_s" : "sequences_per_s"] = static_cast<double>(rows) / dt;
       j["tokens_per_s"] = static_cast<double>(tokens) / dt;  // the policy's real (unpadded) tokens
       j["elapsed_s"] = Seconds(t_run);
-      log_->Line(j);
+      if (root_) log_->Line(j);
       if (step == first_step) {
         res_.first_loss = loss;
         res_.first_metrics = m;
@@ -283,10 +313,11 @@ class Runner {
               static_cast<long long>(total_), loss, lr, norm);
       }
       const bool last = step + 1 == total_;
+      if (!root_) continue;
       if (cfg_.eval_steps > 0 && (step + 1) % cfg_.eval_steps == 0 && !last) Evaluate(step + 1);
       if (last || (cfg_.save_steps > 0 && (step + 1) % cfg_.save_steps == 0)) Save(step + 1, loss);
     }
-    Evaluate(total_);
+    if (root_) Evaluate(total_);
     res_.train_peak_rss_bytes = PeakResidentBytes();
     Say("peak resident memory: %.1f MiB while loading, %.1f MiB while training",
         static_cast<double>(res_.setup_peak_rss_bytes) / 1048576.0,
@@ -298,7 +329,7 @@ class Runner {
  private:
   template <typename... A>
   void Say(const char* fmt, A... a) const {
-    if (!opt_.verbose) return;
+    if (!opt_.verbose || !root_) return;
     std::fprintf(stderr, fmt, a...);
     std::fputc('\n', stderr);
   }
@@ -319,9 +350,14 @@ class Runner {
       Fail("the output_dir ", cfg_.output_dir, " already holds a run (", contents,
            "); pass --resume ", cfg_.output_dir, " to continue it, --overwrite to delete it and ",
            "start over, or set output_dir");
-    PrepareRunFolder(cfg_.output_dir, !resume_dir_.empty(), opt_.overwrite);
-    fs::create_directories(cfg_.output_dir);
-    RemoveIncompleteCheckpoints((fs::path(cfg_.output_dir) / "checkpoints").string());
+    // Every rank has checked; then rank 0 alone changes the folder.
+    if (world_ > 1) Distributed::Barrier();
+    if (root_) {
+      PrepareRunFolder(cfg_.output_dir, !resume_dir_.empty(), opt_.overwrite);
+      fs::create_directories(cfg_.output_dir);
+      RemoveIncompleteCheckpoints((fs::path(cfg_.output_dir) / "checkpoints").string());
+    }
+    if (world_ > 1) Distributed::Barrier();
   }
 
   // What must not change between a checkpoint and the run resuming it: the task, the batch
@@ -350,6 +386,9 @@ class Runner {
            "; this run: ", Fingerprint(), "); resume with the recipe it was trained with");
     if (st.seed != cfg_.seed)
       Fail(dir, ": the checkpoint used seed ", st.seed, " but the recipe says ", cfg_.seed);
+    if (st.world_size != world_)
+      Fail(dir, ": the checkpoint was trained by ", st.world_size, " MPI rank(s) and this run has ",
+           world_, "; the global batch would change: resume with the same number of ranks");
     if (st.step >= total_)
       Fail(dir, ": the checkpoint is at step ", st.step, " and the run has ", total_,
            " steps; nothing is left to train");
@@ -359,7 +398,7 @@ class Runner {
       cursor_ = static_cast<size_t>(st.data.index);
     }
     const std::string root = (fs::path(cfg_.output_dir) / "checkpoints").string();
-    for (const std::string& later : ListCheckpoints(root)) {
+    for (const std::string& later : root_ ? ListCheckpoints(root) : std::vector<std::string>{}) {
       if (fs::path(later).filename().string() <= CheckpointName(st.step)) continue;
       fs::remove(fs::path(later) / "DONE");
       fs::remove_all(later);
@@ -466,6 +505,7 @@ class Runner {
     st.seed = cfg_.seed;
     st.loss = loss;
     st.fingerprint = Fingerprint();
+    st.world_size = world_;
     st.data.epoch = epoch_;  // orders drawn so far; the one in progress is epoch_ − 1
     st.data.index = static_cast<int64_t>(cursor_);
     const fs::path tj = fs::path(cfg_.model_name_or_path) / "tokenizer.json";
@@ -488,7 +528,9 @@ class Runner {
   std::vector<size_t> order_;
   size_t cursor_ = 0;
   int64_t epoch_ = 0;
-  size_t train_rows_ = 0;   // training rows (conversations or pairs)
+  size_t train_rows_ = 0;  // training rows (conversations or pairs)
+  int world_ = Distributed::size(), rank_ = Distributed::rank();  // MPI ranks (1 and 0 alone)
+  bool root_ = rank_ == 0;  // only rank 0 logs, evaluates and saves
   std::string resume_dir_;  // the checkpoint this run continues ("" for a fresh run)
   std::unique_ptr<Log> log_;
   PosttrainResult res_;
