@@ -3,8 +3,8 @@
 // transformers' AdamW, schedule, gradient accumulation and clipping, TRL's preference losses
 // (train/preference_loss.h), a JSON-lines log of TRL's metrics that `elm plot --metric` draws,
 // and checkpoints in the formats `elm train` writes (an HF folder, or a PEFT adapter for LoRA)
-// with the optimizer state and data position, from which --resume continues bit for bit. One
-// process (no MPI).
+// with the optimizer state and data position, from which --resume continues bit for bit. Under
+// mpirun, data-parallel through train/distributed.h (rank 0 logs and saves).
 #pragma once
 
 #include <cstdint>
