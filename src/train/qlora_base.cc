@@ -66,7 +66,7 @@ void QloraCheckShape(const std::string& name, int64_t rows, int64_t cols, BaseQu
          " columns, not a multiple of the ", block, "-element block");
 }
 
-bool IsLayerLinear(TensorRole r) {
+bool QloraIsLayerLinear(TensorRole r) {
   return r == TensorRole::kQkv || r == TensorRole::kOut || r == TensorRole::kProj1 ||
          r == TensorRole::kProj2;
 }
@@ -82,7 +82,7 @@ std::atomic<size_t> qlora_registered{0};
 
 // Gives the pages wholly inside [p, p + n) back to the system (they read as zeros afterwards) and
 // zeroes the partial pages at either end, so the slot reads as zeros throughout.
-void ReleaseF32(float* p, size_t n) {
+void QloraReleaseF32(float* p, size_t n) {
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto a = reinterpret_cast<uintptr_t>(p), b = a + n * sizeof(float);
   const uintptr_t lo = (a + page - 1) / page * page, hi = b / page * page;
@@ -227,14 +227,14 @@ const QuantizedMatrix* FindQuantizedWeight(const float* w) {
 
 QuantizedBase::QuantizedBase(ParamSet& ps, BaseQuant kind, bool double_quant) : kind_(kind) {
   for (const ParamTensor& t : ps.tensors())
-    if (IsLayerLinear(t.spec.role))
+    if (QloraIsLayerLinear(t.spec.role))
       QloraCheckShape(t.spec.name, t.spec.shape[0], t.spec.shape[1], kind);
   for (const ParamTensor& t : ps.tensors()) {
-    if (!IsLayerLinear(t.spec.role)) continue;
+    if (!QloraIsLayerLinear(t.spec.role)) continue;
     float* p = ps.params.data() + t.offset;
     auto q = std::make_unique<QuantizedMatrix>(
         QuantizeMatrix(p, t.spec.shape[0], t.spec.shape[1], kind, double_quant));
-    ReleaseF32(p, t.numel);
+    QloraReleaseF32(p, t.numel);
     f32_bytes_ += t.numel * sizeof(float);
     {
       std::lock_guard<std::mutex> lock(qlora_registry_mu);
@@ -261,7 +261,7 @@ size_t QuantizedBase::quantized_bytes() const {
 
 void RoundBaseThroughQuant(ParamSet& ps, BaseQuant kind, bool double_quant) {
   for (const ParamTensor& t : ps.tensors()) {
-    if (!IsLayerLinear(t.spec.role)) continue;
+    if (!QloraIsLayerLinear(t.spec.role)) continue;
     float* p = ps.params.data() + t.offset;
     const int64_t rows = t.spec.shape[0], cols = t.spec.shape[1];
     QloraCheckShape(t.spec.name, rows, cols, kind);
