@@ -4,6 +4,9 @@
 // transformers' learning-rate schedules.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +15,7 @@
 #include "base/error.h"
 #include "base/mmap_file.h"
 #include "test_util.h"
+#include "train/distributed.h"
 #include "train/posttrain_config.h"
 #include "train/train_config.h"
 
@@ -62,8 +66,9 @@ TEST(PosttrainCli, DpoWithLoraLogsTrlMetricsAndPlotsThem) {
   EXPECT_NE(err.find("no effect in elm: dataset_mixer"), std::string::npos) << err;
   const auto lines = LogLines(dir + "/run/train_log.jsonl");
   ASSERT_EQ(lines.size(), 7u);  // 6 steps and the evaluation
-  for (const char* k : {"loss", "lr", "grad_norm", "rewards/chosen", "rewards/rejected",
-                        "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"})
+  for (const char* k :
+       {"loss", "lr", "grad_norm", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
+        "rewards/margins", "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected"})
     EXPECT_TRUE(lines[0].contains(k)) << k;
   // Step 1: the policy is the reference (adapter B = 0): every reward is 0, the loss log 2.
   EXPECT_NEAR(lines[0]["loss"].get<double>(), std::log(2.0), 1e-6);
@@ -273,5 +278,145 @@ TEST(PosttrainConfig, CoreNetUseDora) {
         << e.what();
   }
 }
+}  // namespace posttrain_cli_test
+}  // namespace elm
+
+namespace elm {
+namespace posttrain_cli_test {
+
+// The values of a log line that a bit-identical continuation reproduces (not the timings).
+std::string StepValues(const nlohmann::json& j) {
+  nlohmann::json v;
+  for (const auto& [k, x] : j.items())
+    if (k.find("_per_s") == std::string::npos && k != "elapsed_s") v[k] = x;
+  return v.dump();
+}
+
+// Runs `cmd` for 6 steps with a checkpoint every 3, then resumes from step 3 into the same run
+// folder: the rewound run drops step 6's checkpoint and log lines, and continues to a step-6
+// checkpoint and log lines equal, bit for bit, to the uninterrupted run's.
+void ExpectBitIdenticalResume(const std::string& dir, const std::string& cmd,
+                              const std::vector<std::string>& files) {
+  std::string out, err;
+  ASSERT_EQ(test::RunElm(cmd, &out, &err), 0) << out << err;
+  const std::string run = dir + "/run", step6 = run + "/checkpoints/step_00000006";
+  const auto full = LogLines(run + "/train_log.jsonl");
+  std::vector<std::string> full_files;
+  for (const auto& f : files) full_files.push_back(ReadTextFile(step6 + "/" + f));
+  // A run folder holding a run is refused without --resume or --overwrite, and the two together.
+  EXPECT_NE(test::RunElm(cmd, &out, &err), 0);
+  EXPECT_NE(err.find("already holds a run"), std::string::npos) << err;
+  EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm(cmd + " --resume " + run + " --overwrite", &out, &err), 0);
+  EXPECT_NE(err.find("contradict"), std::string::npos) << err;
+
+  // Verbose, to see that it continued (a fresh start would end at the same values too).
+  std::string verbose = cmd;
+  verbose.erase(verbose.find(" --quiet"), 8);
+  ASSERT_EQ(test::RunElm(verbose + " --resume " + run + "/checkpoints/step_00000003", &out, &err),
+            0)
+      << out << err;
+  EXPECT_NE(err.find("at step 3"), std::string::npos) << err;
+  EXPECT_NE(err.find("removed"), std::string::npos) << err;  // step 6, which it replaces
+  EXPECT_EQ(err.find("step 1/6"), std::string::npos) << err;
+  const auto resumed = LogLines(run + "/train_log.jsonl");
+  ASSERT_EQ(resumed.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i)
+    EXPECT_EQ(StepValues(resumed[i]), StepValues(full[i])) << "log line " << i;
+  for (size_t i = 0; i < files.size(); ++i)
+    EXPECT_TRUE(ReadTextFile(step6 + "/" + files[i]) == full_files[i]) << files[i];
+  // --resume of the run folder picks its newest checkpoint: step 6 of 6 leaves nothing to do.
+  EXPECT_NE(test::RunElm(cmd + " --resume " + run, &out, &err), 0);
+  EXPECT_NE(err.find("nothing is left to train"), std::string::npos) << err;
+}
+
+TEST(PosttrainCli, DpoQloraResumeIsBitIdentical) {
+  const std::string dir = test::TempDir("posttrain_resume_dpo");
+  // LoRA dropout on (the masks are drawn per step), the base in NF4 with double quantization, and
+  // 3 pairs in batches of 2 (steps cross epochs, so the shuffled order's position is restored).
+  const std::string cfg = Recipe(dir,
+                                 "beta: 0.1\nmax_steps: 6\nsave_steps: 3\nuse_peft: true\n"
+                                 "lora_r: 4\nlora_alpha: 8\nlora_dropout: 0.1\nload_in_4bit: true\n"
+                                 "use_bnb_nested_quant: true\nelm:\n  train_file: prefs.jsonl\n"
+                                 "  eval_file: prefs.jsonl\n");
+  ExpectBitIdenticalResume(dir, "dpo --quiet --config " + cfg,
+                           {"adapter_model.safetensors", "optimizer.safetensors"});
+  const auto lines = LogLines(dir + "/run/train_log.jsonl");
+  EXPECT_NEAR(lines[0]["loss"].get<double>(), std::log(2.0), 1e-6);  // the quantized base both
+  EXPECT_TRUE(lines[0].contains("logits/chosen"));
+}
+
+TEST(PosttrainCli, SftFullResumeIsBitIdentical) {
+  const std::string dir = test::TempDir("posttrain_resume_sft");
+  const std::string cfg =
+      Recipe(dir,
+             "max_steps: 6\nsave_steps: 3\ngradient_accumulation_steps: 2\n"
+             "per_device_train_batch_size: 1\nelm:\n  train_file: chats.jsonl\n");
+  ExpectBitIdenticalResume(dir, "sft --quiet --config " + cfg,
+                           {"model.safetensors", "optimizer.safetensors"});
+}
+
+// A checkpoint written with other settings is refused, naming both.
+TEST(PosttrainCli, ResumeWithAnotherRecipeIsRefused) {
+  const std::string dir = test::TempDir("posttrain_resume_bad");
+  const std::string cfg = Recipe(dir,
+                                 "max_steps: 2\nsave_steps: 1\nuse_peft: true\nlora_r: 4\n"
+                                 "elm:\n  train_file: chats.jsonl\n");
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("sft --quiet --config " + cfg, &out, &err), 0) << out << err;
+  const std::string ck = dir + "/run/checkpoints/step_00000001";
+  EXPECT_NE(test::RunElm("sft --quiet --config " + cfg +
+                             " --set per_device_train_batch_size=1 --resume " + ck,
+                         &out, &err),
+            0);
+  EXPECT_NE(err.find("other settings"), std::string::npos) << err;
+  EXPECT_NE(test::RunElm("sft --quiet --config " + cfg + " --resume " + dir, &out, &err), 0);
+  EXPECT_NE(err.find("no complete checkpoint"), std::string::npos) << err;
+}
+
+}  // namespace posttrain_cli_test
+}  // namespace elm
+
+namespace elm {
+namespace posttrain_cli_test {
+
+// `mpirun -np 2 elm dpo` (batch 1, accumulation 1) against one process with accumulation 2: the
+// same global batches, dropout masks and steps, so the same log up to the order of the gradient
+// sums; only rank 0 writes.
+TEST(PosttrainCli, DpoTwoRanksMatchOneProcessWithAccumulation) {
+  if (!Distributed::compiled_with_mpi()) GTEST_SKIP() << "elm was built without MPI";
+  std::string out, err;
+  if (test::RunShell("command -v mpirun", &out, &err) != 0) GTEST_SKIP() << "mpirun not found";
+  const std::string dir = test::TempDir("posttrain_mpi");
+  const std::string cfg = Recipe(dir,
+                                 "beta: 0.1\nmax_steps: 3\nper_device_train_batch_size: 1\n"
+                                 "use_peft: true\nlora_r: 4\nlora_alpha: 8\nlora_dropout: 0.1\n"
+                                 "elm:\n  train_file: prefs.jsonl\n");
+  const std::string env = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ";
+  const std::string elm = std::string(ELM_BINARY) + " dpo --quiet --config " + cfg;
+  ASSERT_EQ(test::RunShell(
+                env + elm + " --set gradient_accumulation_steps=2 --set output_dir=" + dir + "/one",
+                &out, &err),
+            0)
+      << out << err;
+  std::string mpi = env + "mpirun -np 2 --oversubscribe --bind-to none";
+  if (::geteuid() == 0) mpi += " --allow-run-as-root";
+  mpi += " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS ";
+  ASSERT_EQ(test::RunShell(mpi + elm + " --set output_dir=" + dir + "/two", &out, &err), 0)
+      << out << err;
+  // Rank 0's report only.
+  EXPECT_EQ(out.find("trained 3 steps"), out.rfind("trained 3 steps")) << out;
+  EXPECT_NE(out.find("trained 3 steps"), std::string::npos) << out;
+  const auto one = LogLines(dir + "/one/train_log.jsonl"),
+             two = LogLines(dir + "/two/train_log.jsonl");
+  ASSERT_EQ(one.size(), two.size());
+  for (size_t i = 0; i < one.size(); ++i)
+    for (const char* k : {"loss", "grad_norm", "rewards/margins", "logits/chosen"}) {
+      const double a = one[i][k].get<double>(), b = two[i][k].get<double>();
+      EXPECT_NEAR(a, b, 1e-5 * std::max(1.0, std::fabs(a))) << "line " << i << " " << k;
+    }
+  EXPECT_TRUE(fs::exists(dir + "/two/checkpoints/step_00000003/DONE"));
+}
+
 }  // namespace posttrain_cli_test
 }  // namespace elm

@@ -237,7 +237,7 @@ TEST(PosttrainParity, PreferenceLossesMetricsAndGradients) {
     const PrefBatch p = PreferenceBatch(f);
     ExpectSameBatch(p.b, pv["concatenated_batch"]["input_ids"], pv["concatenated_batch"]["labels"]);
     auto ref = LoadModel(f.path + "/pref_reference");
-    double worst_logp = 0, worst_loss = 0, worst_grad = 0;
+    double worst_logp = 0, worst_loss = 0, worst_grad = 0, worst_logits = 0;
     std::vector<double> ref_lp[2];
     for (int avg = 0; avg < 2; ++avg) {
       ref_lp[avg] =
@@ -274,13 +274,25 @@ TEST(PosttrainParity, PreferenceLossesMetricsAndGradients) {
                 mt["rewards/accuracies"].get<float>());
       EXPECT_LE(RelErr(L.metrics.logps_chosen, mt["logps/chosen"].get<double>()), 1e-5);
       EXPECT_LE(RelErr(L.metrics.logps_rejected, mt["logps/rejected"].get<double>()), 1e-5);
+      // elm's logits/* average the rows that predict a scored token (the reference's
+      // logits_scored_rows/*; TRL's own also average the prompt and pad rows of its padded batch).
+      if (mt.contains("logits_scored_rows/chosen")) {
+        EXPECT_NEAR(L.metrics.logits_chosen, mt["logits_scored_rows/chosen"].get<double>(), 1e-6);
+        EXPECT_NEAR(L.metrics.logits_rejected, mt["logits_scored_rows/rejected"].get<double>(),
+                    1e-6);
+        worst_logits = std::max(
+            {worst_logits,
+             std::fabs(L.metrics.logits_chosen - mt["logits_scored_rows/chosen"].get<double>()),
+             std::fabs(L.metrics.logits_rejected -
+                       mt["logits_scored_rows/rejected"].get<double>())});
+      }
       worst_grad = std::max(
           worst_grad, GradError(m->params(), f.path + "/" + c["grads_file"].get<std::string>()));
     }
     std::printf(
         "[posttrain parity] %s preference (%zu cases): log-prob rel err %.2g, loss rel err %.2g, "
-        "worst grad err %.2g of max|g|\n",
-        f.name.c_str(), pv["cases"].size(), worst_logp, worst_loss, worst_grad);
+        "worst grad err %.2g of max|g|, logits/* abs err %.2g\n",
+        f.name.c_str(), pv["cases"].size(), worst_logp, worst_loss, worst_grad, worst_logits);
   }
 }
 

@@ -47,10 +47,6 @@ const char* const kIgnoredRecipeKeys[] = {"torch_dtype",
                                           "truncation_mode",
                                           "auto_insert_empty_system_msg",
                                           "dataset_num_proc",
-                                          "load_in_8bit",
-                                          "load_in_4bit",
-                                          "bnb_4bit_quant_type",
-                                          "use_bnb_nested_quant",
                                           "attn_implementation"};
 
 struct RecipeReader {
@@ -216,6 +212,29 @@ PosttrainConfig ParsePosttrainConfig(const std::string& yaml_text, const std::st
            "out of lora_target_modules");
   }
 
+  // The handbook's ModelArguments for a quantized base (QLoRA): load_in_4bit with
+  // bnb_4bit_quant_type nf4 (and use_bnb_nested_quant for double quantization), or load_in_8bit
+  // (held as elm's Q8_0); elm.base_quant names the format directly.
+  bool in4 = false, in8 = false;
+  r.Flag("load_in_4bit", in4);
+  r.Flag("load_in_8bit", in8);
+  std::string quant_type = "nf4", base_quant;
+  r.Str("bnb_4bit_quant_type", quant_type);
+  r.Flag("use_bnb_nested_quant", c.base_double_quant);
+  r.Str("elm.base_quant", base_quant);
+  if (in4 && in8) Fail(origin, ": load_in_4bit and load_in_8bit are exclusive");
+  if (in4 && quant_type != "nf4")
+    Fail(origin, ": bnb_4bit_quant_type '", quant_type, "' is not implemented (elm has nf4)");
+  if (in4) c.base_quant = BaseQuant::kNf4;
+  if (in8) c.base_quant = BaseQuant::kQ8_0;
+  if (!base_quant.empty()) c.base_quant = ParseBaseQuant(base_quant, "elm.base_quant");
+  if (c.base_quant && !use_peft)
+    Fail(origin, ": a quantized base (load_in_4bit, load_in_8bit, elm.base_quant) needs use_peft: ",
+         "the quantized base is frozen");
+  if (c.base_quant && c.use_dora)
+    Fail(origin, ": use_dora with a quantized base is not implemented (DoRA's weight norm reads ",
+         "the f32 base); use LoRA, or leave the base unquantized");
+
   for (const char* k : kIgnoredRecipeKeys)
     if (r.keys.erase(k)) c.ignored_keys.push_back(k);
   std::vector<std::string> known = {"model_name_or_path",
@@ -256,9 +275,13 @@ PosttrainConfig ParsePosttrainConfig(const std::string& yaml_text, const std::st
                                     "lora_dropout",
                                     "use_rslora",
                                     "use_dora",
-                                    "lora_target_modules"};
+                                    "lora_target_modules",
+                                    "load_in_4bit",
+                                    "load_in_8bit",
+                                    "bnb_4bit_quant_type",
+                                    "use_bnb_nested_quant"};
   const std::vector<std::string> elm_keys = {"elm.ref_model", "elm.train_file", "elm.eval_file",
-                                             "elm.tokenizer"};
+                                             "elm.tokenizer", "elm.base_quant"};
   for (const auto& [k, n] : r.keys) {
     if (k.rfind("elm.", 0) == 0) {
       Fail(origin, ": unknown key '", k, "' in elm's own block; did you mean '",

@@ -15,6 +15,7 @@
 #include "model/lora_adapter.h"
 #include "train/optimizer.h"
 #include "train/preference_loss.h"
+#include "train/qlora_base.h"
 
 namespace elm {
 
@@ -58,6 +59,10 @@ struct PosttrainConfig {
   // ModelArguments (PEFT): use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
   LoraSettings lora;  // enabled() when use_peft
   bool use_dora = false;
+  // QLoRA (train/qlora_base.h): load_in_4bit → nf4, load_in_8bit → q8_0, or elm.base_quant;
+  // use_bnb_nested_quant → NF4's double quantization. Unset: the base in f32.
+  std::optional<BaseQuant> base_quant;
+  bool base_double_quant = false;
 
   std::vector<std::string> ignored_keys;  // accepted without effect
   std::vector<std::string> unknown_keys;  // warned about, each with a hint where one is close

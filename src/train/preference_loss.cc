@@ -141,8 +141,26 @@ PreferenceLoss PreferenceForwardBackward(TrainModel& policy, const int* inputs, 
     Fail("preference step: ", ref_logps.size(), " reference log-probs for ", pi.size(), " rows");
   const size_t N = pi.size() / 2;
   const std::span<const double> p(pi);
-  const PreferenceLoss L = ComputePreferenceLoss(p.first(N), p.subspan(N), ref_logps.first(N),
-                                                 ref_logps.subspan(N), opt);
+  PreferenceLoss L = ComputePreferenceLoss(p.first(N), p.subspan(N), ref_logps.first(N),
+                                           ref_logps.subspan(N), opt);
+  // logits/*: before the backward pass overwrites the logits with their gradient.
+  const int64_t V = policy.config().vocab_size;
+  double sum[2] = {0, 0};
+  int64_t rows[2] = {0, 0};
+  for (int b = 0; b < B; ++b) {
+    const int half = static_cast<size_t>(b) < N ? 0 : 1;
+    for (int t = 0; t < T; ++t) {
+      const int64_t n = static_cast<int64_t>(b) * T + t;
+      if (targets[n] == -100) continue;
+      const float* z = policy.logits() + n * V;
+      double s = 0;
+      for (int64_t v = 0; v < V; ++v) s += z[v];
+      sum[half] += s;
+      ++rows[half];
+    }
+  }
+  L.metrics.logits_chosen = rows[0] > 0 ? sum[0] / static_cast<double>(rows[0] * V) : 0.0;
+  L.metrics.logits_rejected = rows[1] > 0 ? sum[1] / static_cast<double>(rows[1] * V) : 0.0;
   // ∂loss/∂logp[token] = ∂loss/∂π_row (÷ the row's token count for averages); the cross-entropy
   // of a token is −logp, so its weight is the negative.
   std::vector<float> scale(static_cast<size_t>(B) * static_cast<size_t>(T), 0.0f);

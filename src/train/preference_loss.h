@@ -40,6 +40,11 @@ struct PreferenceMetrics {
   double rewards_margins = 0;     // reward_c − reward_r
   double logps_chosen = 0;        // π_c
   double logps_rejected = 0;      // π_r
+  // The mean policy logit over the positions that predict a scored (answer) token, all V entries,
+  // of the chosen rows and of the rejected rows (TRL's logits/chosen, logits/rejected average
+  // over every position of the padded rows instead: docs/training.md). Set by
+  // PreferenceForwardBackward only (0 from ComputePreferenceLoss).
+  double logits_chosen = 0, logits_rejected = 0;
 };
 
 struct PreferenceLoss {

@@ -5,6 +5,7 @@
 #include "base/error.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/matmul.h"
+#include "train/qlora_base.h"
 
 namespace elm {
 
@@ -98,8 +99,19 @@ void Gemm(const CpuKernels& k, float* c, int64_t ldc, bool accumulate, const Pac
 
 }  // namespace
 
+const float* TrainGemm::Weight(const float* w, int64_t rows, int64_t cols, const float* dw) {
+  const QuantizedMatrix* q = FindQuantizedWeight(w);
+  if (q == nullptr) return w;
+  ELM_CHECK(q->rows == rows && q->cols == cols);
+  if (dw != nullptr) Fail("train gemm: a quantized (QLoRA) base weight has no gradient");
+  wq_.resize(static_cast<size_t>(rows * cols));
+  DequantizeMatrix(*q, wq_.data());
+  return wq_.data();
+}
+
 void TrainGemm::Forward(float* out, const float* inp, const float* w, int64_t N, int64_t C,
                         int64_t OC) {
+  w = Weight(w, OC, C, nullptr);
   if (!bf16_ || N == 0 || OC == 0 || C == 0) {
     MatMulForward(out, inp, w, N, C, OC);
     return;
@@ -112,6 +124,7 @@ void TrainGemm::Forward(float* out, const float* inp, const float* w, int64_t N,
 
 void TrainGemm::Backward(float* dinp, float* dw, const float* dout, const float* inp,
                          const float* w, int64_t N, int64_t C, int64_t OC) {
+  w = Weight(w, OC, C, dw);
   if (!bf16_ || N == 0 || OC == 0 || C == 0) {
     MatMulBackward(dinp, dw, dout, inp, w, N, C, OC);
     return;
