@@ -145,15 +145,20 @@ TEST(EvalFewshotCli, LongPromptsTruncateAndMatchPlainForwards) {
             0)
       << err;
   ASSERT_EQ(test::RunElm(base + " --no-prefix-cache -o " + tmp + "/b.json", &out, &err), 0) << err;
+  ASSERT_EQ(test::RunElm(base + " --no-batch-choices -o " + tmp + "/c.json", &out, &err), 0) << err;
   const json a = json::parse(ReadTextFile(tmp + "/a.json"));
-  const json b = json::parse(ReadTextFile(tmp + "/b.json"));
-  for (const char* task : {"mmlu", "arc_challenge"}) {
-    const auto& da = a["samples"][task];
-    const auto& db = b["samples"][task];
-    ASSERT_EQ(da.size(), db.size());
-    for (size_t i = 0; i < da.size(); ++i)
-      for (size_t k = 0; k < da[i]["lls"].size(); ++k)
-        EXPECT_NEAR(da[i]["lls"][k].get<double>(), db[i]["lls"][k].get<double>(), 1e-3);
+  EXPECT_EQ(a["config"]["batch_choices"], true);
+  for (const char* other : {"/b.json", "/c.json"}) {
+    const json b = json::parse(ReadTextFile(tmp + other));
+    EXPECT_EQ(b["config"]["batch_choices"], false) << other;
+    for (const char* task : {"mmlu", "arc_challenge"}) {
+      const auto& da = a["samples"][task];
+      const auto& db = b["samples"][task];
+      ASSERT_EQ(da.size(), db.size());
+      for (size_t i = 0; i < da.size(); ++i)
+        for (size_t k = 0; k < da[i]["lls"].size(); ++k)
+          EXPECT_NEAR(da[i]["lls"][k].get<double>(), db[i]["lls"][k].get<double>(), 1e-3) << other;
+    }
   }
   EXPECT_GT(a["results"]["mmlu"]["tokens_reused_from_cache"].get<int>(), 0);
   size_t longest = 0;
