@@ -12,7 +12,8 @@ namespace elm {
 
 const char* StopReasonName(StopReason r) {
   // In the order of the enumerators.
-  static constexpr const char* kNames[] = {"length", "eos", "stop", "context", "cancelled"};
+  static constexpr const char* kNames[] = {"length",  "eos",       "stop",
+                                           "context", "cancelled", "grammar"};
   const auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "?";
 }
@@ -96,11 +97,15 @@ class DecodeLoop {
         return;
       }
       const int id = SampleNext();
-      if (opt_.stop_at_eos && id == eos) {
+      if ((opt_.stop_at_eos || opt_.constraint) && id == eos) {
         res_.reason = StopReason::kEos;
         return;
       }
       if (!StreamToken(id)) return;
+      if (opt_.constraint && opt_.constraint->Complete()) {
+        res_.reason = StopReason::kGrammar;
+        return;
+      }
     }
   }
 
@@ -115,11 +120,14 @@ class DecodeLoop {
     return true;
   }
 
+  // The per-sequence sampling step: logit bias, the token constraint's mask, the sampler chain.
   int SampleNext() {
     const bool want_logprobs = opt_.logprobs >= 0;
     if (want_logprobs) raw_ = logits_;  // the model's own distribution, before the sampler's edits
     for (const auto& [id, bias] : opt_.logit_bias) logits_[id] += bias;
+    if (opt_.constraint) opt_.constraint->Mask(logits_);
     const int id = sampler_.Sample(logits_, history_);
+    if (opt_.constraint && id != session_.model().config().eos_id) opt_.constraint->Accept(id);
     history_.push_back(id);
     res_.ids.push_back(id);
     if (want_logprobs) res_.logprobs.push_back(LogprobOf(raw_, id, Top()));

@@ -15,11 +15,13 @@
 #include "generation/token_logprobs.h"
 #include "model/session.h"
 #include "sampling/sampler.h"
+#include "sampling/token_constraint.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
 
-enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled };
+// kGrammar: the token constraint was complete (nothing more could follow).
+enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled, kGrammar };
 const char* StopReasonName(StopReason r);
 
 struct GenerateOptions {
@@ -31,6 +33,10 @@ struct GenerateOptions {
   int logprobs = -1;          // >= 0: record each generated token's logprob and this many others
   bool score_prompt = false;  // also record the logprobs of prompt tokens 1..n-1 (logprobs >= 0)
   CancelPredicate cancelled;  // polled between forward passes; true stops (kCancelled)
+  // Restricts each sampled token (a grammar or JSON schema, grammar/grammar_constraint.h); owned
+  // by the caller, one per sequence. EOS always ends a constrained reply, and is only allowed where
+  // the constraint may end; generation stops (kGrammar) once nothing more can follow.
+  TokenConstraint* constraint = nullptr;
 };
 
 struct GenerateStats {
