@@ -29,8 +29,9 @@ std::shared_ptr<const TokenTrie> BenchVocab() {
 }
 
 std::shared_ptr<const Grammar> BenchGrammar() {
-  static const auto g = std::make_shared<const Grammar>(JsonSchemaGrammar(nlohmann::json::parse(
-      R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},
+  static const auto g =
+      std::make_shared<const Grammar>(JsonSchemaGrammar(nlohmann::ordered_json::parse(
+          R"({"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},
           "required":["name","age"]})")));
   return g;
 }
