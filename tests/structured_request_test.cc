@@ -73,7 +73,7 @@ TEST(StructuredRequest, BadSchemasAndGrammarsAre400NamingTheProblem) {
   EXPECT_NE(pattern.find("response_format.json_schema.schema"), std::string::npos) << pattern;
   EXPECT_NE(pattern.find("#/properties/id: the keyword 'pattern'"), std::string::npos) << pattern;
   const std::string gbnf = ErrorOf(Chat({{"grammar", "root ::= (\"a\""}}));
-  EXPECT_NE(gbnf.find("'grammar' is not usable: grammar:1:9: unclosed '('"), std::string::npos)
+  EXPECT_NE(gbnf.find("'grammar' is not usable: grammar:1:10: unclosed '('"), std::string::npos)
       << gbnf;
   EXPECT_NE(ErrorOf(Chat({{"response_format", {{"type", "xml"}}}})).find("response_format.type"),
             std::string::npos);

@@ -59,8 +59,8 @@ std::string GbnfLiteral(std::string_view s) {
 
 namespace {
 
-using Sequence = std::vector<GrammarElement>;
-using Alternatives = std::vector<Sequence>;
+using GbnfSequence = std::vector<GrammarElement>;
+using GbnfAlternatives = std::vector<GbnfSequence>;
 
 class GbnfParser {
  public:
@@ -155,7 +155,7 @@ class GbnfParser {
     return r;
   }
 
-  uint32_t NewRule(const std::string& base, Alternatives alts) {
+  uint32_t NewRule(const std::string& base, GbnfAlternatives alts) {
     std::string name;
     do {
       name = base + "_" + std::to_string(++generated_);
@@ -190,10 +190,10 @@ class GbnfParser {
             " elements once repetitions are expanded)");
   }
 
-  Alternatives ParseAlternatives(const std::string& base, int depth) {
+  GbnfAlternatives ParseAlternatives(const std::string& base, int depth) {
     if (depth > kMaxGrammarNesting)
       Error("parentheses nested more than " + std::to_string(kMaxGrammarNesting) + " deep");
-    Alternatives alts;
+    GbnfAlternatives alts;
     alts.push_back(ParseSequence(base, depth));
     SkipSpace();
     while (pos_ < s_.size() && s_[pos_] == '|') {
@@ -204,15 +204,15 @@ class GbnfParser {
     return alts;
   }
 
-  Sequence ParseSequence(const std::string& base, int depth) {
-    Sequence seq;
+  GbnfSequence ParseSequence(const std::string& base, int depth) {
+    GbnfSequence seq;
     for (;;) {
       SkipSpace();
       if (pos_ >= s_.size()) break;
       const char c = s_[pos_];
       if (c == '|' || c == ')') break;
       if (AtRuleStart()) break;
-      Sequence item;
+      GbnfSequence item;
       if (c == '"') {
         ParseLiteral(item);
       } else if (c == '[') {
@@ -222,7 +222,7 @@ class GbnfParser {
         item.push_back(Chars({}, true));
       } else if (c == '(') {
         const size_t open = pos_++;
-        Alternatives inner = ParseAlternatives(base, depth + 1);
+        GbnfAlternatives inner = ParseAlternatives(base, depth + 1);
         if (pos_ >= s_.size() || s_[pos_] != ')') ErrorAt(open, "unclosed '('");
         ++pos_;
         item.push_back(Ref(NewRule(base, std::move(inner))));
@@ -240,7 +240,7 @@ class GbnfParser {
   }
 
   // Reads x*, x+, x?, x{m}, x{m,}, x{m,n} after an item (several may follow one another).
-  void ParsePostfix(const std::string& base, Sequence& item) {
+  void ParsePostfix(const std::string& base, GbnfSequence& item) {
     for (;;) {
       size_t p = pos_;
       while (p < s_.size() && (s_[p] == ' ' || s_[p] == '\t')) ++p;
@@ -282,13 +282,13 @@ class GbnfParser {
     return static_cast<int>(v);
   }
 
-  Sequence Repeat(const std::string& base, const Sequence& item, int lo, int hi) {
-    Sequence out;
+  GbnfSequence Repeat(const std::string& base, const GbnfSequence& item, int lo, int hi) {
+    GbnfSequence out;
     Count(item.size() * static_cast<size_t>(lo));
     for (int i = 0; i < lo; ++i) out.insert(out.end(), item.begin(), item.end());
     if (hi < 0) {  // x*: R ::= x R | (empty)
       const uint32_t r = NewRule(base, {});
-      Sequence again = item;
+      GbnfSequence again = item;
       again.push_back(Ref(r));
       rules_[r] = {again, {}};
       Count(again.size());
@@ -301,7 +301,7 @@ class GbnfParser {
     Count(item.size() * static_cast<size_t>(optional));
     uint32_t next = NewRule(base, {item, {}});
     for (int i = 1; i < optional; ++i) {
-      Sequence s = item;
+      GbnfSequence s = item;
       s.push_back(Ref(next));
       next = NewRule(base, {s, {}});
     }
@@ -372,7 +372,7 @@ class GbnfParser {
     return v;
   }
 
-  void ParseLiteral(Sequence& out) {
+  void ParseLiteral(GbnfSequence& out) {
     const size_t open = pos_++;
     while (pos_ < s_.size() && s_[pos_] != '"') {
       if (s_[pos_] == '\n') ErrorAt(open, "unterminated string literal");
@@ -413,7 +413,7 @@ class GbnfParser {
     g.root = root;
     g.rule_alts.resize(rules_.size());
     for (size_t r = 0; r < rules_.size(); ++r)
-      for (const Sequence& alt : rules_[r]) {
+      for (const GbnfSequence& alt : rules_[r]) {
         g.rule_alts[r].push_back(static_cast<uint32_t>(g.elements.size()));
         g.elements.insert(g.elements.end(), alt.begin(), alt.end());
         g.elements.push_back(GrammarElement{});
@@ -430,7 +430,7 @@ class GbnfParser {
       changed = false;
       for (size_t r = 0; r < n; ++r) {
         if (nullable[r]) continue;
-        for (const Sequence& alt : rules_[r]) {
+        for (const GbnfSequence& alt : rules_[r]) {
           bool all = true;
           for (const auto& e : alt)
             if (e.kind != GrammarElement::Kind::kRule || !nullable[e.a]) {
@@ -447,7 +447,7 @@ class GbnfParser {
     // Edges r -> s where s can be first; a cycle is left recursion.
     std::vector<std::vector<uint32_t>> first(n);
     for (size_t r = 0; r < n; ++r)
-      for (const Sequence& alt : rules_[r])
+      for (const GbnfSequence& alt : rules_[r])
         for (const auto& e : alt) {
           if (e.kind != GrammarElement::Kind::kRule) break;
           first[r].push_back(e.a);
@@ -484,7 +484,7 @@ class GbnfParser {
   size_t pos_ = 0;
   std::map<std::string, uint32_t> index_;
   std::vector<std::string> names_;
-  std::vector<Alternatives> rules_;
+  std::vector<GbnfAlternatives> rules_;
   std::vector<bool> defined_;
   std::vector<size_t> first_use_;
   std::vector<CodePointRange> ranges_;

@@ -10,7 +10,7 @@
 namespace elm {
 
 // Ordered: properties are written in the order the schema lists them.
-using json = nlohmann::ordered_json;
+using SchemaJson = nlohmann::ordered_json;  // a distinct name: unity builds share scopes
 
 namespace {
 
@@ -48,7 +48,7 @@ constexpr int kMaxSchemaDepth = 64;
 
 class SchemaTranslator {
  public:
-  explicit SchemaTranslator(const json& root) : root_(root) {}
+  explicit SchemaTranslator(const SchemaJson& root) : root_(root) {}
 
   std::string Translate() {
     const std::string top = Visit(root_, "#", "root", 0);
@@ -86,9 +86,10 @@ class SchemaTranslator {
     return unique;
   }
 
-  static std::string Literal(const json& v) { return GbnfLiteral(v.dump()); }
+  static std::string Literal(const SchemaJson& v) { return GbnfLiteral(v.dump()); }
 
-  std::string Visit(const json& s, const std::string& path, const std::string& hint, int depth) {
+  std::string Visit(const SchemaJson& s, const std::string& path, const std::string& hint,
+                    int depth) {
     if (depth > kMaxSchemaDepth)
       Unsupported(path, "nested more than " + std::to_string(kMaxSchemaDepth) + " levels deep");
     if (s.is_boolean()) {
@@ -116,7 +117,7 @@ class SchemaTranslator {
     if (s.contains("$ref")) return Ref(s, path, depth);
     if (s.contains("const")) return Literal(s["const"]);
     if (s.contains("enum")) {
-      const json& e = s["enum"];
+      const SchemaJson& e = s["enum"];
       if (!e.is_array() || e.empty())
         Unsupported(path + "/enum", "'enum' must be a non-empty array");
       std::string body;
@@ -125,7 +126,7 @@ class SchemaTranslator {
     }
     for (const char* alt : {"anyOf", "oneOf"})
       if (s.contains(alt)) {
-        const json& list = s[alt];
+        const SchemaJson& list = s[alt];
         if (!list.is_array() || list.empty())
           Unsupported(path + "/" + alt, std::string("'") + alt + "' must be a non-empty array");
         std::string body;
@@ -142,7 +143,7 @@ class SchemaTranslator {
       Use("value");
       return "value";
     }
-    const json& t = s["type"];
+    const SchemaJson& t = s["type"];
     if (t.is_string()) return Typed(s, t.get<std::string>(), path, hint, depth);
     if (!t.is_array() || t.empty())
       Unsupported(path + "/type", "'type' must be a string or a non-empty array of strings");
@@ -155,8 +156,8 @@ class SchemaTranslator {
     return NewRule(hint, body);
   }
 
-  std::string Ref(const json& s, const std::string& path, int depth) {
-    const json& r = s["$ref"];
+  std::string Ref(const SchemaJson& s, const std::string& path, int depth) {
+    const SchemaJson& r = s["$ref"];
     if (!r.is_string()) Unsupported(path + "/$ref", "'$ref' must be a string");
     const std::string ref = r.get<std::string>();
     const auto memo = refs_.find(ref);
@@ -179,15 +180,15 @@ class SchemaTranslator {
     return rule;
   }
 
-  static int Count(const json& s, const char* key, const std::string& path, int fallback) {
+  static int Count(const SchemaJson& s, const char* key, const std::string& path, int fallback) {
     if (!s.contains(key)) return fallback;
-    const json& v = s[key];
+    const SchemaJson& v = s[key];
     if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
       Unsupported(path + "/" + key, std::string("'") + key + "' must be a non-negative integer");
     return static_cast<int>(std::min<uint64_t>(v.get<uint64_t>(), kMaxGrammarRepeat));
   }
 
-  std::string Typed(const json& s, const std::string& type, const std::string& path,
+  std::string Typed(const SchemaJson& s, const std::string& type, const std::string& path,
                     const std::string& hint, int depth) {
     if (type == "object") return Object(s, path, hint, depth);
     if (type == "array") return Array(s, path, hint, depth);
@@ -211,18 +212,20 @@ class SchemaTranslator {
                                     "boolean or null)");
   }
 
-  std::string Object(const json& s, const std::string& path, const std::string& hint, int depth) {
+  std::string Object(const SchemaJson& s, const std::string& path, const std::string& hint,
+                     int depth) {
     Use("ws");
-    const json* props = s.contains("properties") ? &s["properties"] : nullptr;
+    const SchemaJson* props = s.contains("properties") ? &s["properties"] : nullptr;
     if (props && !props->is_object())
       Unsupported(path + "/properties", "'properties' must be an object");
-    const json* extra = s.contains("additionalProperties") ? &s["additionalProperties"] : nullptr;
+    const SchemaJson* extra =
+        s.contains("additionalProperties") ? &s["additionalProperties"] : nullptr;
     if (extra && !extra->is_boolean() && !extra->is_object())
       Unsupported(path + "/additionalProperties",
                   "'additionalProperties' must be a boolean or a schema");
     std::set<std::string> required;
     if (s.contains("required")) {
-      const json& r = s["required"];
+      const SchemaJson& r = s["required"];
       if (!r.is_array()) Unsupported(path + "/required", "'required' must be an array of names");
       for (const auto& name : r) {
         if (!name.is_string())
@@ -264,7 +267,7 @@ class SchemaTranslator {
         seq_first[i] = seq_rest[i] = "";
         continue;
       }
-      const std::string kv = Literal(json(keys[i])) + " ws \":\" ws " + values[i] + " ws";
+      const std::string kv = Literal(SchemaJson(keys[i])) + " ws \":\" ws " + values[i] + " ws";
       for (bool first : {true, false}) {
         const std::string sep = first ? "" : "\",\" ws ";
         std::string body = sep + kv + " " + seq_rest[i + 1];
@@ -279,7 +282,8 @@ class SchemaTranslator {
     return NewRule(hint, "\"{\" ws " + seq_first[0] + " \"}\"");
   }
 
-  std::string Array(const json& s, const std::string& path, const std::string& hint, int depth) {
+  std::string Array(const SchemaJson& s, const std::string& path, const std::string& hint,
+                    int depth) {
     Use("ws");
     if (s.contains("prefixItems"))
       Unsupported(path + "/prefixItems", "'prefixItems' is not supported");
@@ -302,7 +306,7 @@ class SchemaTranslator {
     return NewRule(hint, "\"[\" ws " + items + " \"]\"");
   }
 
-  const json& root_;
+  const SchemaJson& root_;
   std::vector<std::pair<std::string, std::string>> rules_;
   std::set<std::string> taken_;
   std::set<std::string> primitives_;
@@ -311,12 +315,12 @@ class SchemaTranslator {
 
 }  // namespace
 
-std::string JsonSchemaToGbnf(const json& schema) {
+std::string JsonSchemaToGbnf(const SchemaJson& schema) {
   return SchemaTranslator(schema).Translate();
 }
 
 std::string JsonSchemaToGbnf(const nlohmann::json& schema) {
-  return JsonSchemaToGbnf(json::parse(schema.dump()));
+  return JsonSchemaToGbnf(SchemaJson::parse(schema.dump()));
 }
 
 std::string JsonObjectGbnf() {
@@ -327,7 +331,7 @@ std::string JsonObjectGbnf() {
   return out;
 }
 
-Grammar JsonSchemaGrammar(const json& schema) {
+Grammar JsonSchemaGrammar(const SchemaJson& schema) {
   return ParseGbnf(JsonSchemaToGbnf(schema), "JSON schema grammar");
 }
 

@@ -68,7 +68,9 @@ ToolRequest ParseTools(const json& body) {
       }
       const auto params = fn->find("parameters");
       f.parameters = params == fn->end() || params->is_null()
-                         ? json{{"type", "object"}, {"properties", json::object()}}
+                         ? json{{"type", "object"},
+                                {"properties", json::object()},
+                                {"additionalProperties", false}}
                          : *params;
       try {
         (void)JsonSchemaToGbnf(f.parameters);
