@@ -159,12 +159,6 @@ if command -v npm >/dev/null && [ ! -d tests/jinja/node_modules/@huggingface/jin
   npm ci --prefix tests/jinja --no-audit --no-fund --loglevel=error ||
     echo "test: npm ci failed; the Jinja template test will be skipped"
 fi
-# The structured-output test uses the official openai client from npm (tests/openai_client);
-# without npm it is skipped with a message.
-if command -v npm >/dev/null && [ ! -d tests/openai_client/node_modules/openai ]; then
-  npm ci --prefix tests/openai_client --no-audit --no-fund --loglevel=error ||
-    echo "test: npm ci failed; the openai client test will be skipped"
-fi
 # The chat page's browser test drives Chromium with playwright-core from npm (tests/browser);
 # without npm it is skipped with a message.
 if command -v npm >/dev/null && [ ! -d tests/browser/node_modules/playwright-core ]; then
