@@ -837,41 +837,71 @@ TEST(Server, CliServesAndExitsCleanlyOnSignals) {
 
 // response_format (other than text) and tools ask for behaviour elm does not have: a 400 that
 // says so, never a 200 with plain text a client would take for JSON mode or a tool call.
-TEST(Server, UnsupportedResponseFormatAndToolsAre400) {
+// Structured output and tools (docs/server.md, "Structured output", "Tools"): a schema-valid
+// reply from the random tiny model, a tool call, and 400s naming what is wrong. The openai npm
+// client does the same end to end in tests/openai_client/structured_output.mjs.
+TEST(Server, StructuredOutputAndToolsOverHttp) {
   TestServer s;
-  const json chat = {
-      {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 2}, {"temperature", 0}};
+  const json chat = {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 400}};
   auto with = [&](const char* key, json value) {
     json r = chat;
     r[key] = std::move(value);
     return r;
   };
+  const json schema = {
+      {"type", "object"},
+      {"properties", {{"n", {{"type", "integer"}}}, {"s", {{"enum", {"a", "b"}}}}}},
+      {"required", {"n", "s"}}};
+  const Reply r = s.Post(
+      "/v1/chat/completions",
+      with("response_format", {{"type", "json_schema"}, {"json_schema", {{"schema", schema}}}}));
+  ASSERT_EQ(r.status, 200) << r.raw;
+  const json& choice = r.body["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  EXPECT_EQ(choice["stop_detail"], "grammar");
+  const json content = json::parse(choice["message"]["content"].get<std::string>());
+  EXPECT_TRUE(content["n"].is_number_integer()) << content.dump();
+  EXPECT_TRUE(content["s"] == "a" || content["s"] == "b") << content.dump();
+
+  json tool_req =
+      with("tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}}));
+  tool_req["tool_choice"] = "required";
+  const Reply t = s.Post("/v1/chat/completions", tool_req);
+  ASSERT_EQ(t.status, 200) << t.raw;
+  const json& tc = t.body["choices"][0];
+  EXPECT_EQ(tc["finish_reason"], "tool_calls");
+  EXPECT_TRUE(tc["message"]["content"].is_null());
+  EXPECT_EQ(tc["message"]["tool_calls"][0]["function"]["name"], "f");
+  EXPECT_EQ(tc["message"]["tool_calls"][0]["function"]["arguments"], "{}");
+
+  ExpectError(s.Post("/v1/chat/completions", with("response_format", "json")), 400,
+              "invalid_request_error", "response_format");
+  ExpectError(s.Post("/v1/chat/completions",
+                     with("tool_choice", {{"type", "function"}, {"function", {{"name", "f"}}}})),
+              400, "invalid_request_error", "tool_choice");
+  ExpectError(s.Post("/v1/completions", {{"prompt", "Hi"}, {"grammar", "root ::= x"}}), 400,
+              "invalid_request_error", "grammar");
   for (const auto& [key, value] : std::vector<std::pair<const char*, json>>{
-           {"response_format", {{"type", "json_object"}}},
-           {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}}}}},
-           {"response_format", "json"},
-           {"tools", json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}})},
-           {"tool_choice", "auto"},
-           {"tool_choice", {{"type", "function"}, {"function", {{"name", "f"}}}}},
-           {"functions", json::array({{{"name", "f"}}})},
-           {"function_call", "auto"}}) {
-    SCOPED_TRACE(std::string(key) + " = " + value.dump());
-    const Reply r = s.Post("/v1/chat/completions", with(key, value));
-    ExpectError(r, 400, "invalid_request_error", key, "unsupported_parameter");
-    EXPECT_NE(r.body["error"]["message"].get<std::string>().find("not supported"),
-              std::string::npos)
-        << r.raw;
+           {"functions", json::array({{{"name", "f"}}})}, {"function_call", "auto"}}) {
+    SCOPED_TRACE(key);
+    ExpectError(s.Post("/v1/chat/completions", with(key, value)), 400, "invalid_request_error", key,
+                "unsupported_parameter");
   }
-  // The completions endpoint too.
-  json comp = {{"prompt", "Hi"}, {"max_tokens", 2}, {"response_format", {{"type", "json_object"}}}};
-  ExpectError(s.Post("/v1/completions", comp), 400, "invalid_request_error", "response_format",
-              "unsupported_parameter");
-  // What asks for nothing is accepted: text format, no tools, tool_choice none, nulls.
-  EXPECT_EQ(s.Post("/v1/chat/completions", with("response_format", {{"type", "text"}})).status,
-            200);
-  EXPECT_EQ(s.Post("/v1/chat/completions", with("tools", json::array())).status, 200);
-  EXPECT_EQ(s.Post("/v1/chat/completions", with("tool_choice", "none")).status, 200);
-  EXPECT_EQ(s.Post("/v1/chat/completions", with("tools", nullptr)).status, 200);
+  // What asks for nothing is accepted: text format, no tools, tool_choice none or auto, nulls.
+  json small = chat;
+  small["max_tokens"] = 2;
+  auto small_with = [&](const char* key, json value) {
+    json b = small;
+    b[key] = std::move(value);
+    return b;
+  };
+  EXPECT_EQ(
+      s.Post("/v1/chat/completions", small_with("response_format", {{"type", "text"}})).status,
+      200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", small_with("tools", json::array())).status, 200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", small_with("tool_choice", "none")).status, 200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", small_with("tool_choice", "auto")).status, 200);
+  EXPECT_EQ(s.Post("/v1/chat/completions", small_with("tools", nullptr)).status, 200);
 }
 
 // One table of defaults: /v1/models reports it, and a request that leaves every field out samples

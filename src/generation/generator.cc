@@ -13,7 +13,8 @@ namespace elm {
 
 const char* StopReasonName(StopReason r) {
   // In the order of the enumerators.
-  static constexpr const char* kNames[] = {"length", "eos", "stop", "context", "cancelled"};
+  static constexpr const char* kNames[] = {"length",  "eos",       "stop",
+                                           "context", "cancelled", "grammar"};
   const auto i = static_cast<size_t>(r);
   return i < std::size(kNames) ? kNames[i] : "?";
 }
@@ -44,6 +45,11 @@ double Seconds(Clock::time_point from, Clock::time_point to) {
 void CheckRequest(const Session& session, std::span<const int> prompt, const GenerateOptions& opt) {
   if (opt.max_new_tokens < 0) Fail("max_new_tokens must be >= 0");
   if (prompt.empty()) Fail("generate: empty prompt");
+  // A speculative step emits the tokens it accepts without the per-token sampling step, where the
+  // constraint masks the logits (docs/sampling.md).
+  if (opt.constraint && opt.speculative)
+    Fail("speculative decoding (--draft-model, --lookup-ngram) does not combine with a grammar or "
+         "JSON schema");
   if (session.position() + static_cast<int>(prompt.size()) > session.context())
     Fail("the prompt (", prompt.size(), " tokens", session.position() ? " after " : "",
          session.position() ? std::to_string(session.position()) + " in context" : "",
@@ -100,11 +106,15 @@ class DecodeLoop {
         return;
       }
       const int id = SampleNext();
-      if (opt_.stop_at_eos && id == eos) {
+      if ((opt_.stop_at_eos || opt_.constraint) && id == eos) {
         res_.reason = StopReason::kEos;
         return;
       }
       if (!StreamToken(id)) return;
+      if (opt_.constraint && opt_.constraint->Complete()) {
+        res_.reason = StopReason::kGrammar;
+        return;
+      }
     }
   }
 
@@ -121,12 +131,15 @@ class DecodeLoop {
     return true;
   }
 
+  // The per-sequence sampling step: logit bias, the token constraint's mask, the sampler chain.
   int SampleNext() {
     if (!queued_.empty()) return TakeQueued();
     const bool want_logprobs = opt_.logprobs >= 0;
     if (want_logprobs) raw_ = logits_;  // the model's own distribution, before the sampler's edits
     for (const auto& [id, bias] : opt_.logit_bias) logits_[id] += bias;
+    if (opt_.constraint) opt_.constraint->Mask(logits_);
     const int id = sampler_.Sample(logits_, history_);
+    if (opt_.constraint && id != session_.model().config().eos_id) opt_.constraint->Accept(id);
     history_.push_back(id);
     res_.ids.push_back(id);
     if (want_logprobs) res_.logprobs.push_back(LogprobOf(raw_, id, Top()));

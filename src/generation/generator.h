@@ -15,13 +15,15 @@
 #include "generation/token_logprobs.h"
 #include "model/session.h"
 #include "sampling/sampler.h"
+#include "sampling/token_constraint.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
 
 class SpeculativeDecoder;  // generation/speculative.h
 
-enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled };
+// kGrammar: the token constraint was complete (nothing more could follow).
+enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled, kGrammar };
 const char* StopReasonName(StopReason r);
 
 struct GenerateOptions {
@@ -37,6 +39,10 @@ struct GenerateOptions {
   // (greedy) or distributed the same (sampling); it is kept by the caller across calls on the
   // same session. Sampled tokens then come from its random stream after the first.
   SpeculativeDecoder* speculative = nullptr;
+  // Restricts each sampled token (a grammar or JSON schema, grammar/grammar_constraint.h); owned
+  // by the caller, one per sequence. EOS always ends a constrained reply, and is only allowed where
+  // the constraint may end; generation stops (kGrammar) once nothing more can follow.
+  TokenConstraint* constraint = nullptr;
 };
 
 struct GenerateStats {

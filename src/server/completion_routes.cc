@@ -15,6 +15,7 @@
 #include "server/connection_watch.h"
 #include "server/openai_request.h"
 #include "server/openai_response.h"
+#include "server/tool_calls.h"
 
 namespace elm::server {
 
@@ -118,6 +119,7 @@ struct StreamJob {
   std::string echo_text;  // completions with echo: sent as the first chunk
   size_t text_offset = 0;
   size_t dropped_messages = 0;  // chat: the oldest messages left out to fit the context
+  ToolRequest tools;  // chat with active tools: the reply is held back and sent once, at the end
 
   bool Run(httplib::DataSink& sink) {
     bool write_ok = true;
@@ -130,7 +132,9 @@ struct StreamJob {
     auto cancelled = [&] { return !write_ok || st->stopping.load() || watch->Closed(); };
     const int eos = st->model->config().eos_id;
     const bool want_lp = gen.logprobs >= 0;
+    const bool hold = chat && tools.active();
     auto on_delta = [&](const std::string& text, std::span<const TokenLogprob> lps) {
+      if (hold) return !cancelled();  // a tool call is sent whole once it is complete
       if (chat) {
         const auto shown = WithoutEos(lps, eos, gen.ignore_eos);
         if (text.empty() && shown.empty()) return true;
@@ -167,6 +171,16 @@ struct StreamJob {
       return true;
     }
     const char* finish = r.finish_reason.c_str();
+    if (hold) {
+      if (const auto call = ParseToolCall(tools, r.text)) {
+        json tc = ToolCallJson(st->NewId("call_"), *call);
+        tc["index"] = 0;
+        send(Dump(ChatChunk(meta, {{"tool_calls", json::array({tc})}}, nullptr, nullptr)));
+        finish = "tool_calls";
+      } else if (!r.text.empty()) {
+        send(Dump(ChatChunk(meta, {{"content", r.text}}, nullptr, nullptr)));
+      }
+    }
     json last = chat ? ChatChunk(meta, json::object(), nullptr, finish)
                      : CompletionChunk(meta, "", nullptr, finish);
     AddStopDetail(last, r, dropped_messages);
@@ -195,6 +209,7 @@ void StartStream(httplib::Response& res, std::shared_ptr<StreamJob> job) {
 void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json body = ParseJsonBody(req.body);
   CompletionRequest creq = ParseCompletionRequest(body, st.model->config().vocab_size);
+  if (creq.gen.grammar) creq.gen.vocab = st.Vocab();
   std::vector<std::vector<int>> prompts;
   for (const auto& p : creq.prompts) {
     prompts.push_back(TokenizePrompt(st, p));
@@ -264,6 +279,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
 void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json body = ParseJsonBody(req.body);
   ChatRequest creq = ParseChatRequest(body, st.model->config().vocab_size);
+  if (creq.gen.grammar) creq.gen.vocab = st.Vocab();
   // The oldest turns go when the conversation and the reply do not fit the context
   // (generation/chat_history.h); the system prompt and the last message always stay.
   const int context = st.scheduler.stats().context;
@@ -298,6 +314,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
     job->chat = true;
     job->include_usage = creq.include_usage;
     job->dropped_messages = fit.dropped;
+    job->tools = creq.tools;
     StartStream(res, std::move(job));
     return;
   }
@@ -309,6 +326,16 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
     return;
   }
   ++st.completed;
+  if (creq.tools.active()) {
+    if (const auto call = ParseToolCall(creq.tools, r.text)) {
+      json obj = ChatToolCallObject(
+          meta, st.NewId("call_"), *call,
+          UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size())));
+      AddStopDetail(obj, r, fit.dropped);
+      res.set_content(Dump(obj), "application/json");
+      return;
+    }
+  }
   json lp = nullptr;
   if (creq.gen.logprobs >= 0)
     lp = ChatLogprobsJson(st.tok,

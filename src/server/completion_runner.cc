@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <utility>
 
+#include "grammar/grammar_constraint.h"
 #include "sampling/defaults.h"
 #include "sampling/sampler.h"
 
@@ -63,16 +65,23 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
   GenerateOptions go = OptionsFor(params, static_cast<int>(prompt.size()), session.context());
   go.cancelled = cancelled;
   Sampler sampler(params.sampling);
+  std::optional<GrammarConstraint> constraint;
+  if (params.grammar) {
+    constraint.emplace(params.grammar, params.vocab ? params.vocab : TokenTrie::FromTokenizer(tok));
+    go.constraint = &*constraint;
+  }
   GenerateResult g = Generate(session, prompt, go, sampler, TextOutput{&tok, on_delta});
   CompletionResult res;
   res.prompt_logprobs = std::move(g.prompt_logprobs);
   res.ids = std::move(g.ids);
   res.logprobs = std::move(g.logprobs);
   res.text = std::move(g.text);
-  const bool stopped = g.reason == StopReason::kEos || g.reason == StopReason::kStopString;
+  const bool stopped = g.reason == StopReason::kEos || g.reason == StopReason::kStopString ||
+                       g.reason == StopReason::kGrammar;
   res.finish_reason = stopped ? "stop" : "length";
   res.stop_detail = g.reason == StopReason::kEos          ? "eos"
                     : g.reason == StopReason::kStopString ? "stop"
+                    : g.reason == StopReason::kGrammar    ? "grammar"
                     : g.reason == StopReason::kContextFull ||
                             go.max_new_tokens < RequestedTokens(params, session.context())
                         ? "context"

@@ -23,7 +23,8 @@ struct CompletionResult {
   std::string text;                           // generated text after stop-string handling
   std::string finish_reason = "length";       // "stop" or "length" (OpenAI's two)
   // Why it ended, more precisely (elm's extension, sent as the choice's "stop_detail"): "eos",
-  // "stop" (a stop string), "length" (max_tokens) or "context" (the context was full first).
+  // "stop" (a stop string), "grammar" (a structured reply was complete), "length" (max_tokens) or
+  // "context" (the context was full first).
   std::string stop_detail = "length";
   bool cancelled = false;
 };

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "grammar/grammar_matcher.h"
+#include "grammar/json_schema.h"
 #include "sampling/defaults.h"
 #include "server/api_error.h"
 
@@ -147,22 +149,77 @@ std::vector<std::pair<int, float>> ParseLogitBias(const json& body, int vocab_si
 }
 
 void RejectUnsupported(const json& body) {
-  if (const json* rf = Field(body, "response_format")) {
-    const bool text = rf->is_object() && rf->contains("type") && (*rf)["type"] == "text";
-    if (!text)
-      Unsupported("response_format",
-                  "only {\"type\": \"text\"} is; JSON mode and "
-                  "JSON schemas are not");
-  }
-  // An empty list of tools (some clients always send one) asks for nothing.
-  if (const json* tools = Field(body, "tools"); tools && !(tools->is_array() && tools->empty()))
-    Unsupported("tools", "tool and function calling is not implemented");
-  if (const json* choice = Field(body, "tool_choice"); choice && *choice != "none")
-    Unsupported("tool_choice", "tool and function calling is not implemented");
   if (const json* f = Field(body, "functions"); f && !(f->is_array() && f->empty()))
-    Unsupported("functions", "function calling is not implemented");
+    Unsupported("functions", "the legacy function calling is not implemented; use 'tools'");
   if (const json* fc = Field(body, "function_call"); fc && *fc != "none")
-    Unsupported("function_call", "function calling is not implemented");
+    Unsupported("function_call", "the legacy function calling is not implemented; use 'tools'");
+}
+
+// A grammar from GBNF text, checked down to its first parse state (so an over-ambiguous grammar
+// is a 400 too, not a failure in the middle of a reply).
+std::shared_ptr<const Grammar> CheckedGrammar(const std::string& gbnf, const std::string& param,
+                                              const char* origin) {
+  try {
+    auto g = std::make_shared<const Grammar>(ParseGbnf(gbnf, origin));
+    (void)GrammarMatcher(*g).Initial();
+    return g;
+  } catch (const Error& e) {
+    BadParam(param, "'" + param + "' is not usable: " + e.what());
+  }
+}
+
+std::shared_ptr<const Grammar> SchemaGrammar(const json& schema, const std::string& param) {
+  std::string gbnf;
+  try {
+    gbnf = JsonSchemaToGbnf(schema);
+  } catch (const Error& e) {
+    BadParam(param, "'" + param + "' is not a supported JSON schema: " + e.what());
+  }
+  return CheckedGrammar(gbnf, param, "JSON schema grammar");
+}
+
+// response_format ({"type": "text" | "json_object" | "json_schema"}) and llama.cpp's "grammar"
+// (GBNF text) and "json_schema" (a schema) fields; at most one of them.
+std::shared_ptr<const Grammar> ParseStructuredOutput(const json& body) {
+  int given = 0;
+  std::shared_ptr<const Grammar> g;
+  if (const json* rf = Field(body, "response_format")) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      BadParam("response_format", "'response_format' must be an object with a string 'type'");
+    const std::string type = (*rf)["type"].get<std::string>();
+    if (type == "json_object") {
+      g = CheckedGrammar(JsonObjectGbnf(), "response_format", "JSON object grammar");
+      ++given;
+    } else if (type == "json_schema") {
+      const json* js = Field(*rf, "json_schema");
+      if (!js || !js->is_object())
+        BadParam("response_format.json_schema",
+                 "'response_format.json_schema' must be an object {\"name\", \"schema\"}");
+      const json* schema = Field(*js, "schema");
+      g = schema ? SchemaGrammar(*schema, "response_format.json_schema.schema")
+                 : CheckedGrammar(JsonObjectGbnf(), "response_format", "JSON object grammar");
+      ++given;
+    } else if (type != "text") {
+      BadParam(
+          "response_format.type",
+          "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\", got \"" +
+              type + "\"");
+    }
+  }
+  if (const json* gr = Field(body, "grammar")) {
+    if (!gr->is_string()) BadParam("grammar", "'grammar' must be a string of GBNF rules");
+    g = CheckedGrammar(gr->get<std::string>(), "grammar", "grammar");
+    ++given;
+  }
+  if (const json* js = Field(body, "json_schema")) {
+    g = SchemaGrammar(*js, "json_schema");
+    ++given;
+  }
+  if (given > 1)
+    BadParam("response_format",
+             "give at most one of 'response_format' (json_object, json_schema), 'grammar' and "
+             "'json_schema'");
+  return g;
 }
 
 // Fields common to both endpoints. A field left out takes the value of elm's one table of
@@ -207,6 +264,7 @@ void ParseCommon(const json& body, int vocab_size, GenerationParams& g, bool* st
   g.stop = ParseStop(body);
   g.logit_bias = ParseLogitBias(body, vocab_size);
   g.ignore_eos = GetBool(body, "ignore_eos", false);
+  g.grammar = ParseStructuredOutput(body);
   *stream = GetBool(body, "stream", false);
   if (const json* so = Field(body, "stream_options")) {
     if (!so->is_object()) BadParam("stream_options", "'stream_options' must be an object");
@@ -388,14 +446,36 @@ ChatRequest ParseChatRequest(const json& body, int vocab_size) {
       BadParam(param + ".role", "'" + param + ".role' must be a string");
     std::string r_name = role->get<std::string>();
     if (r_name == "developer") r_name = "system";  // OpenAI's newer name for the system role
-    if (r_name != "system" && r_name != "user" && r_name != "assistant")
-      BadParam(param + ".role",
-               "unsupported role '" + r_name + "' (expected system, developer, user or assistant)");
+    if (r_name != "system" && r_name != "user" && r_name != "assistant" && r_name != "tool")
+      BadParam(param + ".role", "unsupported role '" + r_name +
+                                    "' (expected system, developer, user, assistant or tool)");
     const auto content = m.find("content");
-    r.messages.push_back(
-        {r_name, content == m.end() ? std::string() : MessageContent(*content, i)});
+    std::string text = content == m.end() ? std::string() : MessageContent(*content, i);
+    // Tool turns in OpenELM-Instruct's three roles (docs/server.md, "Tools"): an assistant's
+    // calls as the JSON it writes, a tool's result as a user turn that says so.
+    if (r_name == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+      const std::string calls = ToolCallsAsText(m["tool_calls"], param + ".tool_calls");
+      text = text.empty() ? calls : text + "\n" + calls;
+    }
+    if (r_name == "tool") {
+      std::string who;
+      if (m.contains("name") && m["name"].is_string()) who = m["name"].get<std::string>();
+      if (who.empty() && m.contains("tool_call_id") && m["tool_call_id"].is_string())
+        who = m["tool_call_id"].get<std::string>();
+      text = "Tool result" + (who.empty() ? std::string() : " (" + who + ")") + ": " + text;
+      r_name = "user";
+    }
+    r.messages.push_back({r_name, std::move(text)});
   }
   ParseCommon(body, vocab_size, r.gen, &r.stream, &r.include_usage, &r.model);
+  r.tools = ParseTools(body);
+  if (r.tools.active()) {
+    if (r.gen.grammar)
+      BadParam("tools",
+               "'tools' cannot be combined with 'response_format', 'grammar' or 'json_schema'");
+    AddToolPrompt(r.tools, r.messages);
+    r.gen.grammar = CheckedGrammar(ToolCallGbnf(r.tools), "tools", "tool call grammar");
+  }
   const char* max_key =
       Field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   r.gen.max_tokens =

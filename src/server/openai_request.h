@@ -2,10 +2,13 @@
 // llama.cpp-style /tokenize and /detokenize bodies. Everything a client can get wrong is reported
 // as an ApiError(400) naming the field, before any slot is taken or any token generated. Unknown
 // fields are ignored, as OpenAI-compatible servers usually do, so clients that send extra options
-// keep working; but the fields that ask for behaviour elm does not have (response_format other
-// than text, tools, tool_choice, functions) are a 400 with code "unsupported_parameter".
+// keep working; but the fields that ask for behaviour elm does not have (the legacy functions and
+// function_call) are a 400 with code "unsupported_parameter". Structured output (response_format
+// json_object / json_schema, llama.cpp's grammar and json_schema fields) and tools are parsed into
+// a grammar here, so a bad schema or grammar is a 400 naming the problem (docs/server.md).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -14,7 +17,13 @@
 #include <nlohmann/json.hpp>
 
 #include "generation/chat_template.h"
+#include "grammar/grammar.h"
 #include "sampling/sampler.h"
+#include "server/tool_calls.h"
+
+namespace elm {
+class TokenTrie;
+}
 
 namespace elm::server {
 
@@ -36,6 +45,10 @@ struct GenerationParams {
   bool ignore_eos = false;                        // extension: keep going past </s>
   int logprobs = -1;  // -1: none; else how many top alternatives to report per token
   bool echo = false;  // completions: return the prompt (and its logprobs) before the completion
+  // Structured output: the grammar every reply follows (null: free text), from response_format,
+  // "grammar", "json_schema" or active tools; `vocab` is the server's token trie, set by the route.
+  std::shared_ptr<const Grammar> grammar;
+  std::shared_ptr<const TokenTrie> vocab;
 };
 
 // One prompt of a completions request: text to tokenize, or token ids used as given.
@@ -55,8 +68,9 @@ struct CompletionRequest {
 
 struct ChatRequest {
   std::string model;
-  std::vector<ChatMessage> messages;
+  std::vector<ChatMessage> messages;  // the tool prompt already added when tools are active
   GenerationParams gen;
+  ToolRequest tools;
   bool stream = false;
   bool include_usage = false;
 };

@@ -124,6 +124,21 @@ json ChatObject(const ResponseMeta& meta, const std::string& content, json logpr
           {"system_fingerprint", nullptr}};
 }
 
+json ToolCallJson(const std::string& id, const json& call) {
+  return {{"id", id},
+          {"type", "function"},
+          {"function", {{"name", call["name"]}, {"arguments", call["arguments"].dump()}}}};
+}
+
+json ChatToolCallObject(const ResponseMeta& meta, const std::string& call_id, const json& call,
+                        json usage) {
+  json obj = ChatObject(meta, "", nullptr, "tool_calls", std::move(usage));
+  json& message = obj["choices"][0]["message"];
+  message["content"] = nullptr;
+  message["tool_calls"] = json::array({ToolCallJson(call_id, call)});
+  return obj;
+}
+
 json ChatChunk(const ResponseMeta& meta, json delta, json logprobs, const char* finish_reason) {
   json choice = {{"index", 0},
                  {"delta", std::move(delta)},

@@ -46,6 +46,12 @@ nlohmann::json CompletionChunk(const ResponseMeta& meta, const std::string& text
 // Objects of /v1/chat/completions.
 nlohmann::json ChatObject(const ResponseMeta& meta, const std::string& content,
                           nlohmann::json logprobs, const char* finish_reason, nlohmann::json usage);
+// A reply that is a tool call (server/tool_calls.h): message.content null, message.tool_calls
+// [{"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}}], finish_reason
+// "tool_calls". `call` is {"name", "arguments"}.
+nlohmann::json ToolCallJson(const std::string& id, const nlohmann::json& call);
+nlohmann::json ChatToolCallObject(const ResponseMeta& meta, const std::string& call_id,
+                                  const nlohmann::json& call, nlohmann::json usage);
 // `delta` is {"role": "assistant", "content": ""}, {"content": "..."} or {} (the last chunk).
 nlohmann::json ChatChunk(const ResponseMeta& meta, nlohmann::json delta, nlohmann::json logprobs,
                          const char* finish_reason);

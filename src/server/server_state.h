@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "grammar/grammar_constraint.h"
 #include "model/model.h"
 #include "server/http_server.h"
 #include "server/slot_scheduler.h"
@@ -43,6 +44,12 @@ struct ServerState {
     std::lock_guard<std::mutex> lock(rng_mu);
     return rng();
   }
+  // The vocabulary as a byte trie for grammar-constrained replies (grammar/grammar_constraint.h),
+  // built on the first request that needs it and shared by all.
+  std::shared_ptr<const TokenTrie> Vocab() {
+    std::call_once(vocab_once, [&] { vocab = TokenTrie::FromTokenizer(tok); });
+    return vocab;
+  }
   std::string NewId(const char* prefix) {
     static const char kHex[] = "0123456789abcdef";
     std::string id = prefix;
@@ -53,6 +60,8 @@ struct ServerState {
  private:
   std::mutex rng_mu;
   std::mt19937_64 rng;
+  std::once_flag vocab_once;
+  std::shared_ptr<const TokenTrie> vocab;
 };
 
 }  // namespace elm::server

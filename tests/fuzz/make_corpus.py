@@ -273,6 +273,44 @@ ddp:
         "presence_penalty": 0.1, "repetition_penalty": 1.1}))
     put("openai_request_fuzz", "tokenize", "\x02" + json.dumps({"content": "Hello", "add_special": True, "with_pieces": True}))
     put("openai_request_fuzz", "detokenize", "\x03" + json.dumps({"tokens": [1, 15043, 2]}))
+    put("openai_request_fuzz", "chat_json_schema", "\x01" + json.dumps({
+        "messages": [{"role": "user", "content": "JSON"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": {
+            "type": "object", "properties": {"a": {"type": "string", "maxLength": 4},
+                                             "b": {"enum": [1, "x", None]}},
+            "required": ["a"], "additionalProperties": False}}}}))
+    put("openai_request_fuzz", "chat_tools", "\x01" + json.dumps({
+        "messages": [{"role": "user", "content": "Weather?"},
+                     {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1",
+                      "type": "function", "function": {"name": "w", "arguments": "{\"c\": \"x\"}"}}]},
+                     {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],
+        "tools": [{"type": "function", "function": {"name": "w", "description": "weather",
+                   "parameters": {"type": "object", "properties": {"c": {"type": "string"}}}}}],
+        "tool_choice": "required"}))
+    put("openai_request_fuzz", "completion_grammar", "\x00" + json.dumps({
+        "prompt": "x", "grammar": "root ::= [a-z]+ (\",\" [a-z]+)*"}))
+
+    # grammar_fuzz: byte 0 even = GBNF text, odd = a JSON schema
+    put("grammar_fuzz", "gbnf_json", "\x00" + """root ::= object
+value ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\\"" ( [^"\\\\\\x7F\\x00-\\x1F] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4}) )* "\\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws ::= | " " | "\\n" [ \\t]{0,20}
+# {"a": [1, "x"]}
+""")
+    put("grammar_fuzz", "gbnf_misc", "\x00root ::= .{2,4} \"\\u00e9\" [^a-c\\]]* x?\nx ::= (\"a\" | \"b\")+ # c\n")
+    put("grammar_fuzz", "schema_person", "\x01" + json.dumps({
+        "$defs": {"node": {"type": "object", "properties": {"v": {"const": 1},
+                  "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 2}}}},
+        "type": "object",
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 8},
+                       "age": {"type": ["integer", "null"]}, "x": {"type": "number"},
+                       "ok": {"type": "boolean"}, "tree": {"$ref": "#/$defs/node"},
+                       "tag": {"enum": ["a", 2, None]}, "any": {"anyOf": [{"type": "string"}, {}]},
+                       "map": {"type": "object", "additionalProperties": {"type": "integer"}}},
+        "required": ["name"], "additionalProperties": False}))
 
     # chat template: byte 0 = options, then messages = role byte + content, NUL separated
     put("chat_template_fuzz", "conversation", b"\x03\x00You are helpful.\0\x01Hello <s> there\0\x02Hi!\0\x01\xc3\xa9t\xc3\xa9?")

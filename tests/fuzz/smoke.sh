@@ -17,7 +17,7 @@ dict=() # set by fuzz_dict
 CXX_BIN=${CXX:-clang++}
 ALL_TARGETS="safetensors_fuzz gguf_fuzz tokenizer_json_fuzz hf_config_fuzz mlx_meta_fuzz
   train_yaml_fuzz dataset_fuzz openai_request_fuzz chat_template_fuzz hub_api_fuzz eval_data_fuzz
-  pytorch_fuzz posttrain_data_fuzz"
+  pytorch_fuzz posttrain_data_fuzz grammar_fuzz"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 
 if ! command -v "$CXX_BIN" >/dev/null 2>&1; then

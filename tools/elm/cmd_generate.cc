@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <iostream>
 #include <limits>
+#include <memory>
+#include <optional>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
@@ -12,6 +14,9 @@
 #include "generation/chat_history.h"
 #include "generation/chat_template.h"
 #include "generation/generator.h"
+#include "grammar/grammar_constraint.h"
+#include "grammar/grammar_matcher.h"
+#include "grammar/json_schema.h"
 #include "io/model_tokenizer.h"
 #include "model/session.h"
 #include "sampling/defaults.h"
@@ -146,10 +151,41 @@ GenerateResult GenerateText(Session& session, std::span<const int> prompt,
   return Generate(session, prompt, go, sampler, TextOutput{&tok, to_stdout});
 }
 
+// --grammar FILE (GBNF) or --json-schema FILE|JSON as a grammar; null when neither is given.
+std::shared_ptr<const Grammar> GrammarFromFlags(const std::string& grammar_file,
+                                                const std::string& schema_arg) {
+  if (!grammar_file.empty() && !schema_arg.empty())
+    Fail("give --grammar or --json-schema, not both");
+  std::shared_ptr<const Grammar> g;
+  if (!grammar_file.empty()) {
+    g = std::make_shared<const Grammar>(ParseGbnf(ReadInputText(grammar_file), grammar_file));
+  } else if (!schema_arg.empty()) {
+    // Inline JSON when it starts like a JSON value, else a file.
+    const size_t first = schema_arg.find_first_not_of(" \t\r\n");
+    const bool inline_json = first != std::string::npos &&
+                             (schema_arg[first] == '{' || schema_arg.substr(first) == "true");
+    const std::string origin = inline_json ? "--json-schema" : schema_arg;
+    const std::string text = inline_json ? schema_arg : ReadInputText(schema_arg);
+    nlohmann::ordered_json schema;
+    try {
+      schema = nlohmann::ordered_json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      Fail(origin, ": not valid JSON: ", e.what());
+    }
+    try {
+      g = std::make_shared<const Grammar>(JsonSchemaGrammar(schema));
+    } catch (const Error& e) {
+      Fail(origin, ": ", e.what());
+    }
+  }
+  if (g) (void)GrammarMatcher(*g).Initial();  // an over-ambiguous grammar fails before the load
+  return g;
+}
+
 void RegisterGenerate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate text (streamed) or token ids from a prompt");
   struct Opts : CommonOpts {
-    std::string prompt, prompt_file, ids;
+    std::string prompt, prompt_file, ids, grammar, json_schema;
     bool echo = false, output_ids = false, no_bos = false, special = false, stop_at_eos = false;
     bool verbose = false;
   };
@@ -171,8 +207,16 @@ void RegisterGenerate(CLI::App& app) {
                 "Finish with a line holding the JSON array of generated ids");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend the BOS token to a text prompt");
   cmd->add_flag("--special", o->special, "Parse special tokens such as </s> in the prompt text");
+  cmd->add_option(
+      "--grammar", o->grammar,
+      "Constrain the output to a GBNF grammar file (llama.cpp's syntax; docs/sampling.md)");
+  cmd->add_option("--json-schema", o->json_schema,
+                  "Constrain the output to JSON following a JSON schema (a file, or inline JSON)");
   cmd->callback([cmd, o] {
     ValidateSamplingParams(o->sampling);
+    const auto grammar = GrammarFromFlags(o->grammar, o->json_schema);
+    if (grammar && !o->ids.empty())
+      Fail("--grammar and --json-schema need a text prompt, not --ids");
     const DType kv_type = ParseKvTypeFlag(o->kv_type);  // a bad flag fails before the load
     auto model = LoadModel(*o);
     Session session(model, o->context, kv_type);
@@ -199,6 +243,11 @@ void RegisterGenerate(CLI::App& app) {
     const std::string text = o->prompt_file.empty() ? o->prompt : ReadInputText(o->prompt_file);
     const bool bos = tok.add_bos() && !o->no_bos;
     const auto prompt = o->special ? tok.EncodeWithSpecial(text, bos) : tok.Encode(text, bos);
+    std::optional<GrammarConstraint> constraint;
+    if (grammar) {
+      constraint.emplace(grammar, TokenTrie::FromTokenizer(tok));
+      go.constraint = &*constraint;
+    }
     if (o->echo) WriteText(text);
     const auto r = GenerateText(session, prompt, go, sampler, tok);
     if (r.reason == StopReason::kContextFull)
