@@ -21,7 +21,7 @@ void RegisterTrainCommand(CLI::App& app) {
   struct Opts {
     std::string config, resume, init_from;
     std::vector<std::string> set;
-    bool quiet = false, overwrite = false;
+    bool quiet = false, overwrite = false, activation_checkpointing = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -38,12 +38,16 @@ void RegisterTrainCommand(CLI::App& app) {
   cmd->add_option("--init-from", o->init_from,
                   "Start from this model (as --set elm.init_from=PATH); a CoreNet training "
                   "checkpoint (.pt) also continues its run: AdamW moments and step");
+  cmd->add_flag("--activation-checkpointing", o->activation_checkpointing,
+                "Recompute each decoder layer's forward in backward: keeps only the layers' "
+                "inputs (as --set model.activation_checkpointing=true; the same gradients)");
   AddThreadsOption(cmd, o->threads);
   cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
   cmd->callback([o] {
     // The config is read first: a mistake in it ends every process before MPI starts.
     std::vector<std::string> set = o->set;
     if (!o->init_from.empty()) set.push_back("elm.init_from=" + o->init_from);
+    if (o->activation_checkpointing) set.push_back("model.activation_checkpointing=true");
     const TrainConfig cfg = LoadTrainConfig(o->config, set);
     // Started by mpirun, this process is one rank of a data-parallel job (docs/training.md); a
     // plain `elm train` never touches MPI.
@@ -60,8 +64,13 @@ void RegisterTrainCommand(CLI::App& app) {
                   static_cast<long long>(r.first_step), static_cast<long long>(r.steps),
                   r.first_loss, r.final_loss);
       if (r.val_loss >= 0) std::printf(", validation loss %.4f", r.val_loss);
-      std::printf(", %.0f tokens/s\nlog: %s\ncheckpoint: %s\n", r.tokens_per_s, r.log_path.c_str(),
-                  r.checkpoint.c_str());
+      std::printf(", %.0f tokens/s\n", r.tokens_per_s);
+      if (r.peak_rss_bytes > 0)
+        std::printf("memory: peak RSS %.1f MB, activations %.1f MB (activation checkpointing %s)\n",
+                    static_cast<double>(r.peak_rss_bytes) / 1e6,
+                    static_cast<double>(r.activation_bytes) / 1e6,
+                    cfg.activation_checkpointing ? "on" : "off");
+      std::printf("log: %s\ncheckpoint: %s\n", r.log_path.c_str(), r.checkpoint.c_str());
       if (cfg.lora.enabled() && !r.checkpoint.empty())
         std::printf("LoRA adapter: elm generate --model %s --lora %s\n", cfg.init_from.c_str(),
                     r.checkpoint.c_str());
