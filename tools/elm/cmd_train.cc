@@ -3,29 +3,71 @@
 // OpenELM from a CoreNet-style config (docs/training.md); under `mpirun -np N` it trains
 // data-parallel. A run folder that holds a run is never written over silently
 // (train/run_folder.h).
+// elm train --dry-run FILE.yaml [--ranks N] [--memory 24GB]: prints the per-rank memory plan
+// (train/memory_plan.h) and trains nothing.
 #include <cstdio>
 #include <exception>
 
+#include "base/error.h"
 #include "cli_util.h"
 #include "commands.h"
+#include "model/lora_adapter.h"
 #include "train/distributed.h"
+#include "train/memory_plan.h"
 #include "train/train_config.h"
 #include "train/train_log.h"
 #include "train/trainer.h"
 
 namespace elm::cli {
 
+namespace {
+
+void DryRun(const std::string& path, const std::vector<std::string>& set, int ranks,
+            const std::string& memory, bool checkpointing) {
+  const int64_t budget = memory.empty() ? 0 : ParseByteSize(memory, "--memory");
+  const TrainConfig cfg = LoadTrainConfig(path, set, /*require_data=*/false);
+  MemoryPlanInput in;
+  in.model = cfg.model;
+  in.seq_len = cfg.seq_len;
+  in.micro_batch = cfg.batch_size;
+  in.mixed_precision = cfg.mixed_precision;
+  if (cfg.lora.enabled())
+    in.trainable_params = static_cast<int64_t>(LoraLayout(cfg.model, cfg.lora).size());
+  std::fputs(MemoryPlanReport(
+                 in, ranks > 0 ? std::vector<int>{ranks} : std::vector<int>{1, 2, 4, 8, 16}, budget)
+                 .c_str(),
+             stdout);
+  std::printf(
+      "the config %s activation checkpointing (model.activation_checkpointing); micro-batch = "
+      "dataset.train_batch_size0 sequences per rank; memory is by formula (docs/training.md, "
+      "\"Memory plan\")\n",
+      cfg.activation_checkpointing || checkpointing ? "turns on" : "leaves off");
+}
+
+}  // namespace
+
 void RegisterTrainCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "train", "Pretrain an OpenELM from a CoreNet-style YAML config (logs, checkpoints, resume)");
   struct Opts {
-    std::string config, resume, init_from;
+    std::string config, resume, init_from, dry_run, memory;
+    int ranks = 0;
     std::vector<std::string> set;
     bool quiet = false, overwrite = false, activation_checkpointing = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--config", o->config, "Training config (CoreNet YAML)")->required();
+  cmd->add_option("--config", o->config, "Training config (CoreNet YAML)");
+  cmd->add_option("--dry-run", o->dry_run,
+                  "Print the per-rank memory plan of this config (parameters, gradients, AdamW "
+                  "moments, activations with and without checkpointing, buffers) for each "
+                  "sharding mode, and train nothing");
+  cmd->add_option("--ranks", o->ranks,
+                  "With --dry-run: the MPI rank count to plan for (default: 1, 2, 4, 8, 16)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--memory", o->memory,
+                  "With --dry-run: the memory per rank (24GB, 24GiB, ...); prints the largest "
+                  "micro-batch that fits");
   cmd->add_option("--set", o->set,
                   "Override a config key by its dotted path, e.g. --set optim.weight_decay=0.05 "
                   "(repeatable)");
@@ -44,6 +86,13 @@ void RegisterTrainCommand(CLI::App& app) {
   AddThreadsOption(cmd, o->threads);
   cmd->add_flag("--quiet", o->quiet, "No progress output (the JSON log is still written)");
   cmd->callback([o] {
+    if (!o->dry_run.empty()) {
+      DryRun(o->dry_run, o->set, o->ranks, o->memory, o->activation_checkpointing);
+      return;
+    }
+    if (o->config.empty()) Fail("elm train: give --config FILE.yaml (or --dry-run FILE.yaml)");
+    if (o->ranks != 0 || !o->memory.empty())
+      Fail("elm train: --ranks and --memory go with --dry-run (mpirun -np sets the ranks)");
     // The config is read first: a mistake in it ends every process before MPI starts.
     std::vector<std::string> set = o->set;
     if (!o->init_from.empty()) set.push_back("elm.init_from=" + o->init_from);
