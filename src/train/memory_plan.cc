@@ -11,7 +11,7 @@ namespace elm {
 
 namespace {
 
-constexpr int64_t kF32 = 4;
+constexpr int64_t kPlanF32Bytes = 4;
 
 int64_t CeilDiv(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -75,7 +75,7 @@ int64_t ActivationBytesFor(const ModelConfig& m, int B, int T, bool checkpointin
   }
   floats += 2 * N * D /* final residual, final norm */ + N * m.vocab_size /* logits */ +
             N /* logsumexp */;
-  return floats * kF32;
+  return floats * kPlanF32Bytes;
 }
 
 MemoryPlan PlanMemory(const MemoryPlanInput& in) {
@@ -111,14 +111,14 @@ MemoryPlan PlanMemory(const MemoryPlanInput& in) {
       break;
   }
   p.moments = 2 * (in.mode == ShardingMode::kNoShard ? trainable : shard);
-  p.parameters = (p.parameters + frozen) * kF32;
-  p.gradients *= kF32;
-  p.moments *= kF32;
+  p.parameters = (p.parameters + frozen) * kPlanF32Bytes;
+  p.gradients *= kPlanF32Bytes;
+  p.moments *= kPlanF32Bytes;
   p.activations = ActivationBytesFor(m, in.micro_batch, in.seq_len, in.activation_checkpointing);
   // Backward scratch (TrainModel's dx, dh, dqkv, dqkv_raw, datt, du, dg) and the token ids (the
   // model's and the trainer's inputs and targets).
   const int64_t N = static_cast<int64_t>(in.micro_batch) * in.seq_len, D = m.dim;
-  int64_t scratch = N * (2 * D + w.c3 * (m.qk_norm ? 2 : 1) + w.hdh + w.p1 + w.f) * kF32;
+  int64_t scratch = N * (2 * D + w.c3 * (m.qk_norm ? 2 : 1) + w.hdh + w.p1 + w.f) * kPlanF32Bytes;
   scratch += 4 * N * static_cast<int64_t>(sizeof(int));
   if (in.mixed_precision) {  // TrainGemm's two bf16 operand buffers, sized by the largest product
     const int64_t widest = std::max({D, w.c3, w.hdh, w.p1, w.f, int64_t{m.vocab_size}});
