@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -199,6 +202,47 @@ TEST(ActivationCheckpointing, CoreNetKeysSwitchIt) {
                        {"model.language_modeling.general_gpt.activation_checkpointing=true"})
           .activation_checkpointing);
   EXPECT_THROW(ParseTrainConfig(base, "t.yaml", {"model.activation_checkpointing=maybe"}), Error);
+}
+
+// elm sft and elm dpo (LoRA, with its frozen-base reference pass) with TRL's
+// gradient_checkpointing: the same logged losses, bit for bit.
+TEST(ActivationCheckpointing, SftAndDpoLogTheSameLosses) {
+  const std::string dir = test::TempDir("ckpt_posttrain");
+  std::ofstream(dir + "/chats.jsonl")
+      << R"({"messages":[{"role":"user","content":"Say hi"},{"role":"assistant","content":"Hi there!"}]})"
+      << "\n"
+      << R"({"messages":[{"role":"user","content":"Count"},{"role":"assistant","content":"One, two."}]})"
+      << "\n";
+  std::ofstream(dir + "/prefs.jsonl")
+      << R"({"prompt":"Name a color","chosen":"Blue.","rejected":"Seven."})"
+      << "\n"
+      << R"({"prompt":"Say hi","chosen":"Hello!","rejected":"No."})"
+      << "\n";
+  const std::string cfg = dir + "/recipe.yaml";
+  std::ofstream(cfg) << "model_name_or_path: " ELM_SOURCE_DIR "/models/tiny-random-32k\n"
+                     << "learning_rate: 1.0e-3\nper_device_train_batch_size: 2\nmax_steps: 2\n"
+                     << "max_length: 64\nmax_prompt_length: 32\nlogging_steps: 1\n"
+                     << "use_peft: true\nlora_r: 4\nlora_dropout: 0.1\n"
+                     << "elm:\n  train_file: " << dir << "/chats.jsonl\n";
+  for (const char* cmd : {"sft", "dpo"}) {
+    std::vector<double> losses[2];
+    for (int ck = 0; ck < 2; ++ck) {
+      const std::string run = dir + "/" + cmd + std::to_string(ck);
+      std::string args = std::string(cmd) + " --config " + cfg + " --set output_dir=" + run +
+                         " --set gradient_checkpointing=" + (ck ? "true" : "false");
+      if (std::string(cmd) == "dpo") args += " --set elm.train_file=" + dir + "/prefs.jsonl";
+      std::string out, err;
+      ASSERT_EQ(test::RunElm(args, &out, &err), 0) << cmd << " " << err;
+      std::ifstream in(run + "/train_log.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line);
+        if (j.contains("loss")) losses[ck].push_back(j["loss"].get<double>());
+      }
+    }
+    ASSERT_EQ(losses[0].size(), 2u) << cmd;
+    EXPECT_EQ(losses[0], losses[1]) << cmd;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace train_activation_checkpointing_test
