@@ -11,11 +11,11 @@ group="${1:-all}"
 # Building and running the programs: the compiler and build tools, the header-only libraries,
 # cpp-httplib (elm-serve), libcurl and OpenSSL (elm pull; docs/architecture.md), OpenBLAS (the
 # CBLAS header at build time; `elm train` loads the library on first use), libedit (elm chat's
-# line editing).
+# line editing), zlib and libzstd (compressed training corpora: .json.gz, .jsonl.gz, .zst).
 RUNTIME_PKGS=(
   build-essential cmake ninja-build pkg-config
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
-  libcurl4-openssl-dev libssl-dev libopenblas-openmp-dev libedit-dev
+  libcurl4-openssl-dev libssl-dev libopenblas-openmp-dev libedit-dev zlib1g-dev libzstd-dev
 )
 # Tests, benchmarks and their tools; MPI (data-parallel training, loaded under mpirun) for the
 # training tests.

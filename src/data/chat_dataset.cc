@@ -1,10 +1,10 @@
 #include "data/chat_dataset.h"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
+#include "base/text_stream.h"
 
 namespace elm {
 
@@ -65,12 +65,11 @@ std::vector<Row> ReadJsonl(const std::string& path,
                            Row (*parse)(std::string_view, const Tokenizer&,
                                         const PosttrainDataOptions&, const std::string&),
                            const Tokenizer& tok, const PosttrainDataOptions& opt) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Fail(path, ": cannot open");
+  TextStream in(path);  // plain, .gz or .zst (base/text_stream.h)
   std::vector<Row> out;
   std::string line;
   int64_t lineno = 0;
-  while (std::getline(in, line)) {
+  while (in.ReadLine(line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     out.push_back(parse(line, tok, opt, path + ":" + std::to_string(lineno)));

@@ -131,6 +131,7 @@ class Runner {
       Fail("the tokenizer has ", tok.vocab_size(), " tokens but the model's vocab_size is ",
            policy_->config().vocab_size);
     policy_->set_mixed_precision(cfg_.bf16);
+    policy_->set_activation_checkpointing(cfg_.gradient_checkpointing);
     if (cfg_.lora.enabled()) {
       policy_->EnableLora(cfg_.lora);
       policy_->lora()->Init(cfg_.seed);
@@ -153,6 +154,7 @@ class Runner {
     if (dpo && !cfg_.lora.enabled()) {  // a frozen copy (or another model) as the reference
       ref_ = LoadModelFolder(cfg_.ref_model.empty() ? cfg_.model_name_or_path : cfg_.ref_model);
       ref_->set_mixed_precision(cfg_.bf16);
+      ref_->set_activation_checkpointing(cfg_.gradient_checkpointing);  // forward only: less held
     }
 
     // transformers: len(dataloader) = ceil(n / B) micro-batches per epoch, update steps per epoch

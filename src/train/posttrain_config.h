@@ -45,7 +45,7 @@ struct PosttrainConfig {
   int batch_size = 8;                        // per_device_train_batch_size
   int eval_batch_size = 8;                   // per_device_eval_batch_size
   int accum = 1;                             // gradient_accumulation_steps
-  bool gradient_checkpointing = false;       // accepted (same gradients; elm keeps activations)
+  bool gradient_checkpointing = false;       // TrainModel::set_activation_checkpointing
   bool bf16 = false;                         // bf16 matrix products, f32 master weights
   AdamWParams adamw{0.9, 0.999, 1e-8, 0.0};  // adam_beta1/2, adam_epsilon, weight_decay
   double max_grad_norm = 1.0;

@@ -3,11 +3,11 @@
 #include <cctype>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "base/text_stream.h"
 
 namespace elm {
 namespace fs = std::filesystem;
@@ -33,13 +33,22 @@ std::string FormatField(const std::string& pattern, int64_t id, const std::strin
 }
 
 SourceKind KindOf(const std::string& path, const std::string& key) {
-  for (const char* bad : {".parquet", ".gz", ".zst", ".arrow"})
+  // Debian 12 packages no parquet/arrow library (docs/training.md, "Compressed data"): convert.
+  for (const char* bad : {".parquet", ".arrow"})
     if (std::string_view(path).ends_with(bad))
-      Fail(key, ": '", path, "': elm reads plain text, JSONL and llm.c .bin token shards; ",
-           "convert ", bad, " files to JSONL (one {\"text\": ...} object per line)");
-  if (std::string_view(path).ends_with(".jsonl") || std::string_view(path).ends_with(".json"))
-    return SourceKind::kJsonl;
-  if (std::string_view(path).ends_with(".bin")) return SourceKind::kTokens;
+      Fail(key, ": '", path, "': elm does not read ", bad,
+           " files; convert them to JSONL (plain or gzip/zstd-compressed), e.g. python3 -c "
+           "\"import pandas, sys; pandas.read_parquet(sys.argv[1]).to_json(sys.argv[2], "
+           "orient='records', lines=True)\" in",
+           bad, " out.jsonl.gz, and set text_key to the text column (docs/training.md)");
+  // "a.jsonl.gz" and "a.jsonl.zst" are JSONL, "a.txt.gz" text (base/text_stream.h decompresses).
+  const std::string_view name = StripCompressionSuffix(path);
+  if (name.ends_with(".jsonl") || name.ends_with(".json")) return SourceKind::kJsonl;
+  if (name.ends_with(".bin")) {
+    if (name.size() != path.size())
+      Fail(key, ": '", path, "': llm.c token shards are read uncompressed; decompress it first");
+    return SourceKind::kTokens;
+  }
   return SourceKind::kText;
 }
 
@@ -75,15 +84,14 @@ std::vector<SourceFile> ResolveSources(const std::vector<DataSourceInfo>& infos,
 
 void ForEachDocument(const SourceFile& src, const std::function<void(std::string&&)>& fn) {
   if (src.kind == SourceKind::kText) {
-    fn(ReadTextFile(src.path));
+    fn(ReadTextStreamFile(src.path));
     return;
   }
   ELM_CHECK(src.kind == SourceKind::kJsonl);
-  std::ifstream in(src.path, std::ios::binary);
-  if (!in) Fail(src.path, ": cannot open");
+  TextStream in(src.path);  // plain, gzip or zstd: line by line
   std::string line;
   int64_t lineno = 0;
-  while (std::getline(in, line)) {
+  while (in.ReadLine(line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json j;

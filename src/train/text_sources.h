@@ -23,13 +23,14 @@ struct SourceFile {
 
 // Expands $VARS and "{file_id:05d}" fields over file_id_range, resolves relative paths (against
 // the working directory, then `base_dir`) and infers the kind from the extension: .txt/.text (or
-// anything else) plain text, .jsonl/.json JSON lines, .bin llm.c token shards. Missing files and
-// unsupported formats (parquet, .gz) are errors naming `key`.
+// anything else) plain text, .jsonl/.json JSON lines, .bin llm.c token shards; a further .gz or
+// .zst suffix is read through zlib/libzstd (base/text_stream.h). Missing files and unsupported
+// formats (parquet, arrow, compressed .bin) are errors naming `key`.
 std::vector<SourceFile> ResolveSources(const std::vector<DataSourceInfo>& infos,
                                        const std::string& base_dir, const std::string& key);
 
 // Calls fn(document) for each document of a text source: a plain-text file is one document, a
-// JSONL file one per line (its `text_key` string field).
+// JSONL file one per line (its `text_key` string field), decompressed as it is read.
 void ForEachDocument(const SourceFile& src, const std::function<void(std::string&&)>& fn);
 
 // llm.c token shard (.bin): 256 int32 header words (magic 20240520, version 1, token count), then

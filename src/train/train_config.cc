@@ -251,8 +251,6 @@ const char* const kIgnored[] = {
     "dataset.val_batch_size0",
     "dataset.eval_batch_size0",
     "dataset.sampler.",
-    "model.activation_checkpointing",
-    "model.language_modeling.general_gpt.activation_checkpointing",
     "scheduler.is_iteration_based",
     "scheduler.max_epochs",
     "dataset.language_modeling.general_lm.reader_chunk_size",
@@ -311,6 +309,11 @@ void ReadModel(Reader& r, TrainConfig& c) {
   r.Int(p + "vocab_size", m.vocab_size);
   r.Int(p + "max_context_length", m.max_context);
   r.Int(p + "padding_index", c.padding_index);
+  // CoreNet spells it at the model's top level and in the GPT block; either switches it on.
+  bool ckpt_top = false, ckpt_gpt = false;
+  r.Bool("model.activation_checkpointing", ckpt_top);
+  r.Bool(p + "activation_checkpointing", ckpt_gpt);
+  c.activation_checkpointing = ckpt_top || ckpt_gpt;
   if (c.model_name.empty() && (m.n_layers <= 0 || m.dim <= 0 || m.head_dim <= 0))
     Fail(c.origin, ": give ", p, "model_name (a preset: OpenELM-270M, ...) or all of ",
          "num_transformer_layers, model_dim and head_dim");

@@ -41,6 +41,9 @@ struct TrainConfig {
   // model.lora.use_lora + model.lora.config (CoreNet's PEFT keys, docs/openelm.md §6.10): LoRA
   // fine-tuning of the frozen init_from model; lora.enabled() is false for full training.
   LoraSettings lora;
+  // model.activation_checkpointing: recompute each decoder layer's forward in backward (keeps
+  // only the layers' inputs; the same gradients, bit for bit).
+  bool activation_checkpointing = false;
   // elm.lora_base_weights: round the frozen base to this type's grid (q8_0, q4_0, bf16, f16;
   // fake quantization, FakeQuantizeBase); unset = the base as stored.
   std::optional<DType> lora_base_weights;

@@ -1,5 +1,6 @@
 #include "train/train_log.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,7 +69,17 @@ void TrainLog::Step(const StepRecord& r) {
   j["mfu"] = std::round(r.mfu * 1e5) / 1e5;
   j["tokens"] = r.tokens;
   j["elapsed_s"] = std::round(r.elapsed_s * 1000) / 1000;
+  if (r.peak_rss_bytes > 0)
+    j["peak_rss_mb"] = std::round(static_cast<double>(r.peak_rss_bytes) / 1e5) / 10;
+  if (r.activation_bytes > 0)
+    j["activation_mb"] = std::round(static_cast<double>(r.activation_bytes) / 1e5) / 10;
   Line(j.dump());
+}
+
+int64_t PeakRssBytes() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports kilobytes
 }
 
 void TrainLog::Validation(int64_t step, double val_loss, int64_t val_tokens) {

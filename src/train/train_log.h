@@ -1,7 +1,7 @@
 // Training metrics: one JSON object per line (train_log.jsonl) and, when stderr is a terminal, a
 // progress bar with an ETA; otherwise plain progress lines every log_freq steps.
 //   {"step": 12, "loss": 5.31, "lr": 0.0003, "grad_norm": 1.2, "tokens_per_s": 5100, "mfu": 0.031,
-//    "tokens": 24576, "elapsed_s": 4.8}
+//    "tokens": 24576, "elapsed_s": 4.8, "peak_rss_mb": 812.4, "activation_mb": 96.1}
 //   {"step": 50, "val_loss": 5.02, "val_tokens": 16384}
 // "step" counts completed optimizer steps. A resumed run keeps the lines up to its checkpoint's
 // step and drops the rest, so the file always describes one consistent run.
@@ -22,6 +22,8 @@ struct StepRecord {
   double lr = 0, grad_norm = 0, tokens_per_s = 0, mfu = 0;
   int64_t tokens = 0;
   double elapsed_s = 0;
+  int64_t peak_rss_bytes = 0;    // this process's peak resident set so far (PeakRssBytes)
+  int64_t activation_bytes = 0;  // what the model holds for backward (TrainModel::ActivationBytes)
 };
 
 class TrainLog {
@@ -56,6 +58,9 @@ class Progress {
   bool bar_shown_ = false;
   std::chrono::steady_clock::time_point start_;
 };
+
+// This process's peak resident set size in bytes (getrusage's ru_maxrss), for the memory report.
+int64_t PeakRssBytes();
 
 // "1h02m", "3m20s", "45s"
 std::string FormatDuration(double seconds);

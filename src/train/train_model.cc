@@ -34,19 +34,26 @@ void TrainModel::Allocate(int B, int T) {
   if (B == B_ && T == T_ && !acts_.empty()) return;
   B_ = B, T_ = T;
   acts_.assign(c.n_layers, LayerActs{});
+  work_ = LayerActs{};
+  work_layer_ = -1;
+  if (ckpt_) ckpt_out_.resize(N * D);
   for (int l = 0; l < c.n_layers; ++l) {
-    LayerActs& a = acts_[l];
+    acts_[l].x.resize(N * D);
+    // With checkpointing the shared set is sized for the widest layer.
+    LayerActs& a = ckpt_ ? work_ : acts_[l];
     const size_t H = c.layers[l].n_heads, C3 = c.qkv_out(l), F = c.layers[l].ffn_dim;
-    a.x.resize(N * D);
-    a.h1.resize(N * D);
-    if (c.qk_norm) a.qkv_raw.resize(N * C3);
-    a.qkv.resize(N * C3);
-    a.lse.resize(static_cast<size_t>(B) * H * T);
-    a.att.resize(N * H * Dh);
-    a.xmid.resize(N * D);
-    a.h2.resize(N * D);
-    a.u.resize(N * c.proj1_out(l));
-    a.g.resize(N * F);
+    const auto Fit = [](std::vector<float>& v, size_t n) {
+      if (v.size() < n) v.resize(n);
+    };
+    Fit(a.h1, N * D);
+    if (c.qk_norm) Fit(a.qkv_raw, N * C3);
+    Fit(a.qkv, N * C3);
+    Fit(a.lse, static_cast<size_t>(B) * H * T);
+    Fit(a.att, N * H * Dh);
+    Fit(a.xmid, N * D);
+    Fit(a.h2, N * D);
+    Fit(a.u, N * c.proj1_out(l));
+    Fit(a.g, N * F);
   }
   x_final_.resize(N * D);
   xf_.resize(N * D);
@@ -108,9 +115,42 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
   return r;
 }
 
+void TrainModel::set_activation_checkpointing(bool on) {
+  if (on == ckpt_) return;
+  ckpt_ = on;
+  B_ = T_ = 0;  // the next Forward lays the saved tensors out again
+  acts_.clear();
+  work_ = LayerActs{};
+  work_layer_ = -1;
+  ckpt_out_ = {};
+  lora_work_ = {};
+}
+
+int64_t TrainModel::ActivationBytes() const {
+  const auto bytes = [](const std::vector<float>& v) {
+    return static_cast<int64_t>(v.size() * sizeof(float));
+  };
+  const auto layer = [&](const LayerActs& a) {
+    return bytes(a.x) + bytes(a.h1) + bytes(a.qkv_raw) + bytes(a.qkv) + bytes(a.lse) +
+           bytes(a.att) + bytes(a.xmid) + bytes(a.h2) + bytes(a.u) + bytes(a.g);
+  };
+  const auto lora = [&](const LoraActs& la) {
+    int64_t n = 0;
+    for (size_t k = 0; k < la.xd.size(); ++k)
+      n += bytes(la.xd[k]) + bytes(la.ts[k]) + bytes(la.n[k]) + bytes(la.z[k]);
+    return n;
+  };
+  int64_t n = layer(work_) + bytes(ckpt_out_) + bytes(x_final_) + bytes(xf_) + bytes(logits_) +
+              bytes(lse_ce_) + bytes(lora_emb_ts_) + lora(lora_work_);
+  for (const LayerActs& a : acts_) n += layer(a);
+  for (const LoraActs& la : lora_acts_) n += lora(la);
+  return n;
+}
+
 void TrainModel::LayerForward(int l, const LayerSlots& w, const float* x, float* x_out) {
   const ModelConfig& c = config();
-  LayerActs& a = acts_[l];
+  LayerActs& a = Acts(l);
+  work_layer_ = l;
   const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, Dh = c.head_dim;
   const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
   const int64_t C3 = c.qkv_out(l), F = c.layers[l].ffn_dim, P1 = c.proj1_out(l);
@@ -215,7 +255,13 @@ void TrainModel::BackwardFromLogits() {
   gemm_.Backward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
   Fill0(dx_, N * D);  // ∂L/∂(residual stream), carried down through the layers
   RmsNormBackward(dx_.data(), g.norm, dh_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
-  for (int l = c.n_layers - 1; l >= 0; --l) LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+  for (int l = c.n_layers - 1; l >= 0; --l) {
+    // Checkpointing: the layer's forward again from its saved input (the last layer's is still
+    // in the shared set after Forward).
+    if (ckpt_ && work_layer_ != l)
+      LayerForward(l, w.layers[l], acts_[l].x.data(), ckpt_out_.data());
+    LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+  }
   // Embedding lookup: rows in order, so the sum for a repeated token is deterministic.
   if (g.embeddings != nullptr)
     for (int64_t i = 0; i < N; ++i) {
@@ -294,7 +340,7 @@ void TrainModel::LoraForward(int l, LoraTarget t, const float* x, float* y, int6
   const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
   const int64_t N = static_cast<int64_t>(B_) * T_, r = lora_->settings().rank;
   const float s = lora_->settings().scaling();
-  LoraActs& la = lora_acts_[l];
+  LoraActs& la = LoraActsOf(l);
   const auto k = static_cast<size_t>(t) - 1;
   const float* xin = x;
   if (lora_p_ > 0) {
@@ -345,7 +391,7 @@ void TrainModel::LoraBackward(int l, LoraTarget t, const float* dy, const float*
   float* dB = lora_->Slot(lora_->grads.data(), l, t, false);
   const int64_t N = static_cast<int64_t>(B_) * T_, r = lora_->settings().rank;
   const float s = lora_->settings().scaling();
-  const LoraActs& la = lora_acts_[l];
+  const LoraActs& la = LoraActsOf(l);
   const auto k = static_cast<size_t>(t) - 1;
   const LoraTensor* tm = lora_->layout().Magnitude(l, t);
   const float* dyl = dy;  // the LoRA branch's output gradient
@@ -391,7 +437,7 @@ void TrainModel::LoraBackward(int l, LoraTarget t, const float* dy, const float*
 
 void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, float* dx) {
   const ModelConfig& c = config();
-  LayerActs& a = acts_[l];
+  LayerActs& a = Acts(l);
   const int64_t N = static_cast<int64_t>(B_) * T_, D = c.dim, Dh = c.head_dim;
   const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
   const int64_t C3 = c.qkv_out(l), F = c.layers[l].ffn_dim, P1 = c.proj1_out(l);
@@ -445,7 +491,7 @@ void TrainModel::LayerBackward(int l, const LayerSlots& w, const LayerSlots& g, 
   Fill0(dh_, N * D);
   gemm_.Backward(dh_.data(), g.qkv, dproj, a.h1.data(), w.qkv, N, D, C3);
   if (lora_ran_) LoraBackward(l, LoraTarget::kQkv, dproj, a.h1.data(), dh_.data(), D, C3, w.qkv);
-  RmsNormBackward(dx, g.attn_norm, dh_.data(), a.x.data(), w.attn_norm, N, D, c.norm_eps);
+  RmsNormBackward(dx, g.attn_norm, dh_.data(), acts_[l].x.data(), w.attn_norm, N, D, c.norm_eps);
 }
 
 double TrainModel::FlopsPerToken(int T) const {

@@ -77,6 +77,17 @@ class TrainModel {
     lora_dropout_key_ = key;
   }
 
+  // Activation checkpointing per decoder layer (CoreNet's model.activation_checkpointing, TRL's
+  // gradient_checkpointing; docs/training.md "Activation checkpointing"): Forward keeps only each
+  // layer's input and Backward recomputes the layer's forward before its backward. The
+  // recomputation repeats the same arithmetic on the same inputs, so the gradients are
+  // bit-identical to running without it. Takes effect from the next Forward.
+  void set_activation_checkpointing(bool on);
+  bool activation_checkpointing() const { return ckpt_; }
+  // Bytes of the activations the last Forward holds for Backward (the layers' saved tensors, the
+  // final norm, logits and the LoRA branches' saved tensors), for the memory report.
+  int64_t ActivationBytes() const;
+
   // FLOPs of one forward+backward per token at sequence length T (6·N matmul rule plus the
   // attention scores; with LoRA 4·N for the frozen base plus 6 per adapter parameter), for MFU.
   double FlopsPerToken(int T) const;
@@ -95,6 +106,9 @@ class TrainModel {
     std::vector<float> g;        // [N, F] silu(gate)·up
   };
   void Allocate(int B, int T);
+  // Layer l's saved tensors: its own, or with checkpointing the one set every layer shares
+  // (x stays per layer: acts_[l].x is always layer l's input).
+  LayerActs& Acts(int l) { return ckpt_ ? work_ : acts_[l]; }
   // The backward pass from ∂L/∂logits (already in logits_) down to the embeddings.
   void BackwardFromLogits();
   // Where the backward pass writes: the gradient slab, or for LoRA null base weights and a sink
@@ -123,10 +137,14 @@ class TrainModel {
   LossValue last_;
   std::vector<int> inputs_, targets_;  // [N]
   std::vector<LayerActs> acts_;
-  std::vector<float> x_final_;  // [N, D] residual after the last layer
-  std::vector<float> xf_;       // [N, D] final norm output
-  std::vector<float> logits_;   // [N, V] (its gradient after Backward)
-  std::vector<float> lse_ce_;   // [N]
+  bool ckpt_ = false;
+  LayerActs work_;               // with checkpointing: the tensors of layer work_layer_
+  int work_layer_ = -1;          // the layer whose forward work_ holds (−1: none)
+  std::vector<float> ckpt_out_;  // [N, D] the discarded output of a recomputed layer
+  std::vector<float> x_final_;   // [N, D] residual after the last layer
+  std::vector<float> xf_;        // [N, D] final norm output
+  std::vector<float> logits_;    // [N, V] (its gradient after Backward)
+  std::vector<float> lse_ce_;    // [N]
   // Backward scratch, sized for the widest layer.
   std::vector<float> dx_, dh_, dqkv_, dqkv_raw_, datt_, du_, dg_, tmp_;
 
@@ -143,6 +161,8 @@ class TrainModel {
   uint64_t lora_dropout_key_ = 0;
   float lora_p_ = 0;  // the dropout probability the last Forward applied
   std::vector<LoraActs> lora_acts_;
+  LoraActs lora_work_;  // with checkpointing: the one set every layer shares
+  LoraActs& LoraActsOf(int l) { return ckpt_ ? lora_work_ : lora_acts_[l]; }
   std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_, dora_dyl_, dora_dcorr_;
   std::vector<float> norm_sink_;  // receives the (discarded) gradients of the frozen norms
 };

@@ -212,6 +212,8 @@ void Trainer::LogStep(const StepSums& s, double lr, double norm, double dt) {
   r.mfu = flops_per_token_ * r.tokens_per_s / (peak_ * world_);
   r.tokens = st_.tokens_seen;
   r.elapsed_s = std::chrono::duration<double>(Clock::now() - t_run_).count();
+  r.peak_rss_bytes = res_.peak_rss_bytes = PeakRssBytes();
+  r.activation_bytes = res_.activation_bytes = model_.ActivationBytes();
   if (log_) log_->Step(r);
   if (verbose_) progress_->Update(r);
   if (st_.step == res_.first_step + 1) res_.first_loss = s.loss;
@@ -315,6 +317,7 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
   }
   LoadData();
   model_.set_mixed_precision(cfg_.mixed_precision);
+  model_.set_activation_checkpointing(cfg_.activation_checkpointing);
   // LoRA (docs/openelm.md §6.10): the base weights are frozen, only the adapter has gradients and
   // moments.
   if (cfg_.lora.enabled()) {
@@ -527,7 +530,8 @@ void Trainer::Describe() const {
                  " sequences × " + std::to_string(cfg_.accum_freq) + " micro-batches)"
            : std::string()) +
       (cfg_.mixed_precision ? "; bf16 matrix products, f32 master weights" : "; f32") +
-      "; run folder " + run_dir_);
+      (cfg_.activation_checkpointing ? "; activation checkpointing" : "") + "; run folder " +
+      run_dir_);
   if (!cfg_.lora.enabled()) return;
   const LoraSettings& l = cfg_.lora;
   std::string targets;

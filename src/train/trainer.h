@@ -28,13 +28,15 @@ struct TrainOptions {
 };
 
 struct TrainResult {
-  int64_t first_step = 0;   // step the run started from (0, or the checkpoint's step)
-  int64_t steps = 0;        // optimizer steps completed in total
-  double first_loss = 0;    // loss of this run's first step
-  double final_loss = 0;    // loss of the last step
-  double val_loss = -1;     // last validation loss (−1 if none)
-  double tokens_per_s = 0;  // mean over this run's steps
-  std::string checkpoint;   // the last checkpoint written
+  int64_t first_step = 0;        // step the run started from (0, or the checkpoint's step)
+  int64_t steps = 0;             // optimizer steps completed in total
+  double first_loss = 0;         // loss of this run's first step
+  double final_loss = 0;         // loss of the last step
+  double val_loss = -1;          // last validation loss (−1 if none)
+  double tokens_per_s = 0;       // mean over this run's steps
+  int64_t peak_rss_bytes = 0;    // rank 0's peak resident set (train_log.h PeakRssBytes)
+  int64_t activation_bytes = 0;  // rank 0's model activations held for backward, last step
+  std::string checkpoint;        // the last checkpoint written
   std::string log_path;
 };
 

@@ -2,7 +2,9 @@
 //   0 a plain-text document file, 1 a JSONL file ({"text": ...} per line), 2 an llm.c token shard
 //   (.bin) — each tokenized by BuildSamples with the built-in tokenizer, in packed or documents
 //   mode (second byte), optionally through the token cache (written, then read back) —
-//   3 a token cache file read by SampleSet::FromCache, every sample touched.
+//   3 a token cache file read by SampleSet::FromCache, every sample touched, 4 a gzip-compressed
+//   JSONL file (doc.jsonl.gz) and 5 a zstd-compressed text file (doc.txt.zst): the decompression
+//   of base/text_stream.h on mutated compressed bytes, then the same tokenization.
 // Rejections must be elm::Error (fuzz_util.h).
 #include <cstddef>
 #include <cstdint>
@@ -25,7 +27,7 @@ int64_t Touch(const elm::SampleSet& s) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const int mode = data[0] % 4;
+  const int mode = data[0] % 6;
   const uint8_t flags = data[1];
   const std::string_view body = elm_fuzz::AsText(data + 2, size - 2);
   static const elm::Tokenizer tok = elm::Tokenizer::Default();
@@ -36,9 +38,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)sink;
       return;
     }
-    static const char* const kNames[] = {"doc.txt", "doc.jsonl", "doc.bin"};
-    static const elm::SourceKind kKinds[] = {elm::SourceKind::kText, elm::SourceKind::kJsonl,
-                                             elm::SourceKind::kTokens};
+    static const char* const kNames[] = {"doc.txt", "doc.jsonl",    "doc.bin",
+                                         "",        "doc.jsonl.gz", "doc.txt.zst"};
+    static const elm::SourceKind kKinds[] = {elm::SourceKind::kText,   elm::SourceKind::kJsonl,
+                                             elm::SourceKind::kTokens, elm::SourceKind::kText,
+                                             elm::SourceKind::kJsonl,  elm::SourceKind::kText};
     elm::SourceFile src;
     src.path = elm_fuzz::WriteScratch(kNames[mode], body);
     src.kind = kKinds[mode];

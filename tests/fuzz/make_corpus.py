@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora in tests/fuzz/corpus/<target>/: a few small valid files and edge cases
 per parser (README.md). The files are committed; rerun this only to change the seeds."""
+import gzip
 import json
 import os
 import shutil
@@ -249,12 +250,18 @@ ddp:
 """)
     put("train_yaml_fuzz", "empty.yaml", "")
 
-    # datasets: byte 0 = kind (0 text, 1 jsonl, 2 token shard, 3 cache), byte 1 = options
+    # datasets: byte 0 = kind (0 text, 1 jsonl, 2 token shard, 3 cache, 4 jsonl.gz, 5 txt.zst),
+    # byte 1 = options
     put("dataset_fuzz", "text_packed", b"\x00\x02" + "Hello world.\n\nA second document, caf\u00e9.\n".encode())
     put("dataset_fuzz", "text_documents_cache", b"\x00\xd5" + b"one two three four five six seven eight nine ten eleven")
     put("dataset_fuzz", "jsonl", b"\x01\x03" + b'{"text": "first doc"}\n{"text": "second"}\n\n{"other": 1}\n')
     shard = struct.pack("<3i", 20240520, 1, 6) + b"\0" * (1024 - 12) + struct.pack("<6H", 1, 30, 40, 2, 50, 60)
     put("dataset_fuzz", "token_shard", b"\x02\x84" + shard)
+    put("dataset_fuzz", "jsonl_gz", b"\x04\x03" + gzip.compress(
+        b'{"text": "first doc"}\n{"text": "second"}\n', mtime=0))
+    # A zstd frame of "Hello zstd world.\n" (zstd -19 --no-check; the stdlib has no zstd).
+    put("dataset_fuzz", "text_zst", b"\x05\x02" + bytes.fromhex(
+        "28b52ffd0068910000" + b"Hello zstd world.\n".hex()))
     w, n = 5, 2
     # the cache: magic, u32 width, u32 reserved, u64 samples, 3 x u64 stats, padded to 64 bytes
     put("dataset_fuzz", "cache", b"\x03\x00" + b"ELMSMPL1" + struct.pack("<I", w) + b"\0" * 4 +
