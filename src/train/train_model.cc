@@ -215,7 +215,10 @@ void TrainModel::BackwardFromLogits() {
   gemm_.Backward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
   Fill0(dx_, N * D);  // ∂L/∂(residual stream), carried down through the layers
   RmsNormBackward(dx_.data(), g.norm, dh_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
-  for (int l = c.n_layers - 1; l >= 0; --l) LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+  for (int l = c.n_layers - 1; l >= 0; --l) {
+    LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+    if (after_layer_backward_) after_layer_backward_(l);
+  }
   // Embedding lookup: rows in order, so the sum for a repeated token is deterministic.
   if (g.embeddings != nullptr)
     for (int64_t i = 0; i < N; ++i) {
