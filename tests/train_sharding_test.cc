@@ -246,5 +246,18 @@ TEST_F(TrainShardingRun, KilledRankLeavesThePreviousCheckpoint) {
                 ReadTextFile(Ckpt("straight", 6) + "/" + MomentShardName(r, 2)));
 }
 
+// Ranks started with different configs (Open MPI's MPMD form, `-np 1 A : -np 1 B`) stop at
+// start-up, every rank naming rank 0's view beside its own.
+TEST_F(TrainShardingRun, RanksThatDisagreeStopClearly) {
+  std::string out, err;
+  std::string cmd = std::string(kEnv) + mpirun_ + " --oversubscribe --bind-to none";
+  if (::geteuid() == 0) cmd += " --allow-run-as-root";
+  cmd += " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 " + Args("disagree", "") + " : -np 1 " +
+         Args("disagree", "--set elm.zero_stage=1");
+  EXPECT_NE(test::RunShell(cmd, &out, &err), 0);
+  EXPECT_NE(err.find("the ranks disagree"), std::string::npos) << err;
+  EXPECT_NE(err.find("rank 0 has config hash"), std::string::npos) << err;
+}
+
 }  // namespace train_sharding_test
 }  // namespace elm

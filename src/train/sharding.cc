@@ -77,7 +77,10 @@ void DataParallel::ZeroGrad() {
     slab_.ZeroGrad();
     return;
   }
-  // shard_grad_op: the rest of the gradient was released (zero pages) when reduced.
+  // shard_grad_op: the rest of the gradient was released (zero pages) when reduced; releasing it
+  // again costs little and covers the first step, whose gradient was allocated whole.
+  Release(0, layout_.begin(rank_));
+  Release(layout_.end(rank_), slab_.size());
   std::fill(slab_.grads.begin() + static_cast<std::ptrdiff_t>(layout_.begin(rank_)),
             slab_.grads.begin() + static_cast<std::ptrdiff_t>(layout_.end(rank_)), 0.0f);
 }

@@ -432,10 +432,25 @@ void Trainer::CheckRanksAgree() const {
       "|seed=" + std::to_string(cfg_.seed) + "|steps=" + std::to_string(cfg_.max_steps) +
       "|sharding=" + ShardingName(cfg_.sharding) + (cfg_.reduce_bf16 ? " bf16" : " f32") +
       (cfg_.overlap_reduction ? " overlap" : "");
-  if (!Distributed::AllEqual(HashString(what)))
-    Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
-         "seed, steps, sharding or data (here ", data_.train->size(),
-         " training samples); every rank needs the same config and the same data files");
+  // The data's identity: the tokens of up to 64 samples spread over the training set.
+  uint64_t tokens = 0xcbf29ce484222325ull;
+  const SampleSet& train = *data_.train;
+  const int64_t n = train.size(), stride = std::max<int64_t>(1, n / 64);
+  for (int64_t i = 0; i < n; i += stride)
+    for (int t = 0; t < train.width(); ++t)
+      tokens = (tokens ^ static_cast<uint32_t>(train.sample(i)[t])) * 0x100000001b3ull;
+  char mine[160];
+  std::snprintf(mine, sizeof mine, "config hash %016llx, %lld training samples, data hash %016llx",
+                static_cast<unsigned long long>(HashString(what)), static_cast<long long>(n),
+                static_cast<unsigned long long>(tokens));
+  if (Distributed::AllEqual(HashString(mine))) return;
+  // Every rank names rank 0's view beside its own.
+  char rank0[sizeof mine];
+  std::memcpy(rank0, mine, sizeof mine);
+  Distributed::Broadcast(rank0, sizeof rank0);
+  Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
+       "seed, steps, sharding or data: rank 0 has ", rank0, ", this rank ", mine,
+       "; every rank needs the same config and the same data files");
 }
 
 // Rank 0: the checkpoint to resume (--resume, or the newest under the run folder with
