@@ -153,7 +153,7 @@ constexpr const char* kMidShape =
 
 TEST_F(TrainShardingRun, EveryModeEqualsNoShardBitForBit) {
   for (const int np : {2, 4}) {
-    for (const std::string shape : {std::string(), std::string(kMidShape)}) {
+    for (const std::string& shape : {std::string(), std::string(kMidShape)}) {
       const std::string tag = std::to_string(np) + (shape.empty() ? "tiny" : "mid");
       SCOPED_TRACE(tag);
       // Accumulation 1 on 4 ranks keeps the global batch of 2 ranks × accum_freq 2.
