@@ -153,7 +153,9 @@ constexpr const char* kMidShape =
 
 TEST_F(TrainShardingRun, EveryModeEqualsNoShardBitForBit) {
   for (const int np : {2, 4}) {
+    // 4 ranks run the d_mid-like shape only (the suite runs on a shared 2-core machine).
     for (const std::string& shape : {std::string(), std::string(kMidShape)}) {
+      if (np == 4 && shape.empty()) continue;
       const std::string tag = std::to_string(np) + (shape.empty() ? "tiny" : "mid");
       SCOPED_TRACE(tag);
       // Accumulation 1 on 4 ranks keeps the global batch of 2 ranks × accum_freq 2.
