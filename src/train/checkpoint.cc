@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -70,16 +73,71 @@ std::string CheckpointName(int64_t step) {
   return buf;
 }
 
+std::string PrepareCheckpoint(const std::string& root, int64_t step) {
+  TrainerState st;
+  st.step = step;
+  return FreshStepFolder(root, st).string();
+}
+
+std::string MomentShardName(int rank, int world) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "optimizer-%05d-of-%05d.safetensors", rank, world);
+  return buf;
+}
+
+void WriteMomentShard(const std::string& dir, const TrainSlab& slab, int rank, int world) {
+  const size_t begin = slab.moments_begin, end = begin + slab.m.size();
+  std::vector<TensorToWrite> opt;
+  for (const char* which : {"m.", "v."})
+    for (const SlabTensor& t : slab.tensors()) {
+      if (t.offset < begin || t.offset + t.numel > end) continue;
+      TensorToWrite w;
+      w.name = which + t.spec.name;
+      w.dtype = DType::kF32;
+      w.shape = t.spec.shape;
+      w.data = (which[0] == 'm' ? slab.m.data() : slab.v.data()) + (t.offset - begin);
+      opt.push_back(std::move(w));
+    }
+  // Fault injection for the tests (docs/training.md, "Sharded checkpoints"): with
+  // ELM_TEST_KILL_RANK_IN_CHECKPOINT=RANK:STEP that rank dies as kill -9 would end it, before
+  // its shard of that step's checkpoint is written.
+  if (const char* kill = std::getenv("ELM_TEST_KILL_RANK_IN_CHECKPOINT"); kill != nullptr) {
+    const std::string k = kill;
+    const size_t colon = k.find(':');
+    if (colon != std::string::npos && std::atoi(k.c_str()) == rank &&
+        fs::path(dir).filename().string() == CheckpointName(std::atoll(k.c_str() + colon + 1)))
+      std::raise(SIGKILL);
+  }
+  WriteSafetensors((fs::path(dir) / MomentShardName(rank, world)).string(), opt,
+                   {{"rank", std::to_string(rank)}, {"world_size", std::to_string(world)}});
+}
+
 std::string SaveCheckpoint(const std::string& root, const TrainSlab& slab, const TrainerState& st,
-                           const std::string& tokenizer_json) {
-  const fs::path dir = FreshStepFolder(root, st);
+                           const std::string& tokenizer_json, int moment_shards) {
+  const fs::path dir =
+      moment_shards > 0 ? fs::path(root) / CheckpointName(st.step) : FreshStepFolder(root, st);
   slab.WriteWeights(dir.string(), tokenizer_json);
-  std::vector<uint16_t> scratch;
-  std::vector<TensorToWrite> opt = SlabTensors(slab, slab.m.data(), "m.", DType::kF32, scratch);
-  const auto v = SlabTensors(slab, slab.v.data(), "v.", DType::kF32, scratch);
-  opt.insert(opt.end(), v.begin(), v.end());
-  WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
-                   {{"step", std::to_string(st.step)}});
+  if (moment_shards > 0) {
+    // Every shard is in place (each rank wrote its own atomically): name them, then DONE.
+    json manifest;
+    manifest["format"] = "elm-train-checkpoint-shards";
+    manifest["world_size"] = moment_shards;
+    json shards = json::array();
+    for (int r = 0; r < moment_shards; ++r) {
+      const fs::path f = dir / MomentShardName(r, moment_shards);
+      if (!fs::exists(f)) Fail(f.string(), ": rank ", r, "'s optimizer shard is missing");
+      shards.push_back({{"rank", r}, {"file", f.filename().string()}, {"bytes", fs::file_size(f)}});
+    }
+    manifest["moment_shards"] = shards;
+    WriteText(dir / "manifest.json", manifest.dump(2) + "\n");
+  } else {
+    std::vector<uint16_t> scratch;
+    std::vector<TensorToWrite> opt = SlabTensors(slab, slab.m.data(), "m.", DType::kF32, scratch);
+    const auto v = SlabTensors(slab, slab.v.data(), "v.", DType::kF32, scratch);
+    opt.insert(opt.end(), v.begin(), v.end());
+    WriteSafetensors((dir / "optimizer.safetensors").string(), opt,
+                     {{"step", std::to_string(st.step)}});
+  }
   WriteState(dir, st);
   SyncDirectory(root);  // the step folder's own entry (its files were synced as written)
   return dir.string();
@@ -153,10 +211,46 @@ TrainerState LoadCheckpoint(const std::string& dir, TrainSlab& slab) {
   const TrainerState st = ReadState(dir);
   slab.ReadWeights(dir);
   slab.AllocateTrainingState();
-  const TensorStore opt((fs::path(dir) / "optimizer.safetensors").string());
-  LoadSlab(slab, opt, "m.", slab.m.data());
-  LoadSlab(slab, opt, "v.", slab.v.data());
+  LoadMoments(dir, slab);
   return st;
+}
+
+void LoadMoments(const std::string& dir, TrainSlab& slab) {
+  std::vector<std::unique_ptr<TensorStore>> stores;
+  const fs::path manifest_path = fs::path(dir) / "manifest.json";
+  if (fs::exists(manifest_path)) {
+    json manifest;
+    try {
+      manifest = json::parse(ReadTextFile(manifest_path.string()));
+      for (const json& s : manifest.at("moment_shards"))
+        stores.push_back(std::make_unique<TensorStore>(
+            (fs::path(dir) / s.at("file").get<std::string>()).string()));
+    } catch (const json::exception& e) {
+      Fail(manifest_path.string(), ": ", e.what());
+    }
+  } else {
+    stores.push_back(
+        std::make_unique<TensorStore>((fs::path(dir) / "optimizer.safetensors").string()));
+  }
+  const size_t begin = slab.moments_begin, end = begin + slab.m.size();
+  for (const SlabTensor& t : slab.tensors()) {
+    if (t.offset < begin || t.offset + t.numel > end) continue;
+    for (const char* which : {"m.", "v."}) {
+      const std::string name = which + t.spec.name;
+      const TensorView* found = nullptr;
+      for (const auto& s : stores)
+        if ((found = s->Find(name)) != nullptr) break;
+      if (found == nullptr)
+        Fail(dir, ": no optimizer tensor '", name, "' in its ",
+             stores.size() > 1 ? "shards" : "optimizer.safetensors",
+             " (written for another model shape, or other LoRA targets or rank)");
+      if (found->shape != t.spec.shape || found->dtype != DType::kF32)
+        Fail(dir, ": optimizer tensor '", name, "' is ", ShapeString(found->shape), " ",
+             found->dtype_name, "; this run expects ", ShapeString(t.spec.shape), " F32");
+      float* dst = (which[0] == 'm' ? slab.m.data() : slab.v.data()) + (t.offset - begin);
+      ToF32(DType::kF32, found->data, dst, t.numel);
+    }
+  }
 }
 
 std::vector<std::string> ListCheckpoints(const std::string& root) {

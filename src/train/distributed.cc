@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -170,6 +171,39 @@ void Distributed::Barrier() {
   if (g_size == 1) return;
   char err[kErrLen] = "";
   Check(g_api->barrier(err, sizeof err), err);
+}
+
+int Distributed::IGather(const void* send, void* recv, size_t bytes, int root) {
+  if (g_size == 1) {
+    if (bytes > 0 && recv != send) std::memcpy(recv, send, bytes);
+    return -1;
+  }
+  char err[kErrLen] = "";
+  int req = -1;
+  Check(g_api->igather(send, recv, bytes, root, &req, err, sizeof err), err);
+  return req;
+}
+
+int Distributed::IBroadcast(void* buf, size_t bytes, int root) {
+  if (g_size == 1) return -1;
+  char err[kErrLen] = "";
+  int req = -1;
+  Check(g_api->ibcast(buf, bytes, root, &req, err, sizeof err), err);
+  return req;
+}
+
+void Distributed::Wait(int handle) {
+  if (handle < 0) return;
+  char err[kErrLen] = "";
+  Check(g_api->wait(handle, err, sizeof err), err);
+}
+
+bool Distributed::Test(int handle) {
+  if (handle < 0) return true;
+  char err[kErrLen] = "";
+  int done = 0;
+  Check(g_api->test(handle, &done, err, sizeof err), err);
+  return done != 0;
 }
 
 }  // namespace elm

@@ -44,6 +44,16 @@ class Distributed {
   // True on every rank when every rank passed the same value.
   static bool AllEqual(uint64_t v);
   static void Barrier();
+
+  // Non-blocking collectives (the sharded modes, train/shard.h); each returns a handle for
+  // Wait/Test, `bytes` at most INT_MAX. Alone they complete at once (handle -1).
+  // Rank `root` receives every rank's `bytes` of `send` at recv + rank·bytes.
+  static int IGather(const void* send, void* recv, size_t bytes, int root);
+  // `bytes` of rank `root`'s buf to every rank.
+  static int IBroadcast(void* buf, size_t bytes, int root);
+  static void Wait(int handle);
+  // True when the operation completed (its handle is then spent); drives MPI's progress.
+  static bool Test(int handle);
 };
 
 // Init() for a scope; Finalize() at its end.

@@ -5,7 +5,9 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
+#include <vector>
 
 namespace {
 
@@ -90,8 +92,80 @@ int Barrier(char* err, size_t err_len) {
   return Check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", err, err_len);
 }
 
-const ElmMpiApi kApi = {
-    ELM_MPI_PLUGIN_VERSION, Init, Finalize, Abort, SumF32, SumF64, Broadcast, MinMaxU64, Barrier};
+// The requests of the non-blocking calls, by handle (an index; MPI_REQUEST_NULL marks a free slot).
+// Only the main thread calls MPI (MPI_THREAD_FUNNELED), so no lock.
+std::vector<MPI_Request>& Requests() {
+  static std::vector<MPI_Request> requests;
+  return requests;
+}
+
+int NewRequest() {
+  auto& r = Requests();
+  for (size_t i = 0; i < r.size(); ++i)
+    if (r[i] == MPI_REQUEST_NULL) return static_cast<int>(i);
+  r.push_back(MPI_REQUEST_NULL);
+  return static_cast<int>(r.size() - 1);
+}
+
+int TooLarge(size_t bytes, const char* what, char* err, size_t err_len) {
+  if (bytes <= static_cast<size_t>(INT_MAX)) return 0;
+  std::snprintf(err, err_len, "%s of %zu bytes: more than one MPI count holds", what, bytes);
+  return 1;
+}
+
+int IGather(const void* send, void* recv, size_t bytes, int root, int* req, char* err,
+            size_t err_len) {
+  if (TooLarge(bytes, "MPI_Igather", err, err_len) != 0) return 1;
+  const int h = NewRequest();
+  const int count = static_cast<int>(bytes);
+  if (Check(MPI_Igather(send, count, MPI_BYTE, recv, count, MPI_BYTE, root, MPI_COMM_WORLD,
+                        &Requests()[h]),
+            "MPI_Igather", err, err_len) != 0)
+    return 1;
+  *req = h;
+  return 0;
+}
+
+int IBcast(void* buf, size_t bytes, int root, int* req, char* err, size_t err_len) {
+  if (TooLarge(bytes, "MPI_Ibcast", err, err_len) != 0) return 1;
+  const int h = NewRequest();
+  if (Check(
+          MPI_Ibcast(buf, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &Requests()[h]),
+          "MPI_Ibcast", err, err_len) != 0)
+    return 1;
+  *req = h;
+  return 0;
+}
+
+int Wait(int req, char* err, size_t err_len) {
+  if (req < 0 || static_cast<size_t>(req) >= Requests().size()) {
+    std::snprintf(err, err_len, "MPI_Wait: no request %d", req);
+    return 1;
+  }
+  return Check(MPI_Wait(&Requests()[req], MPI_STATUS_IGNORE), "MPI_Wait", err, err_len);
+}
+
+int Test(int req, int* done, char* err, size_t err_len) {
+  if (req < 0 || static_cast<size_t>(req) >= Requests().size()) {
+    std::snprintf(err, err_len, "MPI_Test: no request %d", req);
+    return 1;
+  }
+  return Check(MPI_Test(&Requests()[req], done, MPI_STATUS_IGNORE), "MPI_Test", err, err_len);
+}
+
+const ElmMpiApi kApi = {ELM_MPI_PLUGIN_VERSION,
+                        Init,
+                        Finalize,
+                        Abort,
+                        SumF32,
+                        SumF64,
+                        Broadcast,
+                        MinMaxU64,
+                        Barrier,
+                        IGather,
+                        IBcast,
+                        Wait,
+                        Test};
 
 }  // namespace
 

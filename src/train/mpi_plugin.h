@@ -13,7 +13,7 @@
 extern "C" {
 
 // Bumped whenever the table below changes; elm refuses a plugin of another version.
-#define ELM_MPI_PLUGIN_VERSION 1
+#define ELM_MPI_PLUGIN_VERSION 2
 
 struct ElmMpiApi {
   int version;
@@ -28,6 +28,18 @@ struct ElmMpiApi {
   // *lo ← min over ranks, *hi ← max over ranks.
   int (*allreduce_min_max_u64)(uint64_t* lo, uint64_t* hi, char* err, size_t err_len);
   int (*barrier)(char* err, size_t err_len);
+  // Non-blocking collectives of the sharded modes (train/shard.h), `bytes` at most INT_MAX. Each
+  // starts the operation and returns its handle in *req; complete it with wait, or poll with
+  // test (which also drives MPI's progress while the trainer computes).
+  // MPI_Igather: rank `root` receives every rank's `bytes` at recv + rank·bytes (recv may be
+  // null on the other ranks).
+  int (*igather)(const void* send, void* recv, size_t bytes, int root, int* req, char* err,
+                 size_t err_len);
+  // MPI_Ibcast of `bytes` from `root`.
+  int (*ibcast)(void* buf, size_t bytes, int root, int* req, char* err, size_t err_len);
+  // MPI_Wait on a handle (which is freed); MPI_Test: *done = 1 when complete (and freed).
+  int (*wait)(int req, char* err, size_t err_len);
+  int (*test)(int req, int* done, char* err, size_t err_len);
 };
 
 // The plugin's one exported symbol.

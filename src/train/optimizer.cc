@@ -37,27 +37,31 @@ double GlobalGradNorm(const TrainSlab& slab) {
   return TorchVectorNorm(norms.data(), norms.size());
 }
 
-double ClipGradients(TrainSlab& slab, double norm, double max_norm) {
+double ClipGradients(TrainSlab& slab, double norm, double max_norm, size_t begin, size_t end) {
   // f32 tensor arithmetic, as clip_grad_norm_ does it.
   const float coef = static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f);
   if (!(coef < 1.0f)) return 1.0;
-  for (float& g : slab.grads) g *= coef;
+  end = std::min(end, slab.grads.size());
+  for (size_t i = begin; i < end; ++i) slab.grads[i] *= coef;
   return coef;
 }
 
 void AdamWUpdate(TrainSlab& slab, const AdamWParams& hp, double lr, int64_t step) {
-  ELM_CHECK(step >= 1 && slab.m.size() == slab.size() && slab.v.size() == slab.size() &&
+  const size_t begin = slab.moments_begin, end = begin + slab.m.size();
+  ELM_CHECK(step >= 1 && slab.v.size() == slab.m.size() && end <= slab.size() &&
             slab.grads.size() == slab.size());
   const AdamWStep s(hp, lr, step);
   // One parallel region for the whole update: tensors are independent, so no barrier between
   // them (nowait); small models would otherwise pay a fork/join per tensor.
-  const auto total = static_cast<int64_t>(slab.size());
+  const auto total = static_cast<int64_t>(end - begin);
 #pragma omp parallel if (total >= (1 << 16))
   for (const SlabTensor& t : slab.tensors()) {
+    // Sharded moments hold whole tensors (train/sharding.h): a tensor is in or out.
+    if (t.offset < begin || t.offset + t.numel > end) continue;
     float* p = slab.params.data() + t.offset;
     const float* g = slab.grads.data() + t.offset;
-    float* m = slab.m.data() + t.offset;
-    float* v = slab.v.data() + t.offset;
+    float* m = slab.m.data() + (t.offset - begin);
+    float* v = slab.v.data() + (t.offset - begin);
     const bool wd = t.decay && hp.weight_decay != 0.0;
     const auto n = static_cast<int64_t>(t.numel);
 #pragma omp for schedule(static) nowait

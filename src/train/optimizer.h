@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -31,13 +32,17 @@ float TorchVectorNorm(const float* x, size_t n);
 double GlobalGradNorm(const TrainSlab& slab);
 // clip_grad_norm_: coef = max_norm / (norm + 1e-6) in f32; gradients are scaled by coef when
 // coef < 1. Returns the coefficient applied (1 when nothing was clipped).
-double ClipGradients(TrainSlab& slab, double norm, double max_norm);
+// Sharded, only elements [begin, end) are scaled (each rank its own).
+double ClipGradients(TrainSlab& slab, double norm, double max_norm, size_t begin = 0,
+                     size_t end = SIZE_MAX);
 
 // One AdamW update of every parameter with the current gradients. `step` is 1-based (bias
 // correction), `lr` this step's learning rate; weight decay on tensors with SlabTensor::decay.
 // For each element, in f32 as PyTorch does:
 //   p ← p·(1 − lr·wd);  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
+// Only the tensors the moments hold are updated (slab.moments_begin: with sharded moments a rank
+// updates its own range, train/sharding.h).
 void AdamWUpdate(TrainSlab& slab, const AdamWParams& hp, double lr, int64_t step);
 
 // The scalars of one AdamW step, formed in double and rounded once to f32 (PyTorch passes Python

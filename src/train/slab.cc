@@ -25,10 +25,13 @@ const SlabTensor* TrainSlab::Find(const std::string& name) const {
   return nullptr;
 }
 
-void TrainSlab::AllocateTrainingState() {
+void TrainSlab::AllocateTrainingState(size_t begin, size_t end) {
+  end = std::min(end, size_);
+  ELM_CHECK(begin <= end);
   grads.assign(size_, 0.0f);
-  m.assign(size_, 0.0f);
-  v.assign(size_, 0.0f);
+  moments_begin = begin;
+  m.assign(end - begin, 0.0f);
+  v.assign(end - begin, 0.0f);
 }
 
 void TrainSlab::ZeroGrad() {

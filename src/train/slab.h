@@ -21,6 +21,7 @@
 //   allocated for the owned range.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,8 +50,9 @@ class TrainSlab {
   // (the reference's parameter registration order).
   const std::vector<size_t>& norm_order() const { return norm_order_; }
 
-  // Gradients and both moments, zero. The parameter slab is allocated with the table.
-  void AllocateTrainingState();
+  // Gradients and both moments, zero. The parameter slab is allocated with the table. Sharded
+  // data parallelism (train/sharding.h) allocates the moments for elements [begin, end) only.
+  void AllocateTrainingState(size_t begin = 0, size_t end = SIZE_MAX);
   void ZeroGrad();
 
   // The parameters as a folder of this family's format (an HF model folder with the run's
@@ -61,6 +63,9 @@ class TrainSlab {
   virtual void ReadWeights(const std::string& dir) = 0;
 
   std::vector<float> params, grads, m, v;
+  // m and v hold elements [moments_begin, moments_begin + m.size()) of the slab (all of it unless
+  // the moments are sharded).
+  size_t moments_begin = 0;
 
  protected:
   // Only a family builds (or copies) one, so a slab is never sliced off its family.

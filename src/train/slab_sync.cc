@@ -34,10 +34,6 @@ void BroadcastSlab(TrainSlab& slab, bool moments) {
   Distributed::Broadcast(slab.v.data(), slab.v.size() * sizeof(float));
 }
 
-void AllReduceGradients(TrainSlab& slab) {
-  Distributed::AllReduceMean(slab.grads.data(), slab.grads.size());
-}
-
 bool ParamsAgree(const TrainSlab& slab) {
   return Distributed::size() == 1 || Distributed::AllEqual(HashFloats(slab.params));
 }

@@ -582,6 +582,52 @@ void ReadRun(Reader& r, TrainConfig& c) {
          "'; elm implements bfloat16 mixed precision");
 }
 
+// Sharded data parallelism (docs/training.md, "Sharded data parallelism"): CoreNet's fsdp keys
+// and elm's own zero_stage, which must agree when both are given.
+void ReadSharding(Reader& r, TrainConfig& c) {
+  std::string strategy;
+  r.String("fsdp.sharding_strategy", strategy);
+  int stage = -1;
+  r.Int("elm.zero_stage", stage);
+  if (stage < -1 || stage > 3)
+    Fail(c.origin, ": key 'elm.zero_stage' must be 0, 1, 2 or 3, got ", stage);
+  std::optional<Sharding> from_fsdp;
+  if (strategy == "no_shard" || strategy == "NO_SHARD") from_fsdp = Sharding::kNoShard;
+  if (strategy == "shard_grad_op" || strategy == "SHARD_GRAD_OP") from_fsdp = Sharding::kGradients;
+  if (strategy == "full_shard" || strategy == "FULL_SHARD") from_fsdp = Sharding::kFull;
+  if (!strategy.empty() && !from_fsdp)
+    Fail(c.origin, ": key 'fsdp.sharding_strategy' is '", strategy,
+         "'; elm implements no_shard, shard_grad_op and full_shard (hybrid sharding is not)");
+  if (stage >= 0) {
+    const auto s = static_cast<Sharding>(stage);
+    if (from_fsdp && *from_fsdp != s)
+      Fail(c.origin, ": key 'elm.zero_stage' (", stage, ") contradicts 'fsdp.sharding_strategy' (",
+           strategy, ")");
+    c.sharding = s;
+  } else if (from_fsdp) {
+    c.sharding = *from_fsdp;
+  }
+  std::string reduce = "float32";
+  r.String("fsdp.gradient_reduction_datatype", reduce);
+  if (reduce == "bfloat16" || reduce == "bf16") {
+    c.reduce_bf16 = true;
+  } else if (reduce != "float32" && reduce != "float" && reduce != "fp32") {
+    Fail(c.origin, ": key 'fsdp.gradient_reduction_datatype' is '", reduce,
+         "'; elm reduces gradients in float32 or bfloat16");
+  }
+  // FSDP's parameter_datatype is the dtype the layers compute with, over f32 master weights:
+  // elm's nearest is its bf16 mixed precision (bf16 matrix products, f32 weights and state).
+  std::string param = "float32";
+  r.String("fsdp.parameter_datatype", param);
+  if (param == "bfloat16" || param == "bf16") {
+    c.mixed_precision = true;
+  } else if (param != "float32" && param != "float" && param != "fp32") {
+    Fail(c.origin, ": key 'fsdp.parameter_datatype' is '", param,
+         "'; elm computes in float32 or bfloat16 (mixed precision)");
+  }
+  r.Bool("elm.overlap_reduction", c.overlap_reduction);
+}
+
 void Validate(TrainConfig& c, bool require_data) {
   auto positive = [&](int64_t v, const char* key) {
     if (v <= 0) Fail(c.origin, ": key '", key, "' must be positive, got ", v);
@@ -650,6 +696,20 @@ std::string ExpandEnv(const std::string& s, const std::string& key) {
   return out;
 }
 
+const char* ShardingName(Sharding s) {
+  switch (s) {
+    case Sharding::kNoShard:
+      return "no_shard";
+    case Sharding::kOptimizer:
+      return "ZeRO-1 (optimizer state sharded)";
+    case Sharding::kGradients:
+      return "shard_grad_op (ZeRO-2)";
+    case Sharding::kFull:
+      return "full_shard (ZeRO-3)";
+  }
+  return "?";
+}
+
 std::string TrainConfig::run_dir() const {
   return (fs::path(results_loc) / run_label).string();
 }
@@ -680,6 +740,7 @@ TrainConfig ParseTrainConfig(const std::string& yaml_text, const std::string& or
   ReadData(r, c);
   ReadOptim(r, c);
   ReadRun(r, c);
+  ReadSharding(r, c);
   ReadLora(r, c);
   for (const char* k : kIgnored) r.Ignore(k);
   for (const auto& k : r.ignored()) c.ignored_keys.push_back(k);

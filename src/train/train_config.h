@@ -29,6 +29,16 @@ struct DataSourceInfo {
 
 enum class Packing { kAuto, kPacked, kDocuments };
 
+// How data-parallel ranks share the training state (train/sharding.h, docs/training.md "Sharded
+// data parallelism"): CoreNet's fsdp.sharding_strategy, or elm.zero_stage.
+enum class Sharding {
+  kNoShard,    // no_shard / ZeRO-0: everything replicated (DDP)
+  kOptimizer,  // ZeRO-1: AdamW moments sharded
+  kGradients,  // shard_grad_op / ZeRO-2: moments and gradients sharded
+  kFull,       // full_shard / ZeRO-3: parameters too (not implemented: refused above one rank)
+};
+const char* ShardingName(Sharding s);
+
 struct TrainConfig {
   std::string origin;    // the YAML file (for messages)
   std::string base_dir;  // the YAML file's folder (relative paths fall back to it)
@@ -87,6 +97,9 @@ struct TrainConfig {
   bool auto_resume = false;      // common.auto_resume
   double peak_gflops = 0;        // elm.peak_gflops for MFU (0 = estimate for this machine)
   bool mixed_precision = false;  // common.mixed_precision (dtype bfloat16): bf16 matrix products
+  Sharding sharding = Sharding::kNoShard;  // fsdp.sharding_strategy or elm.zero_stage
+  bool reduce_bf16 = false;       // fsdp.gradient_reduction_datatype: bfloat16 (default float32)
+  bool overlap_reduction = true;  // elm.overlap_reduction: reduce buckets during the backward
 
   std::vector<std::string> overrides;          // the --set strings applied, in order
   std::vector<std::string> ignored_keys;       // accepted, no effect in elm

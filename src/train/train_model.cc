@@ -261,6 +261,7 @@ void TrainModel::BackwardFromLogits() {
     if (ckpt_ && work_layer_ != l)
       LayerForward(l, w.layers[l], acts_[l].x.data(), ckpt_out_.data());
     LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+    if (after_layer_backward_) after_layer_backward_(l);
   }
   // Embedding lookup: rows in order, so the sum for a repeated token is deterministic.
   if (g.embeddings != nullptr)

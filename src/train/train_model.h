@@ -6,7 +6,9 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "kernels/rope.h"
@@ -51,6 +53,11 @@ class TrainModel {
   // the mean cross-entropy Backward uses. Preference losses (train/preference_loss.h) use it.
   void BackwardRows(const float* token_scale);
   void ZeroGrad() { trainable().ZeroGrad(); }
+  // Called after each layer's backward (layers run last first) with the layer's index: its
+  // gradients are final for this pass (data parallelism starts reducing them, train/sharding.h).
+  void set_after_layer_backward(std::function<void(int)> f) {
+    after_layer_backward_ = std::move(f);
+  }
   // What the optimizer updates: the LoRA adapter when enabled, else every parameter.
   TrainSlab& trainable() { return lora_ ? static_cast<TrainSlab&>(*lora_) : params_; }
   // bf16 matrix products with f32 accumulation (common.mixed_precision); f32 by default.
@@ -164,6 +171,7 @@ class TrainModel {
   LoraActs lora_work_;  // with checkpointing: the one set every layer shares
   LoraActs& LoraActsOf(int l) { return ckpt_ ? lora_work_ : lora_acts_[l]; }
   std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_, dora_dyl_, dora_dcorr_;
+  std::function<void(int)> after_layer_backward_;
   std::vector<float> norm_sink_;  // receives the (discarded) gradients of the frozen norms
 };
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -66,6 +67,26 @@ uint64_t HashString(const std::string& s) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (const unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
   return h;
+}
+
+// A checkpoint fingerprint (CheckpointFingerprint) without its batch settings, and the global
+// batch those settings make with `world` ranks.
+struct BatchSplit {
+  std::string rest;
+  int64_t global = 0;
+};
+BatchSplit SplitBatch(const std::string& fingerprint, int world) {
+  BatchSplit out{fingerprint, world};
+  for (const char* key : {"|B=", "|accum="}) {
+    const size_t at = out.rest.find(key);
+    if (at == std::string::npos) return {fingerprint, -1};
+    const size_t num = at + std::strlen(key);
+    size_t stop = num;
+    while (stop < out.rest.size() && out.rest[stop] >= '0' && out.rest[stop] <= '9') ++stop;
+    out.global *= std::atoll(out.rest.substr(num, stop - num).c_str());
+    out.rest.erase(at, stop - at);
+  }
+  return out;
 }
 
 struct ValResult {
@@ -151,7 +172,7 @@ TrainResult Trainer::Run() {
 
 Trainer::StepSums Trainer::ForwardBackward() {
   const int B = cfg_.batch_size, T = cfg_.seq_len;
-  model_.ZeroGrad();
+  dp_->ZeroGrad();
   StepSums s;
   for (int micro = 0; micro < cfg_.accum_freq; ++micro) {
     // Rank r of W takes rows [r·B, (r+1)·B) of the next W·B samples: micro-batch micro·W + r
@@ -161,6 +182,8 @@ Trainer::StepSums Trainer::ForwardBackward() {
     model_.set_lora_dropout(
         true, LoraDropoutKey(cfg_.seed, st_.step, static_cast<int64_t>(micro) * world_ + rank_));
     const LossValue L = model_.Forward(inputs_.data(), targets_.data(), B, T, lo_);
+    // The last micro-batch leaves the step's gradients: reduce them as layers finish.
+    if (micro + 1 == cfg_.accum_freq) dp_->Arm();
     // CoreNet divides each micro-batch's mean loss by accum_freq.
     model_.Backward(1.0f / static_cast<float>(cfg_.accum_freq));
     s.loss += L.loss / cfg_.accum_freq;
@@ -177,7 +200,7 @@ void Trainer::AllReduce(StepSums& s) {
   // W·accum_freq micro-batch losses, the same as one process accumulating them. The step's loss,
   // token count and stop request are reduced beside it, so every rank logs (rank 0), clips,
   // updates and stops identically.
-  AllReduceGradients(model_.trainable());
+  dp_->ReduceGradients();
   double stats[4] = {s.loss, s.ce, static_cast<double>(s.n_valid), s.stop ? 1.0 : 0.0};
   Distributed::AllReduceSum(stats, 4);
   s.loss = stats[0] / world_;
@@ -188,11 +211,7 @@ void Trainer::AllReduce(StepSums& s) {
 
 // clip_grad_norm_ and the AdamW step over the trainable slab; returns the gradient norm.
 double Trainer::UpdateWeights(double lr) {
-  TrainSlab& slab = model_.trainable();
-  const double norm = GlobalGradNorm(slab);
-  if (cfg_.grad_clip > 0) ClipGradients(slab, norm, cfg_.grad_clip);
-  AdamWUpdate(slab, cfg_.adamw, lr, st_.step + 1);
-  return norm;
+  return dp_->Update(cfg_.adamw, lr, st_.step + 1, cfg_.grad_clip);
 }
 
 // Counts the step, writes its log line and progress, and stops the run on a non-finite loss.
@@ -241,8 +260,17 @@ void Trainer::Save() {
     Fail("step ", st_.step, ": the weights differ between the MPI ranks (rank ", rank_, ")");
   st_.data = loader_->position();
   saved_last_ = true;
+  if (dp_->sharded()) {
+    // Each rank writes its moments' shard into the folder rank 0 made; rank 0 completes it.
+    if (root_) PrepareCheckpoint(ckpt_root_, st_.step);
+    Distributed::Barrier();
+    WriteMomentShard((fs::path(ckpt_root_) / CheckpointName(st_.step)).string(), slab, rank_,
+                     world_);
+    Distributed::Barrier();
+  }
   if (!root_) return;
-  res_.checkpoint = SaveCheckpoint(ckpt_root_, slab, st_, cfg_.tokenizer);
+  res_.checkpoint =
+      SaveCheckpoint(ckpt_root_, slab, st_, cfg_.tokenizer, dp_->sharded() ? world_ : 0);
   PruneCheckpoints(ckpt_root_, cfg_.keep_last);
   Message("checkpoint: " + res_.checkpoint);
 }
@@ -324,9 +352,12 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
     LoraSettings ls = cfg_.lora;
     ls.base_model = cfg_.init_from;
     model_.EnableLora(ls);
-  } else {
-    model_.params().AllocateTrainingState();
   }
+  dp_ = std::make_unique<DataParallel>(model_.trainable(), cfg_.sharding, cfg_.reduce_bf16,
+                                       cfg_.overlap_reduction);
+  if (!cfg_.lora.enabled())
+    model_.params().AllocateTrainingState(dp_->moments_begin(), dp_->moments_end());
+  model_.set_after_layer_backward([this](int layer) { dp_->LayerDone(layer); });
   st_.seed = cfg_.seed;
   st_.fingerprint = CheckpointFingerprint(cfg_);
   st_.world_size = world_;
@@ -401,11 +432,28 @@ void Trainer::CheckRanksAgree() const {
   const std::string what =
       CheckpointFingerprint(cfg_) + "|n=" + std::to_string(data_.train->size()) +
       "|val=" + std::to_string(val_ ? data_.val->size() : 0) +
-      "|seed=" + std::to_string(cfg_.seed) + "|steps=" + std::to_string(cfg_.max_steps);
-  if (!Distributed::AllEqual(HashString(what)))
-    Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
-         "seed, steps or data (here ", data_.train->size(),
-         " training samples); every rank needs the same config and the same data files");
+      "|seed=" + std::to_string(cfg_.seed) + "|steps=" + std::to_string(cfg_.max_steps) +
+      "|sharding=" + ShardingName(cfg_.sharding) + (cfg_.reduce_bf16 ? " bf16" : " f32") +
+      (cfg_.overlap_reduction ? " overlap" : "");
+  // The data's identity: the tokens of up to 64 samples spread over the training set.
+  uint64_t tokens = 0xcbf29ce484222325ull;
+  const SampleSet& train = *data_.train;
+  const int64_t n = train.size(), stride = std::max<int64_t>(1, n / 64);
+  for (int64_t i = 0; i < n; i += stride)
+    for (int t = 0; t < train.width(); ++t)
+      tokens = (tokens ^ static_cast<uint32_t>(train.sample(i)[t])) * 0x100000001b3ull;
+  char mine[160];
+  std::snprintf(mine, sizeof mine, "config hash %016llx, %lld training samples, data hash %016llx",
+                static_cast<unsigned long long>(HashString(what)), static_cast<long long>(n),
+                static_cast<unsigned long long>(tokens));
+  if (Distributed::AllEqual(HashString(mine))) return;
+  // Every rank names rank 0's view beside its own.
+  char rank0[sizeof mine];
+  std::memcpy(rank0, mine, sizeof mine);
+  Distributed::Broadcast(rank0, sizeof rank0);
+  Fail("rank ", rank_, " of ", world_, ": the ranks disagree on the model, batch settings, ",
+       "seed, steps, sharding or data: rank 0 has ", rank0, ", this rank ", mine,
+       "; every rank needs the same config and the same data files");
 }
 
 // Rank 0: the checkpoint to resume (--resume, or the newest under the run folder with
@@ -428,17 +476,25 @@ void Trainer::Restore() {
 
 void Trainer::ResumeFrom(const std::string& dir) {
   const TrainerState saved = LoadCheckpoint(dir, model_.trainable());
-  if (saved.fingerprint != st_.fingerprint)
+  // Another rank count resumes when the global batch (train_batch_size0 × ranks × accum_freq)
+  // stays: the loader then hands out the same samples per step (docs/training.md, "Resuming on
+  // another number of ranks").
+  const BatchSplit was = SplitBatch(saved.fingerprint, saved.world_size);
+  const BatchSplit now = SplitBatch(st_.fingerprint, world_);
+  if (was.rest != now.rest || (saved.world_size == world_ && saved.fingerprint != st_.fingerprint))
     Fail(dir, ": the checkpoint was written with a different model shape, sequence ",
          "length, batch size or accumulation; resume with the config it was trained with");
   if (saved.seed != cfg_.seed)
     Fail(dir, ": the checkpoint used seed ", saved.seed, " but the config says ", cfg_.seed);
-  if (saved.world_size != world_)
-    Fail(dir, ": the checkpoint was trained by ", saved.world_size,
-         " MPI rank(s) and this run has ", world_,
+  if (was.global != now.global)
+    Fail(dir, ": the checkpoint was trained by ", saved.world_size, " MPI rank(s) with ",
+         was.global, " sequences per step and this run has ", world_, " rank(s) with ", now.global,
          "; the global batch (train_batch_size0 × ranks × accum_freq) would change: resume ",
-         "with the same number of ranks");
+         "with the same global batch (e.g. scale common.accum_freq by the rank counts' ratio)");
+  const std::string fingerprint = st_.fingerprint;
   st_ = saved;
+  st_.fingerprint = fingerprint;
+  st_.world_size = world_;
   resumed_ = true;
   Say("resumed from " + dir + " at step " + std::to_string(st_.step));
   // Rewound: this run's later checkpoints belong to the steps it replaces (its log drops their
@@ -468,6 +524,7 @@ void Trainer::InitWeights() {
     LoadParams(ps, init);
     // A CoreNet training checkpoint continues Apple's run: its AdamW moments and step.
     if (!lora && init.format == "pytorch") {
+      if (ps.m.size() != ps.size()) ps.AllocateTrainingState();  // sharded: all moments on rank 0
       const CoreNetSteps steps = LoadCoreNetAdamW(ps, cfg_.init_from);
       st_.step = steps.adamw_step;
       continued_ = st_.step > 0;
@@ -517,7 +574,8 @@ void Trainer::ShareState() {
   std::memcpy(&st_.loss, &head[5], sizeof st_.loss);
   TrainSlab& slab = model_.trainable();
   if (&slab != &model_.params()) BroadcastSlab(model_.params(), false);
-  BroadcastSlab(slab, resumed_ || continued_);
+  BroadcastSlab(slab, (resumed_ || continued_) && !dp_->sharded());
+  dp_->ShareMoments(resumed_ || continued_);
 }
 
 void Trainer::Describe() const {

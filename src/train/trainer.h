@@ -13,6 +13,7 @@
 #include "train/checkpoint.h"
 #include "train/data_loader.h"
 #include "train/dataset.h"
+#include "train/sharding.h"
 #include "train/train_config.h"
 #include "train/train_log.h"
 #include "train/train_model.h"
@@ -90,6 +91,7 @@ class Trainer {
   DataSplits data_;
   std::unique_ptr<DataLoader> loader_, val_;
   TrainModel model_;
+  std::unique_ptr<DataParallel> dp_;  // gradient reduction and sharding (train/sharding.h)
   TrainerState st_;
   bool resumed_ = false;
   bool continued_ = false;       // started from a CoreNet training checkpoint's moments and step

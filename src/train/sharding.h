@@ -1,0 +1,104 @@
+// Data parallelism over MPI ranks with the training state optionally sharded (ZeRO, PyTorch
+// FSDP's sharding strategies; docs/training.md, "Sharded data parallelism"):
+//
+//   no_shard          every rank holds parameters, gradients and both AdamW moments (DDP)
+//   ZeRO-1            each rank keeps the moments of its own range of the slab only
+//   shard_grad_op     ZeRO-2: the gradients outside a rank's range are released once reduced
+//   (full_shard, ZeRO-3, parameters sharded too, is not implemented: the trainer refuses it
+//   above one rank)
+//
+// A rank's range is a run of whole tensors (train/slab.h's table), so it computes the gradient
+// norms of whole tensors and its checkpoint shard holds whole tensors (train/checkpoint.h).
+//
+// Every mode reduces gradients the same way, so their arithmetic is the same and their losses
+// and weights are bit-identical (docs/numerics.md): the slab is cut into buckets (whole layers
+// of one owner's range, at most kBucketElements), each bucket is gathered to its owner with a
+// non-blocking MPI_Igather, and the owner adds the ranks' contributions in rank order, then
+// divides by the rank count. With overlap on, a bucket is started as soon as the backward pass
+// has finished its layer (layers run last first), while the lower layers are still computed.
+// no_shard then broadcasts each reduced bucket from its owner; the sharded modes update their
+// range and broadcast the updated parameters instead.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "train/optimizer.h"
+#include "train/slab.h"
+#include "train/train_config.h"
+
+namespace elm {
+
+// Rank r owns elements [bounds[r], bounds[r+1]) of the slab: ranges cut at tensor boundaries,
+// balanced by element count (a rank may own nothing when there are more ranks than tensors).
+struct ShardLayout {
+  std::vector<size_t> bounds;  // world + 1 offsets: 0 … slab.size()
+  static ShardLayout Make(const TrainSlab& slab, int world);
+  int world() const { return static_cast<int>(bounds.size()) - 1; }
+  size_t begin(int r) const { return bounds[static_cast<size_t>(r)]; }
+  size_t end(int r) const { return bounds[static_cast<size_t>(r) + 1]; }
+};
+
+class DataParallel {
+ public:
+  // The largest bucket, in elements (4 MiB of f32).
+  static constexpr size_t kBucketElements = size_t{1} << 20;
+
+  // `slab` must outlive this; the layout uses Distributed::rank() and size().
+  DataParallel(TrainSlab& slab, Sharding mode, bool reduce_bf16, bool overlap);
+
+  // The moments are sharded (ZeRO-1 and up, above one rank).
+  bool sharded() const { return sharded_; }
+  const ShardLayout& layout() const { return layout_; }
+  // This rank's range, whose moments it keeps (the whole slab when not sharded).
+  size_t moments_begin() const { return sharded_ ? layout_.begin(rank_) : 0; }
+  size_t moments_end() const { return sharded_ ? layout_.end(rank_) : slab_.size(); }
+
+  // Zeroes the gradients before a step (sharded gradients: only what this rank wrote).
+  void ZeroGrad();
+  // The next backward pass leaves the step's final gradients: with overlap, LayerDone starts
+  // reducing each bucket when its layer is done.
+  void Arm();
+  // The backward pass finished layer `layer` (train_model.h's after-layer hook).
+  void LayerDone(int layer);
+  // Completes the reduction: the gradients become their mean over the ranks in this rank's
+  // range (sharded) or everywhere (no_shard). A no-op alone.
+  void ReduceGradients();
+  // clip_grad_norm_ and AdamW over this rank's range, then every rank's updated parameters to
+  // all ranks. Returns the global gradient norm, bit-identical to GlobalGradNorm of the whole
+  // reduced gradient.
+  double Update(const AdamWParams& hp, double lr, int64_t step, double grad_clip);
+  // After rank 0 loaded or initialized the moments for the whole slab (`from_root`: a resumed
+  // or continued run) or none: every rank keeps the moments of its own range (re-sharding a
+  // checkpoint written by any number of ranks). Collective; no-op unless sharded.
+  void ShareMoments(bool from_root);
+
+ private:
+  struct Bucket {
+    size_t begin = 0, end = 0;  // slab elements
+    int owner = 0;
+    int layer = -1;   // the backward layer after which it is final (-1: after the whole pass)
+    int handle = -1;  // the gather in flight
+    bool started = false, done = false;
+    std::vector<float> recv;       // the owner's W contributions (f32 reduction)
+    std::vector<uint16_t> send16;  // this rank's contribution in bf16 (bf16 reduction)
+    std::vector<uint16_t> recv16;  // the owner's W contributions (bf16 reduction)
+  };
+  void Start(Bucket& b);
+  void Complete(Bucket& b);
+  // Gives the gradient pages of [begin, end) back to the system, leaving zeros (shard_grad_op).
+  void Release(size_t begin, size_t end);
+  double GradNorm() const;
+
+  TrainSlab& slab_;
+  Sharding mode_;
+  bool reduce_bf16_, overlap_;
+  int rank_, world_;
+  bool sharded_;
+  bool armed_ = false;
+  ShardLayout layout_;
+  std::vector<Bucket> buckets_;
+};
+
+}  // namespace elm
