@@ -31,6 +31,12 @@ struct GenerateOptions {
   int logprobs = -1;          // >= 0: record each generated token's logprob and this many others
   bool score_prompt = false;  // also record the logprobs of prompt tokens 1..n-1 (logprobs >= 0)
   CancelPredicate cancelled;  // polled between forward passes; true stops (kCancelled)
+  // Runs the prefill and decode forward passes (not prompt scoring); empty: Session::Forward.
+  ForwardFn forward;
+  // The session already holds prompt[0, cached_prompt) (a reused prefix, docs/server.md "Prefix
+  // cache"): only the rest is fed, while the penalties still see the whole prompt. Must be less
+  // than the prompt's length and equal the session's position; 0 without score_prompt.
+  int cached_prompt = 0;
 };
 
 struct GenerateStats {

@@ -12,7 +12,9 @@
 
 #include "model/model.h"
 #include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/slot_scheduler.h"
+#include "server/step_batcher.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::server {
@@ -33,6 +35,9 @@ struct ServerState {
   SlotScheduler scheduler;
   const std::time_t started;
   int slot_threads = 1;  // OpenMP threads each generating request uses (options.threads resolved)
+  // Continuous batching (options.batching): runs every slot's forward passes as batched steps.
+  std::unique_ptr<StepBatcher> batcher;
+  ServerMetrics metrics;
 
   std::atomic<bool> stopping{false};
   // Request outcomes, reported by /health (the tests use them to see cancellations happen).
