@@ -27,12 +27,12 @@ void MetricLine(std::string& out, const std::string& name, double value,
   out += " " + MetricNumber(value) + "\n";
 }
 
-void Counter(std::string& out, const std::string& name, const char* help, double value) {
+void MetricCounter(std::string& out, const std::string& name, const char* help, double value) {
   MetricHeader(out, name, "counter", help);
   MetricLine(out, name, value);
 }
 
-void Gauge(std::string& out, const std::string& name, const char* help, double value) {
+void MetricGauge(std::string& out, const std::string& name, const char* help, double value) {
   MetricHeader(out, name, "gauge", help);
   MetricLine(out, name, value);
 }
@@ -86,32 +86,34 @@ std::string ServerMetrics::Render(const MetricsSnapshot& s) const {
   MetricLine(out, "elm_requests_total", static_cast<double>(s.cancelled), "outcome=\"cancelled\"");
   MetricLine(out, "elm_requests_total", static_cast<double>(s.rejected), "outcome=\"rejected\"");
   MetricLine(out, "elm_requests_total", static_cast<double>(s.failed), "outcome=\"failed\"");
-  Gauge(out, "elm_slots", "Inference slots.", s.slots);
-  Gauge(out, "elm_slots_busy", "Slots serving a request.", s.slots_busy);
-  Gauge(out, "elm_queue_waiting", "Requests waiting for a slot.", s.queue_waiting);
-  Gauge(out, "elm_queue_max", "Requests that may wait for a slot.", s.queue_max);
+  MetricGauge(out, "elm_slots", "Inference slots.", s.slots);
+  MetricGauge(out, "elm_slots_busy", "Slots serving a request.", s.slots_busy);
+  MetricGauge(out, "elm_queue_waiting", "Requests waiting for a slot.", s.queue_waiting);
+  MetricGauge(out, "elm_queue_max", "Requests that may wait for a slot.", s.queue_max);
   std::lock_guard<std::mutex> lock(mu_);
-  Counter(out, "elm_generations_total", "Generations run (one per prompt).",
-          static_cast<double>(generations_));
-  Counter(out, "elm_prompt_tokens_total", "Prompt tokens of all generations.",
-          static_cast<double>(prompt_tokens_));
-  Counter(out, "elm_prompt_tokens_cached_total",
-          "Prompt tokens whose KV came from the prefix cache.",
-          static_cast<double>(cached_tokens_));
-  Counter(out, "elm_generated_tokens_total", "Tokens generated.",
-          static_cast<double>(generated_tokens_));
-  Counter(out, "elm_prefix_cache_hits_total", "Generations that reused a cached prefix.",
-          static_cast<double>(cache_hits_));
-  Counter(out, "elm_prefix_cache_misses_total", "Generations that computed their whole prompt.",
-          static_cast<double>(cache_misses_));
+  MetricCounter(out, "elm_generations_total", "Generations run (one per prompt).",
+                static_cast<double>(generations_));
+  MetricCounter(out, "elm_prompt_tokens_total", "Prompt tokens of all generations.",
+                static_cast<double>(prompt_tokens_));
+  MetricCounter(out, "elm_prompt_tokens_cached_total",
+                "Prompt tokens whose KV came from the prefix cache.",
+                static_cast<double>(cached_tokens_));
+  MetricCounter(out, "elm_generated_tokens_total", "Tokens generated.",
+                static_cast<double>(generated_tokens_));
+  MetricCounter(out, "elm_prefix_cache_hits_total", "Generations that reused a cached prefix.",
+                static_cast<double>(cache_hits_));
+  MetricCounter(out, "elm_prefix_cache_misses_total",
+                "Generations that computed their whole prompt.",
+                static_cast<double>(cache_misses_));
   if (s.batching) {
-    Counter(out, "elm_batch_steps_total", "Batched forward steps.",
-            static_cast<double>(s.batch_steps));
-    Counter(out, "elm_batch_rows_total", "Tokens run by batched steps.",
-            static_cast<double>(s.batch_rows));
-    Counter(out, "elm_batch_sequences_total",
-            "Sequences in batched steps, summed over steps (divide by steps: mean batch size).",
-            static_cast<double>(s.batch_sequences));
+    MetricCounter(out, "elm_batch_steps_total", "Batched forward steps.",
+                  static_cast<double>(s.batch_steps));
+    MetricCounter(out, "elm_batch_rows_total", "Tokens run by batched steps.",
+                  static_cast<double>(s.batch_rows));
+    MetricCounter(
+        out, "elm_batch_sequences_total",
+        "Sequences in batched steps, summed over steps (divide by steps: mean batch size).",
+        static_cast<double>(s.batch_sequences));
   }
   MetricHeader(out, "elm_time_to_first_token_seconds", "histogram",
                "From the start of a generation (slot taken) to its first token's logits.");
