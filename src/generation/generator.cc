@@ -50,8 +50,16 @@ void CheckRequest(const Session& session, std::span<const int> prompt, const Gen
   if (opt.constraint && opt.speculative)
     Fail("speculative decoding (--draft-model, --lookup-ngram) does not combine with a grammar or "
          "JSON schema");
-  if (session.position() + static_cast<int>(prompt.size()) > session.context())
-    Fail("the prompt (", prompt.size(), " tokens", session.position() ? " after " : "",
+  if (opt.speculative && opt.forward)
+    Fail("generate: speculative decoding runs its own forward passes, not a forward hook");
+  if (opt.cached_prompt != 0 &&
+      (opt.cached_prompt < 0 || opt.cached_prompt >= static_cast<int>(prompt.size()) ||
+       opt.cached_prompt != session.position() || opt.score_prompt))
+    Fail("generate: cached_prompt ", opt.cached_prompt, " does not fit a prompt of ", prompt.size(),
+         " tokens with ", session.position(), " in the session");
+  const auto fed = prompt.size() - static_cast<size_t>(opt.cached_prompt);
+  if (session.position() + static_cast<int>(fed) > session.context())
+    Fail("the prompt (", fed, " tokens", session.position() ? " after " : "",
          session.position() ? std::to_string(session.position()) + " in context" : "",
          ") does not fit the context of ", session.context(), " tokens");
   const int V = session.model().config().vocab_size;
@@ -72,7 +80,8 @@ class DecodeLoop {
     const auto t0 = Clock::now();
     const bool fed = opt_.score_prompt ? ScorePrompt(session_, prompt, Top(), opt_.cancelled,
                                                      logits_, res_.prompt_logprobs)
-                                       : Prefill(session_, prompt, opt_.cancelled, logits_);
+                                       : Prefill(session_, prompt.subspan(opt_.cached_prompt),
+                                                 opt_.cancelled, logits_, opt_.forward);
     const auto t1 = Clock::now();
     res_.stats.prompt_tokens = static_cast<int>(prompt.size());
     res_.stats.prefill_seconds = Seconds(t0, t1);
@@ -127,7 +136,10 @@ class DecodeLoop {
     }
     if (opt_.speculative) return Speculate();
     const int last = res_.ids.back();
-    session_.Forward(std::span<const int>(&last, 1), logits_);
+    if (opt_.forward)
+      opt_.forward(session_, std::span<const int>(&last, 1), logits_);
+    else
+      session_.Forward(std::span<const int>(&last, 1), logits_);
     return true;
   }
 

@@ -43,6 +43,12 @@ struct GenerateOptions {
   // by the caller, one per sequence. EOS always ends a constrained reply, and is only allowed where
   // the constraint may end; generation stops (kGrammar) once nothing more can follow.
   TokenConstraint* constraint = nullptr;
+  // Runs the prefill and decode forward passes (not prompt scoring); empty: Session::Forward.
+  ForwardFn forward;
+  // The session already holds prompt[0, cached_prompt) (a reused prefix, docs/server.md "Prefix
+  // cache"): only the rest is fed, while the penalties still see the whole prompt. Must be less
+  // than the prompt's length and equal the session's position; 0 without score_prompt.
+  int cached_prompt = 0;
 };
 
 struct GenerateStats {

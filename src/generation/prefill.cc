@@ -20,11 +20,15 @@ bool Cancelled(const CancelPredicate& cancelled) {
 }  // namespace
 
 bool Prefill(Session& session, std::span<const int> prompt, const CancelPredicate& cancelled,
-             std::vector<float>& logits) {
+             std::vector<float>& logits, const ForwardFn& forward) {
   const int n = static_cast<int>(prompt.size());
   for (int start = 0; start < n; start += kPrefillChunk) {
     if (Cancelled(cancelled)) return false;
-    session.Forward(prompt.subspan(start, std::min(kPrefillChunk, n - start)), logits);
+    const auto chunk = prompt.subspan(start, std::min(kPrefillChunk, n - start));
+    if (forward)
+      forward(session, chunk, logits);
+    else
+      session.Forward(chunk, logits);
   }
   return true;
 }

@@ -58,6 +58,8 @@ class Session {
   void Forward(std::span<const int> tokens, std::vector<float>& logits,
                const ForwardOptions& opt = {});
 
+  friend class BatchStep;  // model/batch_step.h: runs several sessions' rows in one pass
+
  private:
   void ForwardBatch(std::span<const int> tokens, std::vector<float>& logits,
                     const ForwardOptions& opt);

@@ -54,8 +54,10 @@ std::shared_ptr<ConnectionWatch> WatchClient(const httplib::Request& req) {
 
 // Waits for a slot. Null means the client left while queued.
 std::unique_ptr<SlotScheduler::Lease> AcquireSlot(ServerState& st,
-                                                  const std::function<bool()>& cancelled) {
-  auto r = st.scheduler.Acquire(cancelled);
+                                                  const std::function<bool()>& cancelled,
+                                                  std::span<const int> prompt) {
+  auto r =
+      st.scheduler.Acquire(cancelled, st.options.cache_prompt ? prompt : std::span<const int>());
   switch (r.status) {
     case SlotScheduler::Status::kOk:
       return std::move(r.lease);
@@ -79,11 +81,21 @@ std::unique_ptr<SlotScheduler::Lease> AcquireSlot(ServerState& st,
 
 // RunCompletion on a slot, on the calling (connection) thread with the slot's OpenMP team size:
 // omp_set_num_threads() sets it for this thread's parallel regions only.
-CompletionResult RunOnSlot(const ServerState& st, Session& session, std::span<const int> prompt,
-                           const GenerationParams& gen, const std::function<bool()>& cancelled,
+// With batching, the forward passes run on the batcher's thread and this one only samples; with
+// the prefix cache, the slot's last request's KV is reused (docs/server.md).
+CompletionResult RunOnSlot(ServerState& st, SlotScheduler::Lease& lease,
+                           std::span<const int> prompt, const GenerationParams& gen,
+                           const std::function<bool()>& cancelled,
                            const DeltaCallback& on_delta = {}) {
   omp_set_num_threads(st.slot_threads);
-  return RunCompletion(session, st.tok, prompt, gen, cancelled, on_delta);
+  SlotRun run;
+  run.held = st.options.cache_prompt ? &lease.held() : nullptr;
+  run.batcher = st.batcher.get();
+  CompletionResult r =
+      RunCompletion(lease.session(), st.tok, prompt, gen, cancelled, on_delta, run);
+  st.metrics.RecordGeneration(static_cast<int>(prompt.size()), r.cached_tokens,
+                              static_cast<int>(r.ids.size()), r.prefill_seconds, r.decode_seconds);
+  return r;
 }
 
 // elm's extensions to a response object or last chunk: the choice's "stop_detail" (why the reply
@@ -153,7 +165,7 @@ struct StreamJob {
       send(Dump(CompletionChunk(meta, echo_text, nullptr, nullptr)));
     CompletionResult r;
     try {
-      r = RunOnSlot(*st, lease->session(), prompt, gen, cancelled, on_delta);
+      r = RunOnSlot(*st, *lease, prompt, gen, cancelled, on_delta);
     } catch (const std::exception& e) {
       // The 200 headers are already out; an error event is all a client can still be told.
       lease.reset();
@@ -226,7 +238,8 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
     auto job = std::make_shared<StreamJob>();
     job->st = &st;
     job->watch = watch;
-    job->lease = AcquireSlot(st, [&] { return st.stopping.load() || watch->Closed(); });
+    job->lease = AcquireSlot(
+        st, [&] { return st.stopping.load() || watch->Closed(); }, prompts[0]);
     if (!job->lease) {
       res.status = kClientClosedRequest;
       return;
@@ -242,7 +255,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
   }
 
   auto cancelled = [&] { return st.stopping.load() || watch->Closed(); };
-  auto lease = AcquireSlot(st, cancelled);
+  auto lease = AcquireSlot(st, cancelled, prompts[0]);
   if (!lease) {
     res.status = kClientClosedRequest;
     return;
@@ -250,7 +263,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
   json choices = json::array();
   int prompt_tokens = 0, completion_tokens = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const CompletionResult r = RunOnSlot(st, lease->session(), prompts[i], creq.gen, cancelled);
+    const CompletionResult r = RunOnSlot(st, *lease, prompts[i], creq.gen, cancelled);
     if (r.cancelled) {
       ++st.cancelled;
       res.status = kClientClosedRequest;
@@ -298,7 +311,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
   const ResponseMeta meta{st.NewId("chatcmpl-"), st.model_id, std::time(nullptr)};
   auto watch = WatchClient(req);
   auto cancelled = [&] { return st.stopping.load() || watch->Closed(); };
-  auto lease = AcquireSlot(st, cancelled);
+  auto lease = AcquireSlot(st, cancelled, prompt);
   if (!lease) {
     res.status = kClientClosedRequest;
     return;
@@ -318,7 +331,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
     StartStream(res, std::move(job));
     return;
   }
-  const CompletionResult r = RunOnSlot(st, lease->session(), prompt, creq.gen, cancelled);
+  const CompletionResult r = RunOnSlot(st, *lease, prompt, creq.gen, cancelled);
   lease.reset();
   if (r.cancelled) {
     ++st.cancelled;

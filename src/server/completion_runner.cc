@@ -8,6 +8,7 @@
 #include "grammar/grammar_constraint.h"
 #include "sampling/defaults.h"
 #include "sampling/sampler.h"
+#include "server/step_batcher.h"
 
 namespace elm::server {
 
@@ -60,10 +61,27 @@ std::string TokenText(const Tokenizer& tok, int id) {
 CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span<const int> prompt,
                                const GenerationParams& params,
                                const std::function<bool()>& cancelled,
-                               const DeltaCallback& on_delta) {
-  session.Reset();
+                               const DeltaCallback& on_delta, const SlotRun& run) {
   GenerateOptions go = OptionsFor(params, static_cast<int>(prompt.size()), session.context());
   go.cancelled = cancelled;
+  // The prefix cache: keep the longest common prefix, less at least one token to compute the
+  // next logits from.
+  int keep = 0;
+  if (run.held && !go.score_prompt) {
+    const size_t n =
+        std::min({run.held->size(), prompt.size() - 1, static_cast<size_t>(session.position())});
+    while (static_cast<size_t>(keep) < n && (*run.held)[keep] == prompt[keep]) ++keep;
+  }
+  session.Rewind(keep);
+  go.cached_prompt = keep;
+  std::optional<StepBatcher::Membership> member;
+  if (run.batcher) {
+    member.emplace(*run.batcher);
+    go.forward = [b = run.batcher](Session& s, std::span<const int> t, std::vector<float>& l) {
+      b->Forward(s, t, l);
+    };
+  }
+  if (run.held) run.held->clear();  // until it holds what the session holds again, below
   Sampler sampler(params.sampling);
   std::optional<GrammarConstraint> constraint;
   if (params.grammar) {
@@ -71,7 +89,17 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
     go.constraint = &*constraint;
   }
   GenerateResult g = Generate(session, prompt, go, sampler, TextOutput{&tok, on_delta});
+  if (run.held) {
+    // The session holds prompt + ids[0 .. n-2] (or less when cancelled): its first position().
+    std::vector<int>& h = *run.held;
+    h.assign(prompt.begin(), prompt.end());
+    h.insert(h.end(), g.ids.begin(), g.ids.end());
+    h.resize(std::min(h.size(), static_cast<size_t>(session.position())));
+  }
   CompletionResult res;
+  res.cached_tokens = keep;
+  res.prefill_seconds = g.stats.prefill_seconds;
+  res.decode_seconds = g.stats.decode_seconds;
   res.prompt_logprobs = std::move(g.prompt_logprobs);
   res.ids = std::move(g.ids);
   res.logprobs = std::move(g.logprobs);

@@ -27,6 +27,21 @@ struct CompletionResult {
   // "context" (the context was full first).
   std::string stop_detail = "length";
   bool cancelled = false;
+  int cached_tokens = 0;       // prompt tokens whose KV came from the prefix cache
+  double prefill_seconds = 0;  // GenerateStats: the time to the first token's logits
+  double decode_seconds = 0;   // and from the first token to the last
+};
+
+class StepBatcher;
+
+// How a slot runs: both optional.
+struct SlotRun {
+  // The prefix cache: the tokens the session holds from its last request (SlotScheduler::Lease::
+  // held). The longest common prefix with the prompt is kept and only the rest is computed;
+  // afterwards it holds what the session holds. Null: the session is reset first.
+  std::vector<int>* held = nullptr;
+  // Continuous batching: forward passes run as part of the batcher's steps. Null: on this thread.
+  StepBatcher* batcher = nullptr;
 };
 
 // Receives text as it becomes safe to show (complete UTF-8, no part of a stop string), with the
@@ -34,13 +49,14 @@ struct CompletionResult {
 using DeltaCallback = TextCallback;
 
 // `prompt` must be non-empty and fit the session's context (the caller checks, to answer 400).
-// The session is reset first: slots do not share state between requests. max_tokens (-1: the
+// Without `run.held` the session is reset first; with it, the cached prefix is reused (never for
+// echo with logprobs, which scores every prompt token). max_tokens (-1: the
 // default reply length, sampling/defaults.h) is clamped to the room left in the context; a reply
 // cut by that clamp reports stop_detail "context".
 CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span<const int> prompt,
                                const GenerationParams& params,
                                const std::function<bool()>& cancelled,
-                               const DeltaCallback& on_delta = {});
+                               const DeltaCallback& on_delta = {}, const SlotRun& run = {});
 
 // The text of one token as it appears inside decoded text ("▁the" -> " the", "<0x0A>" -> "\n").
 // A byte token that is not UTF-8 by itself comes back as OpenAI writes it: "bytes:\xNN".

@@ -90,6 +90,27 @@ void HandleHealth(ServerState& st, const httplib::Request&, httplib::Response& r
                    {"failed", st.failed.load()}}}});
 }
 
+void HandleMetrics(ServerState& st, const httplib::Request&, httplib::Response& res) {
+  const auto s = st.scheduler.stats();
+  MetricsSnapshot snap;
+  snap.slots = s.slots;
+  snap.slots_busy = s.busy;
+  snap.queue_waiting = s.waiting;
+  snap.queue_max = s.max_queue;
+  snap.completed = st.completed.load();
+  snap.cancelled = st.cancelled.load();
+  snap.rejected = st.rejected.load();
+  snap.failed = st.failed.load();
+  if (st.batcher) {
+    const auto b = st.batcher->stats();
+    snap.batching = true;
+    snap.batch_steps = b.steps;
+    snap.batch_rows = b.rows;
+    snap.batch_sequences = b.sequences;
+  }
+  res.set_content(st.metrics.Render(snap), "text/plain; version=0.0.4; charset=utf-8");
+}
+
 json ModelJson(const ServerState& st) {
   const auto& c = st.model->config();
   return {{"id", st.model_id},
@@ -215,6 +236,11 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
   st.slot_threads = opt.threads > 0
                         ? opt.threads
                         : std::max(1, omp_get_max_threads() / std::max(1, opt.parallel));
+  // Continuous batching: one thread runs every slot's forward passes as batched steps, with all
+  // the cores (or --threads); the slots' own threads only sample (docs/server.md).
+  if (opt.prefill_chunk < 1) Fail("--prefill-chunk must be >= 1, got ", opt.prefill_chunk);
+  if (opt.batching)
+    st.batcher = std::make_unique<StepBatcher>(st.model, opt.threads, opt.prefill_chunk);
 
   // A write to a client that has gone raises SIGPIPE, which would kill the process; httplib (as
   // built by Debian) sends without MSG_NOSIGNAL, so the signal must be ignored process-wide.
@@ -295,6 +321,7 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
   http.Get("/", Guard(st, HandlePage));
   http.Get("/index.html", Guard(st, HandlePage));
   http.Get("/health", Guard(st, HandleHealth));
+  http.Get("/metrics", Guard(st, HandleMetrics));
   for (const char* prefix : {"/v1", ""}) {
     const std::string p = prefix;
     http.Get(p + "/models", Guard(st, HandleModels));

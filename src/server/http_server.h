@@ -1,6 +1,6 @@
 // The OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/models, /health,
-// /tokenize, /detokenize and the chat page at /. N slots share one Model; see docs/server.md for
-// the API, the limits and how overload, bad input and shutdown are handled.
+// /tokenize, /detokenize, /metrics and the chat page at /. N slots share one Model; see
+// docs/server.md for the API, the limits and how overload, bad input and shutdown are handled.
 #pragma once
 
 #include <cstddef>
@@ -29,8 +29,13 @@ struct ServerOptions {
   int body_timeout_s = 10;           // its body within this + 1 s per 64 KiB of Content-Length
   int max_waiting_per_client = 4;    // connections one address may keep waiting on it over 1 s
   int http_threads = 0;              // 0: parallel + queue + 8 (see docs/server.md)
-  int threads = 0;                   // OpenMP threads per generating request; 0: cores / parallel
-  bool log_requests = false;         // one line per request on stderr
+  // OpenMP threads: with batching, of the thread that runs the batched steps (0: all cores);
+  // without, per generating request (0: cores / parallel).
+  int threads = 0;
+  bool batching = true;       // continuous batching: the slots decode in one step (docs/server.md)
+  int prefill_chunk = 128;    // batching: prompt tokens per step while other streams decode
+  bool cache_prompt = true;   // reuse the KV of a slot's last request for a shared prefix
+  bool log_requests = false;  // one line per request on stderr
 };
 
 class Server {

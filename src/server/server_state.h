@@ -13,7 +13,9 @@
 #include "grammar/grammar_constraint.h"
 #include "model/model.h"
 #include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/slot_scheduler.h"
+#include "server/step_batcher.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::server {
@@ -34,6 +36,9 @@ struct ServerState {
   SlotScheduler scheduler;
   const std::time_t started;
   int slot_threads = 1;  // OpenMP threads each generating request uses (options.threads resolved)
+  // Continuous batching (options.batching): runs every slot's forward passes as batched steps.
+  std::unique_ptr<StepBatcher> batcher;
+  ServerMetrics metrics;
 
   std::atomic<bool> stopping{false};
   // Request outcomes, reported by /health (the tests use them to see cancellations happen).

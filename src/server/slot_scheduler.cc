@@ -22,6 +22,8 @@ SlotScheduler::SlotScheduler(std::shared_ptr<const Model> model, int slots, int 
     sessions_.push_back(std::make_unique<Session>(model, context, kv_type));
     free_.push_back(slots - 1 - i);  // hand out slot 0 first
   }
+  held_.resize(slots);
+  last_used_.assign(slots, 0);
 }
 
 SlotScheduler::~SlotScheduler() = default;
@@ -30,11 +32,31 @@ SlotScheduler::Lease::~Lease() {
   owner_->Release(slot_);
 }
 
-SlotScheduler::AcquireResult SlotScheduler::Acquire(const std::function<bool()>& cancelled) {
+int SlotScheduler::PickSlot(std::span<const int> prompt) const {
+  int best = static_cast<int>(free_.size()) - 1;
+  size_t best_len = 0;
+  for (int i = static_cast<int>(free_.size()) - 1; i >= 0; --i) {
+    const int slot = free_[i];
+    const std::vector<int>& h = held_[slot];
+    const size_t n =
+        std::min({h.size(), prompt.size(), static_cast<size_t>(sessions_[slot]->position())});
+    size_t len = 0;
+    while (len < n && h[len] == prompt[len]) ++len;
+    if (len > best_len || (len == best_len && last_used_[slot] < last_used_[free_[best]])) {
+      best = i;
+      best_len = len;
+    }
+  }
+  return best;
+}
+
+SlotScheduler::AcquireResult SlotScheduler::Acquire(const std::function<bool()>& cancelled,
+                                                    std::span<const int> prompt) {
   std::unique_lock<std::mutex> lock(mu_);
   auto take = [&] {
-    const int slot = free_.back();
-    free_.pop_back();
+    const auto pick = free_.begin() + PickSlot(prompt);
+    const int slot = *pick;
+    free_.erase(pick);
     return AcquireResult{Status::kOk,
                          std::unique_ptr<Lease>(new Lease(this, slot, sessions_[slot].get()))};
   };
@@ -70,6 +92,7 @@ void SlotScheduler::Release(int slot) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     free_.push_back(slot);
+    last_used_[slot] = ++tick_;
   }
   cv_.notify_all();
 }

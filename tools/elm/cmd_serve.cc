@@ -95,8 +95,17 @@ void RegisterServe(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--threads,-t", s.threads,
-                  "OpenMP threads per generating request (default: cores / --parallel, at least 1)")
+                  "OpenMP threads of the batched decoding steps (default: all cores); with "
+                  "--no-batching, per generating request (default: cores / --parallel)")
       ->check(CLI::Range(1, 1024));
+  cmd->add_flag("!--no-batching", s.batching,
+                "Decode each slot on its own thread instead of all slots in one batched step");
+  cmd->add_option("--prefill-chunk", s.prefill_chunk,
+                  "Batching: prompt tokens a step runs while other streams decode")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_flag("!--no-cache-prompt", s.cache_prompt,
+                "Do not reuse the KV of a slot's previous request for a shared prompt prefix");
   cmd->add_option("--threads-http", s.http_threads,
                   "HTTP connection threads (default: parallel + queue + 8)");
   cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");

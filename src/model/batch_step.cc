@@ -1,0 +1,172 @@
+#include "model/batch_step.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/error.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/matmul_fast.h"
+#include "kernels/rmsnorm.h"
+
+namespace elm {
+
+namespace {
+template <typename T>
+T* GrowBatchScratch(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+}  // namespace
+
+void BatchStep::Mul(float* y, const float* x, int64_t rows, const MatRef& w) const {
+  MatMulFast(y, x, rows, w, exact_);
+}
+
+void BatchStep::Reserve(int rows) {
+  const ModelConfig& c = model_->config();
+  const auto r = static_cast<size_t>(rows);
+  const auto ffn_rows = static_cast<size_t>(std::min(rows, Session::kFfnRows));
+  size_t attention = 0, ffn = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const auto qkv = static_cast<size_t>(c.qkv_out(l));
+    const auto att = static_cast<size_t>(c.layers[l].n_heads) * c.head_dim;
+    attention = std::max(attention, r * (qkv + att));
+    ffn = std::max(ffn, ffn_rows * c.layers[l].ffn_dim * (c.ffn_with_glu ? 2 : 1));
+  }
+  GrowBatchScratch(x_, r * c.dim);
+  GrowBatchScratch(h_, r * c.dim);
+  GrowBatchScratch(work_, std::max(attention, ffn));
+}
+
+void BatchStep::Forward(std::span<const BatchItem> items) {
+  const ModelConfig& c = model_->config();
+  const int64_t D = c.dim, V = c.vocab_size;
+  if (items.empty()) return;
+  // Check everything before any cache changes.
+  int rows = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const BatchItem& it = items[i];
+    if (it.session == nullptr || &it.session->model() != model_.get())
+      Fail("batch step: item ", i, " has no session on this step's model");
+    if (it.session->reference_) Fail("batch step: item ", i, " is in reference mode");
+    for (size_t j = 0; j < i; ++j)
+      if (items[j].session == it.session)
+        Fail("batch step: items ", j, " and ", i, " share a session");
+    if (it.tokens.empty()) Fail("batch step: item ", i, " has no tokens");
+    for (size_t t = 0; t < it.tokens.size(); ++t)
+      if (it.tokens[t] < 0 || it.tokens[t] >= c.vocab_size)
+        Fail("token id ", it.tokens[t], " at position ", t, " is out of range [0, ", c.vocab_size,
+             ")");
+    const int T = static_cast<int>(it.tokens.size());
+    if (it.session->position() + T > it.session->context())
+      Fail(T, " tokens after ", it.session->position(), " in the cache exceed the context of ",
+           it.session->context(), " tokens");
+    rows += T;
+  }
+  exact_ = items[0].session->exact();
+
+  Reserve(rows);
+  row_item_.resize(rows);
+  row_pos_.resize(rows);
+  first_row_.resize(items.size());
+  float* x = x_.data();
+  for (int i = 0, r = 0; i < static_cast<int>(items.size()); ++i) {
+    first_row_[i] = r;
+    const int past = items[i].session->position();
+    for (size_t t = 0; t < items[i].tokens.size(); ++t, ++r) {
+      row_item_[r] = i;
+      row_pos_[r] = past + static_cast<int>(t);
+      model_->embeddings().RowToF32(items[i].tokens[t], x + r * D);
+    }
+  }
+  for (int l = 0; l < c.n_layers; ++l) Layer(l, items, rows);
+  for (const BatchItem& it : items) it.session->cache_.Advance(static_cast<int>(it.tokens.size()));
+
+  // Final norm and logits for the last row of each item that wants them, as one product.
+  int wanted = 0;
+  GrowBatchScratch(last_, items.size() * D);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].logits) continue;
+    const int r = first_row_[i] + static_cast<int>(items[i].tokens.size()) - 1;
+    std::copy(x + r * D, x + (r + 1) * D, last_.begin() + wanted * D);
+    ++wanted;
+  }
+  if (wanted == 0) return;
+  float* xn = h_.data();
+  RmsNormRows(xn, last_.data(), model_->final_norm().data(), wanted, D, c.norm_eps);
+  std::vector<float>& all = work_;  // [wanted, V] fits? grow it
+  GrowBatchScratch(all, static_cast<size_t>(wanted) * V);
+  Mul(all.data(), xn, wanted, model_->lm_head());
+  for (size_t i = 0, k = 0; i < items.size(); ++i) {
+    if (!items[i].logits) continue;
+    items[i].logits->assign(all.begin() + static_cast<int64_t>(k) * V,
+                            all.begin() + static_cast<int64_t>(k + 1) * V);
+    ++k;
+  }
+}
+
+void BatchStep::Layer(int l, std::span<const BatchItem> items, int rows) {
+  const ModelConfig& c = model_->config();
+  const LayerWeights& w = model_->layer(l);
+  const int64_t D = c.dim, Dh = c.head_dim;
+  const int H = c.layers[l].n_heads, Hkv = c.layers[l].n_kv_heads;
+  const int64_t F = c.layers[l].ffn_dim;
+  const int64_t qkv_dim = c.qkv_out(l);
+  const int R = rows;
+  float* x = x_.data();
+
+  // --- attention block (pre-norm) ---
+  float* h = h_.data();
+  RmsNormRows(h, x, w.attn_norm.data(), R, D, c.norm_eps);
+  float* qkv = work_.data();  // [R, (H + 2Hkv) Dh]
+  Mul(qkv, h, R, w.qkv);
+#pragma omp parallel for schedule(static) if (R >= 8)
+  for (int r = 0; r < R; ++r) {
+    Session& s = *items[row_item_[r]].session;
+    float* qt = qkv + r * qkv_dim;
+    float* kt = qt + H * Dh;
+    float* vt = kt + Hkv * Dh;
+    if (c.qk_norm) {
+      RmsNorm(qt, qt, w.q_norm.data(), H, Dh, c.norm_eps);
+      RmsNorm(kt, kt, w.k_norm.data(), Hkv, Dh, c.norm_eps);
+    }
+    const int pos = row_pos_[r];
+    ApplyRope(qt, H, pos, s.rope_);
+    ApplyRope(kt, Hkv, pos, s.rope_);
+    for (int k = 0; k < Hkv; ++k) s.cache_.Store(l, k, pos, kt + k * Dh, vt + k * Dh);
+  }
+  for (int r = 0; r < R; ++r)
+    std::memmove(qkv + r * H * Dh, qkv + r * qkv_dim, sizeof(float) * H * Dh);
+  float* att = qkv + R * qkv_dim;  // [R, H Dh]
+  for (size_t i = 0; i < items.size(); ++i) {
+    const int r0 = first_row_[i];
+    const int T = static_cast<int>(items[i].tokens.size());
+    Session& s = *items[i].session;
+    CausalAttentionFast(att + r0 * H * Dh, qkv + r0 * H * Dh, T, s.position(), H, Hkv,
+                        static_cast<int>(Dh), s.cache_.Layer(l));
+  }
+  Mul(h, att, R, w.out);
+  for (int64_t i = 0; i < R * D; ++i) x[i] += h[i];
+
+  // --- FFN block (pre-norm), Session::kFfnRows rows at a time ---
+  RmsNormRows(h, x, w.ffn_norm.data(), R, D, c.norm_eps);
+  for (int r0 = 0; r0 < R; r0 += Session::kFfnRows) {
+    const int n = std::min(Session::kFfnRows, R - r0);
+    float* hr = h + static_cast<int64_t>(r0) * D;
+    float* g = work_.data();  // [n, F]
+    Mul(g, hr, n, w.up);
+    if (c.ffn_with_glu) {
+      float* gate = g + n * F;
+      Mul(gate, hr, n, w.gate);
+      SwiGluFast(g, gate, g, n * F);
+    } else {
+      SiluInPlaceFast(g, n * F);
+    }
+    Mul(hr, g, n, w.down);
+    float* xr = x + static_cast<int64_t>(r0) * D;
+    for (int64_t i = 0; i < n * D; ++i) xr[i] += hr[i];
+  }
+}
+
+}  // namespace elm
