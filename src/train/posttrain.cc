@@ -22,6 +22,7 @@
 #include "train/optimizer.h"
 #include "train/qlora_base.h"
 #include "train/run_folder.h"
+#include "train/sharding.h"
 #include "train/slab_sync.h"
 #include "train/train_model.h"
 
@@ -258,7 +259,10 @@ class Runner {
       policy_->set_lora_dropout(false);
       TrainSlab& slab = policy_->trainable();
       if (world_ > 1) {  // DDP: the mean gradient, and the step's loss and metrics over the ranks
-        AllReduceGradients(slab);
+        // The mean gradient by elm train's one reduction (train/sharding.h), replicated.
+        if (!reduce_)
+          reduce_ = std::make_unique<DataParallel>(slab, Sharding::kNoShard, false, false);
+        reduce_->ReduceGradients();
         double v[10] = {loss,
                         m.rewards_chosen,
                         m.rewards_rejected,
@@ -532,8 +536,9 @@ class Runner {
   int64_t epoch_ = 0;
   size_t train_rows_ = 0;  // training rows (conversations or pairs)
   int world_ = Distributed::size(), rank_ = Distributed::rank();  // MPI ranks (1 and 0 alone)
-  bool root_ = rank_ == 0;  // only rank 0 logs, evaluates and saves
-  std::string resume_dir_;  // the checkpoint this run continues ("" for a fresh run)
+  std::unique_ptr<DataParallel> reduce_;  // the gradient reduction across ranks (world_ > 1)
+  bool root_ = rank_ == 0;                // only rank 0 logs, evaluates and saves
+  std::string resume_dir_;                // the checkpoint this run continues ("" for a fresh run)
   std::unique_ptr<Log> log_;
   PosttrainResult res_;
 };
