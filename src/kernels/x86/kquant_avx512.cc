@@ -1,0 +1,238 @@
+// AVX-512 VNNI decode kernels for the K-quant types (kernels/kquant_kernels.h), 512 bits at a
+// time: vpdpbusd sums 4 products of unsigned quants and signed Q8_K activations into each 32-bit
+// lane, and vpdpwssd multiplies those lanes by the sub-block scales and accumulates them. Each
+// lane's 4-product sum fits in 16 bits (|Σ| ≤ 4·63·127 = 32004), so vpdpwssd on the lane read as
+// two int16 (the value and its sign extension) against the scale in the low half (0 in the high)
+// multiplies exactly. The activations are laid out once per call to match the weights' registers
+// (decode: a handful of blocks shared by every row). Integer sums per super-block equal the
+// scalar twin's; the f32 scaling is summed in another order. IQ4_XS keeps the AVX2 kernel.
+// Internal linkage inside the target region, as in kernels_avx512.cc.
+#include "kernels/kquant_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm512_undefined_* helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")
+#include <immintrin.h>
+
+#include <vector>
+
+namespace elm {
+namespace {
+
+inline float HalfToFloat512(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// The 8 scales and 8 minimums of a Q4_K/Q5_K block as 32-bit lanes 0..7 and 8..15 (ScaleMinK4 for
+// j = 0..7; the word layout is described in kquant_avx2.cc's UnpackScalesMins).
+inline __m512i ScalesMins512(const uint8_t* packed) {
+  uint32_t w0, w1, w2;
+  __builtin_memcpy(&w0, packed, 4);
+  __builtin_memcpy(&w1, packed + 4, 4);
+  __builtin_memcpy(&w2, packed + 8, 4);
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  const __m128i b = _mm_set_epi32(
+      static_cast<int>(((w2 >> 4) & kLow4) | (((w1 >> 6) & kLow2) << 4)),
+      static_cast<int>(w1 & kLow6), static_cast<int>((w2 & kLow4) | (((w0 >> 6) & kLow2) << 4)),
+      static_cast<int>(w0 & kLow6));
+  return _mm512_cvtepu8_epi32(b);
+}
+
+// One Q8_K block laid out for the Q4_K/Q5_K kernel. The weights' register k (k = 0..3) holds
+// sub-blocks (a_k, b_k) = (0, 2), (1, 3), (4, 6), (5, 7) in its two 256-bit halves (low nibbles of
+// qs[0..63] are sub-blocks 0 and 2, high nibbles 1 and 3; qs[64..127] likewise 4..7), so x[k] holds
+// those activations; pairs holds 0 in lanes 0..7 and bsum_2j + bsum_2j+1 in lane 8 + j, against
+// the minimums' lanes.
+struct XK4 {
+  __m512i x[4];
+  __m512i pairs;
+  float d;
+};
+
+// Lanes 0..7: scale a_k, lanes 8..15: scale b_k (the permutation of ScalesMins512's lanes).
+struct ScaleIndexK4 {
+  __m512i idx[4];
+  ScaleIndexK4() {
+    const int ab[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; ++k)
+      idx[k] = _mm512_inserti64x4(_mm512_set1_epi32(ab[k][0]), _mm256_set1_epi32(ab[k][1]), 1);
+  }
+};
+
+void LayOutK4(const BlockQ8K* x, int64_t n, XK4* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int8_t* q = x[i].qs;
+    const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; ++k)
+      out[i].x[k] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * sub[k][0]))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * sub[k][1])), 1);
+    alignas(64) int32_t p[16] = {};
+    for (int j = 0; j < 8; ++j) p[8 + j] = x[i].bsums[2 * j] + x[i].bsums[2 * j + 1];
+    out[i].pairs = _mm512_load_si512(p);
+    out[i].d = x[i].d;
+  }
+}
+
+// The sums of 4 rows' 16-lane accumulators into y[0..3].
+inline void StoreSums4(const __m512* acc, float* y) {
+  __m256 a[4];
+  for (int i = 0; i < 4; ++i)
+    a[i] = _mm256_add_ps(_mm512_castps512_ps256(acc[i]),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i]), 1)));
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+// Rows of `w` 4 at a time (then one by one), each against the T activation rows: `block(wb, t, b,
+// acc)` adds one super-block's product into a row's 16 f32 lanes.
+template <typename B, typename F>
+inline void ForRows512(float* y, int64_t ldy, int64_t T, const B* w, int64_t nr, int64_t nb,
+                       F block) {
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4)
+    for (int64_t t = 0; t < T; ++t) {
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+      for (int64_t b = 0; b < nb; ++b)
+        for (int i = 0; i < 4; ++i) block(w[(r + i) * nb + b], t, b, acc[i]);
+      StoreSums4(acc, y + t * ldy + r);
+    }
+  for (; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) block(w[r * nb + b], t, b, acc);
+      y[t * ldy + r] = _mm512_reduce_add_ps(acc);
+    }
+}
+
+template <bool kFive, typename B>
+void GemmK512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr,
+              int64_t K) {
+  const int64_t nb = K / kQK;
+  thread_local std::vector<XK4> lay;
+  if (lay.size() < static_cast<size_t>(T * nb)) lay.resize(static_cast<size_t>(T * nb));
+  LayOutK4(x, T * nb, lay.data());
+  const XK4* xl = lay.data();
+  const ScaleIndexK4 si;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+  // Q5_K: the fifth bit of sub-block j is bit j of qh[l]; register k's halves need bits a_k, b_k.
+  const __m512i qshift[4] = {_mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(5), _mm256_set1_epi16(7), 1)};
+  ForRows512(y, ldy, T, w, nr, nb, [&](const B& wb, int64_t t, int64_t b, __m512& acc) {
+    const XK4& xb = xl[t * nb + b];
+    const __m512i sm = ScalesMins512(wb.scales);
+    const __m512i q0 = _mm512_loadu_si512(wb.qs), q1 = _mm512_loadu_si512(wb.qs + 64);
+    __m512i q[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
+                    _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+    if constexpr (kFive) {
+      const __m512i qh =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh)));
+      for (int k = 0; k < 4; ++k)  // q | ((qh >> s) << 4 & 0x10)
+        q[k] = _mm512_ternarylogic_epi32(
+            q[k], _mm512_slli_epi16(_mm512_srlv_epi16(qh, qshift[k]), 4), bit4, 0xF8);
+    }
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[k], xb.x[k]);
+      sum = _mm512_dpwssd_epi32(sum, dot, _mm512_permutexvar_epi32(si.idx[k], sm));
+    }
+    const __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sm, xb.pairs);
+    acc =
+        _mm512_fmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.d) * xb.d), _mm512_cvtepi32_ps(sum), acc);
+    acc = _mm512_fnmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.dmin) * xb.d), _mm512_cvtepi32_ps(mins),
+                           acc);
+  });
+}
+
+void GemmQ4K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ4K* w, int64_t nr,
+                int64_t K) {
+  GemmK512<false>(y, ldy, x, T, w, nr, K);
+}
+
+void GemmQ5K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K* w, int64_t nr,
+                int64_t K) {
+  GemmK512<true>(y, ldy, x, T, w, nr, K);
+}
+
+// Q6_K: element e = 128h + p sits in nibble p / 64 of ql[64h + p % 64] and bits 2·(p / 32) of
+// qh[32h + p % 32]; register 2h + n (n = 0, 1) holds elements 128h + 64n .. + 63, sub-blocks
+// 8h + 4n .. + 3 in its four 128-bit quarters, against the activations in their own order. The
+// quants are the unsigned q + 32; Σ sc_j·32·bsum_j is subtracted once per block.
+void GemmQ6K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K* w, int64_t nr,
+                int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+  // Scale j of the 16 over lanes 4j' .. 4j' + 3 of register k (j = 4k + j').
+  __m512i idx[4];
+  for (int k = 0; k < 4; ++k)
+    idx[k] = _mm512_setr_epi32(4 * k, 4 * k, 4 * k, 4 * k, 4 * k + 1, 4 * k + 1, 4 * k + 1,
+                               4 * k + 1, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 3,
+                               4 * k + 3, 4 * k + 3, 4 * k + 3);
+  // Bits 2·(p / 32) of qh, moved to bits 4..5: the low half of register n needs shift 4n (p / 32
+  // = 2n), the high half 4n + 2, as left shifts by 4 − that (right shifts where negative).
+  const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+  ForRows512(y, ldy, T, w, nr, nb, [&](const BlockQ6K& wb, int64_t t, int64_t b, __m512& acc) {
+    const BlockQ8K& xb = x[t * nb + b];
+    // The signed scales in the low 16 bits of each lane, 0 in the high 16 (see the top).
+    const __m512i sc = _mm512_and_si512(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales))),
+        _mm512_set1_epi32(0xFFFF));
+    __m512i sum = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(wb.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh + 32 * h)));
+      const __m512i q[2] = {_mm512_or_si512(_mm512_and_si512(ql, m4),
+                                            _mm512_and_si512(_mm512_sllv_epi16(qh, sh_lo), m2)),
+                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                            _mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), m2))};
+      for (int n = 0; n < 2; ++n) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[n],
+                                                _mm512_loadu_si512(xb.qs + 128 * h + 64 * n));
+        sum = _mm512_dpwssd_epi32(sum, dot, _mm512_permutexvar_epi32(idx[2 * h + n], sc));
+      }
+    }
+    // Σ_j sc_j·bsum_j: the 16 bsums as 32-bit lanes against the 16 scales.
+    const __m512i bs =
+        _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums)));
+    const __m512i corr = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc, bs);
+    sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(corr, 5));
+    acc =
+        _mm512_fmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.d) * xb.d), _mm512_cvtepi32_ps(sum), acc);
+  });
+}
+
+}  // namespace
+
+const KquantKernels* Avx512KquantKernels() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512vnni") && Avx2KquantKernels() != nullptr;
+  if (!ok) return nullptr;
+  static const KquantKernels k{"avx512", GemmQ4K512, GemmQ5K512, GemmQ6K512,
+                               Avx2KquantKernels()->gemm_iq4_xs};
+  return &k;
+}
+
+}  // namespace elm
+
+#pragma GCC pop_options
+
+#else
+
+namespace elm {
+const KquantKernels* Avx512KquantKernels() {
+  return nullptr;
+}
+}  // namespace elm
+
+#endif
