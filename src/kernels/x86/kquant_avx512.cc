@@ -5,7 +5,7 @@
 // two int16 (the value and its sign extension) against the scale in the low half (0 in the high)
 // multiplies exactly. The activations are laid out once per call to match the weights' registers
 // (decode: a handful of blocks shared by every row). Integer sums per super-block equal the
-// scalar twin's; the f32 scaling is summed in another order. IQ4_XS keeps the AVX2 kernel.
+// scalar twin's; the f32 scaling is summed in another order.
 // Internal linkage inside the target region, as in kernels_avx512.cc.
 #include "kernels/kquant_kernels.h"
 
@@ -211,6 +211,93 @@ void GemmQ6K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const Block
   });
 }
 
+// IQ4_XS: register n (qs[64n .. 64n + 63]) holds sub-block 4n + L in its 128-bit quarter L, low
+// nibbles elements 32j .. + 15 and high nibbles 32j + 16 .. + 31 (j = 4n + L). The signed levels
+// are looked up as v + 128 (unsigned, for vpdpbusd), and the lanes start at −128·Σ x of their 8
+// activations, so each lane ends at the exact Σ v·x; vpmulld applies the scale (these sums need
+// more than 16 bits).
+struct XIq4 {
+  __m512i lo[2], hi[2];  // register n's activations for the low and the high nibbles
+  __m512i start[2];      // −128·Σ x over each lane's 8 activations
+  float d;
+};
+
+void LayOutIq4(const BlockQ8K* x, int64_t n, XIq4* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    alignas(64) int8_t lo[2][64], hi[2][64];
+    alignas(64) int32_t start[2][16];
+    for (int r = 0; r < 2; ++r)
+      for (int L = 0; L < 4; ++L) {
+        const int j = 4 * r + L;
+        for (int e = 0; e < 16; ++e) {
+          lo[r][16 * L + e] = x[i].qs[32 * j + e];
+          hi[r][16 * L + e] = x[i].qs[32 * j + 16 + e];
+        }
+        for (int l = 0; l < 4; ++l) {
+          int32_t sum = 0;
+          for (int e = 0; e < 4; ++e) sum += lo[r][16 * L + 4 * l + e] + hi[r][16 * L + 4 * l + e];
+          start[r][4 * L + l] = -128 * sum;
+        }
+      }
+    for (int r = 0; r < 2; ++r) {
+      out[i].lo[r] = _mm512_load_si512(lo[r]);
+      out[i].hi[r] = _mm512_load_si512(hi[r]);
+      out[i].start[r] = _mm512_load_si512(start[r]);
+    }
+    out[i].d = x[i].d;
+  }
+}
+
+// The 8 scales s_j − 32 of an IQ4_XS block as int16 (kquant_avx2.cc's Iq4XsScales).
+inline __m128i Iq4XsScales512(const BlockIq4Xs& wb) {
+  uint32_t l;
+  __builtin_memcpy(&l, wb.scales_l, 4);
+  __m128i lw = _mm_cvtsi32_si128(static_cast<int>(l));
+  lw = _mm_unpacklo_epi16(lw, lw);
+  lw = _mm_unpacklo_epi32(lw, lw);
+  const __m128i lo = _mm_srli_epi16(
+      _mm_mullo_epi16(lw, _mm_setr_epi16(1 << 12, 1 << 8, 1 << 4, 1, 1 << 12, 1 << 8, 1 << 4, 1)),
+      12);
+  const __m128i hw = _mm_set1_epi16(static_cast<int16_t>(wb.scales_h));
+  const __m128i hi = _mm_srli_epi16(
+      _mm_mullo_epi16(hw,
+                      _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+      14);
+  return _mm_sub_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi16(32));
+}
+
+void GemmIq4Xs512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockIq4Xs* w,
+                  int64_t nr, int64_t K) {
+  const int64_t nb = K / kQK;
+  thread_local std::vector<XIq4> lay;
+  if (lay.size() < static_cast<size_t>(T * nb)) lay.resize(static_cast<size_t>(T * nb));
+  LayOutIq4(x, T * nb, lay.data());
+  const XIq4* xl = lay.data();
+  alignas(16) uint8_t shifted[16];
+  for (int i = 0; i < 16; ++i) shifted[i] = static_cast<uint8_t>(kIq4nlValues[i] + 128);
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(shifted)));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  // Lane l of register n takes scale 4n + l / 4.
+  const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                          _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
+  ForRows512(y, ldy, T, w, nr, nb, [&](const BlockIq4Xs& wb, int64_t t, int64_t b, __m512& acc) {
+    const XIq4& xb = xl[t * nb + b];
+    const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(Iq4XsScales512(wb)));
+    __m512i sum = _mm512_setzero_si512();
+    for (int n = 0; n < 2; ++n) {
+      const __m512i q = _mm512_loadu_si512(wb.qs + 64 * n);
+      const __m512i ulo = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
+      const __m512i uhi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+      __m512i dot = _mm512_dpbusd_epi32(xb.start[n], ulo, xb.lo[n]);
+      dot = _mm512_dpbusd_epi32(dot, uhi, xb.hi[n]);
+      sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[n], sc)));
+    }
+    acc =
+        _mm512_fmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.d) * xb.d), _mm512_cvtepi32_ps(sum), acc);
+  });
+}
+
 }  // namespace
 
 const KquantKernels* Avx512KquantKernels() {
@@ -218,8 +305,7 @@ const KquantKernels* Avx512KquantKernels() {
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("avx512vnni") && Avx2KquantKernels() != nullptr;
   if (!ok) return nullptr;
-  static const KquantKernels k{"avx512", GemmQ4K512, GemmQ5K512, GemmQ6K512,
-                               Avx2KquantKernels()->gemm_iq4_xs};
+  static const KquantKernels k{"avx512", GemmQ4K512, GemmQ5K512, GemmQ6K512, GemmIq4Xs512};
   return &k;
 }
 
