@@ -28,18 +28,20 @@ inline float HalfToFloat512(uint16_t h) {
 }
 
 // The 8 scales and 8 minimums of a Q4_K/Q5_K block as 32-bit lanes 0..7 and 8..15 (ScaleMinK4 for
-// j = 0..7; the word layout is described in kquant_avx2.cc's UnpackScalesMins).
+// j = 0..7; the word layout is described in kquant_avx2.cc's UnpackScalesMins), in registers:
+// with words w0 w1 w2 of the 12 bytes, the four output words are w0 & 0x3f, (w2 & 0x0f) | (w0's
+// top 2 bits of each byte, at bits 4..5), w1 & 0x3f and ((w2 >> 4) & 0x0f) | (w1's top bits).
+// The 16-byte load of the 12 scale bytes (offset 4 of the 144- or 176-byte block) stays inside the
+// block.
 inline __m512i ScalesMins512(const uint8_t* packed) {
-  uint32_t w0, w1, w2;
-  __builtin_memcpy(&w0, packed, 4);
-  __builtin_memcpy(&w1, packed + 4, 4);
-  __builtin_memcpy(&w2, packed + 8, 4);
-  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
-  const __m128i b = _mm_set_epi32(
-      static_cast<int>(((w2 >> 4) & kLow4) | (((w1 >> 6) & kLow2) << 4)),
-      static_cast<int>(w1 & kLow6), static_cast<int>((w2 & kLow4) | (((w0 >> 6) & kLow2) << 4)),
-      static_cast<int>(w0 & kLow6));
-  return _mm512_cvtepu8_epi32(b);
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));  // w0 w2 w1 w2
+  const __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));  // w0 w0 w1 w1
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top =
+      _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm512_cvtepu8_epi32(_mm_or_si128(low, top));
 }
 
 // One Q8_K block laid out for the Q4_K/Q5_K kernel. The weights' register k (k = 0..3) holds
