@@ -23,21 +23,22 @@ inline __m256i Load(const void* p) {
 }
 
 // The 8 six-bit scales and 8 six-bit minimums of a Q4_K/Q5_K block (ScaleMinK4 for j = 0..7)
-// as bytes 0..7 and 8..15 of a register, four at a time in 32-bit words: words 0 and 1 of the 12
+// as bytes 0..7 and 8..15 of a register, four at a time in 32-bit words: words w0 and w1 of the 12
 // bytes hold scales 0-3 and minimums 0-3 in their low 6 bits and the top 2 bits of
-// scales/minimums 4-7 in their high 2 bits; word 2 holds the low 4 bits of scales 4-7 (low
-// nibbles) and minimums 4-7. Built in registers: a store of the words and a 16-byte reload would
-// stall on store forwarding once per block.
+// scales/minimums 4-7 in their high 2 bits; w2 holds the low 4 bits of scales 4-7 (low nibbles)
+// and minimums 4-7. So the four output words are w0 & 0x3f, (w2 & 0x0f) | (w0's top 2 bits of
+// each byte, at bits 4..5), w1 & 0x3f and ((w2 >> 4) & 0x0f) | (w1's top bits), computed in
+// registers. The 16-byte load of the 12 scale bytes (offset 4 of the 144- or 176-byte block)
+// stays inside the block.
 inline __m128i UnpackScalesMins(const uint8_t* packed) {
-  uint32_t w0, w1, w2;
-  __builtin_memcpy(&w0, packed, 4);
-  __builtin_memcpy(&w1, packed + 4, 4);
-  __builtin_memcpy(&w2, packed + 8, 4);
-  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
-  return _mm_set_epi32(static_cast<int>(((w2 >> 4) & kLow4) | (((w1 >> 6) & kLow2) << 4)),
-                       static_cast<int>(w1 & kLow6),
-                       static_cast<int>((w2 & kLow4) | (((w0 >> 6) & kLow2) << 4)),
-                       static_cast<int>(w0 & kLow6));
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));  // w0 w2 w1 w2
+  const __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));  // w0 w0 w1 w1
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top =
+      _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(low, top);
 }
 
 inline float HSumF(__m256 v) {

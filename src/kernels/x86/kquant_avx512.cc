@@ -28,11 +28,7 @@ inline float HalfToFloat512(uint16_t h) {
 }
 
 // The 8 scales and 8 minimums of a Q4_K/Q5_K block as 32-bit lanes 0..7 and 8..15 (ScaleMinK4 for
-// j = 0..7; the word layout is described in kquant_avx2.cc's UnpackScalesMins), in registers:
-// with words w0 w1 w2 of the 12 bytes, the four output words are w0 & 0x3f, (w2 & 0x0f) | (w0's
-// top 2 bits of each byte, at bits 4..5), w1 & 0x3f and ((w2 >> 4) & 0x0f) | (w1's top bits).
-// The 16-byte load of the 12 scale bytes (offset 4 of the 144- or 176-byte block) stays inside the
-// block.
+// j = 0..7), unpacked in registers as kquant_avx2.cc's UnpackScalesMins describes.
 inline __m512i ScalesMins512(const uint8_t* packed) {
   const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
   const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));  // w0 w2 w1 w2
