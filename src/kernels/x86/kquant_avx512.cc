@@ -87,8 +87,9 @@ inline void StoreSums4(const __m512* acc, float* y) {
   _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 
-// Rows of `w` 4 at a time (then one by one), each against the T activation rows: `block(wb, t, b,
-// acc)` adds one super-block's product into a row's 16 f32 lanes.
+// Rows of `w` in groups of 4 (then one by one), each against the T activation rows: `block(wb, t,
+// b, acc)` adds one super-block's product into a row's 16 f32 lanes; a group's 4 sums are reduced
+// together.
 template <typename B, typename F>
 inline void ForRows512(float* y, int64_t ldy, int64_t T, const B* w, int64_t nr, int64_t nb,
                        F block) {
@@ -97,8 +98,10 @@ inline void ForRows512(float* y, int64_t ldy, int64_t T, const B* w, int64_t nr,
     for (int64_t t = 0; t < T; ++t) {
       __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                        _mm512_setzero_ps()};
-      for (int64_t b = 0; b < nb; ++b)
-        for (int i = 0; i < 4; ++i) block(w[(r + i) * nb + b], t, b, acc[i]);
+      // Row by row: the weights stream in memory order (interleaving the 4 rows block by block
+      // halved the speed once they came from DRAM, bench/kernels_bench.cc's DRAM-sized case).
+      for (int i = 0; i < 4; ++i)
+        for (int64_t b = 0; b < nb; ++b) block(w[(r + i) * nb + b], t, b, acc[i]);
       StoreSums4(acc, y + t * ldy + r);
     }
   for (; r < nr; ++r)
