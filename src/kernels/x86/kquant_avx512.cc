@@ -99,7 +99,7 @@ inline void ForRows512(float* y, int64_t ldy, int64_t T, const B* w, int64_t nr,
       __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                        _mm512_setzero_ps()};
       // Row by row: the weights stream in memory order (interleaving the 4 rows block by block
-      // halved the speed once they came from DRAM, bench/kernels_bench.cc's DRAM-sized case).
+      // halved the speed once they came from DRAM: docs/performance.md).
       for (int i = 0; i < 4; ++i)
         for (int64_t b = 0; b < nb; ++b) block(w[(r + i) * nb + b], t, b, acc[i]);
       StoreSums4(acc, y + t * ldy + r);
