@@ -10,6 +10,7 @@
 #include "config/model_config.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/kquant_kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_fast.h"
 #include "kernels/rmsnorm.h"
@@ -86,6 +87,53 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
   b->Args({2, 128, 1536, 1280, 0});
 }
 BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// One K-quant decode kernel table alone (kernels/kquant_kernels.h) on one activation row and N
+// random rows of K = 1280: N = 256 stays in L2, N = 131072 (~90 MB) streams from DRAM.
+// Args: dtype (0 Q4_K, 1 Q5_K, 2 Q6_K, 3 IQ4_XS), N, table (0 scalar, 1 AVX2, 2 AVX-512).
+void BM_KquantKernel(benchmark::State& state) {
+  const DType types[] = {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS};
+  const DType type = types[state.range(0)];
+  const int64_t N = state.range(1), K = 1280, nb = K / kQK;
+  const KquantKernels* tables[] = {&ScalarKquantKernels(), Avx2KquantKernels(),
+                                   Avx512KquantKernels()};
+  const KquantKernels* k = tables[state.range(2)];
+  if (!k) {
+    state.SkipWithError("this CPU lacks the instruction set");
+    return;
+  }
+  std::vector<uint8_t> w(DTypeBytes(type, static_cast<size_t>(N * K)));
+  RandomBlocks(type, 1, w.data(), static_cast<size_t>(N * nb));
+  std::vector<float> x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+  for (int64_t i = 0; i < K; ++i)
+    x[static_cast<size_t>(i)] = static_cast<float>(i % 17) * 0.1f - 0.8f;
+  std::vector<BlockQ8K> xq(static_cast<size_t>(nb));
+  QuantizeQ8K(x.data(), xq.data(), static_cast<size_t>(K));
+  for (auto _ : state) {
+    switch (type) {
+      case DType::kQ4_K:
+        k->gemm_q4_k(y.data(), N, xq.data(), 1, reinterpret_cast<const BlockQ4K*>(w.data()), N, K);
+        break;
+      case DType::kQ5_K:
+        k->gemm_q5_k(y.data(), N, xq.data(), 1, reinterpret_cast<const BlockQ5K*>(w.data()), N, K);
+        break;
+      case DType::kQ6_K:
+        k->gemm_q6_k(y.data(), N, xq.data(), 1, reinterpret_cast<const BlockQ6K*>(w.data()), N, K);
+        break;
+      default:
+        k->gemm_iq4_xs(y.data(), N, xq.data(), 1, reinterpret_cast<const BlockIq4Xs*>(w.data()), N,
+                       K);
+        break;
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(DTypeName(type)) + " " + k->name);
+  state.counters["weightB/s"] = benchmark::Counter(static_cast<double>(w.size()),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_KquantKernel)
+    ->ArgsProduct({{0, 1, 2, 3}, {256, 131072}, {1, 2}})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_Attention(benchmark::State& state) {
   const int past = static_cast<int>(state.range(0));

@@ -223,6 +223,8 @@ TEST(Kernels, KquantDecodeKernelsMatchScalarTwin) {
   std::mt19937 rng(5);
   std::vector<const KquantKernels*> tables = {&ScalarKquantKernels()};
   if (Avx2KquantKernels()) tables.push_back(Avx2KquantKernels());
+  if (Avx512KquantKernels()) tables.push_back(Avx512KquantKernels());
+  if (NeonKquantKernels()) tables.push_back(NeonKquantKernels());
   for (DType type : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS}) {
     const int64_t T = 3, N = 11, K = 768, nb = K / kQK;
     std::vector<uint8_t> bytes;

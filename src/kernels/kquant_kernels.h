@@ -22,7 +22,7 @@ using KquantGemm = void (*)(float* y, int64_t ldy, const BlockQ8K* x, int64_t T,
                             int64_t nr, int64_t K);
 
 struct KquantKernels {
-  const char* name;  // "avx2", "scalar"
+  const char* name;  // "avx512", "avx2", "neon", "scalar"
   KquantGemm<BlockQ4K> gemm_q4_k;
   KquantGemm<BlockQ5K> gemm_q5_k;
   KquantGemm<BlockQ6K> gemm_q6_k;
@@ -30,8 +30,10 @@ struct KquantKernels {
 };
 
 const KquantKernels& ScalarKquantKernels();
-const KquantKernels* Avx2KquantKernels();  // nullptr without AVX2
-// The best table here; ELM_ISA=scalar selects the scalar one (any other value the best).
+const KquantKernels* Avx2KquantKernels();    // nullptr without AVX2
+const KquantKernels* Avx512KquantKernels();  // nullptr without AVX-512 VNNI (and AVX2)
+const KquantKernels* NeonKquantKernels();    // nullptr outside AArch64
+// The best table here; ELM_ISA=scalar|avx2 selects that one (any other value the best).
 const KquantKernels& BestKquantKernels();
 
 }  // namespace elm

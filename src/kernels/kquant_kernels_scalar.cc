@@ -123,7 +123,10 @@ const KquantKernels& BestKquantKernels() {
   static const KquantKernels* best = [] {
     const char* isa = std::getenv("ELM_ISA");
     if (isa && std::string(isa) == "scalar") return &ScalarKquantKernels();
+    if (isa && std::string(isa) == "avx2" && Avx2KquantKernels()) return Avx2KquantKernels();
+    if (const KquantKernels* k = Avx512KquantKernels()) return k;
     if (const KquantKernels* k = Avx2KquantKernels()) return k;
+    if (const KquantKernels* k = NeonKquantKernels()) return k;
     return &ScalarKquantKernels();
   }();
   return *best;

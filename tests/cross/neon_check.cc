@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "base/dtype.h"
+#include "base/kquant.h"
 #include "kernels/cpu_kernels.h"
+#include "kernels/kquant_kernels.h"
 
 using namespace elm;
 
@@ -60,6 +62,50 @@ int main() {
     ref.gemm_q4_0(a.data(), N, xq.data(), T, wq4.data(), N, K);
     neon->gemm_q4_0(b.data(), N, xq.data(), T, wq4.data(), N, K);
     check("q4_0");
+  }
+  // The K-quant decode kernels: the NEON table sums the same integers as the scalar one and scales
+  // them in the same order, so the results are equal.
+  const KquantKernels* kneon = NeonKquantKernels();
+  const KquantKernels& kref = ScalarKquantKernels();
+  if (!kneon || &BestKquantKernels() != kneon) {
+    std::printf("MISMATCH: no NEON K-quant table\n");
+    ++failures;
+  }
+  for (DType type : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS}) {
+    if (!kneon) break;
+    const int64_t T = 3, N = 7, K = 768, nb = K / kQK;
+    std::vector<uint8_t> w(DTypeBytes(type, static_cast<size_t>(N * K)));
+    RandomBlocks(type, 11, w.data(), static_cast<size_t>(N * nb));
+    std::vector<float> x(static_cast<size_t>(T * K));
+    for (auto& v : x) v = d(rng);
+    std::vector<BlockQ8K> xq(static_cast<size_t>(T * nb));
+    for (int64_t t = 0; t < T; ++t)
+      QuantizeQ8K(x.data() + t * K, xq.data() + t * nb, static_cast<size_t>(K));
+    std::vector<float> a(static_cast<size_t>(T * N)), b(a.size());
+    for (int which = 0; which < 2; ++which) {
+      const KquantKernels& k = which ? *kneon : kref;
+      float* y = which ? b.data() : a.data();
+      switch (type) {
+        case DType::kQ4_K:
+          k.gemm_q4_k(y, N, xq.data(), T, reinterpret_cast<const BlockQ4K*>(w.data()), N, K);
+          break;
+        case DType::kQ5_K:
+          k.gemm_q5_k(y, N, xq.data(), T, reinterpret_cast<const BlockQ5K*>(w.data()), N, K);
+          break;
+        case DType::kQ6_K:
+          k.gemm_q6_k(y, N, xq.data(), T, reinterpret_cast<const BlockQ6K*>(w.data()), N, K);
+          break;
+        default:
+          k.gemm_iq4_xs(y, N, xq.data(), T, reinterpret_cast<const BlockIq4Xs*>(w.data()), N, K);
+          break;
+      }
+    }
+    for (size_t i = 0; i < a.size(); ++i)
+      if (a[i] != b[i]) {
+        std::printf("MISMATCH %s i=%zu: %g vs %g\n", DTypeName(type), i, a[i], b[i]);
+        ++failures;
+        break;
+      }
   }
   std::printf("neon kernels: %s\n", failures ? "FAILED" : "all match the scalar twins");
   return failures ? 1 : 0;

@@ -17,4 +17,10 @@ const CpuKernels* NeonKernels() {
 const KquantKernels* Avx2KquantKernels() {
   return nullptr;
 }
+const KquantKernels* Avx512KquantKernels() {
+  return nullptr;
+}
+const KquantKernels* NeonKquantKernels() {
+  return nullptr;
+}
 }  // namespace elm

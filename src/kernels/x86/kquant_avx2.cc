@@ -22,27 +22,23 @@ inline __m256i Load(const void* p) {
   return _mm256_loadu_si256(static_cast<const __m256i*>(p));
 }
 
-// Two int16 scales: lanes 0..7 (the low 128 bits) get `lo`, lanes 8..15 `hi`.
-inline __m256i Scales2(int lo, int hi) {
-  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)),
-                          _mm_set1_epi16(static_cast<int16_t>(lo)));
-}
-
 // The 8 six-bit scales and 8 six-bit minimums of a Q4_K/Q5_K block (ScaleMinK4 for j = 0..7)
-// into out[0..7] and out[8..15], four at a time in 32-bit words: words 0 and 1 of the 12 bytes hold
-// scales 0-3 and minimums 0-3 in their low 6 bits and the top 2 bits of scales/minimums 4-7 in
-// their high 2 bits; word 2 holds the low 4 bits of scales 4-7 (low nibbles) and minimums 4-7.
-inline void UnpackScalesMins(const uint8_t* packed, uint8_t* out) {
-  uint32_t w[3];
-  __builtin_memcpy(w, packed, 12);
-  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
-  const uint32_t o[4] = {
-      w[0] & kLow6,                                         // scales 0-3
-      (w[2] & kLow4) | (((w[0] >> 6) & kLow2) << 4),        // scales 4-7
-      w[1] & kLow6,                                         // minimums 0-3
-      ((w[2] >> 4) & kLow4) | (((w[1] >> 6) & kLow2) << 4)  // minimums 4-7
-  };
-  __builtin_memcpy(out, o, 16);
+// as bytes 0..7 and 8..15 of a register, four at a time in 32-bit words: words w0 and w1 of the 12
+// bytes hold scales 0-3 and minimums 0-3 in their low 6 bits and the top 2 bits of
+// scales/minimums 4-7 in their high 2 bits; w2 holds the low 4 bits of scales 4-7 (low nibbles)
+// and minimums 4-7. So the four output words are w0 & 0x3f, (w2 & 0x0f) | (w0's top 2 bits of
+// each byte, at bits 4..5), w1 & 0x3f and ((w2 >> 4) & 0x0f) | (w1's top bits), computed in
+// registers. The 16-byte load of the 12 scale bytes (offset 4 of the 144- or 176-byte block)
+// stays inside the block.
+inline __m128i UnpackScalesMins(const uint8_t* packed) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));  // w0 w2 w1 w2
+  const __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));  // w0 w0 w1 w1
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top =
+      _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(low, top);
 }
 
 inline float HSumF(__m256 v) {
@@ -65,7 +61,7 @@ template <bool kFive, typename B>
 void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr, int64_t K) {
   const int64_t nb = K / kQK;
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  static const WordSpread spread;
+  const WordSpread spread;
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t t = 0; t < T; ++t) {
       // Per block: Σ sc_j·dot_j in 8 int32 lanes, scaled into 8 f32 lanes; the minimums' term
@@ -75,10 +71,8 @@ void GemmK(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int6
       for (int64_t b = 0; b < nb; ++b) {
         const B& wb = w[r * nb + b];
         const BlockQ8K& xb = x[t * nb + b];
-        alignas(16) uint8_t sc[16];  // 8 scales, then 8 minimums
-        UnpackScalesMins(wb.scales, sc);
-        const __m256i s16 =
-            _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+        // 8 scales, then 8 minimums, as int16.
+        const __m256i s16 = _mm256_cvtepu8_epi16(UnpackScalesMins(wb.scales));
         const __m256i scales = _mm256_permute2x128_si256(s16, s16, 0x00);  // sc0..7 in both lanes
         __m256i sum = _mm256_setzero_si256();
         __m256i qh = _mm256_setzero_si256();
@@ -141,7 +135,7 @@ void GemmQ6K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K
              int64_t K) {
   const int64_t nb = K / kQK;
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-  static const PairSpread spread;
+  const PairSpread spread;
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t t = 0; t < T; ++t) {
       __m256 acc = _mm256_setzero_ps();  // f32 lanes, summed once per row
@@ -183,9 +177,30 @@ void GemmQ6K(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K
     }
 }
 
+// The 8 scales s_j − 32 of an IQ4_XS block as int16, computed in registers: lane j takes the
+// 16-bit word holding its field and a multiply moves the field to the top bits (a per-lane left
+// shift), from where a right shift brings it down: 4 bits from scales_l, 2 from scales_h.
+inline __m128i Iq4XsScales(const BlockIq4Xs& wb) {
+  uint32_t l;
+  __builtin_memcpy(&l, wb.scales_l, 4);
+  __m128i lw = _mm_cvtsi32_si128(static_cast<int>(l));
+  lw = _mm_unpacklo_epi16(lw, lw);  // words l0 l0 l1 l1
+  lw = _mm_unpacklo_epi32(lw, lw);  // l0 ×4, l1 ×4
+  const __m128i lo = _mm_srli_epi16(
+      _mm_mullo_epi16(lw, _mm_setr_epi16(1 << 12, 1 << 8, 1 << 4, 1, 1 << 12, 1 << 8, 1 << 4, 1)),
+      12);
+  const __m128i hw = _mm_set1_epi16(static_cast<int16_t>(wb.scales_h));
+  const __m128i hi = _mm_srli_epi16(
+      _mm_mullo_epi16(hw,
+                      _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+      14);
+  return _mm_sub_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi16(32));
+}
+
 void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockIq4Xs* w, int64_t nr,
                int64_t K) {
   const int64_t nb = K / kQK;
+  const PairSpread spread;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m128i tab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
   const __m256i table = _mm256_set_m128i(tab, tab);
@@ -195,6 +210,8 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
       for (int64_t b = 0; b < nb; ++b) {
         const BlockIq4Xs& wb = w[r * nb + b];
         const BlockQ8K& xb = x[t * nb + b];
+        const __m128i s8 = Iq4XsScales(wb);
+        const __m256i scales = _mm256_set_m128i(s8, s8);
         __m256i sum = _mm256_setzero_si256();
         for (int k = 0; k < 4; ++k) {  // sub-blocks 2k (low 128 bits) and 2k + 1 (high)
           const __m256i q = Load(wb.qs + 32 * k);
@@ -210,12 +227,7 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
               _mm256_maddubs_epi16(_mm256_sign_epi8(vlo, vlo), _mm256_sign_epi8(xlo, vlo));
           const __m256i phi =
               _mm256_maddubs_epi16(_mm256_sign_epi8(vhi, vhi), _mm256_sign_epi8(xhi, vhi));
-          const int j0 = 2 * k, j1 = 2 * k + 1;
-          const int ls0 =
-              ((wb.scales_l[j0 / 2] >> 4 * (j0 % 2)) & 0xF) | (((wb.scales_h >> 2 * j0) & 3) << 4);
-          const int ls1 =
-              ((wb.scales_l[j1 / 2] >> 4 * (j1 % 2)) & 0xF) | (((wb.scales_h >> 2 * j1) & 3) << 4);
-          const __m256i s = Scales2(ls0 - 32, ls1 - 32);
+          const __m256i s = _mm256_shuffle_epi8(scales, spread.m[k]);
           sum = _mm256_add_epi32(sum, _mm256_madd_epi16(plo, s));
           sum = _mm256_add_epi32(sum, _mm256_madd_epi16(phi, s));
         }

@@ -1,0 +1,325 @@
+// AVX-512 VNNI decode kernels for the K-quant types (kernels/kquant_kernels.h), 512 bits at a
+// time: vpdpbusd sums 4 products of unsigned quants and signed Q8_K activations into each 32-bit
+// lane, and vpdpwssd multiplies those lanes by the sub-block scales and accumulates them. Each
+// lane's 4-product sum fits in 16 bits (|Σ| ≤ 4·63·127 = 32004), so vpdpwssd on the lane read as
+// two int16 (the value and its sign extension) against the scale in the low half (0 in the high)
+// multiplies exactly. The activations are laid out once per call to match the weights' registers
+// (decode: a handful of blocks shared by every row). Integer sums per super-block equal the
+// scalar twin's; the f32 scaling is summed in another order.
+// Internal linkage inside the target region, as in kernels_avx512.cc.
+#include "kernels/kquant_kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own _mm512_undefined_* helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")
+#include <immintrin.h>
+
+#include <vector>
+
+namespace elm {
+namespace {
+
+inline float HalfToFloat512(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// The 8 scales and 8 minimums of a Q4_K/Q5_K block as 32-bit lanes 0..7 and 8..15 (ScaleMinK4 for
+// j = 0..7), unpacked in registers as kquant_avx2.cc's UnpackScalesMins describes.
+inline __m512i ScalesMins512(const uint8_t* packed) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  const __m128i a = _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0));  // w0 w2 w1 w2
+  const __m128i b = _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0));  // w0 w0 w1 w1
+  const __m128i low = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+                                    _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top =
+      _mm_and_si128(_mm_srli_epi32(b, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm512_cvtepu8_epi32(_mm_or_si128(low, top));
+}
+
+// One Q8_K block laid out for the Q4_K/Q5_K kernel. The weights' register k (k = 0..3) holds
+// sub-blocks (a_k, b_k) = (0, 2), (1, 3), (4, 6), (5, 7) in its two 256-bit halves (low nibbles of
+// qs[0..63] are sub-blocks 0 and 2, high nibbles 1 and 3; qs[64..127] likewise 4..7), so x[k] holds
+// those activations; pairs holds 0 in lanes 0..7 and bsum_2j + bsum_2j+1 in lane 8 + j, against
+// the minimums' lanes.
+struct XK4 {
+  __m512i x[4];
+  __m512i pairs;
+  float d;
+};
+
+// Lanes 0..7: scale a_k, lanes 8..15: scale b_k (the permutation of ScalesMins512's lanes).
+struct ScaleIndexK4 {
+  __m512i idx[4];
+  ScaleIndexK4() {
+    const int ab[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; ++k)
+      idx[k] = _mm512_inserti64x4(_mm512_set1_epi32(ab[k][0]), _mm256_set1_epi32(ab[k][1]), 1);
+  }
+};
+
+void LayOutK4(const BlockQ8K* x, int64_t n, XK4* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int8_t* q = x[i].qs;
+    const int sub[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+    for (int k = 0; k < 4; ++k)
+      out[i].x[k] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * sub[k][0]))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * sub[k][1])), 1);
+    alignas(64) int32_t p[16] = {};
+    for (int j = 0; j < 8; ++j) p[8 + j] = x[i].bsums[2 * j] + x[i].bsums[2 * j + 1];
+    out[i].pairs = _mm512_load_si512(p);
+    out[i].d = x[i].d;
+  }
+}
+
+// The sums of 4 rows' 16-lane accumulators into y[0..3].
+inline void StoreSums4(const __m512* acc, float* y) {
+  __m256 a[4];
+  for (int i = 0; i < 4; ++i)
+    a[i] = _mm256_add_ps(_mm512_castps512_ps256(acc[i]),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[i]), 1)));
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  _mm_storeu_ps(y, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
+
+// Rows of `w` in groups of 4 (then one by one), each against the T activation rows: `block(wb, t,
+// b, acc)` adds one super-block's product into a row's 16 f32 lanes; a group's 4 sums are reduced
+// together.
+template <typename B, typename F>
+inline void ForRows512(float* y, int64_t ldy, int64_t T, const B* w, int64_t nr, int64_t nb,
+                       F block) {
+  int64_t r = 0;
+  for (; r + 4 <= nr; r += 4)
+    for (int64_t t = 0; t < T; ++t) {
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+      // Row by row: the weights stream in memory order (interleaving the 4 rows block by block
+      // halved the speed once they came from DRAM: docs/performance.md).
+      for (int i = 0; i < 4; ++i)
+        for (int64_t b = 0; b < nb; ++b) block(w[(r + i) * nb + b], t, b, acc[i]);
+      StoreSums4(acc, y + t * ldy + r);
+    }
+  for (; r < nr; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b) block(w[r * nb + b], t, b, acc);
+      y[t * ldy + r] = _mm512_reduce_add_ps(acc);
+    }
+}
+
+template <bool kFive, typename B>
+void GemmK512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr,
+              int64_t K) {
+  const int64_t nb = K / kQK;
+  thread_local std::vector<XK4> lay;
+  if (lay.size() < static_cast<size_t>(T * nb)) lay.resize(static_cast<size_t>(T * nb));
+  LayOutK4(x, T * nb, lay.data());
+  const XK4* xl = lay.data();
+  const ScaleIndexK4 si;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+  // Q5_K: the fifth bit of sub-block j is bit j of qh[l]; register k's halves need bits a_k, b_k.
+  const __m512i qshift[4] = {_mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1),
+                             _mm512_inserti64x4(_mm512_set1_epi16(5), _mm256_set1_epi16(7), 1)};
+  ForRows512(y, ldy, T, w, nr, nb, [&](const B& wb, int64_t t, int64_t b, __m512& acc) {
+    const XK4& xb = xl[t * nb + b];
+    const __m512i sm = ScalesMins512(wb.scales);
+    const __m512i q0 = _mm512_loadu_si512(wb.qs), q1 = _mm512_loadu_si512(wb.qs + 64);
+    __m512i q[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
+                    _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+    if constexpr (kFive) {
+      const __m512i qh =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh)));
+      for (int k = 0; k < 4; ++k)  // q | ((qh >> s) << 4 & 0x10)
+        q[k] = _mm512_ternarylogic_epi32(
+            q[k], _mm512_slli_epi16(_mm512_srlv_epi16(qh, qshift[k]), 4), bit4, 0xF8);
+    }
+    __m512i sum = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[k], xb.x[k]);
+      sum = _mm512_dpwssd_epi32(sum, dot, _mm512_permutexvar_epi32(si.idx[k], sm));
+    }
+    const __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sm, xb.pairs);
+    acc =
+        _mm512_fmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.d) * xb.d), _mm512_cvtepi32_ps(sum), acc);
+    acc = _mm512_fnmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.dmin) * xb.d), _mm512_cvtepi32_ps(mins),
+                           acc);
+  });
+}
+
+void GemmQ4K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ4K* w, int64_t nr,
+                int64_t K) {
+  GemmK512<false>(y, ldy, x, T, w, nr, K);
+}
+
+void GemmQ5K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K* w, int64_t nr,
+                int64_t K) {
+  GemmK512<true>(y, ldy, x, T, w, nr, K);
+}
+
+// Q6_K: element e = 128h + p sits in nibble p / 64 of ql[64h + p % 64] and bits 2·(p / 32) of
+// qh[32h + p % 32]; register 2h + n (n = 0, 1) holds elements 128h + 64n .. + 63, sub-blocks
+// 8h + 4n .. + 3 in its four 128-bit quarters, against the activations in their own order. The
+// quants are the unsigned q + 32; Σ sc_j·32·bsum_j is subtracted once per block.
+void GemmQ6K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K* w, int64_t nr,
+                int64_t K) {
+  const int64_t nb = K / kQK;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+  // Scale j of the 16 over lanes 4j' .. 4j' + 3 of register k (j = 4k + j').
+  __m512i idx[4];
+  for (int k = 0; k < 4; ++k)
+    idx[k] = _mm512_setr_epi32(4 * k, 4 * k, 4 * k, 4 * k, 4 * k + 1, 4 * k + 1, 4 * k + 1,
+                               4 * k + 1, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 2, 4 * k + 3,
+                               4 * k + 3, 4 * k + 3, 4 * k + 3);
+  // Bits 2·(p / 32) of qh, moved to bits 4..5: the low half of register n needs shift 4n (p / 32
+  // = 2n), the high half 4n + 2, as left shifts by 4 − that (right shifts where negative).
+  const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i sh_hi = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+  ForRows512(y, ldy, T, w, nr, nb, [&](const BlockQ6K& wb, int64_t t, int64_t b, __m512& acc) {
+    const BlockQ8K& xb = x[t * nb + b];
+    // The signed scales in the low 16 bits of each lane, 0 in the high 16 (see the top).
+    const __m512i sc = _mm512_and_si512(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb.scales))),
+        _mm512_set1_epi32(0xFFFF));
+    __m512i sum = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(wb.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh + 32 * h)));
+      const __m512i q[2] = {_mm512_or_si512(_mm512_and_si512(ql, m4),
+                                            _mm512_and_si512(_mm512_sllv_epi16(qh, sh_lo), m2)),
+                            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                            _mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), m2))};
+      for (int n = 0; n < 2; ++n) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[n],
+                                                _mm512_loadu_si512(xb.qs + 128 * h + 64 * n));
+        sum = _mm512_dpwssd_epi32(sum, dot, _mm512_permutexvar_epi32(idx[2 * h + n], sc));
+      }
+    }
+    // Σ_j sc_j·bsum_j: the 16 bsums as 32-bit lanes against the 16 scales.
+    const __m512i bs =
+        _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.bsums)));
+    const __m512i corr = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc, bs);
+    sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(corr, 5));
+    acc =
+        _mm512_fmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.d) * xb.d), _mm512_cvtepi32_ps(sum), acc);
+  });
+}
+
+// IQ4_XS: register n (qs[64n .. 64n + 63]) holds sub-block 4n + L in its 128-bit quarter L, low
+// nibbles elements 32j .. + 15 and high nibbles 32j + 16 .. + 31 (j = 4n + L). The signed levels
+// are looked up as v + 128 (unsigned, for vpdpbusd), and the lanes start at −128·Σ x of their 8
+// activations, so each lane ends at the exact Σ v·x; vpmulld applies the scale (these sums need
+// more than 16 bits).
+struct XIq4 {
+  __m512i lo[2], hi[2];  // register n's activations for the low and the high nibbles
+  __m512i start[2];      // −128·Σ x over each lane's 8 activations
+  float d;
+};
+
+void LayOutIq4(const BlockQ8K* x, int64_t n, XIq4* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    alignas(64) int8_t lo[2][64], hi[2][64];
+    alignas(64) int32_t start[2][16];
+    for (int r = 0; r < 2; ++r)
+      for (int L = 0; L < 4; ++L) {
+        const int j = 4 * r + L;
+        for (int e = 0; e < 16; ++e) {
+          lo[r][16 * L + e] = x[i].qs[32 * j + e];
+          hi[r][16 * L + e] = x[i].qs[32 * j + 16 + e];
+        }
+        for (int l = 0; l < 4; ++l) {
+          int32_t sum = 0;
+          for (int e = 0; e < 4; ++e) sum += lo[r][16 * L + 4 * l + e] + hi[r][16 * L + 4 * l + e];
+          start[r][4 * L + l] = -128 * sum;
+        }
+      }
+    for (int r = 0; r < 2; ++r) {
+      out[i].lo[r] = _mm512_load_si512(lo[r]);
+      out[i].hi[r] = _mm512_load_si512(hi[r]);
+      out[i].start[r] = _mm512_load_si512(start[r]);
+    }
+    out[i].d = x[i].d;
+  }
+}
+
+// The 8 scales s_j − 32 of an IQ4_XS block as int16 (kquant_avx2.cc's Iq4XsScales).
+inline __m128i Iq4XsScales512(const BlockIq4Xs& wb) {
+  uint32_t l;
+  __builtin_memcpy(&l, wb.scales_l, 4);
+  __m128i lw = _mm_cvtsi32_si128(static_cast<int>(l));
+  lw = _mm_unpacklo_epi16(lw, lw);
+  lw = _mm_unpacklo_epi32(lw, lw);
+  const __m128i lo = _mm_srli_epi16(
+      _mm_mullo_epi16(lw, _mm_setr_epi16(1 << 12, 1 << 8, 1 << 4, 1, 1 << 12, 1 << 8, 1 << 4, 1)),
+      12);
+  const __m128i hw = _mm_set1_epi16(static_cast<int16_t>(wb.scales_h));
+  const __m128i hi = _mm_srli_epi16(
+      _mm_mullo_epi16(hw,
+                      _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+      14);
+  return _mm_sub_epi16(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi16(32));
+}
+
+void GemmIq4Xs512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockIq4Xs* w,
+                  int64_t nr, int64_t K) {
+  const int64_t nb = K / kQK;
+  thread_local std::vector<XIq4> lay;
+  if (lay.size() < static_cast<size_t>(T * nb)) lay.resize(static_cast<size_t>(T * nb));
+  LayOutIq4(x, T * nb, lay.data());
+  const XIq4* xl = lay.data();
+  alignas(16) uint8_t shifted[16];
+  for (int i = 0; i < 16; ++i) shifted[i] = static_cast<uint8_t>(kIq4nlValues[i] + 128);
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(shifted)));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  // Lane l of register n takes scale 4n + l / 4.
+  const __m512i idx[2] = {_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                          _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7)};
+  ForRows512(y, ldy, T, w, nr, nb, [&](const BlockIq4Xs& wb, int64_t t, int64_t b, __m512& acc) {
+    const XIq4& xb = xl[t * nb + b];
+    const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(Iq4XsScales512(wb)));
+    __m512i sum = _mm512_setzero_si512();
+    for (int n = 0; n < 2; ++n) {
+      const __m512i q = _mm512_loadu_si512(wb.qs + 64 * n);
+      const __m512i ulo = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
+      const __m512i uhi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+      __m512i dot = _mm512_dpbusd_epi32(xb.start[n], ulo, xb.lo[n]);
+      dot = _mm512_dpbusd_epi32(dot, uhi, xb.hi[n]);
+      sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, _mm512_permutexvar_epi32(idx[n], sc)));
+    }
+    acc =
+        _mm512_fmadd_ps(_mm512_set1_ps(HalfToFloat512(wb.d) * xb.d), _mm512_cvtepi32_ps(sum), acc);
+  });
+}
+
+}  // namespace
+
+const KquantKernels* Avx512KquantKernels() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512vnni") && Avx2KquantKernels() != nullptr;
+  if (!ok) return nullptr;
+  static const KquantKernels k{"avx512", GemmQ4K512, GemmQ5K512, GemmQ6K512, GemmIq4Xs512};
+  return &k;
+}
+
+}  // namespace elm
+
+#pragma GCC pop_options
+
+#else
+
+namespace elm {
+const KquantKernels* Avx512KquantKernels() {
+  return nullptr;
+}
+}  // namespace elm
+
+#endif
