@@ -48,8 +48,9 @@ void CheckRequest(const Session& session, std::span<const int> prompt, const Gen
   // A speculative step emits the tokens it accepts without the per-token sampling step, where the
   // constraint masks the logits (docs/sampling.md).
   if (opt.constraint && opt.speculative)
-    Fail("speculative decoding (--draft-model, --lookup-ngram) does not combine with a grammar or "
-         "JSON schema");
+    Fail(
+        "speculative decoding (--draft-model, --lookup-ngram) does not combine with a grammar or "
+        "JSON schema");
   if (opt.speculative && opt.forward)
     Fail("generate: speculative decoding runs its own forward passes, not a forward hook");
   if (opt.cached_prompt != 0 &&
