@@ -399,10 +399,10 @@ TEST(PosttrainCli, DpoTwoRanksMatchOneProcessWithAccumulation) {
                 &out, &err),
             0)
       << out << err;
-  std::string mpi = env + "mpirun -np 2 --oversubscribe --bind-to none";
-  if (::geteuid() == 0) mpi += " --allow-run-as-root";
-  mpi += " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS ";
-  ASSERT_EQ(test::RunShell(mpi + elm + " --set output_dir=" + dir + "/two", &out, &err), 0)
+  ASSERT_EQ(
+      test::RunShell(test::MpirunCommand("mpirun", 2) + elm + " --set output_dir=" + dir + "/two",
+                     &out, &err),
+      0)
       << out << err;
   // Rank 0's report only.
   EXPECT_EQ(out.find("trained 3 steps"), out.rfind("trained 3 steps")) << out;

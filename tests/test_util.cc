@@ -169,6 +169,21 @@ std::string TinyTrainYaml(const std::string& dir, int save_every, int val_batche
          ", keep_last_checkpoints: " + std::to_string(keep_last_checkpoints) + "}\n";
 }
 
+std::string MpirunCommand(const std::string& mpirun, int np, const std::string& launch,
+                          const std::vector<std::string>& forward) {
+  std::string cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ";
+  std::vector<std::string> vars = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"};
+#if defined(__SANITIZE_ADDRESS__)
+  cmd += "ASAN_OPTIONS=detect_leaks=0 ";
+  vars.push_back("ASAN_OPTIONS");
+#endif
+  cmd += mpirun + " -np " + std::to_string(np) + " " + launch;
+  if (::geteuid() == 0) cmd += " --allow-run-as-root";
+  vars.insert(vars.end(), forward.begin(), forward.end());
+  for (const std::string& v : vars) cmd += " -x " + v;
+  return cmd + " ";
+}
+
 int RunShell(const std::string& command, std::string* out, std::string* err) {
   const std::string errfile = TempDir("stderr") + "/err.txt";
   const std::string cmd = command + " 2>" + errfile;

@@ -45,6 +45,14 @@ std::vector<float> ReadFloats(const std::string& path, uint64_t offset, uint64_t
 std::string TempDir(const std::string& tag);
 // Runs a shell command; returns its exit code, fills stdout (and stderr when asked).
 int RunShell(const std::string& cmd, std::string* out, std::string* err = nullptr);
+// The start of an `mpirun -np N` command line for the MPI tests, ending in a space: `mpirun` is the
+// launcher; every rank runs with one OpenMP and one BLAS thread; `launch` holds mpirun's own
+// options (default: oversubscribed, unbound); root may run it; under AddressSanitizer the ranks
+// run with LeakSanitizer off (Open MPI leaks at MPI_Finalize, in its dlopened components: not
+// elm's to fix); `forward` names further environment variables to pass to every rank.
+std::string MpirunCommand(const std::string& mpirun, int np,
+                          const std::string& launch = "--oversubscribe --bind-to none",
+                          const std::vector<std::string>& forward = {});
 // Runs the elm binary with `args` (shell-quoted by the caller); returns exit code, fills stdout.
 int RunElm(const std::string& args, std::string* out, std::string* err = nullptr);
 // Config of a 2-layer OpenELM on the first 6000 bytes of Tiny Shakespeare (written to

@@ -66,16 +66,7 @@ class TrainLaunch : public ::testing::Test {
       if (test::RunShell("command -v mpirun", &out, &err) != 0) return "";
       path = out.substr(0, out.find_last_not_of(" \n") + 1);
     }
-    std::string cmd = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ";
-#if defined(__SANITIZE_ADDRESS__)
-    cmd += "ASAN_OPTIONS=detect_leaks=0 ";
-#endif
-    cmd += path + " -np 2 " + launch + " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS";
-#if defined(__SANITIZE_ADDRESS__)
-    cmd += " -x ASAN_OPTIONS";
-#endif
-    if (::geteuid() == 0) cmd += " --allow-run-as-root";
-    return cmd + " ";
+    return test::MpirunCommand(path, 2, launch);
   }
   std::string dir_, yaml_;
 };

@@ -131,27 +131,15 @@ class TrainMpiRun : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
   // One thread per process: the ranks share the machine with the other tests. Under
-  // AddressSanitizer, LeakSanitizer is off for the ranks: Open MPI itself leaks at MPI_Finalize
-  // (buffers of its dlopened components), which is not elm's to fix.
-#if defined(__SANITIZE_ADDRESS__)
-  static constexpr const char* kEnv =
-      "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=0 ";
-  static constexpr const char* kForward[] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                             "ASAN_OPTIONS"};
-#else
+  // The single-process runs use the ranks' thread settings (test::MpirunCommand).
   static constexpr const char* kEnv = "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 ";
-  static constexpr const char* kForward[] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"};
-#endif
   std::string TrainArgs(const std::string& label, const std::string& extra) const {
     return std::string(ELM_BINARY) + " train --config " + yaml_ +
            " --set common.run_label=" + label + " " + extra;
   }
   int Mpi(const std::string& label, const std::string& extra, std::string* out,
           std::string* err) const {
-    std::string cmd = std::string(kEnv) + mpirun_ + " -np 2 --oversubscribe --bind-to none";
-    if (::geteuid() == 0) cmd += " --allow-run-as-root";
-    for (const char* v : kForward) cmd += " -x " + std::string(v);
-    return test::RunShell(cmd + " " + TrainArgs(label, extra), out, err);
+    return test::RunShell(test::MpirunCommand(mpirun_, 2) + TrainArgs(label, extra), out, err);
   }
   int Alone(const std::string& label, const std::string& extra, std::string* out,
             std::string* err) const {

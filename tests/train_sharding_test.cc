@@ -103,13 +103,10 @@ class TrainShardingRun : public ::testing::Test {
           const std::string& env = "") const {
     std::string out;
     if (np == 0) return test::RunShell(kEnv + env + " " + Args(label, extra), &out, err);
-    std::string cmd = kEnv + env + " " + mpirun_ + " -np " + std::to_string(np) +
-                      " --oversubscribe --bind-to none";
-    if (::geteuid() == 0) cmd += " --allow-run-as-root";
-    for (const char* v : {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ASAN_OPTIONS",
-                          "ELM_TEST_KILL_RANK_IN_CHECKPOINT"})
-      cmd += " -x " + std::string(v);
-    return test::RunShell(cmd + " " + Args(label, extra), &out, err);
+    const std::string cmd = env + " " +
+                            test::MpirunCommand(mpirun_, np, "--oversubscribe --bind-to none",
+                                                {"ELM_TEST_KILL_RANK_IN_CHECKPOINT"});
+    return test::RunShell(cmd + Args(label, extra), &out, err);
   }
   std::string Run0(int np, const std::string& label, const std::string& extra) const {
     std::string err;
@@ -252,10 +249,9 @@ TEST_F(TrainShardingRun, KilledRankLeavesThePreviousCheckpoint) {
 // start-up, every rank naming rank 0's view beside its own.
 TEST_F(TrainShardingRun, RanksThatDisagreeStopClearly) {
   std::string out, err;
-  std::string cmd = std::string(kEnv) + mpirun_ + " --oversubscribe --bind-to none";
-  if (::geteuid() == 0) cmd += " --allow-run-as-root";
-  cmd += " -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -np 1 " + Args("disagree", "") + " : -np 1 " +
-         Args("disagree", "--set elm.zero_stage=1");
+  // Two programs (mpirun's MPMD form): rank 1 runs another config.
+  const std::string cmd = test::MpirunCommand(mpirun_, 1) + Args("disagree", "") + " : -np 1 " +
+                          Args("disagree", "--set elm.zero_stage=1");
   EXPECT_NE(test::RunShell(cmd, &out, &err), 0);
   EXPECT_NE(err.find("the ranks disagree"), std::string::npos) << err;
   EXPECT_NE(err.find("rank 0 has config hash"), std::string::npos) << err;

@@ -62,7 +62,7 @@ TextStream::~TextStream() {
 size_t TextStream::ReadRaw(char* dst, size_t n) {
   if (f_ == nullptr) {
     const size_t k = std::min(n, mem_.size() - mem_pos_);
-    std::memcpy(dst, mem_.data() + mem_pos_, k);
+    if (k > 0) std::memcpy(dst, mem_.data() + mem_pos_, k);  // an empty view may be null
     mem_pos_ += k;
     return k;
   }
