@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke run of every libFuzzer target (tests/fuzz/README.md): builds the fuzz project when needed,
-# then runs each target for SECONDS seconds (default 30; FUZZ_PARALLEL at a time, seed FUZZ_SEED)
+# then runs each target for SECONDS seconds (default 15; FUZZ_PARALLEL at a time, seed FUZZ_SEED)
 # on a copy of its seed corpus and prints executions, coverage and pass/fail per target. Exits 1 if any target crashed (the crash file is
 # printed and kept), 77 when clang++ or libFuzzer is missing (a CI skip), 2 on a build failure.
 #   tests/fuzz/smoke.sh [SECONDS]
@@ -8,7 +8,7 @@
 # FUZZ_JOBS (build parallelism, default 2), FUZZ_PARALLEL (targets run at once, default nproc),
 # FUZZ_SEED (libFuzzer -seed, default 1), CXX (default clang++).
 set -u
-SECONDS_PER_TARGET=${1:-30}
+SECONDS_PER_TARGET=${1:-15}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FUZZ_BUILD_DIR:-$ROOT/build/fuzz}
 # shellcheck source=tests/fuzz/dict.sh
