@@ -25,18 +25,9 @@ void BatchStep::Mul(float* y, const float* x, int64_t rows, const MatRef& w) con
 
 void BatchStep::Reserve(int rows) {
   const ModelConfig& c = model_->config();
-  const auto r = static_cast<size_t>(rows);
-  const auto ffn_rows = static_cast<size_t>(std::min(rows, Session::kFfnRows));
-  size_t attention = 0, ffn = 0;
-  for (int l = 0; l < c.n_layers; ++l) {
-    const auto qkv = static_cast<size_t>(c.qkv_out(l));
-    const auto att = static_cast<size_t>(c.layers[l].n_heads) * c.head_dim;
-    attention = std::max(attention, r * (qkv + att));
-    ffn = std::max(ffn, ffn_rows * c.layers[l].ffn_dim * (c.ffn_with_glu ? 2 : 1));
-  }
-  GrowBatchScratch(x_, r * c.dim);
-  GrowBatchScratch(h_, r * c.dim);
-  GrowBatchScratch(work_, std::max(attention, ffn));
+  GrowBatchScratch(x_, static_cast<size_t>(rows) * c.dim);
+  GrowBatchScratch(h_, static_cast<size_t>(rows) * c.dim);
+  GrowBatchScratch(work_, Session::WorkFloats(c, rows));
 }
 
 void BatchStep::Forward(std::span<const BatchItem> items) {

@@ -144,8 +144,7 @@ void Session::BranchAttention(int l, float* att, const float* q, const float* kv
   }
 }
 
-void Session::Reserve(int T) {
-  const ModelConfig& c = model_->config();
+size_t Session::WorkFloats(const ModelConfig& c, int T) {
   const auto rows = static_cast<size_t>(T), ffn_rows = static_cast<size_t>(std::min(T, kFfnRows));
   size_t attention = 0, ffn = 0;
   for (int l = 0; l < c.n_layers; ++l) {
@@ -154,9 +153,14 @@ void Session::Reserve(int T) {
     attention = std::max(attention, rows * (qkv + att));
     ffn = std::max(ffn, ffn_rows * c.layers[l].ffn_dim * (c.ffn_with_glu ? 2 : 1));
   }
-  Grow(x_, rows * c.dim);
-  Grow(h_, rows * c.dim);
-  Grow(work_, std::max(attention, ffn));
+  return std::max(attention, ffn);
+}
+
+void Session::Reserve(int T) {
+  const ModelConfig& c = model_->config();
+  Grow(x_, static_cast<size_t>(T) * c.dim);
+  Grow(h_, static_cast<size_t>(T) * c.dim);
+  Grow(work_, WorkFloats(c, T));
 }
 
 void Session::Layer(int l, float* x, int T, int past, const ForwardOptions& opt, const int* pos) {

@@ -73,6 +73,9 @@ class Session {
   // Grows the scratch once to what T positions need in the widest layer (not layer by layer,
   // which would leave the smaller buffers freed on the way resident).
   void Reserve(int T);
+  // The work arena's floats for T positions: the widest layer's [T, qkv] projections and
+  // [T, H·Dh] outputs, or its FFN intermediates for kFfnRows rows (Reserve; BatchStep's too).
+  static size_t WorkFloats(const ModelConfig& c, int T);
 
   // RMSNorm of `rows` vectors of length n and the matrix product, by the reference or the fast
   // kernels (set_reference).
