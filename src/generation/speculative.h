@@ -112,6 +112,8 @@ class SpeculativeDecoder {
   void Finish(std::span<const int> history);
 
   const SpeculativeStats& stats() const { return stats_; }
+  // Restarts the acceptance tests' random stream (a server slot's decoder, per request's seed).
+  void Reseed(uint64_t seed) { rng_.Seed(seed); }
 
  private:
   std::unique_ptr<Drafter> drafter_;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <new>
 
 #include "base/error.h"
@@ -52,6 +53,41 @@ void KVCache::Store(int layer, int kv_head, int pos, const float* k, const float
   const size_t at = (static_cast<size_t>(kv_head) * capacity_ + pos) * head_dim_ * elem_;
   FromF32(type_, k, k_[layer].data() + at, head_dim_);
   FromF32(type_, v, v_[layer].data() + at, head_dim_);
+}
+
+size_t KVCache::PrefixBytes(int n) const {
+  // Every layer's k and v blocks hold capacity positions of each head.
+  return bytes() / static_cast<size_t>(capacity_) * static_cast<size_t>(n);
+}
+
+void KVCache::SavePrefix(int n, std::vector<uint8_t>& out) const {
+  if (n < 0 || n > size_) Fail("KV cache: cannot save ", n, " positions (holds ", size_, ")");
+  const size_t row = static_cast<size_t>(head_dim_) * elem_;
+  const size_t head = static_cast<size_t>(capacity_) * row;
+  out.reserve(out.size() + PrefixBytes(n));
+  for (size_t l = 0; l < k_.size(); ++l)
+    for (const auto* block : {&k_[l], &v_[l]})
+      for (size_t at = 0; at < block->size(); at += head)
+        out.insert(out.end(), block->begin() + static_cast<ptrdiff_t>(at),
+                   block->begin() + static_cast<ptrdiff_t>(at + n * row));
+}
+
+void KVCache::LoadPrefix(std::span<const uint8_t> in, int stored, int n) {
+  if (n < 0 || n > stored || n > capacity_ || in.size() != PrefixBytes(stored))
+    Fail("KV cache: cannot load ", n, " of ", stored, " positions from ", in.size(),
+         " bytes into a cache of ", capacity_);
+  const size_t row = static_cast<size_t>(head_dim_) * elem_;
+  const size_t head = static_cast<size_t>(capacity_) * row;
+  size_t from = 0;
+  for (size_t l = 0; l < k_.size(); ++l)
+    for (auto* block : {&k_[l], &v_[l]})
+      for (size_t at = 0; at < block->size(); at += head) {
+        std::copy(in.begin() + static_cast<ptrdiff_t>(from),
+                  in.begin() + static_cast<ptrdiff_t>(from + n * row),
+                  block->begin() + static_cast<ptrdiff_t>(at));
+        from += stored * row;
+      }
+  size_ = n;
 }
 
 size_t KVCache::bytes() const {

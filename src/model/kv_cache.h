@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "base/dtype.h"
@@ -35,6 +36,14 @@ class KVCache {
     return {k_[layer].data(), v_[layer].data(), type_, capacity_, head_dim_, elem_};
   }
   size_t bytes() const;
+
+  // A copy of positions [0, n) (a server's prefix store, docs/server.md "Prefix store"): the bytes
+  // they take, and every layer's keys then values, head by head, appended to `out`.
+  size_t PrefixBytes(int n) const;
+  void SavePrefix(int n, std::vector<uint8_t>& out) const;
+  // Makes the cache hold the first n positions of such a copy of `stored` positions, written by a
+  // cache of the same model and type (n <= stored, n <= capacity; checked).
+  void LoadPrefix(std::span<const uint8_t> in, int stored, int n);
 
  private:
   int capacity_;

@@ -45,6 +45,11 @@ class Session {
   bool exact() const { return exact_; }
   void Reset() { cache_.Clear(); }
   void Rewind(int n) { cache_.Truncate(n); }
+  // Holds the first n of `stored` positions saved by KVCache::SavePrefix of a session of the same
+  // model and KV type (a server's prefix store).
+  void LoadPrefix(std::span<const uint8_t> kv, int stored, int n) {
+    cache_.LoadPrefix(kv, stored, n);
+  }
 
   // Positions processed together; longer inputs run in batches of this many (bounded scratch).
   static constexpr int kMaxBatch = 256;

@@ -79,6 +79,20 @@ std::unique_ptr<SlotScheduler::Lease> AcquireSlot(ServerState& st,
   return nullptr;
 }
 
+// The prefix store (docs/server.md "Prefix store"): before a request discards most of what its
+// slot holds, that conversation is saved; when a stored prefix shares more with the prompt than
+// the slot does, it is copied into the slot (RunCompletion then reuses it as the slot's own).
+void UsePrefixStore(PrefixStore& store, SlotScheduler::Lease& lease, std::span<const int> prompt) {
+  Session& session = lease.session();
+  std::vector<int>& held = lease.held();
+  const size_t limit = prompt.size() - 1;  // the last prompt token is always run
+  size_t slot_keep = 0;
+  const size_t n = std::min({held.size(), limit, static_cast<size_t>(session.position())});
+  while (slot_keep < n && held[slot_keep] == prompt[slot_keep]) ++slot_keep;
+  if (held.size() > 2 * slot_keep) store.Save(session, held);
+  store.Restore(session, prompt, limit, slot_keep, held);
+}
+
 // RunCompletion on a slot, on the calling (connection) thread with the slot's OpenMP team size:
 // omp_set_num_threads() sets it for this thread's parallel regions only.
 // With batching, the forward passes run on the batcher's thread and this one only samples; with
@@ -87,14 +101,27 @@ CompletionResult RunOnSlot(ServerState& st, SlotScheduler::Lease& lease,
                            std::span<const int> prompt, const GenerationParams& gen,
                            const std::function<bool()>& cancelled,
                            const DeltaCallback& on_delta = {}) {
-  omp_set_num_threads(st.slot_threads);
   SlotRun run;
   run.held = st.options.cache_prompt ? &lease.held() : nullptr;
   run.batcher = st.batcher.get();
+  if (st.prefix_store && run.held && !(gen.echo && gen.logprobs >= 0))
+    UsePrefixStore(*st.prefix_store, lease, prompt);
+  // Speculative decoding when configured and this request is the only one generating (always
+  // without batching, where every slot runs on its own thread anyway); otherwise the batched
+  // steps, which serve several streams better (docs/server.md "Speculative decoding").
+  SpeculativeDecoder* spec =
+      st.speculative.empty() ? nullptr : st.speculative[static_cast<size_t>(lease.slot())].get();
+  if (spec && (!st.batcher || st.scheduler.stats().busy <= 1)) {
+    run.speculative = spec;
+    omp_set_num_threads(st.speculative_threads);
+  } else {
+    omp_set_num_threads(st.slot_threads);
+  }
   CompletionResult r =
       RunCompletion(lease.session(), st.tok, prompt, gen, cancelled, on_delta, run);
   st.metrics.RecordGeneration(static_cast<int>(prompt.size()), r.cached_tokens,
                               static_cast<int>(r.ids.size()), r.prefill_seconds, r.decode_seconds);
+  if (r.speculated) st.metrics.RecordSpeculation(r.drafted, r.accepted);
   return r;
 }
 

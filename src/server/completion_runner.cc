@@ -5,6 +5,7 @@
 #include <optional>
 #include <utility>
 
+#include "generation/speculative.h"
 #include "grammar/grammar_constraint.h"
 #include "sampling/defaults.h"
 #include "sampling/sampler.h"
@@ -75,7 +76,14 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
   session.Rewind(keep);
   go.cached_prompt = keep;
   std::optional<StepBatcher::Membership> member;
-  if (run.batcher) {
+  const bool speculate = run.speculative && !params.grammar;
+  SpeculativeStats spec_before;
+  if (speculate) {
+    // Its own stream, apart from the sampler's (which draws the first token from the same seed).
+    run.speculative->Reseed(params.sampling.seed ^ 0x9E3779B97F4A7C15ull);
+    spec_before = run.speculative->stats();
+    go.speculative = run.speculative;
+  } else if (run.batcher) {
     member.emplace(*run.batcher);
     go.forward = [b = run.batcher](Session& s, std::span<const int> t, std::vector<float>& l) {
       b->Forward(s, t, l);
@@ -97,6 +105,11 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
     h.resize(std::min(h.size(), static_cast<size_t>(session.position())));
   }
   CompletionResult res;
+  if (speculate) {
+    res.speculated = true;
+    res.drafted = run.speculative->stats().drafted - spec_before.drafted;
+    res.accepted = run.speculative->stats().accepted - spec_before.accepted;
+  }
   res.cached_tokens = keep;
   res.prefill_seconds = g.stats.prefill_seconds;
   res.decode_seconds = g.stats.decode_seconds;

@@ -4,6 +4,7 @@
 // stopping) is polled between forward passes.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -30,6 +31,10 @@ struct CompletionResult {
   int cached_tokens = 0;       // prompt tokens whose KV came from the prefix cache
   double prefill_seconds = 0;  // GenerateStats: the time to the first token's logits
   double decode_seconds = 0;   // and from the first token to the last
+  // Speculative decoding (SlotRun::speculative): whether this reply used it, and the tokens its
+  // drafter proposed and the model kept.
+  bool speculated = false;
+  int64_t drafted = 0, accepted = 0;
 };
 
 class StepBatcher;
@@ -42,6 +47,10 @@ struct SlotRun {
   std::vector<int>* held = nullptr;
   // Continuous batching: forward passes run as part of the batcher's steps. Null: on this thread.
   StepBatcher* batcher = nullptr;
+  // Speculative decoding (generation/speculative.h) with this slot's decoder instead of the
+  // batcher; reseeded from the request's seed. A request with a grammar or JSON schema decodes
+  // plainly (the constraint masks each sampled token; a speculative step emits several).
+  SpeculativeDecoder* speculative = nullptr;
 };
 
 // Receives text as it becomes safe to show (complete UTF-8, no part of a stop string), with the

@@ -108,6 +108,16 @@ void HandleMetrics(ServerState& st, const httplib::Request&, httplib::Response& 
     snap.batch_rows = b.rows;
     snap.batch_sequences = b.sequences;
   }
+  if (st.prefix_store) {
+    const auto p = st.prefix_store->stats();
+    snap.prefix_store = true;
+    snap.store_entries = p.entries;
+    snap.store_bytes = p.bytes;
+    snap.store_budget = p.budget;
+    snap.store_saves = p.saves;
+    snap.store_hits = p.hits;
+    snap.store_evictions = p.evictions;
+  }
   res.set_content(st.metrics.Render(snap), "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -241,6 +251,19 @@ Server::Server(std::shared_ptr<const Model> model, Tokenizer tokenizer, ServerOp
   if (opt.prefill_chunk < 1) Fail("--prefill-chunk must be >= 1, got ", opt.prefill_chunk);
   if (opt.batching)
     st.batcher = std::make_unique<StepBatcher>(st.model, opt.threads, opt.prefill_chunk);
+  if (opt.cache_prompt && opt.cache_ram_bytes > 0)
+    st.prefix_store = std::make_unique<PrefixStore>(opt.cache_ram_bytes);
+  // Speculative decoding: a decoder per slot (a draft model's keeps a KV cache of the slot's
+  // context). A speculating request decodes alone, with the batched steps' team.
+  if (opt.make_drafter) {
+    if (opt.draft_max < 1) Fail("--draft-max must be >= 1, got ", opt.draft_max);
+    for (int i = 0; i < opt.parallel; ++i)
+      st.speculative.push_back(
+          std::make_unique<SpeculativeDecoder>(opt.make_drafter(), opt.draft_max, 0));
+    st.speculative_threads = opt.batching && opt.threads <= 0 ? omp_get_max_threads()
+                             : opt.batching                   ? opt.threads
+                                                              : st.slot_threads;
+  }
 
   // A write to a client that has gone raises SIGPIPE, which would kill the process; httplib (as
   // built by Debian) sends without MSG_NOSIGNAL, so the signal must be ignored process-wide.

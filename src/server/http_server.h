@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "generation/speculative.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -32,9 +34,16 @@ struct ServerOptions {
   // OpenMP threads: with batching, of the thread that runs the batched steps (0: all cores);
   // without, per generating request (0: cores / parallel).
   int threads = 0;
-  bool batching = true;       // continuous batching: the slots decode in one step (docs/server.md)
-  int prefill_chunk = 128;    // batching: prompt tokens per step while other streams decode
-  bool cache_prompt = true;   // reuse the KV of a slot's last request for a shared prefix
+  bool batching = true;      // continuous batching: the slots decode in one step (docs/server.md)
+  int prefill_chunk = 128;   // batching: prompt tokens per step while other streams decode
+  bool cache_prompt = true;  // reuse the KV of a slot's last request for a shared prefix
+  // The prefix store (--cache-ram): bytes of KV prefixes kept apart from the slots, least recently
+  // used out first (docs/server.md "Prefix store"); 0: none. Needs cache_prompt.
+  size_t cache_ram_bytes = size_t{1024} << 20;
+  // Speculative decoding (docs/server.md "Speculative decoding"): makes each slot's drafter (a
+  // draft model's or prompt lookup's); empty: off. draft_max: most tokens proposed per step.
+  std::function<std::unique_ptr<Drafter>()> make_drafter;
+  int draft_max = 8;
   bool log_requests = false;  // one line per request on stderr
 };
 

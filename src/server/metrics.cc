@@ -79,6 +79,13 @@ void ServerMetrics::RecordGeneration(int prompt_tokens, int cached, int generate
   if (generated > 1) per_token_.Observe(decode_s / (generated - 1), generated - 1);
 }
 
+void ServerMetrics::RecordSpeculation(int64_t drafted, int64_t accepted) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++spec_generations_;
+  spec_drafted_ += static_cast<uint64_t>(std::max<int64_t>(0, drafted));
+  spec_accepted_ += static_cast<uint64_t>(std::max<int64_t>(0, accepted));
+}
+
 std::string ServerMetrics::Render(const MetricsSnapshot& s) const {
   std::string out;
   MetricHeader(out, "elm_requests_total", "counter", "Generation requests by outcome.");
@@ -105,6 +112,15 @@ std::string ServerMetrics::Render(const MetricsSnapshot& s) const {
   MetricCounter(out, "elm_prefix_cache_misses_total",
                 "Generations that computed their whole prompt.",
                 static_cast<double>(cache_misses_));
+  MetricCounter(out, "elm_speculative_generations_total",
+                "Generations decoded speculatively (draft model or prompt lookup).",
+                static_cast<double>(spec_generations_));
+  MetricCounter(out, "elm_speculative_drafted_tokens_total",
+                "Tokens the drafter proposed in speculative generations.",
+                static_cast<double>(spec_drafted_));
+  MetricCounter(out, "elm_speculative_accepted_tokens_total",
+                "Proposed tokens the model kept in speculative generations.",
+                static_cast<double>(spec_accepted_));
   if (s.batching) {
     MetricCounter(out, "elm_batch_steps_total", "Batched forward steps.",
                   static_cast<double>(s.batch_steps));
@@ -114,6 +130,23 @@ std::string ServerMetrics::Render(const MetricsSnapshot& s) const {
         out, "elm_batch_sequences_total",
         "Sequences in batched steps, summed over steps (divide by steps: mean batch size).",
         static_cast<double>(s.batch_sequences));
+  }
+  if (s.prefix_store) {
+    MetricGauge(out, "elm_prefix_store_entries", "KV prefixes in the prefix store (--cache-ram).",
+                static_cast<double>(s.store_entries));
+    MetricGauge(out, "elm_prefix_store_bytes", "Bytes of KV in the prefix store.",
+                static_cast<double>(s.store_bytes));
+    MetricGauge(out, "elm_prefix_store_budget_bytes", "The prefix store's budget (--cache-ram).",
+                static_cast<double>(s.store_budget));
+    MetricCounter(out, "elm_prefix_store_saves_total",
+                  "Slot prefixes saved to the prefix store before the slot was reused.",
+                  static_cast<double>(s.store_saves));
+    MetricCounter(out, "elm_prefix_store_hits_total",
+                  "Generations whose prefix was restored from the prefix store.",
+                  static_cast<double>(s.store_hits));
+    MetricCounter(out, "elm_prefix_store_evictions_total",
+                  "Entries dropped, least recently used first, to stay within the budget.",
+                  static_cast<double>(s.store_evictions));
   }
   MetricHeader(out, "elm_time_to_first_token_seconds", "histogram",
                "From the start of a generation (slot taken) to its first token's logits.");

@@ -30,6 +30,9 @@ struct MetricsSnapshot {
   uint64_t completed = 0, cancelled = 0, rejected = 0, failed = 0;
   bool batching = false;
   uint64_t batch_steps = 0, batch_rows = 0, batch_sequences = 0;
+  bool prefix_store = false;  // server/prefix_store.h
+  uint64_t store_entries = 0, store_bytes = 0, store_budget = 0;
+  uint64_t store_saves = 0, store_hits = 0, store_evictions = 0;
 };
 
 class ServerMetrics {
@@ -39,6 +42,8 @@ class ServerMetrics {
   // tokens generated, and its times to the first token and from the first to the last.
   void RecordGeneration(int prompt_tokens, int cached, int generated, double first_token_s,
                         double decode_s);
+  // One speculatively decoded generation: the tokens its drafter proposed and the model kept.
+  void RecordSpeculation(int64_t drafted, int64_t accepted);
   // The page: the counters here and `snap`.
   std::string Render(const MetricsSnapshot& snap) const;
 
@@ -46,6 +51,7 @@ class ServerMetrics {
   mutable std::mutex mu_;
   uint64_t generations_ = 0, prompt_tokens_ = 0, cached_tokens_ = 0, generated_tokens_ = 0;
   uint64_t cache_hits_ = 0, cache_misses_ = 0;
+  uint64_t spec_generations_ = 0, spec_drafted_ = 0, spec_accepted_ = 0;
   LatencyHistogram ttft_, per_token_;
 };
 

@@ -9,11 +9,14 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <vector>
 
+#include "generation/speculative.h"
 #include "grammar/grammar_constraint.h"
 #include "model/model.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/prefix_store.h"
 #include "server/slot_scheduler.h"
 #include "server/step_batcher.h"
 #include "tokenizer/tokenizer.h"
@@ -38,6 +41,12 @@ struct ServerState {
   int slot_threads = 1;  // OpenMP threads each generating request uses (options.threads resolved)
   // Continuous batching (options.batching): runs every slot's forward passes as batched steps.
   std::unique_ptr<StepBatcher> batcher;
+  // The prefix store (options.cache_ram_bytes with options.cache_prompt; null: none).
+  std::unique_ptr<PrefixStore> prefix_store;
+  // Speculative decoding (options.make_drafter): one decoder per slot, indexed by Lease::slot(),
+  // used by the request holding the slot when it decodes alone (docs/server.md).
+  std::vector<std::unique_ptr<SpeculativeDecoder>> speculative;
+  int speculative_threads = 1;  // OpenMP threads of a speculating request
   ServerMetrics metrics;
 
   std::atomic<bool> stopping{false};

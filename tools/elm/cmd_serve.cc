@@ -21,6 +21,7 @@
 #include "io/model_tokenizer.h"
 #include "model/model.h"
 #include "server/http_server.h"
+#include "speculative_flags.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm::cli {
@@ -38,6 +39,8 @@ struct ServeOpts {
   bool no_mmap = false;
   bool exact = false;
   server::ServerOptions server;
+  SpeculativeFlags speculative;
+  int cache_ram_mib = 1024;
 };
 
 void RegisterServe(CLI::App& app) {
@@ -106,12 +109,19 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::Range(1, 4096));
   cmd->add_flag("!--no-cache-prompt", s.cache_prompt,
                 "Do not reuse the KV of a slot's previous request for a shared prompt prefix");
+  cmd->add_option("--cache-ram", o->cache_ram_mib,
+                  "MiB of KV prefixes kept apart from the slots, least recently used out first, "
+                  "so a returning conversation finds its prefix after other traffic (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
+  AddSpeculativeFlags(cmd, o->speculative);
   cmd->add_option("--threads-http", s.http_threads,
                   "HTTP connection threads (default: parallel + queue + 8)");
   cmd->add_flag("--log", s.log_requests, "Log one line per request to stderr");
   cmd->callback([o] {
     o->server.write_timeout_s = o->server.read_timeout_s;
     o->server.kv_type = ParseKvTypeFlag(o->kv_type);
+    o->server.cache_ram_bytes = static_cast<size_t>(o->cache_ram_mib) << 20;
     struct sigaction sa {};
     sa.sa_handler = OnSignal;
     sa.sa_flags = SA_RESTART;
@@ -132,6 +142,11 @@ void RegisterServe(CLI::App& app) {
     auto model = Model::Load(o->model, lo);
     WarnIfBeyondTrainedContext(o->server.context, model->config().max_context);
     Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
+    // Speculative decoding: a drafter per slot, each with a KV cache of the slot's context.
+    o->server.make_drafter = MakeDrafterFactory(
+        o->speculative, model, &tok,
+        o->server.context > 0 ? o->server.context : model->config().max_context, o->server.kv_type);
+    o->server.draft_max = o->speculative.draft_max;
     server::Server srv(model, std::move(tok), o->server);
     const int port = srv.Bind();
     std::atomic<bool> done{false};

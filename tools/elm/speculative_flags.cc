@@ -23,38 +23,52 @@ void AddSpeculativeFlags(CLI::App* cmd, SpeculativeFlags& f) {
       ->capture_default_str();
 }
 
-std::unique_ptr<SpeculativeDecoder> MakeSpeculativeDecoder(const SpeculativeFlags& f,
-                                                           const Model& target,
-                                                           const Tokenizer* target_tok, int context,
-                                                           DType kv_type, uint64_t seed) {
+std::function<std::unique_ptr<Drafter>()> MakeDrafterFactory(const SpeculativeFlags& f,
+                                                             std::shared_ptr<const Model> target,
+                                                             const Tokenizer* target_tok,
+                                                             int context, DType kv_type) {
   if (!f.draft_model.empty() && f.lookup_ngram > 0)
     Fail("--draft-model and --lookup-ngram are alternatives; give one");
   if (f.draft_model.empty() && !f.draft_weights.empty())
     Fail("--draft-weights needs --draft-model");
-  std::unique_ptr<Drafter> drafter;
+  if ((f.lookup_ngram > 0 || !f.draft_model.empty()) && f.draft_max < 1)
+    Fail("--draft-max must be >= 1, got ", f.draft_max);
   if (f.lookup_ngram > 0) {
-    drafter = std::make_unique<PromptLookupDrafter>(f.lookup_ngram);
-  } else if (!f.draft_model.empty()) {
-    LoadOptions lo;
-    lo.weights = ParseWeightsFlag(f.draft_weights);
-    auto draft = Model::Load(f.draft_model, lo);
-    if (target_tok) {
-      const Tokenizer draft_tok = LoadTokenizerFor(f.draft_model, "");
-      if (draft_tok.vocab_size() != target_tok->vocab_size())
-        Fail("--draft-model ", f.draft_model, ": its tokenizer has ", draft_tok.vocab_size(),
-             " tokens, the model's ", target_tok->vocab_size(),
-             "; speculative decoding needs the same vocabulary");
-      for (int id = 0; id < draft_tok.vocab_size(); ++id)
-        if (draft_tok.Piece(id) != target_tok->Piece(id))
-          Fail("--draft-model ", f.draft_model, ": token ", id, " is '", draft_tok.Piece(id),
-               "' there but '", target_tok->Piece(id),
-               "' in the model's tokenizer; speculative decoding needs the same vocabulary");
-    }
-    drafter = std::make_unique<DraftModelDrafter>(std::move(draft), target, context, kv_type);
-  } else {
-    return nullptr;
+    const int ngram = f.lookup_ngram;
+    return [ngram] { return std::make_unique<PromptLookupDrafter>(ngram); };
   }
-  return std::make_unique<SpeculativeDecoder>(std::move(drafter), f.draft_max, seed);
+  if (f.draft_model.empty()) return {};
+  LoadOptions lo;
+  lo.weights = ParseWeightsFlag(f.draft_weights);
+  std::shared_ptr<const Model> draft = Model::Load(f.draft_model, lo);
+  if (target_tok) {
+    const Tokenizer draft_tok = LoadTokenizerFor(f.draft_model, "");
+    if (draft_tok.vocab_size() != target_tok->vocab_size())
+      Fail("--draft-model ", f.draft_model, ": its tokenizer has ", draft_tok.vocab_size(),
+           " tokens, the model's ", target_tok->vocab_size(),
+           "; speculative decoding needs the same vocabulary");
+    for (int id = 0; id < draft_tok.vocab_size(); ++id)
+      if (draft_tok.Piece(id) != target_tok->Piece(id))
+        Fail("--draft-model ", f.draft_model, ": token ", id, " is '", draft_tok.Piece(id),
+             "' there but '", target_tok->Piece(id),
+             "' in the model's tokenizer; speculative decoding needs the same vocabulary");
+  }
+  // The size check (DraftModelDrafter's) once here, so that the factory does not throw later.
+  DraftModelDrafter check(draft, *target, 1, kv_type);
+  return [draft, target, context, kv_type] {
+    return std::make_unique<DraftModelDrafter>(draft, *target, context, kv_type);
+  };
+}
+
+std::unique_ptr<SpeculativeDecoder> MakeSpeculativeDecoder(const SpeculativeFlags& f,
+                                                           const Model& target,
+                                                           const Tokenizer* target_tok, int context,
+                                                           DType kv_type, uint64_t seed) {
+  // The factory keeps the target alive; the caller's model outlives the decoder anyway.
+  const std::shared_ptr<const Model> borrowed(&target, [](const Model*) {});
+  const auto make = MakeDrafterFactory(f, borrowed, target_tok, context, kv_type);
+  if (!make) return nullptr;
+  return std::make_unique<SpeculativeDecoder>(make(), f.draft_max, seed);
 }
 
 void PrintSpeculativeStats(const SpeculativeDecoder& spec) {

@@ -3,6 +3,7 @@
 // describe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,13 @@ struct SpeculativeFlags {
 };
 
 void AddSpeculativeFlags(CLI::App* cmd, SpeculativeFlags& f);
+
+// Makes one drafter per call (elm serve: one per slot), sharing the draft model loaded once; empty
+// when neither --draft-model nor --lookup-ngram was given. Loads and checks as below.
+std::function<std::unique_ptr<Drafter>()> MakeDrafterFactory(const SpeculativeFlags& f,
+                                                             std::shared_ptr<const Model> target,
+                                                             const Tokenizer* target_tok,
+                                                             int context, DType kv_type);
 
 // Null when neither --draft-model nor --lookup-ngram was given. Loads the draft model (any format
 // elm loads) and checks that its vocabulary is the target's: the same size and, when `target_tok`
