@@ -14,6 +14,8 @@
 #    names the binary, with a GGUF of the same weights;
 #  - time to first token of a chat's 5th turn (bench/chat_turn_ttft.mjs) with the prefix cache
 #    and with --no-cache-prompt.
+# Environment: STREAMS (default "1 4 8"), TYPES ("q8_0 bf16"), SECONDS_PER_RUN (20), MAX_TOKENS
+# (64), CHATS (3), PORT, ELM, LLAMA_SERVER.
 # Output: one JSON line per run in WORKDIR/serve_batching.jsonl and a summary on stdout. The
 # machine may be shared: compare numbers of one run only (ratios), never across runs.
 set -euo pipefail
@@ -24,6 +26,8 @@ elm="${ELM:-build/release/elm}"
 seconds="${SECONDS_PER_RUN:-20}"
 max_tokens="${MAX_TOKENS:-64}"
 port="${PORT:-18123}"
+streams="${STREAMS:-1 4 8}"  # concurrent streams per run (e.g. STREAMS=1 for a smoke run)
+most="${streams##* }"        # the no-batching baseline runs the last of them
 mkdir -p "$work"
 [ -f "$work/m270/config.json" ] ||
   "$elm" init --preset OpenELM-270M --seed 0 --dtype bf16 --output "$work/m270" >/dev/null
@@ -75,14 +79,14 @@ for type in ${TYPES:-q8_0 bf16}; do
   weights=()
   [ "$type" = bf16 ] || weights=(--weights "$type")
   serve=("$elm" serve --model "$work/m270" "${weights[@]}" --port "$port" --context 1024)
-  for n in 1 4 8; do
+  for n in $streams; do
     run_load elm "$type" "$n" "${serve[@]}" --parallel "$n" --threads "$threads"
   done
-  run_load elm-no-batching "$type" 8 "${serve[@]}" --parallel 8 --no-batching
+  run_load elm-no-batching "$type" "$most" "${serve[@]}" --parallel "$most" --no-batching
   if [ -n "${LLAMA_SERVER:-}" ]; then
     gguf="$work/m270-$type.gguf"
     [ -f "$gguf" ] || "$elm" convert --model "$work/m270" --to gguf --type "$type" --output "$gguf" >/dev/null
-    for n in 1 4 8; do
+    for n in $streams; do
       run_load llama-server "$type" "$n" "$LLAMA_SERVER" -m "$gguf" --port "$port" -c $((1024 * n)) \
         -np "$n" -t "$threads" -cb
     done

@@ -1,7 +1,7 @@
 // Speculative decoding in elm serve (docs/server.md "Speculative decoding"): greedy replies through
 // the HTTP server are the same with a draft model or prompt lookup as without, batched or not;
 // a grammar request falls back to plain decoding; /metrics counts drafted and accepted tokens;
-// and the flags are checked at start-up.
+// and the flags (--draft-max, a draft model's vocabulary, --cache-ram) are checked at start-up.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -204,6 +204,9 @@ TEST(ServerSpeculative, FlagsAreCheckedAtStartUp) {
                          &out, &err),
             0);
   EXPECT_NE(err.find("same vocabulary"), std::string::npos) << err;
+  // The prefix store's budget (docs/server.md "Prefix store") is MiB >= 0.
+  EXPECT_NE(test::RunElm("serve --model " + tiny + " --port 0 --cache-ram -1", &out, &err), 0);
+  EXPECT_NE(err.find("--cache-ram"), std::string::npos) << err;
 }
 
 }  // namespace server_speculative_test

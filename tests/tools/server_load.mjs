@@ -130,6 +130,10 @@ await Promise.all(Array.from({ length: opts.clients }, async () => {
 const seconds = (performance.now() - t0) / 1000;
 const after = memory();
 const healthAfter = await health();
+const serverCount = (k) =>
+  healthAfter?.requests && healthBefore?.requests
+    ? healthAfter.requests[k] - healthBefore.requests[k]
+    : null;
 
 const ok = results.filter((r) => r.ok);
 const errors = results.filter((r) => !r.ok);
@@ -146,9 +150,10 @@ const report = {
                 p99: +percentile(lat, 99).toFixed(1), max: +(lat.at(-1) ?? NaN).toFixed(1) },
   first_token_ms: opts.stream ? { p50: +percentile(first, 50).toFixed(1),
                                   p99: +percentile(first, 99).toFixed(1) } : undefined,
-  server_completed: healthAfter.requests.completed - healthBefore.requests.completed,
-  server_rejected: healthAfter.requests.rejected - healthBefore.requests.rejected,
-  server_failed: healthAfter.requests.failed - healthBefore.requests.failed,
+  // elm's /health counts requests; another server's (llama-server: {"status": "ok"}) may not.
+  server_completed: serverCount('completed'),
+  server_rejected: serverCount('rejected'),
+  server_failed: serverCount('failed'),
   rss_mib: before ? { before: +before.rss.toFixed(1), after: +after.rss.toFixed(1),
                       peak: +after.hwm.toFixed(1) } : undefined,
   loadavg: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "),
