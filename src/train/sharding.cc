@@ -275,8 +275,20 @@ void DataParallel::ReleaseParams(int layer) {
   gathered_[static_cast<size_t>(layer + 1)] = 0;
 }
 
-void DataParallel::GatherAllParams() {
-  for (int l = -1; l + 1 < static_cast<int>(gathered_.size()); ++l) GatherParams(l);
+void DataParallel::GatherAllParamsToRoot() {
+  if (!full_) return;
+  std::vector<float> scratch;
+  for (const Bucket& b : buckets_) {
+    if (b.owner == 0) continue;
+    const size_t n = b.end - b.begin;
+    float* buf = slab_.params.data() + b.begin;
+    if (rank_ != 0 && rank_ != b.owner) {
+      scratch.resize(n);
+      buf = scratch.data();
+    }
+    Distributed::Wait(Distributed::IBroadcast(buf, n * sizeof(float), b.owner));
+  }
+  if (rank_ == 0) std::fill(gathered_.begin(), gathered_.end(), 1);
 }
 
 void DataParallel::ReleaseAllParams() {

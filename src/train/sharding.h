@@ -87,9 +87,10 @@ class DataParallel {
   void GatherParams(int layer);
   // Gives the pages of layer `layer`'s parameters this rank does not own back (local).
   void ReleaseParams(int layer);
-  // Every layer's parameters (before a checkpoint or weights are written; collective), and
-  // back to this rank's range only (local).
-  void GatherAllParams();
+  // Every parameter to rank 0 (before it writes a checkpoint; collective): the other ranks
+  // receive nothing but pass each bucket through a scratch buffer of one bucket.
+  void GatherAllParamsToRoot();
+  // Back to this rank's range only (local).
   void ReleaseAllParams();
 
  private:

@@ -259,16 +259,17 @@ void Trainer::Evaluate() {
 
 void Trainer::Save() {
   const TrainSlab& slab = model_.trainable();
-  // full_shard: every rank gathers the whole model for the check below and rank 0 writes it;
-  // each rank then keeps its own range again.
-  dp_->GatherAllParams();
+  // full_shard: rank 0 gathers the whole model to write it (FSDP's full state dict on rank 0
+  // only), then keeps its own range again. Each parameter has one owner there, so there are no
+  // replicas to compare below.
+  dp_->GatherAllParamsToRoot();
   struct ReleaseAfterSave {
     DataParallel& dp;
     ~ReleaseAfterSave() { dp.ReleaseAllParams(); }
   } release_after_save{*dp_};
   // Weights must be bit-identical on every rank; a difference means the reductions did not
   // return the same bytes everywhere, and the job stops rather than save one rank's view.
-  if (!ParamsAgree(slab))
+  if (!dp_->full_shard() && !ParamsAgree(slab))
     Fail("step ", st_.step, ": the weights differ between the MPI ranks (rank ", rank_, ")");
   st_.data = loader_->position();
   saved_last_ = true;
