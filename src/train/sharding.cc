@@ -257,22 +257,25 @@ void DataParallel::ShareMoments(bool from_root) {
   }
 }
 
+// A layer past the slab's last (a LoRA adapter on the lower layers only) has nothing to gather.
 void DataParallel::GatherParams(int layer) {
-  if (!full_ || gathered_[static_cast<size_t>(layer + 1)]) return;
+  const auto g = static_cast<size_t>(layer + 1);
+  if (!full_ || g >= gathered_.size() || gathered_[g]) return;
   std::vector<int> handles;
   for (const Bucket& b : buckets_)
     if (b.layer == layer)
       handles.push_back(Distributed::IBroadcast(slab_.params.data() + b.begin,
                                                 (b.end - b.begin) * sizeof(float), b.owner));
   for (const int h : handles) Distributed::Wait(h);
-  gathered_[static_cast<size_t>(layer + 1)] = 1;
+  gathered_[g] = 1;
 }
 
 void DataParallel::ReleaseParams(int layer) {
-  if (!full_ || !gathered_[static_cast<size_t>(layer + 1)]) return;
+  const auto g = static_cast<size_t>(layer + 1);
+  if (!full_ || g >= gathered_.size() || !gathered_[g]) return;
   for (const Bucket& b : buckets_)
     if (b.layer == layer && b.owner != rank_) Release(slab_.params, b.begin, b.end);
-  gathered_[static_cast<size_t>(layer + 1)] = 0;
+  gathered_[g] = 0;
 }
 
 void DataParallel::GatherAllParamsToRoot() {
