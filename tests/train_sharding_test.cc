@@ -3,7 +3,7 @@
 // activation checkpointing) give the same losses, gradient norms and final weights as no_shard,
 // bit for bit, with and without overlapped reduction; sharded checkpoints (one moments file per
 // rank and a manifest) resume on 2 ranks and in one process from 4 ranks (full_shard: 4 → 2 → 1);
-// LoRA under full_shard equals no_shard;
+// full_shard with bf16 parameter_datatype and under LoRA equals no_shard;
 // a rank killed while writing its shard leaves the previous checkpoint usable.
 // The mpirun tests skip themselves when elm was built without MPI or no mpirun is installed.
 #include <gtest/gtest.h>
@@ -200,6 +200,34 @@ TEST_F(TrainShardingRun, EveryModeEqualsNoShardBitForBit) {
   ExpectSameRun("ddp_bf16", "zero2_bf16");
   EXPECT_FALSE(ReadTextFile(Ckpt("ddp_bf16", 6) + "/model.safetensors") ==
                ReadTextFile(Ckpt("ddp2tiny", 6) + "/model.safetensors"));
+  // fsdp.parameter_datatype bfloat16 (bf16 matrix products over f32 master weights): full_shard
+  // gathers the f32 weights, so it equals no_shard in that precision too.
+  Run0(2, "ddp_bf16p", "--set fsdp.parameter_datatype=bfloat16");
+  Run0(2, "zero3_bf16p", "--set fsdp.parameter_datatype=bfloat16 --set elm.zero_stage=3");
+  ExpectSameRun("ddp_bf16p", "zero3_bf16p");
+  // LoRA under full_shard: the adapter is what is sharded and gathered per layer (the frozen
+  // base stays whole); its losses, gradient norms and adapter equal no_shard's, bit for bit.
+  std::string out, err;
+  ASSERT_EQ(test::RunShell(std::string(ELM_BINARY) + " init --config " + yaml_ +
+                               " --seed 4 --output " + dir_ + "/base",
+                           &out, &err),
+            0)
+      << out << err;
+  const std::string lora =
+      "--set elm.init_from=" + dir_ + "/base" +
+      " --set \"model.lora={use_lora: true, config: [{regex: 'layers', module_type: linear, "
+      "params: {r: 2, lora_alpha: 4, lora_dropout: 0.2}}]}\" ";
+  Run0(2, "lora_ddp", lora + "--set elm.zero_stage=0");
+  Run0(2, "lora_zero3", lora + "--set elm.zero_stage=3");
+  const auto sa = Steps(Log("lora_ddp")), sb = Steps(Log("lora_zero3"));
+  ASSERT_EQ(sa.size(), 6u);
+  ASSERT_EQ(sb.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(sa[i]["loss"].get<double>(), sb[i]["loss"].get<double>()) << i;
+    EXPECT_EQ(sa[i]["grad_norm"].get<double>(), sb[i]["grad_norm"].get<double>()) << i;
+  }
+  EXPECT_TRUE(ReadTextFile(Ckpt("lora_ddp", 6) + "/adapter_model.safetensors") ==
+              ReadTextFile(Ckpt("lora_zero3", 6) + "/adapter_model.safetensors"));
 }
 
 // full_shard through 4 → 2 → 1 ranks (the bit-for-bit comparison with no_shard is the test
@@ -232,32 +260,6 @@ TEST_F(TrainShardingRun, FullShardResumesOnFourTwoOneRanks) {
   float max_w = 0;
   for (const float w : wa) max_w = std::max(max_w, std::fabs(w));
   EXPECT_LE(test::MaxAbsDiff(wa.data(), wb.data(), wa.size()), 1e-4f * max_w);
-}
-
-// LoRA under full_shard: the adapter is what is sharded and gathered per layer (the frozen base
-// stays whole); its losses, gradient norms and adapter equal no_shard's, bit for bit.
-TEST_F(TrainShardingRun, FullShardLoraEqualsNoShard) {
-  std::string out, err;
-  ASSERT_EQ(test::RunShell(std::string(ELM_BINARY) + " init --config " + yaml_ +
-                               " --seed 4 --output " + dir_ + "/base",
-                           &out, &err),
-            0)
-      << out << err;
-  const std::string lora =
-      "--set elm.init_from=" + dir_ + "/base" +
-      " --set \"model.lora={use_lora: true, config: [{regex: 'layers', module_type: linear, "
-      "params: {r: 2, lora_alpha: 4, lora_dropout: 0.2}}]}\" ";
-  Run0(2, "lora_ddp", lora + "--set elm.zero_stage=0");
-  Run0(2, "lora_zero3", lora + "--set elm.zero_stage=3");
-  const auto sa = Steps(Log("lora_ddp")), sb = Steps(Log("lora_zero3"));
-  ASSERT_EQ(sa.size(), 6u);
-  ASSERT_EQ(sb.size(), 6u);
-  for (size_t i = 0; i < 6; ++i) {
-    EXPECT_EQ(sa[i]["loss"].get<double>(), sb[i]["loss"].get<double>()) << i;
-    EXPECT_EQ(sa[i]["grad_norm"].get<double>(), sb[i]["grad_norm"].get<double>()) << i;
-  }
-  EXPECT_TRUE(ReadTextFile(Ckpt("lora_ddp", 6) + "/adapter_model.safetensors") ==
-              ReadTextFile(Ckpt("lora_zero3", 6) + "/adapter_model.safetensors"));
 }
 
 // 4 ranks × accum_freq 1 write sharded checkpoints at steps 3 and 6; resuming step 3 on 2 ranks
