@@ -6,8 +6,11 @@
 #   bench/train_sharding.sh [STEPS] [ROUNDS] [THREADS_PER_RANK]
 #
 # Shape: the training benchmark's (bench/train_speed.sh: 4 layers, dim 256, vocab 32000, batch
-# 8 × 128 tokens per rank, f32), Tiny Shakespeare. Each round runs every variant once, in turn
-# (ROUNDS, default 2, evens out a shared machine); step time is the median over a run's steps
+# 8 × 128 tokens per rank, f32), Tiny Shakespeare; SHAPE=mid runs the d_mid-like shape of
+# tests/train_sharding_test.cc instead (4 layers, dim 64, layer-wise scaled heads and FFN widths,
+# vocab 32000). VARIANTS="name:stage:overlap ..." picks the variants (default: all seven). Each
+# round runs every variant once, in turn (ROUNDS, default 2, evens out a shared machine); step
+# time is the median over a run's steps
 # after the first two, peak RSS is /usr/bin/time's maximum resident set size of each rank.
 # ELM=path picks the binary (default build/release/elm), MPIRUN the launcher.
 set -euo pipefail
@@ -25,8 +28,14 @@ root=()
 shape=(--set model.language_modeling.general_gpt.model_dim=256
   --set model.language_modeling.general_gpt.head_dim=64
   --set model.language_modeling.general_gpt.num_gqa_groups=4)
+if [ "${SHAPE:-}" = mid ]; then
+  shape=(--set 'model.language_modeling.general_gpt={num_transformer_layers: 4, model_dim: 64,
+    head_dim: 16, num_gqa_groups: 2, qkv_multipliers: [0.25, 1.0], ffn_multipliers: [0.5, 2.0],
+    ffn_dim_divisor: 16, max_context_length: 128}')
+fi
 variants=("no_shard-overlap:0:true" "no_shard-blocking:0:false" "zero1-overlap:1:true"
-  "zero2-overlap:2:true" "zero2-blocking:2:false")
+  "zero2-overlap:2:true" "zero2-blocking:2:false" "zero3-overlap:3:true" "zero3-blocking:3:false")
+[ -n "${VARIANTS:-}" ] && read -r -a variants <<<"$VARIANTS"
 printf '%-18s %10s %22s\n' variant "step (ms)" "peak RSS rank0/1 (MiB)"
 for r in $(seq "$rounds"); do
   for v in "${variants[@]}"; do

@@ -4,6 +4,7 @@
 // sizes parse with clear errors. `elm train --dry-run` prints the table.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,16 @@ TEST(MemoryPlan, ShardingDividesWhatItShould) {
   in.mode = ShardingMode::kFullShard;
   const MemoryPlan z3 = PlanMemory(in);
   EXPECT_LT(z3.parameters, P);
+  // full_shard: its range plus the largest group gathered at once, a decoder layer or the tensors
+  // outside the layers (embeddings and final norm; tied here).
+  {
+    const ModelConfig& m = in.model;
+    int64_t layer = 0;
+    for (int l = 0; l < m.n_layers; ++l) layer = std::max(layer, m.LayerParams(l));
+    const int64_t n = m.ParamCount(), outside = int64_t{m.vocab_size} * m.dim + m.dim;
+    ASSERT_TRUE(m.tied_embeddings);
+    EXPECT_EQ(z3.parameters, 4 * ((n + 3) / 4 + std::min(n, std::max(layer, outside))));
+  }
   EXPECT_EQ(z3.gradients, z2.gradients);
   EXPECT_EQ(z3.activations, one.activations);
   EXPECT_LT(z3.total(), z2.total());

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -111,6 +112,78 @@ TEST(TrainMpi, AloneWithoutALauncher) {
   EXPECT_EQ(g[0], 1.5f);
   EXPECT_TRUE(Distributed::AllEqual(42));
   Distributed::Finalize();
+}
+
+// DetectLauncher on fake environments: each launcher's variables, the size it announces, and
+// srun without an MPI plugin (docs/training.md, "Launching: mpirun, hostfiles, binding, Slurm").
+LaunchEnv DetectIn(const std::map<std::string, std::string>& env) {
+  return DetectLauncher([&](const char* var) -> const char* {
+    const auto it = env.find(var);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+}
+
+TEST(TrainMpi, DetectsLaunchersFromTheEnvironment) {
+  const LaunchEnv none = DetectIn({});
+  EXPECT_FALSE(none.mpi);
+  EXPECT_EQ(none.size, 1);
+  EXPECT_EQ(none.srun_tasks, 0);
+  // Open MPI's mpirun (5.x sets PMIX_RANK as well; its own variable wins).
+  LaunchEnv e = DetectIn({{"OMPI_COMM_WORLD_SIZE", "4"}, {"PMIX_RANK", "1"}});
+  EXPECT_TRUE(e.mpi);
+  EXPECT_EQ(e.size, 4);
+  EXPECT_EQ(e.by, "OMPI_COMM_WORLD_SIZE");
+  // MPICH/Intel MPI Hydra and srun --mpi=pmi2.
+  e = DetectIn({{"PMI_SIZE", "3"}, {"PMI_RANK", "2"}, {"SLURM_STEP_NUM_TASKS", "3"}});
+  EXPECT_TRUE(e.mpi);
+  EXPECT_EQ(e.size, 3);
+  EXPECT_EQ(e.by, "PMI_SIZE");
+  // srun --mpi=pmix: PMIX_RANK and Slurm's step size.
+  e = DetectIn({{"PMIX_RANK", "0"},
+                {"PMIX_NAMESPACE", "slurm.pmix.42.0"},
+                {"SLURM_PROCID", "0"},
+                {"SLURM_NTASKS", "8"},
+                {"SLURM_STEP_NUM_TASKS", "8"}});
+  EXPECT_TRUE(e.mpi);
+  EXPECT_EQ(e.size, 8);
+  EXPECT_EQ(e.by, "PMIX_RANK");
+  EXPECT_EQ(e.srun_tasks, 0);
+  // PMIx without Slurm: PMIX_SIZE when set, else unknown (MPI_Comm_size tells).
+  e = DetectIn({{"PMIX_RANK", "1"}, {"PMIX_SIZE", "2"}});
+  EXPECT_TRUE(e.mpi);
+  EXPECT_EQ(e.size, 2);
+  e = DetectIn({{"PMIX_RANK", "1"}});
+  EXPECT_TRUE(e.mpi);
+  EXPECT_EQ(e.size, 1);
+  // srun --mpi=none with several tasks: no MPI, flagged so Init refuses it.
+  e = DetectIn({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEP_NUM_TASKS", "2"}});
+  EXPECT_FALSE(e.mpi);
+  EXPECT_EQ(e.srun_tasks, 2);
+  // One srun task, or an sbatch script's own environment (no step variables): alone.
+  e = DetectIn({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "1"}});
+  EXPECT_FALSE(e.mpi);
+  EXPECT_EQ(e.srun_tasks, 0);
+  e = DetectIn({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "16"}});
+  EXPECT_FALSE(e.mpi);
+  EXPECT_EQ(e.srun_tasks, 0);
+  // Malformed values are not a launcher.
+  EXPECT_FALSE(DetectIn({{"OMPI_COMM_WORLD_SIZE", "four"}, {"PMIX_RANK", "-1"}}).mpi);
+}
+
+// srun --mpi=none -n 2 elm train: refused before anything is read, naming the fix.
+TEST(TrainMpi, SrunWithoutAnMpiPluginIsRefused) {
+  const std::string dir = test::TempDir("train_srun");
+  std::ofstream(dir + "/tiny.yaml") << test::TinyTrainYaml(dir, 3, 2, 0);
+  std::string out, err;
+  const int rc =
+      test::RunShell(std::string("env -u OMPI_COMM_WORLD_SIZE -u PMI_SIZE -u PMIX_RANK ") +
+                         "SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 " + ELM_BINARY +
+                         " train --quiet --config " + dir + "/tiny.yaml",
+                     &out, &err);
+  fs::remove_all(dir);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.find("started by srun as one of 2 tasks"), std::string::npos) << err;
+  EXPECT_NE(err.find("srun --mpi=pmix"), std::string::npos) << err;
 }
 
 class TrainMpiRun : public ::testing::Test {

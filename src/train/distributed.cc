@@ -21,13 +21,16 @@ int g_size = 1;
 bool g_we_initialized = false;     // Init() called MPI_Init (and Finalize() owes MPI_Finalize)
 const ElmMpiApi* g_api = nullptr;  // the MPI plugin, loaded by Init() under a launcher
 
-// The world size in `var`, or 0 when the variable is unset or not a positive number.
-int EnvSize(const char* var) {
-  const char* v = std::getenv(var);
-  if (v == nullptr || *v == '\0') return 0;
+// The non-negative number in `v`, or -1 when it is unset or not a number.
+int EnvCount(const char* v) {
+  if (v == nullptr || *v == '\0') return -1;
   char* end = nullptr;
   const long n = std::strtol(v, &end, 10);
-  return *end == '\0' && n > 0 && n < (1L << 30) ? static_cast<int>(n) : 0;
+  return *end == '\0' && n >= 0 && n < (1L << 30) ? static_cast<int>(n) : -1;
+}
+
+LaunchEnv ProcessLaunchEnv() {
+  return DetectLauncher([](const char* var) -> const char* { return std::getenv(var); });
 }
 
 constexpr const char* kPluginName = "libelm_mpi.so";
@@ -83,11 +86,37 @@ void Check(int rc, const char* err) {
 
 }  // namespace
 
-int Distributed::LauncherSize() {
-  // Open MPI's mpirun/mpiexec, then MPICH/Intel MPI (Hydra) and Slurm's PMI.
+LaunchEnv DetectLauncher(const std::function<const char*(const char*)>& getenv) {
+  LaunchEnv e;
+  // Open MPI's mpirun/mpiexec, then MPICH/Intel MPI (Hydra) and Slurm's PMI-2.
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
-    if (const int n = EnvSize(var); n > 0) return n;
-  return 1;
+    if (const int n = EnvCount(getenv(var)); n > 0) {
+      e.mpi = true;
+      e.size = n;
+      e.by = var;
+      return e;
+    }
+  const int srun_tasks = EnvCount(getenv("SLURM_STEP_NUM_TASKS"));
+  // PMIx (srun --mpi=pmix): a rank, and the size from PMIx or Slurm when they say it.
+  if (EnvCount(getenv("PMIX_RANK")) >= 0) {
+    e.mpi = true;
+    e.by = "PMIX_RANK";
+    if (const int n = EnvCount(getenv("PMIX_SIZE")); n > 0) {
+      e.size = n;
+    } else if (srun_tasks > 0) {
+      e.size = srun_tasks;
+    }
+    return e;
+  }
+  if (srun_tasks > 1) {
+    e.srun_tasks = srun_tasks;
+    e.by = "SLURM_STEP_NUM_TASKS";
+  }
+  return e;
+}
+
+int Distributed::LauncherSize() {
+  return ProcessLaunchEnv().size;
 }
 
 bool Distributed::compiled_with_mpi() {
@@ -99,10 +128,15 @@ bool Distributed::compiled_with_mpi() {
 }
 
 void Distributed::Init() {
-  const bool launched = EnvSize("OMPI_COMM_WORLD_SIZE") > 0 || EnvSize("PMI_SIZE") > 0;
-  if (!launched) return;  // a plain process: MPI is never loaded or initialized
+  const LaunchEnv launch = ProcessLaunchEnv();
+  if (launch.srun_tasks > 1)
+    Fail("elm was started by srun as one of ", launch.srun_tasks,
+         " tasks (SLURM_STEP_NUM_TASKS) without an MPI plugin, so each task would train alone; ",
+         "launch with srun --mpi=pmix (or --mpi=pmi2), or with mpirun inside the allocation ",
+         "(docs/training.md, \"Launching: mpirun, hostfiles, binding, Slurm\")");
+  if (!launch.mpi) return;  // a plain process: MPI is never loaded or initialized
   if (!compiled_with_mpi()) {
-    const int n = LauncherSize();
+    const int n = launch.size;
     if (n > 1)
       Fail("elm was started as one of ", n,
            " MPI ranks, but this build has no MPI support (CMake option ELM_MPI=OFF, or no MPI "

@@ -1,11 +1,11 @@
 // Data parallelism over MPI, behind a small interface so that the trainer never sees MPI itself.
 //
 // A plain `elm train` runs alone: nothing here touches MPI. Under an MPI launcher (`mpirun -np N
-// elm train …`, recognized by OMPI_COMM_WORLD_SIZE or PMI_SIZE in the environment) Init() loads
-// elm's MPI plugin (libelm_mpi.so beside elm or in <prefix>/lib/elm, mpi_plugin.h) with dlopen,
-// calls MPI_Init through it, and every process becomes one rank of N; elm itself never links MPI.
-// elm built without MPI (CMake option ELM_MPI off, or MPI not found) refuses N > 1 with an error
-// instead of training N independent copies.
+// elm train …`, `srun --mpi=pmix|pmi2`, recognized by DetectLauncher from the environment) Init()
+// loads elm's MPI plugin (libelm_mpi.so beside elm or in <prefix>/lib/elm, mpi_plugin.h) with
+// dlopen, calls MPI_Init through it, and every process becomes one rank of N; elm itself never
+// links MPI. elm built without MPI (CMake option ELM_MPI off, or MPI not found) refuses N > 1 with
+// an error instead of training N independent copies.
 //
 // The reductions are deterministic for a given world size: every rank receives the same bytes,
 // so weights updated from them stay bit-identical across ranks.
@@ -13,8 +13,30 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
 
 namespace elm {
+
+// What the environment says about how this process was started (docs/training.md, "Launching:
+// mpirun, hostfiles, binding, Slurm"):
+//   OMPI_COMM_WORLD_SIZE   Open MPI's mpirun/mpiexec
+//   PMI_SIZE               MPICH and Intel MPI (Hydra), Slurm's srun --mpi=pmi2
+//   PMIX_RANK              a PMIx launcher: Slurm's srun --mpi=pmix, PRRTE's prterun; the size is
+//                          PMIX_SIZE when set, else Slurm's SLURM_STEP_NUM_TASKS, else unknown
+//                          (MPI_Comm_size tells)
+//   SLURM_STEP_NUM_TASKS   with none of the above: srun started several tasks without an MPI
+//                          plugin (srun --mpi=none), which could only train copies alone
+// Only srun sets SLURM_STEP_NUM_TASKS; an sbatch script (SLURM_NTASKS, SLURM_PROCID) running a
+// plain `elm train` or `mpirun` is not mistaken for it.
+struct LaunchEnv {
+  bool mpi = false;    // an MPI launcher started this process: MPI_Init joins its job
+  int size = 1;        // the world size the launcher announced (1 when unknown)
+  std::string by;      // the variable that said so ("" for none)
+  int srun_tasks = 0;  // srun without an MPI plugin started this many tasks (0: not that case)
+};
+// `getenv` looks a variable up (nullptr when unset): std::getenv, or a test's fake environment.
+LaunchEnv DetectLauncher(const std::function<const char*(const char*)>& getenv);
 
 class Distributed {
  public:

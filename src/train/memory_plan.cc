@@ -105,10 +105,16 @@ MemoryPlan PlanMemory(const MemoryPlanInput& in) {
       p.parameters = trainable;
       p.gradients = one ? trainable : shard + unit;
       break;
-    case ShardingMode::kFullShard:
-      p.parameters = one ? trainable : shard + unit;
+    case ShardingMode::kFullShard: {
+      // Gathered at once (train/sharding.h): one decoder layer, or the tensors outside the
+      // layers (embeddings, final norm, and the output projection when untied) as one group.
+      const int64_t outside =
+          static_cast<int64_t>(m.vocab_size) * m.dim * (m.tied_embeddings ? 1 : 2) + m.dim;
+      p.parameters =
+          one ? trainable : shard + std::min(trainable, std::max(w.layer_params, outside));
       p.gradients = one ? trainable : shard + unit;
       break;
+    }
   }
   p.moments = 2 * (in.mode == ShardingMode::kNoShard ? trainable : shard);
   p.parameters = (p.parameters + frozen) * kPlanF32Bytes;

@@ -6,7 +6,8 @@
 //   no_shard       every rank holds everything (MPI data parallelism today)
 //   zero1          the AdamW moments are split over the ranks
 //   shard_grad_op  moments and gradients (ZeRO-2), plus one layer's gradients being reduced
-//   full_shard     parameters too (ZeRO-3), plus one gathered layer's parameters and gradients
+//   full_shard     parameters too (ZeRO-3), plus the largest group of parameters gathered at
+//                  once (a layer, or the tensors outside the layers) and one layer's gradients
 // Under LoRA the sharded state is the adapter; the frozen base stays whole on every rank.
 #pragma once
 

@@ -40,11 +40,8 @@ DataParallel::DataParallel(TrainSlab& slab, Sharding mode, bool reduce_bf16, boo
       rank_(Distributed::rank()),
       world_(Distributed::size()),
       sharded_(world_ > 1 && mode != Sharding::kNoShard),
+      full_(world_ > 1 && mode == Sharding::kFull),
       layout_(ShardLayout::Make(slab, world_)) {
-  if (world_ > 1 && mode == Sharding::kFull)
-    Fail("fsdp.sharding_strategy full_shard (ZeRO-3: parameters sharded) is not implemented in ",
-         "elm; use shard_grad_op (gradients and optimizer state sharded) or elm.zero_stage 1 or 2 ",
-         "(docs/training.md, \"Sharded data parallelism\")");
   if (world_ == 1) return;
   // Buckets: runs of whole tensors of one layer within one owner's range, split at
   // kBucketElements; in slab order, the same on every rank.
@@ -70,17 +67,21 @@ DataParallel::DataParallel(TrainSlab& slab, Sharding mode, bool reduce_bf16, boo
       }
     }
   }
+  int layers = 0;
+  for (const SlabTensor& t : slab.tensors()) layers = std::max(layers, t.spec.layer + 1);
+  gathered_.assign(static_cast<size_t>(layers) + 1, 0);
 }
 
 void DataParallel::ZeroGrad() {
-  if (mode_ != Sharding::kGradients || world_ == 1) {
+  if (!releases_grads()) {
     slab_.ZeroGrad();
     return;
   }
-  // shard_grad_op: the rest of the gradient was released (zero pages) when reduced; releasing it
-  // again costs little and covers the first step, whose gradient was allocated whole.
-  Release(0, layout_.begin(rank_));
-  Release(layout_.end(rank_), slab_.size());
+  // shard_grad_op, full_shard: the rest of the gradient was released (zero pages) when reduced;
+  // releasing it again costs little and covers the first step, whose gradient was allocated
+  // whole.
+  Release(slab_.grads, 0, layout_.begin(rank_));
+  Release(slab_.grads, layout_.end(rank_), slab_.size());
   std::fill(slab_.grads.begin() + static_cast<std::ptrdiff_t>(layout_.begin(rank_)),
             slab_.grads.begin() + static_cast<std::ptrdiff_t>(layout_.end(rank_)), 0.0f);
 }
@@ -124,15 +125,15 @@ void DataParallel::Complete(Bucket& b) {
       g[i] = s / w;
     }
     std::vector<float>().swap(b.recv);
-  } else if (mode_ == Sharding::kGradients) {
-    Release(b.begin, b.end);
+  } else if (releases_grads()) {
+    Release(slab_.grads, b.begin, b.end);
   }
   std::vector<uint16_t>().swap(b.send16);
   b.done = true;
 }
 
-void DataParallel::Release(size_t begin, size_t end) {
-  float* g = slab_.grads.data();
+void DataParallel::Release(std::vector<float>& v, size_t begin, size_t end) {
+  float* g = v.data();
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto lo = reinterpret_cast<uintptr_t>(g + begin);
   const auto hi = reinterpret_cast<uintptr_t>(g + end);
@@ -199,8 +200,11 @@ double DataParallel::GradNorm() const {
 double DataParallel::Update(const AdamWParams& hp, double lr, int64_t step, double grad_clip) {
   const double norm = GradNorm();
   if (grad_clip > 0) ClipGradients(slab_, norm, grad_clip, moments_begin(), moments_end());
+  // full_shard: the gathered copies go first (they would be stale); the updated range stays here
+  // and the next gathers send it.
+  ReleaseAllParams();
   AdamWUpdate(slab_, hp, lr, step);
-  if (!sharded_) return norm;
+  if (!sharded_ || full_) return norm;
   // Every rank's updated range to every rank.
   std::vector<int> handles;
   for (const Bucket& b : buckets_)
@@ -251,6 +255,50 @@ void DataParallel::ShareMoments(bool from_root) {
     slab_.v.swap(v);
     slab_.moments_begin = begin;
   }
+}
+
+// A layer past the slab's last (a LoRA adapter on the lower layers only) has nothing to gather.
+void DataParallel::GatherParams(int layer) {
+  const auto g = static_cast<size_t>(layer + 1);
+  if (!full_ || g >= gathered_.size() || gathered_[g]) return;
+  std::vector<int> handles;
+  for (const Bucket& b : buckets_)
+    if (b.layer == layer)
+      handles.push_back(Distributed::IBroadcast(slab_.params.data() + b.begin,
+                                                (b.end - b.begin) * sizeof(float), b.owner));
+  for (const int h : handles) Distributed::Wait(h);
+  gathered_[g] = 1;
+}
+
+void DataParallel::ReleaseParams(int layer) {
+  const auto g = static_cast<size_t>(layer + 1);
+  if (!full_ || g >= gathered_.size() || !gathered_[g]) return;
+  for (const Bucket& b : buckets_)
+    if (b.layer == layer && b.owner != rank_) Release(slab_.params, b.begin, b.end);
+  gathered_[g] = 0;
+}
+
+void DataParallel::GatherAllParamsToRoot() {
+  if (!full_) return;
+  std::vector<float> scratch;
+  for (const Bucket& b : buckets_) {
+    if (b.owner == 0) continue;
+    const size_t n = b.end - b.begin;
+    float* buf = slab_.params.data() + b.begin;
+    if (rank_ != 0 && rank_ != b.owner) {
+      scratch.resize(n);
+      buf = scratch.data();
+    }
+    Distributed::Wait(Distributed::IBroadcast(buf, n * sizeof(float), b.owner));
+  }
+  if (rank_ == 0) std::fill(gathered_.begin(), gathered_.end(), 1);
+}
+
+void DataParallel::ReleaseAllParams() {
+  if (!full_) return;
+  Release(slab_.params, 0, layout_.begin(rank_));
+  Release(slab_.params, layout_.end(rank_), slab_.size());
+  std::fill(gathered_.begin(), gathered_.end(), 0);
 }
 
 }  // namespace elm

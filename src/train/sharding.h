@@ -4,8 +4,9 @@
 //   no_shard          every rank holds parameters, gradients and both AdamW moments (DDP)
 //   ZeRO-1            each rank keeps the moments of its own range of the slab only
 //   shard_grad_op     ZeRO-2: the gradients outside a rank's range are released once reduced
-//   (full_shard, ZeRO-3, parameters sharded too, is not implemented: the trainer refuses it
-//   above one rank)
+//   full_shard        ZeRO-3: the parameters outside a rank's range too; each layer's are
+//                     gathered (broadcast from their owners) just before the layer runs forward
+//                     or backward and released after it (TrainModel's parameter hooks)
 //
 // A rank's range is a run of whole tensors (train/slab.h's table), so it computes the gradient
 // norms of whole tensors and its checkpoint shard holds whole tensors (train/checkpoint.h).
@@ -16,8 +17,11 @@
 // non-blocking MPI_Igather, and the owner adds the ranks' contributions in rank order, then
 // divides by the rank count. With overlap on, a bucket is started as soon as the backward pass
 // has finished its layer (layers run last first), while the lower layers are still computed.
-// no_shard then broadcasts each reduced bucket from its owner; the sharded modes update their
-// range and broadcast the updated parameters instead.
+// no_shard then broadcasts each reduced bucket from its owner; ZeRO-1 and ZeRO-2 update their
+// range and broadcast the updated parameters instead; full_shard updates its range and keeps it
+// (the next step's gathers send it). Releasing gives a range's pages back to the system
+// (madvise(MADV_DONTNEED)): the slabs keep their full size as address space, only the pages a
+// rank owns or has gathered are resident.
 #pragma once
 
 #include <cstddef>
@@ -50,6 +54,9 @@ class DataParallel {
 
   // The moments are sharded (ZeRO-1 and up, above one rank).
   bool sharded() const { return sharded_; }
+  // The parameters are sharded too (full_shard above one rank): call GatherParams/ReleaseParams
+  // around every use of the parameters (TrainModel::set_param_hooks).
+  bool full_shard() const { return full_; }
   const ShardLayout& layout() const { return layout_; }
   // This rank's range, whose moments it keeps (the whole slab when not sharded).
   size_t moments_begin() const { return sharded_ ? layout_.begin(rank_) : 0; }
@@ -74,6 +81,18 @@ class DataParallel {
   // checkpoint written by any number of ranks). Collective; no-op unless sharded.
   void ShareMoments(bool from_root);
 
+  // full_shard (no-ops otherwise): the parameters of decoder layer `layer` (-1: the tensors
+  // outside the layers: embeddings, final norm, output) from their owners to this rank, unless
+  // already gathered. Collective: every rank gathers the same layers in the same order.
+  void GatherParams(int layer);
+  // Gives the pages of layer `layer`'s parameters this rank does not own back (local).
+  void ReleaseParams(int layer);
+  // Every parameter to rank 0 (before it writes a checkpoint; collective): the other ranks
+  // receive nothing but pass each bucket through a scratch buffer of one bucket.
+  void GatherAllParamsToRoot();
+  // Back to this rank's range only (local).
+  void ReleaseAllParams();
+
  private:
   struct Bucket {
     size_t begin = 0, end = 0;  // slab elements
@@ -87,16 +106,19 @@ class DataParallel {
   };
   void Start(Bucket& b);
   void Complete(Bucket& b);
-  // Gives the gradient pages of [begin, end) back to the system, leaving zeros (shard_grad_op).
-  void Release(size_t begin, size_t end);
+  // Gives the pages of slab elements [begin, end) of `v` back to the system, leaving zeros.
+  static void Release(std::vector<float>& v, size_t begin, size_t end);
+  // Gradients outside the owner's range are released once reduced (shard_grad_op, full_shard).
+  bool releases_grads() const { return sharded_ && mode_ >= Sharding::kGradients; }
   double GradNorm() const;
 
   TrainSlab& slab_;
   Sharding mode_;
   bool reduce_bf16_, overlap_;
   int rank_, world_;
-  bool sharded_;
+  bool sharded_, full_;
   bool armed_ = false;
+  std::vector<char> gathered_;  // full_shard: per layer + 1, its parameters are gathered
   ShardLayout layout_;
   std::vector<Bucket> buckets_;
 };

@@ -35,7 +35,7 @@ enum class Sharding {
   kNoShard,    // no_shard / ZeRO-0: everything replicated (DDP)
   kOptimizer,  // ZeRO-1: AdamW moments sharded
   kGradients,  // shard_grad_op / ZeRO-2: moments and gradients sharded
-  kFull,       // full_shard / ZeRO-3: parameters too (not implemented: refused above one rank)
+  kFull,       // full_shard / ZeRO-3: parameters too
 };
 const char* ShardingName(Sharding s);
 

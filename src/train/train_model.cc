@@ -77,6 +77,7 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
   const ModelSlots w = params_.Slots(params_.params.data());
 
   float* x0 = acts_.empty() ? x_final_.data() : acts_[0].x.data();
+  Gather(-1);
   for (int64_t i = 0; i < N; ++i)
     std::memcpy(x0 + i * D, w.embeddings + static_cast<int64_t>(inputs[i]) * D, sizeof(float) * D);
   lora_p_ = lora_on() && lora_dropout_on_ ? static_cast<float>(lora_->settings().dropout) : 0.0f;
@@ -96,10 +97,16 @@ LossValue TrainModel::Forward(const int* inputs, const int* targets, int B, int 
       for (int64_t i = 0; i < N * D; ++i) x0[i] += lora_tmp_[i];
     }
   }
-  for (int l = 0; l < c.n_layers; ++l)
+  Release(-1);
+  for (int l = 0; l < c.n_layers; ++l) {
+    Gather(l);
     LayerForward(l, w.layers[l], acts_[l].x.data(),
                  l + 1 < c.n_layers ? acts_[l + 1].x.data() : x_final_.data());
+    Release(l);
+  }
 
+  // The output's parameters stay gathered for Backward (released after the final norm's).
+  Gather(-1);
   RmsNorm(xf_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
   gemm_.Forward(logits_.data(), xf_.data(), w.lm_head, N, D, V);
   const CrossEntropyStats s =
@@ -201,7 +208,7 @@ void TrainModel::Backward(float loss_scale) {
   const ModelConfig& c = config();
   ELM_CHECK(B_ > 0 && (lora_ || !params_.grads.empty()));
   const int64_t N = static_cast<int64_t>(B_) * T_, V = c.vocab_size;
-  if (last_.n_valid == 0) return;  // every target ignored: the loss is a constant
+  if (last_.n_valid == 0) return HooksWithoutBackward();  // every target ignored: no gradient
 
   const auto n_valid = static_cast<float>(last_.n_valid);
   float* dlogits = logits_.data();  // the logits buffer becomes its own gradient
@@ -239,10 +246,22 @@ void TrainModel::BackwardRows(const float* token_scale) {
   const ModelConfig& c = config();
   ELM_CHECK(B_ > 0 && (lora_ || !params_.grads.empty()));
   const int64_t N = static_cast<int64_t>(B_) * T_, V = c.vocab_size;
-  if (last_.n_valid == 0) return;
+  if (last_.n_valid == 0) return HooksWithoutBackward();
   CrossEntropyBackwardRows(logits_.data(), logits_.data(), lse_ce_.data(), targets_.data(),
                            token_scale, N, V, loss_opt_.ignore_index);
   BackwardFromLogits();
+}
+
+// Another rank's micro-batch may have targets: the parameter hooks (collective gathers under
+// full_shard) run as a backward pass would run them.
+void TrainModel::HooksWithoutBackward() {
+  if (!gather_ && !release_) return;
+  Release(-1);
+  for (int l = config().n_layers - 1; l >= 0; --l) {
+    Gather(l);
+    Release(l);
+  }
+  if (lora_ran_) Gather(-1);
 }
 
 void TrainModel::BackwardFromLogits() {
@@ -255,12 +274,15 @@ void TrainModel::BackwardFromLogits() {
   gemm_.Backward(dh_.data(), g.lm_head, dlogits, xf_.data(), w.lm_head, N, D, V);
   Fill0(dx_, N * D);  // ∂L/∂(residual stream), carried down through the layers
   RmsNormBackward(dx_.data(), g.norm, dh_.data(), x_final_.data(), w.norm, N, D, c.norm_eps);
+  Release(-1);
   for (int l = c.n_layers - 1; l >= 0; --l) {
+    Gather(l);
     // Checkpointing: the layer's forward again from its saved input (the last layer's is still
     // in the shared set after Forward).
     if (ckpt_ && work_layer_ != l)
       LayerForward(l, w.layers[l], acts_[l].x.data(), ckpt_out_.data());
     LayerBackward(l, w.layers[l], g.layers[l], dx_.data());
+    Release(l);
     if (after_layer_backward_) after_layer_backward_(l);
   }
   // Embedding lookup: rows in order, so the sum for a repeated token is deterministic.
@@ -271,6 +293,7 @@ void TrainModel::BackwardFromLogits() {
       for (int64_t j = 0; j < D; ++j) row[j] += d[j];
     }
   if (lora_ran_) {
+    Gather(-1);  // the embedding adapter's B (stays gathered until the next release)
     const float* Bm = lora_->Slot(lora_->params.data(), -1, LoraTarget::kEmbeddings, false);
     if (Bm != nullptr) {
       float* dA = lora_->Slot(lora_->grads.data(), -1, LoraTarget::kEmbeddings, true);

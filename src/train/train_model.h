@@ -58,6 +58,18 @@ class TrainModel {
   void set_after_layer_backward(std::function<void(int)> f) {
     after_layer_backward_ = std::move(f);
   }
+  // Parameter residency (full_shard, train/sharding.h): `gather(l)` runs before the trainable
+  // parameters of decoder layer l are read and `release(l)` once they are not needed until the
+  // next gather, l = -1 for the tensors outside the layers (embeddings, final norm, output).
+  // Forward gathers -1 for the embedding lookup and releases it, gathers and releases each layer
+  // in turn, then gathers -1 for the output; Backward releases -1 after the final norm, gathers
+  // and releases each layer again (last first, around the recomputation with checkpointing).
+  // The calls depend only on the model and the batch shape, so every rank makes the same calls
+  // in the same order (the gathers are collective).
+  void set_param_hooks(std::function<void(int)> gather, std::function<void(int)> release) {
+    gather_ = std::move(gather);
+    release_ = std::move(release);
+  }
   // What the optimizer updates: the LoRA adapter when enabled, else every parameter.
   TrainSlab& trainable() { return lora_ ? static_cast<TrainSlab&>(*lora_) : params_; }
   // bf16 matrix products with f32 accumulation (common.mixed_precision); f32 by default.
@@ -118,6 +130,8 @@ class TrainModel {
   LayerActs& Acts(int l) { return ckpt_ ? work_ : acts_[l]; }
   // The backward pass from ∂L/∂logits (already in logits_) down to the embeddings.
   void BackwardFromLogits();
+  // A backward pass with nothing to compute: only the parameter hooks, in the same order.
+  void HooksWithoutBackward();
   // Where the backward pass writes: the gradient slab, or for LoRA null base weights and a sink
   // for the frozen norms.
   ModelSlots GradSlots();
@@ -172,6 +186,13 @@ class TrainModel {
   LoraActs& LoraActsOf(int l) { return ckpt_ ? lora_work_ : lora_acts_[l]; }
   std::vector<float> lora_emb_ts_, lora_tmp_, lora_dt_, lora_dx_, dora_dyl_, dora_dcorr_;
   std::function<void(int)> after_layer_backward_;
+  std::function<void(int)> gather_, release_;
+  void Gather(int layer) {
+    if (gather_) gather_(layer);
+  }
+  void Release(int layer) {
+    if (release_) release_(layer);
+  }
   std::vector<float> norm_sink_;  // receives the (discarded) gradients of the frozen norms
 };
 

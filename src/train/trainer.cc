@@ -96,18 +96,23 @@ struct ValResult {
 
 // The token-weighted mean cross-entropy over the first max_batches fixed batches. Under data
 // parallelism rank r takes batches r, r + W, r + 2W, … and the sums are reduced, so every rank gets
-// the single-process value (up to the order of the additions).
-ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches,
-                   const LossOptions& lo) {
+// the single-process value (up to the order of the additions). `lockstep` (full_shard, whose
+// forward gathers are collective): every rank runs the same number of forward passes, a rank
+// past the last batch running batch 0 again and dropping its loss.
+ValResult Validate(TrainModel& model, const DataLoader& val, int max_batches, const LossOptions& lo,
+                   bool lockstep) {
   const int B = val.batch_size(), T = val.seq_len();
   std::vector<int> in(static_cast<size_t>(B) * T), tg(in.size());
   model.set_lora_dropout(false);  // evaluation: the LoRA branch without dropout
   int64_t n = val.num_fixed_batches();
   if (max_batches > 0) n = std::min<int64_t>(n, max_batches);
   double sums[2] = {0, 0};  // Σ ce · n_valid, Σ n_valid
-  for (int64_t k = Distributed::rank(); k < n; k += Distributed::size()) {
-    const int rows = val.Fixed(k, in.data(), tg.data());
+  const int64_t W = Distributed::size();
+  const int64_t rounds = lockstep ? (n + W - 1) / W * W : n;
+  for (int64_t k = Distributed::rank(); k < rounds; k += W) {
+    const int rows = val.Fixed(k < n ? k : 0, in.data(), tg.data());
     const LossValue L = model.Forward(in.data(), tg.data(), rows, T, lo);
+    if (k >= n) continue;
     sums[0] += L.ce * static_cast<double>(L.n_valid);
     sums[1] += static_cast<double>(L.n_valid);
   }
@@ -245,7 +250,7 @@ void Trainer::LogStep(const StepSums& s, double lr, double norm, double dt) {
 }
 
 void Trainer::Evaluate() {
-  const ValResult v = Validate(model_, *val_, cfg_.val_batches, lo_);
+  const ValResult v = Validate(model_, *val_, cfg_.val_batches, lo_, dp_->full_shard());
   if (log_) log_->Validation(st_.step, v.loss, v.tokens);
   res_.val_loss = v.loss;
   Message("step " + std::to_string(st_.step) + ": validation loss " + Sci(v.loss) + " over " +
@@ -254,9 +259,17 @@ void Trainer::Evaluate() {
 
 void Trainer::Save() {
   const TrainSlab& slab = model_.trainable();
+  // full_shard: rank 0 gathers the whole model to write it (FSDP's full state dict on rank 0
+  // only), then keeps its own range again. Each parameter has one owner there, so there are no
+  // replicas to compare below.
+  dp_->GatherAllParamsToRoot();
+  struct ReleaseAfterSave {
+    DataParallel& dp;
+    ~ReleaseAfterSave() { dp.ReleaseAllParams(); }
+  } release_after_save{*dp_};
   // Weights must be bit-identical on every rank; a difference means the reductions did not
   // return the same bytes everywhere, and the job stops rather than save one rank's view.
-  if (!ParamsAgree(slab))
+  if (!dp_->full_shard() && !ParamsAgree(slab))
     Fail("step ", st_.step, ": the weights differ between the MPI ranks (rank ", rank_, ")");
   st_.data = loader_->position();
   saved_last_ = true;
@@ -358,6 +371,9 @@ Trainer::Trainer(const TrainConfig& cfg, const TrainOptions& opt)
   if (!cfg_.lora.enabled())
     model_.params().AllocateTrainingState(dp_->moments_begin(), dp_->moments_end());
   model_.set_after_layer_backward([this](int layer) { dp_->LayerDone(layer); });
+  if (dp_->full_shard())
+    model_.set_param_hooks([this](int layer) { dp_->GatherParams(layer); },
+                           [this](int layer) { dp_->ReleaseParams(layer); });
   st_.seed = cfg_.seed;
   st_.fingerprint = CheckpointFingerprint(cfg_);
   st_.world_size = world_;
@@ -576,6 +592,8 @@ void Trainer::ShareState() {
   if (&slab != &model_.params()) BroadcastSlab(model_.params(), false);
   BroadcastSlab(slab, (resumed_ || continued_) && !dp_->sharded());
   dp_->ShareMoments(resumed_ || continued_);
+  // full_shard: from here on each rank holds only its range of the parameters.
+  dp_->ReleaseAllParams();
 }
 
 void Trainer::Describe() const {
