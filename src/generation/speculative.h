@@ -89,6 +89,13 @@ int AcceptOrResample(const Candidates& p, const Candidates& q, int d, Rng& rng, 
 // it): the drafter, the random stream of the acceptance tests and the statistics. The decode loop
 // (generation/generator.h, GenerateOptions::speculative) calls Begin once per Generate and Step
 // instead of one forward pass per token.
+// The acceptance tests' seed for a request sampled with `sampling_seed`: a different stream from
+// the sampler's (the same seed for both would make the first acceptance test reuse the sampler's
+// first draw). generate, chat and the server all seed their decoders through this.
+inline uint64_t AcceptanceSeedFor(uint64_t sampling_seed) {
+  return sampling_seed ^ 0x9E3779B97F4A7C15ull;
+}
+
 class SpeculativeDecoder {
  public:
   // draft_max: most tokens proposed per step (>= 1). seed: the acceptance tests' random stream.

@@ -80,7 +80,7 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
   SpeculativeStats spec_before;
   if (speculate) {
     // Its own stream, apart from the sampler's (which draws the first token from the same seed).
-    run.speculative->Reseed(params.sampling.seed ^ 0x9E3779B97F4A7C15ull);
+    run.speculative->Reseed(AcceptanceSeedFor(params.sampling.seed));
     spec_before = run.speculative->stats();
     go.speculative = run.speculative;
   } else if (run.batcher) {

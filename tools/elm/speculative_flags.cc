@@ -68,7 +68,7 @@ std::unique_ptr<SpeculativeDecoder> MakeSpeculativeDecoder(const SpeculativeFlag
   const std::shared_ptr<const Model> borrowed(&target, [](const Model*) {});
   const auto make = MakeDrafterFactory(f, borrowed, target_tok, context, kv_type);
   if (!make) return nullptr;
-  return std::make_unique<SpeculativeDecoder>(make(), f.draft_max, seed);
+  return std::make_unique<SpeculativeDecoder>(make(), f.draft_max, AcceptanceSeedFor(seed));
 }
 
 void PrintSpeculativeStats(const SpeculativeDecoder& spec) {

@@ -31,7 +31,8 @@ std::function<std::unique_ptr<Drafter>()> MakeDrafterFactory(const SpeculativeFl
 
 // Null when neither --draft-model nor --lookup-ngram was given. Loads the draft model (any format
 // elm loads) and checks that its vocabulary is the target's: the same size and, when `target_tok`
-// is given, the same token strings. Throws elm::Error naming the mismatch.
+// is given, the same token strings. Throws elm::Error naming the mismatch. `seed` is the sampler's;
+// the acceptance tests draw from AcceptanceSeedFor(seed).
 std::unique_ptr<SpeculativeDecoder> MakeSpeculativeDecoder(const SpeculativeFlags& f,
                                                            const Model& target,
                                                            const Tokenizer* target_tok, int context,
