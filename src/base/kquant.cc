@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "base/dtype.h"
+#include "base/simd_clones.h"
 
 // Bit-exactness with ggml needs every product and sum rounded separately: see the header and
 // CMakeLists.txt (-ffp-contract=off for this file).
@@ -126,7 +127,7 @@ void DequantizeQ3K(const BlockQ3K* in, float* y, size_t n) {
   }
 }
 
-void DequantizeQ4K(const BlockQ4K* in, float* y, size_t n) {
+ELM_CLONES void DequantizeQ4K(const BlockQ4K* in, float* y, size_t n) {
   for (size_t b = 0; b < n / kQK; ++b) {
     const BlockQ4K& x = in[b];
     const float d = F16ToF32(x.d), dmin = F16ToF32(x.dmin);
@@ -143,7 +144,7 @@ void DequantizeQ4K(const BlockQ4K* in, float* y, size_t n) {
   }
 }
 
-void DequantizeQ5K(const BlockQ5K* in, float* y, size_t n) {
+ELM_CLONES void DequantizeQ5K(const BlockQ5K* in, float* y, size_t n) {
   for (size_t b = 0; b < n / kQK; ++b) {
     const BlockQ5K& x = in[b];
     const float d = F16ToF32(x.d), dmin = F16ToF32(x.dmin);
@@ -163,7 +164,7 @@ void DequantizeQ5K(const BlockQ5K* in, float* y, size_t n) {
   }
 }
 
-void DequantizeQ6K(const BlockQ6K* in, float* y, size_t n) {
+ELM_CLONES void DequantizeQ6K(const BlockQ6K* in, float* y, size_t n) {
   for (size_t b = 0; b < n / kQK; ++b) {
     const BlockQ6K& x = in[b];
     const float d = F16ToF32(x.d);
@@ -186,7 +187,7 @@ void DequantizeQ6K(const BlockQ6K* in, float* y, size_t n) {
   }
 }
 
-void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
+ELM_CLONES void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
   for (size_t b = 0; b < n / kQK; ++b) {
     const BlockIq4Xs& x = in[b];
     const float d = F16ToF32(x.d);
@@ -195,9 +196,11 @@ void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
       const int ls =
           ((x.scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((x.scales_h >> 2 * ib) & 3) << 4);
       const float dl = d * static_cast<float>(ls - 32);
+      float level[16];  // the same products, looked up (the loop below then vectorizes)
+      for (int i = 0; i < 16; ++i) level[i] = dl * static_cast<float>(kIq4nlValues[i]);
       for (int j = 0; j < 16; ++j) {
-        y[j] = dl * static_cast<float>(kIq4nlValues[qs[j] & 0xF]);
-        y[j + 16] = dl * static_cast<float>(kIq4nlValues[qs[j] >> 4]);
+        y[j] = level[qs[j] & 0xF];
+        y[j + 16] = level[qs[j] >> 4];
       }
     }
   }
