@@ -203,7 +203,7 @@ void MatMulDequantBf16(const CpuKernels& k, float* y, const float* x, int64_t T,
   const int64_t N = w.rows, K = w.cols;
   uint16_t* xb = Scratch(ActivationsBf16(), static_cast<size_t>(T * K));
   k.f32_to_bf16(x, xb, T * K);
-  ForPanels(N, kPanel, [&](int64_t r0, int64_t nr) {
+  ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
     thread_local std::vector<float> wf;
     thread_local std::vector<uint16_t> wb;
     float* f = Scratch(wf, static_cast<size_t>(nr * K));
