@@ -14,6 +14,7 @@
 # TYPES="bf16 f16" limits the weight types (default: bf16 f16 q8_0 q4_0). llama.cpp's types
 # (q4_k_m q5_k_m q6_k iq4_xs, or any llama-quantize preset in lower case) need LLAMA_QUANTIZE (the
 # llama-quantize binary), which makes their GGUF from the F16 one; without it they are skipped.
+# REPS=1 sets the repetitions of every test (default 5; 1 for a quick check that the script runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-build/compare}"
@@ -22,16 +23,23 @@ elm="${ELM:-build/release/elm}"
 mkdir -p "$work"
 [ -f "$work/m270/config.json" ] ||
   "$elm" init --preset OpenELM-270M --seed 0 --dtype bf16 --output "$work/m270" >/dev/null
-for t in f16 bf16 q8_0 q4_0; do
-  [ -f "$work/m270-$t.gguf" ] ||
-    "$elm" convert --model "$work/m270" --to gguf --type "$t" --output "$work/m270-$t.gguf" >/dev/null
+types="${TYPES:-bf16 f16 q8_0 q4_0}"
+reps="${REPS:-5}"
+for t in f16 $types; do  # F16 is llama-quantize's source for the other types
+  case "$t" in
+  f16 | bf16 | q8_0 | q4_0)
+    [ -f "$work/m270-$t.gguf" ] ||
+      "$elm" convert --model "$work/m270" --to gguf --type "$t" --output "$work/m270-$t.gguf" \
+        >/dev/null
+    ;;
+  esac
 done
 mmap_flag=() mmap=true
 if [ "${NO_MMAP:-0}" = 1 ]; then mmap_flag=(--no-mmap) mmap=false; fi
 out="$work/results.jsonl"
 : >"$out"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
-for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
+for t in $types; do
   case "$t" in
   f16 | bf16 | q8_0 | q4_0) ;;
   *)
@@ -47,7 +55,7 @@ for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
   model="$work/m270-$t.gguf"
   [ "$t" = bf16 ] && model="$work/m270"  # BF16 straight from the safetensors (mmapped)
   j=$("$elm" bench --model "$model" "${mmap_flag[@]}" -t "$threads" -p 512 -n 128 -d 0 -d 512 \
-    -d 1536 -r 5 --json |
+    -d 1536 -r "$reps" --json |
     tr -d '\n')
   echo "{\"engine\":\"elm\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$j}" >>"$out"
   echo "elm       $t: $j" | cut -c1-400
@@ -55,8 +63,8 @@ for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
     lm=mmap
     [ "$mmap" = false ] && lm=none
     {
-      "$LLAMA_BENCH" -m "$work/m270-$t.gguf" -t "$threads" -p 512 -n 0 -r 5 -lm "$lm" -o jsonl
-      "$LLAMA_BENCH" -m "$work/m270-$t.gguf" -t "$threads" -p 0 -n 128 -d 0,512,1536 -r 5 \
+      "$LLAMA_BENCH" -m "$work/m270-$t.gguf" -t "$threads" -p 512 -n 0 -r "$reps" -lm "$lm" -o jsonl
+      "$LLAMA_BENCH" -m "$work/m270-$t.gguf" -t "$threads" -p 0 -n 128 -d 0,512,1536 -r "$reps" \
         -lm "$lm" -o jsonl
     } 2>/dev/null | node -e '
       require("readline").createInterface({input: process.stdin}).on("line", (l) => {
@@ -70,7 +78,7 @@ for t in ${TYPES:-bf16 f16 q8_0 q4_0}; do
     done
   elif [ -n "${NLC_DIR:-}" ]; then
     node tests/tools/llamacpp_bench.mjs "$work/m270-$t.gguf" "${mmap_flag[@]}" -t "$threads" \
-      -p 512 -n 128 -r 5 -d 0,512,1536 | while read -r line; do
+      -p 512 -n 128 -r "$reps" -d 0,512,1536 | while read -r line; do
       echo "{\"engine\":\"llama.cpp\",\"type\":\"$t\",\"mmap\":$mmap,\"result\":$line}" >>"$out"
       echo "llama.cpp $t: $line" | cut -c1-200
     done

@@ -491,22 +491,30 @@ TEST(KquantGguf, EveryFileLoadsWithLlamaCppLogitsAndPerplexity) {
       ++files;
       SCOPED_TRACE(f.dir.filename().string() + " " + name);
       const auto m = Model::Load(path.string());
-      // The reference rows: (sequence, position) pairs, each sequence decoded once.
-      std::map<std::string, std::vector<float>> logits;
-      std::vector<std::vector<float>> ours;
-      for (const json& r : rows) {
-        const std::string seq = r["sequence"];
-        if (!logits.count(seq)) logits[seq] = test::AllLogits(m, Tokens(ref, seq));
-        const auto t = r["position"].get<size_t>();
-        const float* row = logits[seq].data() + t * V;
-        ours.emplace_back(row, row + V);
-      }
+      LoadOptions exact_options;
+      exact_options.exact = true;
+      const auto m_exact = Model::Load(path.string(), exact_options);
+      // The reference rows: (sequence, position) pairs, each sequence run once through the
+      // default path (prefill: bf16 panels) and once through --exact's f32 math.
+      auto rows_of = [&](const std::shared_ptr<const Model>& model) {
+        std::map<std::string, std::vector<float>> logits;
+        std::vector<std::vector<float>> out;
+        for (const json& r : rows) {
+          const std::string seq = r["sequence"];
+          if (!logits.count(seq)) logits[seq] = test::AllLogits(model, Tokens(ref, seq));
+          const auto t = r["position"].get<size_t>();
+          const float* row = logits[seq].data() + t * V;
+          out.emplace_back(row, row + V);
+        }
+        return out;
+      };
+      const std::vector<std::vector<float>> ours = rows_of(m), ours_exact = rows_of(m_exact);
       const json& lg = entry["logits"];
       const auto n = static_cast<uint64_t>(rows.size() * V);
-      // (a) f32 math on the dequantized weights = llama.cpp on its own f32 copy of them.
+      // (a) --exact: f32 math on the dequantized weights = llama.cpp on its own f32 copy of them.
       const Diff copy = Compare(
-          ours, test::ReadFloats(bin, lg["dequantized_f32_copy"]["rows_offset_bytes"], n), V);
-      EXPECT_LE(copy.max_abs, 1e-4) << "vs llama.cpp on the dequantized F32 copy";
+          ours_exact, test::ReadFloats(bin, lg["dequantized_f32_copy"]["rows_offset_bytes"], n), V);
+      EXPECT_LE(copy.max_abs, 1e-4) << "--exact vs llama.cpp on the dequantized F32 copy";
       // (b) llama.cpp on the quantized file (8-bit activations there).
       const Diff file = Compare(ours, test::ReadFloats(bin, lg["file"]["rows_offset_bytes"], n), V);
       EXPECT_LE(file.max_abs, 0.15) << "vs llama.cpp on the file";
@@ -542,8 +550,11 @@ TEST(KquantGguf, EveryFileLoadsWithLlamaCppLogitsAndPerplexity) {
       if (entry.contains("perplexity")) {
         const json& p = entry["perplexity"];
         const double ppl = Perplexity(m, ppl_tokens, ppl_text["n_ctx"], ppl_text["n_chunk"], 1);
+        const double ppl_exact =
+            Perplexity(m_exact, ppl_tokens, ppl_text["n_ctx"], ppl_text["n_chunk"], 1);
         const double exact_copy = p["dequantized_f32_copy_exact"]["ppl"];
-        EXPECT_NEAR(ppl / exact_copy, 1.0, 2e-5) << "perplexity " << ppl << " vs " << exact_copy;
+        EXPECT_NEAR(ppl_exact / exact_copy, 1.0, 2e-5)
+            << "--exact perplexity " << ppl_exact << " vs " << exact_copy;
         for (const char* k : {"default", "exact"})
           EXPECT_NEAR(ppl / p[k]["ppl"].get<double>(), 1.0, 3e-3) << "perplexity vs " << k;
         std::printf("%-12s perplexity %.4f (llama.cpp exact %.4f, f32 copy %.4f)\n", name.c_str(),
@@ -567,10 +578,16 @@ TEST(KquantGguf, NoMmapAndConversionsAtLoad) {
   LoadOptions lo;
   lo.mmap = false;
   EXPECT_EQ(test::AllLogits(Model::Load(path.string(), lo), ids), ref);
+  // F32 weights compute f32 math, which the K-quant file gives with --exact.
+  LoadOptions exact_options;
+  exact_options.exact = true;
+  const std::vector<float> ref_exact =
+      test::AllLogits(Model::Load(path.string(), exact_options), ids);
   lo.weights = DType::kF32;
   const auto f32 = Model::Load(path.string(), lo);
   EXPECT_EQ(f32->weights_dtype(), "F32");
-  EXPECT_LE(test::MaxAbsDiff(test::AllLogits(f32, ids).data(), ref.data(), ref.size()), 1e-5f);
+  EXPECT_LE(test::MaxAbsDiff(test::AllLogits(f32, ids).data(), ref_exact.data(), ref.size()),
+            1e-5f);
   lo.weights = DType::kQ8_0;
   EXPECT_EQ(Model::Load(path.string(), lo)->weights_dtype(), "Q8_0");
 }

@@ -5,6 +5,7 @@
 // tensor equal to llama-quantize's GGUFs.
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -508,6 +509,62 @@ TEST(KquantWriteGguf, EveryPresetEqualsLlamaQuantizeFileForFile) {
     }
   }
   EXPECT_GT(compared, 0);
+  fs::remove_all(tmp);
+}
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    static const char digits[] = "0123456789abcdef";
+    hex += digits[md[i] >> 4];
+    hex += digits[md[i] & 15];
+  }
+  return hex;
+}
+
+// With an importance matrix: tests/data/kquant/imatrix holds llama-imatrix's matrix for the
+// conformance checkpoint k_dim256_vocab32k and the sha256 of llama-quantize's files made with it
+// (tests/tools/make_imatrix_reference.sh). `elm quantize --imatrix` of the same f32 GGUF, run the
+// same way (relative names, which both record), writes the same bytes.
+TEST(KquantWriteGguf, ImatrixPresetsEqualLlamaQuantize) {
+  const fs::path data = fs::path(test::DataDir()) / "kquant" / "imatrix";
+  std::ifstream in(data / "reference.json");
+  ASSERT_TRUE(in) << data / "reference.json";
+  const json ref = json::parse(in);
+  const std::string shared = test::SharedConformanceDir();
+  const fs::path checkpoint = fs::path(shared) / ref["checkpoint"].get<std::string>();
+  if (shared.empty() || !fs::exists(checkpoint / "config.json"))
+    GTEST_SKIP() << "../shared/conformance/" << ref["checkpoint"].get<std::string>()
+                 << " not found: skipped";
+  const std::string tmp = test::TempDir("kquant_imatrix");
+  const std::string source = ref["source"], imatrix = ref["imatrix"];
+  fs::copy_file(data / imatrix, fs::path(tmp) / imatrix);
+  const std::string in_tmp = "cd '" + tmp + "' && '" + std::string(ELM_BINARY) + "' ";
+  std::string so, se;
+  ASSERT_EQ(test::RunShell(in_tmp + "convert --model '" + checkpoint.string() +
+                               "' --to gguf --type f32 --no-chat-template --output " + source,
+                           &so, &se),
+            0)
+      << se;
+  int compared = 0;
+  for (const auto& [type, entry] : ref["files"].items()) {
+    SCOPED_TRACE(type);
+    const std::string out = type + ".gguf";
+    ASSERT_EQ(test::RunShell(in_tmp + "quantize --model " + source + " --type " + type +
+                                 " --imatrix " + imatrix + " --no-chat-template --output " + out,
+                             &so, &se),
+              0)
+        << se;
+    const std::string got = ReadAll(fs::path(tmp) / out);
+    EXPECT_EQ(got.size(), entry["bytes"].get<size_t>());
+    EXPECT_EQ(Sha256Hex(got), entry["sha256"].get<std::string>())
+        << "elm quantize --imatrix differs from llama-quantize's " << type;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 4);
   fs::remove_all(tmp);
 }
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/simd_clones.h"
 #include "kernels/fast_exp.h"
-#include "kernels/simd_clones.h"
 
 namespace elm {
 

@@ -9,10 +9,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/simd_clones.h"
 #include "kernels/attention.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/fast_exp.h"
-#include "kernels/simd_clones.h"
 
 namespace elm {
 namespace {

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/simd_clones.h"
 #include "kernels/fast_exp.h"
-#include "kernels/simd_clones.h"
 
 namespace elm {
 

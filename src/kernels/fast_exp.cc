@@ -1,6 +1,6 @@
 #include "kernels/fast_exp.h"
 
-#include "kernels/simd_clones.h"
+#include "base/simd_clones.h"
 
 namespace elm {
 

@@ -6,8 +6,8 @@
 //   IQ4_XS      Σ_j (s_j − 32)·(v(q_j)·x) · d·dx                        (8 sub-blocks of 32)
 // One table per instruction set, chosen like cpu_kernels.h's; every SIMD kernel computes the
 // same integer sums per super-block as its scalar twin and differs only in the order of the f32
-// sums (tests/kernels_test.cc compares them). Prefill dequantizes weight panels into the f32
-// kernels instead (matmul_fast.cc).
+// sums (tests/kernels_test.cc compares them). Prefill dequantizes 16-row weight panels once per
+// batch into the bf16 GEMM instead (matmul_fast.cc; measured faster: docs/performance.md).
 #pragma once
 
 #include <cstdint>

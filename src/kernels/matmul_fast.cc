@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "base/simd_clones.h"
 #include "kernels/kquant_kernels.h"
-#include "kernels/simd_clones.h"
 
 namespace elm {
 namespace {
@@ -32,6 +32,12 @@ T* AlignedScratch(std::vector<T>& v, size_t n) {
   T* p = Scratch(v, n + 64 / sizeof(T));
   const auto a = reinterpret_cast<uintptr_t>(p);
   return reinterpret_cast<T*>((a + 63) & ~uintptr_t{63});
+}
+
+// The calling thread's activations rounded to bf16 (one buffer for every bf16 path).
+std::vector<uint16_t>& ActivationsBf16() {
+  thread_local std::vector<uint16_t> v;
+  return v;
 }
 
 // Splits rows [0, N) into panels and runs fn(r0, nr) for each, in parallel.
@@ -189,6 +195,25 @@ void MatMulWidened(const CpuKernels& k, float* y, const float* x, int64_t T, con
   });
 }
 
+// Prefill of unpacked quantized weights (Q8_0, Q4_0 and llama.cpp's types, base/kquant.h): each
+// 16-row panel is dequantized once exactly as ggml does (f32), rounded to bf16 and multiplied by
+// every activation row (rounded to bf16 once) with the bf16 GEMM, so the dequantization is paid
+// once per panel per batch, not per activation row (docs/numerics.md, docs/performance.md).
+void MatMulDequantBf16(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w) {
+  const int64_t N = w.rows, K = w.cols;
+  uint16_t* xb = Scratch(ActivationsBf16(), static_cast<size_t>(T * K));
+  k.f32_to_bf16(x, xb, T * K);
+  ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
+    thread_local std::vector<float> wf;
+    thread_local std::vector<uint16_t> wb;
+    float* f = Scratch(wf, static_cast<size_t>(nr * K));
+    uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
+    ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
+    k.f32_to_bf16(f, b, nr * K);
+    k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
+  });
+}
+
 }  // namespace
 
 void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const MatRef& w,
@@ -198,7 +223,7 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
   const int threads = omp_get_max_threads();
   const int64_t decode_panel = std::max<int64_t>(4, ((N + threads * 4 - 1) / (threads * 4)) * 4);
   const int64_t panel = T < kPrefillRows ? std::min<int64_t>(decode_panel, 256) : kPanel;
-  thread_local std::vector<uint16_t> xb16;
+  std::vector<uint16_t>& xb16 = ActivationsBf16();
   thread_local std::vector<BlockQ8_0> xq8;
   switch (w.dtype) {
     case DType::kF32:
@@ -252,22 +277,12 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
         });
         return;
       }
-      uint16_t* xb = Scratch(xb16, static_cast<size_t>(T * K));
-      k.f32_to_bf16(x, xb, T * K);
-      ForPanels(N, kPanel, [&](int64_t r0, int64_t nr) {
-        // Dequantize this panel once (f32 → bf16), then reuse it for every activation row.
-        thread_local std::vector<float> wf;
-        thread_local std::vector<uint16_t> wb;
-        float* f = Scratch(wf, static_cast<size_t>(nr * K));
-        uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
-        ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
-        k.f32_to_bf16(f, b, nr * K);
-        k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
-      });
-      return;
+      return MatMulDequantBf16(k, y, x, T, w);
     }
     default:  // llama.cpp's other types (base/kquant.h)
-      if (!exact && T < kPrefillRows && HasKquantKernel(w)) return MatMulKquant(k, y, x, T, w);
+      if (exact) return MatMulWidened(k, y, x, T, w, panel);
+      if (T < kPrefillRows && HasKquantKernel(w)) return MatMulKquant(k, y, x, T, w);
+      if (T >= kPrefillRows) return MatMulDequantBf16(k, y, x, T, w);
       return MatMulWidened(k, y, x, T, w, panel);
   }
 }
