@@ -253,6 +253,50 @@ TEST(Qlora, QdoraEqualsDoraOnTheDequantizedBase) {
   }
 }
 
+// QLoRA's loader (QuantizedBase from the model source): the layer linears go straight from the
+// checkpoint into their quantized form and their slab range is never written; the result equals
+// loading the f32 base and then quantizing it, bit for bit (every other tensor, the quantized
+// matrices through the loss and adapter gradients).
+TEST(Qlora, LoadingStraightIntoTheQuantizedBaseEqualsLoadThenQuantize) {
+  const ModelSource src = OpenModelSource(Tiny());
+  for (const BaseQuant kind : {BaseQuant::kNf4, BaseQuant::kQ8_0}) {
+    SCOPED_TRACE(BaseQuantName(kind));
+    auto a = QloraTinyModel();
+    a->EnableLora(QloraTargets());
+    Rng rng(9);
+    for (float& v : a->lora()->params) v = 0.05f * (2.0f * rng.NextFloat() - 1.0f);
+    const QuantizedBase qa(a->params(), kind);
+
+    TrainModel b(src.config);
+    b.EnableLora(QloraTargets());
+    b.lora()->params = a->lora()->params;
+    const QuantizedBase qb(b.params(), src, kind);
+    EXPECT_EQ(qb.count(), qa.count());
+    EXPECT_EQ(qb.quantized_bytes(), qa.quantized_bytes());
+    EXPECT_EQ(qb.f32_bytes(), qa.f32_bytes());
+    ASSERT_EQ(a->params().params.size(), b.params().params.size());
+    EXPECT_TRUE(a->params().params == b.params().params);  // the linears' ranges read zero in both
+    const QloraStep sa = QloraRunStep(*a, false), sb = QloraRunStep(b, false);
+    EXPECT_EQ(sa.loss, sb.loss);
+    EXPECT_EQ(std::memcmp(sa.grads.data(), sb.grads.data(), sa.grads.size() * 4), 0);
+  }
+}
+
+// The parameter slab (SlabFloats) takes no resident memory until written: a 270M-shaped ParamSet
+// (1 GiB of f32) costs next to nothing until loaded.
+TEST(Qlora, AnUnwrittenParameterSlabTakesNoMemory) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's allocator may fill what it allocates";
+#else
+  const size_t before = ResidentBytes();
+  if (before == 0) GTEST_SKIP() << "no /proc/self/status";
+  ParamSet ps(PresetConfig("OpenELM-270M"));
+  EXPECT_GT(ps.params.size() * sizeof(float), size_t{1} << 30);
+  EXPECT_LT(ResidentBytes(), before + (size_t{128} << 20));
+  EXPECT_EQ(ps.params[ps.params.size() / 2], 0.0f);
+#endif
+}
+
 TEST(Qlora, RecipeKeys) {
   const std::string base = "model_name_or_path: m\nuse_peft: true\nelm:\n  train_file: t.jsonl\n";
   auto parse = [&](const std::string& extra) {
