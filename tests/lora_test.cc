@@ -292,7 +292,8 @@ TEST(Lora, AdapterTrainsThroughTheSharedSlabPath) {
   const double norm = GlobalGradNorm(lp);
   EXPECT_EQ(norm, TorchVectorNorm(norms.data(), norms.size()));
   ClipGradients(lp, norm, norm / 2);
-  const std::vector<float> p0 = lp.params, g = lp.grads;
+  const SlabFloats p0 = lp.params;
+  const std::vector<float> g = lp.grads;
   AdamWParams hp;
   hp.weight_decay = 0.5;
   AdamWUpdate(lp, hp, 1e-2, 1);
@@ -380,9 +381,9 @@ TEST(Lora, FakeQuantizedBaseLiesOnTheGrid) {
   const auto m = Model::Load(Base());
   ParamSet ps(m->config());
   LoadParams(ps, m->store());
-  const std::vector<float> before = ps.params;
+  const SlabFloats before = ps.params;
   FakeQuantizeBase(ps, DType::kQ8_0);
-  const std::vector<float> once = ps.params;
+  const SlabFloats once = ps.params;
   FakeQuantizeBase(ps, DType::kQ8_0);
   EXPECT_EQ(ps.params, once);  // already on the grid
   const ParamTensor* norm = ps.Find("transformer.norm.weight");

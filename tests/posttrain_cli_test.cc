@@ -119,12 +119,13 @@ TEST(PosttrainCli, SftFullAndDpoHingeWithAFrozenCopy) {
 
 // DoRA through `elm dpo` (use_dora): the magnitudes start at ‖W‖, so step 1 is the base model
 // (loss log 2); the checkpoint is a PEFT DoRA adapter that --lora and merge-lora apply alike.
-TEST(PosttrainCli, DoraAdapterTrainsAppliesAndMerges) {
-  const std::string dir = test::TempDir("posttrain_dora");
+// `extra` adds recipe keys (QDoRA's quantized base).
+void ExpectDoraTrainsAppliesAndMerges(const std::string& name, const std::string& extra) {
+  const std::string dir = test::TempDir(name);
   const std::string cfg = Recipe(dir,
                                  "beta: 0.1\nmax_steps: 3\nuse_peft: true\nuse_dora: true\n"
-                                 "lora_r: 4\nlora_alpha: 8\nlora_dropout: 0.0\nelm:\n"
-                                 "  train_file: prefs.jsonl\n");
+                                 "lora_r: 4\nlora_alpha: 8\nlora_dropout: 0.0\n" +
+                                     extra + "elm:\n  train_file: prefs.jsonl\n");
   std::string out, err;
   ASSERT_EQ(test::RunElm("dpo --config " + cfg, &out, &err), 0) << out << err;
   const auto lines = LogLines(dir + "/run/train_log.jsonl");
@@ -148,6 +149,19 @@ TEST(PosttrainCli, DoraAdapterTrainsAppliesAndMerges) {
       << err;
   ASSERT_EQ(test::RunElm("generate --model " + dir + "/merged" + gen, &merged, &err), 0) << err;
   EXPECT_EQ(with_lora, merged);
+}
+
+TEST(PosttrainCli, DoraAdapterTrainsAppliesAndMerges) {
+  ExpectDoraTrainsAppliesAndMerges("posttrain_dora", "");
+}
+
+// QDoRA: the same with the base in NF4 (double quantization) and in Q8_0. The magnitudes start at
+// the dequantized base's norms, so step 1 is the quantized base against itself: log 2 exactly as
+// with DoRA. The adapter applies to (and merges into) the unquantized base, as PEFT's does.
+TEST(PosttrainCli, QdoraAdapterTrainsAppliesAndMerges) {
+  ExpectDoraTrainsAppliesAndMerges("posttrain_qdora_nf4",
+                                   "load_in_4bit: true\nuse_bnb_nested_quant: true\n");
+  ExpectDoraTrainsAppliesAndMerges("posttrain_qdora_q8", "load_in_8bit: true\n");
 }
 
 std::string ConfigError(const std::string& yaml, PosttrainTask task = PosttrainTask::kDpo) {

@@ -178,7 +178,7 @@ TEST(PosttrainParity, LoraLogitsLossAndGradients) {
       double worst_norm = 0;
       if (fs::exists(dir + "/dora_weight_norm.safetensors")) {
         // PEFT's dora_init value ‖W + s·B·A‖ (the detached norm of the forward).
-        std::vector<float> mag(m->lora()->params);
+        SlabFloats mag(m->lora()->params);
         m->InitDoraMagnitudes();
         const TensorStore norms(dir + "/dora_weight_norm.safetensors");
         for (const LoraTensor& t : m->lora()->layout().tensors()) {

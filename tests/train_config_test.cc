@@ -179,7 +179,7 @@ TEST(TrainOptimizer, AdamWMatchesTheReferenceFormula) {
   InitParams(ps, 3);
   ps.AllocateTrainingState();
   for (size_t i = 0; i < ps.size(); ++i) ps.grads[i] = std::sin(static_cast<double>(i)) * 0.1f;
-  const std::vector<float> p0 = ps.params;
+  const SlabFloats p0 = ps.params;
   AdamWParams hp;
   AdamWUpdate(ps, hp, 1e-2, 1);
   AdamWUpdate(ps, hp, 1e-2, 2);

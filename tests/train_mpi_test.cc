@@ -68,7 +68,8 @@ Log ReadLog(const std::string& path) {
 std::vector<float> Weights(const std::string& dir) {
   TrainModel tm(LoadHfConfig(dir + "/config.json"));
   LoadCheckpoint(dir, tm.params());
-  return tm.params().params;
+  const SlabFloats& w = tm.params().params;
+  return {w.begin(), w.end()};
 }
 
 double RelDiff(double a, double b) {

@@ -125,7 +125,8 @@ class TrainShardingRun : public ::testing::Test {
   std::vector<float> Weights(const std::string& ckpt) const {
     TrainModel tm(LoadHfConfig(ckpt + "/config.json"));
     LoadCheckpoint(ckpt, tm.params());
-    return tm.params().params;
+    const SlabFloats& w = tm.params().params;
+    return {w.begin(), w.end()};
   }
   // Losses and gradient norms of every step, and the final weights, bit for bit.
   void ExpectSameRun(const std::string& a, const std::string& b) const {

@@ -53,7 +53,15 @@ int TorchRank(const ParamTensor& t) {
 }  // namespace
 
 ParamSet::ParamSet(ModelConfig cfg) : cfg_(std::move(cfg)) {
-  for (auto& spec : ExpectedTensors(cfg_)) {
+  std::vector<TensorSpec> specs = ExpectedTensors(cfg_);
+  size_t total = 0;
+  for (const TensorSpec& spec : specs) {
+    size_t n = 1;
+    for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
+    total += n;
+  }
+  Reserve(total);
+  for (auto& spec : specs) {
     const bool decay = spec.shape.size() >= 2;
     Add(std::move(spec), decay);
   }
@@ -105,6 +113,12 @@ void LoadParams(ParamSet& ps, const TensorStore& store) {
 }
 
 void LoadParams(ParamSet& ps, const ModelSource& src) {
+  LoadParams(ps, src, nullptr, nullptr);
+}
+
+void LoadParams(ParamSet& ps, const ModelSource& src,
+                const std::function<bool(const ParamTensor&)>& claims,
+                const std::function<void(const ParamTensor&, const float*)>& take) {
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < src.tensors.size(); ++i) index[src.tensors[i].spec.name] = i;
   for (const auto& t : ps.tensors()) {
@@ -114,8 +128,15 @@ void LoadParams(ParamSet& ps, const ModelSource& src) {
     if (st.spec.shape != t.spec.shape)
       Fail(src.origin, ": tensor '", t.spec.name, "' has shape ", ShapeString(st.spec.shape),
            "; this config needs ", ShapeString(t.spec.shape));
-    const std::vector<uint8_t> f32 = ConvertTensor(st, DType::kF32);
-    std::memcpy(ps.params.data() + t.offset, f32.data(), f32.size());
+    if (claims && claims(t)) {
+      const std::vector<uint8_t> f32 = ConvertTensor(st, DType::kF32);
+      take(t, reinterpret_cast<const float*>(f32.data()));
+    } else {
+      // Straight into the slab: no f32 copy of the tensor beside it.
+      ConvertRows(st, 0, st.is_matrix() ? st.rows() : 1, DType::kF32,
+                  reinterpret_cast<uint8_t*>(ps.params.data() + t.offset));
+    }
+    if (claims) src.Release(it->second);
   }
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,14 @@ class ParamSet : public TrainSlab {
 void LoadParams(ParamSet& ps, const TensorStore& store);
 // The same from a model source (any layout io/model_source.h opens, quantized GGUFs included).
 void LoadParams(ParamSet& ps, const ModelSource& src);
+// The same, except for the tensors `claims` picks: each of those is handed to `take` widened to f32
+// (a buffer valid during the call, one tensor at a time) and its range of the slab is never
+// written. Every tensor's source is released once read (ModelSource::Release), so neither the
+// checkpoint nor an f32 copy of the claimed tensors is ever resident whole (QLoRA's loading,
+// train/qlora_base.h).
+void LoadParams(ParamSet& ps, const ModelSource& src,
+                const std::function<bool(const ParamTensor&)>& claims,
+                const std::function<void(const ParamTensor&, const float*)>& take);
 // A CoreNet training checkpoint's AdamW moments (io/corenet_checkpoint.h) into `ps.m` and `ps.v`
 // (allocated), each parameter found by its CoreNet name; an embedding with CoreNet's padding rows
 // keeps the first rows. Returns AdamW's step count, the step the run continues from, and the

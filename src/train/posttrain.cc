@@ -127,7 +127,12 @@ class Runner {
     const size_t n = dpo ? pref_.size() : sft_.size();
     train_rows_ = n;
 
-    policy_ = LoadModelFolder(cfg_.model_name_or_path);
+    // QLoRA loads the base through QuantizedBase below: its layer linears are quantized straight
+    // from the checkpoint, never held in f32 (train/qlora_base.h).
+    const bool qlora = cfg_.lora.enabled() && cfg_.base_quant;
+    const ModelSource src = OpenModelSource(cfg_.model_name_or_path);
+    policy_ = std::make_unique<TrainModel>(src.config);
+    if (!qlora) LoadParams(policy_->params(), src);
     if (tok.vocab_size() > policy_->config().vocab_size)
       Fail("the tokenizer has ", tok.vocab_size(), " tokens but the model's vocab_size is ",
            policy_->config().vocab_size);
@@ -136,9 +141,8 @@ class Runner {
     if (cfg_.lora.enabled()) {
       policy_->EnableLora(cfg_.lora);
       policy_->lora()->Init(cfg_.seed);
-      if (cfg_.lora.dora) policy_->InitDoraMagnitudes();
       if (cfg_.base_quant) {  // QLoRA: the frozen base held quantized from here on
-        qbase_ = std::make_unique<QuantizedBase>(policy_->params(), *cfg_.base_quant,
+        qbase_ = std::make_unique<QuantizedBase>(policy_->params(), src, *cfg_.base_quant,
                                                  cfg_.base_double_quant);
         res_.base_f32_bytes = qbase_->f32_bytes();
         res_.base_quantized_bytes = qbase_->quantized_bytes();
@@ -149,6 +153,9 @@ class Runner {
             static_cast<double>(res_.base_quantized_bytes) / 1048576.0,
             static_cast<double>(res_.base_f32_bytes) / 1048576.0);
       }
+      // After quantizing: QDoRA's magnitudes start at the dequantized base's row norms (PEFT's
+      // dora_init on a bnb-quantized layer), so step 1 is the quantized base model.
+      if (cfg_.lora.dora) policy_->InitDoraMagnitudes();
     } else {
       policy_->params().AllocateTrainingState();
     }

@@ -231,9 +231,6 @@ PosttrainConfig ParsePosttrainConfig(const std::string& yaml_text, const std::st
   if (c.base_quant && !use_peft)
     Fail(origin, ": a quantized base (load_in_4bit, load_in_8bit, elm.base_quant) needs use_peft: ",
          "the quantized base is frozen");
-  if (c.base_quant && c.use_dora)
-    Fail(origin, ": use_dora with a quantized base is not implemented (DoRA's weight norm reads ",
-         "the f32 base); use LoRA, or leave the base unquantized");
 
   for (const char* k : kIgnoredRecipeKeys)
     if (r.keys.erase(k)) c.ignored_keys.push_back(k);

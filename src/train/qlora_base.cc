@@ -13,6 +13,7 @@
 
 #include "base/dtype.h"
 #include "base/error.h"
+#include "io/model_source.h"
 
 namespace elm {
 
@@ -218,6 +219,32 @@ void DequantizeMatrix(const QuantizedMatrix& q, float* out) {
   }
 }
 
+void DequantizeRows(const QuantizedMatrix& q, int64_t row0, int64_t count, float* out) {
+  ELM_CHECK(row0 >= 0 && count >= 0 && row0 + count <= q.rows);
+  if (q.kind != BaseQuant::kNf4) {
+    const DType t = QloraBlockType(q.kind);
+    const size_t row_bytes = DTypeBytes(t, static_cast<size_t>(q.cols));
+    for (int64_t r = 0; r < count; ++r)
+      ToF32(t, q.data.data() + static_cast<size_t>(row0 + r) * row_bytes, out + r * q.cols,
+            static_cast<size_t>(q.cols));
+    return;
+  }
+  // Element e of the flattened matrix: nibble e of the data (high first), block e / 64's absmax.
+  // A row may start or end inside a block, so the range is walked block piece by block piece.
+  const int64_t e0 = row0 * q.cols, e1 = (row0 + count) * q.cols;
+  for (int64_t e = e0; e < e1;) {
+    const int64_t b = e / kNf4Block, stop = std::min(e1, (b + 1) * kNf4Block);
+    const float m = q.double_quant
+                        ? static_cast<float>(q.qabsmax[b]) * q.absmax_scale[b / kNf4AbsmaxBlock] +
+                              q.absmax_offset
+                        : q.absmax[b];
+    for (; e < stop; ++e) {
+      const uint8_t byte = q.data[e / 2];
+      out[e - e0] = kNf4LevelTable[e % 2 == 0 ? byte >> 4 : byte & 15] * m;
+    }
+  }
+}
+
 const QuantizedMatrix* FindQuantizedWeight(const float* w) {
   if (qlora_registered.load(std::memory_order_acquire) == 0) return nullptr;
   std::lock_guard<std::mutex> lock(qlora_registry_mu);
@@ -225,32 +252,61 @@ const QuantizedMatrix* FindQuantizedWeight(const float* w) {
   return it == QloraRegistry().end() ? nullptr : it->second;
 }
 
-QuantizedBase::QuantizedBase(ParamSet& ps, BaseQuant kind, bool double_quant) : kind_(kind) {
+void QuantizedBase::CheckShapes(const ParamSet& ps) const {
   for (const ParamTensor& t : ps.tensors())
     if (QloraIsLayerLinear(t.spec.role))
-      QloraCheckShape(t.spec.name, t.spec.shape[0], t.spec.shape[1], kind);
+      QloraCheckShape(t.spec.name, t.spec.shape[0], t.spec.shape[1], kind_);
+}
+
+void QuantizedBase::Hold(const ParamTensor& t, float* slot, const float* w, bool double_quant) {
+  auto q = std::make_unique<QuantizedMatrix>(
+      QuantizeMatrix(w, t.spec.shape[0], t.spec.shape[1], kind_, double_quant));
+  f32_bytes_ += t.numel * sizeof(float);
+  {
+    std::lock_guard<std::mutex> lock(qlora_registry_mu);
+    QloraRegistry()[slot] = q.get();
+  }
+  qlora_registered.fetch_add(1, std::memory_order_release);
+  mats_.emplace_back(slot, std::move(q));
+}
+
+QuantizedBase::QuantizedBase(ParamSet& ps, BaseQuant kind, bool double_quant) : kind_(kind) {
+  CheckShapes(ps);
   for (const ParamTensor& t : ps.tensors()) {
     if (!QloraIsLayerLinear(t.spec.role)) continue;
     float* p = ps.params.data() + t.offset;
-    auto q = std::make_unique<QuantizedMatrix>(
-        QuantizeMatrix(p, t.spec.shape[0], t.spec.shape[1], kind, double_quant));
+    Hold(t, p, p, double_quant);
     QloraReleaseF32(p, t.numel);
-    f32_bytes_ += t.numel * sizeof(float);
-    {
-      std::lock_guard<std::mutex> lock(qlora_registry_mu);
-      QloraRegistry()[p] = q.get();
-    }
-    qlora_registered.fetch_add(1, std::memory_order_release);
-    mats_.emplace_back(p, std::move(q));
+  }
+}
+
+QuantizedBase::QuantizedBase(ParamSet& ps, const ModelSource& src, BaseQuant kind,
+                             bool double_quant)
+    : kind_(kind) {
+  CheckShapes(ps);
+  try {
+    LoadParams(
+        ps, src, [](const ParamTensor& t) { return QloraIsLayerLinear(t.spec.role); },
+        [&](const ParamTensor& t, const float* w) {
+          Hold(t, ps.params.data() + t.offset, w, double_quant);
+        });
+  } catch (...) {
+    Unregister();  // the destructor does not run for a constructor that throws
+    throw;
   }
 }
 
 QuantizedBase::~QuantizedBase() {
+  Unregister();
+}
+
+void QuantizedBase::Unregister() {
   std::lock_guard<std::mutex> lock(qlora_registry_mu);
   for (const auto& [p, q] : mats_) {
     QloraRegistry().erase(p);
     qlora_registered.fetch_sub(1, std::memory_order_release);
   }
+  mats_.clear();
 }
 
 size_t QuantizedBase::quantized_bytes() const {

@@ -51,6 +51,10 @@ QuantizedMatrix QuantizeMatrix(const float* w, int64_t rows, int64_t cols, BaseQ
                                bool double_quant = true);
 // out[rows · cols] = the dequantized matrix. Deterministic (the same bits whatever the threads).
 void DequantizeMatrix(const QuantizedMatrix& q, float* out);
+// out[count · cols] = rows [row0, row0 + count) of the dequantized matrix, the same bits as
+// DequantizeMatrix gives them (QDoRA's weight norm reads the base a row at a time this way, PEFT's
+// dequantize_module_weight without an f32 copy of the matrix). Single-threaded.
+void DequantizeRows(const QuantizedMatrix& q, int64_t row0, int64_t count, float* out);
 
 // The weight registered for the f32 slot `w` (the first element of a base matrix in a parameter
 // slab), or null. TrainGemm consults it for every weight operand.
@@ -63,6 +67,11 @@ const QuantizedMatrix* FindQuantizedWeight(const float* w);
 class QuantizedBase {
  public:
   QuantizedBase(ParamSet& ps, BaseQuant kind, bool double_quant = true);
+  // Loads `src` into `ps` (allocated, never written) and quantizes the layer linears straight from
+  // it, one tensor at a time (LoadParams with a claim): their range of the slab is never written,
+  // so the f32 copy of the base never exists; the rest is loaded as LoadParams loads it. The same
+  // quantized matrices, bit for bit, as loading then quantizing.
+  QuantizedBase(ParamSet& ps, const ModelSource& src, BaseQuant kind, bool double_quant = true);
   ~QuantizedBase();
   QuantizedBase(const QuantizedBase&) = delete;
   QuantizedBase& operator=(const QuantizedBase&) = delete;
@@ -73,6 +82,11 @@ class QuantizedBase {
   size_t count() const { return mats_.size(); }
 
  private:
+  void CheckShapes(const ParamSet& ps) const;
+  void Unregister();
+  // Quantizes `w`, the f32 values of the base matrix `t` of the slab `slot`, and registers it.
+  void Hold(const ParamTensor& t, float* slot, const float* w, bool double_quant);
+
   BaseQuant kind_;
   std::vector<std::pair<const float*, std::unique_ptr<QuantizedMatrix>>> mats_;
   size_t f32_bytes_ = 0;

@@ -16,7 +16,7 @@ void TrainSlab::Add(TensorSpec spec, bool decay) {
   size_ += t.numel;
   norm_order_.push_back(tensors_.size());
   tensors_.push_back(std::move(t));
-  params.resize(size_, 0.0f);
+  params.resize(size_);  // value-initialized: zero, pages untouched (SlabAllocator)
 }
 
 const SlabTensor* TrainSlab::Find(const std::string& name) const {

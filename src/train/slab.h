@@ -23,7 +23,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/dtype.h"
@@ -31,6 +34,39 @@
 #include "model/model.h"
 
 namespace elm {
+
+// The parameter slab's allocator. Its memory comes from calloc, whose large blocks are fresh pages
+// the kernel maps on first write, and growing the vector writes no zero over memory that already
+// reads zero: a range of the slab that is never written takes no resident memory. QLoRA's
+// quantized base (train/qlora_base.h) leaves the layer linears' ranges so, and its f32 copy never
+// exists (docs/training.md, "QLoRA: a quantized base").
+template <typename T>
+struct SlabAllocator {
+  using value_type = T;
+  SlabAllocator() = default;
+  template <typename U>
+  SlabAllocator(const SlabAllocator<U>&) noexcept {}  // NOLINT: allocators convert implicitly
+  T* allocate(size_t n) {
+    void* p = std::calloc(n, sizeof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) noexcept { std::free(p); }
+  // Value-initialization (resize(n)): the memory reads zero unless a shrink left a value there.
+  template <typename U>
+  void construct(U* p) noexcept {
+    if (*p != U()) *p = U();
+  }
+  template <typename U, typename... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+  template <typename U>
+  bool operator==(const SlabAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+using SlabFloats = std::vector<float, SlabAllocator<float>>;
 
 struct SlabTensor {
   TensorSpec spec;    // name as stored on disk, shape, layer (-1: not in a layer)
@@ -62,7 +98,8 @@ class TrainSlab {
   // holds the other family's weights.
   virtual void ReadWeights(const std::string& dir) = 0;
 
-  std::vector<float> params, grads, m, v;
+  SlabFloats params;  // allocated with the table, zero; pages never written stay unmapped
+  std::vector<float> grads, m, v;
   // m and v hold elements [moments_begin, moments_begin + m.size()) of the slab (all of it unless
   // the moments are sharded).
   size_t moments_begin = 0;
@@ -77,6 +114,9 @@ class TrainSlab {
 
   // Appends a tensor to the table (the parameter slab grows with it, zero-filled).
   void Add(TensorSpec spec, bool decay);
+  // Room for a table of `n` elements, so the Adds that follow never move the slab (a move would
+  // write every page of it).
+  void Reserve(size_t n) { params.reserve(n); }
   void set_norm_order(std::vector<size_t> order) { norm_order_ = std::move(order); }
 
  private:

@@ -9,7 +9,8 @@
 namespace elm {
 
 namespace {
-uint64_t HashFloats(const std::vector<float>& v) {
+template <typename Vec>
+uint64_t HashFloats(const Vec& v) {
   uint64_t h = 0xcbf29ce484222325ull;
   const size_t words = v.size() / 2;
   for (size_t i = 0; i < words; ++i) {

@@ -9,6 +9,7 @@
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/rmsnorm.h"
+#include "train/qlora_base.h"
 
 namespace elm {
 
@@ -323,16 +324,29 @@ void TrainModel::DoraNorm(int l, LoraTarget t, const float* W, int64_t in, int64
   const float* Bm = lora_->Slot(lora_->params.data(), l, t, false);
   const int64_t r = lora_->settings().rank;
   const float s = lora_->settings().scaling();
-#pragma omp parallel for schedule(static) if (out * in * r >= (1 << 18))
-  for (int64_t o = 0; o < out; ++o) {
-    double sum = 0;
-    for (int64_t i = 0; i < in; ++i) {
-      float ba = 0;
-      for (int64_t k = 0; k < r; ++k) ba += Bm[o * r + k] * A[k * in + i];
-      const float v = W[o * in + i] + s * ba;
-      sum += static_cast<double>(v) * v;
+  // QDoRA: a base held quantized (train/qlora_base.h) is read a row at a time, dequantized into a
+  // per-thread row, PEFT's dequantize_module_weight without an f32 copy of the matrix (the norm
+  // is then the one of DoRA on the dequantized base, bit for bit).
+  const QuantizedMatrix* qw = FindQuantizedWeight(W);
+#pragma omp parallel if (out * in * r >= (1 << 18))
+  {
+    std::vector<float> row(qw != nullptr ? static_cast<size_t>(in) : 0);
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < out; ++o) {
+      const float* w = W + o * in;
+      if (qw != nullptr) {
+        DequantizeRows(*qw, o, 1, row.data());
+        w = row.data();
+      }
+      double sum = 0;
+      for (int64_t i = 0; i < in; ++i) {
+        float ba = 0;
+        for (int64_t k = 0; k < r; ++k) ba += Bm[o * r + k] * A[k * in + i];
+        const float v = w[i] + s * ba;
+        sum += static_cast<double>(v) * v;
+      }
+      n[o] = static_cast<float>(std::sqrt(sum));
     }
-    n[o] = static_cast<float>(std::sqrt(sum));
   }
 }
 
