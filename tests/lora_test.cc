@@ -94,7 +94,7 @@ TEST(Lora, GradientsMatchCentralDifferences) {
     m->Forward(ids.data(), tg.data(), B, T, lo);
     m->Backward();
     EXPECT_TRUE(m->params().grads.empty());  // the base has no gradient slab at all
-    const std::vector<float> g = lp.grads;
+    const std::vector<float> g(lp.grads.begin(), lp.grads.end());
     auto loss = [&] { return m->Forward(ids.data(), tg.data(), B, T, lo).loss; };
 
     // Per tensor: the derivative along d = ĝ + r̂ (the gradient's direction plus a random one),
@@ -172,7 +172,7 @@ TEST(Lora, DoraMagnitudeGradientsWithDropout) {
   m->ZeroGrad();
   loss();
   m->Backward();
-  const std::vector<float> g = lp.grads;
+  const std::vector<float> g(lp.grads.begin(), lp.grads.end());
   int checked = 0;
   for (const LoraTensor& t : lp.layout().tensors()) {
     if (!t.is_magnitude) continue;
@@ -293,7 +293,7 @@ TEST(Lora, AdapterTrainsThroughTheSharedSlabPath) {
   EXPECT_EQ(norm, TorchVectorNorm(norms.data(), norms.size()));
   ClipGradients(lp, norm, norm / 2);
   const SlabFloats p0 = lp.params;
-  const std::vector<float> g = lp.grads;
+  const std::vector<float> g(lp.grads.begin(), lp.grads.end());
   AdamWParams hp;
   hp.weight_decay = 0.5;
   AdamWUpdate(lp, hp, 1e-2, 1);

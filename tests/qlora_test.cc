@@ -124,7 +124,7 @@ QloraStep QloraRunStep(TrainModel& m, bool bf16) {
   QloraStep r;
   r.loss = m.Forward(in.data(), tg.data(), B, T, {}).loss;
   m.Backward(1.0f);
-  r.grads = m.lora()->grads;
+  r.grads.assign(m.lora()->grads.begin(), m.lora()->grads.end());
   return r;
 }
 

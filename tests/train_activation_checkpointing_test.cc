@@ -81,7 +81,8 @@ Trace Run(const ModelConfig& cfg, const Variant& v, bool ckpt, int steps = 3) {
   return t;
 }
 
-bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+template <typename VecA, typename VecB>
+bool SameBits(const VecA& a, const VecB& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 

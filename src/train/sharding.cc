@@ -78,10 +78,10 @@ void DataParallel::ZeroGrad() {
     return;
   }
   // shard_grad_op, full_shard: the rest of the gradient was released (zero pages) when reduced;
-  // releasing it again costs little and covers the first step, whose gradient was allocated
-  // whole.
-  Release(slab_.grads, 0, layout_.begin(rank_));
-  Release(slab_.grads, layout_.end(rank_), slab_.size());
+  // releasing it again costs little and covers the first step (the slab was allocated with its
+  // pages untouched: TrainSlab::AllocateTrainingState).
+  Release(slab_.grads.data(), 0, layout_.begin(rank_));
+  Release(slab_.grads.data(), layout_.end(rank_), slab_.size());
   std::fill(slab_.grads.begin() + static_cast<std::ptrdiff_t>(layout_.begin(rank_)),
             slab_.grads.begin() + static_cast<std::ptrdiff_t>(layout_.end(rank_)), 0.0f);
 }
@@ -126,14 +126,13 @@ void DataParallel::Complete(Bucket& b) {
     }
     std::vector<float>().swap(b.recv);
   } else if (releases_grads()) {
-    Release(slab_.grads, b.begin, b.end);
+    Release(slab_.grads.data(), b.begin, b.end);
   }
   std::vector<uint16_t>().swap(b.send16);
   b.done = true;
 }
 
-void DataParallel::Release(std::vector<float>& v, size_t begin, size_t end) {
-  float* g = v.data();
+void DataParallel::Release(float* g, size_t begin, size_t end) {
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto lo = reinterpret_cast<uintptr_t>(g + begin);
   const auto hi = reinterpret_cast<uintptr_t>(g + end);
@@ -274,7 +273,7 @@ void DataParallel::ReleaseParams(int layer) {
   const auto g = static_cast<size_t>(layer + 1);
   if (!full_ || g >= gathered_.size() || !gathered_[g]) return;
   for (const Bucket& b : buckets_)
-    if (b.layer == layer && b.owner != rank_) Release(slab_.params, b.begin, b.end);
+    if (b.layer == layer && b.owner != rank_) Release(slab_.params.data(), b.begin, b.end);
   gathered_[g] = 0;
 }
 
@@ -296,8 +295,8 @@ void DataParallel::GatherAllParamsToRoot() {
 
 void DataParallel::ReleaseAllParams() {
   if (!full_) return;
-  Release(slab_.params, 0, layout_.begin(rank_));
-  Release(slab_.params, layout_.end(rank_), slab_.size());
+  Release(slab_.params.data(), 0, layout_.begin(rank_));
+  Release(slab_.params.data(), layout_.end(rank_), slab_.size());
   std::fill(gathered_.begin(), gathered_.end(), 0);
 }
 

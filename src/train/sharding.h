@@ -107,7 +107,7 @@ class DataParallel {
   void Start(Bucket& b);
   void Complete(Bucket& b);
   // Gives the pages of slab elements [begin, end) of `v` back to the system, leaving zeros.
-  static void Release(std::vector<float>& v, size_t begin, size_t end);
+  static void Release(float* v, size_t begin, size_t end);
   // Gradients outside the owner's range are released once reduced (shard_grad_op, full_shard).
   bool releases_grads() const { return sharded_ && mode_ >= Sharding::kGradients; }
   double GradNorm() const;

@@ -28,7 +28,8 @@ const SlabTensor* TrainSlab::Find(const std::string& name) const {
 void TrainSlab::AllocateTrainingState(size_t begin, size_t end) {
   end = std::min(end, size_);
   ELM_CHECK(begin <= end);
-  grads.assign(size_, 0.0f);
+  grads = SlabFloats();
+  grads.resize(size_);  // zero, its pages not written (SlabAllocator)
   moments_begin = begin;
   m.assign(end - begin, 0.0f);
   v.assign(end - begin, 0.0f);

@@ -99,7 +99,10 @@ class TrainSlab {
   virtual void ReadWeights(const std::string& dir) = 0;
 
   SlabFloats params;  // allocated with the table, zero; pages never written stay unmapped
-  std::vector<float> grads, m, v;
+  // Allocated by AllocateTrainingState untouched too: a sharded run (train/sharding.h) releases
+  // the ranges it does not own before anything writes them.
+  SlabFloats grads;
+  std::vector<float> m, v;
   // m and v hold elements [moments_begin, moments_begin + m.size()) of the slab (all of it unless
   // the moments are sharded).
   size_t moments_begin = 0;
