@@ -56,18 +56,20 @@ wait_ready() {
 
 # run_load LABEL TYPE STREAMS SERVER-COMMAND...
 run_load() {
-  local label="$1" type="$2" n="$3"
+  local label="$1" type="$2" n="$3" conn=()
   shift 3
+  # llama-server closes a kept-alive connection after a streamed reply: a connection per request.
+  [ "$label" = llama-server ] && conn=(--no-keep-alive)
   "$@" >/dev/null 2>&1 &
   server_pid=$!
   wait_ready
   # Warm-up: one request per slot.
   node tests/tools/server_load.mjs --url "http://127.0.0.1:$port" --clients "$n" \
-    --requests "$n" --max-seconds 60 --max-tokens 8 --stream --json >/dev/null
+    --requests "$n" --max-seconds 60 --max-tokens 8 --stream --json "${conn[@]}" >/dev/null
   local j
   j=$(node tests/tools/server_load.mjs --url "http://127.0.0.1:$port" --pid "$server_pid" \
     --clients "$n" --requests 100000 --max-seconds "$seconds" --max-tokens "$max_tokens" \
-    --stream --json | tr -d '\n')
+    --stream --json "${conn[@]}" | tr -d '\n')
   stop_server
   echo "{\"engine\":\"$label\",\"type\":\"$type\",\"streams\":$n,\"result\":$j}" >>"$out"
   echo "$label $type x$n: $(echo "$j" | node -e '

@@ -10,13 +10,15 @@
 // Each request is /v1/completions (or, with --chat, /v1/chat/completions) for --max-tokens
 // tokens with `ignore_eos` (so every reply has exactly that many), temperature 0.8 and a seed
 // per request. With --stream the reply is read as server-sent events and time to first token is
-// reported too. Exit code: 0 if every request succeeded, 1 otherwise.
+// reported too. --no-keep-alive opens a connection per request (llama-server closes a kept-alive
+// connection after each streamed reply, which a reused socket sees as "socket hang up").
+// Exit code: 0 if every request succeeded, 1 otherwise.
 import { readFileSync } from "node:fs";
 import http from "node:http";
 
 const opts = {
   url: "http://127.0.0.1:8080", pid: 0, clients: 1, requests: 1000, maxSeconds: 60,
-  maxTokens: 16, chat: false, stream: false, json: false,
+  maxTokens: 16, chat: false, stream: false, json: false, keepAlive: true,
   prompt: "The lighthouse keeper climbed the stairs one last time and looked out over the sea",
 };
 const args = process.argv.slice(2);
@@ -32,6 +34,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--chat") opts.chat = true;
   else if (a === "--stream") opts.stream = true;
   else if (a === "--json") opts.json = true;
+  else if (a === "--no-keep-alive") opts.keepAlive = false;
   else {
     console.error(`unknown argument ${a} (see the header of ${process.argv[1]})`);
     process.exit(2);
@@ -121,7 +124,7 @@ let issued = 0;
 const t0 = performance.now();
 const deadline = t0 + opts.maxSeconds * 1000;
 await Promise.all(Array.from({ length: opts.clients }, async () => {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const agent = new http.Agent({ keepAlive: opts.keepAlive, maxSockets: 1 });
   while (issued < opts.requests && performance.now() < deadline) {
     results.push(await send(agent, issued++));
   }
