@@ -15,6 +15,7 @@
 #include "model/session.h"
 #include "server/http_server.h"
 #include "server/prefix_store.h"
+#include "server_test_util.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
@@ -108,15 +109,6 @@ TEST(ServerPrefixStore, KeepsWithinItsBudgetLeastRecentlyUsedOutFirst) {
   EXPECT_EQ(tiny.stats().entries, 0u);
 }
 
-// The metric's value on the /metrics page (-1 when absent).
-double Metric(httplib::Client& c, const std::string& name) {
-  auto m = c.Get("/metrics");
-  if (!m || m->status != 200) return -1;
-  const size_t at = m->body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(m->body.substr(at + name.size() + 2));
-}
-
 struct Turn {
   std::string text;
   int prompt_tokens = 0, completion_tokens = 0;
@@ -162,11 +154,11 @@ FifthTurn RunConversation(size_t cache_ram_bytes) {
                                    ": a list of rivers, mountains, cities and their many names");
     f.other_tokens = t.prompt_tokens + t.completion_tokens;
   }
-  const double cached_before = Metric(c, "elm_prompt_tokens_cached_total");
+  const double cached_before = test::MetricValue(c, "elm_prompt_tokens_cached_total");
   f.reply = Complete(c, conversation);
-  f.cached = Metric(c, "elm_prompt_tokens_cached_total") - cached_before;
-  f.store_hits = Metric(c, "elm_prefix_store_hits_total");
-  f.evictions = Metric(c, "elm_prefix_store_evictions_total");
+  f.cached = test::MetricValue(c, "elm_prompt_tokens_cached_total") - cached_before;
+  f.store_hits = test::MetricValue(c, "elm_prefix_store_hits_total");
+  f.evictions = test::MetricValue(c, "elm_prefix_store_evictions_total");
   srv.Stop();
   return f;
 }

@@ -14,6 +14,7 @@
 #include "generation/speculative.h"
 #include "model/model.h"
 #include "server/http_server.h"
+#include "server_test_util.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -78,15 +79,6 @@ json Greedy(const std::string& prompt, int max_tokens) {
           {"logprobs", 1}};
 }
 
-// The metric's value on the /metrics page (-1 when absent).
-double Metric(httplib::Client& c, const std::string& name) {
-  auto m = c.Get("/metrics");
-  if (!m || m->status != 200) return -1;
-  const size_t at = m->body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(m->body.substr(at + name.size() + 2));
-}
-
 const std::vector<std::string>& Prompts() {
   static const std::vector<std::string> prompts = {
       "Once upon a time there was",
@@ -105,9 +97,9 @@ std::vector<json> Replies(const server::ServerOptions& opt, double* drafted = nu
   c.set_read_timeout(60, 0);
   std::vector<json> out;
   for (const std::string& p : Prompts()) out.push_back(Complete(c, Greedy(p, 32)));
-  if (drafted) *drafted = Metric(c, "elm_speculative_drafted_tokens_total");
-  if (accepted) *accepted = Metric(c, "elm_speculative_accepted_tokens_total");
-  if (speculated) *speculated = Metric(c, "elm_speculative_generations_total");
+  if (drafted) *drafted = test::MetricValue(c, "elm_speculative_drafted_tokens_total");
+  if (accepted) *accepted = test::MetricValue(c, "elm_speculative_accepted_tokens_total");
+  if (speculated) *speculated = test::MetricValue(c, "elm_speculative_generations_total");
   srv.Stop();
   return out;
 }
@@ -178,7 +170,7 @@ TEST(ServerSpeculative, SampledRequestsAreReproducibleAndGrammarsFallBack) {
   const json a = Complete(c, sampled), b = Complete(c, sampled);
   EXPECT_EQ(a["choices"][0]["text"], b["choices"][0]["text"]);
   EXPECT_EQ(a["usage"]["completion_tokens"], 24);
-  const double before = Metric(c, "elm_speculative_generations_total");
+  const double before = test::MetricValue(c, "elm_speculative_generations_total");
   EXPECT_EQ(before, 2);
   // A grammar: decoded plainly (no error), so the speculative count stays.
   const json constrained = {{"prompt", "Answer:"},
@@ -188,7 +180,7 @@ TEST(ServerSpeculative, SampledRequestsAreReproducibleAndGrammarsFallBack) {
   const json g = Complete(c, constrained);
   const std::string text = g["choices"][0]["text"];
   EXPECT_TRUE(text == "yes" || text == "no") << text;
-  EXPECT_EQ(Metric(c, "elm_speculative_generations_total"), before);
+  EXPECT_EQ(test::MetricValue(c, "elm_speculative_generations_total"), before);
   srv.Stop();
 }
 
