@@ -86,9 +86,8 @@ void UsePrefixStore(PrefixStore& store, SlotScheduler::Lease& lease, std::span<c
   Session& session = lease.session();
   std::vector<int>& held = lease.held();
   const size_t limit = prompt.size() - 1;  // the last prompt token is always run
-  size_t slot_keep = 0;
-  const size_t n = std::min({held.size(), limit, static_cast<size_t>(session.position())});
-  while (slot_keep < n && held[slot_keep] == prompt[slot_keep]) ++slot_keep;
+  const size_t slot_keep =
+      SharedPrefixLength(held, prompt, std::min(limit, static_cast<size_t>(session.position())));
   if (held.size() > 2 * slot_keep) store.Save(session, held);
   store.Restore(session, prompt, limit, slot_keep, held);
 }

@@ -9,6 +9,7 @@
 #include "grammar/grammar_constraint.h"
 #include "sampling/defaults.h"
 #include "sampling/sampler.h"
+#include "server/prefix_store.h"
 #include "server/step_batcher.h"
 
 namespace elm::server {
@@ -68,11 +69,9 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
   // The prefix cache: keep the longest common prefix, less at least one token to compute the
   // next logits from.
   int keep = 0;
-  if (run.held && !go.score_prompt) {
-    const size_t n =
-        std::min({run.held->size(), prompt.size() - 1, static_cast<size_t>(session.position())});
-    while (static_cast<size_t>(keep) < n && (*run.held)[keep] == prompt[keep]) ++keep;
-  }
+  if (run.held && !go.score_prompt)
+    keep = static_cast<int>(SharedPrefixLength(
+        *run.held, prompt, std::min(prompt.size() - 1, static_cast<size_t>(session.position()))));
   session.Rewind(keep);
   go.cached_prompt = keep;
   std::optional<StepBatcher::Membership> member;

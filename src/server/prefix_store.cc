@@ -4,16 +4,12 @@
 
 namespace elm::server {
 
-namespace {
-
 size_t SharedPrefixLength(std::span<const int> a, std::span<const int> b, size_t limit) {
   const size_t n = std::min({a.size(), b.size(), limit});
   size_t len = 0;
   while (len < n && a[len] == b[len]) ++len;
   return len;
 }
-
-}  // namespace
 
 PrefixStore::PrefixStore(size_t budget_bytes) : budget_(budget_bytes) {}
 

@@ -18,6 +18,10 @@
 
 namespace elm::server {
 
+// How many tokens `a` and `b` share from the start, at most `limit`: the positions of a cached KV
+// (a slot's, or a stored entry's) that a new prompt can reuse.
+size_t SharedPrefixLength(std::span<const int> a, std::span<const int> b, size_t limit);
+
 class PrefixStore {
  public:
   // budget_bytes: the most bytes of KV the entries take together (0: nothing is stored).
