@@ -204,13 +204,17 @@ double DataParallel::Update(const AdamWParams& hp, double lr, int64_t step, doub
   ReleaseAllParams();
   AdamWUpdate(slab_, hp, lr, step);
   if (!sharded_ || full_) return norm;
-  // Every rank's updated range to every rank.
+  BroadcastParams(std::nullopt);  // every rank's updated range to every rank
+  return norm;
+}
+
+void DataParallel::BroadcastParams(std::optional<int> layer) {
   std::vector<int> handles;
   for (const Bucket& b : buckets_)
-    handles.push_back(Distributed::IBroadcast(slab_.params.data() + b.begin,
-                                              (b.end - b.begin) * sizeof(float), b.owner));
+    if (!layer || b.layer == *layer)
+      handles.push_back(Distributed::IBroadcast(slab_.params.data() + b.begin,
+                                                (b.end - b.begin) * sizeof(float), b.owner));
   for (const int h : handles) Distributed::Wait(h);
-  return norm;
 }
 
 void DataParallel::ShareMoments(bool from_root) {
@@ -260,12 +264,7 @@ void DataParallel::ShareMoments(bool from_root) {
 void DataParallel::GatherParams(int layer) {
   const auto g = static_cast<size_t>(layer + 1);
   if (!full_ || g >= gathered_.size() || gathered_[g]) return;
-  std::vector<int> handles;
-  for (const Bucket& b : buckets_)
-    if (b.layer == layer)
-      handles.push_back(Distributed::IBroadcast(slab_.params.data() + b.begin,
-                                                (b.end - b.begin) * sizeof(float), b.owner));
-  for (const int h : handles) Distributed::Wait(h);
+  BroadcastParams(layer);
   gathered_[g] = 1;
 }
 

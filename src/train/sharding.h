@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "train/optimizer.h"
@@ -106,6 +107,8 @@ class DataParallel {
   };
   void Start(Bucket& b);
   void Complete(Bucket& b);
+  // Every bucket's parameters from its owner to every rank (only layer `layer`'s when given).
+  void BroadcastParams(std::optional<int> layer);
   // Gives the pages of slab elements [begin, end) of `v` back to the system, leaving zeros.
   static void Release(float* v, size_t begin, size_t end);
   // Gradients outside the owner's range are released once reduced (shard_grad_op, full_shard).
