@@ -190,25 +190,25 @@ QuantizedMatrix QuantizeMatrix(const float* w, int64_t rows, int64_t cols, BaseQ
   return q;
 }
 
+// NF4 block b's absmax (stored, or recovered from its 8-bit code under double quantization).
+static float QloraNf4BlockMax(const QuantizedMatrix& q, int64_t b) {
+  return q.double_quant ? static_cast<float>(q.qabsmax[b]) * q.absmax_scale[b / kNf4AbsmaxBlock] +
+                              q.absmax_offset
+                        : q.absmax[b];
+}
+
 void DequantizeMatrix(const QuantizedMatrix& q, float* out) {
   const auto n = static_cast<size_t>(q.rows * q.cols);
   if (q.kind != BaseQuant::kNf4) {
     // Row by row in parallel: each row is whole blocks (checked at quantization).
-    const DType t = QloraBlockType(q.kind);
-    const size_t row_bytes = DTypeBytes(t, static_cast<size_t>(q.cols));
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
-    for (int64_t r = 0; r < q.rows; ++r)
-      ToF32(t, q.data.data() + static_cast<size_t>(r) * row_bytes, out + r * q.cols,
-            static_cast<size_t>(q.cols));
+    for (int64_t r = 0; r < q.rows; ++r) DequantizeRows(q, r, 1, out + r * q.cols);
     return;
   }
   const auto nb = static_cast<int64_t>((n + kNf4Block - 1) / kNf4Block);
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
   for (int64_t b = 0; b < nb; ++b) {
-    const float m = q.double_quant
-                        ? static_cast<float>(q.qabsmax[b]) * q.absmax_scale[b / kNf4AbsmaxBlock] +
-                              q.absmax_offset
-                        : q.absmax[b];
+    const float m = QloraNf4BlockMax(q, b);
     const int64_t len = std::min<int64_t>(kNf4Block, static_cast<int64_t>(n) - b * kNf4Block);
     const uint8_t* in = q.data.data() + b * kNf4Block / 2;
     float* o = out + b * kNf4Block;
@@ -234,10 +234,7 @@ void DequantizeRows(const QuantizedMatrix& q, int64_t row0, int64_t count, float
   const int64_t e0 = row0 * q.cols, e1 = (row0 + count) * q.cols;
   for (int64_t e = e0; e < e1;) {
     const int64_t b = e / kNf4Block, stop = std::min(e1, (b + 1) * kNf4Block);
-    const float m = q.double_quant
-                        ? static_cast<float>(q.qabsmax[b]) * q.absmax_scale[b / kNf4AbsmaxBlock] +
-                              q.absmax_offset
-                        : q.absmax[b];
+    const float m = QloraNf4BlockMax(q, b);
     for (; e < stop; ++e) {
       const uint8_t byte = q.data[e / 2];
       out[e - e0] = kNf4LevelTable[e % 2 == 0 ? byte >> 4 : byte & 15] * m;
