@@ -139,6 +139,14 @@ int RunElm(const std::string& args, std::string* out, std::string* err) {
   return RunShell(std::string(ELM_BINARY) + " " + args, out, err);
 }
 
+int InitLoraBase(const std::string& yaml, const std::string& dir, std::string* flags,
+                 std::string* out, std::string* err) {
+  *flags = "--set elm.init_from=" + dir + "/base" +
+           " --set \"model.lora={use_lora: true, config: [{regex: 'layers', module_type: linear, "
+           "params: {r: 2, lora_alpha: 4, lora_dropout: 0.2}}]}\" ";
+  return RunElm("init --config " + yaml + " --seed 4 --output " + dir + "/base", out, err);
+}
+
 std::string TinyTrainYaml(const std::string& dir, int save_every, int val_batches,
                           int keep_last_checkpoints) {
   const std::string corpus =

@@ -60,6 +60,11 @@ int RunElm(const std::string& args, std::string* out, std::string* err = nullptr
 // step takes milliseconds. Results go to dir/results/run.
 std::string TinyTrainYaml(const std::string& dir, int save_every, int val_batches,
                           int keep_last_checkpoints);
+// For the multi-rank LoRA runs: `elm init --config yaml --seed 4` into dir/base, then the --set
+// flags (with a trailing space) of a LoRA run from it (r 2, alpha 4, dropout 0.2 on the layer
+// linears). Returns the init's exit code; its output goes to out and err.
+int InitLoraBase(const std::string& yaml, const std::string& dir, std::string* flags,
+                 std::string* out, std::string* err);
 float MaxAbsDiff(const float* a, const float* b, size_t n);
 // The folders listed in environment variable `var` (colon-separated, empty entries dropped), or
 // false when it is unset or empty (the caller then uses its default folders).

@@ -324,16 +324,8 @@ TEST_F(TrainMpiRun, ResumeUnderMpiIsBitExact) {
 // micro-batch's place in the global batch, so 2 ranks × accum_freq 2 match one process with
 // accum_freq 4 (dropout on) as full training does.
 TEST_F(TrainMpiRun, LoraTwoRanksMatchOneProcess) {
-  std::string out, err;
-  ASSERT_EQ(test::RunShell(std::string(ELM_BINARY) + " init --config " + yaml_ + " --seed 4 " +
-                               "--output " + dir_ + "/base",
-                           &out, &err),
-            0)
-      << out << err;
-  const std::string lora =
-      "--set elm.init_from=" + dir_ + "/base" +
-      " --set \"model.lora={use_lora: true, config: [{regex: 'layers', module_type: linear, "
-      "params: {r: 2, lora_alpha: 4, lora_dropout: 0.2}}]}\" ";
+  std::string out, err, lora;
+  ASSERT_EQ(test::InitLoraBase(yaml_, dir_, &lora, &out, &err), 0) << out << err;
   ASSERT_EQ(Mpi("lora_mpi", lora, &out, &err), 0) << out << err;
   EXPECT_NE(err.find("LoRA: r 2"), std::string::npos) << err;
   ASSERT_EQ(Alone("lora_single", lora + "--set common.accum_freq=4", &out, &err), 0) << out << err;

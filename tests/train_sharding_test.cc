@@ -208,16 +208,8 @@ TEST_F(TrainShardingRun, EveryModeEqualsNoShardBitForBit) {
   ExpectSameRun("ddp_bf16p", "zero3_bf16p");
   // LoRA under full_shard: the adapter is what is sharded and gathered per layer (the frozen
   // base stays whole); its losses, gradient norms and adapter equal no_shard's, bit for bit.
-  std::string out, err;
-  ASSERT_EQ(test::RunShell(std::string(ELM_BINARY) + " init --config " + yaml_ +
-                               " --seed 4 --output " + dir_ + "/base",
-                           &out, &err),
-            0)
-      << out << err;
-  const std::string lora =
-      "--set elm.init_from=" + dir_ + "/base" +
-      " --set \"model.lora={use_lora: true, config: [{regex: 'layers', module_type: linear, "
-      "params: {r: 2, lora_alpha: 4, lora_dropout: 0.2}}]}\" ";
+  std::string out, err, lora;
+  ASSERT_EQ(test::InitLoraBase(yaml_, dir_, &lora, &out, &err), 0) << out << err;
   Run0(2, "lora_ddp", lora + "--set elm.zero_stage=0");
   Run0(2, "lora_zero3", lora + "--set elm.zero_stage=3");
   const auto sa = Steps(Log("lora_ddp")), sb = Steps(Log("lora_zero3"));
