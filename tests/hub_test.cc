@@ -270,6 +270,17 @@ TEST(HfCache, MissingHubNameSaysHowToGetIt) {
   }
 }
 
+// libcurl and libcrypto are loaded by `elm pull` only (hub/hub_libs.h): the dynamic loader maps
+// neither, nor anything they pull in, when elm starts (LD_TRACE_LOADED_OBJECTS lists what it
+// would map, as ldd does, without running elm).
+TEST(HubLibraries, ElmStartsWithoutMappingLibcurlOrLibcrypto) {
+  std::string out;
+  ASSERT_EQ(test::RunShell("LD_TRACE_LOADED_OBJECTS=1 " + std::string(ELM_BINARY), &out), 0);
+  EXPECT_NE(out.find("libstdc++"), std::string::npos) << out;  // the listing worked
+  for (const char* lib : {"libcurl", "libcrypto", "libssl", "libgnutls"})
+    EXPECT_EQ(out.find(lib), std::string::npos) << lib << " is linked:\n" << out;
+}
+
 TEST_F(HubTest, PullsIntoTheCacheLayoutAndOpensByName) {
   const PullResult r = Pull("owner/tiny");
   EXPECT_EQ(r.commit, kCommit);

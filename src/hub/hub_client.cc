@@ -1,7 +1,5 @@
 #include "hub/hub_client.h"
 
-#include <curl/curl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/mmap_file.h"
+#include "hub/hub_libs.h"
 #include "io/hf_cache.h"
 
 namespace elm {
@@ -109,17 +108,17 @@ int OnProgress(void* user, curl_off_t /*dltotal*/, curl_off_t dlnow, curl_off_t,
 }
 
 struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+  void operator()(CURL* c) const { Curl().easy_cleanup(c); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  void operator()(curl_slist* l) const { Curl().slist_free_all(l); }
 };
 
 class Hub {
  public:
   explicit Hub(const HubOptions& opt) : opt_(opt) {
-    static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (global != CURLE_OK) Fail("libcurl: ", curl_easy_strerror(global));
+    static const CURLcode global = Curl().global_init(CURL_GLOBAL_DEFAULT);
+    if (global != CURLE_OK) Fail("libcurl: ", Curl().easy_strerror(global));
     endpoint_ = !opt_.endpoint.empty() ? opt_.endpoint : Env("HF_ENDPOINT");
     if (endpoint_.empty()) endpoint_ = kDefaultEndpoint;
     while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
@@ -131,7 +130,8 @@ class Hub {
   // method "GET" or "HEAD"; `range_from` > 0 asks for the bytes from there on.
   Response Request(const std::string& method, const std::string& url, bool follow,
                    Transfer* sink_transfer = nullptr, int64_t range_from = 0) const {
-    std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+    const CurlLib& curl_api = Curl();
+    std::unique_ptr<CURL, CurlDeleter> curl(curl_api.easy_init());
     if (!curl) Fail("libcurl: cannot start a transfer");
     Response resp;
     Transfer local;
@@ -139,37 +139,37 @@ class Hub {
     t->resp = &resp;
     char err[CURL_ERROR_SIZE] = "";
     CURL* c = curl.get();
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "elm-pull/0.1 (libcurl)");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_api.easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_api.easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    curl_api.easy_setopt(c, CURLOPT_USERAGENT, "elm-pull/0.1 (libcurl)");
+    curl_api.easy_setopt(c, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    curl_api.easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    curl_api.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
     // A stalled transfer (under 1 KiB/s for a minute) is cut and retried.
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_api.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_api.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_api.easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+    curl_api.easy_setopt(c, CURLOPT_HEADERDATA, t);
+    curl_api.easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
+    curl_api.easy_setopt(c, CURLOPT_WRITEDATA, t);
+    curl_api.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (method == "HEAD") curl_api.easy_setopt(c, CURLOPT_NOBODY, 1L);
     if (range_from > 0)
-      curl_easy_setopt(c, CURLOPT_RANGE, (std::to_string(range_from) + "-").c_str());
+      curl_api.easy_setopt(c, CURLOPT_RANGE, (std::to_string(range_from) + "-").c_str());
     if (t->progress != nullptr) {
-      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
-      curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+      curl_api.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+      curl_api.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, OnProgress);
+      curl_api.easy_setopt(c, CURLOPT_XFERINFODATA, t);
     }
     // libcurl (7.58 and later) drops this header when a redirect leads to another host, so the
     // token never reaches the CDN that serves LFS files.
     std::unique_ptr<curl_slist, SlistDeleter> headers;
     if (!token_.empty())
-      headers.reset(curl_slist_append(nullptr, ("Authorization: Bearer " + token_).c_str()));
-    if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-    resp.code = curl_easy_perform(c);
-    if (resp.code != CURLE_OK) resp.error = *err != '\0' ? err : curl_easy_strerror(resp.code);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+      headers.reset(curl_api.slist_append(nullptr, ("Authorization: Bearer " + token_).c_str()));
+    if (headers) curl_api.easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+    resp.code = curl_api.easy_perform(c);
+    if (resp.code != CURLE_OK) resp.error = *err != '\0' ? err : Curl().easy_strerror(resp.code);
+    curl_api.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
     return resp;
   }
 
@@ -199,24 +199,28 @@ class Hub {
 
 // Hex digest of a file: sha256, or the git blob sha1 ("blob <size>\0" + bytes) when `git_blob`.
 std::string FileDigest(const std::string& path, bool git_blob) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), git_blob ? EVP_sha1() : EVP_sha256(), nullptr) != 1)
+  const CryptoLib& crypto = Crypto();
+  std::unique_ptr<EVP_MD_CTX, decltype(crypto.md_ctx_free)> ctx(crypto.md_ctx_new(),
+                                                                crypto.md_ctx_free);
+  if (!ctx ||
+      crypto.digest_init(ctx.get(), git_blob ? crypto.sha1() : crypto.sha256(), nullptr) != 1)
     Fail(path, ": cannot start a digest");
   std::error_code ec;
   if (git_blob) {
     const std::string head = "blob " + std::to_string(fs::file_size(path, ec));
-    EVP_DigestUpdate(ctx.get(), head.data(), head.size() + 1);  // with the NUL
+    crypto.digest_update(ctx.get(), head.data(), head.size() + 1);  // with the NUL
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) Fail(path, ": cannot read");
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+    if (in.gcount() > 0)
+      crypto.digest_update(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  crypto.digest_final(ctx.get(), md, &len);
   std::string hex;
   static const char* kHex = "0123456789abcdef";
   for (unsigned i = 0; i < len; ++i) {
