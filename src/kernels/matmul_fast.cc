@@ -206,10 +206,14 @@ void MatMulDequantBf16(const CpuKernels& k, float* y, const float* x, int64_t T,
   ForPanels(N, kBf16Panel, [&](int64_t r0, int64_t nr) {
     thread_local std::vector<float> wf;
     thread_local std::vector<uint16_t> wb;
-    float* f = Scratch(wf, static_cast<size_t>(nr * K));
+    // A row at a time through f32 (one row stays in L1; a whole f32 panel would add ~0.5 MB per
+    // thread to the peak resident memory, docs/performance.md).
+    float* f = Scratch(wf, static_cast<size_t>(K));
     uint16_t* b = AlignedScratch(wb, static_cast<size_t>(nr * K));
-    ToF32(w.dtype, w.row(r0), f, static_cast<size_t>(nr * K));
-    k.f32_to_bf16(f, b, nr * K);
+    for (int64_t i = 0; i < nr; ++i) {
+      ToF32(w.dtype, w.row(r0 + i), f, static_cast<size_t>(K));
+      k.f32_to_bf16(f, b + i * K, K);
+    }
     k.gemm_bf16(y + r0, N, xb, T, b, nr, K);
   });
 }
