@@ -226,6 +226,22 @@ bool Has(const std::vector<int>& v, int id) {
   return std::find(v.begin(), v.end(), id) != v.end();
 }
 
+// A continuation (the server's replies keep a leading space, TextOutput::continuation): the space
+// is text the grammar must take, so " yes" no longer fits "yes" | "no".
+TEST(GrammarMask, ContinuationKeepsTheLeadingSpace) {
+  GrammarConstraint c(std::make_shared<const Grammar>(ParseGbnf(R"(root ::= "yes" | "no")")),
+                      Vocab(),
+                      /*continuation=*/true);
+  const auto allowed = c.AllowedTokens();
+  EXPECT_TRUE(Has(allowed, Id("yes")));
+  EXPECT_FALSE(Has(allowed, Id("\xE2\x96\x81yes")));
+  for (int id : allowed) EXPECT_NE(Vocab()->TokenBytes(id)[0], ' ') << "token " << id;
+  GrammarConstraint spaced(std::make_shared<const Grammar>(ParseGbnf(R"(root ::= " yes")")),
+                           Vocab(),
+                           /*continuation=*/true);
+  EXPECT_TRUE(Has(spaced.AllowedTokens(), Id("\xE2\x96\x81yes")));
+}
+
 TEST(GrammarMask, AllowsExactlyTheTokensThatFit) {
   GrammarConstraint c = ConstraintOf(R"(root ::= "yes" | "no")");
   const auto allowed = c.AllowedTokens();

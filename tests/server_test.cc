@@ -110,10 +110,11 @@ std::vector<std::string> SseEvents(const std::string& body) {
   return out;
 }
 
-// Text of ids as a streaming client sees it (StreamDecoder, as the server uses).
+// Text of ids as a streaming client sees it (StreamDecoder continuing the prompt's text, as the
+// server uses).
 std::string StreamText(const std::vector<int>& ids) {
   const Tokenizer tok = Tokenizer::Default();
-  StreamDecoder d(tok);
+  StreamDecoder d(tok, /*skip_special=*/true, /*continuation=*/true);
   std::string s;
   for (int id : ids) s += d.Push(id);
   return s + d.Flush();
@@ -227,7 +228,11 @@ TEST(Server, CompletionRunsTheLibraryGenerator) {
     go.sampling.seed = 7;
     Sampler sampler(go.sampling);
     const auto g = Generate(session, prompt, go, sampler);
-    EXPECT_EQ(c["text"], StreamText(g.ids));
+    // The text continues the prompt's (a leading space kept, as OpenAI's API and llama-server):
+    // prompt text + reply text is the whole sequence's text.
+    std::vector<int> all = prompt;
+    all.insert(all.end(), g.ids.begin(), g.ids.end());
+    EXPECT_EQ("The capital of France is" + c["text"].get<std::string>(), tok.Decode(all));
     EXPECT_EQ(r.body["usage"]["prompt_tokens"], prompt.size());
     EXPECT_EQ(r.body["usage"]["completion_tokens"], 12);
     EXPECT_EQ(r.body["usage"]["total_tokens"], prompt.size() + 12);

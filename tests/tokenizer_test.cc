@@ -340,6 +340,13 @@ TEST(TokenizerTest, StreamDecoderLeadingSpaceOnlyAtStart) {
   const std::vector<int> tail = {3186, 29991};  // "▁world", "!"
   EXPECT_EQ(StreamAll(Llama(), tail), "world!");
   EXPECT_EQ(Llama().Decode(tail), "world!");
+  // A continuation (the server's replies) keeps it: prompt text + stream text = the whole text.
+  StreamDecoder cont(Llama(), /*skip_special=*/true, /*continuation=*/true);
+  EXPECT_EQ(cont.Push(3186) + cont.Push(29991) + cont.Flush(), " world!");
+  const auto prompt = Llama().Encode("Hello", true);
+  std::vector<int> whole = prompt;
+  whole.insert(whole.end(), tail.begin(), tail.end());
+  EXPECT_EQ(Llama().Decode(prompt) + " world!", Llama().Decode(whole));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ class DecodeLoop {
  public:
   DecodeLoop(Session& session, const GenerateOptions& opt, Sampler& sampler, const TextOutput& text)
       : session_(session), opt_(opt), sampler_(sampler), on_text_(text.on_text) {
-    if (text.tokenizer) streamer_.emplace(*text.tokenizer, opt.stop);
+    if (text.tokenizer) streamer_.emplace(*text.tokenizer, opt.stop, text.continuation);
   }
 
   GenerateResult Run(std::span<const int> prompt) {

@@ -78,6 +78,11 @@ using TextCallback =
 struct TextOutput {
   const Tokenizer* tokenizer = nullptr;
   TextCallback on_text;  // may be empty: the text is still collected in GenerateResult::text
+  // The text continues the prompt's: a leading space is kept (" Paris" after "The capital of
+  // France is"), so prompt text + generated text is the whole text, as OpenAI's API, vLLM and
+  // llama-server return it (the server; docs/server.md). Otherwise the generated ids are decoded
+  // as a text of their own, as Tokenizer::Decode (the CLI).
+  bool continuation = false;
 };
 
 // Feeds `prompt` (non-empty; it continues whatever the session already holds, e.g. a chat) and

@@ -4,8 +4,8 @@
 
 namespace elm {
 
-TextStreamer::TextStreamer(const Tokenizer& tok, std::vector<std::string> stops)
-    : decoder_(tok), stops_(std::move(stops)) {}
+TextStreamer::TextStreamer(const Tokenizer& tok, std::vector<std::string> stops, bool continuation)
+    : decoder_(tok, /*skip_special=*/true, continuation), stops_(std::move(stops)) {}
 
 std::string TextStreamer::Push(int id, bool* stopped) {
   return stops_.Push(decoder_.Push(id), stopped);

@@ -14,8 +14,8 @@ namespace elm {
 
 class TextStreamer {
  public:
-  // Empty stop strings are ignored.
-  TextStreamer(const Tokenizer& tok, std::vector<std::string> stops);
+  // Empty stop strings are ignored. `continuation`: StreamDecoder's (keep a leading space).
+  TextStreamer(const Tokenizer& tok, std::vector<std::string> stops, bool continuation = false);
 
   // The text that `id` makes safe to show (possibly empty). Sets *stopped once a stop string
   // completed; the stop string and anything after it are never shown.

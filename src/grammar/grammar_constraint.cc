@@ -79,8 +79,9 @@ std::shared_ptr<const TokenTrie> TokenTrie::FromTokenizer(const Tokenizer& tok) 
 }
 
 GrammarConstraint::GrammarConstraint(std::shared_ptr<const Grammar> grammar,
-                                     std::shared_ptr<const TokenTrie> vocab)
+                                     std::shared_ptr<const TokenTrie> vocab, bool continuation)
     : grammar_(std::move(grammar)), vocab_(std::move(vocab)), matcher_(*grammar_) {
+  strip_start_ = !continuation && vocab_->strip_leading_space();
   current_ = Intern(matcher_.Initial());
 }
 
@@ -136,7 +137,7 @@ void GrammarConstraint::Walk(uint32_t node, int32_t state, bool strip, Bits& bit
 const GrammarConstraint::Bits& GrammarConstraint::CurrentMask() {
   if (states_.size() > kMaxInternedGrammarStates || masks_.size() >= kMaxCachedGrammarMasks)
     ResetTables();
-  const bool strip = at_start_ && vocab_->strip_leading_space();
+  const bool strip = at_start_ && strip_start_;
   const uint64_t key = static_cast<uint64_t>(current_) << 1 | (strip ? 1 : 0);
   const auto it = masks_.find(key);
   if (it != masks_.end()) return it->second;
@@ -177,7 +178,7 @@ void GrammarConstraint::Accept(int id) {
   if (id < 0 || id >= vocab_->vocab_size()) Fail("grammar: token id ", id, " is out of range");
   std::string_view bytes = vocab_->TokenBytes(id);
   if (bytes.empty()) Fail("grammar: token ", id, " has no text the grammar can take");
-  if (at_start_ && vocab_->strip_leading_space() && bytes.front() == ' ') bytes.remove_prefix(1);
+  if (at_start_ && strip_start_ && bytes.front() == ' ') bytes.remove_prefix(1);
   int32_t next = current_;
   for (char c : bytes)
     if (next >= 0) next = Step(next, static_cast<uint8_t>(c));

@@ -58,7 +58,10 @@ class TokenTrie {
 
 class GrammarConstraint : public TokenConstraint {
  public:
-  GrammarConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> vocab);
+  // `continuation`: the text continues a prompt's and keeps its leading space (TextOutput's
+  // continuation, the server), so the grammar sees that space too.
+  GrammarConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> vocab,
+                    bool continuation = false);
 
   void Mask(std::span<float> logits) override;
   void Accept(int id) override;
@@ -80,8 +83,9 @@ class GrammarConstraint : public TokenConstraint {
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const TokenTrie> vocab_;
   GrammarMatcher matcher_;
-  int32_t current_ = 0;   // interned id of the state after the text so far
-  bool at_start_ = true;  // no token accepted yet (the leading space may be stripped)
+  int32_t current_ = 0;       // interned id of the state after the text so far
+  bool at_start_ = true;      // no token accepted yet (the leading space may be stripped)
+  bool strip_start_ = false;  // the decoder strips one leading space of the text
   std::string text_;
   std::vector<GrammarState> states_;  // interned states by id
   std::unordered_map<std::string, int32_t> state_ids_;

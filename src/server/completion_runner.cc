@@ -92,10 +92,12 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
   Sampler sampler(params.sampling);
   std::optional<GrammarConstraint> constraint;
   if (params.grammar) {
-    constraint.emplace(params.grammar, params.vocab ? params.vocab : TokenTrie::FromTokenizer(tok));
+    constraint.emplace(params.grammar, params.vocab ? params.vocab : TokenTrie::FromTokenizer(tok),
+                       /*continuation=*/true);
     go.constraint = &*constraint;
   }
-  GenerateResult g = Generate(session, prompt, go, sampler, TextOutput{&tok, on_delta});
+  GenerateResult g =
+      Generate(session, prompt, go, sampler, TextOutput{&tok, on_delta, /*continuation=*/true});
   if (run.held) {
     // The session holds prompt + ids[0 .. n-2] (or less when cancelled): its first position().
     std::vector<int>& h = *run.held;

@@ -6,8 +6,10 @@
 
 namespace elm {
 
-StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special)
-    : tok_(tok), skip_special_(skip_special), strip_left_(tok.data_->strip_start) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special, bool continuation)
+    : tok_(tok),
+      skip_special_(skip_special),
+      strip_left_(continuation ? 0 : tok.data_->strip_start) {}
 
 std::string StreamDecoder::Push(int id) {
   tok_.CheckId(id);

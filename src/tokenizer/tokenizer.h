@@ -66,10 +66,12 @@ class Tokenizer {
 // characters (a character split over several byte-fallback tokens comes out once its last byte
 // arrives), and the leading space is stripped only at the very start of the stream. For ids whose
 // bytes form valid UTF-8, the concatenation of all Push() results and Flush() equals
-// Tokenizer::Decode() of all ids.
+// Tokenizer::Decode() of all ids. A `continuation` stream continues text decoded before it (a
+// prompt's): nothing is stripped, so the prompt's text followed by the stream's is
+// Decode(prompt + ids).
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true);
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true, bool continuation = false);
 
   std::string Push(int id);  // text completed by `id` (possibly empty)
   std::string Flush();       // the rest; incomplete bytes become U+FFFD, one per byte
