@@ -154,11 +154,12 @@ std::string ToolCallGbnf(const ToolRequest& tools) {
   }
   std::string call = JsonSchemaToGbnf(schema);
   if (tools.choice != ToolRequest::Choice::kAuto) return call;
-  // "auto": the call, or text that does not start with '{'. The schema grammar's first line is
-  // its root rule; it becomes tool-call.
+  // "auto": the call, or text that starts with neither '{' nor a space (the reply keeps a leading
+  // space, TextOutput::continuation: " {" is neither a call nor free text). The schema grammar's
+  // first line is its root rule; it becomes tool-call.
   const std::string root = "root ::= ";
   ELM_CHECK(call.starts_with(root));
-  return "root ::= tool-call | free-text\nfree-text ::= [^{] .*\ntool-call ::= " +
+  return "root ::= tool-call | free-text\nfree-text ::= [^{ ] .*\ntool-call ::= " +
          call.substr(root.size());
 }
 
