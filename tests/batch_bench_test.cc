@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "bench/batch_bench.h"
@@ -40,6 +41,15 @@ TEST(BatchBench, OneStreamAlwaysFirstAndRowsSorted) {
     EXPECT_NEAR(r.step_over_single, r.step_ms.mean / rows[0].step_ms.mean, 1e-9);
     EXPECT_NEAR(r.speedup, r.tokens_per_s / rows[0].tokens_per_s, 1e-9);
   }
+}
+
+TEST(BatchBench, SummarizeSamplesMeanAndSampleSd) {
+  const Stat s = SummarizeSamples({1.0, 2.0, 3.0});
+  EXPECT_DOUBLE_EQ(s.mean, 2.0);
+  EXPECT_DOUBLE_EQ(s.sd, 1.0);
+  EXPECT_EQ(s.samples, (std::vector<double>{1.0, 2.0, 3.0}));
+  EXPECT_DOUBLE_EQ(SummarizeSamples({4.0}).sd, 0.0);
+  EXPECT_DOUBLE_EQ(SummarizeSamples({}).mean, 0.0);
 }
 
 TEST(BatchBench, BadOptionsAreRefused) {

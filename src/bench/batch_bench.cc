@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <ctime>
 
 #include "base/error.h"
@@ -13,17 +12,6 @@ namespace elm {
 namespace {
 
 using BatchBenchClock = std::chrono::steady_clock;
-
-Stat SummarizeBatchSamples(const std::vector<double>& v) {
-  Stat s;
-  s.samples = v;
-  if (v.empty()) return s;
-  for (double x : v) s.mean += x;
-  s.mean /= static_cast<double>(v.size());
-  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
-  s.sd = v.size() > 1 ? std::sqrt(s.sd / static_cast<double>(v.size() - 1)) : 0;
-  return s;
-}
 
 double ProcessCpuSeconds() {
   timespec ts{};
@@ -81,7 +69,7 @@ StepTimes TimeSteps(const std::shared_ptr<const Model>& model, int n,
       cpu.push_back(1e3 * csec / opt.steps);
     }
   }
-  return {SummarizeBatchSamples(ms), SummarizeBatchSamples(cpu)};
+  return {SummarizeSamples(ms), SummarizeSamples(cpu)};
 }
 
 }  // namespace
