@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "base/error.h"
 #include "kernels/cpu_kernels.h"
@@ -15,17 +16,6 @@ namespace elm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-Stat Summarize(std::vector<double> v) {
-  Stat s;
-  s.samples = v;
-  if (v.empty()) return s;
-  for (double x : v) s.mean += x;
-  s.mean /= static_cast<double>(v.size());
-  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
-  s.sd = v.size() > 1 ? std::sqrt(s.sd / static_cast<double>(v.size() - 1)) : 0;
-  return s;
-}
 
 std::vector<int> RandomTokens(int n, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -43,6 +33,18 @@ double KvBytesAt(const ModelConfig& c, int p, double elem) {
 }
 
 }  // namespace
+
+Stat SummarizeSamples(std::vector<double> v) {
+  Stat s;
+  if (!v.empty()) {
+    for (double x : v) s.mean += x;
+    s.mean /= static_cast<double>(v.size());
+    for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+    s.sd = v.size() > 1 ? std::sqrt(s.sd / static_cast<double>(v.size() - 1)) : 0;
+  }
+  s.samples = std::move(v);
+  return s;
+}
 
 double MeasureReadBandwidth(size_t bytes) {
   // An integer sum (which the compiler vectorizes freely) over a buffer far larger than the
@@ -90,7 +92,7 @@ SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
       const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
       if (rep >= opt.warmup) tps.push_back(opt.prompt_tokens / sec);
     }
-    r.pp_tokens_per_s = Summarize(tps);
+    r.pp_tokens_per_s = SummarizeSamples(tps);
     double flops = 0;  // matmuls (the LM head only for the last row) + attention
     for (int i = 0; i < c.n_layers; ++i) {
       flops += 2.0 * (c.LayerParams(i) - 2.0 * c.dim) * opt.prompt_tokens;
@@ -118,7 +120,7 @@ SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
         const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
         if (rep >= opt.warmup) tps.push_back(opt.gen_tokens / sec);
       }
-      t.tokens_per_s = Summarize(tps);
+      t.tokens_per_s = SummarizeSamples(tps);
       double kv = 0;
       for (int g = 0; g < opt.gen_tokens; ++g) kv += KvBytesAt(c, depth + g, elem);
       // Every weight matrix is read once per token, except the embedding table's lookup row

@@ -45,6 +45,9 @@ struct SpeedBenchResult {
   double kv_cache_bytes = 0;  // the KV cache allocated for the run's context
 };
 
+// Mean and sample standard deviation of repeated measurements (samples kept).
+Stat SummarizeSamples(std::vector<double> v);
+
 SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
                                const SpeedBenchOptions& opt);
 // Streams `bytes` of memory with all threads; returns GB/s (the bandwidth roofline).

@@ -1,16 +1,65 @@
 // elm bench: llama-bench-like prompt-processing and generation speed.
+#include <omp.h>
+
 #include <cctype>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "base/error.h"
+#include "bench/batch_bench.h"
 #include "bench/speed_bench.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "config/model_config.h"
 
 namespace elm::cli {
+
+namespace {
+
+// `elm bench --streams`: per stream count, the step time, aggregate tokens/s and both against one
+// stream (bench/batch_bench.h).
+template <typename Opts>
+void PrintBatchBench(const std::shared_ptr<const Model>& model, const Opts& o) {
+  BatchBenchOptions b;
+  b.streams = o.streams;
+  b.steps = o.bench.gen_tokens;
+  b.depth = o.bench.depths.empty() ? 0 : o.bench.depths[0];
+  b.repetitions = o.bench.repetitions;
+  b.kv_type = o.bench.kv_type;
+  const auto rows = RunBatchBench(model, b);
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = model->path();
+    j["weights"] = model->weights_dtype();
+    j["exact"] = model->exact();
+    j["threads"] = omp_get_max_threads();
+    j["steps"] = b.steps;
+    j["depth"] = b.depth;
+    for (const auto& r : rows)
+      j["streams"].push_back({{"streams", r.streams},
+                              {"step_ms", r.step_ms.mean},
+                              {"step_ms_sd", r.step_ms.sd},
+                              {"best_step_ms", r.best_step_ms},
+                              {"cpu_ms", r.cpu_ms.mean},
+                              {"tokens_per_s", r.tokens_per_s},
+                              {"step_over_single", r.step_over_single},
+                              {"speedup", r.speedup}});
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("model %s | weights %s%s | threads %d | %d steps at depth %d\n",
+              model->path().c_str(), model->weights_dtype().c_str(),
+              model->exact() ? ", exact" : "", omp_get_max_threads(), b.steps, b.depth);
+  std::printf("%-8s %18s %8s %8s %12s %14s %10s\n", "streams", "step ms", "best", "cpu ms",
+              "tokens/s", "step / 1-row", "speedup");
+  for (const auto& r : rows)
+    std::printf("%-8d %9.2f ± %6.2f %8.2f %8.2f %12.1f %13.2fx %9.2fx\n", r.streams, r.step_ms.mean,
+                r.step_ms.sd, r.best_step_ms, r.cpu_ms.mean, r.tokens_per_s, r.step_over_single,
+                r.speedup);
+}
+
+}  // namespace
 
 void RegisterBenchCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prompt-processing and generation speed");
@@ -22,6 +71,7 @@ void RegisterBenchCommand(CLI::App& app) {
     bool exact = false;
     uint64_t seed = 0;
     SpeedBenchOptions bench;
+    std::vector<int> streams;
   };
   auto o = std::make_shared<Opts>();
   auto* src = cmd->add_option_group("model", "What to run (one of)");
@@ -48,6 +98,9 @@ void RegisterBenchCommand(CLI::App& app) {
                   "Memory roofline in GB/s (default: measured)");
   cmd->add_option("--kv-type", o->kv_type, "KV cache storage: f32, bf16 or f16")
       ->capture_default_str();
+  cmd->add_option("--streams", o->streams,
+                  "Batched decoding instead of pp/tg: N sequences advance one token each per "
+                  "step (repeatable; -n steps at depth -d, 1 stream always measured)");
   cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
   cmd->callback([o] {
     SetThreads(o->threads);
@@ -73,6 +126,7 @@ void RegisterBenchCommand(CLI::App& app) {
       lo.exact = o->exact;
       model = Model::Load(o->model, lo);
     }
+    if (!o->streams.empty()) return PrintBatchBench(model, *o);
     const auto r = RunSpeedBench(model, o->bench);
     if (o->json) {
       nlohmann::json j;
