@@ -15,7 +15,7 @@
 #  - time to first token of a chat's 5th turn (bench/chat_turn_ttft.mjs) with the prefix cache
 #    and with --no-cache-prompt.
 # Environment: STREAMS (default "1 4 8"), TYPES ("q8_0 bf16"), SECONDS_PER_RUN (20), MAX_TOKENS
-# (64), CHATS (3), PORT, ELM, LLAMA_SERVER.
+# (64), CHATS (3), REPLY_TOKENS (the chats' reply lengths, "32 128"), PORT, ELM, LLAMA_SERVER.
 # Output: one JSON line per run in WORKDIR/serve_batching.jsonl and a summary on stdout. The
 # machine may be shared: compare numbers of one run only (ratios), never across runs.
 set -euo pipefail
@@ -95,16 +95,20 @@ for type in ${TYPES:-q8_0 bf16}; do
   fi
 done
 
-# The 5th turn of a chat, with and without the prefix cache (Q8_0, one slot).
-for cache in on off; do
-  flags=()
-  [ "$cache" = off ] && flags=(--no-cache-prompt)
-  "$elm" serve --model "$work/m270" --weights q8_0 --port "$port" --context 2048 \
-    --threads "$threads" "${flags[@]}" >/dev/null 2>&1 &
-  server_pid=$!
-  wait_ready
-  j=$(node bench/chat_turn_ttft.mjs --url "http://127.0.0.1:$port" --chats "${CHATS:-3}")
-  stop_server
-  echo "{\"engine\":\"elm\",\"prefix_cache\":\"$cache\",\"result\":$j}" >>"$out"
-  echo "chat ttft, prefix cache $cache: $j" | cut -c1-200
+# The 5th turn of a chat, with and without the prefix cache (Q8_0, one slot), for each reply
+# length in REPLY_TOKENS (the history a turn reuses grows with the replies).
+for reply in ${REPLY_TOKENS:-32 128}; do
+  for cache in on off; do
+    flags=()
+    [ "$cache" = off ] && flags=(--no-cache-prompt)
+    "$elm" serve --model "$work/m270" --weights q8_0 --port "$port" --context 2048 \
+      --threads "$threads" "${flags[@]}" >/dev/null 2>&1 &
+    server_pid=$!
+    wait_ready
+    j=$(node bench/chat_turn_ttft.mjs --url "http://127.0.0.1:$port" --chats "${CHATS:-3}" \
+      --max-tokens "$reply")
+    stop_server
+    echo "{\"engine\":\"elm\",\"prefix_cache\":\"$cache\",\"reply_tokens\":$reply,\"result\":$j}" >>"$out"
+    echo "chat ttft, replies of $reply tokens, prefix cache $cache: $j" | cut -c1-220
+  done
 done
