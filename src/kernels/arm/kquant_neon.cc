@@ -153,7 +153,8 @@ void GemmIq4XsNeon(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const Bl
 }  // namespace
 
 const KquantKernels* NeonKquantKernels() {
-  static const KquantKernels k{"neon", GemmQ4KNeon, GemmQ5KNeon, GemmQ6KNeon, GemmIq4XsNeon};
+  static const KquantKernels k{"neon",      GemmQ4KNeon,   GemmQ5KNeon,
+                               GemmQ6KNeon, GemmIq4XsNeon, QuantizeQ8K};
   return &k;
 }
 

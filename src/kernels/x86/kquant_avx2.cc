@@ -240,7 +240,7 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
 }  // namespace
 
 const KquantKernels* Avx2KquantKernels() {
-  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs};
+  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs, QuantizeQ8K};
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          __builtin_cpu_supports("f16c");
   return ok ? &k : nullptr;
