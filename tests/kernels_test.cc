@@ -292,6 +292,38 @@ TEST(Kernels, QuantizeQ8KMatchesGgmlRule) {
     }
 }
 
+// Every table's Q8_K quantizer gives QuantizeQ8K's bytes: random blocks, a block of zeros, a
+// block whose largest magnitude appears with both signs (the first one counts), values that
+// round exactly halfway, and tiny and huge magnitudes.
+TEST(Kernels, KquantQ8KQuantizerMatchesScalarInEveryTable) {
+  std::mt19937 rng(8);
+  std::vector<const KquantKernels*> tables = {&ScalarKquantKernels()};
+  if (Avx2KquantKernels()) tables.push_back(Avx2KquantKernels());
+  if (Avx512KquantKernels()) tables.push_back(Avx512KquantKernels());
+  if (NeonKquantKernels()) tables.push_back(NeonKquantKernels());
+  const size_t blocks = 12;
+  auto x = Random(blocks * kQK, rng);
+  for (size_t i = 0; i < kQK; ++i) x[kQK + i] = 0.0f;
+  x[2 * kQK + 40] = -30.0f;  // ties: −30 first, then +30
+  x[2 * kQK + 200] = 30.0f;
+  for (size_t i = 0; i < kQK; ++i) x[3 * kQK + i] *= 1e30f;  // huge magnitudes
+  for (size_t i = 0; i < kQK; ++i)  // iscale = 1: every value k + 0.5 rounds to even
+    x[4 * kQK + i] = i == 0 ? -127.0f : static_cast<float>(static_cast<int>(i % 200) - 100) + 0.5f;
+  for (size_t i = 0; i < kQK; ++i) x[5 * kQK + i] *= 1e-30f;  // tiny magnitudes
+  std::vector<BlockQ8K> want(blocks);
+  QuantizeQ8K(x.data(), want.data(), x.size());
+  for (const KquantKernels* k : tables) {
+    std::vector<BlockQ8K> got(blocks);
+    k->quantize_q8k(x.data(), got.data(), x.size());
+    for (size_t b = 0; b < blocks; ++b) {
+      EXPECT_EQ(std::memcmp(got[b].qs, want[b].qs, sizeof want[b].qs), 0) << k->name << " " << b;
+      EXPECT_EQ(std::memcmp(got[b].bsums, want[b].bsums, sizeof want[b].bsums), 0)
+          << k->name << " " << b;
+      EXPECT_EQ(std::memcmp(&got[b].d, &want[b].d, sizeof(float)), 0) << k->name << " " << b;
+    }
+  }
+}
+
 // The row-interleaved Q8_0/Q4_0 layouts: same rows back out, and every table's packed product
 // (the scalar packed twin where a table has no packed kernel) matches the GGUF-layout product.
 TEST(Kernels, PackedQuantizedMatchesUnpacked) {

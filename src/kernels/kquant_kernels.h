@@ -4,6 +4,9 @@
 //   Q4_K, Q5_K  Σ_j sc_j·(q_j·x) · d·dx  −  Σ_j m_j·bsum_j · dmin·dx   (8 sub-blocks of 32)
 //   Q6_K        Σ_j sc_j·(q_j·x − 32·bsum_j) · d·dx                    (16 sub-blocks of 16)
 //   IQ4_XS      Σ_j (s_j − 32)·(v(q_j)·x) · d·dx                        (8 sub-blocks of 32)
+// The activations' Q8_K quantization is in the table too (quantize_q8k: base/kquant.h's
+// QuantizeQ8K, or a SIMD version with the same bytes), since decode pays it on one thread before
+// every product.
 // One table per instruction set, chosen like cpu_kernels.h's; every SIMD kernel computes the
 // same integer sums per super-block as its scalar twin and differs only in the order of the f32
 // sums (tests/kernels_test.cc compares them). Prefill dequantizes 16-row weight panels once per
@@ -27,6 +30,8 @@ struct KquantKernels {
   KquantGemm<BlockQ5K> gemm_q5_k;
   KquantGemm<BlockQ6K> gemm_q6_k;
   KquantGemm<BlockIq4Xs> gemm_iq4_xs;
+  // n floats (a multiple of 256) to n / 256 blocks, byte for byte as QuantizeQ8K.
+  void (*quantize_q8k)(const float* x, BlockQ8K* out, size_t n);
 };
 
 const KquantKernels& ScalarKquantKernels();

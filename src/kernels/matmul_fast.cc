@@ -99,7 +99,7 @@ void MatMulKquant(const CpuKernels& k, float* y, const float* x, int64_t T, cons
   const int64_t nb = K / kQK;
   thread_local std::vector<BlockQ8K> xq8k;
   BlockQ8K* xq = Scratch(xq8k, static_cast<size_t>(T * nb));
-  for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x + t * K, xq + t * nb, static_cast<size_t>(K));
+  for (int64_t t = 0; t < T; ++t) kk.quantize_q8k(x + t * K, xq + t * nb, static_cast<size_t>(K));
   // One even share of the rows per thread (a multiple of 4).
   const int64_t share = std::max<int64_t>(4, (N + 4 * threads - 1) / (4 * threads) * 4);
   ForPanels(N, share, [&](int64_t r0, int64_t nr) {

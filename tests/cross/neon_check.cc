@@ -3,6 +3,7 @@
 // tests/cross/README.md. Exits non-zero on a mismatch.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -105,6 +106,26 @@ int main() {
         std::printf("MISMATCH %s i=%zu: %g vs %g\n", DTypeName(type), i, a[i], b[i]);
         ++failures;
         break;
+      }
+  }
+  // The Q8_K quantizer: QuantizeQ8K's bytes (random blocks, zeros, a tie of ± the largest
+  // magnitude, halfway values).
+  if (kneon) {
+    std::vector<float> x(5 * kQK);
+    for (auto& v : x) v = d(rng);
+    for (int i = 0; i < kQK; ++i) x[static_cast<size_t>(kQK + i)] = 0.0f;
+    x[2 * kQK + 9] = -30.0f;
+    x[2 * kQK + 99] = 30.0f;
+    for (int i = 0; i < kQK; ++i)
+      x[static_cast<size_t>(3 * kQK + i)] =
+          i == 0 ? -127.0f : static_cast<float>(i % 200 - 100) + 0.5f;
+    std::vector<BlockQ8K> want(5), got(5);
+    kref.quantize_q8k(x.data(), want.data(), x.size());
+    kneon->quantize_q8k(x.data(), got.data(), x.size());
+    for (size_t b = 0; b < want.size(); ++b)
+      if (std::memcmp(&want[b], &got[b], sizeof(BlockQ8K)) != 0) {
+        std::printf("MISMATCH q8_k quantizer block %zu\n", b);
+        ++failures;
       }
   }
   std::printf("neon kernels: %s\n", failures ? "FAILED" : "all match the scalar twins");

@@ -150,10 +150,50 @@ void GemmIq4XsNeon(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const Bl
     }
 }
 
+// QuantizeQ8K (base/kquant.h) 4 floats at a time, with the same bytes: fmaxnm skips NaNs as the
+// scalar `a > amax` does, the first value of largest magnitude gives the signed maximum, the
+// products iscale·x are the same f32 multiplications, fcvtns rounds to nearest even as nearbyint
+// does in the default rounding mode, and the two narrowing moves truncate to int8 as the cast does.
+void QuantizeQ8KNeon(const float* x, BlockQ8K* out, size_t n) {
+  for (size_t b = 0; b < n / kQK; ++b, x += kQK) {
+    BlockQ8K& o = out[b];
+    float32x4_t m = vdupq_n_f32(0.0f);
+    for (int i = 0; i < kQK; i += 4) m = vmaxnmq_f32(m, vabsq_f32(vld1q_f32(x + i)));
+    const float amax = vmaxnmvq_f32(m);
+    if (amax == 0) {
+      __builtin_memset(&o, 0, sizeof(o));
+      continue;
+    }
+    float max = 0;
+    for (int i = 0; i < kQK; ++i)
+      if (__builtin_fabsf(x[i]) == amax) {
+        max = x[i];
+        break;
+      }
+    const float iscale = -127.0f / max;
+    const float32x4_t s = vdupq_n_f32(iscale);
+    for (int j = 0; j < kQK / 16; ++j) {
+      int16x8_t h[2];
+      for (int k = 0; k < 2; ++k) {
+        int32x4_t v[2];
+        for (int e = 0; e < 2; ++e)
+          v[e] = vminq_s32(vcvtnq_s32_f32(vmulq_f32(s, vld1q_f32(x + 16 * j + 8 * k + 4 * e))),
+                           vdupq_n_s32(127));
+        h[k] = vcombine_s16(vmovn_s32(v[0]), vmovn_s32(v[1]));
+      }
+      const int8x16_t q = vcombine_s8(vmovn_s16(h[0]), vmovn_s16(h[1]));
+      vst1q_s8(o.qs + 16 * j, q);
+      o.bsums[j] = static_cast<int16_t>(vaddlvq_s8(q));
+    }
+    o.d = 1.0f / iscale;
+  }
+}
+
 }  // namespace
 
 const KquantKernels* NeonKquantKernels() {
-  static const KquantKernels k{"neon", GemmQ4KNeon, GemmQ5KNeon, GemmQ6KNeon, GemmIq4XsNeon};
+  static const KquantKernels k{"neon",      GemmQ4KNeon,   GemmQ5KNeon,
+                               GemmQ6KNeon, GemmIq4XsNeon, QuantizeQ8KNeon};
   return &k;
 }
 

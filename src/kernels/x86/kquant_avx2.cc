@@ -237,10 +237,56 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
     }
 }
 
+// QuantizeQ8K (base/kquant.h) 8 floats at a time, with the same bytes (kquant_avx512.cc's
+// QuantizeQ8K512 gives the reasons); the int8 truncation and the 16-element sums stay scalar.
+void QuantizeQ8K2(const float* x, BlockQ8K* out, size_t n) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (size_t b = 0; b < n / kQK; ++b, x += kQK) {
+    BlockQ8K& o = out[b];
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < kQK; i += 8)
+      m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), magnitude), m);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    const float amax = _mm_cvtss_f32(h);
+    if (amax == 0) {
+      __builtin_memset(&o, 0, sizeof(o));
+      continue;
+    }
+    float max = 0;
+    for (int i = 0; i < kQK; i += 8) {
+      const int at = _mm256_movemask_ps(_mm256_cmp_ps(
+          _mm256_and_ps(_mm256_loadu_ps(x + i), magnitude), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (at != 0) {
+        max = x[i + __builtin_ctz(static_cast<unsigned>(at))];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 s = _mm256_set1_ps(iscale);
+    alignas(32) int32_t v[16];
+    for (int j = 0; j < kQK / 16; ++j) {
+      for (int k = 0; k < 2; ++k)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(v + 8 * k),
+                           _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(
+                                                s, _mm256_loadu_ps(x + 16 * j + 8 * k))),
+                                            _mm256_set1_epi32(127)));
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) {
+        o.qs[16 * j + i] = static_cast<int8_t>(v[i]);
+        sum += o.qs[16 * j + i];
+      }
+      o.bsums[j] = static_cast<int16_t>(sum);
+    }
+    o.d = 1.0f / iscale;
+  }
+}
+
 }  // namespace
 
 const KquantKernels* Avx2KquantKernels() {
-  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs};
+  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs, QuantizeQ8K2};
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          __builtin_cpu_supports("f16c");
   return ok ? &k : nullptr;

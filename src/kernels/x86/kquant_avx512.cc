@@ -224,26 +224,21 @@ struct XIq4 {
 };
 
 void LayOutIq4(const BlockQ8K* x, int64_t n, XIq4* out) {
+  // 128·Σ over each 4 bytes of the low and the high register (vpdpbusd against 128 as unsigned).
+  const __m512i c128 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t i = 0; i < n; ++i) {
-    alignas(64) int8_t lo[2][64], hi[2][64];
-    alignas(64) int32_t start[2][16];
-    for (int r = 0; r < 2; ++r)
-      for (int L = 0; L < 4; ++L) {
-        const int j = 4 * r + L;
-        for (int e = 0; e < 16; ++e) {
-          lo[r][16 * L + e] = x[i].qs[32 * j + e];
-          hi[r][16 * L + e] = x[i].qs[32 * j + 16 + e];
-        }
-        for (int l = 0; l < 4; ++l) {
-          int32_t sum = 0;
-          for (int e = 0; e < 4; ++e) sum += lo[r][16 * L + 4 * l + e] + hi[r][16 * L + 4 * l + e];
-          start[r][4 * L + l] = -128 * sum;
-        }
-      }
     for (int r = 0; r < 2; ++r) {
-      out[i].lo[r] = _mm512_load_si512(lo[r]);
-      out[i].hi[r] = _mm512_load_si512(hi[r]);
-      out[i].start[r] = _mm512_load_si512(start[r]);
+      // Sub-blocks 4r .. 4r + 3 (32 activations each): a holds 4r and 4r + 1, b 4r + 2 and 4r + 3,
+      // each as its low 16 then its high 16; quarter L of lo / hi takes sub-block 4r + L's.
+      const __m512i a = _mm512_loadu_si512(x[i].qs + 128 * r);
+      const __m512i b = _mm512_loadu_si512(x[i].qs + 128 * r + 64);
+      const __m512i lo = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+      const __m512i hi = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+      out[i].lo[r] = lo;
+      out[i].hi[r] = hi;
+      const __m512i sum =
+          _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, lo), c128, hi);
+      out[i].start[r] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
     }
     out[i].d = x[i].d;
   }
@@ -299,6 +294,47 @@ void GemmIq4Xs512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const Blo
   });
 }
 
+// QuantizeQ8K (base/kquant.h) 16 floats at a time, with the same bytes: the largest magnitude
+// is found as a maximum (vmaxps keeps its second operand where the first is NaN, so NaNs are
+// skipped as the scalar `a > amax` skips them), its first position gives the signed maximum,
+// the products iscale·x are the same single f32 multiplications, vcvtps2dq rounds them with the
+// current rounding mode as nearbyint does, and vpmovdb truncates to int8 as the scalar cast does.
+// The 16-element sums add those int8 values back.
+void QuantizeQ8K512(const float* x, BlockQ8K* out, size_t n) {
+  const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  for (size_t b = 0; b < n / kQK; ++b, x += kQK) {
+    BlockQ8K& o = out[b];
+    __m512 m = _mm512_setzero_ps();
+    for (int i = 0; i < kQK; i += 16)
+      m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + i), magnitude), m);
+    const float amax = _mm512_reduce_max_ps(m);
+    if (amax == 0) {
+      __builtin_memset(&o, 0, sizeof(o));
+      continue;
+    }
+    float max = 0;
+    for (int i = 0; i < kQK; i += 16) {
+      const __mmask16 at = _mm512_cmp_ps_mask(_mm512_and_ps(_mm512_loadu_ps(x + i), magnitude),
+                                              _mm512_set1_ps(amax), _CMP_EQ_OQ);
+      if (at != 0) {
+        max = x[i + __builtin_ctz(at)];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m512 s = _mm512_set1_ps(iscale);
+    for (int j = 0; j < kQK / 16; ++j) {
+      const __m512i v =
+          _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(s, _mm512_loadu_ps(x + 16 * j))),
+                           _mm512_set1_epi32(127));
+      const __m128i q = _mm512_cvtepi32_epi8(v);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o.qs + 16 * j), q);
+      o.bsums[j] = static_cast<int16_t>(_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(q)));
+    }
+    o.d = 1.0f / iscale;
+  }
+}
+
 }  // namespace
 
 const KquantKernels* Avx512KquantKernels() {
@@ -306,7 +342,8 @@ const KquantKernels* Avx512KquantKernels() {
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("avx512vnni") && Avx2KquantKernels() != nullptr;
   if (!ok) return nullptr;
-  static const KquantKernels k{"avx512", GemmQ4K512, GemmQ5K512, GemmQ6K512, GemmIq4Xs512};
+  static const KquantKernels k{"avx512",   GemmQ4K512,   GemmQ5K512,
+                               GemmQ6K512, GemmIq4Xs512, QuantizeQ8K512};
   return &k;
 }
 
