@@ -30,42 +30,47 @@ void BindHubSymbol(void* lib, const char* lib_name, const char* symbol, Fn& fn) 
   if (fn == nullptr) Fail(lib_name, " has no ", symbol);
 }
 
-}  // namespace
-
-const CurlLib& Curl() {
-  static CurlLib api{};
+// The library `name` loaded once per Api, its functions bound by bind(lib, api).
+template <typename Api, typename Bind>
+const Api& LoadedOnce(const char* name, const char* package, Bind bind) {
+  static Api api{};
   static std::once_flag once;
-  std::call_once(once, [] {
-    void* lib = OpenHubLibrary(ELM_CURL_LIBRARY, "libcurl4");
-    const char* n = ELM_CURL_LIBRARY;
-    BindHubSymbol(lib, n, "curl_global_init", api.global_init);
-    BindHubSymbol(lib, n, "curl_easy_init", api.easy_init);
-    BindHubSymbol(lib, n, "curl_easy_setopt", api.easy_setopt);
-    BindHubSymbol(lib, n, "curl_easy_perform", api.easy_perform);
-    BindHubSymbol(lib, n, "curl_easy_getinfo", api.easy_getinfo);
-    BindHubSymbol(lib, n, "curl_easy_cleanup", api.easy_cleanup);
-    BindHubSymbol(lib, n, "curl_easy_strerror", api.easy_strerror);
-    BindHubSymbol(lib, n, "curl_slist_append", api.slist_append);
-    BindHubSymbol(lib, n, "curl_slist_free_all", api.slist_free_all);
-  });
+  std::call_once(once, [&] { bind(OpenHubLibrary(name, package), api); });
   return api;
 }
 
-const CryptoLib& Crypto() {
-  static CryptoLib api{};
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* lib = OpenHubLibrary(ELM_CRYPTO_LIBRARY, "libssl3");
-    const char* n = ELM_CRYPTO_LIBRARY;
-    BindHubSymbol(lib, n, "EVP_MD_CTX_new", api.md_ctx_new);
-    BindHubSymbol(lib, n, "EVP_MD_CTX_free", api.md_ctx_free);
-    BindHubSymbol(lib, n, "EVP_DigestInit_ex", api.digest_init);
-    BindHubSymbol(lib, n, "EVP_DigestUpdate", api.digest_update);
-    BindHubSymbol(lib, n, "EVP_DigestFinal_ex", api.digest_final);
-    BindHubSymbol(lib, n, "EVP_sha1", api.sha1);
-    BindHubSymbol(lib, n, "EVP_sha256", api.sha256);
+}  // namespace
+
+const CurlLib& Curl() {
+  return LoadedOnce<CurlLib>(ELM_CURL_LIBRARY, "libcurl4", [](void* lib, CurlLib& a) {
+    const auto bind = [lib](const char* symbol, auto& fn) {
+      BindHubSymbol(lib, ELM_CURL_LIBRARY, symbol, fn);
+    };
+    bind("curl_global_init", a.global_init);
+    bind("curl_easy_init", a.easy_init);
+    bind("curl_easy_setopt", a.easy_setopt);
+    bind("curl_easy_perform", a.easy_perform);
+    bind("curl_easy_getinfo", a.easy_getinfo);
+    bind("curl_easy_cleanup", a.easy_cleanup);
+    bind("curl_easy_strerror", a.easy_strerror);
+    bind("curl_slist_append", a.slist_append);
+    bind("curl_slist_free_all", a.slist_free_all);
   });
-  return api;
+}
+
+const CryptoLib& Crypto() {
+  return LoadedOnce<CryptoLib>(ELM_CRYPTO_LIBRARY, "libssl3", [](void* lib, CryptoLib& a) {
+    const auto bind = [lib](const char* symbol, auto& fn) {
+      BindHubSymbol(lib, ELM_CRYPTO_LIBRARY, symbol, fn);
+    };
+    bind("EVP_MD_CTX_new", a.md_ctx_new);
+    bind("EVP_MD_CTX_free", a.md_ctx_free);
+    bind("EVP_DigestInit_ex", a.digest_init);
+    bind("EVP_DigestUpdate", a.digest_update);
+    bind("EVP_DigestFinal_ex", a.digest_final);
+    bind("EVP_sha1", a.sha1);
+    bind("EVP_sha256", a.sha256);
+  });
 }
 
 }  // namespace elm
