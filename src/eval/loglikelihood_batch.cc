@@ -43,8 +43,7 @@ LoglikelihoodBatcher::LoglikelihoodBatcher(std::shared_ptr<const Model> model, i
       batch_tokens_(batch_tokens),
       max_sessions_(
           static_cast<size_t>(sessions > 0 ? sessions : std::clamp(batch_tokens / 16, 2, 8))),
-      step_(model_),
-      alone_(model_, max_length_) {
+      step_(model_) {
   if (batch_tokens < 1) Fail("batch tokens must be at least 1, got ", batch_tokens);
 }
 
@@ -110,7 +109,8 @@ std::vector<std::vector<RequestScore>> LoglikelihoodBatcher::ScoreDocs(
       }
       d.group_end.push_back(d.inps.size());
       if (!fits) {
-        out[d.index] = alone_.ScoreAll(reqs);
+        if (!alone_) alone_ = std::make_unique<LoglikelihoodScorer>(model_, max_length_);
+        out[d.index] = alone_->ScoreAll(reqs);
         continue;
       }
       size_t lcp = 0;

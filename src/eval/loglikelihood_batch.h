@@ -41,8 +41,10 @@ class LoglikelihoodBatcher {
   std::vector<std::vector<RequestScore>> ScoreDocs(
       std::span<const std::vector<LoglikelihoodScorer::Ids>> docs);
 
-  int64_t tokens_forwarded() const { return tokens_forwarded_ + alone_.tokens_forwarded(); }
-  int64_t tokens_reused() const { return tokens_reused_ + alone_.tokens_reused(); }
+  int64_t tokens_forwarded() const {
+    return tokens_forwarded_ + (alone_ ? alone_->tokens_forwarded() : 0);
+  }
+  int64_t tokens_reused() const { return tokens_reused_ + (alone_ ? alone_->tokens_reused() : 0); }
   int64_t forwards() const { return forwards_; }  // BatchStep calls so far
 
  private:
@@ -61,7 +63,9 @@ class LoglikelihoodBatcher {
   size_t max_sessions_;
   std::vector<std::unique_ptr<Slot>> slots_;
   BatchStep step_;
-  LoglikelihoodScorer alone_;  // documents whose branches do not fit a batch
+  // Documents whose branches do not fit a batch (made at the first such document: its KV cache
+  // is another max_length positions).
+  std::unique_ptr<LoglikelihoodScorer> alone_;
   int64_t tokens_forwarded_ = 0, tokens_reused_ = 0, forwards_ = 0;
 };
 
