@@ -192,6 +192,8 @@ TEST(BatchStep, LogitRowsAndBranchesEqualSessionForwards) {
     LoadOptions opt;
     opt.weights = DType::kBF16;
     ExpectLogitRowsAndBranchesEqualSeparate(Model::Load(d, opt), name + " as BF16");
+    opt.exact = true;  // --exact: f32 products on the widened weights
+    ExpectLogitRowsAndBranchesEqualSeparate(Model::Load(d, opt), name + " as BF16, exact");
   }
 }
 
