@@ -28,7 +28,7 @@ std::shared_ptr<const Model> Tiny() {
   return model;
 }
 
-std::vector<int> Run(int first, int n) {
+std::vector<int> TokenRun(int first, int n) {
   std::vector<int> v;
   for (int i = 0; i < n; ++i) v.push_back(first + 37 * i % 5000);
   return v;
@@ -49,13 +49,13 @@ DocSet MakeDocs() {
     std::vector<std::vector<int>> ctx, cont;
     std::vector<int> c = {1};
     if (d % 3 == 2) c = shot;  // shared across documents
-    const std::vector<int> q = Run(100 + 11 * d, 3 + d % 5);
+    const std::vector<int> q = TokenRun(100 + 11 * d, 3 + d % 5);
     c.insert(c.end(), q.begin(), q.end());
     switch (d % 4) {
       case 0:  // four choices
         for (int k = 0; k < 4; ++k) {
           ctx.push_back(c);
-          cont.push_back(Run(2000 + 13 * d + k, 1 + (k + d) % 4));
+          cont.push_back(TokenRun(2000 + 13 * d + k, 1 + (k + d) % 4));
         }
         break;
       case 1: {  // contexts that differ after a shared start, one shared continuation
@@ -63,17 +63,17 @@ DocSet MakeDocs() {
           std::vector<int> ck = c;
           ck.push_back(3000 + k);
           ctx.push_back(ck);
-          cont.push_back(Run(4000 + d, 3));
+          cont.push_back(TokenRun(4000 + d, 3));
         }
         break;
       }
       case 2:  // one request
         ctx.push_back(c);
-        cont.push_back(Run(5000 + d, 2));
+        cont.push_back(TokenRun(5000 + d, 2));
         break;
       default:  // a long continuation beside short ones
         ctx.push_back(c);
-        cont.push_back(Run(6000 + d, 40));
+        cont.push_back(TokenRun(6000 + d, 40));
         ctx.push_back(c);
         cont.push_back({7});
         break;
@@ -82,7 +82,7 @@ DocSet MakeDocs() {
     s.continuations.push_back(cont);
   }
   // Truncated on the left at max_length 64.
-  s.contexts.push_back({Run(9000, 80), Run(9000, 80)});
+  s.contexts.push_back({TokenRun(9000, 80), TokenRun(9000, 80)});
   s.continuations.push_back({{5, 6}, {8}});
   return s;
 }
@@ -136,8 +136,9 @@ TEST(EvalBatch, ScoreDocsEqualsScoreAllDocByDoc) {
 }
 
 TEST(EvalBatch, SharedPrefixIsReusedAcrossDocuments) {
-  // Six documents behind one 40-token prefix (MMLU's first_n examples): with two sessions
-  // each session feeds the prefix once, not once per document.
+  // Six documents behind one 40-token prefix (MMLU's first_n examples), with a pool of two
+  // sessions: the prefix is fed once, not once per document or per session (a document waits
+  // for the one in flight that feeds its prefix, then takes its session).
   std::vector<int> prefix = {1};
   for (int i = 0; i < 40; ++i) prefix.push_back(800 + i);
   DocSet s;
@@ -148,10 +149,22 @@ TEST(EvalBatch, SharedPrefixIsReusedAcrossDocuments) {
     s.contexts.push_back({c, c});
     s.continuations.push_back({{450}, {451}});
   }
+  // Documents that share only BOS run side by side (several per forward).
+  for (int d = 0; d < 6; ++d) {
+    s.contexts.push_back({TokenRun(2000 + 50 * d, 6), TokenRun(2000 + 50 * d, 6)});
+    s.continuations.push_back({{450}, {451}});
+  }
   LoglikelihoodBatcher batcher(Tiny(), 128, 64, 2);
-  batcher.ScoreDocs(IdsOf(s));
-  EXPECT_LE(batcher.tokens_forwarded(), 2 * 41 + 6 * (2 + 2 * 1));
-  EXPECT_GE(batcher.tokens_reused(), 4 * 41);
+  const auto ids = IdsOf(s);
+  const auto got = batcher.ScoreDocs(ids);
+  // Each shared-prefix doc: its 42-token shared part once (41 from the cache after the first),
+  // two 1-token branches; each other doc: its 5 context tokens before the scored row, two
+  // 1-token branches.
+  EXPECT_EQ(batcher.tokens_forwarded(), 42 + 5 * 1 + 6 * 2 + 6 * (5 + 2));
+  EXPECT_LT(batcher.forwards(), 2 * 6 + 2 * 6);
+  LoglikelihoodScorer single(Tiny(), 128);
+  for (size_t d = 0; d < ids.size(); ++d)
+    ExpectSameScores(single.ScoreAll(ids[d]), got[d], "doc " + std::to_string(d));
 }
 
 TEST(EvalBatch, BadRequestsAreErrors) {

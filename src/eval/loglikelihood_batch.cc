@@ -28,6 +28,10 @@ struct BatchedDoc {
   bool* busy = nullptr;
 };
 
+// A document waits for one in flight that feeds at least this many more tokens of its prefix
+// than any free session holds.
+constexpr size_t kMinWaitTokens = 32;
+
 size_t CommonPrefixLength(std::span<const int> a, std::span<const int> b) {
   size_t n = 0;
   while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
@@ -113,8 +117,24 @@ std::vector<std::vector<RequestScore>> LoglikelihoodBatcher::ScoreDocs(
         out[d.index] = alone_->ScoreAll(reqs);
         continue;
       }
+      const std::span<const int> prefix = std::span<const int>(d.inps.front()).first(d.shared);
+      // A prefix that a document in flight is feeding already (few-shot examples shared across
+      // documents: MMLU's first_n, TruthfulQA's primer): wait for that document to finish and
+      // take its session, whose cache then holds the prefix, rather than feed it a second time
+      // beside it. Documents that share less run side by side.
+      size_t in_flight = 0, free = 0;
+      for (const BatchedDoc& a : active)
+        in_flight = std::max(
+            in_flight,
+            CommonPrefixLength(std::span<const int>(a.inps.front()).first(a.shared), prefix));
+      for (const auto& s : slots_)
+        if (!s->busy) free = std::max(free, CommonPrefixLength(s->cached, prefix));
+      if (in_flight >= free + kMinWaitTokens) {
+        next = d.index;
+        break;
+      }
       size_t lcp = 0;
-      Slot& slot = TakeSlot(std::span<const int>(d.inps.front()).first(d.shared), &lcp);
+      Slot& slot = TakeSlot(prefix, &lcp);
       d.session = slot.session.get();
       d.cached = &slot.cached;
       d.busy = &slot.busy;
