@@ -20,7 +20,7 @@
 namespace elm::eval {
 
 // `elm eval --batch-tokens`'s default (docs/evaluation.md "Batching across documents").
-inline constexpr int kDefaultBatchTokens = 128;
+inline constexpr int kDefaultBatchTokens = 256;
 
 class LoglikelihoodBatcher {
  public:
