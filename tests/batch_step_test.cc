@@ -129,6 +129,74 @@ TEST(BatchStep, EqualsSeparateSessionForwardsOnConformanceModels) {
   EXPECT_GT(quantized, 0) << "no checkpoint could be quantized to Q8_0 or Q4_0";
 }
 
+// Several logit rows per item and branch items (the eval scorer's batches, docs/evaluation.md
+// "Batching across documents") against Session::Forward with all_logits / branches: a branch
+// item after a prefix, a plain item wanting its last 3 rows and a decoding item, in one step;
+// then a branch item alone, whose rows are those of its own forward, bit for bit.
+void ExpectLogitRowsAndBranchesEqualSeparate(const std::shared_ptr<const Model>& model,
+                                             const std::string& what) {
+  const int V = model->config().vocab_size;
+  std::vector<std::unique_ptr<Session>> alone, batched;
+  for (int i = 0; i < 3; ++i) {
+    alone.push_back(std::make_unique<Session>(model, 64));
+    batched.push_back(std::make_unique<Session>(model, 64));
+  }
+  std::vector<float> scratch;
+  for (int i = 0; i < 3; ++i) {  // different prefixes: the items start at different positions
+    const std::vector<int> prefix = TokensFor(40 + i, 4 + 3 * i, V);
+    alone[i]->Forward(prefix, scratch);
+    batched[i]->Forward(prefix, scratch);
+  }
+  const std::vector<int> branch_tokens = TokensFor(50, 9, V), plain = TokensFor(51, 6, V),
+                         decode = TokensFor(52, 1, V);
+  const std::vector<int> branches = {4, 2, 3};
+  std::vector<std::vector<float>> want(3), got(3);
+  ForwardOptions all;
+  all.all_logits = true;
+  ForwardOptions branched = all;
+  branched.branches = branches;
+  alone[0]->Forward(branch_tokens, want[0], branched);
+  alone[1]->Forward(plain, want[1], all);
+  want[1].erase(want[1].begin(), want[1].end() - 3 * static_cast<int64_t>(V));
+  alone[2]->Forward(decode, want[2]);
+  std::vector<BatchItem> items = {{batched[0].get(), branch_tokens, &got[0], 9, branches},
+                                  {batched[1].get(), plain, &got[1], 3, {}},
+                                  {batched[2].get(), decode, &got[2], 1, {}}};
+  BatchStep step(model);
+  step.Forward(items);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(alone[i]->position(), batched[i]->position()) << what << " item " << i;
+    ExpectClose(want[i], got[i], what + " rows of item " + std::to_string(i));
+  }
+  // The cache holds the prefix and the last branch: the next token continues it alike.
+  alone[0]->Forward(decode, want[0]);
+  items = {{batched[0].get(), decode, &got[0]}};
+  step.Forward(items);
+  ExpectClose(want[0], got[0], what + " after branches");
+
+  alone[1]->Rewind(4);
+  batched[1]->Rewind(4);
+  alone[1]->Forward(branch_tokens, want[1], branched);
+  items = {{batched[1].get(), branch_tokens, &got[1], 9, branches}};
+  step.Forward(items);
+  EXPECT_EQ(want[1], got[1]) << what << " branch item alone";
+}
+
+TEST(BatchStep, LogitRowsAndBranchesEqualSessionForwards) {
+  const auto folders = test::ConformanceFolders("batch_step");
+  ASSERT_FALSE(folders.empty());
+  for (const std::string& d : folders) {
+    if (!fs::exists(d + "/config.json")) continue;
+    const std::string name = fs::path(d).filename().string();
+    ExpectLogitRowsAndBranchesEqualSeparate(Model::Load(d), name + " (stored)");
+    LoadOptions opt;
+    opt.weights = DType::kBF16;
+    ExpectLogitRowsAndBranchesEqualSeparate(Model::Load(d, opt), name + " as BF16");
+    opt.exact = true;  // --exact: f32 products on the widened weights
+    ExpectLogitRowsAndBranchesEqualSeparate(Model::Load(d, opt), name + " as BF16, exact");
+  }
+}
+
 TEST(BatchStep, BadInputIsAnErrorAndChangesNoCache) {
   const auto model = Model::Load(test::ConformanceFolders("batch_step").front());
   Session a(model, 8), b(model, 8);
@@ -142,6 +210,11 @@ TEST(BatchStep, BadInputIsAnErrorAndChangesNoCache) {
   items = {{&a, ok, &la}, {&b, long_one, &lb}};
   EXPECT_THROW(step.Forward(items), Error);
   items = {{&a, ok, &la}, {&a, ok, &lb}};
+  EXPECT_THROW(step.Forward(items), Error);
+  items = {{&a, ok, &la, 3, {}}};  // more logit rows than tokens
+  EXPECT_THROW(step.Forward(items), Error);
+  const std::vector<int> wrong_sum = {1, 2};
+  items = {{&a, ok, &la, 1, wrong_sum}};
   EXPECT_THROW(step.Forward(items), Error);
   EXPECT_EQ(a.position(), 0);
   EXPECT_EQ(b.position(), 0);

@@ -19,6 +19,7 @@
 
 #include "base/mmap_file.h"
 #include "eval/evaluator.h"
+#include "eval/loglikelihood_batch.h"
 #include "eval/perplexity.h"
 #include "io/model_tokenizer.h"
 #include "test_util.h"
@@ -247,6 +248,51 @@ TEST(EvalConformance, TaskAccuracies) {
       }
       std::printf("[eval-conformance] %-20s %-15s max |ll err| %.3g,%s\n", f.name.c_str(),
                   task.c_str(), worst, line.c_str());
+    }
+  }
+}
+
+// The same vectors through the batched scorer (docs/evaluation.md "Batching across
+// documents"): each task's reference docs scored together, several per forward, give the
+// reference log-likelihoods within 1e-3 and its predictions and accuracies exactly.
+TEST(EvalConformance, TaskAccuraciesBatched) {
+  SKIP_WITHOUT_FOLDERS();
+  for (const auto& f : Folders()) {
+    SCOPED_TRACE(f.name);
+    LoglikelihoodBatcher batcher(Model::Load(f.model_dir), MaxLength(f), 96);
+    const bool add_bos = f.summary["harness_semantics"].value("add_bos_token", true);
+    for (const auto& [task, ref] : f.summary["tasks"].items()) {
+      SCOPED_TRACE(task);
+      const TaskInfo& info = FindTask(task);
+      std::vector<Doc> docs;
+      for (const auto& rd : ref["docs"]) docs.push_back(Docs(task).at(rd["doc_index"].get<int>()));
+      const std::vector<DocResult> results = ScoreDocsBatched(batcher, Tok(f), info, docs, add_bos);
+      ASSERT_EQ(results.size(), ref["docs"].size());
+      double worst = 0;
+      for (size_t i = 0; i < results.size(); ++i) {
+        const json& rd = ref["docs"][i];
+        const DocResult& d = results[i];
+        if (info.kind == TaskKind::kMultipleChoice) {
+          const auto lls = rd["lls"].get<std::vector<double>>();
+          ASSERT_EQ(d.lls.size(), lls.size());
+          for (size_t k = 0; k < lls.size(); ++k)
+            worst = std::max(worst, std::fabs(d.lls[k] - lls[k]));
+          EXPECT_EQ(d.outcome.pred, rd["pred"].get<int>()) << "doc " << i;
+        } else {
+          worst = std::max(worst, std::fabs(d.lls.at(0) - rd["ll"].get<double>()));
+          EXPECT_EQ(d.is_greedy.at(0) != 0, rd["is_greedy"].get<bool>()) << "doc " << i;
+        }
+      }
+      EXPECT_LE(worst, 1e-3);
+      for (const Metric& m : TaskMetrics(info, results)) {
+        const double want = ref[m.name].get<double>();
+        if (m.name == "perplexity")
+          EXPECT_LE(std::fabs(m.value - want), 1e-3 * want);
+        else
+          EXPECT_NEAR(m.value, want, 1e-12) << m.name;
+      }
+      std::printf("[eval-conformance] %-20s %-15s batched, max |ll err| %.3g\n", f.name.c_str(),
+                  task.c_str(), worst);
     }
   }
 }

@@ -11,28 +11,38 @@
 
 namespace elm::eval {
 
-DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const TaskInfo& task,
-                   const Doc& doc, bool add_bos, const RequestSink& sink) {
+namespace {
+
+// A doc's requests after _encode_pair, and their ids as the scorers take them.
+struct EncodedDocRequests {
+  std::vector<EncodedRequest> encs;
+  std::vector<LoglikelihoodScorer::Ids> ids;
+};
+
+EncodedDocRequests EncodeDocRequests(const Tokenizer& tok, const TaskInfo& task, const Doc& doc,
+                                     bool add_bos) {
+  EncodedDocRequests e;
+  e.encs.resize(doc.requests.size());
+  e.ids.resize(doc.requests.size());
+  for (size_t k = 0; k < doc.requests.size(); ++k) {
+    try {
+      e.encs[k] = EncodePair(tok, doc.requests[k].context, doc.requests[k].continuation, add_bos);
+    } catch (const Error& err) {
+      Fail(task.name, " doc ", doc.index, " request ", k, ": ", err.what());
+    }
+    e.ids[k] = {e.encs[k].context_ids, e.encs[k].continuation_ids};
+  }
+  return e;
+}
+
+// The per-doc outcome from its requests' scores.
+DocResult FinishDoc(const TaskInfo& task, const Doc& doc, const EncodedDocRequests& e,
+                    const std::vector<RequestScore>& scores, const RequestSink& sink) {
   DocResult d;
   d.doc_index = doc.index;
   d.gold = doc.gold;
   d.subset = doc.subset;
-  std::vector<EncodedRequest> encs(doc.requests.size());
-  std::vector<LoglikelihoodScorer::Ids> ids(doc.requests.size());
-  for (size_t k = 0; k < doc.requests.size(); ++k) {
-    try {
-      encs[k] = EncodePair(tok, doc.requests[k].context, doc.requests[k].continuation, add_bos);
-    } catch (const Error& e) {
-      Fail(task.name, " doc ", doc.index, " request ", k, ": ", e.what());
-    }
-    ids[k] = {encs[k].context_ids, encs[k].continuation_ids};
-  }
-  std::vector<RequestScore> scores;
-  try {
-    scores = scorer.ScoreAll(ids);
-  } catch (const Error& e) {
-    Fail(task.name, " doc ", doc.index, ": ", e.what());
-  }
+  const std::vector<EncodedRequest>& encs = e.encs;
   for (size_t k = 0; k < doc.requests.size(); ++k) {
     const RequestScore& s = scores[k];
     d.lls.push_back(s.loglikelihood);
@@ -64,6 +74,51 @@ DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const Task
     d.pct_stereotype = d.lls[0] > d.lls[1] ? 1.0 : 0.0;
   }
   return d;
+}
+
+}  // namespace
+
+DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const TaskInfo& task,
+                   const Doc& doc, bool add_bos, const RequestSink& sink) {
+  const EncodedDocRequests e = EncodeDocRequests(tok, task, doc, add_bos);
+  std::vector<RequestScore> scores;
+  try {
+    scores = scorer.ScoreAll(e.ids);
+  } catch (const Error& err) {
+    Fail(task.name, " doc ", doc.index, ": ", err.what());
+  }
+  return FinishDoc(task, doc, e, scores, sink);
+}
+
+std::vector<DocResult> ScoreDocsBatched(LoglikelihoodBatcher& batcher, const Tokenizer& tok,
+                                        const TaskInfo& task, std::span<const Doc> docs,
+                                        bool add_bos, const RequestSink& sink) {
+  std::vector<EncodedDocRequests> encoded;
+  std::vector<std::vector<LoglikelihoodScorer::Ids>> ids;
+  encoded.reserve(docs.size());  // ids point into encoded's token vectors
+  const int V = batcher.vocab_size();
+  for (const Doc& doc : docs) {
+    encoded.push_back(EncodeDocRequests(tok, task, doc, add_bos));
+    // The batcher's checks, here, so that an error names the doc.
+    for (const auto& r : encoded.back().ids) {
+      try {
+        CheckedModelInput(r.context, r.continuation, batcher.max_length(), V);
+      } catch (const Error& err) {
+        Fail(task.name, " doc ", doc.index, ": ", err.what());
+      }
+    }
+    ids.push_back(encoded.back().ids);
+  }
+  std::vector<std::vector<RequestScore>> scores;
+  try {
+    scores = batcher.ScoreDocs(ids);
+  } catch (const Error& err) {
+    Fail(task.name, " docs ", docs.front().index, "-", docs.back().index, ": ", err.what());
+  }
+  std::vector<DocResult> out;
+  for (size_t i = 0; i < docs.size(); ++i)
+    out.push_back(FinishDoc(task, docs[i], encoded[i], scores[i], sink));
+  return out;
 }
 
 std::vector<Metric> TaskMetrics(const TaskInfo& task, std::span<const DocResult> docs) {
@@ -187,7 +242,7 @@ std::vector<Doc> PrepareDocs(const TaskInfo& task, const std::string& path, cons
 
 EvalReport RunEval(LoglikelihoodScorer& scorer, const Tokenizer& tok,
                    std::span<const TaskInfo* const> tasks, const EvalOptions& opt,
-                   const EvalCallbacks& cb) {
+                   const EvalCallbacks& cb, LoglikelihoodBatcher* batcher) {
   using Clock = std::chrono::steady_clock;
   const auto t_all = Clock::now();
   EvalReport report;
@@ -203,19 +258,35 @@ EvalReport RunEval(LoglikelihoodScorer& scorer, const Tokenizer& tok,
     r.data_file = path;
     std::vector<Doc> docs = PrepareDocs(*task, path, opt, &r, cb);
     const auto t0 = Clock::now();
-    const int64_t fwd0 = scorer.tokens_forwarded(), reused0 = scorer.tokens_reused();
+    const auto forwarded = [&] {
+      return scorer.tokens_forwarded() + (batcher ? batcher->tokens_forwarded() : 0);
+    };
+    const auto reused = [&] {
+      return scorer.tokens_reused() + (batcher ? batcher->tokens_reused() : 0);
+    };
+    const int64_t fwd0 = forwarded(), reused0 = reused();
     const int total = static_cast<int>(docs.size());
     if (cb.progress) cb.progress(*task, 0, total, 0);
-    for (int i = 0; i < total; ++i) {
-      r.docs.push_back(ScoreDoc(scorer, tok, *task, docs[i], opt.add_bos, cb.on_request));
-      r.n_requests += static_cast<int64_t>(docs[i].requests.size());
-      if (cb.progress) cb.progress(*task, i + 1, total, r.n_requests);
+    for (int i = 0; i < total;) {
+      // Batched: kBatchedDocs docs per call (the batcher keeps its forwards full within them).
+      const int n = batcher ? std::min(kBatchedDocs, total - i) : 1;
+      if (batcher) {
+        for (DocResult& d :
+             ScoreDocsBatched(*batcher, tok, *task, std::span<const Doc>(docs).subspan(i, n),
+                              opt.add_bos, cb.on_request))
+          r.docs.push_back(std::move(d));
+      } else {
+        r.docs.push_back(ScoreDoc(scorer, tok, *task, docs[i], opt.add_bos, cb.on_request));
+      }
+      for (int k = i; k < i + n; ++k) r.n_requests += static_cast<int64_t>(docs[k].requests.size());
+      i += n;
+      if (cb.progress) cb.progress(*task, i, total, r.n_requests);
     }
     r.metrics = TaskMetrics(*task, r.docs);
     if (!r.docs.front().subset.empty()) SubsetBreakdown(r);
     r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    r.tokens_forwarded = scorer.tokens_forwarded() - fwd0;
-    r.tokens_reused = scorer.tokens_reused() - reused0;
+    r.tokens_forwarded = forwarded() - fwd0;
+    r.tokens_reused = reused() - reused0;
     report.n_requests += r.n_requests;
     report.tasks.push_back(std::move(r));
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "eval/loglikelihood.h"
+#include "eval/loglikelihood_batch.h"
 #include "eval/metrics.h"
 #include "eval/tasks.h"
 #include "tokenizer/tokenizer.h"
@@ -43,6 +44,15 @@ using RequestSink = std::function<void(const RequestRecord&)>;
 // Scores every request of `doc` (after _encode_pair with add_bos) and its per-doc metrics.
 DocResult ScoreDoc(LoglikelihoodScorer& scorer, const Tokenizer& tok, const TaskInfo& task,
                    const Doc& doc, bool add_bos, const RequestSink& sink = {});
+
+// ScoreDoc for several docs at once, their requests sharing forwards (docs/evaluation.md
+// "Batching across documents"); the same results as ScoreDoc doc by doc within
+// docs/numerics.md's tolerance, and `sink` sees the requests in the same order.
+std::vector<DocResult> ScoreDocsBatched(LoglikelihoodBatcher& batcher, const Tokenizer& tok,
+                                        const TaskInfo& task, std::span<const Doc> docs,
+                                        bool add_bos, const RequestSink& sink = {});
+// Docs per ScoreDocsBatched call in RunEval (and per progress update).
+inline constexpr int kBatchedDocs = 64;
 
 // Task-level metrics over the docs: acc (+ acc_norm where the task reports it) with
 // lm-eval's mean_stderr; LAMBADA: acc (= mean is_greedy) and perplexity.
@@ -113,8 +123,10 @@ struct EvalCallbacks {
 std::vector<Doc> PrepareDocs(const TaskInfo& task, const std::string& path, const EvalOptions& opt,
                              TaskResult* r, const EvalCallbacks& cb = {});
 
+// With a batcher, documents are scored kBatchedDocs at a time through it (ScoreDocsBatched);
+// else one by one through `scorer`.
 EvalReport RunEval(LoglikelihoodScorer& scorer, const Tokenizer& tok,
                    std::span<const TaskInfo* const> tasks, const EvalOptions& opt,
-                   const EvalCallbacks& cb = {});
+                   const EvalCallbacks& cb = {}, LoglikelihoodBatcher* batcher = nullptr);
 
 }  // namespace elm::eval

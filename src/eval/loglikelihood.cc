@@ -70,16 +70,23 @@ void LoglikelihoodScorer::Feed(std::span<const int> tokens, bool all_logits) {
   tokens_forwarded_ += static_cast<int64_t>(tokens.size());
 }
 
-std::vector<int> LoglikelihoodScorer::Input(std::span<const int> context_ids,
-                                            std::span<const int> continuation_ids) {
+std::vector<int> CheckedModelInput(std::span<const int> context_ids,
+                                   std::span<const int> continuation_ids, int max_length,
+                                   int vocab_size) {
   const size_t c = continuation_ids.size();
   if (c == 0) Fail("loglikelihood request with an empty continuation");
-  if (c > static_cast<size_t>(max_length_))
-    Fail("continuation of ", c, " tokens does not fit the context of ", max_length_, " tokens");
-  const int V = session_.model().config().vocab_size;
+  if (c > static_cast<size_t>(max_length))
+    Fail("continuation of ", c, " tokens does not fit the context of ", max_length, " tokens");
   for (int id : continuation_ids)  // the last one is never fed, so Forward cannot check it
-    if (id < 0 || id >= V) Fail("continuation token id ", id, " is out of range [0, ", V, ")");
-  return ModelInput(context_ids, continuation_ids, max_length_);
+    if (id < 0 || id >= vocab_size)
+      Fail("continuation token id ", id, " is out of range [0, ", vocab_size, ")");
+  return ModelInput(context_ids, continuation_ids, max_length);
+}
+
+std::vector<int> LoglikelihoodScorer::Input(std::span<const int> context_ids,
+                                            std::span<const int> continuation_ids) {
+  return CheckedModelInput(context_ids, continuation_ids, max_length_,
+                           session_.model().config().vocab_size);
 }
 
 size_t LoglikelihoodScorer::ReusePrefix(std::span<const int> inp, size_t limit) {
@@ -94,7 +101,12 @@ size_t LoglikelihoodScorer::ReusePrefix(std::span<const int> inp, size_t limit) 
 
 RequestScore LoglikelihoodScorer::ScoreRows(const float* rows_end,
                                             std::span<const int> continuation) const {
-  const auto V = static_cast<size_t>(session_.model().config().vocab_size);
+  return ScoreContinuationRows(rows_end, continuation,
+                               static_cast<size_t>(session_.model().config().vocab_size));
+}
+
+RequestScore ScoreContinuationRows(const float* rows_end, std::span<const int> continuation,
+                                   size_t V) {
   const size_t c = continuation.size();
   RequestScore r;
   r.token_logprobs.resize(c);

@@ -42,6 +42,18 @@ struct RequestScore {
 // log_softmax(row)[id] over the full row, with the max and sum taken in double.
 float TokenLogProb(std::span<const float> row, int id, bool* is_argmax);
 
+// Checks a request against max_length and the vocabulary (the ids of its last token are never
+// fed, so no forward checks them) and returns ModelInput. Throws elm::Error for an empty
+// continuation, one longer than max_length (lm-eval asserts both) or an id out of range.
+std::vector<int> CheckedModelInput(std::span<const int> context_ids,
+                                   std::span<const int> continuation_ids, int max_length,
+                                   int vocab_size);
+
+// Sums the log-probs of `continuation` from the last continuation.size() of the [V] logits rows
+// ending at `rows_end`.
+RequestScore ScoreContinuationRows(const float* rows_end, std::span<const int> continuation,
+                                   size_t vocab_size);
+
 class LoglikelihoodScorer {
  public:
   // max_length: lm-eval's max_length (the context window); 0 = the model's max_context_length.
@@ -79,7 +91,6 @@ class LoglikelihoodScorer {
   std::vector<int> Input(std::span<const int> context_ids, std::span<const int> continuation_ids);
   // Keeps the cached prefix shared with `inp` up to `limit` tokens; returns its length.
   size_t ReusePrefix(std::span<const int> inp, size_t limit);
-  // Sums the log-probs of `continuation` from the last continuation.size() of `rows` logits rows.
   RequestScore ScoreRows(const float* rows_end, std::span<const int> continuation) const;
 
   Session session_;

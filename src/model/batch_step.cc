@@ -50,9 +50,22 @@ void BatchStep::Forward(std::span<const BatchItem> items) {
         Fail("token id ", it.tokens[t], " at position ", t, " is out of range [0, ", c.vocab_size,
              ")");
     const int T = static_cast<int>(it.tokens.size());
-    if (it.session->position() + T > it.session->context())
-      Fail(T, " tokens after ", it.session->position(), " in the cache exceed the context of ",
-           it.session->context(), " tokens");
+    if (it.logits && (it.logit_rows < 1 || it.logit_rows > T))
+      Fail("batch step: item ", i, " wants ", it.logit_rows, " logit rows of ", T);
+    int longest = T;
+    if (!it.branches.empty()) {
+      int sum = 0;
+      longest = 0;
+      for (int n : it.branches) {
+        if (n <= 0) Fail("batch step: item ", i, " has a branch of ", n, " tokens");
+        sum += n;
+        longest = std::max(longest, n);
+      }
+      if (sum != T) Fail("batch step: item ", i, " has branches of ", sum, " tokens for ", T);
+    }
+    if (it.session->position() + longest > it.session->context())
+      Fail(longest, " tokens after ", it.session->position(),
+           " in the cache exceed the context of ", it.session->context(), " tokens");
     rows += T;
   }
   exact_ = items[0].session->exact();
@@ -65,23 +78,46 @@ void BatchStep::Forward(std::span<const BatchItem> items) {
   for (int i = 0, r = 0; i < static_cast<int>(items.size()); ++i) {
     first_row_[i] = r;
     const int past = items[i].session->position();
+    // A branch item's rows restart at the cached prefix's end with every run.
+    int run = 0, in_run = 0;
     for (size_t t = 0; t < items[i].tokens.size(); ++t, ++r) {
       row_item_[r] = i;
-      row_pos_[r] = past + static_cast<int>(t);
+      if (items[i].branches.empty()) {
+        row_pos_[r] = past + static_cast<int>(t);
+      } else {
+        if (in_run == items[i].branches[run]) {
+          ++run;
+          in_run = 0;
+        }
+        row_pos_[r] = past + in_run++;
+      }
       model_->embeddings().RowToF32(items[i].tokens[t], x + r * D);
     }
   }
+  int max_kv_heads = 0;
+  for (const auto& layer : c.layers) max_kv_heads = std::max(max_kv_heads, layer.n_kv_heads);
+  for (const BatchItem& it : items)
+    if (!it.branches.empty()) {
+      GrowBatchScratch(branch_kv_, static_cast<size_t>(rows) * 2 * max_kv_heads * c.head_dim);
+      break;
+    }
   for (int l = 0; l < c.n_layers; ++l) Layer(l, items, rows);
-  for (const BatchItem& it : items) it.session->cache_.Advance(static_cast<int>(it.tokens.size()));
+  for (const BatchItem& it : items)
+    it.session->cache_.Advance(it.branches.empty() ? static_cast<int>(it.tokens.size())
+                                                   : it.branches.back());
 
-  // Final norm and logits for the last row of each item that wants them, as one product.
+  // Final norm and logits for the trailing logit_rows of each item that wants them, as one
+  // product.
   int wanted = 0;
-  GrowBatchScratch(last_, items.size() * D);
+  for (const BatchItem& it : items)
+    if (it.logits) wanted += it.logit_rows;
+  GrowBatchScratch(last_, static_cast<size_t>(wanted) * D);
+  wanted = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     if (!items[i].logits) continue;
-    const int r = first_row_[i] + static_cast<int>(items[i].tokens.size()) - 1;
-    std::copy(x + r * D, x + (r + 1) * D, last_.begin() + wanted * D);
-    ++wanted;
+    const int end = first_row_[i] + static_cast<int>(items[i].tokens.size());
+    std::copy(x + (end - items[i].logit_rows) * D, x + end * D, last_.begin() + wanted * D);
+    wanted += items[i].logit_rows;
   }
   if (wanted == 0) return;
   float* xn = h_.data();
@@ -91,9 +127,10 @@ void BatchStep::Forward(std::span<const BatchItem> items) {
   Mul(all.data(), xn, wanted, model_->lm_head());
   for (size_t i = 0, k = 0; i < items.size(); ++i) {
     if (!items[i].logits) continue;
+    const auto n = static_cast<size_t>(items[i].logit_rows);
     items[i].logits->assign(all.begin() + static_cast<int64_t>(k) * V,
-                            all.begin() + static_cast<int64_t>(k + 1) * V);
-    ++k;
+                            all.begin() + static_cast<int64_t>(k + n) * V);
+    k += n;
   }
 }
 
@@ -125,6 +162,10 @@ void BatchStep::Layer(int l, std::span<const BatchItem> items, int rows) {
     const int pos = row_pos_[r];
     ApplyRope(qt, H, pos, s.rope_);
     ApplyRope(kt, Hkv, pos, s.rope_);
+    if (!items[row_item_[r]].branches.empty()) {  // stored run by run (Session::BranchAttention)
+      std::memcpy(branch_kv_.data() + r * 2 * Hkv * Dh, kt, sizeof(float) * 2 * Hkv * Dh);
+      continue;
+    }
     for (int k = 0; k < Hkv; ++k) s.cache_.Store(l, k, pos, kt + k * Dh, vt + k * Dh);
   }
   for (int r = 0; r < R; ++r)
@@ -134,6 +175,11 @@ void BatchStep::Layer(int l, std::span<const BatchItem> items, int rows) {
     const int r0 = first_row_[i];
     const int T = static_cast<int>(items[i].tokens.size());
     Session& s = *items[i].session;
+    if (!items[i].branches.empty()) {
+      s.BranchAttention(l, att + r0 * H * Dh, qkv + r0 * H * Dh,
+                        branch_kv_.data() + r0 * 2 * Hkv * Dh, s.position(), items[i].branches);
+      continue;
+    }
     CausalAttentionFast(att + r0 * H * Dh, qkv + r0 * H * Dh, T, s.position(), H, Hkv,
                         static_cast<int>(Dh), s.cache_.Layer(l));
   }

@@ -20,6 +20,13 @@ struct BatchItem {
   Session* session = nullptr;
   std::span<const int> tokens;           // non-empty; run at [position, position + size)
   std::vector<float>* logits = nullptr;  // receives the last row's [V] logits; null: none wanted
+  // How many trailing rows' logits `logits` receives, as [logit_rows, V] in row order (1..size;
+  // lm-eval's scored continuation rows, docs/evaluation.md "Batching across documents").
+  int logit_rows = 1;
+  // Branches, as ForwardOptions::branches: if not empty, the tokens are consecutive runs of these
+  // lengths (summing to tokens.size()), each continuing the session's cache on its own; the
+  // cache then holds the prefix and the last run.
+  std::span<const int> branches = {};
 };
 
 class BatchStep {
@@ -28,7 +35,8 @@ class BatchStep {
 
   // Runs every item as Session::Forward would, appending to each session's cache. Sessions must
   // be distinct, on this step's model and not in reference mode. Throws elm::Error (no cache
-  // changed) for ids out of range, a context overflow, or a session on another model.
+  // changed) for ids out of range, a context overflow, a session on another model, logit_rows
+  // outside [1, size] or branches that do not sum to the item's tokens.
   void Forward(std::span<const BatchItem> items);
 
  private:
@@ -41,6 +49,7 @@ class BatchStep {
   // Per row: the item it belongs to and its position; per item: its first row.
   std::vector<int> row_item_, row_pos_, first_row_;
   std::vector<float> x_, h_, work_, last_;
+  std::vector<float> branch_kv_;  // [rows, 2 Hkv Dh] keys and values of branch items' rows
 };
 
 }  // namespace elm

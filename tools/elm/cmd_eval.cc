@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "base/error.h"
@@ -106,6 +107,7 @@ void RegisterEval(CLI::App& app) {
     std::string tasks, suite, output, output_requests, data_dir, sciq;
     std::vector<std::string> data_files, fewshot_files;
     int limit = 0, num_fewshot = 0;
+    int batch_tokens = eval::kDefaultBatchTokens;
     bool no_prefix_cache = false;
     bool no_batch_choices = false;
   };
@@ -147,6 +149,12 @@ void RegisterEval(CLI::App& app) {
   cmd->add_flag("--no-batch-choices", o->no_batch_choices,
                 "Score a document's choices one forward each after their shared prefix, not as "
                 "branches of one forward (slower; for comparison)");
+  cmd->add_option("--batch-tokens", o->batch_tokens,
+                  "Rows per forward when batching several documents' requests together (0 = one "
+                  "document at a time; default " +
+                      std::to_string(eval::kDefaultBatchTokens) +
+                      "; off with --no-prefix-cache or --no-batch-choices)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([o, num_fewshot_opt = cmd->get_option("--num-fewshot")] {
     if (o->tasks.empty() && o->suite.empty()) Fail("eval: give --tasks or --suite");
     const eval::Suite* suite = o->suite.empty() ? nullptr : &eval::FindSuite(o->suite);
@@ -173,6 +181,10 @@ void RegisterEval(CLI::App& app) {
     eval::LoglikelihoodScorer scorer(model, o->context);
     scorer.set_prefix_reuse(!o->no_prefix_cache);
     scorer.set_branches(!o->no_batch_choices);
+    const bool batched = o->batch_tokens > 0 && !o->no_prefix_cache && !o->no_batch_choices;
+    std::unique_ptr<eval::LoglikelihoodBatcher> batcher;
+    if (batched)
+      batcher = std::make_unique<eval::LoglikelihoodBatcher>(model, o->context, o->batch_tokens);
 
     eval::ProgressBar bar;
     std::string requests;
@@ -188,7 +200,7 @@ void RegisterEval(CLI::App& app) {
       cb.on_request = [&](const eval::RequestRecord& r) {
         requests += eval::RequestJson(r).dump() + "\n";
       };
-    const eval::EvalReport report = eval::RunEval(scorer, tok, tasks, opt, cb);
+    const eval::EvalReport report = eval::RunEval(scorer, tok, tasks, opt, cb, batcher.get());
 
     std::printf("%s", eval::ResultsTable(report).c_str());
     if (suite) std::printf("\n%s", eval::SuiteTable(*suite, report, ModelName(o->model)).c_str());
@@ -204,6 +216,7 @@ void RegisterEval(CLI::App& app) {
     config["data_dir"] = opt.data.data_dir;
     config["prefix_cache"] = !o->no_prefix_cache;
     config["batch_choices"] = !o->no_prefix_cache && !o->no_batch_choices;
+    config["batch_tokens"] = batched ? o->batch_tokens : 0;
     if (!o->output.empty()) {
       json j = eval::ResultsJson(report, config);
       if (suite) j["suite"] = eval::SuiteJson(*suite, report);
