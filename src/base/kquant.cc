@@ -193,7 +193,16 @@ ELM_CLONES void DequantizeQ6K(const BlockQ6K* in, float* y, size_t n) {
   }
 }
 
+// The 16 levels of a sub-block fill one 16-lane vector, and the nibbles pick from it with a
+// variable shuffle (one vpermps per 16 values on AVX-512; GCC lowers it on narrower ISAs): the
+// same products as ggml's dl·kIq4nlValues[q], computed once per sub-block.
+typedef float Iq4Levels __attribute__((vector_size(64)));
+typedef int32_t Iq4Picks __attribute__((vector_size(64)));
+typedef uint8_t Iq4Nibbles __attribute__((vector_size(16)));
+
 ELM_CLONES void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
+  Iq4Levels values;
+  for (int i = 0; i < 16; ++i) values[i] = static_cast<float>(kIq4nlValues[i]);
   for (size_t b = 0; b < n / kQK; ++b) {
     const BlockIq4Xs& x = in[b];
     const float d = F16ToF32(x.d);
@@ -202,12 +211,13 @@ ELM_CLONES void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
       const int ls =
           ((x.scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((x.scales_h >> 2 * ib) & 3) << 4);
       const float dl = d * static_cast<float>(ls - 32);
-      float level[16];  // the same products, looked up (the loop below then vectorizes)
-      for (int i = 0; i < 16; ++i) level[i] = dl * static_cast<float>(kIq4nlValues[i]);
-      for (int j = 0; j < 16; ++j) {
-        y[j] = level[qs[j] & 0xF];
-        y[j + 16] = level[qs[j] >> 4];
-      }
+      const Iq4Levels level = dl * values;
+      Iq4Nibbles q;
+      std::memcpy(&q, qs, sizeof q);
+      const Iq4Levels lo = __builtin_shuffle(level, __builtin_convertvector(q & 0xF, Iq4Picks));
+      const Iq4Levels hi = __builtin_shuffle(level, __builtin_convertvector(q >> 4, Iq4Picks));
+      std::memcpy(y, &lo, sizeof lo);
+      std::memcpy(y + 16, &hi, sizeof hi);
     }
   }
 }
