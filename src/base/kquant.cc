@@ -194,8 +194,9 @@ ELM_CLONES void DequantizeQ6K(const BlockQ6K* in, float* y, size_t n) {
 }
 
 // The 16 levels of a sub-block fill one 16-lane vector, and the nibbles pick from it with a
-// variable shuffle (one vpermps per 16 values on AVX-512; GCC lowers it on narrower ISAs): the
-// same products as ggml's dl·kIq4nlValues[q], computed once per sub-block.
+// variable shuffle (one vpermps per 16 values on AVX-512; GCC lowers it on narrower ISAs; Clang,
+// which builds the fuzzers, picks lane by lane): the same products as ggml's
+// dl·kIq4nlValues[q], computed once per sub-block.
 typedef float Iq4Levels __attribute__((vector_size(64)));
 typedef int32_t Iq4Picks __attribute__((vector_size(64)));
 typedef uint8_t Iq4Nibbles __attribute__((vector_size(16)));
@@ -214,8 +215,16 @@ ELM_CLONES void DequantizeIq4Xs(const BlockIq4Xs* in, float* y, size_t n) {
       const Iq4Levels level = dl * values;
       Iq4Nibbles q;
       std::memcpy(&q, qs, sizeof q);
+#if defined(__clang__)  // no variable-index vector shuffle builtin: lane by lane, same values
+      Iq4Levels lo, hi;
+      for (int j = 0; j < 16; ++j) {
+        lo[j] = level[q[j] & 0xF];
+        hi[j] = level[q[j] >> 4];
+      }
+#else
       const Iq4Levels lo = __builtin_shuffle(level, __builtin_convertvector(q & 0xF, Iq4Picks));
       const Iq4Levels hi = __builtin_shuffle(level, __builtin_convertvector(q >> 4, Iq4Picks));
+#endif
       std::memcpy(y, &lo, sizeof lo);
       std::memcpy(y + 16, &hi, sizeof hi);
     }
