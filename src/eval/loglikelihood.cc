@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "base/token_prefix.h"
 #include "kernels/log_softmax.h"
 #include "text/py_text.h"
 
@@ -90,9 +91,7 @@ std::vector<int> LoglikelihoodScorer::Input(std::span<const int> context_ids,
 }
 
 size_t LoglikelihoodScorer::ReusePrefix(std::span<const int> inp, size_t limit) {
-  size_t lcp = 0;
-  limit = prefix_reuse_ ? std::min({cached_.size(), limit, inp.size()}) : 0;
-  while (lcp < limit && cached_[lcp] == inp[lcp]) ++lcp;
+  const size_t lcp = prefix_reuse_ ? SharedPrefixLength(cached_, inp, limit) : 0;
   session_.Rewind(static_cast<int>(lcp));
   cached_.resize(lcp);
   tokens_reused_ += static_cast<int64_t>(lcp);

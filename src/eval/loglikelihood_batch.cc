@@ -4,6 +4,7 @@
 #include <deque>
 
 #include "base/error.h"
+#include "base/token_prefix.h"
 
 namespace elm::eval {
 
@@ -32,12 +33,6 @@ struct BatchedDoc {
 // than any free session holds.
 constexpr size_t kMinWaitTokens = 32;
 
-size_t CommonPrefixLength(std::span<const int> a, std::span<const int> b) {
-  size_t n = 0;
-  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
-  return n;
-}
-
 }  // namespace
 
 LoglikelihoodBatcher::LoglikelihoodBatcher(std::shared_ptr<const Model> model, int max_length,
@@ -57,7 +52,7 @@ LoglikelihoodBatcher::Slot& LoglikelihoodBatcher::TakeSlot(std::span<const int> 
   size_t best_lcp = 0;
   for (auto& s : slots_) {
     if (s->busy) continue;
-    const size_t n = CommonPrefixLength(s->cached, prefix);
+    const size_t n = SharedPrefixLength(s->cached, prefix);
     if (!best || n > best_lcp) {
       best = s.get();
       best_lcp = n;
@@ -96,7 +91,7 @@ std::vector<std::vector<RequestScore>> LoglikelihoodBatcher::ScoreDocs(
       for (const auto& r : reqs) {
         d.inps.push_back(CheckedModelInput(r.context, r.continuation, max_length_, V));
         d.shared = std::min({d.shared, d.inps.back().size() - r.continuation.size(),
-                             CommonPrefixLength(d.inps.back(), d.inps.front())});
+                             SharedPrefixLength(d.inps.back(), d.inps.front())});
       }
       // Branch groups of at most batch_tokens rows; a longer branch sends the document to the
       // one-by-one scorer.
@@ -126,9 +121,9 @@ std::vector<std::vector<RequestScore>> LoglikelihoodBatcher::ScoreDocs(
       for (const BatchedDoc& a : active)
         in_flight = std::max(
             in_flight,
-            CommonPrefixLength(std::span<const int>(a.inps.front()).first(a.shared), prefix));
+            SharedPrefixLength(std::span<const int>(a.inps.front()).first(a.shared), prefix));
       for (const auto& s : slots_)
-        if (!s->busy) free = std::max(free, CommonPrefixLength(s->cached, prefix));
+        if (!s->busy) free = std::max(free, SharedPrefixLength(s->cached, prefix));
       if (in_flight >= free + kMinWaitTokens) {
         next = d.index;
         break;

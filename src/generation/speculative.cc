@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "base/token_prefix.h"
 #include "sampling/sampling_distribution.h"
 
 namespace elm {
@@ -60,9 +61,7 @@ void DraftModelDrafter::Propose(std::span<const int> context, int max,
   if (max <= 0 || context.empty()) return;
   // Reuse the longest common prefix of the cache; at least the last token is run again for the
   // logits of the next position.
-  size_t keep = 0;
-  while (keep < fed_.size() && keep < context.size() && fed_[keep] == context[keep]) ++keep;
-  keep = std::min(keep, context.size() - 1);
+  size_t keep = SharedPrefixLength(fed_, context, context.size() - 1);
   // A context longer than the draft session (cannot happen with equal capacities): its tail.
   const size_t cap = static_cast<size_t>(session_.context());
   const size_t budget = cap > static_cast<size_t>(max) ? cap - static_cast<size_t>(max) : 0;

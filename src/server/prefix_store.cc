@@ -4,13 +4,6 @@
 
 namespace elm::server {
 
-size_t SharedPrefixLength(std::span<const int> a, std::span<const int> b, size_t limit) {
-  const size_t n = std::min({a.size(), b.size(), limit});
-  size_t len = 0;
-  while (len < n && a[len] == b[len]) ++len;
-  return len;
-}
-
 PrefixStore::PrefixStore(size_t budget_bytes) : budget_(budget_bytes) {}
 
 PrefixStore::Entries::iterator PrefixStore::Best(std::span<const int> prompt, size_t limit,

@@ -14,13 +14,10 @@
 #include <span>
 #include <vector>
 
+#include "base/token_prefix.h"
 #include "model/session.h"
 
 namespace elm::server {
-
-// How many tokens `a` and `b` share from the start, at most `limit`: the positions of a cached KV
-// (a slot's, or a stored entry's) that a new prompt can reuse.
-size_t SharedPrefixLength(std::span<const int> a, std::span<const int> b, size_t limit);
 
 class PrefixStore {
  public:

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "base/error.h"
+#include "base/token_prefix.h"
 
 namespace elm::server {
 
@@ -38,10 +39,8 @@ int SlotScheduler::PickSlot(std::span<const int> prompt) const {
   for (int i = static_cast<int>(free_.size()) - 1; i >= 0; --i) {
     const int slot = free_[i];
     const std::vector<int>& h = held_[slot];
-    const size_t n =
-        std::min({h.size(), prompt.size(), static_cast<size_t>(sessions_[slot]->position())});
-    size_t len = 0;
-    while (len < n && h[len] == prompt[len]) ++len;
+    const size_t len =
+        SharedPrefixLength(h, prompt, static_cast<size_t>(sessions_[slot]->position()));
     if (len > best_len || (len == best_len && last_used_[slot] < last_used_[free_[best]])) {
       best = i;
       best_len = len;
