@@ -35,17 +35,14 @@ StepTimes TimeSteps(const std::shared_ptr<const Model>& model, int n,
   std::vector<int> tok(static_cast<size_t>(n));
   std::vector<std::vector<float>> logits(static_cast<size_t>(n));
   std::vector<BatchItem> items(static_cast<size_t>(n));
-  std::vector<int> context(static_cast<size_t>(opt.depth));
   std::vector<double> ms, cpu;
   for (int rep = 0; rep < opt.warmup + opt.repetitions; ++rep) {
     for (int i = 0; i < n; ++i) {
       Session& s = *sessions[static_cast<size_t>(i)];
       s.Reset();
-      if (opt.depth > 0) {
-        for (int p = 0; p < opt.depth; ++p)
-          context[static_cast<size_t>(p)] = (i * 104729 + p * 7919 + 13) % V;
-        s.Forward(context, logits[static_cast<size_t>(i)]);
-      }
+      if (opt.depth > 0)
+        s.Forward(RandomTokens(opt.depth, V, 3 + static_cast<uint64_t>(i)),
+                  logits[static_cast<size_t>(i)]);
       tok[static_cast<size_t>(i)] = (i * 31 + 1) % V;
     }
     const auto t0 = BatchBenchClock::now();

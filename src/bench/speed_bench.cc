@@ -13,9 +13,6 @@
 #include "model/session.h"
 
 namespace elm {
-namespace {
-
-using Clock = std::chrono::steady_clock;
 
 std::vector<int> RandomTokens(int n, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -24,6 +21,10 @@ std::vector<int> RandomTokens(int n, int vocab, uint64_t seed) {
   for (auto& x : t) x = d(rng);
   return t;
 }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Bytes of K and V read by one decode step at position p, `elem` bytes per value.
 double KvBytesAt(const ModelConfig& c, int p, double elem) {

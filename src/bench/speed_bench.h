@@ -2,6 +2,7 @@
 // (tg, optionally after some context), with memory-bandwidth accounting.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,9 @@ struct SpeedBenchResult {
 
 // Mean and sample standard deviation of repeated measurements (samples kept).
 Stat SummarizeSamples(std::vector<double> v);
+
+// n token ids drawn uniformly from [0, vocab), the same for the same seed (benchmark inputs).
+std::vector<int> RandomTokens(int n, int vocab, uint64_t seed);
 
 SpeedBenchResult RunSpeedBench(const std::shared_ptr<const Model>& model,
                                const SpeedBenchOptions& opt);
