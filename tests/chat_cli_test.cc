@@ -7,10 +7,14 @@
 
 #include <chrono>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "generation/chat_template.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace elm {
 namespace chat_cli_test {
@@ -45,6 +49,31 @@ TEST(ChatCli, ShippedModelKeepsGoingForFiveTurns) {
   EXPECT_NE(err.find("max new tokens 128, context 256"), std::string::npos) << err;
   EXPECT_EQ(out.find("\033["), std::string::npos) << "no colour when piped";
   EXPECT_EQ(err.find("\033["), std::string::npos) << "no colour when piped";
+}
+
+// Each turn feeds only the new message: the previous reply goes back as the tokens sampled for it
+// (generation/reply_memo.h), so the cache holds the whole conversation but the reply's last token.
+TEST(ChatCli, TurnsFeedOnlyTheNewMessage) {
+  const std::string in = WriteInput("chat_fresh", "Hi.\nGo on.\nGo on.\n");
+  std::string out, err;
+  ASSERT_EQ(test::RunElm("chat --model " + std::string(ELM_SOURCE_DIR) +
+                             "/models/tiny-random-32k -n 4 --temp 0 --verbose-prompt < " + in,
+                         &out, &err),
+            0)
+      << err;
+  const Tokenizer& tok = Tokenizer::Default();
+  // The reply's last token, its "</s>", the message and the generation prompt.
+  const size_t fresh = 2 + MessageChatTokens(tok, {"user", "Go on."}, false, false).size() +
+                       tok.Encode("\n<|assistant|>\n", false).size();
+  std::vector<size_t> fed;  // tokens fed each turn, from "[N tokens: ..."
+  const std::regex turn(R"(\[(\d+) tokens:)");
+  for (auto m = std::sregex_iterator(err.begin(), err.end(), turn); m != std::sregex_iterator();
+       ++m)
+    fed.push_back(std::stoul((*m)[1]));
+  ASSERT_EQ(fed.size(), 3u) << err;
+  EXPECT_LE(fed[1], fresh) << err;  // fresh - 1 when the reply ended at EOS (sampled, fed)
+  EXPECT_LE(fed[2], fresh) << err;
+  EXPECT_EQ(Count(err, "cached tokens)"), 2u) << err;
 }
 
 // A reply asked to be longer than the room left stops at the context, and says so (not

@@ -8,14 +8,14 @@
 namespace elm {
 
 ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> messages, int context,
-                         int reply_tokens, bool parse_special) {
+                         int reply_tokens, bool parse_special, const ReplyMemo* replies) {
   if (messages.empty()) Fail("chat: no messages to render");
   const size_t n = messages.size();
   // Every message's tokens after a previous turn; the first kept one is rendered again as the
   // conversation's start (BOS, no leading newline).
   std::vector<size_t> later(n);
   for (size_t i = 0; i < n; ++i)
-    later[i] = MessageChatTokens(tok, messages[i], false, parse_special).size();
+    later[i] = MessageChatTokens(tok, messages[i], false, parse_special, replies).size();
   std::vector<int> gen_prompt;
   ChatTemplateOptions gp;
   gp.at_start = false;
@@ -28,7 +28,8 @@ ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> mess
   auto prompt_size = [&] {
     while (!keep[first]) ++first;
     return later_sum - later[first] +
-           MessageChatTokens(tok, messages[first], true, parse_special).size() + gen_prompt.size();
+           MessageChatTokens(tok, messages[first], true, parse_special, replies).size() +
+           gen_prompt.size();
   };
   auto drop = [&](size_t i) {
     keep[i] = false;
@@ -59,7 +60,8 @@ ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> mess
   ChatFit fit;
   for (size_t i = 0; i < n; ++i)
     if (keep[i]) fit.kept.push_back(messages[i]);
-  fit.prompt = ApplyChatTemplate(tok, fit.kept, /*add_generation_prompt=*/true, parse_special);
+  fit.prompt =
+      ApplyChatTemplate(tok, fit.kept, /*add_generation_prompt=*/true, parse_special, replies);
   fit.dropped = dropped;
   fit.reply_tokens = static_cast<int>(std::min(want, ctx - fit.prompt.size()));
   return fit;

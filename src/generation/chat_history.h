@@ -27,8 +27,9 @@ struct ChatFit {
 // out the oldest non-system messages until prompt + reply_tokens <= context. If the system
 // messages and the last message alone leave less room than reply_tokens, the reply gets what is
 // left. Throws elm::Error when they leave no room for a single reply token (the message alone is
-// too long for the context), naming both sizes.
+// too long for the context), naming both sizes. `replies`: as ChatTemplateOptions::replies.
 ChatFit FitChatToContext(const Tokenizer& tok, std::span<const ChatMessage> messages, int context,
-                         int reply_tokens, bool parse_special = false);
+                         int reply_tokens, bool parse_special = false,
+                         const ReplyMemo* replies = nullptr);
 
 }  // namespace elm

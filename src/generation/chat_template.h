@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "generation/reply_memo.h"
 #include "tokenizer/tokenizer.h"
 
 namespace elm {
@@ -25,6 +26,10 @@ struct ChatTemplateOptions {
   bool at_start = true;               // beginning of the conversation: BOS, no leading newline
   bool add_generation_prompt = true;  // end with "\n<|assistant|>\n" for the model to answer
   bool parse_special = false;         // parse special tokens written in message content
+  // Replies this program generated (generation/reply_memo.h): an assistant message after the
+  // first whose content is one of them is written as the generation prompt and the sampled tokens
+  // (what the model produced and its KV cache holds), not re-encoded from its text.
+  const ReplyMemo* replies = nullptr;
 };
 
 // Appends the tokens for `messages` to `out`. With at_start = false the messages continue a
@@ -35,10 +40,11 @@ void AppendChatTokens(const Tokenizer& tok, std::span<const ChatMessage> message
 // One message's tokens, as AppendChatTokens writes it at the start of a conversation (at_start)
 // or after a previous turn's "</s>"; no generation prompt.
 std::vector<int> MessageChatTokens(const Tokenizer& tok, const ChatMessage& m, bool at_start,
-                                   bool parse_special);
+                                   bool parse_special, const ReplyMemo* replies = nullptr);
 
 // The whole conversation, as HF's apply_chat_template(..., tokenize=True) with BOS.
 std::vector<int> ApplyChatTemplate(const Tokenizer& tok, std::span<const ChatMessage> messages,
-                                   bool add_generation_prompt = true, bool parse_special = false);
+                                   bool add_generation_prompt = true, bool parse_special = false,
+                                   const ReplyMemo* replies = nullptr);
 
 }  // namespace elm

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "generation/chat_history.h"
@@ -143,6 +144,16 @@ std::vector<TokenLogprob> WithoutEos(std::span<const TokenLogprob> lps, int eos,
   return out;
 }
 
+// A chat reply's sampled tokens, for the turns that send it back (generation/reply_memo.h): not a
+// reply cut by a stop string (its ids run past its text), nor a cancelled one, nor a tool call
+// (sent back as tool_calls, not as text). The EOS that ended a reply is the template's "</s>".
+void RememberReply(ServerState& st, const CompletionResult& r) {
+  if (r.cancelled || r.stop_detail == "stop") return;
+  std::vector<int> ids = r.ids;
+  if (r.stop_detail == "eos" && !ids.empty()) ids.pop_back();
+  st.replies.Remember(r.text, std::move(ids));
+}
+
 // One streamed completion. The handler prepares it (slot already taken, so a full queue is still
 // a plain 503) and httplib calls Run() once the 200 headers are out.
 struct StreamJob {
@@ -219,6 +230,7 @@ struct StreamJob {
         send(Dump(ChatChunk(meta, {{"content", r.text}}, nullptr, nullptr)));
       }
     }
+    if (chat && std::string_view(finish) != "tool_calls") RememberReply(*st, r);
     json last = chat ? ChatChunk(meta, json::object(), nullptr, finish)
                      : CompletionChunk(meta, "", nullptr, finish);
     AddStopDetail(last, r, dropped_messages);
@@ -325,7 +337,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
   const int want = creq.gen.max_tokens < 0 ? DefaultReplyTokens(context) : creq.gen.max_tokens;
   ChatFit fit;
   try {
-    fit = FitChatToContext(st.tok, creq.messages, context, want);
+    fit = FitChatToContext(st.tok, creq.messages, context, want, false, &st.replies);
   } catch (const Error& e) {
     throw ApiError(400,
                    std::string(e.what()) +
@@ -375,6 +387,7 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
       return;
     }
   }
+  RememberReply(st, r);
   json lp = nullptr;
   if (creq.gen.logprobs >= 0)
     lp = ChatLogprobsJson(st.tok,

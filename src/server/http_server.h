@@ -40,6 +40,9 @@ struct ServerOptions {
   // The prefix store (--cache-ram): bytes of KV prefixes kept apart from the slots, least recently
   // used out first (docs/server.md "Prefix store"); 0: none. Needs cache_prompt.
   size_t cache_ram_bytes = size_t{1024} << 20;
+  // Chat replies whose sampled tokens are remembered, so an assistant message sent back verbatim
+  // is fed as those tokens (docs/server.md "Replies fed back as sampled"); 0: none.
+  size_t reply_memo = 256;
   // Speculative decoding (docs/server.md "Speculative decoding"): makes each slot's drafter (a
   // draft model's or prompt lookup's); empty: off. draft_max: most tokens proposed per step.
   std::function<std::unique_ptr<Drafter>()> make_drafter;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "generation/reply_memo.h"
 #include "generation/speculative.h"
 #include "grammar/grammar_constraint.h"
 #include "model/model.h"
@@ -29,6 +30,7 @@ struct ServerState {
         model(std::move(m)),
         tok(std::move(t)),
         scheduler(model, options.parallel, options.context, options.queue, options.kv_type),
+        replies(options.reply_memo),
         started(std::time(nullptr)),
         rng(std::random_device{}()) {}
 
@@ -37,6 +39,8 @@ struct ServerState {
   const Tokenizer tok;
   std::string model_id;
   SlotScheduler scheduler;
+  // The tokens of recent chat replies (generation/reply_memo.h), for the next turns' prompts.
+  ReplyMemo replies;
   const std::time_t started;
   int slot_threads = 1;  // OpenMP threads each generating request uses (options.threads resolved)
   // Continuous batching (options.batching): runs every slot's forward passes as batched steps.

@@ -291,8 +291,11 @@ void ShowTurn(const Tokenizer& tok, const std::vector<int>& turn, size_t reused)
 struct ChatState {
   std::vector<ChatMessage> messages;
   std::vector<int> cached;  // the tokens in the session's KV cache, in order
-  bool told_trim = false;   // the "oldest turns are left out" note is shown once
-  int pending = -1;         // --raw: the last generated token, not yet fed through the model
+  // The replies' sampled tokens: each turn feeds them back as generated, not re-encoded from their
+  // text (generation/reply_memo.h), so the cached prefix covers the whole conversation.
+  ReplyMemo replies{256};
+  bool told_trim = false;  // the "oldest turns are left out" note is shown once
+  int pending = -1;        // --raw: the last generated token, not yet fed through the model
 
   void Reset(const ChatOpts& o, Session& session) {
     messages.clear();
@@ -311,7 +314,7 @@ void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler
   msgs.push_back({"user", message});
   ChatFit fit;
   try {
-    fit = FitChatToContext(tok, msgs, session.context(), o.max_new_tokens, o.special);
+    fit = FitChatToContext(tok, msgs, session.context(), o.max_new_tokens, o.special, &st.replies);
   } catch (const Error& e) {
     std::fprintf(stderr, "%s\n",
                  term.Paint("31", std::string("error: ") + e.what() + "; raise --context").c_str());
@@ -346,6 +349,11 @@ void ChatTurn(const ChatOpts& o, const Tokenizer& tok, Session& session, Sampler
   st.cached.resize(std::min(st.cached.size(), static_cast<size_t>(session.position())));
   st.messages = std::move(fit.kept);
   st.messages.push_back({"assistant", r.text});
+  if (r.reason != StopReason::kStopString && r.reason != StopReason::kCancelled) {
+    std::vector<int> ids = r.ids;
+    if (r.reason == StopReason::kEos && !ids.empty()) ids.pop_back();
+    st.replies.Remember(r.text, std::move(ids));
+  }
   std::printf("\n");
   std::fflush(stdout);
   // A reply that ran into a length shortened to the room left was stopped by the context.

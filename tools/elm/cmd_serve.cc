@@ -114,6 +114,12 @@ void RegisterServe(CLI::App& app) {
                   "so a returning conversation finds its prefix after other traffic (0: off)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--reply-memo", s.reply_memo,
+                  "Chat replies whose sampled tokens are remembered: an assistant message sent "
+                  "back verbatim is fed as those tokens, not re-encoded, so the next turn reuses "
+                  "its whole prefix (0: off; docs/server.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   AddSpeculativeFlags(cmd, o->speculative);
   cmd->add_option("--threads-http", s.http_threads,
                   "HTTP connection threads (default: parallel + queue + 8)");
