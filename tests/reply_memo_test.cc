@@ -102,8 +102,10 @@ Turn Chat(httplib::Client& c, const json& messages) {
   if (!r) return {};
   EXPECT_EQ(r->status, 200) << r->body;
   const json j = json::parse(r->body);
-  return {j["choices"][0]["message"]["content"], j["usage"]["prompt_tokens"],
-          test::MetricValue(c, "elm_prompt_tokens_cached_total") - before};
+  const Turn t{j["choices"][0]["message"]["content"], j["usage"]["prompt_tokens"],
+               test::MetricValue(c, "elm_prompt_tokens_cached_total") - before};
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], static_cast<int>(t.cached));
+  return t;
 }
 
 // Five turns of one chat on one slot (short, to fit the tiny model's 128 positions without

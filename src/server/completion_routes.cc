@@ -237,7 +237,8 @@ struct StreamJob {
     send(Dump(last));
     if (include_usage)
       send(Dump(UsageChunk(meta, chat ? "chat.completion.chunk" : "text_completion",
-                           static_cast<int>(prompt.size()), static_cast<int>(r.ids.size()))));
+                           static_cast<int>(prompt.size()), static_cast<int>(r.ids.size()),
+                           r.cached_tokens)));
     send("[DONE]");
     if (!write_ok) return false;
     ++st->completed;
@@ -299,7 +300,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
     return;
   }
   json choices = json::array();
-  int prompt_tokens = 0, completion_tokens = 0;
+  int prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const CompletionResult r = RunOnSlot(st, *lease, prompts[i], creq.gen, cancelled);
     if (r.cancelled) {
@@ -309,6 +310,7 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
     }
     prompt_tokens += static_cast<int>(prompts[i].size());
     completion_tokens += static_cast<int>(r.ids.size());
+    cached_tokens += r.cached_tokens;
     const bool need_prompt_text = creq.gen.echo || creq.gen.logprobs >= 0;
     const std::string ptext = need_prompt_text ? prompt_text(i) : std::string();
     json lp = nullptr;
@@ -323,7 +325,8 @@ void HandleCompletions(ServerState& st, const httplib::Request& req, httplib::Re
   lease.reset();
   ++st.completed;
   res.set_content(
-      Dump(CompletionObject(meta, std::move(choices), UsageJson(prompt_tokens, completion_tokens))),
+      Dump(CompletionObject(meta, std::move(choices),
+                            UsageJson(prompt_tokens, completion_tokens, cached_tokens))),
       "application/json");
 }
 
@@ -379,9 +382,9 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
   ++st.completed;
   if (creq.tools.active()) {
     if (const auto call = ParseToolCall(creq.tools, r.text)) {
-      json obj = ChatToolCallObject(
-          meta, st.NewId("call_"), *call,
-          UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size())));
+      json obj = ChatToolCallObject(meta, st.NewId("call_"), *call,
+                                    UsageJson(static_cast<int>(prompt.size()),
+                                              static_cast<int>(r.ids.size()), r.cached_tokens));
       AddStopDetail(obj, r, fit.dropped);
       res.set_content(Dump(obj), "application/json");
       return;
@@ -392,8 +395,9 @@ void HandleChatCompletions(ServerState& st, const httplib::Request& req, httplib
   if (creq.gen.logprobs >= 0)
     lp = ChatLogprobsJson(st.tok,
                           WithoutEos(r.logprobs, st.model->config().eos_id, creq.gen.ignore_eos));
-  json obj = ChatObject(meta, r.text, std::move(lp), r.finish_reason.c_str(),
-                        UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size())));
+  json obj = ChatObject(
+      meta, r.text, std::move(lp), r.finish_reason.c_str(),
+      UsageJson(static_cast<int>(prompt.size()), static_cast<int>(r.ids.size()), r.cached_tokens));
   AddStopDetail(obj, r, fit.dropped);
   res.set_content(Dump(obj), "application/json");
 }

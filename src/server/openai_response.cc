@@ -26,10 +26,11 @@ json Nullable(const char* s) {
 
 }  // namespace
 
-json UsageJson(int prompt_tokens, int completion_tokens) {
+json UsageJson(int prompt_tokens, int completion_tokens, int cached_tokens) {
   return {{"prompt_tokens", prompt_tokens},
           {"completion_tokens", completion_tokens},
-          {"total_tokens", prompt_tokens + completion_tokens}};
+          {"total_tokens", prompt_tokens + completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
 }
 
 json CompletionLogprobsJson(const Tokenizer& tok, std::span<const int> echo_prompt,
@@ -152,13 +153,13 @@ json ChatChunk(const ResponseMeta& meta, json delta, json logprobs, const char* 
 }
 
 json UsageChunk(const ResponseMeta& meta, const char* object, int prompt_tokens,
-                int completion_tokens) {
+                int completion_tokens, int cached_tokens) {
   return {{"id", meta.id},
           {"object", object},
           {"created", meta.created},
           {"model", meta.model},
           {"choices", json::array()},
-          {"usage", UsageJson(prompt_tokens, completion_tokens)}};
+          {"usage", UsageJson(prompt_tokens, completion_tokens, cached_tokens)}};
 }
 
 }  // namespace elm::server

@@ -22,7 +22,9 @@ struct ResponseMeta {
   std::time_t created = 0;
 };
 
-nlohmann::json UsageJson(int prompt_tokens, int completion_tokens);
+// OpenAI's usage object; prompt_tokens_details.cached_tokens: the prompt tokens whose KV came from
+// the prefix cache (docs/server.md "Prefix cache").
+nlohmann::json UsageJson(int prompt_tokens, int completion_tokens, int cached_tokens);
 
 // Legacy completions logprobs: {"tokens", "token_logprobs", "top_logprobs", "text_offset"}.
 // With `echo` the prompt's tokens come first; the very first has null logprob and top_logprobs
@@ -58,6 +60,6 @@ nlohmann::json ChatChunk(const ResponseMeta& meta, nlohmann::json delta, nlohman
 
 // The final chunk of stream_options.include_usage: no choices, only usage.
 nlohmann::json UsageChunk(const ResponseMeta& meta, const char* object, int prompt_tokens,
-                          int completion_tokens);
+                          int completion_tokens, int cached_tokens);
 
 }  // namespace elm::server
