@@ -60,8 +60,11 @@ LoglikelihoodBatcher::Slot& LoglikelihoodBatcher::TakeSlot(std::span<const int> 
   }
   if (!best || (best_lcp == 0 && slots_.size() < max_sessions_)) {
     slots_.push_back(std::make_unique<Slot>());
-    slots_.back()->session = std::make_unique<Session>(model_, max_length_);
     best = slots_.back().get();
+  }
+  if (!best->session || best->session->context() < session_context_) {
+    best->session = std::make_unique<Session>(model_, session_context_);
+    best->cached.clear();
     best_lcp = 0;
   }
   best->session->Rewind(static_cast<int>(best_lcp));
@@ -76,6 +79,12 @@ std::vector<std::vector<RequestScore>> LoglikelihoodBatcher::ScoreDocs(
   const int V = model_->config().vocab_size;
   const auto budget = static_cast<size_t>(batch_tokens_);
   std::vector<std::vector<RequestScore>> out(docs.size());
+  for (const auto& reqs : docs)  // an input holds at most context + continuation - 1 tokens
+    for (const auto& r : reqs)
+      session_context_ = std::max<int>(
+          session_context_,
+          static_cast<int>(std::min<size_t>(static_cast<size_t>(max_length_),
+                                            r.context.size() + r.continuation.size())));
   std::deque<BatchedDoc> active;
   size_t next = 0;
   std::vector<BatchItem> items;

@@ -54,13 +54,17 @@ class LoglikelihoodBatcher {
     bool busy = false;
   };
   // The free slot whose cache shares the longest prefix with `prefix` (a new one while the pool
-  // is not full and every free one shares nothing); its cache is cut to that prefix.
+  // is not full and every free one shares nothing); its cache is cut to that prefix. A slot whose
+  // session holds fewer than session_context_ positions gets a new session of that size.
   Slot& TakeSlot(std::span<const int> prefix, size_t* lcp);
 
   std::shared_ptr<const Model> model_;
   int max_length_;
   int batch_tokens_;
   size_t max_sessions_;
+  // Positions of the pool's sessions: the longest input scored so far (at most max_length_), so
+  // a task of short documents does not hold max_length positions of KV cache per session.
+  int session_context_ = 1;
   std::vector<std::unique_ptr<Slot>> slots_;
   BatchStep step_;
   // Documents whose branches do not fit a batch (made at the first such document: its KV cache
