@@ -167,6 +167,36 @@ TEST(EvalBatch, SharedPrefixIsReusedAcrossDocuments) {
     ExpectSameScores(single.ScoreAll(ids[d]), got[d], "doc " + std::to_string(d));
 }
 
+TEST(EvalBatch, PoolSessionsAreAsLongAsTheLongestInput) {
+  // Short documents under max_length 128: sessions of their length, not 128 positions each.
+  DocSet s;
+  for (int d = 0; d < 4; ++d) {
+    s.contexts.push_back({TokenRun(300 + 9 * d, 5), TokenRun(300 + 9 * d, 5)});
+    s.continuations.push_back({{450}, {451, 452}});
+  }
+  LoglikelihoodBatcher batcher(Tiny(), 128, 16, 2);
+  LoglikelihoodScorer single(Tiny(), 128);
+  const auto ids = IdsOf(s);
+  const auto got = batcher.ScoreDocs(ids);
+  EXPECT_EQ(batcher.session_context(), 7);
+  for (size_t d = 0; d < ids.size(); ++d)
+    ExpectSameScores(single.ScoreAll(ids[d]), got[d], "doc " + std::to_string(d));
+  // Longer documents next: the sessions grow (to max_length at most) and score as before.
+  DocSet longer;
+  longer.contexts.push_back({TokenRun(700, 60), TokenRun(700, 60)});
+  longer.continuations.push_back({{450}, {451}});
+  longer.contexts.push_back({TokenRun(900, 200), TokenRun(900, 200)});
+  longer.continuations.push_back({{450, 453}, {451}});
+  const auto more = IdsOf(longer);
+  const auto got_more = batcher.ScoreDocs(more);
+  EXPECT_EQ(batcher.session_context(), 128);
+  for (size_t d = 0; d < more.size(); ++d)
+    ExpectSameScores(single.ScoreAll(more[d]), got_more[d], "longer doc " + std::to_string(d));
+  const auto again = batcher.ScoreDocs(ids);
+  for (size_t d = 0; d < ids.size(); ++d)
+    ExpectSameScores(single.ScoreAll(ids[d]), again[d], "again, doc " + std::to_string(d));
+}
+
 TEST(EvalBatch, BadRequestsAreErrors) {
   LoglikelihoodBatcher batcher(Tiny(), 8, 16);
   const std::vector<int> ctx = {1, 2}, empty, too_long(9, 5), bad_id = {40000};

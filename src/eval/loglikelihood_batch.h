@@ -46,6 +46,8 @@ class LoglikelihoodBatcher {
   }
   int64_t tokens_reused() const { return tokens_reused_ + (alone_ ? alone_->tokens_reused() : 0); }
   int64_t forwards() const { return forwards_; }  // BatchStep calls so far
+  // Positions of each pool session's KV cache: the longest input so far, at most max_length.
+  int session_context() const { return session_context_; }
 
  private:
   struct Slot {
