@@ -21,6 +21,7 @@ namespace {
 typedef float V16 __attribute__((vector_size(64)));
 typedef float V8 __attribute__((vector_size(32)));
 typedef float V4 __attribute__((vector_size(16)));
+typedef int32_t I16 __attribute__((vector_size(64)));  // a lane mask: -1 picks the first operand
 
 // a · b with 16 partial sums reduced by halves: vectorized and deterministic. (An `omp simd
 // reduction` over floats must keep the lanes' order and compiles to 16 dependent scalar adds.)
@@ -68,10 +69,10 @@ ELM_CLONES void MixAny(float* out, const float* p, int stride, int G, const floa
 }
 
 // The common shape (4 query heads per KV head, as every OpenELM; head_dim 64 or 128) with the
-// head size known at compile time: the four dot products of a key are computed side by side and
-// reduced together (Sum4: the same additions, in the same order, as DotTree), and the outputs of
-// the four heads stay in registers across a block of positions (the same order of additions as
-// MixAny).
+// head size known at compile time: the dot products of 4 keys with the 4 heads are computed side
+// by side and reduced together (the same additions, in the same order, as DotTree; the last
+// n % 4 keys one at a time with Sum4), and the outputs of the four heads stay in registers across
+// a block of positions (the same order of additions as MixAny).
 __attribute__((always_inline)) inline V4 Sum4(V16 a, V16 b, V16 c, V16 d) {
   const V16 ab =
       __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
@@ -87,10 +88,68 @@ __attribute__((always_inline)) inline V4 Sum4(V16 a, V16 b, V16 c, V16 d) {
   return __builtin_shufflevector(q2, q2, 0, 2, 4, 6) + __builtin_shufflevector(q2, q2, 1, 3, 5, 7);
 }
 
+// The butterfly that reduces the 16 dot products of 4 heads × 4 keys (acc[g][k]: 16 partial
+// sums each) to one vector laid out [head][key], every dot product summed in DotTree's order.
+// Each step adds pairs of lanes of two vectors. An addition's operands may come in either order
+// (float addition is commutative bit for bit), so step 1's first operand is a blend, not a
+// shuffle. 30 shuffles for 4 keys where Sum4 takes 10 (and 4 scalar stores) per key.
+// Step 1 (lanes i and i + 8): [P's 8 sums, Q's 8 sums].
+__attribute__((always_inline)) inline void HalvesOf2(V16 p, V16 q, V16& r) {
+  const I16 first_half = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  r = (first_half ? p : q) +
+      __builtin_shufflevector(p, q, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23);
+}
+// Step 2 (lanes i and i + 4 of each 8): four 4-lane blocks [P low, P high, Q low, Q high].
+__attribute__((always_inline)) inline void QuartersOf4(V16 p, V16 q, V16& r) {
+  r = __builtin_shufflevector(p, q, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+      __builtin_shufflevector(p, q, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+}
+// Step 3 (lanes 0 + 2 and 1 + 3 of each block): per block [P's two sums, Q's two sums].
+__attribute__((always_inline)) inline void PairsOf4(V16 p, V16 q, V16& r) {
+  r = __builtin_shufflevector(p, q, 0, 1, 18, 19, 4, 5, 22, 23, 8, 9, 26, 27, 12, 13, 30, 31) +
+      __builtin_shufflevector(p, q, 2, 3, 16, 17, 6, 7, 20, 21, 10, 11, 24, 25, 14, 15, 28, 29);
+}
+// Step 4 (the two sums of a pair): per block [P's first, P's second, Q's first, Q's second].
+__attribute__((always_inline)) inline void LastOf4(V16 p, V16 q, V16& r) {
+  r = __builtin_shufflevector(p, q, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
+      __builtin_shufflevector(p, q, 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31);
+}
+
 template <int HD>
 __attribute__((always_inline)) inline void ScoresG4(float* scores, int stride, const float* q,
                                                     const float* keys, int n, float scale) {
-  for (int j = 0; j < n; ++j) {
+  int j = 0;
+  // Four keys at a time: per key k the vector t[k] = [head 0 .. head 3] in 4-lane blocks (steps
+  // 1 and 2), then steps 3 and 4 put key k in lane k of each head's block.
+  for (; j + 4 <= n; j += 4) {
+    const float* k0 = keys + static_cast<size_t>(j) * HD;
+    V16 acc[4][4] = {};  // [head][key]
+    for (int d = 0; d < HD; d += 16) {
+      V16 qv[4];
+      for (int g = 0; g < 4; ++g) __builtin_memcpy(&qv[g], q + g * HD + d, sizeof(V16));
+      for (int k = 0; k < 4; ++k) {
+        V16 kv;
+        __builtin_memcpy(&kv, k0 + k * HD + d, sizeof kv);
+        for (int g = 0; g < 4; ++g) acc[g][k] += qv[g] * kv;
+      }
+    }
+    V16 t[4], lo, hi, s;
+    for (int k = 0; k < 4; ++k) {
+      HalvesOf2(acc[0][k], acc[1][k], lo);
+      HalvesOf2(acc[2][k], acc[3][k], hi);
+      QuartersOf4(lo, hi, t[k]);
+    }
+    PairsOf4(t[0], t[1], lo);
+    PairsOf4(t[2], t[3], hi);
+    LastOf4(lo, hi, s);
+    s *= scale;
+    float lanes[16];
+    __builtin_memcpy(lanes, &s, sizeof lanes);
+    for (int g = 0; g < 4; ++g)
+      __builtin_memcpy(scores + static_cast<size_t>(g) * stride + j, lanes + 4 * g,
+                       4 * sizeof(float));
+  }
+  for (; j < n; ++j) {  // the last n % 4 keys one at a time: the same sums
     const float* k = keys + static_cast<size_t>(j) * HD;
     V16 acc[4] = {};
     for (int d = 0; d < HD; d += 16) {
