@@ -113,6 +113,19 @@ __attribute__((always_inline)) inline void KeyPartials(const V16 (*qr)[4], const
   out = s0 + __builtin_shufflevector(s1, s1, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
 }
 
+// Asks for the cache lines of rows[at + kPrefetchAhead .. + count) (floats): 8 KB ahead, 32 rows
+// of head_dim 64. With the keys and values read at the core's compute rate, the hardware
+// prefetcher alone leaves the loads waiting (docs/performance.md, "Decode attention at depth").
+// A prefetch never faults, so the lines may lie past the rows in use; the address is computed as
+// an integer so that no pointer leaves its array.
+constexpr size_t kPrefetchAhead = 32 * 64;
+__attribute__((always_inline)) inline void PrefetchAhead(const float* rows, size_t at,
+                                                         size_t count) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(rows) + (at + kPrefetchAhead) * sizeof(float);
+  for (size_t b = 0; b < count * sizeof(float); b += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(first + b));
+}
+
 // Steps 3 and 4 over 4 keys' t[k], times the scale: lanes[4 g + k] = head g's score of key k.
 __attribute__((always_inline)) inline void ScaledScores(const V16* t, float scale, float* lanes) {
   V16 lo, hi, s;
@@ -137,6 +150,7 @@ __attribute__((always_inline)) inline void ScoresG4(float* scores, int stride, c
   int j = 0;
   float lanes[16];  // [head][key]
   for (; j + 4 <= n; j += 4) {
+    PrefetchAhead(keys, static_cast<size_t>(j) * HD, 4 * HD);
     V16 t[4];
     for (int k = 0; k < 4; ++k) KeyPartials<HD>(qr, keys + static_cast<size_t>(j + k) * HD, t[k]);
     ScaledScores(t, scale, lanes);
@@ -163,6 +177,7 @@ __attribute__((always_inline)) inline void MixG4(float* out, const float* p, int
     for (int g = 0; g < 4; ++g)
       for (int c = 0; c < 4; ++c) __builtin_memcpy(&acc[g][c], out + g * HD + d0 + 16 * c, 64);
     for (int j = 0; j < n; ++j) {
+      PrefetchAhead(values, static_cast<size_t>(j) * HD + d0, 64);
       V16 v[4];
       for (int c = 0; c < 4; ++c)
         __builtin_memcpy(&v[c], values + static_cast<size_t>(j) * HD + d0 + 16 * c, 64);
