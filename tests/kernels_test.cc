@@ -567,5 +567,61 @@ TEST(Kernels, FastAttentionMatchesReference) {
   }
 }
 
+// The fast kernels score 4 keys at a time and the last n % 4 one at a time; both must sum a dot
+// product in the same order (attention_fast.cc), so a key's score cannot depend on its position.
+// Key n - 1 repeats key a, value a is the unit vector e0 and value n - 1 is e1 (other values 0):
+// out[0] = p_a and out[1] = p_(n-1) for each head must be the same bits.
+TEST(Kernels, FastAttentionScoreDoesNotDependOnKeyPlace) {
+  std::mt19937 rng(23);
+  struct Shape {
+    int heads, kv_heads, hd;
+  };
+  for (const Shape sh : {Shape{4, 1, 64}, Shape{8, 2, 128}, Shape{8, 2, 16}}) {
+    ModelConfig c;
+    c.n_layers = 1;
+    c.dim = 64;
+    c.head_dim = sh.hd;
+    c.gqa_groups = sh.heads / sh.kv_heads;
+    c.layers = {LayerConfig{sh.heads, sh.kv_heads, 64, 1, 1}};
+    const int H = sh.heads, Hkv = sh.kv_heads, hd = sh.hd;
+    // Lengths with every n % 4 and across the 128-position blocks (a new block starts a new group
+    // of 4); T = 3 is prefill (its last row is checked), T = 1 a decode step.
+    for (int n : {2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 129, 130, 131, 134}) {
+      for (int a : {0, 1, 2, 3, 5, 126, 127, 128, 130}) {
+        if (a >= n - 1) continue;
+        for (int T : {1, 3}) {
+          if (T > n) continue;
+          KVCache cache(c, n);
+          const std::vector<float> zero(static_cast<size_t>(hd), 0.0f);
+          std::vector<float> e0 = zero, e1 = zero;
+          e0[0] = 1;
+          e1[1] = 1;
+          for (int h = 0; h < Hkv; ++h) {
+            std::vector<float> repeated;
+            for (int p = 0; p < n; ++p) {
+              auto k = Random(static_cast<size_t>(hd), rng);
+              if (p == a) repeated = k;
+              if (p == n - 1) k = repeated;
+              cache.Store(0, h, p, k.data(),
+                          p == a       ? e0.data()
+                          : p == n - 1 ? e1.data()
+                                       : zero.data());
+            }
+          }
+          const auto q = Random(static_cast<size_t>(T) * H * hd, rng);
+          std::vector<float> out(q.size());
+          CausalAttentionFast(out.data(), q.data(), T, n - T, H, Hkv, hd, cache.Layer(0));
+          for (int g = 0; g < H; ++g) {
+            const float* o = out.data() + (static_cast<size_t>(T - 1) * H + g) * hd;
+            ASSERT_GT(o[0], 0.0f);
+            ASSERT_EQ(o[0], o[1]) << "heads " << H << "/" << Hkv << " head_dim " << hd << " n " << n
+                                  << " a " << a << " T " << T << " head " << g;
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace kernels_test
 }  // namespace elm

@@ -68,42 +68,104 @@ ELM_CLONES void MixAny(float* out, const float* p, int stride, int G, const floa
 }
 
 // The common shape (4 query heads per KV head, as every OpenELM; head_dim 64 or 128) with the
-// head size known at compile time: the four dot products of a key are computed side by side and
-// reduced together (Sum4: the same additions, in the same order, as DotTree), and the outputs of
-// the four heads stay in registers across a block of positions (the same order of additions as
-// MixAny).
-__attribute__((always_inline)) inline V4 Sum4(V16 a, V16 b, V16 c, V16 d) {
-  const V16 ab =
-      __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-      __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const V16 cd =
-      __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-      __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-  const V16 q4 =
-      __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
-      __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
-  const V8 q2 = __builtin_shufflevector(q4, q4, 0, 1, 4, 5, 8, 9, 12, 13) +
-                __builtin_shufflevector(q4, q4, 2, 3, 6, 7, 10, 11, 14, 15);
-  return __builtin_shufflevector(q2, q2, 0, 2, 4, 6) + __builtin_shufflevector(q2, q2, 1, 3, 5, 7);
+// head size known at compile time: the dot products of 4 keys with the 4 heads are computed side
+// by side and reduced together with the same additions, in the same order, as DotTree (so a
+// key's score has the same bits wherever it falls in a group of 4, and for the last n % 4 keys),
+// and the outputs of the four heads stay in registers across a block of positions (the same
+// order of additions as MixAny).
+//
+// The reduction ends with two steps over 4 keys' vectors t[k], each laid out in 4-lane blocks
+// [head 0 .. head 3] holding a head's 4 sums s4 (DotTree's s4). Each step adds pairs of lanes of
+// two vectors (an addition's operands may come in either order: float addition is commutative
+// bit for bit).
+
+// Step 3 (lanes 0 + 2 and 1 + 3 of each block): per block [P's two sums, Q's two sums].
+__attribute__((always_inline)) inline void PairsOf4(V16 p, V16 q, V16& r) {
+  r = __builtin_shufflevector(p, q, 0, 1, 18, 19, 4, 5, 22, 23, 8, 9, 26, 27, 12, 13, 30, 31) +
+      __builtin_shufflevector(p, q, 2, 3, 16, 17, 6, 7, 20, 21, 10, 11, 24, 25, 14, 15, 28, 29);
+}
+// Step 4 (the two sums of a pair): per block [P's first, P's second, Q's first, Q's second].
+__attribute__((always_inline)) inline void LastOf4(V16 p, V16 q, V16& r) {
+  r = __builtin_shufflevector(p, q, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
+      __builtin_shufflevector(p, q, 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31);
+}
+
+// One key's 64 partial sums (4 heads × DotTree's 16 lanes) without broadcasting the key: qr[c][r]
+// holds, in 4-lane block b, head (b + r) % 4's query at dims 16 c + 4 b .. + 3, so part[r] =
+// Σ_c qr[c][r] · key[16 c .. 16 c + 15] holds lane 4 b + i of head (b + r) % 4. DotTree's first
+// two halvings then cost one block permutation each: out block g = head g's 4 sums (its s4).
+template <int HD>
+__attribute__((always_inline)) inline void KeyPartials(const V16 (*qr)[4], const float* k,
+                                                       V16& out) {
+  V16 part[4] = {};
+  for (int c = 0; c < HD / 16; ++c) {
+    V16 kv;
+    __builtin_memcpy(&kv, k + 16 * c, sizeof kv);
+    for (int r = 0; r < 4; ++r) part[r] += qr[c][r] * kv;
+  }
+  // Lanes i and i + 8 of a head: block b of part[r] with block b + 2 of part[r + 2].
+  const V16 s0 = part[0] + __builtin_shufflevector(part[2], part[2], 8, 9, 10, 11, 12, 13, 14, 15,
+                                                   0, 1, 2, 3, 4, 5, 6, 7);
+  const V16 s1 = part[1] + __builtin_shufflevector(part[3], part[3], 8, 9, 10, 11, 12, 13, 14, 15,
+                                                   0, 1, 2, 3, 4, 5, 6, 7);
+  // s0 block b: head b; s1 block b: head b + 1. Sums i and i + 4 of head b: s0 block b and s1
+  // block b - 1.
+  out = s0 + __builtin_shufflevector(s1, s1, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
+}
+
+// Asks for the cache lines of rows[at + kPrefetchAhead .. + count) (floats): 8 KB ahead, 32 rows
+// of head_dim 64. With the keys and values read at the core's compute rate, the hardware
+// prefetcher alone leaves the loads waiting (docs/performance.md, "Decode attention at depth").
+// A prefetch never faults, so the lines may lie past the rows in use; the address is computed as
+// an integer so that no pointer leaves its array.
+constexpr size_t kPrefetchAhead = 32 * 64;
+__attribute__((always_inline)) inline void PrefetchAhead(const float* rows, size_t at,
+                                                         size_t count) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(rows) + (at + kPrefetchAhead) * sizeof(float);
+  for (size_t b = 0; b < count * sizeof(float); b += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(first + b));
+}
+
+// Steps 3 and 4 over 4 keys' t[k], times the scale: lanes[4 g + k] = head g's score of key k.
+__attribute__((always_inline)) inline void ScaledScores(const V16* t, float scale, float* lanes) {
+  V16 lo, hi, s;
+  PairsOf4(t[0], t[1], lo);
+  PairsOf4(t[2], t[3], hi);
+  LastOf4(lo, hi, s);
+  s *= scale;
+  __builtin_memcpy(lanes, &s, sizeof s);
 }
 
 template <int HD>
 __attribute__((always_inline)) inline void ScoresG4(float* scores, int stride, const float* q,
                                                     const float* keys, int n, float scale) {
-  for (int j = 0; j < n; ++j) {
-    const float* k = keys + static_cast<size_t>(j) * HD;
-    V16 acc[4] = {};
-    for (int d = 0; d < HD; d += 16) {
-      V16 kv;
-      __builtin_memcpy(&kv, k + d, sizeof kv);
-      for (int g = 0; g < 4; ++g) {
-        V16 qv;
-        __builtin_memcpy(&qv, q + g * HD + d, sizeof qv);
-        acc[g] += qv * kv;
-      }
+  V16 qr[HD / 16][4];
+  for (int c = 0; c < HD / 16; ++c)
+    for (int r = 0; r < 4; ++r) {
+      float lanes[16];
+      for (int b = 0; b < 4; ++b)
+        for (int i = 0; i < 4; ++i) lanes[4 * b + i] = q[(b + r) % 4 * HD + 16 * c + 4 * b + i];
+      __builtin_memcpy(&qr[c][r], lanes, sizeof lanes);
     }
-    const V4 sums = Sum4(acc[0], acc[1], acc[2], acc[3]);
-    for (int g = 0; g < 4; ++g) scores[static_cast<size_t>(g) * stride + j] = sums[g] * scale;
+  int j = 0;
+  float lanes[16];  // [head][key]
+  for (; j + 4 <= n; j += 4) {
+    PrefetchAhead(keys, static_cast<size_t>(j) * HD, 4 * HD);
+    V16 t[4];
+    for (int k = 0; k < 4; ++k) KeyPartials<HD>(qr, keys + static_cast<size_t>(j + k) * HD, t[k]);
+    ScaledScores(t, scale, lanes);
+    for (int g = 0; g < 4; ++g)
+      __builtin_memcpy(scores + static_cast<size_t>(g) * stride + j, lanes + 4 * g,
+                       4 * sizeof(float));
+  }
+  if (j < n) {  // the last n % 4 keys: the same sums, the missing keys' lanes unused
+    V16 t[4] = {};
+    for (int k = 0; j + k < n; ++k)
+      KeyPartials<HD>(qr, keys + static_cast<size_t>(j + k) * HD, t[k]);
+    ScaledScores(t, scale, lanes);
+    for (int g = 0; g < 4; ++g)
+      for (int k = 0; j + k < n; ++k)
+        scores[static_cast<size_t>(g) * stride + j + k] = lanes[4 * g + k];
   }
 }
 
@@ -115,6 +177,7 @@ __attribute__((always_inline)) inline void MixG4(float* out, const float* p, int
     for (int g = 0; g < 4; ++g)
       for (int c = 0; c < 4; ++c) __builtin_memcpy(&acc[g][c], out + g * HD + d0 + 16 * c, 64);
     for (int j = 0; j < n; ++j) {
+      PrefetchAhead(values, static_cast<size_t>(j) * HD + d0, 64);
       V16 v[4];
       for (int c = 0; c < 4; ++c)
         __builtin_memcpy(&v[c], values + static_cast<size_t>(j) * HD + d0 + 16 * c, 64);
