@@ -508,6 +508,16 @@ TEST(Kernels, Bf16ConversionMatchesScalar) {
   }
 }
 
+// A one-layer config with this attention shape (the KV cache's view of it is all the tests use).
+ModelConfig OneAttentionLayer(int heads, int kv_heads, int head_dim) {
+  ModelConfig c;
+  c.n_layers = 1;
+  c.dim = 64;
+  c.head_dim = head_dim;
+  c.gqa_groups = heads / kv_heads;
+  c.layers = {LayerConfig{heads, kv_heads, 64, 1, 1}};
+  return c;
+}
 TEST(Kernels, FastAttentionMatchesReference) {
   std::mt19937 rng(11);
   // Shapes: the generic loops (head_dim 16; 2 query heads per KV head) and the specialized
@@ -516,12 +526,7 @@ TEST(Kernels, FastAttentionMatchesReference) {
     int heads, kv_heads, hd;
   };
   for (const Shape sh : {Shape{8, 2, 16}, Shape{4, 2, 64}, Shape{8, 2, 64}, Shape{4, 1, 128}}) {
-    ModelConfig c;
-    c.n_layers = 1;
-    c.dim = 64;
-    c.head_dim = sh.hd;
-    c.gqa_groups = sh.heads / sh.kv_heads;
-    c.layers = {LayerConfig{sh.heads, sh.kv_heads, 64, 1, 1}};
+    const ModelConfig c = OneAttentionLayer(sh.heads, sh.kv_heads, sh.hd);
     const int H = sh.heads, Hkv = sh.kv_heads, hd = sh.hd;
     const std::string shape = "heads " + std::to_string(H) + "/" + std::to_string(Hkv) +
                               " head_dim " + std::to_string(hd);
@@ -577,12 +582,7 @@ TEST(Kernels, FastAttentionScoreDoesNotDependOnKeyPlace) {
     int heads, kv_heads, hd;
   };
   for (const Shape sh : {Shape{4, 1, 64}, Shape{8, 2, 128}, Shape{8, 2, 16}}) {
-    ModelConfig c;
-    c.n_layers = 1;
-    c.dim = 64;
-    c.head_dim = sh.hd;
-    c.gqa_groups = sh.heads / sh.kv_heads;
-    c.layers = {LayerConfig{sh.heads, sh.kv_heads, 64, 1, 1}};
+    const ModelConfig c = OneAttentionLayer(sh.heads, sh.kv_heads, sh.hd);
     const int H = sh.heads, Hkv = sh.kv_heads, hd = sh.hd;
     // Lengths with every n % 4 and across the 128-position blocks (a new block starts a new group
     // of 4); T = 3 is prefill (its last row is checked), T = 1 a decode step.
