@@ -274,12 +274,20 @@ const float* RowsF32(const KvLayerView& cache, bool keys, int kvh, int j0, int n
   }
 }
 
+// Positions per kernel call over `len` positions of the cache: kKeyBlock for a bf16/f16 cache (each
+// block widened into scratch), all of them for an f32 cache, read in place (a call sets up its
+// queries' layout once; the scores and sums do not depend on the blocking).
+int PositionsPerCall(const KvLayerView& cache, int len) {
+  return cache.dtype == DType::kF32 ? std::max(len, 1) : kKeyBlock;
+}
+
 // scores[g][i] = q_g · K_(j0+i) · scale for i < len (row stride `stride`), one KV head, the keys
-// visited kKeyBlock positions at a time (each block widened into `wide` for a bf16/f16 cache).
+// visited PositionsPerCall at a time.
 void ScoreRange(float* scores, int stride, const float* q, int G, const KvLayerView& cache, int kvh,
                 int j0, int len, int hd, float scale, float* wide) {
-  for (int b = 0; b < len; b += kKeyBlock) {
-    const int nb = std::min(kKeyBlock, len - b);
+  const int block = PositionsPerCall(cache, len);
+  for (int b = 0; b < len; b += block) {
+    const int nb = std::min(block, len - b);
     Scores(scores + b, stride, q, G, RowsF32(cache, true, kvh, j0 + b, nb, hd, wide), nb, hd,
            scale);
   }
@@ -288,8 +296,9 @@ void ScoreRange(float* scores, int stride, const float* q, int G, const KvLayerV
 // out_g += Σ_i p[g][i] · V_(j0+i) for i < len, the values visited as in ScoreRange.
 void MixRange(float* out, const float* p, int stride, int G, const KvLayerView& cache, int kvh,
               int j0, int len, int hd, float* wide) {
-  for (int b = 0; b < len; b += kKeyBlock) {
-    const int nb = std::min(kKeyBlock, len - b);
+  const int block = PositionsPerCall(cache, len);
+  for (int b = 0; b < len; b += block) {
+    const int nb = std::min(block, len - b);
     Mix(out, p + b, stride, G, RowsF32(cache, false, kvh, j0 + b, nb, hd, wide), nb, hd);
   }
 }
