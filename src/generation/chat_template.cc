@@ -27,7 +27,6 @@ void AppendChatTokens(const Tokenizer& tok, std::span<const ChatMessage> message
       AppendText(tok, "\n<|assistant|>\n", false, out);
       out.insert(out.end(), sampled->begin(), sampled->end());
       out.push_back(tok.eos_id());
-      first = false;
       continue;
     }
     // Header and content form one text run: it starts after BOS or after the previous "</s>".
