@@ -466,5 +466,18 @@ TEST(ReliabilityFuzzN2, SelfReferentialYamlAliasIsAnError) {
   EXPECT_NE(msg.find("nest deeper"), std::string::npos) << msg;
 }
 
+// N3: an empty F32 tensor (shape [0]) widened into an empty buffer passed memcpy a null
+// destination with a count of 0 (UBSan: memcpy's pointers must not be null even then).
+TEST(ReliabilityFuzzN3, EmptyF32TensorConvertsWithNullBuffers) {
+  std::vector<float> empty;
+  const float one = 1.0f;
+  ToF32(DType::kF32, &one, empty.data(), 0);
+  ToF32(DType::kF32, nullptr, empty.data(), 0);
+  uint8_t out = 7;
+  FromF32(DType::kF32, empty.data(), &out, 0);
+  FromF32(DType::kF32, nullptr, nullptr, 0);
+  EXPECT_EQ(out, 7);
+}
+
 }  // namespace reliability_core_test
 }  // namespace elm

@@ -150,7 +150,7 @@ uint16_t F32ToF16(float f) {
 void ToF32(DType t, const void* src, float* dst, size_t n) {
   switch (t) {
     case DType::kF32:
-      std::memcpy(dst, src, n * 4);
+      if (n > 0) std::memcpy(dst, src, n * 4);  // an empty tensor's pointers may be null
       return;
     case DType::kF16:
       for (size_t i = 0; i < n; ++i) dst[i] = F16ToF32(LoadAt<uint16_t>(src, i));
@@ -200,7 +200,7 @@ void ToF32(DType t, const void* src, float* dst, size_t n) {
 void FromF32(DType t, const float* src, void* dst, size_t n) {
   switch (t) {
     case DType::kF32:
-      std::memcpy(dst, src, n * 4);
+      if (n > 0) std::memcpy(dst, src, n * 4);
       return;
     case DType::kF16:
       for (size_t i = 0; i < n; ++i) {
