@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstring>
 #include <random>
+#include <string_view>
 #include <vector>
 
 #include "base/dtype.h"
@@ -156,6 +157,51 @@ MatRef RandomBlocks(DType type, int64_t N, int64_t K, std::mt19937& rng,
   return MatRef{type, bytes.data(), N, K};
 }
 
+constexpr int64_t kPrefillRowsK = 4;  // matmul_fast.cc's kPrefillRows
+
+// Table k's decode (or prefill) kernel for Q4_K/Q5_K/Q6_K `bytes` on Q8_K activations xq into y;
+// false where the table has no such kernel.
+bool RunKquant(const KquantKernels& k, bool prefill, DType type, std::vector<float>& y,
+               const std::vector<BlockQ8K>& xq, int64_t T, const std::vector<uint8_t>& bytes,
+               int64_t N, int64_t K) {
+  auto run = [&](auto gemm, auto* w) {
+    if (!gemm) return false;
+    gemm(y.data(), N, xq.data(), T, w, N, K);
+    return true;
+  };
+  const uint8_t* w = bytes.data();
+  switch (type) {
+    case DType::kQ4_K:
+      return run(prefill ? k.prefill_q4_k : k.gemm_q4_k, reinterpret_cast<const BlockQ4K*>(w));
+    case DType::kQ5_K:
+      return run(prefill ? k.prefill_q5_k : k.gemm_q5_k, reinterpret_cast<const BlockQ5K*>(w));
+    case DType::kQ6_K:
+      return run(prefill ? k.prefill_q6_k : k.gemm_q6_k, reinterpret_cast<const BlockQ6K*>(w));
+    default:
+      return false;
+  }
+}
+
+std::vector<BlockQ8K> QuantizedQ8K(const std::vector<float>& x, int64_t T, int64_t K) {
+  std::vector<BlockQ8K> xq(static_cast<size_t>(T * (K / kQK)));
+  for (int64_t t = 0; t < T; ++t) QuantizeQ8K(x.data() + t * K, xq.data() + t * (K / kQK), K);
+  return xq;
+}
+
+// Whether the best K-quant table multiplies prefill batches of `type` on an integer kernel.
+bool HasPrefillKernel(DType type) {
+  std::vector<float> y(1);
+  return RunKquant(BestKquantKernels(), true, type, y, {}, 0, {}, 1, 0);
+}
+
+// The scalar K-quant kernel's product (Q8_K activations, integer sums).
+std::vector<float> ScalarKquantTwin(DType type, const std::vector<uint8_t>& bytes,
+                                    const std::vector<float>& x, int64_t T, int64_t N, int64_t K) {
+  std::vector<float> y(static_cast<size_t>(T * N));
+  RunKquant(ScalarKquantKernels(), false, type, y, QuantizedQ8K(x, T, K), T, bytes, N, K);
+  return y;
+}
+
 constexpr DType kLlamaCppTypes[] = {DType::kQ4_1, DType::kQ5_0,  DType::kQ5_1, DType::kIQ4_NL,
                                     DType::kQ2_K, DType::kQ3_K,  DType::kQ4_K, DType::kQ5_K,
                                     DType::kQ6_K, DType::kIQ4_XS};
@@ -175,9 +221,14 @@ TEST(Kernels, LlamaCppTypesMatchReference) {
       MatMulWith(ScalarKernels(), scalar.data(), x.data(), T, m);
       EXPECT_LE(ScaledError(scalar, ref, x, m, T), Tolerance(type, T))
           << "scalar " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+      // Q4_K/Q5_K prefill on an integer prefill kernel: Q8_K activations, as the scalar decode
+      // kernel computes them (kernels/kquant_kernels.h); else bf16 panels, as the scalar table.
+      const bool integer = T >= kPrefillRowsK && HasPrefillKernel(type);
+      const std::vector<float> twin = integer ? ScalarKquantTwin(type, bytes, x, T, N, K) : scalar;
       for (const CpuKernels* k : Tables()) {
         MatMulWith(*k, got.data(), x.data(), T, m);
-        EXPECT_LE(ScaledError(got, scalar, x, m, T), 1e-5f)
+        const bool plain = std::string_view(k->name) == "scalar";
+        EXPECT_LE(ScaledError(got, plain ? scalar : twin, x, m, T), 1e-5f)
             << k->name << " " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
       }
     }
@@ -264,6 +315,37 @@ TEST(Kernels, KquantDecodeKernelsMatchScalarTwin) {
       }
     }
   }
+}
+
+// The K-quant prefill kernels (T >= 4, Q4_K and Q5_K where a table has them) compute the scalar
+// twin's integer sums per super-block too: ragged row counts (a 16-row group cut short), odd
+// activation-row counts (every tile height), one and several super-blocks.
+TEST(Kernels, KquantPrefillKernelsMatchScalarTwin) {
+  std::mt19937 rng(6);
+  const int64_t shapes[][3] = {{4, 16, 256}, {9, 37, 768}, {19, 5, 512}, {8, 48, 1280}};
+  int ran = 0;
+  for (DType type : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    for (const auto& s : shapes) {
+      const int64_t T = s[0], N = s[1], K = s[2];
+      std::vector<uint8_t> bytes;
+      const MatRef m = RandomBlocks(type, N, K, rng, bytes);
+      const auto x = Random(static_cast<size_t>(T * K), rng);
+      const std::vector<BlockQ8K> xq = QuantizedQ8K(x, T, K);
+      std::vector<float> xd(x.size());  // the quantized activations, back in f32
+      for (size_t b = 0; b < xq.size(); ++b)
+        for (int i = 0; i < kQK; ++i) xd[b * kQK + i] = xq[b].d * xq[b].qs[i];
+      const std::vector<float> twin = ScalarKquantTwin(type, bytes, x, T, N, K);
+      for (const KquantKernels* k :
+           {Avx2KquantKernels(), Avx512KquantKernels(), NeonKquantKernels()}) {
+        std::vector<float> y(twin.size(), -1.0f);
+        if (!k || !RunKquant(*k, true, type, y, xq, T, bytes, N, K)) continue;
+        EXPECT_LE(ScaledError(y, twin, xd, m, T), 1e-6f)
+            << k->name << " " << DTypeName(type) << " T=" << T << " N=" << N << " K=" << K;
+        ++ran;
+      }
+    }
+  }
+  if (ran == 0) GTEST_SKIP() << "no K-quant prefill kernel on this machine";
 }
 
 // Q8_K activations as ggml makes them: the largest magnitude maps to ∓127, the rest round to

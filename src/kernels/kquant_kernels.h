@@ -9,8 +9,13 @@
 // every product.
 // One table per instruction set, chosen like cpu_kernels.h's; every SIMD kernel computes the
 // same integer sums per super-block as its scalar twin and differs only in the order of the f32
-// sums (tests/kernels_test.cc compares them). Prefill dequantizes 16-row weight panels once per
-// batch into the bf16 GEMM instead (matmul_fast.cc; measured faster: docs/performance.md).
+// sums (tests/kernels_test.cc compares them).
+// Prefill (4 or more activation rows) of Q4_K, Q5_K and Q6_K has its own integer kernel where the
+// table has one (AVX-512 VNNI): each 16-row group is unpacked once per call into bytes with the
+// rows interleaved, so one vpdpbusd multiplies 16 rows by 4 activations broadcast, and the tile's
+// integer sums per super-block are again the scalar twin's (the twin is its reference). The other
+// types, and tables without it, dequantize 16-row weight panels once per batch into the bf16 GEMM
+// (matmul_fast.cc; measured: docs/performance.md).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +37,11 @@ struct KquantKernels {
   KquantGemm<BlockIq4Xs> gemm_iq4_xs;
   // n floats (a multiple of 256) to n / 256 blocks, byte for byte as QuantizeQ8K.
   void (*quantize_q8k)(const float* x, BlockQ8K* out, size_t n);
+  // The same products for T >= 4 activation rows (prefill); nullptr where the table has none
+  // (then: bf16 panels).
+  KquantGemm<BlockQ4K> prefill_q4_k;
+  KquantGemm<BlockQ5K> prefill_q5_k;
+  KquantGemm<BlockQ6K> prefill_q6_k;
 };
 
 const KquantKernels& ScalarKquantKernels();

@@ -115,7 +115,8 @@ void GemmIq4Xs(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockI
 }  // namespace
 
 const KquantKernels& ScalarKquantKernels() {
-  static const KquantKernels k{"scalar", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs, QuantizeQ8K};
+  static const KquantKernels k{"scalar",    GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs,
+                               QuantizeQ8K, nullptr, nullptr, nullptr};
   return k;
 }
 

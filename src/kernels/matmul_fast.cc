@@ -121,6 +121,42 @@ void MatMulKquant(const CpuKernels& k, float* y, const float* x, int64_t T, cons
   });
 }
 
+// Prefill of Q4_K, Q5_K and Q6_K on the table's integer prefill kernel (kquant_kernels.h):
+// activations quantized to Q8_K once (rows in parallel), then 16-row groups in parallel, each
+// unpacked once per call and multiplied by every activation row. False where there is none.
+bool MatMulKquantPrefill(const CpuKernels& k, float* y, const float* x, int64_t T,
+                         const MatRef& w) {
+  if (std::string_view(k.name) == "scalar" || w.cols % kQK != 0) return false;
+  const KquantKernels& kk = BestKquantKernels();
+  const bool have = (w.dtype == DType::kQ4_K && kk.prefill_q4_k) ||
+                    (w.dtype == DType::kQ5_K && kk.prefill_q5_k) ||
+                    (w.dtype == DType::kQ6_K && kk.prefill_q6_k);
+  if (!have) return false;
+  const int64_t N = w.rows, K = w.cols, nb = K / kQK;
+  thread_local std::vector<BlockQ8K> xq8k;
+  BlockQ8K* xq = Scratch(xq8k, static_cast<size_t>(T * nb));
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) kk.quantize_q8k(x + t * K, xq + t * nb, static_cast<size_t>(K));
+  // One even share of the 16-row groups per thread, so a thread's kernel call can fetch its next
+  // group ahead.
+  const int64_t groups = (N + kPanel - 1) / kPanel, threads = omp_get_max_threads();
+  ForPanels(N, (groups + threads - 1) / threads * kPanel, [&](int64_t r0, int64_t nr) {
+    const uint8_t* wr = w.row(r0);
+    switch (w.dtype) {
+      case DType::kQ4_K:
+        kk.prefill_q4_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ4K*>(wr), nr, K);
+        break;
+      case DType::kQ5_K:
+        kk.prefill_q5_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ5K*>(wr), nr, K);
+        break;
+      default:
+        kk.prefill_q6_k(y + r0, N, xq, T, reinterpret_cast<const BlockQ6K*>(wr), nr, K);
+        break;
+    }
+  });
+  return true;
+}
+
 // 16-row group g of a packed Q8_0/Q4_0 matrix widened to f32 rows (out: 16 · cols floats), reading
 // the group's blocks in order (a row alone would read every block of its group: 16× the traffic).
 ELM_CLONES void WidenPackedGroup(const MatRef& w, int64_t g, float* out) {
@@ -286,6 +322,7 @@ void MatMulWith(const CpuKernels& k, float* y, const float* x, int64_t T, const 
     default:  // llama.cpp's other types (base/kquant.h)
       if (exact) return MatMulWidened(k, y, x, T, w, panel);
       if (T < kPrefillRows && HasKquantKernel(w)) return MatMulKquant(k, y, x, T, w);
+      if (T >= kPrefillRows && MatMulKquantPrefill(k, y, x, T, w)) return;
       if (T >= kPrefillRows) return MatMulDequantBf16(k, y, x, T, w);
       return MatMulWidened(k, y, x, T, w, panel);
   }

@@ -8,9 +8,11 @@
 //                 the same when decoding (T < 4), bf16 panels and the bf16 GEMM in prefill
 //   llama.cpp's other GGUF types (base/kquant.h)
 //                 decode of Q4_K/Q5_K/Q6_K/IQ4_XS: activations quantized to Q8_K, integer dots
-//                 (kquant_kernels.h); decode of the others: weight rows dequantized to f32
-//                 exactly as ggml does, then the f32 kernel; prefill (T >= 4) of every type:
-//                 16-row panels dequantized once, rounded to bf16, and the bf16 GEMM
+//                 (kquant_kernels.h); prefill (T >= 4) of Q4_K/Q5_K/Q6_K: the same integer sums
+//                 on the table's prefill kernel where it has one (AVX-512 VNNI); decode of the
+//                 others: weight rows dequantized to f32 exactly as ggml does, then the f32
+//                 kernel; prefill of the others: 16-row panels dequantized once, rounded to
+//                 bf16, and the bf16 GEMM
 // With `exact`, BF16 and quantized weights (llama.cpp's types too) are widened to f32 panel by
 // panel and go through the f32 kernels instead.
 // Tolerances against MatMul are in docs/numerics.md.

@@ -193,7 +193,8 @@ void QuantizeQ8KNeon(const float* x, BlockQ8K* out, size_t n) {
 
 const KquantKernels* NeonKquantKernels() {
   static const KquantKernels k{"neon",      GemmQ4KNeon,   GemmQ5KNeon,
-                               GemmQ6KNeon, GemmIq4XsNeon, QuantizeQ8KNeon};
+                               GemmQ6KNeon, GemmIq4XsNeon, QuantizeQ8KNeon,
+                               nullptr,     nullptr,       nullptr};
   return &k;
 }
 

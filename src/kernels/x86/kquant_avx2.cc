@@ -286,7 +286,8 @@ void QuantizeQ8K2(const float* x, BlockQ8K* out, size_t n) {
 }  // namespace
 
 const KquantKernels* Avx2KquantKernels() {
-  static const KquantKernels k{"avx2", GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs, QuantizeQ8K2};
+  static const KquantKernels k{"avx2",       GemmQ4K, GemmQ5K, GemmQ6K, GemmIq4Xs,
+                               QuantizeQ8K2, nullptr, nullptr, nullptr};
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          __builtin_cpu_supports("f16c");
   return ok ? &k : nullptr;

@@ -4,8 +4,9 @@
 // lane's 4-product sum fits in 16 bits (|Σ| ≤ 4·63·127 = 32004), so vpdpwssd on the lane read as
 // two int16 (the value and its sign extension) against the scale in the low half (0 in the high)
 // multiplies exactly. The activations are laid out once per call to match the weights' registers
-// (decode: a handful of blocks shared by every row). Integer sums per super-block equal the
-// scalar twin's; the f32 scaling is summed in another order.
+// (decode: a handful of blocks shared by every row). The prefill kernels of Q4_K, Q5_K and Q6_K
+// (below GroupK) put 16 rows in the lanes instead. Integer sums per super-block equal the scalar
+// twin's; the f32 scaling is summed in another order.
 // Internal linkage inside the target region, as in kernels_avx512.cc.
 #include "kernels/kquant_kernels.h"
 
@@ -18,6 +19,8 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c,avx2")
 #include <immintrin.h>
 
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace elm {
@@ -161,6 +164,227 @@ void GemmQ4K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const Block
 void GemmQ5K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K* w, int64_t nr,
                 int64_t K) {
   GemmK512<true>(y, ldy, x, T, w, nr, K);
+}
+
+// ---- prefill: Q4_K / Q5_K / Q6_K weights × Q8_K activations, 16 rows at a time ----------------
+// One super-block of a 16-row group, unpacked to unsigned bytes and interleaved once per call:
+// lane r of every register is row r, so each vpdpbusd adds 4 products to 16 rows with the
+// activation's 4 bytes broadcast (as the packed Q8_0 tiles of kernels_avx512.cc), and the per-row
+// scales and f16 factors are ready as 16-lane vectors.
+//   Q4_K/Q5_K  8 sub-blocks of 32: Σ sc_j·dot_j·d·dx − Σ m_j·bsum_j·dmin·dx
+//   Q6_K       16 sub-blocks of 16, quants stored as q + 32: (Σ sc_j·dot_j − 32·Σ sc_j·bsum_j)·d·dx
+// The Σ ·bsum_j term is 8 vpdpwssd against the activation's 16 bsums read as 8 pairs: word p of
+// `pairs` holds the factors of bsums 2p (low 16 bits) and 2p + 1 (high) — m_p twice for Q4_K/Q5_K
+// (one minimum per 32), sc_2p and sc_2p+1 for Q6_K.
+struct alignas(64) GroupK {
+  uint8_t q[64][64];     // quad s (elements 4s .. 4s + 3): row r's 4 bytes at 4r
+  int32_t sc[16][16];    // sub-block j's scale, per row (8 of them for Q4_K/Q5_K)
+  int32_t pairs[8][16];  // the bsum factors, per row
+  float d[16], dmin[16];
+};
+
+// A 16 × 16 matrix of 32-bit words transposed in registers: out[c] lane r = in[r] lane c.
+inline void Transpose16x16(const __m512i* in, __m512i* out) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // per 128-bit lane: (a0 b0 a1 b1), (a2 b2 a3 b3)
+    t[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // u[4i + k], 128-bit lane L: column 4L + k of rows 4i .. 4i + 3
+    u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {  // then the 128-bit lanes, as a 4 × 4 transpose
+    const __m512i v0 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0x44);
+    const __m512i v1 = _mm512_shuffle_i32x4(u[k], u[4 + k], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], 0xEE);
+    out[k] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    out[4 + k] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    out[8 + k] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    out[12 + k] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
+template <typename B>
+constexpr bool kSixK = std::is_same_v<B, BlockQ6K>;
+
+// Quarter h (elements 64h .. 64h + 63) of a row's super-block as 64 unsigned bytes.
+template <typename B>
+inline __m512i QuarterK(const B& wb, int h) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __mmask32 high = 0xFFFF0000u;  // the upper 256 bits, as 16-bit lanes
+  if constexpr (kSixK<B>) {
+    // Element 128g + p: nibble p / 64 of ql[64g + p % 64], bits 2·(p / 32) of qh[32g + p % 32].
+    const int g = h / 2, n = h % 2;
+    const __m512i ql = _mm512_loadu_si512(wb.ql + 64 * g);
+    const __m512i lo = _mm512_and_si512(n ? _mm512_srli_epi16(ql, 4) : ql, m4);
+    const __m512i qh = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh + 32 * g)));
+    const __m512i hi =
+        _mm512_and_si512(_mm512_mask_srli_epi16(_mm512_srli_epi16(qh, 4 * n), high, qh, 4 * n + 2),
+                         _mm512_set1_epi8(3));
+    return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+  } else {
+    // qs[32h .. 32h + 31]: sub-block 2h in the low nibbles, 2h + 1 in the high.
+    const __m512i v = _mm512_broadcast_i64x4(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs + 32 * h)));
+    __m512i q = _mm512_and_si512(_mm512_mask_srli_epi16(v, high, v, 4), m4);
+    if constexpr (std::is_same_v<B, BlockQ5K>) {  // bit j of qh[l]: fifth bit of sub-block j
+      const __m512i qh =
+          _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qh)));
+      const __m512i bit = _mm512_and_si512(
+          _mm512_mask_srli_epi16(_mm512_srli_epi16(qh, 2 * h), high, qh, 2 * h + 1),
+          _mm512_set1_epi8(1));
+      q = _mm512_or_si512(q, _mm512_slli_epi16(bit, 4));
+    }
+    return q;
+  }
+}
+
+// Rows [0, rows) of a 16-row group (w: rows × nb blocks) into out[0 .. nb); missing rows are 0
+// and add nothing. Each quarter of 16 rows' super-blocks is transposed as 4-byte words; the
+// scales (and minimums) likewise.
+template <typename B>
+void UnpackGroupK(const B* w, int64_t nb, int64_t rows, GroupK* out) {
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int64_t b = 0; b < nb; ++b) {
+    GroupK& g = out[b];
+    __m512i in[16], t[16];
+    for (int64_t r = 0; r < 16; ++r) {
+      const B* wb = r < rows ? &w[r * nb + b] : nullptr;
+      if constexpr (kSixK<B>) {
+        g.d[r] = wb ? HalfToFloat512(wb->d) : 0.0f;
+        in[r] =
+            wb ? _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->scales)))
+               : _mm512_setzero_si512();
+      } else {
+        g.d[r] = wb ? HalfToFloat512(wb->d) : 0.0f;
+        g.dmin[r] = wb ? HalfToFloat512(wb->dmin) : 0.0f;
+        in[r] = wb ? ScalesMins512(wb->scales) : _mm512_setzero_si512();  // 8 scales, 8 minimums
+      }
+    }
+    Transpose16x16(in, t);
+    if constexpr (kSixK<B>) {
+      for (int j = 0; j < 16; ++j) _mm512_store_si512(g.sc[j], t[j]);
+      for (int p = 0; p < 8; ++p)
+        _mm512_store_si512(g.pairs[p], _mm512_or_si512(_mm512_and_si512(t[2 * p], low16),
+                                                       _mm512_slli_epi32(t[2 * p + 1], 16)));
+    } else {
+      for (int j = 0; j < 8; ++j) {
+        _mm512_store_si512(g.sc[j], t[j]);
+        _mm512_store_si512(g.pairs[j], _mm512_or_si512(t[8 + j], _mm512_slli_epi32(t[8 + j], 16)));
+      }
+    }
+    for (int h = 0; h < 4; ++h) {
+      for (int64_t r = 0; r < 16; ++r)
+        in[r] = r < rows ? QuarterK(w[r * nb + b], h) : _mm512_setzero_si512();
+      Transpose16x16(in, t);
+      for (int c = 0; c < 16; ++c) _mm512_store_si512(g.q[16 * h + c], t[c]);
+    }
+  }
+}
+
+inline __m512i Bcast4K(const void* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// MR activation rows (x: row i at i·nb) against one 16-row group: per sub-block, a vpdpbusd per
+// 4 elements and row into a fresh sum, times the rows' scales (vpmulld: a sub-block's sum needs
+// 17 bits) into the super-block's Σ sc_j·dot_j; then the bsum term (see GroupK), and the f32
+// scaling as the scalar twin's.
+template <bool kSix, int MR>
+void TileK(float* y, int64_t ldy, const BlockQ8K* x, int64_t nb, const GroupK* g, __mmask16 rows) {
+  constexpr int kQuads = kSix ? 4 : 8;  // per sub-block
+  __m512 acc[MR];
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const GroupK& gb = g[b];
+    __m512i sumi[MR];
+    for (int i = 0; i < MR; ++i) sumi[i] = _mm512_setzero_si512();
+    for (int j = 0; j < 64 / kQuads; ++j) {
+      __m512i dot[MR];
+      for (int i = 0; i < MR; ++i) dot[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int s = 0; s < kQuads; ++s) {
+        const __m512i wq = _mm512_load_si512(gb.q[kQuads * j + s]);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i)
+          dot[i] =
+              _mm512_dpbusd_epi32(dot[i], wq, Bcast4K(x[i * nb + b].qs + 4 * (kQuads * j + s)));
+      }
+      const __m512i sc = _mm512_load_si512(gb.sc[j]);
+      for (int i = 0; i < MR; ++i)
+        sumi[i] = _mm512_add_epi32(sumi[i], _mm512_mullo_epi32(dot[i], sc));
+    }
+    const __m512 d = _mm512_load_ps(gb.d);
+    for (int i = 0; i < MR; ++i) {
+      const BlockQ8K& xb = x[i * nb + b];
+      __m512i corr = _mm512_setzero_si512();
+      for (int p = 0; p < 8; ++p)
+        corr = _mm512_dpwssd_epi32(corr, _mm512_load_si512(gb.pairs[p]), Bcast4K(xb.bsums + 2 * p));
+      const __m512 dx = _mm512_set1_ps(xb.d);
+      if constexpr (kSix) {
+        const __m512i sum = _mm512_sub_epi32(sumi[i], _mm512_slli_epi32(corr, 5));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(d, dx), acc[i]);
+      } else {
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[i]), _mm512_mul_ps(d, dx), acc[i]);
+        acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(corr),
+                                  _mm512_mul_ps(_mm512_load_ps(gb.dmin), dx), acc[i]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + i * ldy, rows, acc[i]);
+}
+
+constexpr int kTileRowsK = 8;  // activation rows per tile
+
+template <bool kSix, int... MR>
+void TileKRows(int n, float* y, int64_t ldy, const BlockQ8K* x, int64_t nb, const GroupK* g,
+               __mmask16 rows, std::integer_sequence<int, MR...>) {
+  ((n == MR + 1 ? TileK<kSix, MR + 1>(y, ldy, x, nb, g, rows) : void()), ...);
+}
+
+template <typename B>
+void PrefillK512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const B* w, int64_t nr,
+                 int64_t K) {
+  const int64_t nb = K / kQK;
+  thread_local std::vector<GroupK> groups;
+  if (groups.size() < static_cast<size_t>(nb)) groups.resize(static_cast<size_t>(nb));
+  for (int64_t r0 = 0; r0 < nr; r0 += 16) {
+    const int64_t rows = nr - r0 < 16 ? nr - r0 : 16;
+    UnpackGroupK(w + r0 * nb, nb, rows, groups.data());
+    // The next group's blocks into L2 while this one's tiles run (its unpacking waited on DRAM).
+    if (r0 + 16 < nr) {
+      const char* next = reinterpret_cast<const char*>(w + (r0 + 16) * nb);
+      const int64_t bytes = (nr - r0 - 16 < 16 ? nr - r0 - 16 : 16) * nb * int64_t{sizeof(B)};
+      for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(next + o, _MM_HINT_T1);
+    }
+    const auto mask = static_cast<__mmask16>((1u << rows) - 1);
+    for (int64_t t = 0; t < T; t += kTileRowsK)
+      TileKRows<kSixK<B>>(static_cast<int>(T - t < kTileRowsK ? T - t : kTileRowsK),
+                          y + t * ldy + r0, ldy, x + t * nb, nb, groups.data(), mask,
+                          std::make_integer_sequence<int, kTileRowsK>());
+  }
+}
+
+void PrefillQ4K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ4K* w,
+                   int64_t nr, int64_t K) {
+  PrefillK512(y, ldy, x, T, w, nr, K);
+}
+
+void PrefillQ5K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ5K* w,
+                   int64_t nr, int64_t K) {
+  PrefillK512(y, ldy, x, T, w, nr, K);
+}
+
+void PrefillQ6K512(float* y, int64_t ldy, const BlockQ8K* x, int64_t T, const BlockQ6K* w,
+                   int64_t nr, int64_t K) {
+  PrefillK512(y, ldy, x, T, w, nr, K);
 }
 
 // Q6_K: element e = 128h + p sits in nibble p / 64 of ql[64h + p % 64] and bits 2·(p / 32) of
@@ -342,8 +566,9 @@ const KquantKernels* Avx512KquantKernels() {
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                          __builtin_cpu_supports("avx512vnni") && Avx2KquantKernels() != nullptr;
   if (!ok) return nullptr;
-  static const KquantKernels k{"avx512",   GemmQ4K512,   GemmQ5K512,
-                               GemmQ6K512, GemmIq4Xs512, QuantizeQ8K512};
+  static const KquantKernels k{"avx512",      GemmQ4K512,    GemmQ5K512,
+                               GemmQ6K512,    GemmIq4Xs512,  QuantizeQ8K512,
+                               PrefillQ4K512, PrefillQ5K512, PrefillQ6K512};
   return &k;
 }
 
