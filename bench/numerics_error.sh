@@ -5,9 +5,10 @@
 #   bench/numerics_error.sh MODEL_DIR TEXT [WORKDIR] [TOKENS] [CONTEXT]
 #
 # MODEL_DIR is an F32 HF folder (a conformance checkpoint, or `elm init --dtype f32`). It is
-# written in WORKDIR (default build/numerics) as BF16 and F16 safetensors and Q8_0/Q4_0 GGUF, and
-# for each type `elm kld` scores TOKENS (default 256) tokens of TEXT in windows of CONTEXT (default
-# 128) positions twice:
+# written in WORKDIR (default build/numerics) as BF16 and F16 safetensors, Q8_0/Q4_0 GGUF and
+# llama-quantize's Q4_K_M, Q5_K_M, Q6_K and IQ4_XS mixes (`elm quantize`), and for each type
+# `elm kld` scores TOKENS (default 256) tokens of TEXT in windows of CONTEXT (default 128)
+# positions twice:
 #   kernels: the stored file against f32 math on the same stored weights (--base-weights f32), i.e.
 #            the error the kernels add;
 #   total:   against the F32 checkpoint (the weights' rounding included).
@@ -38,6 +39,11 @@ for t in q8_0 q4_0; do
   [ -f "$(file_of $t)" ] ||
     "$elm" convert --model "$src" --to gguf --type "$t" --output "$(file_of $t)" >/dev/null 2>&1
 done
+kquants="q4_k_m q5_k_m q6_k iq4_xs"
+for t in $kquants; do
+  [ -f "$(file_of $t)" ] ||
+    "$elm" quantize --model "$src" --type "$t" --output "$(file_of $t)" >/dev/null 2>&1
+done
 summary() {  # "max|Δ| KL top-1" from elm kld's output
   awk '/max \|logit difference\|/ {d = $4}
        /mean KL/ {kl = $3; top = $NF}
@@ -46,12 +52,14 @@ summary() {  # "max|Δ| KL top-1" from elm kld's output
 echo "$name: $tokens tokens of $(basename "$text"), windows of $context; $(date -u +%FT%TZ)"
 printf "%-6s %-8s | %-29s | %-29s\n" type measure "default: max|Δ| KL top-1" \
   "--exact: max|Δ| KL top-1"
-for t in f32 bf16 f16 q8_0 q4_0; do
+for t in f32 bf16 f16 q8_0 q4_0 $kquants; do
   for measure in kernels total; do
+    # The K-quant mixes have no load-time conversion: the file itself is the converted copy.
+    case "$t" in q*_k* | iq*) what=(--converted "$(file_of "$t")") ;; *) what=(--weights "$t") ;; esac
     if [ "$measure" = kernels ]; then
-      args=(--model "$(file_of "$t")" --base-weights f32 --weights "$t")
+      args=(--model "$(file_of "$t")" --base-weights f32 "${what[@]}")
     else
-      args=(--model "$src" --weights "$t")
+      args=(--model "$src" "${what[@]}")
       [ "$t" = f32 ] && continue  # same as kernels for F32
     fi
     common=(--file "$text" --max-tokens "$tokens" --context "$context")
