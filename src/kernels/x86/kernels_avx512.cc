@@ -18,6 +18,8 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c,avx2")
 #include <immintrin.h>
 
+#include <utility>
+
 namespace elm {
 namespace {
 
@@ -59,13 +61,20 @@ inline void StoreSums(float* y, const __m512* acc) {
 // ---- bf16 × bf16 → f32 (vdpbf16ps) -------------------------------------------------------------
 // Up to 4 × 6 tiles: 24 accumulators hide vdpbf16ps's latency; weights are loaded one at a time
 // so the tile fits the 32 registers.
-template <int MR, int NR>
+// kAhead (a few activation rows: batched decoding): each weight row's line kBf16Ahead lines ahead
+// is prefetched, since the hardware prefetchers fall behind 6 rows read this slowly.
+constexpr int64_t kBf16Ahead = 8;
+constexpr int64_t kBf16AheadRows = 16;  // up to this many activation rows
+
+template <int MR, int NR, bool kAhead = false>
 void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64_t K) {
   __m512 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
+    if constexpr (kAhead)
+      for (int j = 0; j < NR; ++j) _mm_prefetch(w + j * K + k + 32 * kBf16Ahead, _MM_HINT_T0);
     __m512i xv[MR];
     for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_si512(x + i * K + k);
     for (int j = 0; j < NR; ++j) {
@@ -284,19 +293,22 @@ void Blocked(float* y, int64_t ldy, const TX* x, int64_t T, int64_t nr, int64_t 
 
 using TileBf16Fn = void (*)(float*, int64_t, const uint16_t*, const uint16_t*, int64_t);
 // clang-format off
-#define ELM_BF16_ROW(MR)                                                                   \
-  {TileBf16<MR, 1>, TileBf16<MR, 2>, TileBf16<MR, 3>, TileBf16<MR, 4>, TileBf16<MR, 5>,   \
-   TileBf16<MR, 6>}
-const TileBf16Fn kBf16Tiles[4][6] = {ELM_BF16_ROW(1), ELM_BF16_ROW(2), ELM_BF16_ROW(3),
-                                     ELM_BF16_ROW(4)};
+#define ELM_BF16_ROW(MR, A)                                                                \
+  {TileBf16<MR, 1, A>, TileBf16<MR, 2, A>, TileBf16<MR, 3, A>, TileBf16<MR, 4, A>,         \
+   TileBf16<MR, 5, A>, TileBf16<MR, 6, A>}
+const TileBf16Fn kBf16Tiles[2][4][6] = {
+    {ELM_BF16_ROW(1, false), ELM_BF16_ROW(2, false), ELM_BF16_ROW(3, false),
+     ELM_BF16_ROW(4, false)},
+    {ELM_BF16_ROW(1, true), ELM_BF16_ROW(2, true), ELM_BF16_ROW(3, true), ELM_BF16_ROW(4, true)}};
 #undef ELM_BF16_ROW
 // clang-format on
 
 void GemmBf16(float* y, int64_t ldy, const uint16_t* x, int64_t T, const uint16_t* w, int64_t nr,
               int64_t K) {
   if (T == 1) return DecodeRows(y, DotBf16{x}, w, K * 2, nr, K);
+  const int ahead = T <= kBf16AheadRows ? 1 : 0;
   Blocked<6>(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const uint16_t* xt, int64_t r) {
-    kBf16Tiles[mr - 1][nrr - 1](yt, ldy, xt, w + r * K, K);
+    kBf16Tiles[ahead][mr - 1][nrr - 1](yt, ldy, xt, w + r * K, K);
   });
 }
 
@@ -417,6 +429,22 @@ inline __m512i Bcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Tiles of 2+ activation rows consume the weights slower than one row does, and the hardware
+// prefetchers then fall behind: each block is fetched kPackedAhead blocks ahead into L1 (batched
+// decoding of 8 streams: 1.35-1.40x per step, docs/performance.md). Past the end of a group it
+// touches the next group's blocks, which come next (or nothing: prefetches do not fault).
+constexpr int64_t kPackedAhead = 6;
+
+template <typename BW>
+inline void PrefetchAhead(const BW* block) {
+  const char* p = reinterpret_cast<const char*>(block);
+  for (size_t o = 0; o < sizeof(BW); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+// Up to 4 activation rows: two chains of four steps per row keep the adder busy; 5 to 8 rows
+// (batched decoding of several streams, and prefill): one chain per row, the rows' chains
+// interleaved, so the weights stream from memory once for 8 rows. The integer sums are the same
+// either way, so the results do not depend on the tile height.
 template <int MR>
 void TileQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t nb,
                  const BlockQ8_0x16* w) {
@@ -424,20 +452,32 @@ void TileQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, i
   for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const BlockQ8_0x16& wb = w[b];
+    if constexpr (MR > 1) PrefetchAhead(w + b + kPackedAhead);
     __m512i wv[8];
     for (int s = 0; s < 8; ++s) wv[s] = _mm512_loadu_si512(wb.q[s]);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.d)));
-    for (int i = 0; i < MR; ++i) {
-      const BlockQ8_0& xb = x[i * nb + b];
-      // The weights are stored as q + 128: Σ (q + 128)·x = Σ q·x + 128·Σx.
-      __m512i d0 = _mm512_set1_epi32(-128 * xs[i * nb + b]);
-      __m512i d1 = _mm512_setzero_si512();
-      for (int s = 0; s < 8; s += 2) {
-        d0 = _mm512_dpbusd_epi32(d0, wv[s], Bcast4(xb.q + 4 * s));
-        d1 = _mm512_dpbusd_epi32(d1, wv[s + 1], Bcast4(xb.q + 4 * s + 4));
+    // The weights are stored as q + 128: Σ (q + 128)·x = Σ q·x + 128·Σx.
+    __m512i dot[MR];
+    if constexpr (MR <= 4) {
+      for (int i = 0; i < MR; ++i) {
+        const BlockQ8_0& xb = x[i * nb + b];
+        __m512i d0 = _mm512_set1_epi32(-128 * xs[i * nb + b]);
+        __m512i d1 = _mm512_setzero_si512();
+        for (int s = 0; s < 8; s += 2) {
+          d0 = _mm512_dpbusd_epi32(d0, wv[s], Bcast4(xb.q + 4 * s));
+          d1 = _mm512_dpbusd_epi32(d1, wv[s + 1], Bcast4(xb.q + 4 * s + 4));
+        }
+        dot[i] = _mm512_add_epi32(d0, d1);
       }
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(xb.d)));
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1)), scale, acc[i]);
+    } else {
+      for (int i = 0; i < MR; ++i) dot[i] = _mm512_set1_epi32(-128 * xs[i * nb + b]);
+      for (int s = 0; s < 8; ++s)
+        for (int i = 0; i < MR; ++i)
+          dot[i] = _mm512_dpbusd_epi32(dot[i], wv[s], Bcast4(x[i * nb + b].q + 4 * s));
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(x[i * nb + b].d)));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), scale, acc[i]);
     }
   }
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
@@ -451,6 +491,7 @@ void TileQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, i
   const __m512i low4 = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; ++b) {
     const BlockQ4_0x16& wb = w[b];
+    if constexpr (MR > 1) PrefetchAhead(w + b + kPackedAhead);
     __m512i lo[4], hi[4];  // elements 4s..4s+3 and 16+4s..16+4s+3 of every row
     for (int s = 0; s < 4; ++s) {
       const __m512i v = _mm512_loadu_si512(wb.nib[s]);
@@ -458,44 +499,63 @@ void TileQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, i
       hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.d)));
-    for (int i = 0; i < MR; ++i) {
-      const BlockQ8_0& xb = x[i * nb + b];
-      // Nibbles are q + 8: Σ (q + 8)·x = Σ q·x + 8·Σx.
-      __m512i d0 = _mm512_set1_epi32(-8 * xs[i * nb + b]);
-      __m512i d1 = _mm512_setzero_si512();
-      for (int s = 0; s < 4; ++s) {
-        d0 = _mm512_dpbusd_epi32(d0, lo[s], Bcast4(xb.q + 4 * s));
-        d1 = _mm512_dpbusd_epi32(d1, hi[s], Bcast4(xb.q + 16 + 4 * s));
+    // Nibbles are q + 8: Σ (q + 8)·x = Σ q·x + 8·Σx.
+    __m512i dot[MR];
+    if constexpr (MR <= 4) {
+      for (int i = 0; i < MR; ++i) {
+        const BlockQ8_0& xb = x[i * nb + b];
+        __m512i d0 = _mm512_set1_epi32(-8 * xs[i * nb + b]);
+        __m512i d1 = _mm512_setzero_si512();
+        for (int s = 0; s < 4; ++s) {
+          d0 = _mm512_dpbusd_epi32(d0, lo[s], Bcast4(xb.q + 4 * s));
+          d1 = _mm512_dpbusd_epi32(d1, hi[s], Bcast4(xb.q + 16 + 4 * s));
+        }
+        dot[i] = _mm512_add_epi32(d0, d1);
       }
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(xb.d)));
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(d0, d1)), scale, acc[i]);
+    } else {
+      for (int i = 0; i < MR; ++i) dot[i] = _mm512_set1_epi32(-8 * xs[i * nb + b]);
+      for (int s = 0; s < 4; ++s)
+        for (int i = 0; i < MR; ++i)
+          dot[i] = _mm512_dpbusd_epi32(dot[i], lo[s], Bcast4(x[i * nb + b].q + 4 * s));
+      for (int s = 0; s < 4; ++s)
+        for (int i = 0; i < MR; ++i)
+          dot[i] = _mm512_dpbusd_epi32(dot[i], hi[s], Bcast4(x[i * nb + b].q + 16 + 4 * s));
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(x[i * nb + b].d)));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), scale, acc[i]);
     }
   }
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
 }
 
+constexpr int kPackedTileRows = 8;  // activation rows per packed tile
+
+// tile(std::integral_constant<int, n>) for n = `rows` in 1 .. sizeof...(M).
+template <typename F, int... M>
+inline void WithRows(int rows, const F& tile, std::integer_sequence<int, M...>) {
+  ((rows == M + 1 ? tile(std::integral_constant<int, M + 1>{}) : void()), ...);
+}
+
 // Activation blocks of kTB rows outermost (they stay in L2), then 16-row weight groups (one
-// group's blocks stay in L1 across the activation rows), then tiles of up to 4 activation rows.
-template <typename BW, typename Tile1, typename Tile2, typename Tile3, typename Tile4>
+// group's blocks stay in L1 across the activation rows), then tiles of up to 8 activation rows:
+// tile(rows, y, x, xs, w) with rows a std::integral_constant.
+template <typename BW, typename Tile>
 void BlockedPacked(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t T,
-                   const BW* w, int64_t nr, int64_t K, Tile1 t1, Tile2 t2, Tile3 t3, Tile4 t4) {
+                   const BW* w, int64_t nr, int64_t K, const Tile& tile) {
   const int64_t nb = K / kQBlock;
   for (int64_t tb = 0; tb < T; tb += kTB) {
     const int64_t te = tb + kTB < T ? tb + kTB : T;
     for (int64_t g = 0; g < nr / kPackRows; ++g) {
       const BW* wg = w + g * nb;
-      for (int64_t t = tb; t < te; t += 4) {
+      for (int64_t t = tb; t < te; t += kPackedTileRows) {
         float* yt = y + t * ldy + g * kPackRows;
         const BlockQ8_0* xt = x + t * nb;
         const int32_t* st = xs + t * nb;
-        // clang-format off
-        switch (te - t < 4 ? te - t : 4) {
-          case 1: t1(yt, ldy, xt, st, nb, wg); break;
-          case 2: t2(yt, ldy, xt, st, nb, wg); break;
-          case 3: t3(yt, ldy, xt, st, nb, wg); break;
-          default: t4(yt, ldy, xt, st, nb, wg); break;
-        }
-        // clang-format on
+        WithRows(
+            static_cast<int>(te - t < kPackedTileRows ? te - t : kPackedTileRows),
+            [&](auto rows) { tile(rows, yt, xt, st, wg); },
+            std::make_integer_sequence<int, kPackedTileRows>());
       }
     }
   }
@@ -503,14 +563,20 @@ void BlockedPacked(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs,
 
 void GemmQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t T,
                  const BlockQ8_0x16* w, int64_t nr, int64_t K) {
-  BlockedPacked(y, ldy, x, xs, T, w, nr, K, TileQ8_0x16<1>, TileQ8_0x16<2>, TileQ8_0x16<3>,
-                TileQ8_0x16<4>);
+  const int64_t nb = K / kQBlock;
+  BlockedPacked(y, ldy, x, xs, T, w, nr, K,
+                [&](auto rows, float* yt, auto* xt, auto* st, auto* wg) {
+                  TileQ8_0x16<decltype(rows)::value>(yt, ldy, xt, st, nb, wg);
+                });
 }
 
 void GemmQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t T,
                  const BlockQ4_0x16* w, int64_t nr, int64_t K) {
-  BlockedPacked(y, ldy, x, xs, T, w, nr, K, TileQ4_0x16<1>, TileQ4_0x16<2>, TileQ4_0x16<3>,
-                TileQ4_0x16<4>);
+  const int64_t nb = K / kQBlock;
+  BlockedPacked(y, ldy, x, xs, T, w, nr, K,
+                [&](auto rows, float* yt, auto* xt, auto* st, auto* wg) {
+                  TileQ4_0x16<decltype(rows)::value>(yt, ldy, xt, st, nb, wg);
+                });
 }
 
 // ---- operand preparation ----------------------------------------------------------------------
