@@ -433,7 +433,7 @@ inline __m512i Bcast4(const int8_t* p) {
 // prefetchers then fall behind: each block is fetched kPackedAhead blocks ahead into L1 (batched
 // decoding of 8 streams: 1.35-1.40x per step, docs/performance.md). Past the end of a group it
 // touches the next group's blocks, which come next (or nothing: prefetches do not fault).
-constexpr int64_t kPackedAhead = 6;
+constexpr int64_t kPackedAhead = 12;
 
 template <typename BW>
 inline void PrefetchAhead(const BW* block) {
