@@ -441,10 +441,39 @@ inline void PrefetchAhead(const BW* block) {
   for (size_t o = 0; o < sizeof(BW); o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
 }
 
+// One 16-row block of packed weights against MR activation rows, added to acc: wv[s] holds
+// elements 4s .. 4s + 3 of every row as unsigned q + bias, so each row's sum starts at −bias·Σx.
 // Up to 4 activation rows: two chains of four steps per row keep the adder busy; 5 to 8 rows
 // (batched decoding of several streams, and prefill): one chain per row, the rows' chains
 // interleaved, so the weights stream from memory once for 8 rows. The integer sums are the same
 // either way, so the results do not depend on the tile height.
+template <int MR>
+inline void AddPackedBlock(const __m512i* wv, int bias, __m512 dw, const BlockQ8_0* x,
+                           const int32_t* xs, int64_t nb, int64_t b, __m512* acc) {
+  __m512i dot[MR];
+  if constexpr (MR <= 4) {
+    for (int i = 0; i < MR; ++i) {
+      const BlockQ8_0& xb = x[i * nb + b];
+      __m512i d0 = _mm512_set1_epi32(-bias * xs[i * nb + b]);
+      __m512i d1 = _mm512_setzero_si512();
+      for (int s = 0; s < 8; s += 2) {
+        d0 = _mm512_dpbusd_epi32(d0, wv[s], Bcast4(xb.q + 4 * s));
+        d1 = _mm512_dpbusd_epi32(d1, wv[s + 1], Bcast4(xb.q + 4 * s + 4));
+      }
+      dot[i] = _mm512_add_epi32(d0, d1);
+    }
+  } else {
+    for (int i = 0; i < MR; ++i) dot[i] = _mm512_set1_epi32(-bias * xs[i * nb + b]);
+    for (int s = 0; s < 8; ++s)
+      for (int i = 0; i < MR; ++i)
+        dot[i] = _mm512_dpbusd_epi32(dot[i], wv[s], Bcast4(x[i * nb + b].q + 4 * s));
+  }
+  for (int i = 0; i < MR; ++i) {
+    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(x[i * nb + b].d)));
+    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), scale, acc[i]);
+  }
+}
+
 template <int MR>
 void TileQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, int64_t nb,
                  const BlockQ8_0x16* w) {
@@ -456,29 +485,7 @@ void TileQ8_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, i
     __m512i wv[8];
     for (int s = 0; s < 8; ++s) wv[s] = _mm512_loadu_si512(wb.q[s]);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.d)));
-    // The weights are stored as q + 128: Σ (q + 128)·x = Σ q·x + 128·Σx.
-    __m512i dot[MR];
-    if constexpr (MR <= 4) {
-      for (int i = 0; i < MR; ++i) {
-        const BlockQ8_0& xb = x[i * nb + b];
-        __m512i d0 = _mm512_set1_epi32(-128 * xs[i * nb + b]);
-        __m512i d1 = _mm512_setzero_si512();
-        for (int s = 0; s < 8; s += 2) {
-          d0 = _mm512_dpbusd_epi32(d0, wv[s], Bcast4(xb.q + 4 * s));
-          d1 = _mm512_dpbusd_epi32(d1, wv[s + 1], Bcast4(xb.q + 4 * s + 4));
-        }
-        dot[i] = _mm512_add_epi32(d0, d1);
-      }
-    } else {
-      for (int i = 0; i < MR; ++i) dot[i] = _mm512_set1_epi32(-128 * xs[i * nb + b]);
-      for (int s = 0; s < 8; ++s)
-        for (int i = 0; i < MR; ++i)
-          dot[i] = _mm512_dpbusd_epi32(dot[i], wv[s], Bcast4(x[i * nb + b].q + 4 * s));
-    }
-    for (int i = 0; i < MR; ++i) {
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(x[i * nb + b].d)));
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), scale, acc[i]);
-    }
+    AddPackedBlock<MR>(wv, 128, dw, x, xs, nb, b, acc);  // stored as q + 128
   }
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
 }
@@ -492,39 +499,14 @@ void TileQ4_0x16(float* y, int64_t ldy, const BlockQ8_0* x, const int32_t* xs, i
   for (int64_t b = 0; b < nb; ++b) {
     const BlockQ4_0x16& wb = w[b];
     if constexpr (MR > 1) PrefetchAhead(w + b + kPackedAhead);
-    __m512i lo[4], hi[4];  // elements 4s..4s+3 and 16+4s..16+4s+3 of every row
+    __m512i wv[8];  // low nibbles: elements 4s .. 4s + 3, high: 16 + 4s .. 16 + 4s + 3
     for (int s = 0; s < 4; ++s) {
       const __m512i v = _mm512_loadu_si512(wb.nib[s]);
-      lo[s] = _mm512_and_si512(v, low4);
-      hi[s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      wv[s] = _mm512_and_si512(v, low4);
+      wv[4 + s] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.d)));
-    // Nibbles are q + 8: Σ (q + 8)·x = Σ q·x + 8·Σx.
-    __m512i dot[MR];
-    if constexpr (MR <= 4) {
-      for (int i = 0; i < MR; ++i) {
-        const BlockQ8_0& xb = x[i * nb + b];
-        __m512i d0 = _mm512_set1_epi32(-8 * xs[i * nb + b]);
-        __m512i d1 = _mm512_setzero_si512();
-        for (int s = 0; s < 4; ++s) {
-          d0 = _mm512_dpbusd_epi32(d0, lo[s], Bcast4(xb.q + 4 * s));
-          d1 = _mm512_dpbusd_epi32(d1, hi[s], Bcast4(xb.q + 16 + 4 * s));
-        }
-        dot[i] = _mm512_add_epi32(d0, d1);
-      }
-    } else {
-      for (int i = 0; i < MR; ++i) dot[i] = _mm512_set1_epi32(-8 * xs[i * nb + b]);
-      for (int s = 0; s < 4; ++s)
-        for (int i = 0; i < MR; ++i)
-          dot[i] = _mm512_dpbusd_epi32(dot[i], lo[s], Bcast4(x[i * nb + b].q + 4 * s));
-      for (int s = 0; s < 4; ++s)
-        for (int i = 0; i < MR; ++i)
-          dot[i] = _mm512_dpbusd_epi32(dot[i], hi[s], Bcast4(x[i * nb + b].q + 16 + 4 * s));
-    }
-    for (int i = 0; i < MR; ++i) {
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(Half(x[i * nb + b].d)));
-      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i]), scale, acc[i]);
-    }
+    AddPackedBlock<MR>(wv, 8, dw, x, xs, nb, b, acc);  // nibbles are q + 8
   }
   for (int i = 0; i < MR; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
 }
