@@ -61,20 +61,27 @@ inline void StoreSums(float* y, const __m512* acc) {
 // ---- bf16 × bf16 → f32 (vdpbf16ps) -------------------------------------------------------------
 // Up to 4 × 6 tiles: 24 accumulators hide vdpbf16ps's latency; weights are loaded one at a time
 // so the tile fits the 32 registers.
-// kAhead (a few activation rows: batched decoding): each weight row's line kBf16Ahead lines ahead
-// is prefetched, since the hardware prefetchers fall behind 6 rows read this slowly.
+// kAhead (a few activation rows: batched decoding), where the weights come from memory and each
+// 6-row group is read by a pass per 4 activation rows: the first pass fetches each weight row's
+// line kBf16Ahead lines ahead (the hardware prefetchers fall behind 6 rows read this slowly), and
+// the last pass, which finds its rows in cache, fetches the next group's rows (`next`,
+// `next_rows` of them) into L2, so memory keeps streaming while it computes.
 constexpr int64_t kBf16Ahead = 8;
 constexpr int64_t kBf16AheadRows = 16;  // up to this many activation rows
 
 template <int MR, int NR, bool kAhead = false>
-void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64_t K) {
+void TileBf16(float* y, int64_t ldy, const uint16_t* x, const uint16_t* w, int64_t K,
+              bool first = false, const uint16_t* next = nullptr, int next_rows = 0) {
   __m512 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
-    if constexpr (kAhead)
-      for (int j = 0; j < NR; ++j) _mm_prefetch(w + j * K + k + 32 * kBf16Ahead, _MM_HINT_T0);
+    if constexpr (kAhead) {
+      for (int j = 0; j < next_rows; ++j) _mm_prefetch(next + j * K + k, _MM_HINT_T1);
+      if (first)
+        for (int j = 0; j < NR; ++j) _mm_prefetch(w + j * K + k + 32 * kBf16Ahead, _MM_HINT_T0);
+    }
     __m512i xv[MR];
     for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_si512(x + i * K + k);
     for (int j = 0; j < NR; ++j) {
@@ -291,7 +298,8 @@ void Blocked(float* y, int64_t ldy, const TX* x, int64_t T, int64_t nr, int64_t 
   }
 // clang-format on
 
-using TileBf16Fn = void (*)(float*, int64_t, const uint16_t*, const uint16_t*, int64_t);
+using TileBf16Fn = void (*)(float*, int64_t, const uint16_t*, const uint16_t*, int64_t, bool,
+                            const uint16_t*, int);
 // clang-format off
 #define ELM_BF16_ROW(MR, A)                                                                \
   {TileBf16<MR, 1, A>, TileBf16<MR, 2, A>, TileBf16<MR, 3, A>, TileBf16<MR, 4, A>,         \
@@ -306,9 +314,21 @@ const TileBf16Fn kBf16Tiles[2][4][6] = {
 void GemmBf16(float* y, int64_t ldy, const uint16_t* x, int64_t T, const uint16_t* w, int64_t nr,
               int64_t K) {
   if (T == 1) return DecodeRows(y, DotBf16{x}, w, K * 2, nr, K);
-  const int ahead = T <= kBf16AheadRows ? 1 : 0;
+  if (T <= kBf16AheadRows) {  // the weights' one pass from memory per step (see TileBf16)
+    for (int64_t r = 0; r < nr; r += 6) {
+      const int nrr = static_cast<int>(nr - r < 6 ? nr - r : 6);
+      const int next_rows = static_cast<int>(nr - r - 6 < 6 ? nr - r - 6 : 6);
+      for (int64_t t = 0; t < T; t += 4) {
+        const int mr = static_cast<int>(T - t < 4 ? T - t : 4);
+        const bool last = t + 4 >= T && next_rows > 0;
+        kBf16Tiles[1][mr - 1][nrr - 1](y + t * ldy + r, ldy, x + t * K, w + r * K, K, t == 0,
+                                       last ? w + (r + 6) * K : nullptr, last ? next_rows : 0);
+      }
+    }
+    return;
+  }
   Blocked<6>(y, ldy, x, T, nr, K, [&](int mr, int nrr, float* yt, const uint16_t* xt, int64_t r) {
-    kBf16Tiles[ahead][mr - 1][nrr - 1](yt, ldy, xt, w + r * K, K);
+    kBf16Tiles[0][mr - 1][nrr - 1](yt, ldy, xt, w + r * K, K, false, nullptr, 0);
   });
 }
 
