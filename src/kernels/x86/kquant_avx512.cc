@@ -295,7 +295,7 @@ inline __m512i Bcast4K(const void* p) {
 
 // MR activation rows (x: row i at i·nb) against one 16-row group: per sub-block, a vpdpbusd per
 // 4 elements and row into a fresh sum, times the rows' scales (vpmulld: a sub-block's sum needs
-// 17 bits) into the super-block's Σ sc_j·dot_j; then the bsum term (see GroupK), and the f32
+// up to 18 bits) into the super-block's Σ sc_j·dot_j; then the bsum term (see GroupK), and the f32
 // scaling as the scalar twin's.
 template <bool kSix, int MR>
 void TileK(float* y, int64_t ldy, const BlockQ8K* x, int64_t nb, const GroupK* g, __mmask16 rows) {
