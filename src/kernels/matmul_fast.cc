@@ -82,9 +82,10 @@ void MatMulPacked(const CpuKernels& k, float* y, const float* x, int64_t T, cons
 }
 
 // Decode of Q4_K, Q5_K, Q6_K and IQ4_XS (llama.cpp's GGUF types, base/kquant.h) on their own
-// kernels (kquant_kernels.h) with Q8_K activations, as llama.cpp's does. The other types of
-// base/kquant.h, and prefill, go through MatMulWidened: each panel of weight rows dequantized to
-// f32 exactly as ggml does, then the f32 kernel (docs/numerics.md).
+// kernels (kquant_kernels.h) with Q8_K activations, as llama.cpp's does; prefill of Q4_K, Q5_K and
+// Q6_K likewise where the table has prefill kernels (MatMulKquantPrefill below). Decoding the
+// other types goes through MatMulWidened (rows dequantized to f32 exactly as ggml does, then the
+// f32 kernel), the rest of prefill through MatMulDequantBf16 (docs/numerics.md).
 bool HasKquantKernel(const MatRef& w) {
   const bool type = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K || w.dtype == DType::kQ6_K ||
                     w.dtype == DType::kIQ4_XS;
