@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -156,6 +157,42 @@ TEST(ContinuousBatching, CancellationAndErrorsLeaveOtherStreamsRunning) {
   std::vector<float> logits;
   const std::vector<int> bad = {model->config().vocab_size};
   EXPECT_THROW(batcher.Forward(a, bad, logits), Error);
+}
+
+TEST(ContinuousBatching, ALoneStreamAndOtherWorkRunOnTheSteppingThread) {
+  // Every forward pass and every Exclusive job runs on the one stepping thread, never on the
+  // caller's: a second thread with OpenMP regions would make libgomp throttle the steps' team
+  // (server/step_batcher.h).
+  const auto model = TinyModel();
+  StepBatcher batcher(model, 0, 16);
+  std::vector<std::thread::id> ran;
+  const std::function<void()> note = [&] { ran.push_back(std::this_thread::get_id()); };
+  batcher.Exclusive(note);
+  std::thread other([&] { batcher.Exclusive(note); });
+  other.join();
+  ASSERT_EQ(ran.size(), 2u);
+  EXPECT_NE(ran[0], std::this_thread::get_id());
+  EXPECT_EQ(ran[0], ran[1]);
+  EXPECT_THROW(batcher.Exclusive([] { Fail("from the work"); }), Error);
+
+  // A stream alone in its steps gets exactly what Session::Forward gives (the same kernels, the
+  // same rows), its prompt scored (echo with logprobs) through Exclusive.
+  GenerationParams p = Params(12, 0.9f, 5, 2);
+  p.echo = true;
+  const auto prompt = Tok().Encode("The lighthouse keeper", true);
+  Session own(model, 256), stepped(model, 256);
+  const CompletionResult a = RunCompletion(own, Tok(), prompt, p, [] { return false; });
+  SlotRun run;
+  run.batcher = &batcher;
+  const CompletionResult b = RunCompletion(
+      stepped, Tok(), prompt, p, [] { return false; }, {}, run);
+  EXPECT_EQ(a.ids, b.ids);
+  ASSERT_EQ(a.logprobs.size(), b.logprobs.size());
+  for (size_t i = 0; i < a.logprobs.size(); ++i)
+    EXPECT_EQ(a.logprobs[i].logprob, b.logprobs[i].logprob) << i;
+  ASSERT_EQ(a.prompt_logprobs.size(), b.prompt_logprobs.size());
+  EXPECT_FALSE(a.prompt_logprobs.empty());
+  EXPECT_GE(batcher.stats().steps, 11u);
 }
 
 TEST(PrefixCache, NextTurnComputesOnlyTheNewTokensAndAnswersTheSame) {

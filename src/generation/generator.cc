@@ -79,10 +79,18 @@ class DecodeLoop {
 
   GenerateResult Run(std::span<const int> prompt) {
     const auto t0 = Clock::now();
-    const bool fed = opt_.score_prompt ? ScorePrompt(session_, prompt, Top(), opt_.cancelled,
-                                                     logits_, res_.prompt_logprobs)
-                                       : Prefill(session_, prompt.subspan(opt_.cached_prompt),
-                                                 opt_.cancelled, logits_, opt_.forward);
+    bool fed = false;
+    if (opt_.score_prompt)
+      Compute([&] {
+        fed = ScorePrompt(session_, prompt, Top(), opt_.cancelled, logits_, res_.prompt_logprobs);
+      });
+    else if (opt_.forward)  // the hook runs the passes where they belong
+      fed = Prefill(session_, prompt.subspan(opt_.cached_prompt), opt_.cancelled, logits_,
+                    opt_.forward);
+    else
+      Compute([&] {
+        fed = Prefill(session_, prompt.subspan(opt_.cached_prompt), opt_.cancelled, logits_);
+      });
     const auto t1 = Clock::now();
     res_.stats.prompt_tokens = static_cast<int>(prompt.size());
     res_.stats.prefill_seconds = Seconds(t0, t1);
@@ -92,7 +100,9 @@ class DecodeLoop {
     }
     history_.assign(prompt.begin(), prompt.end());
     if (opt_.speculative)
-      opt_.speculative->Begin(session_.position() - static_cast<int>(prompt.size()), prompt);
+      Compute([&] {
+        opt_.speculative->Begin(session_.position() - static_cast<int>(prompt.size()), prompt);
+      });
     Decode();
     if (opt_.speculative) FinishSpeculation();
     if (res_.reason != StopReason::kCancelled && res_.reason != StopReason::kStopString)
@@ -104,6 +114,12 @@ class DecodeLoop {
 
  private:
   int Top() const { return std::max(0, opt_.logprobs); }
+  void Compute(const std::function<void()>& work) const {
+    if (opt_.compute)
+      opt_.compute(work);
+    else
+      work();
+  }
   bool Cancelled() const { return opt_.cancelled && opt_.cancelled(); }
 
   void Decode() {
@@ -140,7 +156,7 @@ class DecodeLoop {
     if (opt_.forward)
       opt_.forward(session_, std::span<const int>(&last, 1), logits_);
     else
-      session_.Forward(std::span<const int>(&last, 1), logits_);
+      Compute([&] { session_.Forward(std::span<const int>(&last, 1), logits_); });
     return true;
   }
 
@@ -167,8 +183,10 @@ class DecodeLoop {
     };
     const int left = opt_.max_new_tokens - static_cast<int>(res_.ids.size());
     std::vector<int> out;
-    opt_.speculative->Step(session_, history_, opt_.sampling, edit, left, out,
-                           opt_.logprobs >= 0 ? &raw_ : nullptr);
+    Compute([&] {
+      opt_.speculative->Step(session_, history_, opt_.sampling, edit, left, out,
+                             opt_.logprobs >= 0 ? &raw_ : nullptr);
+    });
     queued_.assign(out.begin(), out.end());
     queued_row_ = 0;
     return true;
@@ -193,7 +211,7 @@ class DecodeLoop {
   void FinishSpeculation() {
     session_.Rewind(session_.position() - static_cast<int>(queued_.size()));
     queued_.clear();
-    opt_.speculative->Finish(history_);
+    Compute([&] { opt_.speculative->Finish(history_); });
   }
 
   // Streams the text of `id`; false (with the reason set) once a stop string completed or the

@@ -26,6 +26,9 @@ class SpeculativeDecoder;  // generation/speculative.h
 enum class StopReason { kMaxTokens, kEos, kStopString, kContextFull, kCancelled, kGrammar };
 const char* StopReasonName(StopReason r);
 
+// Runs `work` (which may throw) and returns when it is done.
+using ComputeFn = std::function<void(const std::function<void()>& work)>;
+
 struct GenerateOptions {
   int max_new_tokens = 256;
   bool stop_at_eos = true;
@@ -45,6 +48,10 @@ struct GenerateOptions {
   TokenConstraint* constraint = nullptr;
   // Runs the prefill and decode forward passes (not prompt scoring); empty: Session::Forward.
   ForwardFn forward;
+  // Runs the rest of the model work where the forward passes belong: prompt scoring, speculative
+  // steps, and the prefill when there is no forward hook (the server's stepping thread,
+  // server/step_batcher.h). Empty: on the calling thread.
+  ComputeFn compute;
   // The session already holds prompt[0, cached_prompt) (a reused prefix, docs/server.md "Prefix
   // cache"): only the rest is fed, while the penalties still see the whole prompt. Must be less
   // than the prompt's length and equal the session's position; 0 without score_prompt.

@@ -95,7 +95,7 @@ void UsePrefixStore(PrefixStore& store, SlotScheduler::Lease& lease, std::span<c
 
 // RunCompletion on a slot, on the calling (connection) thread with the slot's OpenMP team size:
 // omp_set_num_threads() sets it for this thread's parallel regions only.
-// With batching, the forward passes run on the batcher's thread and this one only samples; with
+// With batching, all model work runs on the batcher's thread and this one only samples; with
 // the prefix cache, the slot's last request's KV is reused (docs/server.md).
 CompletionResult RunOnSlot(ServerState& st, SlotScheduler::Lease& lease,
                            std::span<const int> prompt, const GenerationParams& gen,

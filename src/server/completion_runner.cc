@@ -88,6 +88,10 @@ CompletionResult RunCompletion(Session& session, const Tokenizer& tok, std::span
       b->Forward(s, t, l);
     };
   }
+  // The rest of the model work (speculative steps, prompt scoring) runs on the stepping thread
+  // too, between its steps (server/step_batcher.h).
+  if (run.batcher)
+    go.compute = [b = run.batcher](const std::function<void()>& work) { b->Exclusive(work); };
   if (run.held) run.held->clear();  // until it holds what the session holds again, below
   Sampler sampler(params.sampling);
   std::optional<GrammarConstraint> constraint;

@@ -122,7 +122,14 @@ void HandleEmbeddings(ServerState& st, const httplib::Request& req, httplib::Res
   size_t tokens = 0;
   for (size_t i = 0; i < r.inputs.size(); ++i) {
     Session session(st.model, static_cast<int>(r.inputs[i].size()));
-    const std::vector<float> v = Embed(session, r.inputs[i], r.options);
+    std::vector<float> v;
+    // With batching, on the stepping thread between two steps (server/step_batcher.h: no second
+    // OpenMP team); otherwise on this one, with a slot's share of the cores.
+    const auto embed = [&] { v = Embed(session, r.inputs[i], r.options); };
+    if (st.batcher)
+      st.batcher->Exclusive(embed);
+    else
+      embed();
     tokens += r.inputs[i].size();
     data.push_back({{"object", "embedding"},
                     {"index", i},

@@ -12,7 +12,6 @@ namespace elm::server {
 StepBatcher::StepBatcher(std::shared_ptr<const Model> model, int threads, int prefill_chunk,
                          int max_wait_us)
     : step_(std::move(model)),
-      threads_(threads),
       prefill_chunk_(std::max(1, prefill_chunk)),
       max_wait_us_(std::max(0, max_wait_us)),
       team_(threads > 0 ? threads : omp_get_max_threads()) {
@@ -56,40 +55,44 @@ void StepBatcher::Forward(Session& session, std::span<const int> tokens,
   if (session.position() + static_cast<int>(tokens.size()) > session.context())
     Fail(tokens.size(), " tokens after ", session.position(),
          " in the cache exceed the context of ", session.context(), " tokens");
-  std::unique_lock<std::mutex> lock(mu_);
-  if (stop_) Fail("the step batcher has stopped");
-  if (members_ <= 1 && pending_.empty() && !stepping_) {
-    // The only stream: its forward pass runs on its own thread, sparing the hand-over to the
-    // stepping thread and back (two thread wake-ups per token, slow on a loaded machine).
-    stepping_ = true;
-    lock.unlock();
-    const int own = omp_get_max_threads();
-    omp_set_num_threads(team_);
-    std::exception_ptr error;
-    try {
-      session.Forward(tokens, logits);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    omp_set_num_threads(own);
-    lock.lock();
-    stepping_ = false;
-    ++stats_.steps;
-    ++stats_.sequences;
-    stats_.rows += tokens.size();
-    lock.unlock();
-    work_cv_.notify_all();  // a stream that joined meanwhile waits for this one
-    if (error) std::rethrow_exception(error);
-    return;
-  }
   Job job;
   job.session = &session;
   job.tokens = tokens;
   job.logits = &logits;
-  pending_.push_back(&job);
+  Submit(job, pending_);
+}
+
+void StepBatcher::Exclusive(const std::function<void()>& work) {
+  Job job;
+  job.work = &work;
+  Submit(job, exclusive_);
+}
+
+void StepBatcher::Submit(Job& job, std::vector<Job*>& queue) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stop_) Fail("the step batcher has stopped");
+  queue.push_back(&job);
   work_cv_.notify_all();
   done_cv_.wait(lock, [&] { return job.finished; });
   if (job.error) std::rethrow_exception(job.error);
+}
+
+void StepBatcher::RunExclusive(std::unique_lock<std::mutex>& lock) {
+  while (!exclusive_.empty()) {
+    Job* j = exclusive_.front();
+    exclusive_.erase(exclusive_.begin());
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      (*j->work)();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    j->error = error;
+    j->finished = true;
+    done_cv_.notify_all();
+  }
 }
 
 void StepBatcher::Loop() {
@@ -98,23 +101,29 @@ void StepBatcher::Loop() {
   std::vector<Job*> in_step;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || (!pending_.empty() && !stepping_); });
+    work_cv_.wait(lock, [&] { return stop_ || !pending_.empty() || !exclusive_.empty(); });
     if (stop_) {
-      // Forward refuses new jobs once stop_ is set; fail the ones already waiting.
-      for (Job* j : pending_) {
-        j->error = std::make_exception_ptr(Error("the server is stopping"));
-        j->finished = true;
+      // Forward and Exclusive refuse new jobs once stop_ is set; fail the ones already waiting.
+      for (auto* queue : {&pending_, &exclusive_}) {
+        for (Job* j : *queue) {
+          j->error = std::make_exception_ptr(Error("the server is stopping"));
+          j->finished = true;
+        }
+        queue->clear();
       }
-      pending_.clear();
       done_cv_.notify_all();
       return;
     }
+    RunExclusive(lock);
+    if (pending_.empty()) continue;
     // Give the other streams a moment to hand in their next token, so they share this step.
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::microseconds(max_wait_us_);
-    work_cv_.wait_until(lock, deadline,
-                        [&] { return stop_ || static_cast<int>(pending_.size()) >= members_; });
+    work_cv_.wait_until(lock, deadline, [&] {
+      return stop_ || !exclusive_.empty() || static_cast<int>(pending_.size()) >= members_;
+    });
     if (stop_) continue;
+    RunExclusive(lock);
 
     // Decoding streams take one row each; prompts share the prefill budget in arrival order
     // (the whole step's worth when nothing is decoding).

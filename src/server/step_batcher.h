@@ -3,13 +3,19 @@
 // stream. A slot's thread hands its tokens over and blocks until they ran: sampling, stop strings
 // and streaming stay in the one decode loop (generation/generator.h), per sequence. Streams join
 // and leave between steps; a prompt longer than the prefill budget is split over several steps,
-// so streams already decoding keep getting a token per step while it fills. A stream that is the
-// only one runs its forward passes on its own thread (no hand-over), with the steps' team.
+// so streams already decoding keep getting a token per step while it fills.
+// The stepping thread is the only one of the server that computes with the model while batching
+// is on: a lone stream's forward passes, speculative steps, prompt scoring and embeddings are
+// handed to it too (Forward, Exclusive). Every other thread that ran an OpenMP parallel region
+// would keep a team of its own, and once libgomp manages more threads than there are cores it
+// spins only ~100 times at a barrier before sleeping: every step's many barriers would then cost
+// a futex wake-up each (measured: 10x the context switches, batched BF16 ~10% slower).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -50,6 +56,12 @@ class StepBatcher {
   // row's. Throws elm::Error as Session::Forward does (checked before anything runs).
   void Forward(Session& session, std::span<const int> tokens, std::vector<float>& logits);
 
+  // Runs `work` (model compute that is not one forward pass of a stream: a speculative step,
+  // prompt scoring, an embedding) on the stepping thread between two steps, with the steps'
+  // OpenMP team, and waits for it; its exception is rethrown here. `work` must not call Forward
+  // or Exclusive.
+  void Exclusive(const std::function<void()>& work);
+
   struct Stats {
     uint64_t steps = 0;
     uint64_t rows = 0;       // tokens run, over all steps
@@ -59,6 +71,7 @@ class StepBatcher {
 
  private:
   struct Job {
+    const std::function<void()>* work = nullptr;  // set: an Exclusive job
     Session* session = nullptr;
     std::span<const int> tokens;
     std::vector<float>* logits = nullptr;
@@ -67,19 +80,23 @@ class StepBatcher {
     std::exception_ptr error;
   };
   void Loop();
+  // Hands `job` over on `queue` (pending_ or exclusive_) and waits for it.
+  void Submit(Job& job, std::vector<Job*>& queue);
+  // Runs the pending Exclusive jobs, in arrival order (mu_ held by `lock`, released while each
+  // runs).
+  void RunExclusive(std::unique_lock<std::mutex>& lock);
 
   BatchStep step_;
-  const int threads_;
   const int prefill_chunk_;
   const int max_wait_us_;
   const int team_;  // OpenMP threads of a step (threads, or the constructing thread's default)
   mutable std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
-  std::vector<Job*> pending_;  // guarded by mu_, in arrival order
-  int members_ = 0;            // guarded by mu_
-  bool stop_ = false;          // guarded by mu_
-  bool stepping_ = false;      // a lone stream is running its own step (guarded by mu_)
-  Stats stats_;                // guarded by mu_
+  std::vector<Job*> pending_;    // forward passes, guarded by mu_, in arrival order
+  std::vector<Job*> exclusive_;  // Exclusive jobs, guarded by mu_, in arrival order
+  int members_ = 0;              // guarded by mu_
+  bool stop_ = false;            // guarded by mu_
+  Stats stats_;                  // guarded by mu_
   std::thread thread_;
 };
 

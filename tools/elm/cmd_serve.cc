@@ -12,7 +12,10 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <exception>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "base/error.h"
@@ -32,6 +35,21 @@ static_assert(std::atomic<int>::is_always_lock_free);
 
 void OnSignal(int sig) {
   g_signal.store(sig);
+}
+
+// Runs `work` on a new thread and waits for it, rethrowing its exception here. libgomp keeps the
+// team of a thread that ran a parallel region until that thread ends.
+void OnPassingThread(const std::function<void()>& work) {
+  std::exception_ptr error;
+  std::thread t([&] {
+    try {
+      work();
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 struct ServeOpts {
@@ -140,21 +158,29 @@ void RegisterServe(CLI::App& app) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    LoadOptions lo;
-    lo.weights = ParseWeightsFlag(o->weights);
-    lo.mmap = !o->no_mmap;
-    lo.lora = o->lora;
-    lo.exact = o->exact;
-    auto model = Model::Load(o->model, lo);
-    WarnIfBeyondTrainedContext(o->server.context, model->config().max_context);
-    Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
-    // Speculative decoding: a drafter per slot, each with a KV cache of the slot's context.
-    o->server.make_drafter = MakeDrafterFactory(
-        o->speculative, model, &tok,
-        o->server.context > 0 ? o->server.context : model->config().max_context, o->server.kv_type);
-    o->server.draft_max = o->speculative.draft_max;
-    server::Server srv(model, std::move(tok), o->server);
-    const int port = srv.Bind();
+    // Loading may run OpenMP regions (converting or packing weights, a draft model too). It runs
+    // on a thread of its own that ends before serving, and its OpenMP team with it: with batching
+    // the stepping thread's team must be the process's only one (server/step_batcher.h; a packed
+    // Q8_0 server otherwise made ~17,000 context switches a second and ran ~20% slower).
+    std::optional<server::Server> srv;
+    OnPassingThread([&] {
+      LoadOptions lo;
+      lo.weights = ParseWeightsFlag(o->weights);
+      lo.mmap = !o->no_mmap;
+      lo.lora = o->lora;
+      lo.exact = o->exact;
+      auto model = Model::Load(o->model, lo);
+      WarnIfBeyondTrainedContext(o->server.context, model->config().max_context);
+      Tokenizer tok = LoadTokenizerFor(o->model, o->tokenizer);
+      // Speculative decoding: a drafter per slot, each with a KV cache of the slot's context.
+      o->server.make_drafter = MakeDrafterFactory(
+          o->speculative, model, &tok,
+          o->server.context > 0 ? o->server.context : model->config().max_context,
+          o->server.kv_type);
+      o->server.draft_max = o->speculative.draft_max;
+      srv.emplace(model, std::move(tok), o->server);
+    });
+    const int port = srv->Bind();
     std::atomic<bool> done{false};
     std::thread waiter([&srv, &signals, &done] {
       while (!done.load()) {
@@ -164,7 +190,7 @@ void RegisterServe(CLI::App& app) {
         if (sig > 0) {
           std::fprintf(stderr, "\nelm serve: %s received, shutting down\n",
                        sig == SIGINT ? "SIGINT" : "SIGTERM");
-          srv.Stop();
+          srv->Stop();
           return;
         }
       }
@@ -173,12 +199,12 @@ void RegisterServe(CLI::App& app) {
     std::fprintf(stderr,
                  "elm serve: %s on http://%s:%d/ (%d slot%s of %d thread%s, queue %d)%s\n"
                  "Press Ctrl+C to stop.\n",
-                 srv.model_id().c_str(), o->server.host.c_str(), port, o->server.parallel,
-                 o->server.parallel == 1 ? "" : "s", srv.threads_per_slot(),
-                 srv.threads_per_slot() == 1 ? "" : "s", o->server.queue,
+                 srv->model_id().c_str(), o->server.host.c_str(), port, o->server.parallel,
+                 o->server.parallel == 1 ? "" : "s", srv->threads_per_slot(),
+                 srv->threads_per_slot() == 1 ? "" : "s", o->server.queue,
                  o->server.api_key.empty() ? "" : ", API key required");
     std::fflush(stderr);
-    srv.Run();
+    srv->Run();
     done = true;  // Run() also returns if listening failed
     waiter.join();
     std::fprintf(stderr, "elm serve: stopped\n");
