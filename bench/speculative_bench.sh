@@ -11,6 +11,9 @@
 #
 #   bench/speculative_bench.sh [WORKDIR] [THREADS]      (defaults: build/compare, 2)
 #   N=64 REPS=3 MODELS="m270 shakespeare" bench/speculative_bench.sh
+# MODELS also takes model paths: a 270M shape with trained distributions comes from
+# configs/openelm_270M_shakespeare_probe.yaml (its header: train, convert, then
+# MODELS=build/compare/m270-probe N=100; its 128-token context leaves out the lookup rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-build/compare}"
@@ -40,6 +43,8 @@ run() {
   local tps acc
   tps=$(sed -n 's/.*generated [0-9]* tokens, \([0-9.]*\) tokens\/s.*/\1/p' <<<"$err")
   acc=$(sed -n 's/.*accepted (\([0-9.]*\)%).*/\1/p' <<<"$err")
+  # A run that failed (e.g. a prompt and N past a short model's context) says why, once per run.
+  [ -n "$tps" ] || grep -m1 -i error <<<"$err" >&2 || true
   echo "${tps:-0} ${acc:--}"
 }
 
