@@ -43,8 +43,9 @@ bool AvoidSpinningOnABusyMachine() {
 // stream threads sample, write to their sockets and hand in the next token, so workers that spin
 // for the whole default count take the cores from them, while sleeping after every region
 // (passive) pays a futex wake-up per region. GOMP_SPINCOUNT=30000 (tens of microseconds) measured
-// faster than both, on an idle machine and beside two CPU-bound processes (docs/performance.md,
-// "Serving"). A user's own setting is again left alone.
+// faster than passive always, and than the default count beside two CPU-bound processes; on an
+// idle machine the two counts serve alike (docs/performance.md, "Serving"). A user's own setting
+// is again left alone.
 bool SpinBrieflyWhenServing(int argc, char** argv) {
   if (argc < 2 || std::string_view(argv[1]) != "serve") return false;
   if (std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr)
